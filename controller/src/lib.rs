@@ -1,0 +1,8 @@
+//! Cluster lifecycle, idle policy and backend drivers. Knows nothing about wire protocols.
+
+pub mod cluster;
+pub mod driver;
+pub mod process;
+
+pub use cluster::{CheckpointReply, Cluster, ClusterState, DrainCmd, SleepError};
+pub use driver::{BackendInfo, Driver, DriverError};

@@ -1,0 +1,4 @@
+//! Password authentication math shared by the client-facing and backend-facing sides.
+
+pub mod md5;
+pub mod scram;

@@ -1,0 +1,10 @@
+//! PostgreSQL frontend/backend protocol v3.
+
+pub mod capture;
+pub mod frame;
+pub mod message;
+pub mod parse;
+pub mod replay;
+pub mod snapshot;
+pub mod sql;
+pub mod tracker;

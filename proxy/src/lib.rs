@@ -1,0 +1,1 @@
+//! torpor proxy library
