@@ -1,1 +1,459 @@
-//! in progress
+//! One backend database and its lifecycle: standby → waking → running → draining → stopping.
+//!
+//! Sessions take part in a drain through a channel of [`DrainCmd`]s, so this module never needs
+//! to know which wire protocol they speak.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::driver::{BackendInfo, Driver, DriverError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    Standby,
+    Waking,
+    Running,
+    Draining,
+    Stopping,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::Standby => "standby",
+            ClusterState::Waking => "waking",
+            ClusterState::Running => "running",
+            ClusterState::Draining => "draining",
+            ClusterState::Stopping => "stopping",
+        }
+    }
+}
+
+/// Sent by the drain coordinator to each attached session.
+#[derive(Debug)]
+pub enum DrainCmd {
+    /// Phase 1: at a safe point, capture state and put the snapshot durably, then reply.
+    Checkpoint(oneshot::Sender<CheckpointReply>),
+    /// Phase 2: every snapshot is durable; drop the backend connection and park.
+    Commit,
+    /// The drain was called off; keep the backend connection.
+    Abort,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointReply {
+    /// Snapshot is durable; waiting for Commit or Abort.
+    Ready,
+    /// Non-transferable state; the text names it for operators.
+    Blocked(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SleepError {
+    #[error("drain refused: {}", .0.join("; "))]
+    Blocked(Vec<String>),
+    #[error("backend failed to stop: {0}")]
+    Driver(#[from] DriverError),
+}
+
+/// A session's id and the channel its drain commands arrive on.
+pub type Participant = (u64, mpsc::UnboundedSender<DrainCmd>);
+
+/// What a session learns when client bytes arrive while its snapshot is prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// The drain was not committed yet and is now aborted: keep using the backend.
+    Attached,
+    /// The drain committed: the backend is going away; the session is parked.
+    Parked,
+}
+
+struct Inner {
+    state: ClusterState,
+    backend: Option<BackendInfo>,
+    /// Set when anything needs the backend while phase 1 of a drain is running.
+    drain_aborted: bool,
+    /// Why the last drain was refused; cleared when a drain succeeds or the cluster stops.
+    blockers: Vec<String>,
+    participants: HashMap<u64, mpsc::UnboundedSender<DrainCmd>>,
+}
+
+/// Counters exported as metrics.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub wakes: AtomicU64,
+    pub wake_failures: AtomicU64,
+    pub drains: AtomicU64,
+    pub drains_refused: AtomicU64,
+    pub drains_aborted: AtomicU64,
+}
+
+pub struct Cluster {
+    name: String,
+    idle_timeout: Duration,
+    driver: Box<dyn Driver>,
+    inner: Mutex<Inner>,
+    state_tx: watch::Sender<ClusterState>,
+    /// Sessions with a query in flight, an open transaction or a COPY.
+    busy: AtomicUsize,
+    last_activity: Mutex<Instant>,
+    activity_tx: watch::Sender<u64>,
+    /// Serialises drains and wakes' driver calls against each other.
+    lifecycle: tokio::sync::Mutex<()>,
+    pub stats: ClusterStats,
+}
+
+/// How long a session may take to checkpoint (large temp tables take a while).
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Cluster {
+    pub fn new(name: impl Into<String>, idle_timeout: Duration, driver: Box<dyn Driver>) -> Self {
+        let (state_tx, _) = watch::channel(ClusterState::Standby);
+        let (activity_tx, _) = watch::channel(0);
+        Cluster {
+            name: name.into(),
+            idle_timeout,
+            driver,
+            inner: Mutex::new(Inner {
+                state: ClusterState::Standby,
+                backend: None,
+                drain_aborted: false,
+                blockers: Vec::new(),
+                participants: HashMap::new(),
+            }),
+            state_tx,
+            busy: AtomicUsize::new(0),
+            last_activity: Mutex::new(Instant::now()),
+            activity_tx,
+            lifecycle: tokio::sync::Mutex::new(()),
+            stats: ClusterStats::default(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    pub fn state(&self) -> ClusterState {
+        self.lock().state
+    }
+
+    pub fn backend_pid(&self) -> Option<u32> {
+        self.driver.pid()
+    }
+
+    pub fn blockers(&self) -> Vec<String> {
+        self.lock().blockers.clone()
+    }
+
+    /// The backend's address, if it is up and not going away.
+    pub fn running_backend(&self) -> Option<BackendInfo> {
+        let inner = self.lock();
+        match inner.state {
+            ClusterState::Running | ClusterState::Draining => inner.backend.clone(),
+            _ => None,
+        }
+    }
+
+    pub async fn prepare(&self) -> Result<(), DriverError> {
+        self.driver.prepare().await
+    }
+
+    /// The backend to connect to, starting it if needed. Many callers at once cause one start.
+    /// Calling this during phase 1 of a drain aborts the drain.
+    ///
+    /// `join` registers a drain participant in the same step, so no drain can stop the backend
+    /// between this call returning and the caller's connection being set up.
+    pub async fn wake(&self, mut join: Option<Participant>) -> Result<BackendInfo, DriverError> {
+        let mut rx = self.state_tx.subscribe();
+        loop {
+            {
+                let mut inner = self.lock();
+                match inner.state {
+                    ClusterState::Running | ClusterState::Draining => {
+                        if inner.state == ClusterState::Draining {
+                            inner.drain_aborted = true;
+                        }
+                        if let Some(b) = inner.backend.clone() {
+                            if let Some((id, tx)) = join.take() {
+                                inner.participants.insert(id, tx);
+                            }
+                            return Ok(b);
+                        }
+                    }
+                    ClusterState::Standby => {
+                        self.set_state(&mut inner, ClusterState::Waking);
+                        drop(inner);
+                        return self.start_backend(join.take()).await;
+                    }
+                    ClusterState::Waking | ClusterState::Stopping => {}
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(DriverError::Failed("cluster is shutting down".into()));
+            }
+        }
+    }
+
+    async fn start_backend(&self, join: Option<Participant>) -> Result<BackendInfo, DriverError> {
+        let _guard = self.lifecycle.lock().await;
+        let started = Instant::now();
+        let result = self.driver.start().await;
+        let mut inner = self.lock();
+        match &result {
+            Ok(info) => {
+                inner.backend = Some(info.clone());
+                if let Some((id, tx)) = join {
+                    inner.participants.insert(id, tx);
+                }
+                self.stats.wakes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(cluster = %self.name, pid = ?info.pid, elapsed_ms = started.elapsed().as_millis() as u64, "backend started");
+                self.set_state(&mut inner, ClusterState::Running);
+            }
+            Err(e) => {
+                self.stats.wake_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(cluster = %self.name, error = %e, "backend failed to start");
+                self.set_state(&mut inner, ClusterState::Standby);
+            }
+        }
+        drop(inner);
+        self.touch();
+        result
+    }
+
+    /// An attached session joins drains until it parks or ends.
+    pub fn register(&self, id: u64, tx: mpsc::UnboundedSender<DrainCmd>) {
+        self.lock().participants.insert(id, tx);
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.lock().participants.remove(&id);
+    }
+
+    pub fn attached_count(&self) -> usize {
+        self.lock().participants.len()
+    }
+
+    /// A prepared session got client bytes: abort the drain if it isn't committed yet.
+    pub fn resume(&self) -> Resume {
+        let mut inner = self.lock();
+        match inner.state {
+            ClusterState::Draining => {
+                inner.drain_aborted = true;
+                Resume::Attached
+            }
+            ClusterState::Running => Resume::Attached,
+            _ => Resume::Parked,
+        }
+    }
+
+    /// A session became busy (query in flight, transaction, COPY).
+    pub fn busy_start(&self) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+    }
+
+    pub fn busy_end(&self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+        self.touch();
+    }
+
+    pub fn busy_sessions(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_activity.lock() {
+            *t = Instant::now();
+        }
+        self.activity_tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_activity
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// Drain every session and stop the backend. Ok once the cluster is in standby.
+    pub async fn sleep(&self) -> Result<(), SleepError> {
+        let _guard = self.lifecycle.lock().await;
+        let participants: Vec<(u64, mpsc::UnboundedSender<DrainCmd>)> = {
+            let mut inner = self.lock();
+            match inner.state {
+                ClusterState::Standby => return Ok(()),
+                ClusterState::Running => {}
+                other => {
+                    return Err(SleepError::Blocked(vec![format!(
+                        "cluster is {}",
+                        other.as_str()
+                    )]));
+                }
+            }
+            inner.drain_aborted = false;
+            self.set_state(&mut inner, ClusterState::Draining);
+            inner
+                .participants
+                .iter()
+                .map(|(id, tx)| (*id, tx.clone()))
+                .collect()
+        };
+        tracing::info!(cluster = %self.name, sessions = participants.len(), "drain: phase 1 (checkpoint)");
+
+        let mut waiting = Vec::with_capacity(participants.len());
+        let mut blockers = Vec::new();
+        for (id, tx) in &participants {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            if tx.send(DrainCmd::Checkpoint(reply_tx)).is_ok() {
+                waiting.push((*id, reply_rx));
+            }
+            // A send error means the session just ended: nothing to carry over.
+        }
+        for (id, rx) in waiting {
+            match tokio::time::timeout(CHECKPOINT_TIMEOUT, rx).await {
+                Ok(Ok(CheckpointReply::Ready)) => {}
+                Ok(Ok(CheckpointReply::Blocked(why))) => blockers.push(why),
+                // The session ended while checkpointing; it holds nothing any more.
+                Ok(Err(_)) => {}
+                Err(_) => blockers.push(format!("session {id}: checkpoint timed out")),
+            }
+        }
+
+        let aborted = {
+            let mut inner = self.lock();
+            let aborted = inner.drain_aborted || !blockers.is_empty();
+            if aborted {
+                if blockers.is_empty() {
+                    self.stats.drains_aborted.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
+                    inner.blockers = blockers.clone();
+                }
+                self.set_state(&mut inner, ClusterState::Running);
+            } else {
+                inner.blockers.clear();
+                self.set_state(&mut inner, ClusterState::Stopping);
+            }
+            aborted
+        };
+        let cmd = || if aborted { DrainCmd::Abort } else { DrainCmd::Commit };
+        for (_, tx) in &participants {
+            let _ = tx.send(cmd());
+        }
+        if aborted {
+            if blockers.is_empty() {
+                tracing::info!(cluster = %self.name, "drain aborted: client activity");
+                return Err(SleepError::Blocked(vec![
+                    "client activity during drain".into(),
+                ]));
+            }
+            tracing::warn!(cluster = %self.name, blockers = ?blockers, "drain refused");
+            return Err(SleepError::Blocked(blockers));
+        }
+
+        tracing::info!(cluster = %self.name, "drain: phase 2 (stop backend)");
+        let result = self.driver.stop().await;
+        let mut inner = self.lock();
+        match result {
+            Ok(()) => {
+                inner.backend = None;
+                self.stats.drains.fetch_add(1, Ordering::Relaxed);
+                self.set_state(&mut inner, ClusterState::Standby);
+                tracing::info!(cluster = %self.name, "cluster in standby");
+                Ok(())
+            }
+            Err(e) => {
+                // The sessions are parked with durable snapshots either way; mark standby only
+                // if the process is really gone so a wake starts a fresh one.
+                if self.driver.pid().is_none() {
+                    inner.backend = None;
+                    self.set_state(&mut inner, ClusterState::Standby);
+                } else {
+                    self.set_state(&mut inner, ClusterState::Running);
+                }
+                Err(SleepError::Driver(e))
+            }
+        }
+    }
+
+    /// Stop the backend without draining (torpor itself is shutting down).
+    pub async fn shutdown(&self) -> Result<(), DriverError> {
+        let _guard = self.lifecycle.lock().await;
+        {
+            let mut inner = self.lock();
+            self.set_state(&mut inner, ClusterState::Stopping);
+        }
+        let result = self.driver.stop().await;
+        let mut inner = self.lock();
+        inner.backend = None;
+        self.set_state(&mut inner, ClusterState::Standby);
+        result
+    }
+
+    /// Drains the cluster whenever it has been idle for idle_timeout. Runs until dropped.
+    pub async fn idle_loop(&self) {
+        let mut state_rx = self.state_tx.subscribe();
+        let mut activity_rx = self.activity_tx.subscribe();
+        loop {
+            if *state_rx.borrow_and_update() != ClusterState::Running {
+                if state_rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            if self.busy_sessions() > 0 {
+                // Wait for the next busy/idle transition.
+                tokio::select! {
+                    r = activity_rx.changed() => if r.is_err() { return },
+                    r = state_rx.changed() => if r.is_err() { return },
+                }
+                continue;
+            }
+            let idle = self.idle_for();
+            if idle < self.idle_timeout {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.idle_timeout - idle) => {}
+                    r = state_rx.changed() => if r.is_err() { return },
+                }
+                continue;
+            }
+            match self.sleep().await {
+                Ok(()) => {}
+                Err(SleepError::Blocked(_)) => {
+                    // Don't spin on a blocker (e.g. a WITH HOLD cursor): wait for activity or a while.
+                    let pause = self.idle_timeout.max(Duration::from_secs(1));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        r = activity_rx.changed() => if r.is_err() { return },
+                    }
+                }
+                Err(SleepError::Driver(e)) => {
+                    tracing::error!(cluster = %self.name, error = %e, "stop failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-update; the state is still
+        // the best we have.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_state(&self, inner: &mut Inner, state: ClusterState) {
+        inner.state = state;
+        self.state_tx.send_replace(state);
+    }
+}

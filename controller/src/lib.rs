@@ -4,5 +4,7 @@ pub mod cluster;
 pub mod driver;
 pub mod process;
 
-pub use cluster::{CheckpointReply, Cluster, ClusterState, DrainCmd, SleepError};
+pub use cluster::{
+    CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCmd, Participant, Resume, SleepError,
+};
 pub use driver::{BackendInfo, Driver, DriverError};
