@@ -1,1 +1,2 @@
 //! shared helpers for end-to-end tests
+pub mod s3;

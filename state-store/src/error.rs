@@ -1,0 +1,24 @@
+/// Everything that can go wrong opening a store or moving a snapshot in or out of it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Bad url or option; the message names the setting and the problem.
+    #[error("state store config: {0}")]
+    Config(String),
+    /// No snapshot is stored under the key.
+    #[error("no snapshot for {0}")]
+    NotFound(String),
+    /// The object is not a snapshot we can read: bad magic, unknown version, checksum
+    /// mismatch, truncation or an undecodable body.
+    #[error("corrupt snapshot: {0}")]
+    Corrupt(String),
+    /// The envelope belongs to another cluster or session than the key asked for; replaying it
+    /// would hand one client another session's state.
+    #[error("snapshot belongs to another session: {0}")]
+    WrongSession(String),
+    /// The object store or the network failed.
+    #[error("state store backend: {0}")]
+    Backend(String),
+    /// The value could not be serialised into an envelope.
+    #[error("snapshot encode: {0}")]
+    Encode(String),
+}

@@ -1,0 +1,285 @@
+use std::sync::Arc;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::{Path, PathPart};
+use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::strip_userinfo;
+use crate::{SnapshotKey, StoreConfig, StoreError, envelope};
+
+/// A snapshot store. Cheap to clone; clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn ObjectStore>,
+    prefix: Path,
+    description: String,
+}
+
+// Only the description: the backend's own Debug may include credential providers.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Store")
+            .field(&self.inner.description)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Builds the backend named by `cfg.url`. Does no I/O beyond creating a `file://` directory.
+    pub fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
+        let url = cfg.url.trim();
+        let (backend, prefix): (Arc<dyn ObjectStore>, Path) =
+            if let Some(rest) = url.strip_prefix("s3://") {
+                open_s3(cfg, rest)?
+            } else if let Some(dir) = url.strip_prefix("file://") {
+                (open_file(dir)?, Path::ROOT)
+            } else if url == "memory://" || url == "memory:" {
+                (Arc::new(InMemory::new()), Path::ROOT)
+            } else {
+                return Err(StoreError::Config(format!(
+                    "url {url:?}: unsupported scheme, expected s3://bucket[/prefix], \
+                     file:///absolute/dir or memory://"
+                )));
+            };
+
+        let mut description = strip_userinfo(url);
+        if let Some(endpoint) = &cfg.endpoint {
+            description.push_str(&format!(" (endpoint {})", strip_userinfo(endpoint)));
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                prefix,
+                description,
+            }),
+        })
+    }
+
+    /// Writes the snapshot; returns once the backend reports it durably stored.
+    pub async fn put<T: Serialize>(&self, key: &SnapshotKey, value: &T) -> Result<(), StoreError> {
+        let location = self.location(key)?;
+        let bytes = envelope::encode(key, value)?;
+        let len = bytes.len();
+        self.inner
+            .backend
+            .put(&location, PutPayload::from(bytes))
+            .await
+            .map_err(|e| backend_error("put", key, e))?;
+        tracing::debug!(%key, bytes = len, "snapshot stored");
+        Ok(())
+    }
+
+    /// Reads and verifies the snapshot stored for `key`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &SnapshotKey) -> Result<T, StoreError> {
+        let location = self.location(key)?;
+        let bytes = async { self.inner.backend.get(&location).await?.bytes().await }
+            .await
+            .map_err(|e| backend_error("get", key, e))?;
+        tracing::debug!(%key, bytes = bytes.len(), "snapshot loaded");
+        envelope::decode(key, &bytes)
+    }
+
+    /// Removes the snapshot; a key with no snapshot is not an error.
+    pub async fn delete(&self, key: &SnapshotKey) -> Result<(), StoreError> {
+        let location = self.location(key)?;
+        match self.inner.backend.delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend_error("delete", key, e)),
+        }
+    }
+
+    /// Where snapshots go, for logs; never contains credentials.
+    pub fn describe(&self) -> String {
+        self.inner.description.clone()
+    }
+
+    fn location(&self, key: &SnapshotKey) -> Result<Path, StoreError> {
+        if key.cluster.is_empty() {
+            return Err(StoreError::Config(
+                "snapshot key: cluster name is empty".into(),
+            ));
+        }
+        let cluster = PathPart::parse(&key.cluster).map_err(|e| {
+            StoreError::Config(format!(
+                "snapshot key: cluster name {:?} cannot be an object key segment: {e}",
+                key.cluster
+            ))
+        })?;
+        Ok(self
+            .inner
+            .prefix
+            .clone()
+            .join(cluster)
+            .join(key.session.to_string().as_str()))
+    }
+}
+
+fn backend_error(op: &str, key: &SnapshotKey, e: object_store::Error) -> StoreError {
+    match e {
+        object_store::Error::NotFound { .. } => StoreError::NotFound(key.to_string()),
+        e => StoreError::Backend(format!("{op} {key}: {e}")),
+    }
+}
+
+fn open_file(dir: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    if !dir.starts_with('/') {
+        return Err(StoreError::Config(format!(
+            "url file://{dir}: the path must be absolute (file:///abs/dir); relative paths \
+             are not allowed"
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        StoreError::Config(format!("url file://{dir}: cannot create directory: {e}"))
+    })?;
+    let fs = LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| StoreError::Config(format!("url file://{dir}: {e}")))?
+        // put must not return before the file and its directory entry are on disk.
+        .with_fsync(true);
+    Ok(Arc::new(fs))
+}
+
+fn open_s3(cfg: &StoreConfig, rest: &str) -> Result<(Arc<dyn ObjectStore>, Path), StoreError> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(StoreError::Config(format!(
+            "url s3://{rest}: bucket name is missing (s3://bucket/optional/prefix)"
+        )));
+    }
+    let prefix = Path::parse(prefix)
+        .map_err(|e| StoreError::Config(format!("url s3://{rest}: bad prefix: {e}")))?;
+
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(endpoint) = &cfg.endpoint {
+        // AWS_ENDPOINT_URL_S3 would otherwise win over an endpoint given in the config.
+        b = b
+            .with_endpoint(endpoint)
+            .with_config(AmazonS3ConfigKey::S3Endpoint, endpoint)
+            .with_virtual_hosted_style_request(false);
+    }
+    if let Some(region) = &cfg.region {
+        b = b.with_region(region);
+    }
+    if cfg.allow_http {
+        b = b.with_allow_http(true);
+    }
+    if let Some(v) = &cfg.access_key_id {
+        b = b.with_access_key_id(v);
+    }
+    if let Some(v) = &cfg.secret_access_key {
+        b = b.with_secret_access_key(v);
+    }
+    if let Some(v) = &cfg.session_token {
+        b = b.with_token(v);
+    }
+
+    let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint);
+    let allow_http = b.get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp));
+    if let Some(endpoint) = endpoint.filter(|e| e.starts_with("http://"))
+        && allow_http.as_deref() != Some("true")
+    {
+        return Err(StoreError::Config(format!(
+            "endpoint {}: plain http needs allow_http = true (or AWS_ALLOW_HTTP=true)",
+            strip_userinfo(&endpoint)
+        )));
+    }
+
+    install_tls_provider();
+    let s3 = b
+        .build()
+        .map_err(|e| StoreError::Config(format!("url s3://{rest}: {e}")))?;
+    Ok((Arc::new(s3), prefix))
+}
+
+/// reqwest is built without a bundled TLS crypto provider (to stay on ring, not aws-lc) and
+/// panics when building a client if the process has none installed.
+fn install_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: any provider will do.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_err(url: &str) -> String {
+        match Store::open(&StoreConfig::from_url(url)) {
+            Err(StoreError::Config(m)) => m,
+            other => panic!("{url}: expected Config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        assert!(config_err("file://relative/dir").contains("absolute"));
+        assert!(config_err("ftp://x").contains("unsupported scheme"));
+        assert!(config_err("s3://").contains("bucket name is missing"));
+        assert!(config_err("s3:///prefix").contains("bucket name is missing"));
+        assert!(config_err("s3://b/a//c").contains("bad prefix"));
+    }
+
+    #[test]
+    fn http_endpoint_needs_allow_http() {
+        let cfg = StoreConfig {
+            endpoint: Some("http://127.0.0.1:1".into()),
+            access_key_id: Some("a".into()),
+            secret_access_key: Some("b".into()),
+            ..StoreConfig::from_url("s3://bucket")
+        };
+        match Store::open(&cfg) {
+            Err(StoreError::Config(m)) => assert!(m.contains("allow_http"), "{m}"),
+            other => panic!("expected Config error, got {other:?}"),
+        }
+        let ok = Store::open(&StoreConfig {
+            allow_http: true,
+            ..cfg
+        })
+        .unwrap();
+        assert_eq!(ok.describe(), "s3://bucket (endpoint http://127.0.0.1:1)");
+    }
+
+    #[test]
+    fn object_keys() {
+        let key = SnapshotKey {
+            cluster: "pg-main".into(),
+            session: uuid::Uuid::from_u128(7),
+        };
+        let store = Store::open(&StoreConfig::from_url("memory://")).unwrap();
+        assert_eq!(
+            store.location(&key).unwrap().as_ref(),
+            "pg-main/00000000-0000-0000-0000-000000000007"
+        );
+
+        let cfg = StoreConfig {
+            endpoint: Some("https://example.invalid".into()),
+            access_key_id: Some("a".into()),
+            secret_access_key: Some("b".into()),
+            ..StoreConfig::from_url("s3://bucket/tenants/eu/")
+        };
+        let store = Store::open(&cfg).unwrap();
+        assert_eq!(
+            store.location(&key).unwrap().as_ref(),
+            "tenants/eu/pg-main/00000000-0000-0000-0000-000000000007"
+        );
+
+        for bad in ["", "a/b", "..", "x\ny"] {
+            let k = SnapshotKey {
+                cluster: bad.into(),
+                ..key.clone()
+            };
+            assert!(
+                matches!(store.location(&k), Err(StoreError::Config(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}

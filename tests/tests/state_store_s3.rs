@@ -1,0 +1,138 @@
+//! The snapshot store against a real S3 API server over HTTP with SigV4.
+
+use serde::{Deserialize, Serialize};
+use state_store::{SnapshotKey, Store, StoreConfig, StoreError};
+use torpor_tests::s3;
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Snap {
+    settings: Vec<(String, String)>,
+    rows: String,
+}
+
+fn key(cluster: &str) -> SnapshotKey {
+    SnapshotKey {
+        cluster: cluster.into(),
+        session: uuid::Uuid::new_v4(),
+    }
+}
+
+fn snap(rows: &str) -> Snap {
+    Snap {
+        settings: vec![("search_path".into(), "app, public".into())],
+        rows: rows.into(),
+    }
+}
+
+#[tokio::test]
+async fn put_get_delete_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start(dir.path()).await.unwrap();
+    let store = Store::open(&server.store_config("snapshots/eu")).unwrap();
+    assert!(
+        store
+            .describe()
+            .starts_with("s3://torpor-test/snapshots/eu")
+    );
+
+    let k = key("pg-main");
+    store.put(&k, &snap("one")).await.unwrap();
+    let object = server.object_path(&format!("snapshots/eu/pg-main/{}", k.session));
+    assert!(object.is_file(), "{} missing", object.display());
+    assert_eq!(&std::fs::read(&object).unwrap()[..4], b"TRPR");
+
+    assert_eq!(store.get::<Snap>(&k).await.unwrap(), snap("one"));
+    store.put(&k, &snap("two")).await.unwrap();
+    assert_eq!(store.get::<Snap>(&k).await.unwrap(), snap("two"));
+
+    store.delete(&k).await.unwrap();
+    assert!(!object.exists());
+    match store.get::<Snap>(&k).await {
+        Err(StoreError::NotFound(m)) => assert!(m.contains(&k.session.to_string()), "{m}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    store.delete(&k).await.unwrap();
+}
+
+#[tokio::test]
+async fn no_prefix_keys_are_cluster_slash_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start(dir.path()).await.unwrap();
+    let store = Store::open(&server.store_config("")).unwrap();
+    let k = key("c1");
+    store.put(&k, &snap("x")).await.unwrap();
+    assert!(server.object_path(&format!("c1/{}", k.session)).is_file());
+}
+
+#[tokio::test]
+async fn copied_object_is_wrong_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start(dir.path()).await.unwrap();
+    let store = Store::open(&server.store_config("p")).unwrap();
+    let a = key("pg");
+    let b = key("pg");
+    store.put(&a, &snap("a")).await.unwrap();
+    std::fs::copy(
+        server.object_path(&format!("p/pg/{}", a.session)),
+        server.object_path(&format!("p/pg/{}", b.session)),
+    )
+    .unwrap();
+    match store.get::<Snap>(&b).await {
+        Err(StoreError::WrongSession(m)) => assert!(m.contains(&a.session.to_string()), "{m}"),
+        other => panic!("expected WrongSession, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn twenty_megabytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start(dir.path()).await.unwrap();
+    let store = Store::open(&server.store_config("big")).unwrap();
+    let k = key("pg");
+    let mut x: u32 = 0x2545_f491;
+    let rows: String = (0..20 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let value = snap(&rows);
+    store.put(&k, &value).await.unwrap();
+    let back: Snap = store.get(&k).await.unwrap();
+    assert_eq!(back.rows.len(), rows.len());
+    assert!(back == value);
+}
+
+#[tokio::test]
+async fn wrong_secret_is_a_backend_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start(dir.path()).await.unwrap();
+    let cfg = StoreConfig {
+        secret_access_key: Some("not-the-secret".into()),
+        ..server.store_config("p")
+    };
+    let store = Store::open(&cfg).unwrap();
+    match store.put(&key("pg"), &snap("x")).await {
+        Err(StoreError::Backend(m)) => assert!(!m.contains("not-the-secret"), "{m}"),
+        other => panic!("expected Backend error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn dropped_server_stops_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start(dir.path()).await.unwrap();
+    let addr = server.endpoint.trim_start_matches("http://").to_owned();
+    tokio::net::TcpStream::connect(&addr).await.unwrap();
+    drop(server);
+    // The abort lands at the task's next poll; give it a moment.
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(&addr).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{addr} still accepts connections after the server was dropped");
+}
