@@ -177,7 +177,7 @@ impl Cluster {
     pub async fn wake(&self, mut join: Option<Participant>) -> Result<BackendInfo, DriverError> {
         let mut rx = self.state_tx.subscribe();
         loop {
-            {
+            let start = {
                 let mut inner = self.lock();
                 match inner.state {
                     ClusterState::Running | ClusterState::Draining => {
@@ -190,14 +190,17 @@ impl Cluster {
                             }
                             return Ok(b);
                         }
+                        false
                     }
                     ClusterState::Standby => {
                         self.set_state(&mut inner, ClusterState::Waking);
-                        drop(inner);
-                        return self.start_backend(join.take()).await;
+                        true
                     }
-                    ClusterState::Waking | ClusterState::Stopping => {}
+                    ClusterState::Waking | ClusterState::Stopping => false,
                 }
+            };
+            if start {
+                return self.start_backend(join.take()).await;
             }
             if rx.changed().await.is_err() {
                 return Err(DriverError::Failed("cluster is shutting down".into()));
@@ -347,7 +350,13 @@ impl Cluster {
             }
             aborted
         };
-        let cmd = || if aborted { DrainCmd::Abort } else { DrainCmd::Commit };
+        let cmd = || {
+            if aborted {
+                DrainCmd::Abort
+            } else {
+                DrainCmd::Commit
+            }
+        };
         for (_, tx) in &participants {
             let _ = tx.send(cmd());
         }

@@ -1,1 +1,9 @@
-//! torpor proxy library
+//! torpor: a stateful, database-aware serverless proxy. Sessions outlive the database process.
+
+pub mod admin;
+pub mod config;
+mod pg;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod status;

@@ -1,1 +1,121 @@
-fn main() {}
+//! The `torpor` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use torpor::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "torpor",
+    version,
+    about = "Stateful serverless proxy for PostgreSQL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the embedded default config when --config is not given).
+    Up {
+        #[arg(long, short, env = "TORPOR_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show the clusters of a running torpor.
+    Status {
+        /// The admin API address; defaults to the one in --config or the embedded default.
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long, short, env = "TORPOR_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match config {
+        Some(path) => Config::load(path).with_context(|| format!("config {}", path.display())),
+        None => Config::default_local().context("embedded default config"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TORPOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Check { config } => {
+            let cfg = load(Some(&config))?;
+            println!(
+                "{}: ok ({} cluster{})",
+                config.display(),
+                cfg.clusters.len(),
+                if cfg.clusters.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+        Command::Status { admin, config } => {
+            let addr = match admin {
+                Some(a) => a,
+                None => load(config.as_ref())?.admin.listen,
+            };
+            print!("{}", rt.block_on(torpor::status::run(&addr))?);
+            Ok(())
+        }
+        Command::Up { config } => {
+            let embedded = config.is_none();
+            let cfg = load(config.as_ref())?;
+            rt.block_on(up(cfg, embedded))
+        }
+    }
+}
+
+async fn up(cfg: Config, embedded: bool) -> anyhow::Result<()> {
+    let clusters = cfg.clusters.clone();
+    let running = torpor::server::start(cfg).await?;
+    for (c, addr) in clusters.iter().zip(&running.listen_addrs) {
+        let user = c
+            .users
+            .first()
+            .map(|u| u.name.as_str())
+            .unwrap_or("postgres");
+        // The embedded default's password is documented; never print a configured one.
+        let auth = if embedded {
+            format!(
+                "{user}:{}",
+                c.users.first().map(|u| u.password.as_str()).unwrap_or("")
+            )
+        } else {
+            user.to_string()
+        };
+        println!(
+            "torpor: cluster {} ready at postgres://{auth}@{addr}/{user}",
+            c.name
+        );
+    }
+    println!("torpor: admin API at http://{}", running.admin_addr);
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: closing clients, stopping backends");
+    running.shutdown().await;
+    Ok(())
+}

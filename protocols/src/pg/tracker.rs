@@ -1,1 +1,187 @@
-//! TODO(helper): in progress
+//! Follows one session's message stream to know when it is at a safe point: nothing in flight,
+//! no transaction, no COPY. Reads only message tags and, for the few statements whose effect the
+//! catalogs don't record, the statement text.
+
+use super::message::tag;
+use super::parse;
+use super::sql;
+
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    /// Query, Sync and FunctionCall messages still waiting for their ReadyForQuery.
+    pending: u32,
+    /// Extended-protocol messages sent since the last Sync.
+    extended: bool,
+    /// Transaction status from the last ReadyForQuery.
+    txn: u8,
+    copy: bool,
+    /// Temp tables created with ON COMMIT DELETE ROWS: the catalogs don't keep that flag.
+    on_commit_delete_rows: Vec<String>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker {
+            pending: 0,
+            extended: false,
+            txn: b'I',
+            copy: false,
+            on_commit_delete_rows: Vec::new(),
+        }
+    }
+}
+
+impl Tracker {
+    pub fn new(on_commit_delete_rows: Vec<String>) -> Self {
+        Tracker {
+            on_commit_delete_rows,
+            ..Tracker::default()
+        }
+    }
+
+    /// A complete frontend message on its way to the backend.
+    pub fn client_message(&mut self, tag: u8, body: &[u8]) {
+        match tag {
+            tag::QUERY => {
+                self.pending += 1;
+                if let Ok(q) = parse::query_message(body) {
+                    self.sniff(q);
+                }
+            }
+            tag::PARSE => {
+                self.extended = true;
+                if let Ok(p) = parse::parse_message(body) {
+                    self.sniff(p.query);
+                }
+            }
+            tag::SYNC => {
+                self.pending += 1;
+                self.extended = false;
+            }
+            tag::FUNCTION_CALL => self.pending += 1,
+            tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE | tag::FLUSH => {
+                self.extended = true
+            }
+            _ => {}
+        }
+    }
+
+    /// A complete backend message on its way to the client.
+    pub fn backend_message(&mut self, tag: u8, body: &[u8]) {
+        match tag {
+            tag::READY_FOR_QUERY => {
+                self.pending = self.pending.saturating_sub(1);
+                self.copy = false;
+                if let Ok(status) = parse::ready_for_query(body) {
+                    self.txn = status;
+                }
+            }
+            tag::COPY_IN_RESPONSE | tag::COPY_OUT_RESPONSE | tag::COPY_BOTH_RESPONSE => {
+                self.copy = true
+            }
+            tag::COMMAND_COMPLETE | tag::ERROR_RESPONSE => self.copy = false,
+            _ => {}
+        }
+    }
+
+    fn sniff(&mut self, query: &str) {
+        if let Some(table) = sql::on_commit_delete_rows_table(query)
+            && !self.on_commit_delete_rows.contains(&table)
+        {
+            self.on_commit_delete_rows.push(table);
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.blocker().is_none()
+    }
+
+    /// Why this session can't be checkpointed right now.
+    pub fn blocker(&self) -> Option<&'static str> {
+        if self.copy {
+            Some("COPY in progress")
+        } else if self.pending > 0 || self.extended {
+            Some("query in flight")
+        } else if self.txn != b'I' {
+            Some("open transaction")
+        } else {
+            None
+        }
+    }
+
+    pub fn on_commit_delete_rows(&self) -> &[String] {
+        &self.on_commit_delete_rows
+    }
+
+    /// After a replay on a fresh backend the session is idle outside a transaction.
+    pub fn reset_flow(&mut self) {
+        self.pending = 0;
+        self.extended = false;
+        self.txn = b'I';
+        self.copy = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rfq(status: u8) -> [u8; 1] {
+        [status]
+    }
+
+    #[test]
+    fn simple_query_round_trip() {
+        let mut t = Tracker::default();
+        assert!(t.is_idle());
+        t.client_message(tag::QUERY, b"select 1\0");
+        assert_eq!(t.blocker(), Some("query in flight"));
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn transaction_blocks_until_commit() {
+        let mut t = Tracker::default();
+        t.client_message(tag::QUERY, b"begin\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'T'));
+        assert_eq!(t.blocker(), Some("open transaction"));
+        t.client_message(tag::QUERY, b"commit\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn extended_protocol_needs_sync() {
+        let mut t = Tracker::default();
+        t.client_message(tag::BIND, b"");
+        t.client_message(tag::EXECUTE, b"");
+        assert!(!t.is_idle());
+        t.client_message(tag::SYNC, b"");
+        assert!(!t.is_idle());
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn copy_is_a_blocker() {
+        let mut t = Tracker::default();
+        t.client_message(tag::QUERY, b"copy t from stdin\0");
+        t.backend_message(tag::COPY_IN_RESPONSE, b"");
+        assert_eq!(t.blocker(), Some("COPY in progress"));
+        t.backend_message(tag::COMMAND_COMPLETE, b"COPY 1\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn pipelined_queries_wait_for_every_ready() {
+        let mut t = Tracker::default();
+        t.client_message(tag::QUERY, b"select 1\0");
+        t.client_message(tag::QUERY, b"select 2\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(!t.is_idle());
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(t.is_idle());
+    }
+}

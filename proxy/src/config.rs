@@ -1,0 +1,353 @@
+//! The torpor.toml file: parsing, path resolution and validation.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use controller::process::ProcessConfig;
+use serde::Deserialize;
+use state_store::StoreConfig;
+
+/// Used by `torpor up` when no --config is given: one local PostgreSQL, state in ./.torpor.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub admin: AdminConfig,
+    pub state_store: StoreConfig,
+    #[serde(rename = "cluster")]
+    pub clusters: Vec<ClusterConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:6480".into()
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Postgres,
+    Mysql,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub protocol: Protocol,
+    pub listen: String,
+    #[serde(with = "humantime_serde", default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+    pub backend: BackendConfig,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "driver", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendConfig {
+    Process(ProcessConfig),
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
+    /// Created as a superuser on first start (needed for SET SESSION AUTHORIZATION).
+    #[serde(default)]
+    pub superuser: bool,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("superuser", &self.superuser)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file; relative paths are taken from the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(&text, &absolute(&base))
+    }
+
+    /// The embedded default, with relative paths under the current directory.
+    pub fn default_local() -> Result<Config, ConfigError> {
+        let cwd = std::env::current_dir().map_err(|source| ConfigError::Read {
+            path: ".".into(),
+            source,
+        })?;
+        Config::parse(DEFAULT_CONFIG, &cwd)
+    }
+
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.resolve_paths(base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(rest) = self.state_store.url.strip_prefix("file://")
+            && !rest.starts_with('/')
+        {
+            self.state_store.url = format!("file://{}", base.join(rest).display());
+        }
+        for c in &mut self.clusters {
+            let BackendConfig::Process(p) = &mut c.backend;
+            if p.data_dir.is_relative() {
+                p.data_dir = base.join(&p.data_dir);
+            }
+            if let Some(bin) = &mut p.bin_dir
+                && bin.is_relative()
+            {
+                *bin = base.join(&*bin);
+            }
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("admin.listen", format!("{e} (want host:port)")))?;
+        let url = &self.state_store.url;
+        if !(url.starts_with("file://") || url.starts_with("s3://") || url.starts_with("memory://"))
+        {
+            return Err(invalid(
+                "state_store.url",
+                format!("{url:?} is not file:///dir, s3://bucket/prefix or memory://"),
+            ));
+        }
+        if self.clusters.is_empty() {
+            return Err(invalid("cluster", "at least one [[cluster]] is required"));
+        }
+        let mut names = HashSet::new();
+        let mut ports = HashSet::new();
+        for (i, c) in self.clusters.iter().enumerate() {
+            let key = |k: &str| format!("cluster[{i}].{k}");
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} must be non-empty letters, digits, '_' or '-'", c.name),
+                ));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err(invalid(key("name"), format!("{:?} is used twice", c.name)));
+            }
+            if c.protocol == Protocol::Mysql {
+                return Err(invalid(
+                    key("protocol"),
+                    "\"mysql\" is not supported yet; use \"postgres\"",
+                ));
+            }
+            let listen: SocketAddr = c
+                .listen
+                .parse()
+                .map_err(|e| invalid(key("listen"), format!("{e} (want host:port)")))?;
+            if !ports.insert(listen.port()) {
+                return Err(invalid(
+                    key("listen"),
+                    format!("port {} is used twice", listen.port()),
+                ));
+            }
+            if c.idle_timeout.is_zero() {
+                return Err(invalid(key("idle_timeout"), "must be greater than zero"));
+            }
+            let BackendConfig::Process(p) = &c.backend;
+            if p.port == 0 {
+                return Err(invalid(key("backend.port"), "must be a fixed port"));
+            }
+            if p.port == listen.port() {
+                return Err(invalid(
+                    key("backend.port"),
+                    "must differ from the cluster's listen port",
+                ));
+            }
+            if !ports.insert(p.port) {
+                return Err(invalid(
+                    key("backend.port"),
+                    format!("port {} is used twice", p.port),
+                ));
+            }
+            if c.users.is_empty() {
+                return Err(invalid(
+                    key("users"),
+                    "at least one [[cluster.users]] is required",
+                ));
+            }
+            let mut users = HashSet::new();
+            for (j, u) in c.users.iter().enumerate() {
+                if u.name.is_empty() || u.name.contains('\0') {
+                    return Err(invalid(
+                        format!("cluster[{i}].users[{j}].name"),
+                        "must be non-empty",
+                    ));
+                }
+                if u.password.is_empty() || u.password.contains('\0') {
+                    return Err(invalid(
+                        format!("cluster[{i}].users[{j}].password"),
+                        "must be non-empty",
+                    ));
+                }
+                if !users.insert(u.name.as_str()) {
+                    return Err(invalid(
+                        format!("cluster[{i}].users[{j}].name"),
+                        format!("{:?} is listed twice", u.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/base"))
+    }
+
+    const GOOD: &str = r#"
+[admin]
+listen = "127.0.0.1:7000"
+[state_store]
+url = "file://state"
+[[cluster]]
+name = "a"
+protocol = "postgres"
+listen = "127.0.0.1:7001"
+idle_timeout = "500ms"
+[cluster.backend]
+driver = "process"
+data_dir = "data/a"
+port = 7002
+[[cluster.users]]
+name = "app"
+password = "secret"
+"#;
+
+    #[test]
+    fn default_config_is_valid() {
+        let cfg = Config::parse(DEFAULT_CONFIG, Path::new("/here")).unwrap();
+        assert_eq!(cfg.clusters.len(), 1);
+        assert_eq!(cfg.clusters[0].listen, "127.0.0.1:6432");
+        assert!(cfg.state_store.url.starts_with("file:///here/"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let cfg = parse(GOOD).unwrap();
+        assert_eq!(cfg.state_store.url, "file:///base/state");
+        let BackendConfig::Process(p) = &cfg.clusters[0].backend;
+        assert_eq!(p.data_dir, PathBuf::from("/base/data/a"));
+        assert_eq!(cfg.clusters[0].idle_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = GOOD.replace("listen = \"127.0.0.1:7001\"", "listen = \"nope\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("cluster[0].listen:"), "{e}");
+
+        let bad = GOOD.replace("idle_timeout = \"500ms\"", "idle_timeout = \"soon\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("idle_timeout"), "{e}");
+
+        let bad = GOOD.replace("port = 7002", "port = 7001");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("cluster[0].backend.port:"), "{e}");
+
+        let bad = GOOD.replace("driver = \"process\"", "driver = \"teleport\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("teleport"), "{e}");
+
+        let bad = GOOD.replace(
+            "[[cluster.users]]\nname = \"app\"\npassword = \"secret\"\n",
+            "",
+        );
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("cluster[0].users:"), "{e}");
+
+        let bad = GOOD.replace("url = \"file://state\"", "url = \"ftp://x\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("state_store.url:"), "{e}");
+
+        let bad = format!("{GOOD}\nsurprise = 1\n");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("surprise"), "{e}");
+    }
+}

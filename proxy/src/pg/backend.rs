@@ -1,0 +1,197 @@
+//! Opening an authenticated connection to the real PostgreSQL server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use protocols::auth::md5::md5_password;
+use protocols::auth::scram::ScramClient;
+use protocols::pg::frame::MAX_MESSAGE_LEN;
+use protocols::pg::message::{self, tag};
+use protocols::pg::parse::{self, Authentication};
+use tokio::net::TcpStream;
+
+use super::conn::{Conn, body};
+use super::error::SessionError;
+
+pub struct Backend {
+    pub conn: Conn,
+    pub addr: SocketAddr,
+    pub pid: i32,
+    pub secret: i32,
+    /// ParameterStatus values from the backend's startup.
+    pub status: Vec<(String, String)>,
+}
+
+/// SQLSTATE 57P03: the server is still starting up (or shutting down) — worth a retry.
+const CANNOT_CONNECT_NOW: &str = "57P03";
+
+/// Connects and authenticates as `user`, retrying while the server is still starting up.
+pub async fn connect(
+    addr: SocketAddr,
+    startup: &[(String, String)],
+    password: &str,
+) -> Result<Backend, SessionError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match try_connect(addr, startup, password).await {
+            Err(Retry::Later(why)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%addr, %why, "backend not ready, retrying");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(Retry::Later(why)) => {
+                return Err(SessionError::fatal(
+                    "08006",
+                    format!("could not connect to the database: {why}"),
+                ));
+            }
+            Err(Retry::Never(e)) => return Err(e),
+            Ok(b) => return Ok(b),
+        }
+    }
+}
+
+enum Retry {
+    Later(String),
+    Never(SessionError),
+}
+
+impl From<SessionError> for Retry {
+    fn from(e: SessionError) -> Self {
+        Retry::Never(e)
+    }
+}
+
+async fn try_connect(
+    addr: SocketAddr,
+    startup: &[(String, String)],
+    password: &str,
+) -> Result<Backend, Retry> {
+    let io = TcpStream::connect(addr)
+        .await
+        .map_err(|e| Retry::Later(e.to_string()))?;
+    let mut conn = Conn::new(io, MAX_MESSAGE_LEN);
+    let mut out = BytesMut::new();
+    message::startup_message(&mut out, startup);
+    conn.send(&out).await.map_err(SessionError::from)?;
+
+    let user = startup
+        .iter()
+        .find(|(k, _)| k == "user")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let mut scram: Option<ScramClient> = None;
+    let mut status = Vec::new();
+    let mut key = None;
+    loop {
+        let (t, msg) = conn.recv().await.map_err(|e| match e {
+            SessionError::Closed => Retry::Later("connection closed during startup".into()),
+            other => Retry::Never(other),
+        })?;
+        let b = body(&msg);
+        out.clear();
+        match t {
+            tag::AUTHENTICATION => match parse::authentication(b).map_err(SessionError::from)? {
+                Authentication::Ok => {}
+                Authentication::CleartextPassword => {
+                    message::password_message(&mut out, password.as_bytes());
+                }
+                Authentication::Md5Password { salt } => {
+                    let hashed = md5_password(user, password, salt);
+                    message::password_message(&mut out, hashed.as_bytes());
+                }
+                Authentication::Sasl { mechanisms } => {
+                    if !mechanisms.iter().any(|m| m == "SCRAM-SHA-256") {
+                        return Err(Retry::Never(backend_auth_error(format!(
+                            "backend offers no supported SASL mechanism ({})",
+                            mechanisms.join(", ")
+                        ))));
+                    }
+                    let (client, first) = ScramClient::new(password);
+                    scram = Some(client);
+                    message::sasl_initial_response(&mut out, "SCRAM-SHA-256", &first);
+                }
+                Authentication::SaslContinue(data) => {
+                    let client = scram
+                        .as_mut()
+                        .ok_or_else(|| backend_auth_error("unexpected SASL continue"))?;
+                    let fin = client
+                        .handle_server_first(&data)
+                        .map_err(|e| backend_auth_error(e.to_string()))?;
+                    message::sasl_response(&mut out, &fin);
+                }
+                Authentication::SaslFinal(data) => {
+                    let client = scram
+                        .as_ref()
+                        .ok_or_else(|| backend_auth_error("unexpected SASL final"))?;
+                    client
+                        .verify_server_final(&data)
+                        .map_err(|e| backend_auth_error(e.to_string()))?;
+                }
+                Authentication::Other(code) => {
+                    return Err(Retry::Never(backend_auth_error(format!(
+                        "unsupported authentication request {code}"
+                    ))));
+                }
+            },
+            tag::PARAMETER_STATUS => {
+                status.push(parse::parameter_status(b).map_err(SessionError::from)?);
+            }
+            tag::BACKEND_KEY_DATA => {
+                key = Some(parse::backend_key_data(b).map_err(SessionError::from)?);
+            }
+            tag::NOTICE_RESPONSE | tag::NEGOTIATE_PROTOCOL_VERSION => {}
+            tag::ERROR_RESPONSE => {
+                let f = parse::error_fields(b).map_err(SessionError::from)?;
+                if f.code == CANNOT_CONNECT_NOW {
+                    return Err(Retry::Later(f.message));
+                }
+                return Err(Retry::Never(SessionError::Fatal {
+                    code: static_code(&f.code),
+                    message: f.message,
+                }));
+            }
+            tag::READY_FOR_QUERY => {
+                let (pid, secret) = key.unwrap_or_default();
+                return Ok(Backend {
+                    conn,
+                    addr,
+                    pid,
+                    secret,
+                    status,
+                });
+            }
+            other => {
+                return Err(Retry::Never(SessionError::Protocol(format!(
+                    "unexpected backend message {:?} during startup",
+                    other as char
+                ))));
+            }
+        }
+        if !out.is_empty() {
+            conn.send(&out).await.map_err(SessionError::from)?;
+        }
+    }
+}
+
+fn backend_auth_error(why: impl Into<String>) -> SessionError {
+    SessionError::fatal(
+        "28000",
+        format!(
+            "torpor could not authenticate to the database: {}",
+            why.into()
+        ),
+    )
+}
+
+/// Keeps the backend's SQLSTATE for the common startup failures; others become a generic one.
+fn static_code(code: &str) -> &'static str {
+    match code {
+        "28P01" => "28P01",
+        "28000" => "28000",
+        "3D000" => "3D000",
+        "53300" => "53300",
+        "57P01" => "57P01",
+        _ => "08006",
+    }
+}

@@ -1,0 +1,98 @@
+//! Phase 1 of a drain for one session: ask the backend what the session holds, on the session's
+//! own connection, without the client seeing any of it.
+
+use bytes::BytesMut;
+use protocols::pg::capture::{self, CatalogOutcome, QueryResult};
+use protocols::pg::message::{self, tag};
+use protocols::pg::parse;
+use protocols::pg::snapshot::PgSnapshot;
+use protocols::pg::tracker::Tracker;
+
+use super::backend::Backend;
+use super::conn::body;
+use super::error::SessionError;
+
+pub enum Capture {
+    Snapshot(Box<PgSnapshot>),
+    /// Non-transferable state, named for operators.
+    Blocked(Vec<String>),
+}
+
+/// Runs the capture plan. Notifications that arrive meanwhile are appended to `to_client`.
+pub async fn capture(
+    backend: &mut Backend,
+    tracker: &Tracker,
+    to_client: &mut BytesMut,
+) -> Result<Capture, SessionError> {
+    let catalog = simple_query(backend, &capture::catalog_query(), to_client).await?;
+    let plan = match capture::plan(&catalog, tracker.on_commit_delete_rows())
+        .map_err(|e| SessionError::fatal("XX000", format!("capture failed: {e}")))?
+    {
+        CatalogOutcome::Blocked(why) => return Ok(Capture::Blocked(why)),
+        CatalogOutcome::Continue(plan) => plan,
+    };
+    let data = match plan.data_query() {
+        Some(sql) => simple_query(backend, &sql, to_client).await?,
+        None => Vec::new(),
+    };
+    let snap = plan
+        .finish(&data)
+        .map_err(|e| SessionError::fatal("XX000", format!("capture failed: {e}")))?;
+    Ok(Capture::Snapshot(Box::new(snap)))
+}
+
+/// Sends one simple Query and collects one result per statement until ReadyForQuery.
+async fn simple_query(
+    backend: &mut Backend,
+    sql: &str,
+    to_client: &mut BytesMut,
+) -> Result<Vec<QueryResult>, SessionError> {
+    let mut out = BytesMut::new();
+    message::query(&mut out, sql);
+    backend.conn.send(&out).await?;
+
+    let mut results = Vec::new();
+    let mut current = QueryResult {
+        rows: Vec::new(),
+        copy_out: Vec::new(),
+    };
+    let mut error = None;
+    loop {
+        let (t, msg) = backend.conn.recv().await?;
+        let b = body(&msg);
+        match t {
+            tag::DATA_ROW => {
+                let row = parse::data_row(b)?
+                    .into_iter()
+                    .map(|v| v.map(|bytes| String::from_utf8_lossy(bytes).into_owned()))
+                    .collect();
+                current.rows.push(row);
+            }
+            tag::BACKEND_COPY_DATA => current.copy_out.extend_from_slice(b),
+            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE => {
+                results.push(std::mem::replace(
+                    &mut current,
+                    QueryResult {
+                        rows: Vec::new(),
+                        copy_out: Vec::new(),
+                    },
+                ));
+            }
+            tag::ERROR_RESPONSE => {
+                let f = parse::error_fields(b)?;
+                error = Some(f.message);
+            }
+            tag::NOTIFICATION_RESPONSE => to_client.extend_from_slice(&msg),
+            tag::READY_FOR_QUERY => break,
+            // Row descriptions, copy headers, notices and status changes aren't needed.
+            _ => {}
+        }
+    }
+    match error {
+        Some(e) => Err(SessionError::fatal(
+            "XX000",
+            format!("capture query failed: {e}"),
+        )),
+        None => Ok(results),
+    }
+}

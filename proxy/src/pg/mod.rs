@@ -1,0 +1,40 @@
+//! PostgreSQL client sessions: the glue between the wire codec, the lifecycle and the store.
+
+mod backend;
+mod cancel;
+mod checkpoint;
+mod conn;
+mod error;
+mod restore;
+mod session;
+mod startup;
+
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::Service;
+use startup::Start;
+
+/// Serves one accepted client connection until it closes.
+pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationToken) {
+    let start = tokio::select! {
+        s = startup::accept(io, &service) => s,
+        _ = shutdown.cancelled() => return,
+    };
+    match start {
+        Start::Cancel { pid, secret } => cancel::forward(&service.registry, pid, secret).await,
+        Start::Session { conn, user, params } => {
+            session::Session::new(service, conn, user, params)
+                .run(shutdown)
+                .await;
+        }
+        Start::Failed { mut conn, error } => {
+            if let Some((code, msg)) = error.client_report() {
+                tracing::info!(cluster = %service.name, code, error = %msg, "client startup failed");
+                error::report(&mut conn, code, &msg).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Replaying a snapshot into a fresh backend connection before the client's query runs.
+
+use bytes::BytesMut;
+use protocols::pg::message::tag;
+use protocols::pg::parse;
+use protocols::pg::replay;
+use protocols::pg::snapshot::PgSnapshot;
+
+use super::backend::Backend;
+use super::conn::body;
+use super::error::SessionError;
+
+/// Sends the whole replay in one write and reads until every ReadyForQuery came back.
+/// Fails naming the first item the backend refused. Notifications go to `to_client`.
+pub async fn restore(
+    backend: &mut Backend,
+    snap: &PgSnapshot,
+    to_client: &mut BytesMut,
+) -> Result<(), SessionError> {
+    let plan = replay::build(snap);
+    if plan.ready_count == 0 {
+        return Ok(());
+    }
+    backend.conn.send(&plan.messages).await?;
+
+    let mut statements = 0usize;
+    let mut parses = 0usize;
+    let mut ready = 0usize;
+    // Until the first ReadyForQuery we are in the simple query; after it, in the Parse batch.
+    let mut in_parses = plan.statements.is_empty();
+    let mut failure: Option<String> = None;
+    while ready < plan.ready_count {
+        let (t, msg) = backend.conn.recv().await?;
+        let b = body(&msg);
+        match t {
+            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE => statements += 1,
+            tag::PARSE_COMPLETE => parses += 1,
+            tag::READY_FOR_QUERY => {
+                ready += 1;
+                in_parses = true;
+            }
+            tag::ERROR_RESPONSE => {
+                let f = parse::error_fields(b)?;
+                let what = if in_parses {
+                    plan.parses.get(parses)
+                } else {
+                    plan.statements.get(statements)
+                };
+                if failure.is_none() {
+                    failure = Some(format!(
+                        "{}: {}",
+                        what.map(String::as_str).unwrap_or("session state"),
+                        f.message
+                    ));
+                }
+            }
+            tag::NOTIFICATION_RESPONSE => to_client.extend_from_slice(&msg),
+            // ParameterStatus changes repeat what the client was already told; the rest is chatter.
+            _ => {}
+        }
+    }
+    match failure {
+        Some(what) => Err(SessionError::fatal(
+            "58000",
+            format!("torpor could not restore this session after the database woke up: {what}"),
+        )),
+        None => Ok(()),
+    }
+}

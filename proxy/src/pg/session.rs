@@ -1,0 +1,460 @@
+//! One client connection for its whole life: attached to a backend connection, or parked with
+//! its state in the store while the database sleeps.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use controller::{CheckpointReply, DrainCmd, Resume};
+use protocols::pg::frame;
+use protocols::pg::message::{self, tag};
+use protocols::pg::parse;
+use protocols::pg::snapshot::PgSnapshot;
+use protocols::pg::tracker::Tracker;
+use state_store::SnapshotKey;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::backend::{self, Backend};
+use super::checkpoint::{self, Capture};
+use super::conn::Conn;
+use super::error::SessionError;
+use super::restore;
+use crate::registry::{BackendKey, Registration};
+use crate::service::{Service, User};
+
+pub struct Session {
+    service: Arc<Service>,
+    client: Conn,
+    user: Arc<User>,
+    startup: Vec<(String, String)>,
+    /// ParameterStatus values as the client knows them.
+    told: Vec<(String, String)>,
+    virtual_key: (i32, i32),
+    reg: Registration,
+    key: SnapshotKey,
+    tracker: Tracker,
+    backend: Option<Backend>,
+    cmd_tx: mpsc::UnboundedSender<DrainCmd>,
+    cmd_rx: mpsc::UnboundedReceiver<DrainCmd>,
+    /// Snapshot is durable and we wait for the drain's Commit or Abort.
+    prepared: bool,
+    /// A snapshot of this session exists in the store.
+    saved: bool,
+    /// Whether the cluster currently counts this session as busy.
+    busy: bool,
+}
+
+enum Event {
+    Shutdown,
+    Client(std::io::Result<usize>),
+    Backend(std::io::Result<usize>),
+    Cmd(Option<DrainCmd>),
+}
+
+enum Flow {
+    Continue,
+    Done,
+}
+
+impl Session {
+    pub fn new(
+        service: Arc<Service>,
+        client: Conn,
+        user: Arc<User>,
+        startup: Vec<(String, String)>,
+    ) -> Self {
+        let (virtual_key, reg) = service.registry.register(&service.name);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let key = SnapshotKey {
+            cluster: service.name.clone(),
+            session: Uuid::new_v4(),
+        };
+        Session {
+            service,
+            client,
+            user,
+            startup,
+            told: Vec::new(),
+            virtual_key,
+            reg,
+            key,
+            tracker: Tracker::default(),
+            backend: None,
+            cmd_tx,
+            cmd_rx,
+            prepared: false,
+            saved: false,
+            busy: false,
+        }
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let result = self.serve(&shutdown).await;
+        if let Err(e) = &result {
+            if let Some((code, msg)) = e.client_report() {
+                super::error::report(&mut self.client, code, &msg).await;
+            }
+            match e {
+                SessionError::Closed => {}
+                SessionError::Fatal { code: "57P01", .. } => {}
+                other => {
+                    tracing::info!(cluster = %self.service.name, session = self.reg.entry.id, error = %other, "session ended")
+                }
+            }
+        }
+        self.cleanup().await;
+    }
+
+    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), SessionError> {
+        let cached = self.service.cached_status(&self.startup);
+        match cached {
+            Some(status) if self.service.cluster.running_backend().is_none() => {
+                // The cluster sleeps and we know what it would say: answer without waking it.
+                self.told = status;
+            }
+            _ => {
+                self.attach().await?;
+                if let Some(b) = &self.backend {
+                    self.told = b.status.clone();
+                    self.service.remember_status(&self.startup, &b.status);
+                }
+            }
+        }
+        let mut out = BytesMut::new();
+        for (k, v) in &self.told {
+            message::parameter_status(&mut out, k, v);
+        }
+        message::backend_key_data(&mut out, self.virtual_key.0, self.virtual_key.1);
+        message::ready_for_query(&mut out, b'I');
+        self.client.send(&out).await?;
+
+        loop {
+            let flow = if self.backend.is_some() {
+                self.attached_step(shutdown).await?
+            } else {
+                self.parked_step(shutdown).await?
+            };
+            if let Flow::Done = flow {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn attached_step(&mut self, shutdown: &CancellationToken) -> Result<Flow, SessionError> {
+        // Bytes that arrived while parked or waking are handled before anything else.
+        if has_whole_message(&self.client.rbuf)? {
+            return self.on_client_bytes().await;
+        }
+        let Some(backend) = self.backend.as_mut() else {
+            return Ok(Flow::Continue);
+        };
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => Event::Shutdown,
+            r = self.client.fill() => Event::Client(r),
+            r = backend.conn.fill() => Event::Backend(r),
+            c = self.cmd_rx.recv() => Event::Cmd(c),
+        };
+        match event {
+            Event::Shutdown => Err(shutting_down()),
+            Event::Client(r) => {
+                if r? == 0 {
+                    return Ok(Flow::Done);
+                }
+                self.on_client_bytes().await
+            }
+            Event::Backend(r) => {
+                let n = match r {
+                    Ok(n) => n,
+                    Err(e) if self.prepared => {
+                        tracing::debug!(error = %e, "backend closed during drain");
+                        0
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if n == 0 {
+                    if self.prepared {
+                        // The drain committed and the backend went away before our Commit came.
+                        self.park();
+                        return Ok(Flow::Continue);
+                    }
+                    return Err(SessionError::fatal(
+                        "57P01",
+                        "the connection to the database was lost",
+                    ));
+                }
+                self.on_backend_bytes().await
+            }
+            Event::Cmd(Some(cmd)) => self.on_cmd(cmd).await,
+            Event::Cmd(None) => Ok(Flow::Continue),
+        }
+    }
+
+    async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
+        if !has_whole_message(&self.client.rbuf)? {
+            return Ok(Flow::Continue);
+        }
+        if self.prepared {
+            self.prepared = false;
+            if self.service.cluster.resume() == Resume::Parked {
+                // Too late to call the drain off: our snapshot is durable, so park and wake
+                // again with these bytes still buffered.
+                self.park();
+                return Ok(Flow::Continue);
+            }
+        } else if self.service.cluster.state() == controller::ClusterState::Draining {
+            self.service.cluster.resume();
+        }
+        let mut terminate = false;
+        let tracker = &mut self.tracker;
+        let n = self.client.whole_messages(|t, body| {
+            if t == tag::TERMINATE {
+                terminate = true;
+            }
+            tracker.client_message(t, body);
+        })?;
+        let chunk = self.client.rbuf.split_to(n);
+        if let Some(b) = self.backend.as_mut() {
+            b.conn.send(&chunk).await?;
+        }
+        if terminate {
+            return Ok(Flow::Done);
+        }
+        self.update_busy();
+        Ok(Flow::Continue)
+    }
+
+    async fn on_backend_bytes(&mut self) -> Result<Flow, SessionError> {
+        let Some(b) = self.backend.as_mut() else {
+            return Ok(Flow::Continue);
+        };
+        let tracker = &mut self.tracker;
+        let told = &mut self.told;
+        let mut bad_status = None;
+        let n = b.conn.whole_messages(|t, body| {
+            tracker.backend_message(t, body);
+            if t == tag::PARAMETER_STATUS {
+                match parse::parameter_status(body) {
+                    Ok((k, v)) => set_status(told, k, v),
+                    Err(e) => bad_status = Some(e),
+                }
+            }
+        })?;
+        if let Some(e) = bad_status {
+            return Err(SessionError::Protocol(format!("from backend: {e}")));
+        }
+        let chunk = b.conn.rbuf.split_to(n);
+        self.client.send(&chunk).await?;
+        self.update_busy();
+        Ok(Flow::Continue)
+    }
+
+    async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Flow, SessionError> {
+        match cmd {
+            DrainCmd::Checkpoint(reply) => {
+                let answer = self.checkpoint().await;
+                let reply_value = match answer {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The capture failed (e.g. a role without privileges); the session
+                        // itself is still fine unless the connection broke.
+                        let why = format!("session {}: {e}", self.reg.entry.id);
+                        let _ = reply.send(CheckpointReply::Blocked(why));
+                        return match e {
+                            SessionError::Io(_) | SessionError::Closed => Err(e),
+                            _ => Ok(Flow::Continue),
+                        };
+                    }
+                };
+                self.prepared = reply_value == CheckpointReply::Ready;
+                let _ = reply.send(reply_value);
+            }
+            DrainCmd::Commit => {
+                if self.prepared {
+                    self.park();
+                }
+            }
+            DrainCmd::Abort => self.prepared = false,
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Captures this session's state and puts it durably, or says why it can't.
+    async fn checkpoint(&mut self) -> Result<CheckpointReply, SessionError> {
+        let id = self.reg.entry.id;
+        if has_whole_message(&self.client.rbuf)? {
+            return Ok(CheckpointReply::Blocked(format!(
+                "session {id}: query in flight"
+            )));
+        }
+        if let Some(why) = self.tracker.blocker() {
+            return Ok(CheckpointReply::Blocked(format!("session {id}: {why}")));
+        }
+        let Some(b) = self.backend.as_mut() else {
+            return Ok(CheckpointReply::Ready);
+        };
+        let mut to_client = BytesMut::new();
+        let captured = checkpoint::capture(b, &self.tracker, &mut to_client).await;
+        if !to_client.is_empty() {
+            self.client.send(&to_client).await?;
+        }
+        let mut snap = match captured? {
+            Capture::Blocked(why) => {
+                return Ok(CheckpointReply::Blocked(format!(
+                    "session {id}: {}",
+                    why.join(", ")
+                )));
+            }
+            Capture::Snapshot(s) => s,
+        };
+        snap.startup_params = self.startup.clone();
+        snap.parameter_status = self.told.clone();
+        self.service
+            .store
+            .put(&self.key, &*snap)
+            .await
+            .map_err(|e| SessionError::fatal("58030", format!("snapshot put failed: {e}")))?;
+        self.saved = true;
+        Ok(CheckpointReply::Ready)
+    }
+
+    /// Drops the backend connection; the snapshot in the store now holds the session.
+    fn park(&mut self) {
+        self.prepared = false;
+        self.backend = None;
+        self.service.cluster.unregister(self.reg.entry.id);
+        self.reg.entry.set_backend(None);
+        self.tracker.reset_flow();
+        self.update_busy();
+    }
+
+    async fn parked_step(&mut self, shutdown: &CancellationToken) -> Result<Flow, SessionError> {
+        if has_whole_message(&self.client.rbuf)? {
+            if self.client.rbuf.first() == Some(&tag::TERMINATE) {
+                return Ok(Flow::Done);
+            }
+            self.attach().await?;
+            return Ok(Flow::Continue);
+        }
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => Event::Shutdown,
+            r = self.client.fill() => Event::Client(r),
+            c = self.cmd_rx.recv() => Event::Cmd(c),
+        };
+        match event {
+            Event::Shutdown => Err(shutting_down()),
+            Event::Client(r) => {
+                if r? == 0 {
+                    return Ok(Flow::Done);
+                }
+                Ok(Flow::Continue)
+            }
+            // Stale drain commands from before we parked.
+            Event::Cmd(_) | Event::Backend(_) => Ok(Flow::Continue),
+        }
+    }
+
+    /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
+    async fn attach(&mut self) -> Result<(), SessionError> {
+        let id = self.reg.entry.id;
+        let info = self
+            .service
+            .cluster
+            .wake(Some((id, self.cmd_tx.clone())))
+            .await
+            .map_err(|e| {
+                SessionError::fatal("08006", format!("could not wake the database: {e}"))
+            })?;
+        let result = self.connect_and_restore(info.addr).await;
+        if result.is_err() {
+            self.service.cluster.unregister(id);
+        }
+        result
+    }
+
+    async fn connect_and_restore(
+        &mut self,
+        addr: std::net::SocketAddr,
+    ) -> Result<(), SessionError> {
+        let mut b = backend::connect(addr, &self.startup, &self.user.password).await?;
+        if self.saved {
+            let snap: PgSnapshot = self.service.store.get(&self.key).await.map_err(|e| {
+                SessionError::fatal(
+                    "58000",
+                    format!(
+                        "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
+                    ),
+                )
+            })?;
+            let mut to_client = BytesMut::new();
+            restore::restore(&mut b, &snap, &mut to_client).await?;
+            if !to_client.is_empty() {
+                self.client.send(&to_client).await?;
+            }
+        }
+        self.tracker.reset_flow();
+        self.reg.entry.set_backend(Some(BackendKey {
+            addr: b.addr,
+            pid: b.pid,
+            secret: b.secret,
+        }));
+        self.backend = Some(b);
+        Ok(())
+    }
+
+    fn update_busy(&mut self) {
+        let blocker = if self.backend.is_some() {
+            self.tracker.blocker()
+        } else {
+            None
+        };
+        self.reg.entry.set_blocker(blocker);
+        let busy = blocker.is_some();
+        if busy != self.busy {
+            self.busy = busy;
+            if busy {
+                self.service.cluster.busy_start();
+            } else {
+                self.service.cluster.busy_end();
+            }
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        if let Some(b) = self.backend.as_mut() {
+            let mut out = BytesMut::new();
+            message::terminate(&mut out);
+            let _ = b.conn.send(&out).await;
+        }
+        self.backend = None;
+        self.service.cluster.unregister(self.reg.entry.id);
+        self.reg.entry.set_backend(None);
+        if self.busy {
+            self.busy = false;
+            self.service.cluster.busy_end();
+        }
+        if self.saved
+            && let Err(e) = self.service.store.delete(&self.key).await
+        {
+            tracing::warn!(cluster = %self.service.name, error = %e, "could not delete snapshot of a closed session");
+        }
+    }
+}
+
+fn shutting_down() -> SessionError {
+    SessionError::fatal(
+        "57P01",
+        "terminating connection due to administrator command",
+    )
+}
+
+fn has_whole_message(buf: &[u8]) -> Result<bool, SessionError> {
+    Ok(frame::message_len(buf, super::conn::MAX_CLIENT_MESSAGE)?.is_some())
+}
+
+fn set_status(told: &mut Vec<(String, String)>, k: String, v: String) {
+    match told.iter_mut().find(|(name, _)| *name == k) {
+        Some(entry) => entry.1 = v,
+        None => told.push((k, v)),
+    }
+}

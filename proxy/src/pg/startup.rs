@@ -1,0 +1,157 @@
+//! The client side of connection startup: encryption requests, cancel requests, the
+//! StartupMessage and SCRAM-SHA-256 authentication against the configured users.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use protocols::auth::scram::{ScramError, ScramSecret, ScramServer};
+use protocols::pg::frame::{self, StartupPacket};
+use protocols::pg::message::{self, tag};
+use protocols::pg::parse;
+use tokio::net::TcpStream;
+
+use super::conn::{Conn, MAX_CLIENT_MESSAGE, body};
+use super::error::SessionError;
+use crate::service::{Service, User};
+
+pub enum Start {
+    /// An authenticated client, ready for its session.
+    Session {
+        conn: Conn,
+        user: Arc<User>,
+        params: Vec<(String, String)>,
+    },
+    /// The connection carried a CancelRequest and is done.
+    Cancel { pid: i32, secret: i32 },
+    /// Startup failed; the connection is kept so the caller can tell the client why.
+    Failed { conn: Conn, error: SessionError },
+}
+
+/// SASL messages are small; anything bigger during authentication is an attack or a bug.
+const MAX_AUTH_MESSAGE: usize = 16 << 10;
+
+enum Packet {
+    Startup(Vec<(String, String)>),
+    Cancel(i32, i32),
+}
+
+pub async fn accept(io: TcpStream, service: &Service) -> Start {
+    let mut conn = Conn::new(io, MAX_AUTH_MESSAGE);
+    let params = match startup_packet(&mut conn).await {
+        Ok(Packet::Startup(params)) => params,
+        Ok(Packet::Cancel(pid, secret)) => return Start::Cancel { pid, secret },
+        Err(error) => return Start::Failed { conn, error },
+    };
+    match authenticate(&mut conn, &params, service).await {
+        Ok(user) => {
+            // From here on messages can be as large as any query.
+            conn.max = MAX_CLIENT_MESSAGE;
+            Start::Session { conn, user, params }
+        }
+        Err(error) => Start::Failed { conn, error },
+    }
+}
+
+async fn startup_packet(conn: &mut Conn) -> Result<Packet, SessionError> {
+    loop {
+        let len = loop {
+            match frame::startup_len(&conn.rbuf)? {
+                Some(len) => break len,
+                None => {
+                    if conn.fill().await? == 0 {
+                        return Err(SessionError::Closed);
+                    }
+                }
+            }
+        };
+        let packet = conn.rbuf.split_to(len);
+        match frame::parse_startup(&packet[4..])? {
+            // TLS and GSS encryption come later; 'N' tells the client to go on in plaintext.
+            StartupPacket::Ssl | StartupPacket::Gss => conn.send(b"N").await?,
+            StartupPacket::Cancel { pid, secret } => return Ok(Packet::Cancel(pid, secret)),
+            StartupPacket::Startup { params, .. } => {
+                if !conn.rbuf.is_empty() {
+                    return Err(SessionError::Protocol(
+                        "data after the startup packet before authentication".into(),
+                    ));
+                }
+                return Ok(Packet::Startup(params));
+            }
+        }
+    }
+}
+
+async fn authenticate(
+    conn: &mut Conn,
+    params: &[(String, String)],
+    service: &Service,
+) -> Result<Arc<User>, SessionError> {
+    if params.iter().any(|(k, _)| k == "replication") {
+        return Err(SessionError::fatal(
+            "0A000",
+            "replication connections are not supported by torpor",
+        ));
+    }
+    let user_name = params
+        .iter()
+        .find(|(k, _)| k == "user")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let user = service.user(user_name);
+    // An unknown user goes through the same exchange with a secret that can never match, so
+    // the answer doesn't reveal whether the user exists.
+    let secret = match &user {
+        Some(u) => u.scram.clone(),
+        None => ScramSecret::unknown_user_named(user_name),
+    };
+    let failed = || {
+        SessionError::fatal(
+            "28P01",
+            format!("password authentication failed for user \"{user_name}\""),
+        )
+    };
+
+    let mut out = BytesMut::new();
+    message::auth_sasl(&mut out, &["SCRAM-SHA-256"]);
+    conn.send(&out).await?;
+
+    let (t, msg) = conn.recv().await?;
+    if t != tag::PASSWORD {
+        return Err(SessionError::Protocol(
+            "expected SASLInitialResponse".into(),
+        ));
+    }
+    let (mechanism, first) = parse::sasl_initial_response(body(&msg))?;
+    if mechanism != "SCRAM-SHA-256" {
+        return Err(SessionError::fatal(
+            "28000",
+            format!("unsupported SASL mechanism {mechanism:?}"),
+        ));
+    }
+    let (server, server_first) = ScramServer::start(secret, first).map_err(scram_error)?;
+    out.clear();
+    message::auth_sasl_continue(&mut out, &server_first);
+    conn.send(&out).await?;
+
+    let (t, msg) = conn.recv().await?;
+    if t != tag::PASSWORD {
+        return Err(SessionError::Protocol("expected SASLResponse".into()));
+    }
+    let server_final = match server.finish(body(&msg)) {
+        Ok(v) => v,
+        Err(ScramError::BadProof) => return Err(failed()),
+        Err(e) => return Err(scram_error(e)),
+    };
+    let Some(user) = user else {
+        return Err(failed());
+    };
+    out.clear();
+    message::auth_sasl_final(&mut out, &server_final);
+    message::auth_ok(&mut out);
+    conn.send(&out).await?;
+    Ok(user)
+}
+
+fn scram_error(e: ScramError) -> SessionError {
+    SessionError::fatal("08P01", format!("SCRAM authentication failed: {e}"))
+}

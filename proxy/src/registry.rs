@@ -1,0 +1,140 @@
+//! Every live client session, for cancel requests, the admin API and shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The real backend connection a session is attached to, for forwarding cancels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendKey {
+    pub addr: SocketAddr,
+    pub pid: i32,
+    pub secret: i32,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    backend: Option<BackendKey>,
+    blocker: Option<&'static str>,
+}
+
+#[derive(Debug)]
+pub struct SessionEntry {
+    pub id: u64,
+    pub cluster: String,
+    live: Mutex<Live>,
+}
+
+impl SessionEntry {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_backend(&self, key: Option<BackendKey>) {
+        self.live().backend = key;
+    }
+
+    pub fn backend(&self) -> Option<BackendKey> {
+        self.live().backend
+    }
+
+    pub fn set_blocker(&self, blocker: Option<&'static str>) {
+        self.live().blocker = blocker;
+    }
+
+    pub fn blocker(&self) -> Option<&'static str> {
+        self.live().blocker
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    next_id: AtomicU64,
+    /// Keyed by the virtual BackendKeyData the client was given.
+    by_key: Mutex<HashMap<(i32, i32), Arc<SessionEntry>>>,
+}
+
+/// Removes the session from the registry when the session ends, however it ends.
+pub struct Registration {
+    registry: Arc<Registry>,
+    key: (i32, i32),
+    pub entry: Arc<SessionEntry>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.map().remove(&self.key);
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub attached: usize,
+    pub parked: usize,
+}
+
+impl Registry {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, i32), Arc<SessionEntry>>> {
+        self.by_key.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Allocates a unique virtual (pid, secret) pair for a new session.
+    pub fn register(self: &Arc<Self>, cluster: &str) -> ((i32, i32), Registration) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = Arc::new(SessionEntry {
+            id,
+            cluster: cluster.to_string(),
+            live: Mutex::new(Live::default()),
+        });
+        let mut map = self.map();
+        let key = loop {
+            // Positive pids look like real ones to clients that print them.
+            let pid = rand::random_range(1..i32::MAX);
+            let secret = rand::random::<i32>();
+            if !map.contains_key(&(pid, secret)) {
+                break (pid, secret);
+            }
+        };
+        map.insert(key, entry.clone());
+        drop(map);
+        (
+            key,
+            Registration {
+                registry: self.clone(),
+                key,
+                entry,
+            },
+        )
+    }
+
+    pub fn lookup(&self, pid: i32, secret: i32) -> Option<Arc<SessionEntry>> {
+        self.map().get(&(pid, secret)).cloned()
+    }
+
+    pub fn counts(&self, cluster: &str) -> Counts {
+        let mut c = Counts::default();
+        for e in self.map().values().filter(|e| e.cluster == cluster) {
+            if e.backend().is_some() {
+                c.attached += 1;
+            } else {
+                c.parked += 1;
+            }
+        }
+        c
+    }
+
+    /// Live reasons a drain of `cluster` would be refused now.
+    pub fn blockers(&self, cluster: &str) -> Vec<String> {
+        let mut out: Vec<(u64, &'static str)> = self
+            .map()
+            .values()
+            .filter(|e| e.cluster == cluster)
+            .filter_map(|e| e.blocker().map(|b| (e.id, b)))
+            .collect();
+        out.sort();
+        out.into_iter()
+            .map(|(id, b)| format!("session {id}: {b}"))
+            .collect()
+    }
+}

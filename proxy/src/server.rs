@@ -1,0 +1,153 @@
+//! Starting and stopping everything a config describes: stores, clusters, listeners, admin API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use controller::Cluster;
+use controller::process::{BootstrapUser, PostgresProcess};
+use state_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin;
+use crate::config::{BackendConfig, Config};
+use crate::pg;
+use crate::registry::Registry;
+use crate::service::Service;
+
+pub struct Running {
+    pub admin_addr: SocketAddr,
+    pub services: Vec<Arc<Service>>,
+    /// The address each cluster listens on, in config order.
+    pub listen_addrs: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    sessions: TaskTracker,
+    background: TaskTracker,
+}
+
+pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    // object_store's reqwest is built without a default TLS provider; ring is ours.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = Store::open(&cfg.state_store).context("state_store")?;
+    let registry = Arc::new(Registry::default());
+    let shutdown = CancellationToken::new();
+    let sessions = TaskTracker::new();
+    let background = TaskTracker::new();
+
+    let mut services = Vec::new();
+    let mut listen_addrs = Vec::new();
+    for c in &cfg.clusters {
+        let BackendConfig::Process(process) = &c.backend;
+        let users = c
+            .users
+            .iter()
+            .map(|u| BootstrapUser {
+                name: u.name.clone(),
+                password: u.password.clone(),
+                superuser: u.superuser,
+            })
+            .collect();
+        let driver = PostgresProcess::new(&c.name, process.clone(), users);
+        let cluster = Arc::new(Cluster::new(&c.name, c.idle_timeout, Box::new(driver)));
+        cluster
+            .prepare()
+            .await
+            .with_context(|| format!("cluster {}: preparing the backend", c.name))?;
+        let listener = TcpListener::bind(&c.listen)
+            .await
+            .with_context(|| format!("cluster {}: listening on {}", c.name, c.listen))?;
+        listen_addrs.push(listener.local_addr()?);
+        let service = Arc::new(Service::new(
+            c,
+            cluster.clone(),
+            store.clone(),
+            registry.clone(),
+        ));
+        services.push(service.clone());
+
+        let token = shutdown.clone();
+        background.spawn(async move {
+            tokio::select! {
+                _ = cluster.idle_loop() => {}
+                _ = token.cancelled() => {}
+            }
+        });
+        background.spawn(accept_loop(
+            listener,
+            service,
+            shutdown.clone(),
+            sessions.clone(),
+        ));
+    }
+
+    let admin_listener = TcpListener::bind(&cfg.admin.listen)
+        .await
+        .with_context(|| format!("admin: listening on {}", cfg.admin.listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let router = admin::router(services.clone(), registry.clone());
+    let token = shutdown.clone();
+    background.spawn(async move {
+        let serve = axum::serve(admin_listener, router)
+            .with_graceful_shutdown(async move { token.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+
+    Ok(Running {
+        admin_addr,
+        services,
+        listen_addrs,
+        shutdown,
+        sessions,
+        background,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    service: Arc<Service>,
+    shutdown: CancellationToken,
+    sessions: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((io, _peer)) => {
+                sessions.spawn(pg::serve(io, service.clone(), shutdown.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(cluster = %service.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+impl Running {
+    /// Closes every client with 57P01, then stops every backend this process started.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.sessions.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sessions did not end within 10 s");
+        }
+        self.background.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
+        for s in &self.services {
+            if let Err(e) = s.cluster.shutdown().await {
+                tracing::error!(cluster = %s.name, error = %e, "could not stop backend");
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! What the sessions of one cluster share: the lifecycle, the store, the users and what the
+//! backend last told clients at startup.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use controller::Cluster;
+use protocols::auth::scram::ScramSecret;
+use state_store::Store;
+
+use crate::config::{ClusterConfig, UserConfig};
+use crate::registry::Registry;
+
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub scram: ScramSecret,
+}
+
+pub struct Service {
+    pub name: String,
+    pub cluster: Arc<Cluster>,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    users: HashMap<String, Arc<User>>,
+    /// ParameterStatus sets the backend sent at startup, keyed by the startup parameters that
+    /// produced them, so a client can connect during standby without waking the backend.
+    startup_status: Mutex<HashMap<Vec<(String, String)>, Vec<(String, String)>>>,
+}
+
+impl Service {
+    pub fn new(
+        cfg: &ClusterConfig,
+        cluster: Arc<Cluster>,
+        store: Store,
+        registry: Arc<Registry>,
+    ) -> Self {
+        let users = cfg
+            .users
+            .iter()
+            .map(|u: &UserConfig| {
+                (
+                    u.name.clone(),
+                    Arc::new(User {
+                        name: u.name.clone(),
+                        password: u.password.clone(),
+                        scram: ScramSecret::random_for(&u.password),
+                    }),
+                )
+            })
+            .collect();
+        Service {
+            name: cfg.name.clone(),
+            cluster,
+            store,
+            registry,
+            users,
+            startup_status: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn user(&self, name: &str) -> Option<Arc<User>> {
+        self.users.get(name).cloned()
+    }
+
+    pub fn cached_status(&self, startup: &[(String, String)]) -> Option<Vec<(String, String)>> {
+        self.startup_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(startup)
+            .cloned()
+    }
+
+    pub fn remember_status(&self, startup: &[(String, String)], status: &[(String, String)]) {
+        self.startup_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(startup.to_vec(), status.to_vec());
+    }
+}
