@@ -1,1 +1,597 @@
-//! TODO(helper): in progress
+//! SQL text helpers: quoting, and a small lexer good enough to find statement boundaries and the
+//! first keywords of a statement. It is not a parser: it only knows strings, quoted identifiers,
+//! dollar quotes, comments and parentheses.
+
+/// Always quotes, so no keyword list is needed: `"a""b"`.
+pub fn quote_ident(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// A string literal that reads the same whatever `standard_conforming_strings` is: a value with
+/// a backslash uses the `E'...'` form (as PostgreSQL's own `quote_literal` does).
+pub fn quote_literal(s: &str) -> String {
+    let escape = s.contains('\\');
+    let mut out = String::with_capacity(s.len() + 3);
+    if escape {
+        out.push('E');
+    }
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Token<'a> {
+    /// Unquoted word (keyword or identifier), as written.
+    Word(&'a str),
+    /// `"..."` identifier, unescaped.
+    Quoted(String),
+    /// Any literal (string, dollar-quoted, number) or operator character.
+    Other,
+    Dot,
+    Semicolon,
+    Open,
+    Close,
+}
+
+/// Tokenizer over SQL text. `backslash_strings` is true when `standard_conforming_strings` is
+/// off (plain '...' strings then take backslash escapes).
+pub(crate) struct Lexer<'a> {
+    src: &'a str,
+    pos: usize,
+    /// Where the last returned token began.
+    start: usize,
+    backslash_strings: bool,
+}
+
+impl<'a> Lexer<'a> {
+    pub(crate) fn new(src: &'a str, backslash_strings: bool) -> Self {
+        Lexer {
+            src,
+            pos: 0,
+            start: 0,
+            backslash_strings,
+        }
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn token_start(&self) -> usize {
+        self.start
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.src.as_bytes()
+    }
+
+    fn skip_space_and_comments(&mut self) {
+        let b = self.bytes();
+        loop {
+            while self.pos < b.len() && b[self.pos].is_ascii_whitespace() {
+                self.pos += 1;
+            }
+            if b[self.pos..].starts_with(b"--") {
+                while self.pos < b.len() && b[self.pos] != b'\n' {
+                    self.pos += 1;
+                }
+            } else if b[self.pos..].starts_with(b"/*") {
+                // Block comments nest in PostgreSQL.
+                let mut depth = 0usize;
+                while self.pos < b.len() {
+                    if b[self.pos..].starts_with(b"/*") {
+                        depth += 1;
+                        self.pos += 2;
+                    } else if b[self.pos..].starts_with(b"*/") {
+                        depth -= 1;
+                        self.pos += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        self.pos += 1;
+                    }
+                }
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Skips a '...' string whose opening quote is at `self.pos`.
+    fn skip_string(&mut self, backslash: bool) {
+        let b = self.bytes();
+        self.pos += 1;
+        while self.pos < b.len() {
+            match b[self.pos] {
+                b'\\' if backslash => self.pos += 2,
+                b'\'' if b.get(self.pos + 1) == Some(&b'\'') => self.pos += 2,
+                b'\'' => {
+                    self.pos += 1;
+                    return;
+                }
+                _ => self.pos += 1,
+            }
+        }
+        self.pos = b.len();
+    }
+
+    /// Dollar quote starting at `self.pos` (a `$`), if it is one: returns true after skipping it.
+    fn skip_dollar_quote(&mut self) -> bool {
+        let b = self.bytes();
+        let start = self.pos;
+        let mut end = start + 1;
+        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_' || b[end] >= 0x80)
+        {
+            end += 1;
+        }
+        if end >= b.len() || b[end] != b'$' {
+            return false;
+        }
+        // A tag cannot start with a digit ($1 is a parameter).
+        if end > start + 1 && b[start + 1].is_ascii_digit() {
+            return false;
+        }
+        let tag = &b[start..=end];
+        let body = end + 1;
+        match find(&b[body..], tag) {
+            Some(i) => self.pos = body + i + tag.len(),
+            None => self.pos = b.len(),
+        }
+        true
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn is_ident_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
+}
+
+fn is_ident_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+}
+
+impl<'a> Iterator for Lexer<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        self.skip_space_and_comments();
+        let b = self.bytes();
+        let c = *b.get(self.pos)?;
+        let start = self.pos;
+        self.start = start;
+        let tok = match c {
+            b';' => {
+                self.pos += 1;
+                Token::Semicolon
+            }
+            b'(' => {
+                self.pos += 1;
+                Token::Open
+            }
+            b')' => {
+                self.pos += 1;
+                Token::Close
+            }
+            b'.' if !b.get(self.pos + 1).is_some_and(u8::is_ascii_digit) => {
+                self.pos += 1;
+                Token::Dot
+            }
+            b'\'' => {
+                self.skip_string(self.backslash_strings);
+                Token::Other
+            }
+            b'"' => {
+                let mut name = String::new();
+                self.pos += 1;
+                let mut seg = self.pos;
+                while self.pos < b.len() {
+                    if b[self.pos] == b'"' {
+                        name.push_str(&self.src[seg..self.pos]);
+                        if b.get(self.pos + 1) == Some(&b'"') {
+                            name.push('"');
+                            self.pos += 2;
+                            seg = self.pos;
+                            continue;
+                        }
+                        self.pos += 1;
+                        return Some(Token::Quoted(name));
+                    }
+                    self.pos += 1;
+                }
+                Token::Other
+            }
+            b'$' => {
+                if !self.skip_dollar_quote() {
+                    self.pos += 1;
+                    while self.pos < b.len() && b[self.pos].is_ascii_digit() {
+                        self.pos += 1;
+                    }
+                }
+                Token::Other
+            }
+            c if is_ident_start(c) => {
+                while self.pos < b.len() && is_ident_char(b[self.pos]) {
+                    self.pos += 1;
+                }
+                let word = &self.src[start..self.pos];
+                if b.get(self.pos) == Some(&b'\'') {
+                    // E'...', B'...', X'...', N'...', U&'...' handled below/as plain strings.
+                    let backslash = word.eq_ignore_ascii_case("e") || self.backslash_strings;
+                    self.skip_string(backslash);
+                    Token::Other
+                } else if word.eq_ignore_ascii_case("u") && b[self.pos..].starts_with(b"&'") {
+                    self.pos += 1;
+                    self.skip_string(false);
+                    Token::Other
+                } else {
+                    Token::Word(word)
+                }
+            }
+            _ => {
+                // Numbers and operators; step one UTF-8 character.
+                self.pos += self.src[self.pos..]
+                    .chars()
+                    .next()
+                    .map_or(1, char::len_utf8);
+                Token::Other
+            }
+        };
+        Some(tok)
+    }
+}
+
+/// An identifier as the catalogs store it: unquoted words are ASCII-lowercased, and both
+/// forms are truncated to NAMEDATALEN-1 (63) bytes.
+pub(crate) fn ident_name(tok: &Token<'_>) -> Option<String> {
+    let name = match tok {
+        Token::Word(w) => w.to_ascii_lowercase(),
+        Token::Quoted(q) => q.clone(),
+        _ => return None,
+    };
+    Some(truncate_name(name))
+}
+
+fn truncate_name(mut name: String) -> String {
+    if name.len() > 63 {
+        let mut cut = 63;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    name
+}
+
+fn is_kw(tok: &Token<'_>, kw: &str) -> bool {
+    matches!(tok, Token::Word(w) if w.eq_ignore_ascii_case(kw))
+}
+
+/// If the first statement of `sql` is `CREATE [GLOBAL|LOCAL] TEMP|TEMPORARY TABLE [IF NOT
+/// EXISTS] name ... ON COMMIT DELETE ROWS`, the table's relname as pg_class stores it.
+/// Cheap for every other query: it stops at the first word unless that word is CREATE.
+pub fn on_commit_delete_rows_table(sql: &str) -> Option<String> {
+    let mut lx = Lexer::new(sql, false);
+    ocdr_statement(&mut lx).unwrap_or(None)
+}
+
+/// Like [`on_commit_delete_rows_table`] but for every statement of a multi-statement query.
+pub fn on_commit_delete_rows_tables(sql: &str) -> Vec<String> {
+    let mut lx = Lexer::new(sql, false);
+    let mut out = Vec::new();
+    loop {
+        match ocdr_statement(&mut lx) {
+            Ok(found) => out.extend(found),
+            Err(End) => return out,
+        }
+    }
+}
+
+struct End;
+
+/// Examines one statement and leaves the lexer after its terminating semicolon.
+/// `Err(End)` when there is no further statement.
+fn ocdr_statement(lx: &mut Lexer<'_>) -> Result<Option<String>, End> {
+    let first = lx.next().ok_or(End)?;
+    if first == Token::Semicolon {
+        return Ok(None);
+    }
+    if !is_kw(&first, "create") {
+        skip_to_semicolon(lx, 0);
+        return Ok(None);
+    }
+    let mut tok = lx.next();
+    if tok
+        .as_ref()
+        .is_some_and(|t| is_kw(t, "global") || is_kw(t, "local"))
+    {
+        tok = lx.next();
+    }
+    if !tok
+        .as_ref()
+        .is_some_and(|t| is_kw(t, "temp") || is_kw(t, "temporary"))
+    {
+        skip_to_semicolon(lx, 0);
+        return Ok(None);
+    }
+    if !lx.next().is_some_and(|t| is_kw(&t, "table")) {
+        skip_to_semicolon(lx, 0);
+        return Ok(None);
+    }
+    let mut tok = lx.next();
+    if tok.as_ref().is_some_and(|t| is_kw(t, "if")) {
+        let not = lx.next();
+        let exists = lx.next();
+        if !(not.is_some_and(|t| is_kw(&t, "not")) && exists.is_some_and(|t| is_kw(&t, "exists"))) {
+            skip_to_semicolon(lx, 0);
+            return Ok(None);
+        }
+        tok = lx.next();
+    }
+    // name or schema.name: the relname is the last part.
+    let Some(mut name) = tok.as_ref().and_then(ident_name) else {
+        skip_to_semicolon(lx, 0);
+        return Ok(None);
+    };
+    let mut next = lx.next();
+    while next == Some(Token::Dot) {
+        match lx.next().as_ref().and_then(ident_name) {
+            Some(part) => name = part,
+            None => {
+                skip_to_semicolon(lx, 0);
+                return Ok(None);
+            }
+        }
+        next = lx.next();
+    }
+    // Look for ON COMMIT DELETE ROWS at depth 0 before AS (CTAS query) or the end.
+    let mut depth = 0usize;
+    let mut window: [Option<Token<'_>>; 4] = [None, None, None, None];
+    let mut cur = next;
+    let mut found = false;
+    while let Some(t) = cur {
+        match t {
+            Token::Semicolon if depth == 0 => break,
+            Token::Open => depth += 1,
+            Token::Close => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth == 0 && is_kw(&t, "as") {
+            skip_to_semicolon(lx, 0);
+            break;
+        }
+        window.rotate_left(1);
+        window[3] = Some(t);
+        if depth == 0
+            && matches!(&window, [Some(a), Some(b), Some(c), Some(d)]
+                if is_kw(a, "on") && is_kw(b, "commit") && is_kw(c, "delete") && is_kw(d, "rows"))
+        {
+            found = true;
+        }
+        cur = lx.next();
+    }
+    Ok(found.then_some(name))
+}
+
+fn skip_to_semicolon(lx: &mut Lexer<'_>, mut depth: usize) {
+    for t in lx.by_ref() {
+        match t {
+            Token::Open => depth += 1,
+            Token::Close => depth = depth.saturating_sub(1),
+            Token::Semicolon if depth == 0 => return,
+            _ => {}
+        }
+    }
+}
+
+/// Splits a query string into statements at top-level semicolons (the text of each, trimmed,
+/// without its semicolon; empty statements dropped).
+pub fn split_statements(sql: &str, backslash_strings: bool) -> Vec<&str> {
+    let mut lx = Lexer::new(sql, backslash_strings);
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut depth = 0usize;
+    while let Some(t) = lx.next() {
+        match t {
+            Token::Open => depth += 1,
+            Token::Close => depth = depth.saturating_sub(1),
+            Token::Semicolon if depth == 0 => {
+                let end = lx.pos() - 1;
+                push_trimmed(&mut out, &sql[start..end]);
+                start = lx.pos();
+            }
+            _ => {}
+        }
+    }
+    push_trimmed(&mut out, &sql[start..]);
+    out
+}
+
+fn push_trimmed<'a>(out: &mut Vec<&'a str>, s: &'a str) {
+    let t = s.trim();
+    // A statement of comments only is no statement.
+    if Lexer::new(t, false).next().is_some() {
+        out.push(t);
+    }
+}
+
+/// The prepared-statement name if `stmt` is `PREPARE name ...`.
+pub fn prepare_name(stmt: &str) -> Option<String> {
+    let mut lx = Lexer::new(stmt, false);
+    if !lx.next().is_some_and(|t| is_kw(&t, "prepare")) {
+        return None;
+    }
+    lx.next().as_ref().and_then(ident_name)
+}
+
+/// Rewrites `pg_temp_N.` (this session's temp schema, possibly quoted) to `pg_temp.` outside
+/// string literals, so deparsed DDL points at whatever temp schema the new backend gets.
+pub fn rewrite_temp_schema(sql: &str, temp_schema: &str) -> String {
+    if temp_schema.is_empty() || !sql.contains(temp_schema) {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut lx = Lexer::new(sql, false);
+    let mut copied = 0;
+    while let Some(t) = lx.next() {
+        let is_schema = match &t {
+            Token::Word(w) => *w == temp_schema,
+            Token::Quoted(q) => q == temp_schema,
+            _ => false,
+        };
+        if is_schema && sql[lx.pos()..].starts_with('.') {
+            out.push_str(&sql[copied..lx.token_start()]);
+            out.push_str("pg_temp");
+            copied = lx.pos();
+        }
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a"), "\"a\"");
+        assert_eq!(quote_ident("Mixed \"Case\""), "\"Mixed \"\"Case\"\"\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b'c"), r"E'a\\b''c'");
+        assert_eq!(quote_literal(""), "''");
+    }
+
+    #[test]
+    fn ocdr_basic_forms() {
+        let t = on_commit_delete_rows_table;
+        assert_eq!(
+            t("CREATE TEMP TABLE Foo (a int) ON COMMIT DELETE ROWS").as_deref(),
+            Some("foo")
+        );
+        assert_eq!(
+            t("create temporary table \"My T\" (a int) on commit delete rows;").as_deref(),
+            Some("My T")
+        );
+        assert_eq!(
+            t("CREATE GLOBAL TEMPORARY TABLE IF NOT EXISTS pg_temp.x (a text default 'y') WITH (fillfactor=50) ON COMMIT DELETE ROWS").as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            t("  -- hi\n /* a /* nested */ comment */ CREATE LOCAL TEMP TABLE t2 ON COMMIT DELETE ROWS AS SELECT 1").as_deref(),
+            Some("t2")
+        );
+    }
+
+    #[test]
+    fn ocdr_negatives() {
+        let t = on_commit_delete_rows_table;
+        assert_eq!(
+            t("SELECT 'CREATE TEMP TABLE x ON COMMIT DELETE ROWS'"),
+            None
+        );
+        assert_eq!(t("CREATE TABLE x (a int)"), None);
+        assert_eq!(
+            t("CREATE TEMP TABLE x (a int) ON COMMIT PRESERVE ROWS"),
+            None
+        );
+        assert_eq!(
+            t("CREATE TEMP TABLE x (a text default 'ON COMMIT DELETE ROWS')"),
+            None
+        );
+        assert_eq!(
+            t("CREATE TEMP TABLE x (a int); SELECT 'on commit delete rows'"),
+            None
+        );
+        assert_eq!(t("CREATE TEMP TABLE x AS SELECT 1 AS on_commit"), None);
+        assert_eq!(t(""), None);
+        assert_eq!(t("-- only a comment"), None);
+    }
+
+    #[test]
+    fn ocdr_truncates_long_names() {
+        let long = "a".repeat(70);
+        let got = on_commit_delete_rows_table(&format!(
+            "create temp table {long} () on commit delete rows"
+        ));
+        assert_eq!(got, Some("a".repeat(63)));
+    }
+
+    #[test]
+    fn ocdr_every_statement() {
+        let got = on_commit_delete_rows_tables(
+            "select 1; create temp table a () on commit delete rows; create temp table b (); \
+             CREATE TEMP TABLE \"C\" (x int) ON COMMIT DELETE ROWS",
+        );
+        assert_eq!(got, vec!["a".to_string(), "C".to_string()]);
+    }
+
+    #[test]
+    fn splitting() {
+        let s = "PREPARE a AS SELECT ';'; /* ; */ PREPARE b AS SELECT $x$;$x$, $1 -- ;\n; SELECT E'\\';' ;";
+        assert_eq!(
+            split_statements(s, false),
+            vec![
+                "PREPARE a AS SELECT ';'",
+                "/* ; */ PREPARE b AS SELECT $x$;$x$, $1 -- ;",
+                "SELECT E'\\';'"
+            ]
+        );
+        // standard_conforming_strings off: backslash escapes the quote in a plain string.
+        assert_eq!(split_statements("SELECT '\\';'; SELECT 2", true).len(), 2);
+        assert_eq!(split_statements("SELECT '\\';'; SELECT 2", false).len(), 2);
+        assert_eq!(
+            split_statements("SELECT 1;;  ; -- x", false),
+            vec!["SELECT 1"]
+        );
+    }
+
+    #[test]
+    fn prepare_names() {
+        assert_eq!(
+            prepare_name("PREPARE Foo (int) AS SELECT $1").as_deref(),
+            Some("foo")
+        );
+        assert_eq!(
+            prepare_name("/* c */ prepare \"Q\" AS SELECT 1").as_deref(),
+            Some("Q")
+        );
+        assert_eq!(prepare_name("SELECT 1"), None);
+    }
+
+    #[test]
+    fn temp_schema_rewrite() {
+        assert_eq!(
+            rewrite_temp_schema(
+                "FOREIGN KEY (a) REFERENCES pg_temp_3.p(id) CHECK (x <> 'pg_temp_3.q') \"pg_temp_3\".r",
+                "pg_temp_3"
+            ),
+            "FOREIGN KEY (a) REFERENCES pg_temp.p(id) CHECK (x <> 'pg_temp_3.q') pg_temp.r"
+        );
+        assert_eq!(
+            rewrite_temp_schema("pg_temp_30.x", "pg_temp_3"),
+            "pg_temp_30.x"
+        );
+        assert_eq!(rewrite_temp_schema("a.b", ""), "a.b");
+    }
+}
