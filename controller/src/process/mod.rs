@@ -1,1 +1,52 @@
-//! in progress
+//! The embedded default driver: the database server runs as a child process of torpor.
+//!
+//! `child` holds what any server needs (run-as user, spawning, signals, pid checks); each
+//! database has its own file on top of it (`postgres` today, MariaDB later).
+
+pub mod child;
+mod postgres;
+mod postgres_bootstrap;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+pub use postgres::PostgresProcess;
+
+/// Where and how a local database server runs.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// Absolute by the time a driver sees it.
+    pub data_dir: PathBuf,
+    pub port: u16,
+    /// Directory holding the server binaries; default: the newest installed version.
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+    /// OS user the server runs as; default: `postgres` when torpor runs as root, else the
+    /// current user.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// Extra server settings passed as `-c key=value` (e.g. fsync=off in tests).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A database user created when the data directory is first initialised, with a database of
+/// the same name that it owns.
+#[derive(Clone)]
+pub struct BootstrapUser {
+    pub name: String,
+    pub password: String,
+    pub superuser: bool,
+}
+
+impl fmt::Debug for BootstrapUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BootstrapUser")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("superuser", &self.superuser)
+            .finish()
+    }
+}

@@ -1,0 +1,522 @@
+//! Database-agnostic helpers for running a server as a child process: who it runs as, how it is
+//! spawned (own process group, parent-death signal), whether a pid is alive, and how it is
+//! stopped with escalating signals. A MariaDB driver reuses all of this; nothing here knows
+//! PostgreSQL.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, Command};
+
+use crate::driver::DriverError;
+
+pub(crate) fn io_err(what: impl Into<String>, source: io::Error) -> DriverError {
+    DriverError::Io {
+        what: what.into(),
+        source,
+    }
+}
+
+/// The OS account a server runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// `name`, or when absent: `root_default` if we are root (database servers refuse to run as
+    /// root), else the current user.
+    pub fn resolve(name: Option<&str>, root_default: &str) -> Result<RunAs, DriverError> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        let user = match name {
+            Some(n) => Self::by_name(n)?,
+            None if euid == 0 => Self::by_name(root_default)?,
+            None => Self::by_uid(euid)?,
+        };
+        if euid != 0 && user.uid != euid {
+            return Err(DriverError::Failed(format!(
+                "cannot run as user {:?}: switching users needs root, and torpor runs as uid {euid}",
+                user.name
+            )));
+        }
+        Ok(user)
+    }
+
+    pub fn by_name(name: &str) -> Result<RunAs, DriverError> {
+        let c_name = CString::new(name)
+            .map_err(|_| DriverError::Failed(format!("invalid user name {name:?}")))?;
+        lookup(|pwd, buf, result| {
+            // SAFETY: every pointer is valid for the duration of the call; buf.len() is its size.
+            unsafe { libc::getpwnam_r(c_name.as_ptr(), pwd, buf.as_mut_ptr(), buf.len(), result) }
+        })?
+        .ok_or_else(|| DriverError::Failed(format!("no such OS user {name:?}")))
+    }
+
+    pub fn by_uid(uid: u32) -> Result<RunAs, DriverError> {
+        lookup(|pwd, buf, result| {
+            // SAFETY: as in by_name.
+            unsafe { libc::getpwuid_r(uid, pwd, buf.as_mut_ptr(), buf.len(), result) }
+        })?
+        .ok_or_else(|| DriverError::Failed(format!("no passwd entry for uid {uid}")))
+    }
+
+    /// Whether this user is the one torpor already runs as (then no uid switch is needed).
+    fn is_current(&self) -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        self.uid == unsafe { libc::geteuid() }
+    }
+}
+
+fn lookup(
+    mut call: impl FnMut(
+        *mut libc::passwd,
+        &mut Vec<libc::c_char>,
+        *mut *mut libc::passwd,
+    ) -> libc::c_int,
+) -> Result<Option<RunAs>, DriverError> {
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: passwd is plain old data; an all-zero value is valid and is only read after
+        // the call filled it in.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = call(&mut pwd, &mut buf, &mut result);
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            let bigger = buf.len() * 4;
+            buf.resize(bigger, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io_err(
+                "looking up OS user",
+                io::Error::from_raw_os_error(rc),
+            ));
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: on success pw_name points to a NUL-terminated string inside buf, which is
+        // still alive here.
+        let name = unsafe { CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned();
+        return Ok(Some(RunAs {
+            name,
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+        }));
+    }
+}
+
+/// A command that runs `program` as `user`, in its own process group (a Ctrl-C on torpor's
+/// terminal must not reach the server: torpor stops it in order), with a clean environment,
+/// stdin closed, and a parent-death signal so that a killed torpor does not leave it running.
+pub fn command(program: &Path, user: &RunAs, death_signal: libc::c_int) -> ChildCommand {
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .process_group(0);
+    for key in ["TZ", "LANG", "LC_ALL"] {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    if !user.is_current() {
+        // std drops the supplementary groups (setgroups(0)) when it switches uid as root.
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // syscalls (prctl, getppid) without allocating.
+    //
+    // std runs pre_exec closures after setgid/setuid, which matters: the kernel clears
+    // PDEATHSIG when the credentials change, so it must be set after the switch. The kernel
+    // sends it when the *thread* that forked the child exits, which is why `spawn` forks from a
+    // thread that lives as long as the process.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                death_signal as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl; then nobody will signal us.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::other("parent exited during spawn"));
+            }
+            Ok(())
+        });
+    }
+    ChildCommand { cmd, death_signal }
+}
+
+/// A configured command plus the signal its child gets if torpor goes away; `spawn` also
+/// sends it when the caller stopped waiting before the child could be handed over.
+pub struct ChildCommand {
+    cmd: Command,
+    death_signal: libc::c_int,
+}
+
+impl std::ops::Deref for ChildCommand {
+    type Target = Command;
+    fn deref(&self) -> &Command {
+        &self.cmd
+    }
+}
+
+impl std::ops::DerefMut for ChildCommand {
+    fn deref_mut(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// Forks every child from one thread that never exits: PR_SET_PDEATHSIG fires when the forking
+/// thread ends, and tokio's blocking-pool threads end after a few idle seconds.
+fn spawner() -> Result<&'static mpsc::Sender<SpawnJob>, DriverError> {
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnJob>> = OnceLock::new();
+    if let Some(s) = SPAWNER.get() {
+        return Ok(s);
+    }
+    let (tx, rx) = mpsc::channel::<SpawnJob>();
+    std::thread::Builder::new()
+        .name("torpor-spawner".into())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        })
+        .map_err(|e| io_err("starting the process spawner thread", e))?;
+    // A racing caller may have won; its thread is used and ours exits when `tx` drops.
+    let _ = SPAWNER.set(tx);
+    SPAWNER
+        .get()
+        .ok_or_else(|| DriverError::Failed("process spawner missing".into()))
+}
+
+/// Spawns `cmd` from the long-lived spawner thread, registered with the caller's runtime.
+pub async fn spawn(cmd: ChildCommand) -> io::Result<Child> {
+    let ChildCommand {
+        mut cmd,
+        death_signal,
+    } = cmd;
+    let handle = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: SpawnJob = Box::new(move || {
+        let _runtime = handle.enter();
+        if let Err(Ok(orphan)) = tx.send(cmd.spawn()) {
+            // The caller was cancelled: treat the child as if its parent had died.
+            if let Some(pid) = orphan.id() {
+                let _ = signal(pid, death_signal);
+            }
+        }
+    });
+    let sender = spawner().map_err(|e| io::Error::other(e.to_string()))?;
+    sender
+        .send(job)
+        .map_err(|_| io::Error::other("process spawner thread is gone"))?;
+    rx.await
+        .map_err(|_| io::Error::other("process spawner dropped the request"))?
+}
+
+/// Runs `cmd` to completion, feeding it `stdin` (never put secrets on argv: /proc shows argv to
+/// everyone) and collecting stdout and stderr.
+pub async fn run(mut cmd: ChildCommand, stdin: Option<Vec<u8>>) -> io::Result<Output> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = spawn(cmd).await?;
+    let writer = child.stdin.take();
+    let feed = async move {
+        if let (Some(mut w), Some(bytes)) = (writer, stdin) {
+            w.write_all(&bytes).await?;
+            w.shutdown().await?;
+        }
+        io::Result::Ok(())
+    };
+    let (fed, output) = tokio::join!(feed, child.wait_with_output());
+    let output = output?;
+    // A child that exits early closes its stdin; its exit status tells more than EPIPE does.
+    if output.status.success() {
+        fed?;
+    }
+    Ok(output)
+}
+
+pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `pid` is a live process: it exists and is not a zombie waiting to be reaped.
+pub fn is_alive(pid: u32) -> bool {
+    match signal(pid, 0) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+        Err(_) => return false,
+    }
+    proc_state(pid).is_some_and(|s| s != 'Z' && s != 'X')
+}
+
+/// The state letter from /proc/<pid>/stat (R, S, D, Z, …).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain ") ".
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}
+
+/// argv of a process, if readable.
+pub fn cmdline(pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// The working directory of a process, if we may read it.
+pub fn cwd(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// How to stop a server: a polite signal, then harder ones after grace periods.
+#[derive(Debug, Clone, Copy)]
+pub struct Escalation {
+    pub first: libc::c_int,
+    pub second: libc::c_int,
+    /// How long to wait after `first` before sending `second`.
+    pub first_grace: Duration,
+    /// How long to wait after `second` before SIGKILL.
+    pub second_grace: Duration,
+}
+
+/// Stops our own child and reaps it, so that its pid is really gone when this returns.
+pub async fn stop_child(child: &mut Child, how: Escalation) -> Result<ExitStatus, DriverError> {
+    if let Some(status) = child
+        .try_wait()
+        .map_err(|e| io_err("checking the server process", e))?
+    {
+        return Ok(status);
+    }
+    let Some(pid) = child.id() else {
+        return child
+            .wait()
+            .await
+            .map_err(|e| io_err("reaping the server process", e));
+    };
+    for (sig, grace) in [
+        (how.first, Some(how.first_grace)),
+        (how.second, Some(how.second_grace)),
+        (libc::SIGKILL, None),
+    ] {
+        if sig != how.first {
+            tracing::warn!(pid, signal = sig, "server did not stop in time; escalating");
+        }
+        if let Err(e) = signal(pid, sig) {
+            // ESRCH: it exited on its own just now; wait() below reaps it.
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(io_err(format!("signalling pid {pid}"), e));
+            }
+        }
+        let waited = match grace {
+            Some(g) => tokio::time::timeout(g, child.wait()).await.ok(),
+            None => Some(child.wait().await),
+        };
+        if let Some(r) = waited {
+            return r.map_err(|e| io_err("reaping the server process", e));
+        }
+    }
+    Err(DriverError::Failed(format!("pid {pid} survived SIGKILL")))
+}
+
+/// Stops a process that is not our child (left by an earlier run). We cannot reap it; it is
+/// "gone" once it no longer exists or is a zombie.
+pub async fn stop_pid(pid: u32, how: Escalation) -> Result<(), DriverError> {
+    const POLL: Duration = Duration::from_millis(10);
+    for (sig, grace) in [
+        (how.first, how.first_grace),
+        (how.second, how.second_grace),
+        (libc::SIGKILL, Duration::from_secs(10)),
+    ] {
+        if sig != how.first {
+            tracing::warn!(
+                pid,
+                signal = sig,
+                "process did not stop in time; escalating"
+            );
+        }
+        match signal(pid, sig) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+            Err(e) => return Err(io_err(format!("signalling pid {pid}"), e)),
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            if !is_alive(pid) {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    if is_alive(pid) {
+        Err(DriverError::Failed(format!("pid {pid} survived SIGKILL")))
+    } else {
+        Ok(())
+    }
+}
+
+pub fn chown(path: &Path, user: &RunAs) -> Result<(), DriverError> {
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+        .map_err(|e| io_err(format!("chown {} to {}", path.display(), user.name), e))
+}
+
+/// Creates `dir` (and any missing parents) with `mode`, owned by `user`, and checks that
+/// `user` can reach it. An existing `dir` is handed to `user` if we are allowed to.
+pub fn ensure_dir(dir: &Path, mode: u32, user: &RunAs) -> Result<(), DriverError> {
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while !cur.exists() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(p) => cur = p,
+            None => break,
+        }
+    }
+    for d in missing.iter().rev() {
+        std::fs::DirBuilder::new()
+            .mode(mode)
+            .create(d)
+            .or_else(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| io_err(format!("creating {}", d.display()), e))?;
+        if !user.is_current() {
+            chown(d, user)?;
+        }
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| io_err(format!("stat {}", dir.display()), e))?;
+    if !meta.is_dir() {
+        return Err(DriverError::Failed(format!(
+            "{} exists and is not a directory",
+            dir.display()
+        )));
+    }
+    if meta.uid() != user.uid && !user.is_current() {
+        chown(dir, user)?;
+    }
+    if meta.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io_err(format!("chmod {}", dir.display()), e))?;
+    }
+    check_traversable(dir, user)
+}
+
+/// Fails with a clear message when some ancestor of `dir` does not let `user` search it. Only
+/// the primary group counts: the child runs without supplementary groups.
+pub fn check_traversable(dir: &Path, user: &RunAs) -> Result<(), DriverError> {
+    // As ourselves, having stat'ed `dir` through its path already proves it.
+    if user.uid == 0 || user.is_current() {
+        return Ok(());
+    }
+    for anc in dir.ancestors().skip(1) {
+        if anc.as_os_str().is_empty() {
+            continue;
+        }
+        let meta =
+            std::fs::metadata(anc).map_err(|e| io_err(format!("stat {}", anc.display()), e))?;
+        let mode = meta.permissions().mode();
+        let bit = if meta.uid() == user.uid {
+            0o100
+        } else if meta.gid() == user.gid {
+            0o010
+        } else {
+            0o001
+        };
+        if mode & bit == 0 {
+            return Err(DriverError::Failed(format!(
+                "user {} cannot reach {}: the parent directory {} (mode {:o}, owner uid {}) is \
+                 not searchable by it; chmod o+x it or choose another data_dir",
+                user.name,
+                dir.display(),
+                anc.display(),
+                mode & 0o7777,
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Opens `path` for appending, creating it (mode 0600) owned by `user`.
+pub fn open_log(path: &Path, user: &RunAs) -> Result<std::fs::File, DriverError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err(format!("opening {}", path.display()), e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_err(format!("stat {}", path.display()), e))?;
+    if meta.uid() != user.uid && !user.is_current() {
+        chown(path, user)?;
+    }
+    Ok(file)
+}
+
+/// The last `n` lines of a (possibly large) log file, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    const WINDOW: u64 = 64 * 1024;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if f.seek(SeekFrom::Start(len.saturating_sub(WINDOW))).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether `path` names an executable regular file.
+pub fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

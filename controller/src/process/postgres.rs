@@ -1,0 +1,612 @@
+//! PostgreSQL as a child process: initdb and bootstrap users on first use, start with a fast
+//! readiness check, fast shutdown, and cleanup of a server that a crashed torpor left behind.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::process::Child;
+
+use super::child::{self, Escalation, RunAs, io_err};
+use super::postgres_bootstrap as bootstrap;
+use super::{BootstrapUser, ProcessConfig};
+use crate::driver::{BackendInfo, Driver, DriverError};
+
+/// Where Debian/Ubuntu install one directory per major version.
+const VERSIONS_ROOT: &str = "/usr/lib/postgresql";
+const LOG_FILE: &str = "torpor-postgres.log";
+const READY_POLL: Duration = Duration::from_millis(5);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const LOG_TAIL_LINES: usize = 20;
+/// SIGINT is PostgreSQL's fast shutdown (roll back sessions, checkpoint, exit); SIGQUIT is its
+/// immediate shutdown (crash recovery on next start).
+const SHUTDOWN: Escalation = Escalation {
+    first: libc::SIGINT,
+    second: libc::SIGQUIT,
+    first_grace: Duration::from_secs(30),
+    second_grace: Duration::from_secs(10),
+};
+/// Settings the driver owns: they decide the address it reports.
+const RESERVED_SETTINGS: [&str; 2] = ["port", "listen_addresses"];
+
+struct Setup {
+    bin_dir: PathBuf,
+    user: RunAs,
+}
+
+struct Running {
+    child: Child,
+    info: BackendInfo,
+}
+
+/// Runs one PostgreSQL server (one data directory) as a child process.
+///
+/// prepare, start and stop each run to completion in a task of their own: a caller that gives
+/// up (a timeout, a dropped client) leaves neither a half-initialised directory nor an
+/// untracked server behind, and the next call sees the outcome (a start that went on returns
+/// its backend at once).
+pub struct PostgresProcess {
+    inner: Arc<Inner>,
+}
+
+impl PostgresProcess {
+    pub fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
+        Self {
+            inner: Arc::new(Inner::new(cluster, cfg, users)),
+        }
+    }
+
+    /// The file the server's stdout and stderr are appended to.
+    pub fn log_path(&self) -> PathBuf {
+        self.inner.log_path()
+    }
+
+    /// Forgets the running server without stopping it, as a crashed torpor would. Tests use
+    /// this to leave a server behind for the next `prepare` to clean up.
+    #[doc(hidden)]
+    pub async fn abandon(&self) -> Option<u32> {
+        self.inner.abandon().await
+    }
+}
+
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, DriverError>> + Send + 'static,
+) -> Result<T, DriverError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| DriverError::Failed(format!("postgres driver task failed: {e}")))?
+}
+
+#[async_trait]
+impl Driver for PostgresProcess {
+    async fn prepare(&self) -> Result<(), DriverError> {
+        let inner = self.inner.clone();
+        detached(async move { inner.prepare().await }).await
+    }
+
+    async fn start(&self) -> Result<BackendInfo, DriverError> {
+        let inner = self.inner.clone();
+        detached(async move { inner.start().await }).await
+    }
+
+    async fn stop(&self) -> Result<(), DriverError> {
+        let inner = self.inner.clone();
+        detached(async move { inner.stop().await }).await
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.inner.pid()
+    }
+}
+
+struct Inner {
+    cluster: String,
+    cfg: ProcessConfig,
+    users: Vec<BootstrapUser>,
+    setup: OnceLock<Setup>,
+    running: tokio::sync::Mutex<Option<Running>>,
+    /// Mirror of the running child's pid for the synchronous `pid()`; 0 when none.
+    pid: AtomicU32,
+}
+
+impl Inner {
+    fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            cfg,
+            users,
+            setup: OnceLock::new(),
+            running: tokio::sync::Mutex::new(None),
+            pid: AtomicU32::new(0),
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.cfg.data_dir.join(LOG_FILE)
+    }
+
+    async fn abandon(&self) -> Option<u32> {
+        let running = self.running.lock().await.take()?;
+        self.pid.store(0, Ordering::SeqCst);
+        running.info.pid
+    }
+
+    fn setup(&self) -> Result<&Setup, DriverError> {
+        if let Some(s) = self.setup.get() {
+            return Ok(s);
+        }
+        if !self.cfg.data_dir.is_absolute() {
+            return Err(DriverError::Failed(format!(
+                "data_dir {} must be an absolute path",
+                self.cfg.data_dir.display()
+            )));
+        }
+        for (key, value) in &self.cfg.settings {
+            check_setting(key, value)?;
+        }
+        let bin_dir = match &self.cfg.bin_dir {
+            Some(dir) => dir.clone(),
+            None => newest_bin_dir(Path::new(VERSIONS_ROOT))?,
+        };
+        for tool in ["postgres", "initdb"] {
+            if !child::is_executable(&bin_dir.join(tool)) {
+                return Err(DriverError::Failed(format!(
+                    "bin_dir {}: no executable `{tool}` there; set bin_dir to a PostgreSQL bin \
+                     directory",
+                    bin_dir.display()
+                )));
+            }
+        }
+        let user = RunAs::resolve(self.cfg.run_as.as_deref(), "postgres")?;
+        if user.uid == 0 {
+            return Err(DriverError::Failed(
+                "PostgreSQL refuses to run as root; set run_as to an unprivileged user".into(),
+            ));
+        }
+        let _ = self.setup.set(Setup { bin_dir, user });
+        self.setup
+            .get()
+            .ok_or_else(|| DriverError::Failed("driver setup missing".into()))
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.cfg.data_dir
+    }
+
+    /// A fresh data directory: initdb, then the bootstrap users, without any network.
+    async fn initialize(&self, setup: &Setup) -> Result<(), DriverError> {
+        let dir = self.data_dir().to_path_buf();
+        let user = setup.user.clone();
+        tokio::task::spawn_blocking(move || child::ensure_dir(&dir, 0o700, &user))
+            .await
+            .map_err(|e| DriverError::Failed(format!("creating the data directory: {e}")))??;
+
+        let started = Instant::now();
+        let mut cmd = child::command(&setup.bin_dir.join("initdb"), &setup.user, libc::SIGKILL);
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-U", bootstrap::SUPERUSER])
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+            .args(["-E", "UTF8", "--locale=C"]);
+        if self.fsync_off() {
+            // The operator already gave up crash safety for this server (tests do).
+            cmd.arg("--no-sync");
+        }
+        let out = child::run(cmd, None)
+            .await
+            .map_err(|e| io_err("running initdb", e))?;
+        if !out.status.success() {
+            return Err(DriverError::Failed(format!(
+                "initdb -D {} failed ({}): {}",
+                self.data_dir().display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        tracing::info!(
+            cluster = %self.cluster,
+            data_dir = %self.data_dir().display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "initdb done"
+        );
+
+        if let Err(e) = self.create_users(setup).await {
+            // Leave no half-initialised directory: the next prepare would skip the users.
+            self.remove_data_dir_contents().await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn create_users(&self, setup: &Setup) -> Result<(), DriverError> {
+        let started = Instant::now();
+        let sql = bootstrap::script(&self.cluster, &self.users)?;
+        let mut cmd = child::command(&setup.bin_dir.join("postgres"), &setup.user, libc::SIGKILL);
+        cmd.arg("--single").arg("-D").arg(self.data_dir()).arg("-j");
+        // An error report would otherwise repeat the statement, password included.
+        cmd.args(["-c", "log_min_error_statement=panic"]);
+        for (k, v) in &self.cfg.settings {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        cmd.arg(bootstrap::SUPERUSER);
+        let out = child::run(cmd, Some(sql.into_bytes()))
+            .await
+            .map_err(|e| io_err("running postgres --single", e))?;
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let errors = bootstrap::errors(&text);
+        if !out.status.success() || !errors.is_empty() {
+            return Err(DriverError::Failed(format!(
+                "creating the bootstrap users in single-user mode failed ({}): {}",
+                out.status,
+                errors.join("; ")
+            )));
+        }
+        tracing::info!(
+            cluster = %self.cluster,
+            users = self.users.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "bootstrap users created"
+        );
+        Ok(())
+    }
+
+    async fn remove_data_dir_contents(&self) {
+        let Ok(mut entries) = tokio::fs::read_dir(self.data_dir()).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let path = entry.path();
+            let removed = match entry.file_type().await {
+                Ok(t) if t.is_dir() => tokio::fs::remove_dir_all(&path).await,
+                _ => tokio::fs::remove_file(&path).await,
+            };
+            if let Err(e) = removed {
+                tracing::warn!(path = %path.display(), error = %e, "cleanup after failed init");
+            }
+        }
+    }
+
+    /// Stops a server that an earlier, crashed torpor left running on this data directory.
+    /// A pid file whose process is gone is left alone: postgres handles a stale one.
+    async fn stop_leftover(&self) -> Result<(), DriverError> {
+        let pidfile = self.data_dir().join("postmaster.pid");
+        let text = match tokio::fs::read_to_string(&pidfile).await {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(format!("reading {}", pidfile.display()), e)),
+        };
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        else {
+            return Ok(());
+        };
+        if pid == 0 || self.pid() == Some(pid) || !child::is_alive(pid) {
+            return Ok(());
+        }
+        if !self.is_our_postmaster(pid).await {
+            tracing::warn!(
+                cluster = %self.cluster,
+                pid,
+                "postmaster.pid names a live process that is not a postgres on this data \
+                 directory; leaving it alone"
+            );
+            return Ok(());
+        }
+        tracing::warn!(
+            cluster = %self.cluster,
+            pid,
+            data_dir = %self.data_dir().display(),
+            "stopping a postgres left running by an earlier torpor run"
+        );
+        child::stop_pid(pid, SHUTDOWN).await
+    }
+
+    /// The process runs a postgres binary and (when we may look) works in our data directory:
+    /// the postmaster chdirs there, which tells it apart from a postgres that reused the pid.
+    async fn is_our_postmaster(&self, pid: u32) -> bool {
+        let is_postgres = child::cmdline(pid)
+            .and_then(|argv| argv.into_iter().next())
+            .is_some_and(|argv0| {
+                Path::new(&argv0)
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("postgres"))
+            });
+        if !is_postgres {
+            return false;
+        }
+        let Some(cwd) = child::cwd(pid) else {
+            return true;
+        };
+        match tokio::fs::canonicalize(self.data_dir()).await {
+            Ok(dir) => cwd == dir,
+            Err(_) => true,
+        }
+    }
+
+    fn fsync_off(&self) -> bool {
+        self.cfg
+            .settings
+            .get("fsync")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "off" | "false" | "0"))
+    }
+
+    async fn spawn_server(&self, setup: &Setup) -> Result<Child, DriverError> {
+        let log_path = self.log_path();
+        let user = setup.user.clone();
+        let path = log_path.clone();
+        let log = tokio::task::spawn_blocking(move || child::open_log(&path, &user))
+            .await
+            .map_err(|e| DriverError::Failed(format!("opening the server log: {e}")))??;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| io_err(format!("duplicating {}", log_path.display()), e))?;
+        let mut cmd = child::command(&setup.bin_dir.join("postgres"), &setup.user, libc::SIGINT);
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .arg("-p")
+            .arg(self.cfg.port.to_string())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "unix_socket_directories="])
+            // After an unclean stop, syncing the data dir file by file takes seconds.
+            .args(["-c", "recovery_init_sync_method=syncfs"]);
+        for (k, v) in &self.cfg.settings {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log_err));
+        child::spawn(cmd)
+            .await
+            .map_err(|e| io_err("starting postgres", e))
+    }
+
+    /// Ready when postmaster.pid names our child and its status line reads "ready". Polled
+    /// often: this is on the wake path, where `pg_ctl -w`'s 100 ms polls would show.
+    async fn wait_ready(&self, child: &mut Child, pid: u32) -> Result<(), DriverError> {
+        let pidfile = self.data_dir().join("postmaster.pid");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = child
+                .try_wait()
+                .map_err(|e| io_err("checking the postgres process", e))?
+            {
+                return Err(DriverError::Failed(format!(
+                    "postgres exited ({status}) before it was ready; last lines of {}:\n{}",
+                    self.log_path().display(),
+                    child::tail(&self.log_path(), LOG_TAIL_LINES)
+                )));
+            }
+            if let Ok(text) = tokio::fs::read_to_string(&pidfile).await
+                && pidfile_ready(&text, pid)
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(DriverError::Timeout(format!(
+                    "postgres (pid {pid}) not ready after {}s; last lines of {}:\n{}",
+                    READY_TIMEOUT.as_secs(),
+                    self.log_path().display(),
+                    child::tail(&self.log_path(), LOG_TAIL_LINES)
+                )));
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+}
+
+/// Asks a server to shut down (fast) when a start is abandoned half-way.
+struct StopOnDrop(Option<u32>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = child::signal(pid, libc::SIGINT);
+        }
+    }
+}
+
+fn pidfile_ready(text: &str, pid: u32) -> bool {
+    let mut lines = text.lines();
+    let first = lines.next().map(str::trim);
+    // Line 8 (index 7 overall) is the postmaster's status: "starting", "ready", "stopping".
+    let status = lines.nth(6).map(str::trim);
+    first == Some(pid.to_string().as_str()) && status == Some("ready")
+}
+
+fn check_setting(key: &str, value: &str) -> Result<(), DriverError> {
+    let key_ok = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if !key_ok {
+        return Err(DriverError::Failed(format!("invalid setting name {key:?}")));
+    }
+    if RESERVED_SETTINGS.contains(&key.to_ascii_lowercase().as_str()) {
+        return Err(DriverError::Failed(format!(
+            "setting {key:?} is managed by torpor (use the port field)"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(DriverError::Failed(format!(
+            "setting {key:?} has a NUL character"
+        )));
+    }
+    Ok(())
+}
+
+/// The highest `<root>/<major>/bin` that holds a `postgres` binary.
+fn newest_bin_dir(root: &Path) -> Result<PathBuf, DriverError> {
+    let entries = std::fs::read_dir(root).map_err(|e| {
+        DriverError::Failed(format!(
+            "no bin_dir given and {} is unreadable ({e}); set bin_dir",
+            root.display()
+        ))
+    })?;
+    let mut best: Option<(Vec<u32>, PathBuf)> = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(version) = name
+            .split('.')
+            .map(str::parse::<u32>)
+            .collect::<Result<Vec<u32>, _>>()
+        else {
+            continue;
+        };
+        let bin = entry.path().join("bin");
+        if child::is_executable(&bin.join("postgres"))
+            && best.as_ref().is_none_or(|(v, _)| version > *v)
+        {
+            best = Some((version, bin));
+        }
+    }
+    best.map(|(_, bin)| bin).ok_or_else(|| {
+        DriverError::Failed(format!(
+            "no bin_dir given and no {}/<version>/bin/postgres found; set bin_dir",
+            root.display()
+        ))
+    })
+}
+
+impl Inner {
+    async fn prepare(&self) -> Result<(), DriverError> {
+        let setup = self.setup()?;
+        let version_file = self.data_dir().join("PG_VERSION");
+        let initialized = tokio::fs::try_exists(&version_file)
+            .await
+            .map_err(|e| io_err(format!("checking {}", version_file.display()), e))?;
+        if initialized {
+            self.stop_leftover().await
+        } else {
+            self.initialize(setup).await
+        }
+    }
+
+    async fn start(&self) -> Result<BackendInfo, DriverError> {
+        let setup = self.setup()?;
+        let mut running = self.running.lock().await;
+        if let Some(r) = running.as_mut() {
+            match r.child.try_wait() {
+                Ok(None) => return Ok(r.info.clone()),
+                Ok(Some(status)) => {
+                    tracing::warn!(cluster = %self.cluster, %status, "postgres had exited on its own");
+                    *running = None;
+                    self.pid.store(0, Ordering::SeqCst);
+                }
+                Err(e) => return Err(io_err("checking the postgres process", e)),
+            }
+        }
+        let started = Instant::now();
+        let mut child = self.spawn_server(setup).await?;
+        let Some(pid) = child.id() else {
+            return Err(DriverError::Failed(
+                "postgres exited before its pid was known".into(),
+            ));
+        };
+        // Dropped only if the runtime shuts down mid-start: then nobody would track the server.
+        let mut guard = StopOnDrop(Some(pid));
+        if let Err(e) = self.wait_ready(&mut child, pid).await {
+            guard.0 = None;
+            if let Err(stop_err) = child::stop_child(&mut child, SHUTDOWN).await {
+                tracing::warn!(cluster = %self.cluster, pid, error = %stop_err, "stopping a postgres that failed to start");
+            }
+            return Err(e);
+        }
+        guard.0 = None;
+        let info = BackendInfo {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.cfg.port)),
+            pid: Some(pid),
+        };
+        tracing::info!(
+            cluster = %self.cluster,
+            pid,
+            addr = %info.addr,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "postgres ready"
+        );
+        self.pid.store(pid, Ordering::SeqCst);
+        *running = Some(Running {
+            child,
+            info: info.clone(),
+        });
+        Ok(info)
+    }
+
+    async fn stop(&self) -> Result<(), DriverError> {
+        let mut running = self.running.lock().await;
+        let Some(r) = running.as_mut() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        // The child stays recorded until it is reaped: a stop cut short (future dropped) can
+        // be repeated.
+        let status = child::stop_child(&mut r.child, SHUTDOWN).await?;
+        tracing::info!(
+            cluster = %self.cluster,
+            pid = r.info.pid,
+            %status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "postgres stopped"
+        );
+        *running = None;
+        self.pid.store(0, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self.pid.load(Ordering::SeqCst) {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_line() {
+        let text = "42\n/d\n1700000000\n5432\n\n127.0.0.1\n  5432001  0\nready   \n";
+        assert!(pidfile_ready(text, 42));
+        assert!(!pidfile_ready(text, 43));
+        assert!(!pidfile_ready(&text.replace("ready", "starting"), 42));
+        assert!(!pidfile_ready("42\n/d\n", 42));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(check_setting("fsync", "off").is_ok());
+        assert!(check_setting("auto_explain.log_min_duration", "0").is_ok());
+        assert!(check_setting("port", "1").is_err());
+        assert!(check_setting("a=b", "1").is_err());
+        assert!(check_setting("", "1").is_err());
+    }
+
+    #[test]
+    fn bin_dir_discovery() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(newest_bin_dir(root.path()).is_err());
+        for v in ["9.6", "15", "16", "notaversion"] {
+            let bin = root.path().join(v).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            if v != "16" {
+                let exe = bin.join("postgres");
+                std::fs::write(&exe, "").unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        assert_eq!(
+            newest_bin_dir(root.path()).unwrap(),
+            root.path().join("15").join("bin")
+        );
+    }
+}

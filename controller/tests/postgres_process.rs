@@ -1,0 +1,431 @@
+//! The PostgreSQL process driver against real postgres binaries (run as the `postgres` OS user
+//! when the tests run as root).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use controller::process::{BootstrapUser, PostgresProcess, ProcessConfig};
+use controller::{Driver, DriverError};
+
+/// Quotes, a backslash, a semicolon and blank lines: everything that would break naive SQL
+/// building or the `--single -j` statement terminator.
+const ALICE_PW: &str = "it's \"tricky\" \\ ;\n\nDROP ROLE x;";
+const BOB_PW: &str = "bob-secret-42";
+
+fn free_port() -> u16 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ SEQ.fetch_add(1, Ordering::SeqCst);
+    loop {
+        // xorshift: good enough to spread test ports
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 15000 + (x % 17000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A temp dir the `postgres` user can traverse (tempdir creates it 0700 for root).
+fn temp_root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn config(data_dir: PathBuf, port: u16) -> ProcessConfig {
+    ProcessConfig {
+        data_dir,
+        port,
+        bin_dir: None,
+        run_as: None,
+        settings: BTreeMap::from([("fsync".to_string(), "off".to_string())]),
+    }
+}
+
+fn users() -> Vec<BootstrapUser> {
+    vec![
+        BootstrapUser {
+            name: "alice".into(),
+            password: ALICE_PW.into(),
+            superuser: false,
+        },
+        BootstrapUser {
+            name: "bob".into(),
+            password: BOB_PW.into(),
+            superuser: true,
+        },
+    ]
+}
+
+fn psql(port: u16, user: &str, password: &str, db: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            user,
+            "-d",
+            db,
+        ])
+        .args(["-X", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap()
+}
+
+fn psql_ok(port: u16, user: &str, password: &str, db: &str, sql: &str) -> String {
+    let out = psql(port, user, password, db, sql);
+    assert!(
+        out.status.success(),
+        "psql as {user} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn kill0(pid: u32) -> std::io::Result<()> {
+    // SAFETY: kill with signal 0 only checks for existence.
+    if unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn assert_gone(pid: u32) {
+    let err = kill0(pid).expect_err("pid still exists");
+    assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
+
+/// Waits for a pid we cannot reap ourselves (another owner's child) to vanish.
+fn wait_gone(pid: u32, within: Duration) {
+    let deadline = Instant::now() + within;
+    while kill0(pid).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_gone(pid);
+}
+
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+#[tokio::test]
+async fn initdb_users_start_stop_restart() {
+    let root = temp_root();
+    // Two missing levels: the driver creates the parents too.
+    let data = root.path().join("clusters").join("app");
+    let port = free_port();
+    let driver = PostgresProcess::new("app", config(data.clone(), port), users());
+    assert_eq!(driver.pid(), None);
+
+    let t = Instant::now();
+    driver.prepare().await.unwrap();
+    eprintln!("prepare (initdb + users): {:?}", t.elapsed());
+    assert!(data.join("PG_VERSION").exists());
+    let meta = std::fs::metadata(&data).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+
+    let t = Instant::now();
+    let info = driver.start().await.unwrap();
+    eprintln!("start -> ready: {:?}", t.elapsed());
+    let pid = info.pid.unwrap();
+    assert_eq!(driver.pid(), Some(pid));
+    assert_eq!(info.addr.to_string(), format!("127.0.0.1:{port}"));
+    kill0(pid).unwrap();
+    TcpStream::connect(info.addr).unwrap();
+    let log = std::fs::read_to_string(driver.log_path()).unwrap();
+    assert!(log.contains("ready to accept connections"), "{log}");
+
+    // A second start while running returns the same backend.
+    assert_eq!(driver.start().await.unwrap(), info);
+
+    assert_eq!(
+        psql_ok(port, "alice", ALICE_PW, "alice", "select current_user"),
+        "alice"
+    );
+    assert_eq!(
+        psql_ok(
+            port,
+            "alice",
+            ALICE_PW,
+            "app",
+            "select pg_get_userbyid(datdba) from pg_database where datname = current_database()"
+        ),
+        "alice"
+    );
+    assert_eq!(
+        psql_ok(
+            port,
+            "bob",
+            BOB_PW,
+            "bob",
+            "select rolname || ':' || rolsuper || ':' || left(rolpassword, 14) from pg_authid \
+             where rolname in ('alice', 'bob') order by 1"
+        ),
+        "alice:false:SCRAM-SHA-256$\nbob:true:SCRAM-SHA-256$"
+    );
+    let wrong = psql(port, "alice", "not-the-password", "alice", "select 1");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    // No unix socket: only TCP on 127.0.0.1.
+    assert!(!std::fs::read_dir(&data).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".s.PGSQL")
+    }));
+
+    let t = Instant::now();
+    driver.stop().await.unwrap();
+    eprintln!("stop: {:?}", t.elapsed());
+    assert_gone(pid);
+    assert_eq!(driver.pid(), None);
+    assert!(TcpStream::connect(info.addr).is_err());
+    driver.stop().await.unwrap();
+
+    // Existing data directory: no initdb, the users are still there.
+    let again = PostgresProcess::new("app", config(data.clone(), port), users());
+    let t = Instant::now();
+    again.prepare().await.unwrap();
+    let info2 = again.start().await.unwrap();
+    eprintln!("prepare + start on existing data: {:?}", t.elapsed());
+    assert_ne!(info2.pid, Some(pid));
+    assert_eq!(
+        psql_ok(port, "bob", BOB_PW, "app", "select current_user"),
+        "bob"
+    );
+    let pid2 = info2.pid.unwrap();
+    again.stop().await.unwrap();
+    assert_gone(pid2);
+
+    let log = std::fs::read_to_string(again.log_path()).unwrap();
+    assert!(!log.contains("tricky") && !log.contains(BOB_PW));
+}
+
+#[tokio::test]
+async fn prepare_stops_a_server_left_by_a_crashed_run() {
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    let first = PostgresProcess::new("orphan", config(data.clone(), port), users());
+    first.prepare().await.unwrap();
+    let info = first.start().await.unwrap();
+    let old = info.pid.unwrap();
+    assert_eq!(first.abandon().await, Some(old));
+    assert_eq!(first.pid(), None);
+    kill0(old).unwrap();
+    TcpStream::connect(info.addr).unwrap();
+
+    let second = PostgresProcess::new("orphan", config(data.clone(), port), users());
+    let t = Instant::now();
+    second.prepare().await.unwrap();
+    eprintln!("prepare stopping a leftover: {:?}", t.elapsed());
+    // The leftover is still this test process's child (tokio reaps it in the background), so
+    // right after prepare it may briefly be a zombie; it must not be running.
+    assert!(matches!(proc_state(old), None | Some('Z')));
+    wait_gone(old, Duration::from_secs(5));
+
+    let info2 = second.start().await.unwrap();
+    assert_ne!(info2.pid, Some(old));
+    TcpStream::connect(info2.addr).unwrap();
+    second.stop().await.unwrap();
+    assert_gone(info2.pid.unwrap());
+}
+
+/// Runs only as a subprocess of `a_killed_parent_takes_postgres_down`: starts postgres, says
+/// its pid, and waits to be SIGKILLed.
+#[tokio::test]
+#[ignore]
+async fn deathsig_helper() {
+    let Ok(data) = std::env::var("TORPOR_TEST_DEATHSIG_DATA") else {
+        return;
+    };
+    let port: u16 = std::env::var("TORPOR_TEST_DEATHSIG_PORT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let driver = PostgresProcess::new("deathsig", config(data.into(), port), users());
+    driver.prepare().await.unwrap();
+    let info = driver.start().await.unwrap();
+    println!("POSTGRES_PID {}", info.pid.unwrap());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[test]
+fn a_killed_parent_takes_postgres_down() {
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    let mut helper = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "deathsig_helper", "--ignored", "--nocapture"])
+        .env("TORPOR_TEST_DEATHSIG_DATA", &data)
+        .env("TORPOR_TEST_DEATHSIG_PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    let pid: u32 = loop {
+        let line = lines
+            .next()
+            .expect("helper exited without starting postgres")
+            .unwrap();
+        if let Some(p) = line.strip_prefix("POSTGRES_PID ") {
+            break p.parse().unwrap();
+        }
+    };
+    kill0(pid).unwrap();
+    TcpStream::connect(("127.0.0.1", port)).unwrap();
+
+    let t = Instant::now();
+    helper.kill().unwrap(); // SIGKILL: no destructor, no stop() runs
+    helper.wait().unwrap();
+    // Reparented to init, which may or may not reap it; a zombie is a dead process.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(proc_state(pid), None | Some('Z')) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "postgres gone after its parent was killed: {:?}",
+        t.elapsed()
+    );
+    assert!(matches!(proc_state(pid), None | Some('Z')));
+    // A clean fast shutdown (SIGINT), not a crash: postgres removed its pid file.
+    assert!(!data.join("postmaster.pid").exists());
+    let log = std::fs::read_to_string(data.join("torpor-postgres.log")).unwrap();
+    assert!(log.contains("fast shutdown request"), "{log}");
+}
+
+#[tokio::test]
+async fn bad_bin_dir_is_a_clear_error() {
+    let root = temp_root();
+    let mut cfg = config(root.path().join("data"), free_port());
+    cfg.bin_dir = Some("/nonexistent/pg/bin".into());
+    let driver = PostgresProcess::new("bad", cfg, users());
+    for err in [
+        driver.prepare().await.unwrap_err(),
+        driver.start().await.unwrap_err(),
+    ] {
+        let msg = err.to_string();
+        assert!(matches!(err, DriverError::Failed(_)), "{msg}");
+        assert!(msg.contains("/nonexistent/pg/bin"), "{msg}");
+    }
+    assert!(!root.path().join("data").exists());
+    assert_eq!(driver.pid(), None);
+}
+
+#[tokio::test]
+async fn unreachable_parent_is_a_clear_error() {
+    let root = temp_root();
+    let locked = root.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let driver = PostgresProcess::new("locked", config(locked.join("data"), free_port()), users());
+    let msg = driver.prepare().await.unwrap_err().to_string();
+    assert!(
+        msg.contains("cannot reach") && msg.contains("locked"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_exits_at_start_reports_its_log() {
+    let root = temp_root();
+    let mut cfg = config(root.path().join("data"), free_port());
+    let driver = PostgresProcess::new("exits", cfg.clone(), vec![]);
+    driver.prepare().await.unwrap();
+    cfg.settings
+        .insert("shared_buffers".into(), "not-a-size".into());
+    let driver = PostgresProcess::new("exits", cfg, vec![]);
+    let err = driver.start().await.unwrap_err().to_string();
+    assert!(err.contains("exited"), "{err}");
+    assert!(err.contains("shared_buffers"), "{err}");
+    assert_eq!(driver.pid(), None);
+}
+
+#[tokio::test]
+async fn a_failed_bootstrap_leaves_no_half_initialised_directory() {
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    // CREATE DATABASE "template1" fails: that database always exists.
+    let bad = vec![BootstrapUser {
+        name: "template1".into(),
+        password: "bootstrap-secret".into(),
+        superuser: false,
+    }];
+    let driver = PostgresProcess::new("boot", config(data.clone(), port), bad);
+    let msg = driver.prepare().await.unwrap_err().to_string();
+    assert!(
+        msg.contains("single-user") && msg.contains("already exists"),
+        "{msg}"
+    );
+    assert!(!msg.contains("bootstrap-secret"), "{msg}");
+    assert!(!data.join("PG_VERSION").exists());
+
+    // The next prepare starts over in the same directory.
+    let driver = PostgresProcess::new("boot", config(data.clone(), port), users());
+    driver.prepare().await.unwrap();
+    driver.start().await.unwrap();
+    assert_eq!(
+        psql_ok(port, "alice", ALICE_PW, "boot", "select current_user"),
+        "alice"
+    );
+    driver.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_start_or_stop_still_completes() {
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    let driver = PostgresProcess::new("cancel", config(data.clone(), port), vec![]);
+    driver.prepare().await.unwrap();
+    let rounds = [0, 2, 10];
+    for wait_ms in rounds {
+        let cut = tokio::time::timeout(Duration::from_millis(wait_ms), driver.start()).await;
+        // The start went on: the next call returns that same server.
+        let info = driver.start().await.unwrap();
+        if let Ok(first) = cut {
+            assert_eq!(first.unwrap(), info);
+        }
+        assert_eq!(driver.pid(), info.pid);
+        TcpStream::connect(info.addr).unwrap();
+
+        let pid = info.pid.unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(wait_ms), driver.stop()).await;
+        // So did the stop: this call waits for it and finds nothing left to do.
+        driver.stop().await.unwrap();
+        assert_eq!(driver.pid(), None);
+        assert_gone(pid);
+    }
+    // One server per round, never two racing for the data directory.
+    let log = std::fs::read_to_string(driver.log_path()).unwrap();
+    assert_eq!(
+        log.matches("starting PostgreSQL").count(),
+        rounds.len(),
+        "{log}"
+    );
+    assert!(!log.contains("FATAL"), "{log}");
+}
