@@ -33,6 +33,7 @@ fn unexpected(msg: impl Into<String>) -> CaptureError {
     CaptureError::Unexpected(msg.into())
 }
 
+#[derive(Debug)]
 pub enum CatalogOutcome {
     /// Reasons this session cannot be parked now ("WITH HOLD cursor c is open").
     Blocked(Vec<String>),
