@@ -106,6 +106,8 @@ pub struct Cluster {
     activity_tx: watch::Sender<u64>,
     /// Serialises drains and wakes' driver calls against each other.
     lifecycle: tokio::sync::Mutex<()>,
+    /// Mirrors `state == Draining` for the per-message check on the hot path.
+    draining: std::sync::atomic::AtomicBool,
     pub stats: ClusterStats,
 }
 
@@ -132,6 +134,7 @@ impl Cluster {
             last_activity: Mutex::new(Instant::now()),
             activity_tx,
             lifecycle: tokio::sync::Mutex::new(()),
+            draining: std::sync::atomic::AtomicBool::new(false),
             stats: ClusterStats::default(),
         }
     }
@@ -245,6 +248,13 @@ impl Cluster {
 
     pub fn attached_count(&self) -> usize {
         self.lock().participants.len()
+    }
+
+    /// Client bytes arrived at an attached session: a drain in phase 1 is called off.
+    pub fn client_activity(&self) {
+        if self.draining.load(Ordering::SeqCst) {
+            self.resume();
+        }
     }
 
     /// A prepared session got client bytes: abort the drain if it isn't committed yet.
@@ -463,6 +473,8 @@ impl Cluster {
 
     fn set_state(&self, inner: &mut Inner, state: ClusterState) {
         inner.state = state;
+        self.draining
+            .store(state == ClusterState::Draining, Ordering::SeqCst);
         self.state_tx.send_replace(state);
     }
 }

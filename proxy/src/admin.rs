@@ -91,32 +91,41 @@ async fn sleep(State(admin): State<Admin>, Path(name): Path<String>) -> Response
     let Some(s) = admin.find(&name) else {
         return not_found(&name);
     };
-    match s.cluster.sleep().await {
+    // In its own task: a client that hangs up must not cancel a drain halfway.
+    let cluster = s.cluster.clone();
+    let result = tokio::spawn(async move { cluster.sleep().await }).await;
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => return internal(e.to_string()),
+    };
+    match result {
         Ok(()) => (StatusCode::OK, Json(admin.status(s))).into_response(),
         Err(SleepError::Blocked(blockers)) => (
             StatusCode::CONFLICT,
             Json(serde_json::json!({ "error": "drain refused", "blockers": blockers })),
         )
             .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => internal(e.to_string()),
     }
+}
+
+fn internal(error: String) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({ "error": error })),
+    )
+        .into_response()
 }
 
 async fn wake(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
     let Some(s) = admin.find(&name) else {
         return not_found(&name);
     };
-    match s.cluster.wake(None).await {
-        Ok(_) => (StatusCode::OK, Json(admin.status(s))).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": e.to_string() })),
-        )
-            .into_response(),
+    let cluster = s.cluster.clone();
+    match tokio::spawn(async move { cluster.wake(None).await }).await {
+        Ok(Ok(_)) => (StatusCode::OK, Json(admin.status(s))).into_response(),
+        Ok(Err(e)) => internal(e.to_string()),
+        Err(e) => internal(e.to_string()),
     }
 }
 

@@ -11,6 +11,9 @@ use state_store::Store;
 use crate::config::{ClusterConfig, UserConfig};
 use crate::registry::Registry;
 
+/// Name/value pairs: startup parameters or ParameterStatus values.
+pub type Params = Vec<(String, String)>;
+
 pub struct User {
     pub name: String,
     pub password: String,
@@ -25,7 +28,7 @@ pub struct Service {
     users: HashMap<String, Arc<User>>,
     /// ParameterStatus sets the backend sent at startup, keyed by the startup parameters that
     /// produced them, so a client can connect during standby without waking the backend.
-    startup_status: Mutex<HashMap<Vec<(String, String)>, Vec<(String, String)>>>,
+    startup_status: Mutex<HashMap<Params, Params>>,
 }
 
 impl Service {
@@ -63,7 +66,7 @@ impl Service {
         self.users.get(name).cloned()
     }
 
-    pub fn cached_status(&self, startup: &[(String, String)]) -> Option<Vec<(String, String)>> {
+    pub fn cached_status(&self, startup: &[(String, String)]) -> Option<Params> {
         self.startup_status
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -595,3 +595,117 @@ mod tests {
         assert_eq!(rewrite_temp_schema("a.b", ""), "a.b");
     }
 }
+
+/// Names of custom (dotted, `app.tenant` style) settings that `sql` may set for the session:
+/// `SET [SESSION] a.b ...` and `set_config('a.b', ...)`. pg_settings doesn't list such
+/// placeholders, so the proxy remembers the names and capture asks for their values.
+/// Cheap for queries without a dot or without "set".
+pub fn custom_setting_names(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if !sql.contains('.') || !contains_ignore_case(sql, "set") {
+        return out;
+    }
+    let mut lx = Lexer::new(sql, false);
+    while let Some(first) = lx.next() {
+        if first == Token::Semicolon {
+            continue;
+        }
+        if is_kw(&first, "set") {
+            let mut tok = lx.next();
+            if tok.as_ref().is_some_and(|t| is_kw(t, "session")) {
+                tok = lx.next();
+            }
+            // SET LOCAL ends with the transaction; it never reaches a checkpoint.
+            if let (Some(a), Some(Token::Dot), Some(b)) = (tok, lx.next(), lx.next())
+                && let (Some(a), Some(b)) = (setting_part(a), setting_part(b))
+            {
+                out.push(format!("{a}.{b}"));
+            }
+        }
+        skip_to_semicolon(&mut lx, 0);
+    }
+    let lower = sql.to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    let mut offset = 0;
+    while let Some(i) = rest.find("set_config") {
+        let after = offset + i + "set_config".len();
+        if let Some(name) = first_literal_argument(&sql[after..])
+            && name.contains('.')
+        {
+            out.push(name.to_ascii_lowercase());
+        }
+        offset = after;
+        rest = &lower[after..];
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn setting_part(tok: Token<'_>) -> Option<String> {
+    match tok {
+        Token::Word(w) => Some(w.to_ascii_lowercase()),
+        Token::Quoted(q) => Some(q),
+        _ => None,
+    }
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// `  ( 'a.b' , ...` → `a.b`
+fn first_literal_argument(s: &str) -> Option<String> {
+    let s = s.trim_start().strip_prefix('(')?.trim_start();
+    let body = s.strip_prefix('\'')?;
+    let mut name = String::new();
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            if chars.peek() == Some(&'\'') {
+                chars.next();
+                name.push('\'');
+            } else {
+                return Some(name);
+            }
+        } else {
+            name.push(c);
+        }
+    }
+    None
+}
+
+/// Cheap pre-check for [`on_commit_delete_rows_tables`]: most queries can't contain it.
+pub fn may_create_on_commit_delete_rows(sql: &str) -> bool {
+    contains_ignore_case(sql, "delete") && contains_ignore_case(sql, "create")
+}
+
+#[cfg(test)]
+mod custom_setting_tests {
+    use super::*;
+
+    #[test]
+    fn finds_set_and_set_config_names() {
+        assert_eq!(
+            custom_setting_names("SET myapp.Tenant = '42'"),
+            vec!["myapp.tenant"]
+        );
+        assert_eq!(
+            custom_setting_names("set session a.b to 1; select 1"),
+            vec!["a.b"]
+        );
+        assert_eq!(
+            custom_setting_names(
+                "select set_config('x.y', '1', false), set_config( 'p.q','2',false)"
+            ),
+            vec!["p.q", "x.y"]
+        );
+        assert!(custom_setting_names("SET LOCAL a.b = 1").is_empty());
+        assert!(custom_setting_names("SET work_mem = '4MB'").is_empty());
+        assert!(custom_setting_names("select 1.5").is_empty());
+        assert!(custom_setting_names("select set_config('search_path', 'a', false)").is_empty());
+    }
+}

@@ -17,6 +17,8 @@ pub struct Tracker {
     copy: bool,
     /// Temp tables created with ON COMMIT DELETE ROWS: the catalogs don't keep that flag.
     on_commit_delete_rows: Vec<String>,
+    /// Custom `a.b` settings the session set: pg_settings doesn't list them.
+    custom_settings: Vec<String>,
 }
 
 impl Default for Tracker {
@@ -27,18 +29,12 @@ impl Default for Tracker {
             txn: b'I',
             copy: false,
             on_commit_delete_rows: Vec::new(),
+            custom_settings: Vec::new(),
         }
     }
 }
 
 impl Tracker {
-    pub fn new(on_commit_delete_rows: Vec<String>) -> Self {
-        Tracker {
-            on_commit_delete_rows,
-            ..Tracker::default()
-        }
-    }
-
     /// A complete frontend message on its way to the backend.
     pub fn client_message(&mut self, tag: u8, body: &[u8]) {
         match tag {
@@ -85,10 +81,17 @@ impl Tracker {
     }
 
     fn sniff(&mut self, query: &str) {
-        if let Some(table) = sql::on_commit_delete_rows_table(query)
-            && !self.on_commit_delete_rows.contains(&table)
-        {
-            self.on_commit_delete_rows.push(table);
+        if sql::may_create_on_commit_delete_rows(query) {
+            for table in sql::on_commit_delete_rows_tables(query) {
+                if !self.on_commit_delete_rows.contains(&table) {
+                    self.on_commit_delete_rows.push(table);
+                }
+            }
+        }
+        for name in sql::custom_setting_names(query) {
+            if !self.custom_settings.contains(&name) {
+                self.custom_settings.push(name);
+            }
         }
     }
 
@@ -111,6 +114,10 @@ impl Tracker {
 
     pub fn on_commit_delete_rows(&self) -> &[String] {
         &self.on_commit_delete_rows
+    }
+
+    pub fn custom_settings(&self) -> &[String] {
+        &self.custom_settings
     }
 
     /// After a replay on a fresh backend the session is idle outside a transaction.

@@ -25,12 +25,13 @@ pub async fn capture(
     to_client: &mut BytesMut,
 ) -> Result<Capture, SessionError> {
     let catalog = simple_query(backend, &capture::catalog_query(), to_client).await?;
-    let plan = match capture::plan(&catalog, tracker.on_commit_delete_rows())
+    let mut plan = match capture::plan(&catalog, tracker.on_commit_delete_rows())
         .map_err(|e| SessionError::fatal("XX000", format!("capture failed: {e}")))?
     {
         CatalogOutcome::Blocked(why) => return Ok(Capture::Blocked(why)),
         CatalogOutcome::Continue(plan) => plan,
     };
+    plan.ask_custom_settings(tracker.custom_settings());
     let data = match plan.data_query() {
         Some(sql) => simple_query(backend, &sql, to_client).await?,
         None => Vec::new(),

@@ -202,8 +202,8 @@ impl Session {
                 self.park();
                 return Ok(Flow::Continue);
             }
-        } else if self.service.cluster.state() == controller::ClusterState::Draining {
-            self.service.cluster.resume();
+        } else {
+            self.service.cluster.client_activity();
         }
         let mut terminate = false;
         let tracker = &mut self.tracker;
