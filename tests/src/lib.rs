@@ -1,2 +1,7 @@
 //! shared helpers for end-to-end tests
+pub mod binary;
+pub mod harness;
+pub mod http;
+pub mod ports;
 pub mod s3;
+pub mod wire;
