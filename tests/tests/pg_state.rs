@@ -94,3 +94,229 @@ async fn set_role_and_session_authorization_survive_sleep() {
     drop((admin, role, auth));
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_survive_sleep() {
+    let env = TestEnv::default().await;
+    let s = env.connect().await;
+
+    // Protocol-level named statements (Parse with a name), with parameter types.
+    let typed = s
+        .prepare("SELECT $1::int8 * 2 AS doubled, upper($2::text) AS shout")
+        .await
+        .unwrap();
+    let inferred = s
+        .prepare_typed(
+            "SELECT $1 + 1, $2 || '!'",
+            &[tokio_postgres::types::Type::INT4, tokio_postgres::types::Type::TEXT],
+        )
+        .await
+        .unwrap();
+    let row = s.query_one(&typed, &[&21i64, &"hi"]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, String>(1)), (42, "HI".into()));
+
+    // SQL-level PREPARE.
+    s.exec("PREPARE sq(int, text) AS SELECT $1 * 10, $2 || '-sql'").await;
+    let before: Vec<String> = prepared_names(&s).await;
+
+    env.sleep_ok().await;
+
+    let row = s.query_one(&typed, &[&50i64, &"again"]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, String>(1)), (100, "AGAIN".into()));
+    let row = s.query_one(&inferred, &[&1i32, &"x"]).await.unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, String>(1)), (2, "x!".into()));
+    let rows = s.simple_query("EXECUTE sq(7, 'a')").await.unwrap();
+    let vals: Vec<String> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(format!("{}|{}", r.get(0).unwrap(), r.get(1).unwrap())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(vals, vec!["70|a-sql"]);
+    // Same names, same types, same SQL/protocol origin.
+    assert_eq!(prepared_names(&s).await, before);
+    // A typed parameter is still typed: text for an int8 is refused by the server.
+    let err = s.query_one(&typed, &[&"not a number", &"x"]).await.unwrap_err();
+    assert!(err.to_string().contains("serializ") || err.as_db_error().is_some(), "{err}");
+
+    drop(s);
+    env.shutdown().await;
+}
+
+async fn prepared_names(s: &torpor_tests::harness::Pg) -> Vec<String> {
+    let rows = s
+        .simple_query(
+            "SELECT name || ':' || parameter_types::text || ':' || from_sql FROM pg_prepared_statements ORDER BY name",
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temp_tables_survive_sleep() {
+    let env = TestEnv::default().await;
+    let s = env.connect().await;
+    s.exec(
+        r#"CREATE TEMP TABLE kinds(
+             id serial PRIMARY KEY,
+             ident int GENERATED ALWAYS AS IDENTITY,
+             code text UNIQUE,
+             n int CHECK (n >= 0),
+             label text DEFAULT 'none',
+             blob bytea,
+             amount numeric(12,4),
+             at timestamptz,
+             doc jsonb,
+             tags text[],
+             nums int[]
+           );
+           CREATE INDEX kinds_amount_idx ON kinds (amount);
+           INSERT INTO kinds(code, n, blob, amount, at, doc, tags, nums) VALUES
+             ('a', 1, '\x00ff10', 12.3456, '2024-02-29 12:34:56.789+00', '{"k": [1, "two", null]}', '{x,"y z",NULL}', '{1,2,3}'),
+             ('b', 0, NULL, NULL, NULL, NULL, NULL, NULL),
+             ('c', 5, '', -0.0001, '1970-01-01 00:00:00+00', '[]', '{}', '{}');
+           CREATE TEMP TABLE scratch(x int) ON COMMIT DELETE ROWS;"#,
+    )
+    .await;
+    let dump = "SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s', id, ident, code, n, label, encode(blob, 'hex'), amount, at AT TIME ZONE 'UTC', doc, tags, nums), E'\\n' ORDER BY id) FROM kinds";
+    let before = s.text(dump).await;
+
+    // Big table: 100k rows.
+    s.exec("CREATE TEMP TABLE big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 100000) g")
+        .await;
+    let big = "SELECT count(*)::text || ':' || sum(id)::text || ':' || md5(string_agg(h, '' ORDER BY id)) FROM big";
+    let big_before = s.text(big).await;
+
+    env.sleep_ok().await;
+
+    assert_eq!(s.text(dump).await, before);
+    assert_eq!(s.text(big).await, big_before);
+    assert!(big_before.starts_with("100000:5000050000:"));
+
+    // Sequences continue after the old max.
+    s.exec("INSERT INTO kinds(code, n) VALUES ('d', 2)").await;
+    assert_eq!(s.text("SELECT id || ',' || ident || ',' || label FROM kinds WHERE code = 'd'").await, "4,4,none");
+    // Constraints are enforced.
+    let err = s.simple_query("INSERT INTO kinds(code, n) VALUES ('a', 3)").await.unwrap_err();
+    assert_eq!(sqlstate(&err), Some("23505"), "{}", describe(&err));
+    let err = s.simple_query("INSERT INTO kinds(id, code, n) VALUES (1, 'zz', 3)").await.unwrap_err();
+    assert_eq!(sqlstate(&err), Some("23505"), "{}", describe(&err));
+    let err = s.simple_query("INSERT INTO kinds(code, n) VALUES ('e', -1)").await.unwrap_err();
+    assert_eq!(sqlstate(&err), Some("23514"), "{}", describe(&err));
+    let err = s.simple_query("INSERT INTO kinds(ident, code, n) VALUES (99, 'f', 1)").await.unwrap_err();
+    assert_eq!(sqlstate(&err), Some("428C9"), "identity GENERATED ALWAYS: {}", describe(&err));
+    // The extra index exists on the temp table.
+    assert_eq!(
+        s.text("SELECT count(*) FROM pg_indexes WHERE tablename = 'kinds' AND indexname = 'kinds_amount_idx' AND schemaname LIKE 'pg_temp%'").await,
+        "1"
+    );
+    // Still temp tables, of this session only.
+    assert_eq!(
+        s.text("SELECT count(*) FROM pg_class WHERE relname IN ('kinds', 'big', 'scratch') AND relnamespace = pg_my_temp_schema()").await,
+        "3"
+    );
+    let other = env.connect().await;
+    let err = other.simple_query("SELECT * FROM kinds").await.unwrap_err();
+    assert_eq!(sqlstate(&err), Some("42P01"), "{}", describe(&err));
+    // ON COMMIT DELETE ROWS behaves as before.
+    s.exec("BEGIN; INSERT INTO scratch VALUES (1), (2);").await;
+    assert_eq!(s.text("SELECT count(*) FROM scratch").await, "2");
+    s.exec("COMMIT").await;
+    assert_eq!(s.text("SELECT count(*) FROM scratch").await, "0");
+
+    drop((s, other));
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_survives_sleep() {
+    let env = TestEnv::default().await;
+    let mut s = env.connect().await;
+    s.exec("LISTEN jobs; LISTEN \"Mixed Case\"").await;
+
+    env.sleep_ok().await;
+
+    // Wake this session (and the cluster) with a query, then notify from elsewhere.
+    assert_eq!(
+        s.text("SELECT string_agg(c, ',' ORDER BY c) FROM pg_listening_channels() c").await,
+        "Mixed Case,jobs"
+    );
+    let other = env.connect().await;
+    other.exec("NOTIFY jobs, 'payload-1'; SELECT pg_notify('Mixed Case', 'payload-2')").await;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), s.notifications.recv())
+            .await
+            .expect("no notification within 30 s")
+            .expect("connection ended");
+        got.push(format!("{}:{}", n.channel(), n.payload()));
+    }
+    got.sort();
+    assert_eq!(got, vec!["Mixed Case:payload-2", "jobs:payload-1"]);
+
+    drop((s, other));
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_locks_survive_sleep() {
+    let env = TestEnv::default().await;
+    let s = env.connect().await;
+    s.exec("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(7, 8); SELECT pg_advisory_lock_shared(99);")
+        .await;
+    let held = "SELECT string_agg(classid || '/' || objid || '/' || objsubid || '/' || mode, ',' ORDER BY classid, objid, mode) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()";
+    let before = s.text(held).await;
+    assert_eq!(before.split(',').count(), 3, "{before}");
+
+    env.sleep_ok().await;
+
+    // The first query after the wake already sees the locks: they were re-acquired before it ran.
+    assert_eq!(s.text(held).await, before);
+
+    let other = env.connect().await;
+    assert_eq!(other.text("SELECT pg_try_advisory_lock(42)").await, "f");
+    assert_eq!(other.text("SELECT pg_try_advisory_lock(7, 8)").await, "f");
+    // Shared stays shared: another shared holder is fine, an exclusive one is not.
+    assert_eq!(other.text("SELECT pg_try_advisory_lock_shared(99)").await, "t");
+    assert_eq!(other.text("SELECT pg_try_advisory_lock(99)").await, "f");
+    other.exec("SELECT pg_advisory_unlock_shared(99)").await;
+
+    // Unlocking after the wake works as on the old backend.
+    assert_eq!(s.text("SELECT pg_advisory_unlock(42)").await, "t");
+    assert_eq!(other.text("SELECT pg_try_advisory_lock(42)").await, "t");
+    assert_eq!(s.text("SELECT pg_advisory_unlock(42)").await, "f");
+
+    drop((s, other));
+    env.shutdown().await;
+}
+
+/// Session advisory locks are re-entrant: taken twice, they need two unlocks. pg_locks shows one
+/// row either way, so the count has to be carried some other way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_lock_taken_twice_needs_two_unlocks_after_sleep() {
+    let env = TestEnv::default().await;
+    let s = env.connect().await;
+    s.exec("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(42);").await;
+
+    env.sleep_ok().await;
+
+    assert_eq!(s.text("SELECT pg_advisory_unlock(42)").await, "t");
+    let other = env.connect().await;
+    assert_eq!(
+        other.text("SELECT pg_try_advisory_lock(42)").await,
+        "f",
+        "after one of two unlocks the session must still hold lock 42"
+    );
+    assert_eq!(s.text("SELECT pg_advisory_unlock(42)").await, "t");
+    assert_eq!(other.text("SELECT pg_try_advisory_lock(42)").await, "t");
+
+    drop((s, other));
+    env.shutdown().await;
+}
