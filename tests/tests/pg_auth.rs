@@ -1,0 +1,63 @@
+//! Client authentication at the proxy: SCRAM-SHA-256 against the configured users.
+
+use torpor_tests::harness::{OTHER_PASSWORD, OTHER_USER, PASSWORD, TestEnv, USER, describe};
+
+fn auth_failure(r: Result<torpor_tests::harness::Pg, tokio_postgres::Error>) -> (String, String) {
+    let err = match r {
+        Ok(_) => panic!("connection succeeded with bad credentials"),
+        Err(e) => e,
+    };
+    let db = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("expected a server error, got {err:?}"));
+    (db.code().code().to_string(), db.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_unknown_user_look_the_same() {
+    let env = TestEnv::default().await;
+    let ok = env.connect().await;
+    assert_eq!(ok.text("SELECT current_user").await, USER);
+
+    let (code, msg) = auth_failure(env.try_connect(USER, "not-the-password").await);
+    assert_eq!(code, "28P01", "{msg}");
+    assert_eq!(msg, format!("password authentication failed for user \"{USER}\""));
+
+    let (code2, msg2) = auth_failure(env.try_connect("nobody", "whatever").await);
+    assert_eq!(code2, "28P01", "{msg2}");
+    // Same shape: only the user name differs, so the answer doesn't reveal who exists.
+    assert_eq!(msg2.replace("nobody", USER), msg);
+
+    // A configured user's password doesn't work for another configured user.
+    let (code3, _) = auth_failure(env.try_connect(OTHER_USER, PASSWORD).await);
+    assert_eq!(code3, "28P01");
+    let other = env
+        .try_connect(OTHER_USER, OTHER_PASSWORD)
+        .await
+        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    assert_eq!(other.text("SELECT current_user").await, OTHER_USER);
+    assert_eq!(other.text("SELECT current_database()").await, OTHER_USER);
+
+    // Failed logins hurt nobody else.
+    assert_eq!(ok.text("SELECT 1").await, "1");
+    drop((ok, other));
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_during_standby_do_not_wake() {
+    let env = TestEnv::default().await;
+    let s = env.connect().await;
+    env.sleep_ok().await;
+    let wakes = env.metric("torpor_wakes_total").await;
+    let (code, _) = auth_failure(env.try_connect(USER, "wrong").await);
+    assert_eq!(code, "28P01");
+    let (code, _) = auth_failure(env.try_connect("ghost", "wrong").await);
+    assert_eq!(code, "28P01");
+    let c = env.cluster_status().await;
+    assert_eq!(c["state"], "standby", "{c}");
+    assert_eq!(env.metric("torpor_wakes_total").await, wakes);
+    assert_eq!(s.text("SELECT 1").await, "1");
+    drop(s);
+    env.shutdown().await;
+}
