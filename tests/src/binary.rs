@@ -12,8 +12,8 @@ pub fn torpor_bin() -> PathBuf {
     let from_exe = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.parent()?.join("torpor")));
-    let from_env = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| PathBuf::from(d).join("debug").join("torpor"));
+    let from_env =
+        std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("debug").join("torpor"));
     for p in from_exe.iter().chain(from_env.iter()) {
         if p.is_file() {
             return p.clone();
@@ -39,10 +39,18 @@ pub async fn up(config: &std::path::Path) -> Proc {
         .arg(config)
         .env("TORPOR_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn torpor");
+    // Through eprintln! so the test harness captures torpor's log with the test's output.
+    let stderr = child.stderr.take().expect("stderr");
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("torpor: {line}");
+        }
+    });
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut banner = Vec::new();

@@ -201,7 +201,11 @@ impl TestEnv {
     }
 
     /// Connects through the proxy as `user` to the database of the same name.
-    pub async fn try_connect(&self, user: &str, password: &str) -> Result<Pg, tokio_postgres::Error> {
+    pub async fn try_connect(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Pg, tokio_postgres::Error> {
         connect_to(self.listen, user, password).await
     }
 
@@ -281,7 +285,12 @@ impl TestEnv {
     }
 
     /// Polls the cluster status until `pred` holds, or panics after `within`.
-    pub async fn wait_for(&self, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let c = self.cluster_status().await;
@@ -435,7 +444,10 @@ pub async fn connect_to(
 impl Pg {
     /// The ParameterStatus values this client has been told so far.
     pub fn reported(&self) -> HashMap<String, String> {
-        self.params.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The single value of a one-row, one-column query, as text (simple protocol).

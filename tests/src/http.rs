@@ -52,7 +52,11 @@ async fn request_inner(addr: SocketAddr, method: &str, path: &str) -> anyhow::Re
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
-    let body = if chunked { dechunk(body)? } else { body.to_vec() };
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
     Ok(Response {
         status,
         body: String::from_utf8(body).context("body is not UTF-8")?,

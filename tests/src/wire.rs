@@ -71,7 +71,9 @@ impl Raw {
                 }
                 Ok(_) => {}
                 // A reset after the proxy's last message counts as closed.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && self.buf.is_empty() => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionReset && self.buf.is_empty() =>
+                {
                     return Ok(None);
                 }
                 Err(e) => return Err(e.into()),
@@ -108,14 +110,22 @@ impl Raw {
     pub async fn startup(&mut self, user: &str) -> anyhow::Result<()> {
         let mut out = BytesMut::new();
         frontend::startup_message(
-            [("user", user), ("database", user), ("client_encoding", "UTF8")],
+            [
+                ("user", user),
+                ("database", user),
+                ("client_encoding", "UTF8"),
+            ],
             &mut out,
         )?;
         self.send(&out).await
     }
 
     /// StartupMessage + SCRAM-SHA-256 + everything up to the first ReadyForQuery.
-    pub async fn login(addr: SocketAddr, user: &str, password: &str) -> anyhow::Result<(Raw, Hello)> {
+    pub async fn login(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<(Raw, Hello)> {
         let mut raw = Raw::connect(addr).await?;
         raw.startup(user).await?;
         let (t, body) = raw.recv().await?.context("closed after startup")?;
@@ -124,7 +134,10 @@ impl Raw {
         let mut out = BytesMut::new();
         frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out)?;
         raw.send(&out).await?;
-        let (t, body) = raw.recv().await?.context("closed after SASLInitialResponse")?;
+        let (t, body) = raw
+            .recv()
+            .await?
+            .context("closed after SASLInitialResponse")?;
         expect_auth(t, &body, 11)?;
         scram.update(&body[4..])?;
         out.clear();
@@ -133,7 +146,10 @@ impl Raw {
         let (t, body) = raw.recv().await?.context("closed after SASLResponse")?;
         expect_auth(t, &body, 12)?;
         scram.finish(&body[4..])?;
-        let (t, body) = raw.recv().await?.context("closed before AuthenticationOk")?;
+        let (t, body) = raw
+            .recv()
+            .await?
+            .context("closed before AuthenticationOk")?;
         expect_auth(t, &body, 0)?;
         let mut hello = Hello {
             params: Vec::new(),
@@ -191,7 +207,10 @@ pub fn error_fields(body: &[u8]) -> HashMap<char, String> {
             break;
         }
         let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
-        out.insert(code as char, String::from_utf8_lossy(&tail[..end]).into_owned());
+        out.insert(
+            code as char,
+            String::from_utf8_lossy(&tail[..end]).into_owned(),
+        );
         rest = tail.get(end + 1..).unwrap_or_default();
     }
     out

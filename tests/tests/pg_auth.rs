@@ -21,7 +21,10 @@ async fn wrong_password_and_unknown_user_look_the_same() {
 
     let (code, msg) = auth_failure(env.try_connect(USER, "not-the-password").await);
     assert_eq!(code, "28P01", "{msg}");
-    assert_eq!(msg, format!("password authentication failed for user \"{USER}\""));
+    assert_eq!(
+        msg,
+        format!("password authentication failed for user \"{USER}\"")
+    );
 
     let (code2, msg2) = auth_failure(env.try_connect("nobody", "whatever").await);
     assert_eq!(code2, "28P01", "{msg2}");

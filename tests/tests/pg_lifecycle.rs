@@ -12,13 +12,19 @@ async fn ten_sleep_wake_cycles_without_client_errors() {
     let s = env.connect().await;
     s.exec("CREATE TEMP TABLE log(i int PRIMARY KEY, at_pid int); SET application_name = 'cycler'; PREPARE bump(int) AS INSERT INTO log VALUES ($1, pg_backend_pid())")
         .await;
-    let stmt = s.prepare("SELECT count(*)::int4, coalesce(sum(i), 0)::int4 FROM log").await.unwrap();
+    let stmt = s
+        .prepare("SELECT count(*)::int4, coalesce(sum(i), 0)::int4 FROM log")
+        .await
+        .unwrap();
     let wakes0 = env.metric("torpor_wakes_total").await;
     let drains0 = env.metric("torpor_drains_total").await;
     let mut pids = Vec::new();
     for i in 0..10 {
         s.exec(&format!("EXECUTE bump({i})")).await;
-        let row = s.query_one(&stmt, &[]).await.unwrap_or_else(|e| panic!("cycle {i}: {}", describe(&e)));
+        let row = s
+            .query_one(&stmt, &[])
+            .await
+            .unwrap_or_else(|e| panic!("cycle {i}: {}", describe(&e)));
         assert_eq!(row.get::<_, i32>(0), i + 1, "cycle {i}");
         assert_eq!(row.get::<_, i32>(1), i * (i + 1) / 2, "cycle {i}");
         assert_eq!(s.text("SHOW application_name").await, "cycler", "cycle {i}");
@@ -44,7 +50,8 @@ async fn open_transaction_blocks_the_drain() {
     let s = env.connect().await;
     let idle = env.connect().await;
     idle.exec("SET application_name = 'bystander'").await;
-    s.exec("CREATE TEMP TABLE t(x int); BEGIN; INSERT INTO t VALUES (1)").await;
+    s.exec("CREATE TEMP TABLE t(x int); BEGIN; INSERT INTO t VALUES (1)")
+        .await;
     let pid = env.backend_pid().await.expect("running");
     let refused0 = env.metric("torpor_drains_refused_total").await;
 
@@ -55,9 +62,19 @@ async fn open_transaction_blocks_the_drain() {
 
     let c = env.cluster_status().await;
     assert_eq!(c["state"], "running", "{c}");
-    assert!(c["blockers"].to_string().contains("open transaction"), "{c}");
-    assert_eq!(env.backend_pid().await, Some(pid), "backend restarted under a transaction");
-    assert_eq!(env.metric("torpor_drains_refused_total").await - refused0, 1.0);
+    assert!(
+        c["blockers"].to_string().contains("open transaction"),
+        "{c}"
+    );
+    assert_eq!(
+        env.backend_pid().await,
+        Some(pid),
+        "backend restarted under a transaction"
+    );
+    assert_eq!(
+        env.metric("torpor_drains_refused_total").await - refused0,
+        1.0
+    );
     assert!(env.metric("torpor_drain_blockers").await >= 1.0);
 
     // Nothing was lost: the transaction goes on and commits.
@@ -83,7 +100,11 @@ async fn blockers_list_clears_when_the_blocker_ends() {
     assert_eq!(status, 409, "{body}");
     s.exec("COMMIT").await;
     let c = env.cluster_status().await;
-    assert_eq!(c["blockers"], serde_json::json!([]), "stale blocker after COMMIT: {c}");
+    assert_eq!(
+        c["blockers"],
+        serde_json::json!([]),
+        "stale blocker after COMMIT: {c}"
+    );
     assert_eq!(env.metric("torpor_drain_blockers").await, 0.0);
     drop(s);
     env.shutdown().await;
@@ -93,15 +114,26 @@ async fn blockers_list_clears_when_the_blocker_ends() {
 async fn with_hold_cursor_blocks_the_drain() {
     let env = TestEnv::default().await;
     let s = env.connect().await;
-    s.exec("DECLARE c CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 5) g").await;
+    s.exec("DECLARE c CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 5) g")
+        .await;
     assert_eq!(s.text("FETCH 1 FROM c").await, "1");
     let pid = env.backend_pid().await.expect("running");
 
     let (status, body) = env.sleep().await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["blockers"].to_string().to_lowercase().contains("cursor"), "{body}");
+    assert!(
+        body["blockers"]
+            .to_string()
+            .to_lowercase()
+            .contains("cursor"),
+        "{body}"
+    );
     assert_eq!(env.backend_pid().await, Some(pid));
-    assert!(env.cluster_status().await["blockers"].to_string().contains("cursor"));
+    assert!(
+        env.cluster_status().await["blockers"]
+            .to_string()
+            .contains("cursor")
+    );
 
     // The cursor is where it was.
     assert_eq!(s.text("FETCH 1 FROM c").await, "2");
@@ -118,7 +150,10 @@ async fn unfinished_copy_blocks_the_drain() {
     let s = env.connect().await;
     s.exec("CREATE TEMP TABLE t(x int)").await;
     let pid = env.backend_pid().await.expect("running");
-    let sink = s.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap();
+    let sink = s
+        .copy_in::<_, bytes::Bytes>("COPY t FROM STDIN")
+        .await
+        .unwrap();
     let mut sink = pin!(sink);
 
     let (status, body) = env.sleep().await;
@@ -143,12 +178,20 @@ async fn wait_running(watch: &Pg, marker: &str) {
         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%{marker}%' AND pid <> pg_backend_pid()"
     );
     while watch.text(&q).await != "1" {
-        assert!(Instant::now() < deadline, "the query marked {marker} never started");
+        assert!(
+            Instant::now() < deadline,
+            "the query marked {marker} never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-async fn cancel_once(env: &TestEnv, s: &'static Pg, token: &tokio_postgres::CancelToken, marker: &str) {
+async fn cancel_once(
+    env: &TestEnv,
+    s: &'static Pg,
+    token: &tokio_postgres::CancelToken,
+    marker: &str,
+) {
     let sql = format!("SELECT pg_sleep(60) /* {marker} */");
     let started = Instant::now();
     let running = tokio::spawn(async move { s.simple_query(&sql).await.map(|_| ()) });
@@ -202,7 +245,14 @@ async fn connecting_during_standby_does_not_wake() {
     assert_eq!(env.metric("torpor_wakes_total").await, wakes0);
     // What the late client was told matches what the first one was told by a real backend.
     let (a, b) = (first.reported(), late.reported());
-    for k in ["server_version", "TimeZone", "DateStyle", "client_encoding", "integer_datetimes", "session_authorization"] {
+    for k in [
+        "server_version",
+        "TimeZone",
+        "DateStyle",
+        "client_encoding",
+        "integer_datetimes",
+        "session_authorization",
+    ] {
         assert_eq!(a.get(k), b.get(k), "ParameterStatus {k}");
         assert!(b.contains_key(k), "{k} not reported to the late client");
     }
@@ -227,7 +277,10 @@ async fn twenty_parked_sessions_wake_with_one_backend_start() {
     let mut sessions = Vec::new();
     for i in 0..20 {
         let s = env.connect().await;
-        s.exec(&format!("SET myapp.n = '{i}'; CREATE TEMP TABLE mine AS SELECT {i} AS n")).await;
+        s.exec(&format!(
+            "SET myapp.n = '{i}'; CREATE TEMP TABLE mine AS SELECT {i} AS n"
+        ))
+        .await;
         sessions.push(s);
     }
     env.sleep_ok().await;
@@ -261,7 +314,10 @@ async fn twenty_parked_sessions_wake_with_one_backend_start() {
         .collect();
     let mut keep = Vec::new();
     for t in tasks {
-        let (i, r, s) = tokio::time::timeout(SLOW, t).await.expect("wake timed out").unwrap();
+        let (i, r, s) = tokio::time::timeout(SLOW, t)
+            .await
+            .expect("wake timed out")
+            .unwrap();
         let msgs = r.unwrap_or_else(|e| panic!("session {i}: {}", describe(&e)));
         let v = msgs.iter().find_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
@@ -289,7 +345,11 @@ async fn admin_wake_starts_the_backend() {
     assert_eq!(c["state"], "running", "{c}");
     let pid = c["backend_pid"].as_u64().expect("pid after wake") as u32;
     assert_eq!(s.text("SHOW application_name").await, "woken");
-    assert_eq!(env.backend_pid().await, Some(pid), "the query should use the woken backend");
+    assert_eq!(
+        env.backend_pid().await,
+        Some(pid),
+        "the query should use the woken backend"
+    );
     // Unknown cluster names are a 404.
     let r = env.admin("POST", "/api/clusters/nope/sleep").await;
     assert_eq!(r.status, 404, "{}", r.body);
@@ -305,7 +365,8 @@ async fn idle_timer_parks_quiet_clients() {
     })
     .await;
     let s = env.connect().await;
-    s.exec("CREATE TEMP TABLE t AS SELECT 7 AS x; SET application_name = 'quiet'").await;
+    s.exec("CREATE TEMP TABLE t AS SELECT 7 AS x; SET application_name = 'quiet'")
+        .await;
     // The quiet, connected client does not keep the cluster up.
     let c = env
         .wait_for(SLOW, "standby by the idle timer", |c| {
@@ -316,7 +377,8 @@ async fn idle_timer_parks_quiet_clients() {
     assert_eq!(s.text("SELECT x || application_name FROM t, (SELECT current_setting('application_name') AS application_name) a").await, "7quiet");
     // And again: the timer keeps working after a wake.
     let pid = env.backend_pid().await.expect("woken");
-    env.wait_for(SLOW, "second idle standby", |c| c["state"] == "standby").await;
+    env.wait_for(SLOW, "second idle standby", |c| c["state"] == "standby")
+        .await;
     assert_pid_gone(pid);
     assert_eq!(s.text("SELECT x FROM t").await, "7");
     drop(s);
@@ -339,7 +401,8 @@ async fn idle_timer_waits_for_an_open_transaction() {
     assert_eq!(c["state"], "running", "{c}");
     assert_eq!(env.backend_pid().await, Some(pid));
     s.exec("COMMIT").await;
-    env.wait_for(SLOW, "standby after COMMIT", |c| c["state"] == "standby").await;
+    env.wait_for(SLOW, "standby after COMMIT", |c| c["state"] == "standby")
+        .await;
     assert_pid_gone(pid);
     drop(s);
     env.shutdown().await;
@@ -356,7 +419,10 @@ async fn shutdown_tells_clients_57p01() {
     assert_eq!(attached.text("SELECT 2").await, "2");
     env.shutdown().await;
     for (what, s) in [("attached", attached), ("parked", parked)] {
-        let err = s.ended().await.expect_err("connection ended without an error");
+        let err = s
+            .ended()
+            .await
+            .expect_err("connection ended without an error");
         assert_eq!(sqlstate(&err), Some("57P01"), "{what}: {}", describe(&err));
     }
 }
@@ -374,14 +440,21 @@ async fn many_sessions_many_cycles_lose_nothing() {
     }
     for cycle in 0..5 {
         env.sleep_ok().await;
-        if let Some(i) = sessions.iter().position(|s| s.done.is_finished() || s.is_closed()) {
+        if let Some(i) = sessions
+            .iter()
+            .position(|s| s.done.is_finished() || s.is_closed())
+        {
             let how = sessions.swap_remove(i).ended().await;
             panic!("cycle {cycle}: session {i} was closed by the drain: {how:?}");
         }
         for (i, s) in sessions.iter().enumerate() {
             let v = s.simple_query("SELECT current_setting('myapp.n')").await;
             let v = v.unwrap_or_else(|e| panic!("cycle {cycle}: session {i}: {}", describe(&e)));
-            assert_eq!(v.len(), 3, "cycle {cycle}: session {i}: row, RowDescription, CommandComplete");
+            assert_eq!(
+                v.len(),
+                3,
+                "cycle {cycle}: session {i}: row, RowDescription, CommandComplete"
+            );
         }
     }
     drop(sessions);

@@ -6,19 +6,36 @@ use torpor_tests::harness::{PASSWORD, Pg, TestEnv, USER};
 use torpor_tests::wire::{Raw, error_fields, message_with_len, tags};
 
 /// The proxy answers with one ErrorResponse and closes; returns its fields.
-async fn expect_error_and_close(raw: &mut Raw, what: &str) -> std::collections::HashMap<char, String> {
+async fn expect_error_and_close(
+    raw: &mut Raw,
+    what: &str,
+) -> std::collections::HashMap<char, String> {
     let msgs = raw
         .until_closed()
         .await
         .unwrap_or_else(|e| panic!("{what}: {e:#}"));
     let errors: Vec<_> = msgs.iter().filter(|(t, _)| *t == b'E').collect();
-    assert_eq!(errors.len(), 1, "{what}: expected one ErrorResponse then close, got {:?}", tags(&msgs));
-    assert_eq!(msgs.last().map(|m| m.0), Some(b'E'), "{what}: {:?}", tags(&msgs));
+    assert_eq!(
+        errors.len(),
+        1,
+        "{what}: expected one ErrorResponse then close, got {:?}",
+        tags(&msgs)
+    );
+    assert_eq!(
+        msgs.last().map(|m| m.0),
+        Some(b'E'),
+        "{what}: {:?}",
+        tags(&msgs)
+    );
     error_fields(&errors[0].1)
 }
 
 async fn still_fine(s: &Pg, what: &str) {
-    assert_eq!(s.text("SELECT 40 + 2").await, "42", "bystander after {what}");
+    assert_eq!(
+        s.text("SELECT 40 + 2").await,
+        "42",
+        "bystander after {what}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +68,10 @@ async fn malformed_startup_packets() {
         let mut raw = Raw::connect(env.listen).await.unwrap();
         raw.send(&bytes).await.unwrap();
         let f = expect_error_and_close(&mut raw, what).await;
-        assert!(f.get(&'C').is_some_and(|c| c.starts_with("08")), "{what}: {f:?}");
+        assert!(
+            f.get(&'C').is_some_and(|c| c.starts_with("08")),
+            "{what}: {f:?}"
+        );
         still_fine(&bystander, what).await;
     }
     // The proxy still accepts new clients.
@@ -70,14 +90,20 @@ async fn malformed_messages_after_auth() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("Query with length 3", message_with_len(b'Q', 3, b"")),
         ("Query with length 0", message_with_len(b'Q', 0, b"")),
-        ("Query of 1 GiB", message_with_len(b'Q', 1 << 30, b"SELECT 1")),
+        (
+            "Query of 1 GiB",
+            message_with_len(b'Q', 1 << 30, b"SELECT 1"),
+        ),
         ("Parse with length 2", message_with_len(b'P', 2, b"")),
     ];
     for (what, bytes) in cases {
         let (mut raw, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
         raw.send(&bytes).await.unwrap();
         let f = expect_error_and_close(&mut raw, what).await;
-        assert!(f.get(&'C').is_some_and(|c| c.starts_with("08")), "{what}: {f:?}");
+        assert!(
+            f.get(&'C').is_some_and(|c| c.starts_with("08")),
+            "{what}: {f:?}"
+        );
         still_fine(&bystander, what).await;
         assert_eq!(bystander.text("SHOW application_name").await, "bystander");
     }
@@ -102,7 +128,9 @@ async fn ssl_and_gss_requests_get_n() {
         pkt.extend_from_slice(&code.to_be_bytes());
         raw.send(&pkt).await.unwrap();
         let mut b = [0u8; 1];
-        tokio::io::AsyncReadExt::read_exact(&mut raw.io, &mut b).await.unwrap();
+        tokio::io::AsyncReadExt::read_exact(&mut raw.io, &mut b)
+            .await
+            .unwrap();
         assert_eq!(&b, b"N", "{what}");
     }
     env.shutdown().await;
@@ -115,23 +143,44 @@ async fn the_client_sees_no_backend_change() {
     let env = TestEnv::default().await;
     let (mut raw, hello) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
     let names: Vec<&str> = hello.params.iter().map(|(k, _)| k.as_str()).collect();
-    for k in ["server_version", "client_encoding", "TimeZone", "session_authorization", "integer_datetimes"] {
+    for k in [
+        "server_version",
+        "client_encoding",
+        "TimeZone",
+        "session_authorization",
+        "integer_datetimes",
+    ] {
         assert!(names.contains(&k), "{k} missing from {names:?}");
     }
     let real_pid = first_value(&raw.query("SELECT pg_backend_pid()").await.unwrap());
-    assert_ne!(real_pid, hello.key.0.to_string(), "the client should get a virtual key");
+    assert_ne!(
+        real_pid,
+        hello.key.0.to_string(),
+        "the client should get a virtual key"
+    );
 
     for cycle in 0..3 {
         env.sleep_ok().await;
         let msgs = raw.query("SELECT 1").await.unwrap();
-        assert_eq!(tags(&msgs), "TDCZ", "cycle {cycle}: startup chatter leaked to the client");
+        assert_eq!(
+            tags(&msgs),
+            "TDCZ",
+            "cycle {cycle}: startup chatter leaked to the client"
+        );
     }
     // A SET that changes a reported parameter reports it once, as postgres does.
     let msgs = raw.query("SET application_name = 'x'").await.unwrap();
     assert_eq!(tags(&msgs), "CSZ");
     env.sleep_ok().await;
-    let msgs = raw.query("SELECT current_setting('application_name')").await.unwrap();
-    assert_eq!(tags(&msgs), "TDCZ", "restored setting re-announced to the client");
+    let msgs = raw
+        .query("SELECT current_setting('application_name')")
+        .await
+        .unwrap();
+    assert_eq!(
+        tags(&msgs),
+        "TDCZ",
+        "restored setting re-announced to the client"
+    );
     assert_eq!(first_value(&msgs), "x");
 
     // A client connecting during standby is told the same parameters (but its own key).

@@ -25,8 +25,14 @@ async fn settings_survive_sleep() {
     .await;
     let before_pid = s.text("SELECT pg_backend_pid()").await;
     let told_before = s.reported();
-    assert_eq!(told_before.get("application_name").map(String::as_str), Some("e2e-settings"));
-    assert_eq!(told_before.get("TimeZone").map(String::as_str), Some("America/Sao_Paulo"));
+    assert_eq!(
+        told_before.get("application_name").map(String::as_str),
+        Some("e2e-settings")
+    );
+    assert_eq!(
+        told_before.get("TimeZone").map(String::as_str),
+        Some("America/Sao_Paulo")
+    );
 
     env.sleep_ok().await;
 
@@ -41,15 +47,26 @@ async fn settings_survive_sleep() {
     s.exec("CREATE TEMP TABLE probe(x int); DROP TABLE probe; CREATE TABLE IF NOT EXISTS where_am_i(x int)")
         .await;
     assert_eq!(
-        s.text("SELECT schemaname FROM pg_tables WHERE tablename = 'where_am_i'").await,
+        s.text("SELECT schemaname FROM pg_tables WHERE tablename = 'where_am_i'")
+            .await,
         "tenant_a"
     );
     let after_pid = s.text("SELECT pg_backend_pid()").await;
-    assert_ne!(before_pid, after_pid, "the session should be on a new backend");
+    assert_ne!(
+        before_pid, after_pid,
+        "the session should be on a new backend"
+    );
 
     // What the client was told stays what it was told.
     let told_after = s.reported();
-    for k in ["application_name", "TimeZone", "DateStyle", "client_encoding", "is_superuser", "session_authorization"] {
+    for k in [
+        "application_name",
+        "TimeZone",
+        "DateStyle",
+        "client_encoding",
+        "is_superuser",
+        "session_authorization",
+    ] {
         assert_eq!(told_before.get(k), told_after.get(k), "ParameterStatus {k}");
     }
 
@@ -71,9 +88,15 @@ async fn set_role_and_session_authorization_survive_sleep() {
     assert_eq!(role.text("SELECT current_user").await, "auditor");
 
     let auth = env.connect().await;
-    auth.exec(&format!("SET SESSION AUTHORIZATION {OTHER_USER}")).await;
+    auth.exec(&format!("SET SESSION AUTHORIZATION {OTHER_USER}"))
+        .await;
     assert_eq!(auth.text("SELECT session_user").await, OTHER_USER);
-    assert_eq!(auth.reported().get("session_authorization").map(String::as_str), Some(OTHER_USER));
+    assert_eq!(
+        auth.reported()
+            .get("session_authorization")
+            .map(String::as_str),
+        Some(OTHER_USER)
+    );
 
     env.sleep_ok().await;
 
@@ -81,12 +104,20 @@ async fn set_role_and_session_authorization_survive_sleep() {
     assert_eq!(role.text("SELECT session_user").await, USER);
     assert_eq!(role.text("SHOW role").await, "auditor");
     // auditor has no rights on the table: the role is really in effect, not just displayed.
-    let err = role.simple_query("SELECT * FROM secret_stuff").await.unwrap_err();
+    let err = role
+        .simple_query("SELECT * FROM secret_stuff")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), Some("42501"), "{}", describe(&err));
 
     assert_eq!(auth.text("SELECT session_user").await, OTHER_USER);
     assert_eq!(auth.text("SELECT current_user").await, OTHER_USER);
-    assert_eq!(auth.reported().get("session_authorization").map(String::as_str), Some(OTHER_USER));
+    assert_eq!(
+        auth.reported()
+            .get("session_authorization")
+            .map(String::as_str),
+        Some(OTHER_USER)
+    );
     // RESET SESSION AUTHORIZATION goes back to the login user, as on the original backend.
     auth.exec("RESET SESSION AUTHORIZATION").await;
     assert_eq!(auth.text("SELECT session_user").await, USER);
@@ -108,28 +139,43 @@ async fn prepared_statements_survive_sleep() {
     let inferred = s
         .prepare_typed(
             "SELECT $1 + 1, $2 || '!'",
-            &[tokio_postgres::types::Type::INT4, tokio_postgres::types::Type::TEXT],
+            &[
+                tokio_postgres::types::Type::INT4,
+                tokio_postgres::types::Type::TEXT,
+            ],
         )
         .await
         .unwrap();
     let row = s.query_one(&typed, &[&21i64, &"hi"]).await.unwrap();
-    assert_eq!((row.get::<_, i64>(0), row.get::<_, String>(1)), (42, "HI".into()));
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, String>(1)),
+        (42, "HI".into())
+    );
 
     // SQL-level PREPARE.
-    s.exec("PREPARE sq(int, text) AS SELECT $1 * 10, $2 || '-sql'").await;
+    s.exec("PREPARE sq(int, text) AS SELECT $1 * 10, $2 || '-sql'")
+        .await;
     let before: Vec<String> = prepared_names(&s).await;
 
     env.sleep_ok().await;
 
     let row = s.query_one(&typed, &[&50i64, &"again"]).await.unwrap();
-    assert_eq!((row.get::<_, i64>(0), row.get::<_, String>(1)), (100, "AGAIN".into()));
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, String>(1)),
+        (100, "AGAIN".into())
+    );
     let row = s.query_one(&inferred, &[&1i32, &"x"]).await.unwrap();
-    assert_eq!((row.get::<_, i32>(0), row.get::<_, String>(1)), (2, "x!".into()));
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, String>(1)),
+        (2, "x!".into())
+    );
     let rows = s.simple_query("EXECUTE sq(7, 'a')").await.unwrap();
     let vals: Vec<String> = rows
         .iter()
         .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(format!("{}|{}", r.get(0).unwrap(), r.get(1).unwrap())),
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some(format!("{}|{}", r.get(0).unwrap(), r.get(1).unwrap()))
+            }
             _ => None,
         })
         .collect();
@@ -137,8 +183,14 @@ async fn prepared_statements_survive_sleep() {
     // Same names, same types, same SQL/protocol origin.
     assert_eq!(prepared_names(&s).await, before);
     // A typed parameter is still typed: text for an int8 is refused by the server.
-    let err = s.query_one(&typed, &[&"not a number", &"x"]).await.unwrap_err();
-    assert!(err.to_string().contains("serializ") || err.as_db_error().is_some(), "{err}");
+    let err = s
+        .query_one(&typed, &[&"not a number", &"x"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("serializ") || err.as_db_error().is_some(),
+        "{err}"
+    );
 
     drop(s);
     env.shutdown().await;
@@ -202,16 +254,37 @@ async fn temp_tables_survive_sleep() {
 
     // Sequences continue after the old max.
     s.exec("INSERT INTO kinds(code, n) VALUES ('d', 2)").await;
-    assert_eq!(s.text("SELECT id || ',' || ident || ',' || label FROM kinds WHERE code = 'd'").await, "4,4,none");
+    assert_eq!(
+        s.text("SELECT id || ',' || ident || ',' || label FROM kinds WHERE code = 'd'")
+            .await,
+        "4,4,none"
+    );
     // Constraints are enforced.
-    let err = s.simple_query("INSERT INTO kinds(code, n) VALUES ('a', 3)").await.unwrap_err();
+    let err = s
+        .simple_query("INSERT INTO kinds(code, n) VALUES ('a', 3)")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), Some("23505"), "{}", describe(&err));
-    let err = s.simple_query("INSERT INTO kinds(id, code, n) VALUES (1, 'zz', 3)").await.unwrap_err();
+    let err = s
+        .simple_query("INSERT INTO kinds(id, code, n) VALUES (1, 'zz', 3)")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), Some("23505"), "{}", describe(&err));
-    let err = s.simple_query("INSERT INTO kinds(code, n) VALUES ('e', -1)").await.unwrap_err();
+    let err = s
+        .simple_query("INSERT INTO kinds(code, n) VALUES ('e', -1)")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), Some("23514"), "{}", describe(&err));
-    let err = s.simple_query("INSERT INTO kinds(ident, code, n) VALUES (99, 'f', 1)").await.unwrap_err();
-    assert_eq!(sqlstate(&err), Some("428C9"), "identity GENERATED ALWAYS: {}", describe(&err));
+    let err = s
+        .simple_query("INSERT INTO kinds(ident, code, n) VALUES (99, 'f', 1)")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&err),
+        Some("428C9"),
+        "identity GENERATED ALWAYS: {}",
+        describe(&err)
+    );
     // The extra index exists on the temp table.
     assert_eq!(
         s.text("SELECT count(*) FROM pg_indexes WHERE tablename = 'kinds' AND indexname = 'kinds_amount_idx' AND schemaname LIKE 'pg_temp%'").await,
@@ -245,11 +318,14 @@ async fn listen_survives_sleep() {
 
     // Wake this session (and the cluster) with a query, then notify from elsewhere.
     assert_eq!(
-        s.text("SELECT string_agg(c, ',' ORDER BY c) FROM pg_listening_channels() c").await,
+        s.text("SELECT string_agg(c, ',' ORDER BY c) FROM pg_listening_channels() c")
+            .await,
         "Mixed Case,jobs"
     );
     let other = env.connect().await;
-    other.exec("NOTIFY jobs, 'payload-1'; SELECT pg_notify('Mixed Case', 'payload-2')").await;
+    other
+        .exec("NOTIFY jobs, 'payload-1'; SELECT pg_notify('Mixed Case', 'payload-2')")
+        .await;
     let mut got = Vec::new();
     for _ in 0..2 {
         let n = tokio::time::timeout(std::time::Duration::from_secs(30), s.notifications.recv())
@@ -284,7 +360,10 @@ async fn advisory_locks_survive_sleep() {
     assert_eq!(other.text("SELECT pg_try_advisory_lock(42)").await, "f");
     assert_eq!(other.text("SELECT pg_try_advisory_lock(7, 8)").await, "f");
     // Shared stays shared: another shared holder is fine, an exclusive one is not.
-    assert_eq!(other.text("SELECT pg_try_advisory_lock_shared(99)").await, "t");
+    assert_eq!(
+        other.text("SELECT pg_try_advisory_lock_shared(99)").await,
+        "t"
+    );
     assert_eq!(other.text("SELECT pg_try_advisory_lock(99)").await, "f");
     other.exec("SELECT pg_advisory_unlock_shared(99)").await;
 
@@ -303,7 +382,8 @@ async fn advisory_locks_survive_sleep() {
 async fn advisory_lock_taken_twice_needs_two_unlocks_after_sleep() {
     let env = TestEnv::default().await;
     let s = env.connect().await;
-    s.exec("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(42);").await;
+    s.exec("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(42);")
+        .await;
 
     env.sleep_ok().await;
 

@@ -49,22 +49,37 @@ async fn full_cycle_on_s3() {
          INSERT INTO t(v) SELECT 'row ' || g FROM generate_series(1, 1000) g;",
     )
     .await;
-    let stmt = s.prepare("SELECT v FROM t WHERE id = $1::int4").await.unwrap();
+    let stmt = s
+        .prepare("SELECT v FROM t WHERE id = $1::int4")
+        .await
+        .unwrap();
 
     env.sleep_ok().await;
     let stored = files_under(&objects);
-    assert_eq!(stored.len(), 1, "one snapshot object expected under {}: {stored:?}", objects.display());
+    assert_eq!(
+        stored.len(),
+        1,
+        "one snapshot object expected under {}: {stored:?}",
+        objects.display()
+    );
     assert!(std::fs::read(&stored[0]).unwrap().starts_with(b"TRPR"));
 
     let row = s.query_one(&stmt, &[&500i32]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "row 500");
-    assert_eq!(s.text("SELECT current_setting('myapp.who') || count(*) FROM t").await, "s31000");
+    assert_eq!(
+        s.text("SELECT current_setting('myapp.who') || count(*) FROM t")
+            .await,
+        "s31000"
+    );
     s.exec("INSERT INTO t(v) VALUES ('new')").await;
     assert_eq!(s.text("SELECT id FROM t WHERE v = 'new'").await, "1001");
 
     // The snapshot object goes away with its session.
     drop(s);
-    wait_until("the snapshot object to be deleted", || files_under(&objects).is_empty()).await;
+    wait_until("the snapshot object to be deleted", || {
+        files_under(&objects).is_empty()
+    })
+    .await;
     env.shutdown().await;
 }
 
@@ -78,10 +93,16 @@ async fn file_store_snapshot_lifecycle() {
     let files = files_under(&dir);
     assert_eq!(files.len(), 1, "{files:?}");
     let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.len() == 36 && name.chars().filter(|c| *c == '-').count() == 4, "not a uuid: {name}");
+    assert!(
+        name.len() == 36 && name.chars().filter(|c| *c == '-').count() == 4,
+        "not a uuid: {name}"
+    );
     assert_eq!(s.text("SELECT x FROM t").await, "1");
     drop(s);
-    wait_until("the snapshot file to be deleted", || files_under(&dir).is_empty()).await;
+    wait_until("the snapshot file to be deleted", || {
+        files_under(&dir).is_empty()
+    })
+    .await;
     env.shutdown().await;
 }
 
@@ -106,14 +127,18 @@ async fn corrupt_snapshot_is_a_clear_error() {
     let env = TestEnv::default().await;
     let dir = env.state_dir.join(&env.cluster);
     let victim = env.connect().await;
-    victim.exec("SET application_name = 'victim'; CREATE TEMP TABLE t AS SELECT 1 AS x").await;
+    victim
+        .exec("SET application_name = 'victim'; CREATE TEMP TABLE t AS SELECT 1 AS x")
+        .await;
     env.sleep_ok().await;
     let victim_file = files_under(&dir);
     assert_eq!(victim_file.len(), 1, "{victim_file:?}");
 
     // Another session with its own state, parked in a second sleep.
     let other = env.connect().await;
-    other.exec("SET application_name = 'other'; CREATE TEMP TABLE t AS SELECT 2 AS x").await;
+    other
+        .exec("SET application_name = 'other'; CREATE TEMP TABLE t AS SELECT 2 AS x")
+        .await;
     env.sleep_ok().await;
     assert_eq!(files_under(&dir).len(), 2);
 
@@ -128,7 +153,12 @@ async fn corrupt_snapshot_is_a_clear_error() {
 
     let msg = expect_restore_error(victim, &["restore", "snapshot"]).await;
     eprintln!("victim was told: {msg}");
-    assert_eq!(other.text("SELECT current_setting('application_name') || x FROM t").await, "other2");
+    assert_eq!(
+        other
+            .text("SELECT current_setting('application_name') || x FROM t")
+            .await,
+        "other2"
+    );
     drop(other);
     env.shutdown().await;
 }
@@ -161,7 +191,8 @@ async fn failed_replay_statement_names_what_was_lost() {
     let role = env.connect().await;
     role.exec("SET ROLE doomed").await;
     let prep = env.connect().await;
-    prep.exec("PREPARE uses_shared AS SELECT x FROM shared_t").await;
+    prep.exec("PREPARE uses_shared AS SELECT x FROM shared_t")
+        .await;
     env.sleep_ok().await;
 
     // While they sleep, what their state depends on goes away.

@@ -1,0 +1,288 @@
+//! The `torpor` binary as an operator runs it: SIGTERM, a crash and restart, `check`, `status`.
+//! Needs `cargo build -p torpor` first (the README's test command does it).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use torpor_tests::binary::{self, torpor_bin};
+use torpor_tests::harness::{
+    Opts, PASSWORD, SLOW, TestConfig, USER, assert_pid_gone, connect_to, describe, init_tracing,
+    sqlstate,
+};
+use torpor_tests::http;
+
+async fn backend_pid(cfg: &TestConfig) -> Option<u32> {
+    let r = http::request(cfg.admin, "GET", "/api/clusters")
+        .await
+        .unwrap();
+    r.json()[0]["backend_pid"].as_u64().map(|p| p as u32)
+}
+
+/// The process has exited: gone, or a zombie nobody reaps. On this machine pid 1 does not reap
+/// orphans, so a postgres orphaned by a killed torpor stays a zombie after it exits.
+fn assert_exited(pid: u32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|s| s.split_whitespace().next());
+    if state == Some("Z") || stat.is_empty() {
+        return;
+    }
+    assert_pid_gone(pid);
+}
+
+async fn wait_exited(pid: u32) {
+    let deadline = Instant::now() + SLOW;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next());
+        if stat.is_empty() || state == Some("Z") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} still running: {stat}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_clients_with_57p01_and_stops_postgres() {
+    init_tracing();
+    let cfg = TestConfig::new(&Opts::default()).await;
+    let mut proc = binary::up(&cfg.config_path).await;
+    assert!(
+        proc.banner
+            .iter()
+            .any(|l| l.contains(&format!("postgres://{USER}@{}", cfg.listen))),
+        "no connection URL in {:?}",
+        proc.banner
+    );
+    assert!(
+        !proc.banner.iter().any(|l| l.contains(PASSWORD)),
+        "a configured password was printed: {:?}",
+        proc.banner
+    );
+
+    let attached = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    assert_eq!(attached.text("SELECT 1").await, "1");
+    let pid = backend_pid(&cfg).await.expect("backend running");
+    assert_eq!(cfg.postmaster_pid(), Some(pid));
+
+    proc.signal(libc::SIGTERM);
+    let err = attached
+        .ended()
+        .await
+        .expect_err("connection ended without an error");
+    assert_eq!(sqlstate(&err), Some("57P01"), "{}", describe(&err));
+    let status = proc.wait().await;
+    assert!(status.success(), "torpor exited with {status}");
+    assert_pid_gone(pid);
+    assert!(
+        !cfg.data_dir.join("postmaster.pid").exists(),
+        "postmaster.pid left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_also_shuts_down_cleanly() {
+    init_tracing();
+    let cfg = TestConfig::new(&Opts::default()).await;
+    let mut proc = binary::up(&cfg.config_path).await;
+    let s = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    assert_eq!(s.text("SELECT 1").await, "1");
+    let pid = backend_pid(&cfg).await.expect("backend running");
+    proc.signal(libc::SIGINT);
+    let err = s
+        .ended()
+        .await
+        .expect_err("connection ended without an error");
+    assert_eq!(sqlstate(&err), Some("57P01"), "{}", describe(&err));
+    assert!(proc.wait().await.success());
+    assert_pid_gone(pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_a_crash_leaves_no_orphan() {
+    init_tracing();
+    let cfg = TestConfig::new(&Opts::default()).await;
+    let mut first = binary::up(&cfg.config_path).await;
+    let s = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    s.exec("CREATE TABLE survives(x int); INSERT INTO survives VALUES (1)")
+        .await;
+    let old = backend_pid(&cfg).await.expect("backend running");
+
+    first.signal(libc::SIGKILL);
+    let status = first.wait().await;
+    assert!(!status.success());
+    // The client's connection ends (ended() panics if it stays open).
+    let _ = s.ended().await;
+
+    let mut second = binary::up(&cfg.config_path).await;
+    let c = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    assert_eq!(c.text("SELECT x FROM survives").await, "1");
+    let new = backend_pid(&cfg).await.expect("backend running");
+    assert_ne!(new, old);
+    // Only one postgres on the data dir: the old one is gone (stopped or adopted+replaced).
+    wait_exited(old).await;
+    assert_exited(old);
+    assert_eq!(cfg.postmaster_pid(), Some(new));
+
+    second.signal(libc::SIGTERM);
+    assert!(second.wait().await.success());
+    assert_pid_gone(new);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_prints_the_clusters() {
+    init_tracing();
+    let cfg = TestConfig::new(&Opts::default()).await;
+    let mut proc = binary::up(&cfg.config_path).await;
+    let s = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    assert_eq!(s.text("SELECT 1").await, "1");
+    let out = tokio::process::Command::new(torpor_bin())
+        .args(["status", "--admin", &cfg.admin.to_string()])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&cfg.cluster) && text.contains("running"),
+        "{text}"
+    );
+    drop(s);
+    proc.signal(libc::SIGTERM);
+    assert!(proc.wait().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_bad_key() {
+    let cfg = TestConfig::new(&Opts::default()).await;
+    let run = |path: std::path::PathBuf| async move {
+        let out = tokio::process::Command::new(torpor_bin())
+            .arg("check")
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, text) = run(cfg.config_path.clone()).await;
+    assert!(ok, "good config rejected: {text}");
+    assert!(text.contains("ok"), "{text}");
+
+    let cases = [
+        (
+            "idle_timeout = \"1h\"",
+            "idle_timeout = \"soon\"",
+            "idle_timeout",
+        ),
+        (
+            &format!("listen = \"{}\"", cfg.listen),
+            "listen = \"nowhere\"",
+            "cluster[0].listen",
+        ),
+        (
+            "protocol = \"postgres\"",
+            "protocol = \"mysql\"",
+            "cluster[0].protocol",
+        ),
+        ("driver = \"process\"", "driver = \"teleport\"", "teleport"),
+    ];
+    for (from, to, key) in cases {
+        assert!(cfg.toml.contains(from), "{from} not in test config");
+        let bad = cfg.dir.path().join("bad.toml");
+        std::fs::write(&bad, cfg.toml.replacen(from, to, 1)).unwrap();
+        let (ok, text) = run(bad).await;
+        assert!(!ok, "{to}: accepted");
+        assert!(text.contains(key), "{to}: error should name {key}: {text}");
+    }
+    let (ok, text) = run(cfg.dir.path().join("missing.toml")).await;
+    assert!(!ok && text.contains("missing.toml"), "{text}");
+}
+
+/// A postgres left running on the data dir (as after a crash of torpor and its watchdog) is
+/// found and stopped when torpor starts, instead of being orphaned or fought with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_stops_a_leftover_postgres() {
+    init_tracing();
+    let cfg = TestConfig::new(&Opts::default()).await;
+    // A first run creates the data dir and users.
+    let mut first = binary::up(&cfg.config_path).await;
+    first.signal(libc::SIGTERM);
+    assert!(first.wait().await.success());
+
+    // Start postgres on that data dir behind torpor's back.
+    let (uid, gid) = postgres_ids();
+    let mut leftover = tokio::process::Command::new("/usr/lib/postgresql/15/bin/postgres")
+        .arg("-D")
+        .arg(&cfg.data_dir)
+        .args(["-p", &cfg.backend_port.to_string()])
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "fsync=off",
+        ])
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a leftover postgres");
+    let deadline = Instant::now() + SLOW;
+    while tokio::net::TcpStream::connect(("127.0.0.1", cfg.backend_port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "leftover postgres did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leftover_pid = leftover.id().expect("pid");
+    assert_eq!(cfg.postmaster_pid(), Some(leftover_pid));
+
+    let mut second = binary::up(&cfg.config_path).await;
+    let exit = tokio::time::timeout(SLOW, leftover.wait())
+        .await
+        .expect("torpor did not stop the leftover postgres")
+        .unwrap();
+    eprintln!("leftover postgres exited: {exit}");
+    let c = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    assert_eq!(c.text("SELECT 1").await, "1");
+    let new = backend_pid(&cfg).await.expect("backend running");
+    assert_ne!(new, leftover_pid);
+    second.signal(libc::SIGTERM);
+    assert!(second.wait().await.success());
+    assert_pid_gone(new);
+    assert_pid_gone(leftover_pid);
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let name = std::ffi::CString::new("postgres").unwrap();
+    // SAFETY: getpwnam with a valid C string; the fields are copied out right away.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(!pw.is_null(), "no postgres user on this machine");
+    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+}
