@@ -36,7 +36,7 @@ async fn ten_sleep_wake_cycles_without_client_errors() {
     pids.dedup();
     assert_eq!(pids.len(), 10, "{pids:?}");
     assert_eq!(env.metric("torpor_drains_total").await - drains0, 10.0);
-    // Ten wakes happened inside the loop (the first was before it) plus the one for `count`.
+    // Nine wakes inside the loop (cycle 0 ran on the backend started at connect) + one for count.
     assert_eq!(env.metric("torpor_wakes_total").await - wakes0, 10.0);
     assert!(!s.is_closed());
     assert!(!s.done.is_finished(), "the client connection ended");
