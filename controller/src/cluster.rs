@@ -79,8 +79,6 @@ struct Inner {
     backend: Option<BackendInfo>,
     /// Set when anything needs the backend while phase 1 of a drain is running.
     drain_aborted: bool,
-    /// Why the last drain was refused; cleared when a drain succeeds or the cluster stops.
-    blockers: Vec<String>,
     participants: HashMap<u64, mpsc::UnboundedSender<DrainCmd>>,
 }
 
@@ -104,6 +102,8 @@ pub struct Cluster {
     busy: AtomicUsize,
     last_activity: Mutex<Instant>,
     activity_tx: watch::Sender<u64>,
+    /// Bumped whenever a participant leaves, for phase 2 to wait on.
+    parked_tx: watch::Sender<u64>,
     /// Serialises drains and wakes' driver calls against each other.
     lifecycle: tokio::sync::Mutex<()>,
     /// Mirrors `state == Draining` for the per-message check on the hot path.
@@ -113,11 +113,14 @@ pub struct Cluster {
 
 /// How long a session may take to checkpoint (large temp tables take a while).
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long committed sessions get to drop their backend connections.
+const PARK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Cluster {
     pub fn new(name: impl Into<String>, idle_timeout: Duration, driver: Box<dyn Driver>) -> Self {
         let (state_tx, _) = watch::channel(ClusterState::Standby);
         let (activity_tx, _) = watch::channel(0);
+        let (parked_tx, _) = watch::channel(0);
         Cluster {
             name: name.into(),
             idle_timeout,
@@ -126,13 +129,13 @@ impl Cluster {
                 state: ClusterState::Standby,
                 backend: None,
                 drain_aborted: false,
-                blockers: Vec::new(),
                 participants: HashMap::new(),
             }),
             state_tx,
             busy: AtomicUsize::new(0),
             last_activity: Mutex::new(Instant::now()),
             activity_tx,
+            parked_tx,
             lifecycle: tokio::sync::Mutex::new(()),
             draining: std::sync::atomic::AtomicBool::new(false),
             stats: ClusterStats::default(),
@@ -153,10 +156,6 @@ impl Cluster {
 
     pub fn backend_pid(&self) -> Option<u32> {
         self.driver.pid()
-    }
-
-    pub fn blockers(&self) -> Vec<String> {
-        self.lock().blockers.clone()
     }
 
     /// The backend's address, if it is up and not going away.
@@ -243,7 +242,9 @@ impl Cluster {
     }
 
     pub fn unregister(&self, id: u64) {
-        self.lock().participants.remove(&id);
+        if self.lock().participants.remove(&id).is_some() {
+            self.parked_tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     pub fn attached_count(&self) -> usize {
@@ -351,11 +352,9 @@ impl Cluster {
                     self.stats.drains_aborted.fetch_add(1, Ordering::Relaxed);
                 } else {
                     self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
-                    inner.blockers = blockers.clone();
                 }
                 self.set_state(&mut inner, ClusterState::Running);
             } else {
-                inner.blockers.clear();
                 self.set_state(&mut inner, ClusterState::Stopping);
             }
             aborted
@@ -381,6 +380,15 @@ impl Cluster {
             return Err(SleepError::Blocked(blockers));
         }
 
+        // Every session drops its backend connection before the backend goes away, so none
+        // of them sees the server's own shutdown message.
+        let ids: Vec<u64> = participants.iter().map(|(id, _)| *id).collect();
+        if tokio::time::timeout(PARK_TIMEOUT, self.all_parked(&ids))
+            .await
+            .is_err()
+        {
+            tracing::warn!(cluster = %self.name, "some sessions did not park in time; stopping anyway");
+        }
         tracing::info!(cluster = %self.name, "drain: phase 2 (stop backend)");
         let result = self.driver.stop().await;
         let mut inner = self.lock();
@@ -402,6 +410,21 @@ impl Cluster {
                     self.set_state(&mut inner, ClusterState::Running);
                 }
                 Err(SleepError::Driver(e))
+            }
+        }
+    }
+
+    async fn all_parked(&self, ids: &[u64]) {
+        let mut rx = self.parked_tx.subscribe();
+        loop {
+            {
+                let inner = self.lock();
+                if !ids.iter().any(|id| inner.participants.contains_key(id)) {
+                    return;
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
             }
         }
     }
@@ -532,13 +555,14 @@ mod tests {
 
     /// A participant that answers every checkpoint with `reply` and reports what it got.
     fn participant(
-        c: &Cluster,
+        c: &Arc<Cluster>,
         id: u64,
         reply: CheckpointReply,
     ) -> mpsc::UnboundedReceiver<&'static str> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (seen_tx, seen_rx) = mpsc::unbounded_channel();
         c.register(id, tx);
+        let c2 = c.clone();
         tokio::spawn(async move {
             while let Some(cmd) = rx.recv().await {
                 let name = match cmd {
@@ -546,7 +570,10 @@ mod tests {
                         let _ = r.send(reply.clone());
                         "checkpoint"
                     }
-                    DrainCmd::Commit => "commit",
+                    DrainCmd::Commit => {
+                        c2.unregister(id);
+                        "commit"
+                    }
                     DrainCmd::Abort => "abort",
                 };
                 let _ = seen_tx.send(name);
@@ -597,7 +624,6 @@ mod tests {
             other => panic!("expected a refusal, got {other:?}"),
         }
         assert_eq!(c.state(), ClusterState::Running);
-        assert_eq!(c.blockers(), vec!["open transaction".to_string()]);
         assert_eq!(d.stops.load(Ordering::SeqCst), 0);
         assert_eq!(ready.recv().await, Some("checkpoint"));
         assert_eq!(ready.recv().await, Some("abort"));

@@ -216,8 +216,23 @@ fn captured() -> PgSnapshot {
     plan.ask_custom_settings(&["app.tenant".into(), "work_mem".into()]);
     let q = plan.data_query().unwrap();
     let stmts: Vec<&str> = q.split(";\n").collect();
+    // Two statements per advisory lock count its re-entry levels.
+    assert_eq!(stmts.len(), 5 + 2 * 4);
     assert_eq!(
-        stmts,
+        stmts[5],
+        "SELECT pg_catalog.pg_advisory_xact_lock(42::pg_catalog.int8)"
+    );
+    assert!(stmts[6].contains("pg_catalog.pg_advisory_unlock(42::pg_catalog.int8)"));
+    assert_eq!(
+        stmts[7],
+        "SELECT pg_catalog.pg_advisory_xact_lock_shared(1::pg_catalog.int4, 2::pg_catalog.int4)"
+    );
+    assert!(
+        stmts[8]
+            .contains("pg_catalog.pg_advisory_lock_shared(1::pg_catalog.int4, 2::pg_catalog.int4)")
+    );
+    assert_eq!(
+        &stmts[..5],
         vec![
             "COPY pg_temp.\"parent\" (\"id\", \"name\", \"code\") TO STDOUT (FORMAT binary)",
             "COPY pg_temp.\"child\" (\"cid\", \"pid\") TO STDOUT (FORMAT binary)",
@@ -241,7 +256,19 @@ fn captured() -> PgSnapshot {
         ]),
         res(&[&[S("app.tenant"), S("42")]]),
     ];
+    let data = [data, lock_levels(&[3, 1, 1, 2])].concat();
     plan.finish(&data).unwrap()
+}
+
+/// Results of the two statements per advisory lock: the guard, then (levels, relocked).
+fn lock_levels(levels: &[u32]) -> Vec<QueryResult> {
+    levels
+        .iter()
+        .flat_map(|n| {
+            let n = n.to_string();
+            [res(&[&[S("")]]), res(&[&[S(&n), S(&n)]])]
+        })
+        .collect()
 }
 
 #[test]
@@ -280,19 +307,23 @@ fn plan_and_finish_build_the_snapshot() {
         vec![
             AdvisoryLock {
                 key: AdvisoryKey::Single(42),
-                shared: false
+                shared: false,
+                count: 3,
             },
             AdvisoryLock {
                 key: AdvisoryKey::Pair(1, 2),
-                shared: true
+                shared: true,
+                count: 1,
             },
             AdvisoryLock {
                 key: AdvisoryKey::Pair(-3, 7),
-                shared: false
+                shared: false,
+                count: 1,
             },
             AdvisoryLock {
                 key: AdvisoryKey::Single(-5),
-                shared: false
+                shared: false,
+                count: 2,
             },
         ]
     );
@@ -351,6 +382,7 @@ fn stale_on_commit_delete_rows_name_with_rows_is_ignored() {
             &[S("2"), S("10"), S("f")],
         ]),
     ];
+    let data = [data, lock_levels(&[1, 1, 1, 1])].concat();
     let snap = plan.finish(&data).unwrap();
     assert!(!snap.temp_tables[0].on_commit_delete_rows);
 }
@@ -521,7 +553,7 @@ fn replay_order_labels_and_messages() {
         "SELECT pg_catalog.setval('pg_temp.\"standalone\"', 10, false)"
     );
     assert!(stmts[26].starts_with(
-        "DO $torpor$BEGIN IF NOT pg_catalog.pg_try_advisory_lock(42::pg_catalog.int8)"
+        "DO $torpor$BEGIN FOR i IN 1..3 LOOP IF NOT pg_catalog.pg_try_advisory_lock(42::pg_catalog.int8)"
     ));
     assert!(
         stmts[27].contains("pg_try_advisory_lock_shared(1::pg_catalog.int4, 2::pg_catalog.int4)")

@@ -56,12 +56,7 @@ impl Admin {
 
     fn status(&self, s: &Service) -> ClusterStatus {
         let counts = self.registry.counts(&s.name);
-        let mut blockers = self.registry.blockers(&s.name);
-        for b in s.cluster.blockers() {
-            if !blockers.contains(&b) {
-                blockers.push(b);
-            }
-        }
+        let blockers = self.registry.blockers(&s.name);
         ClusterStatus {
             name: s.name.clone(),
             state: s.cluster.state(),

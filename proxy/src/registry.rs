@@ -16,7 +16,11 @@ pub struct BackendKey {
 #[derive(Debug, Default)]
 struct Live {
     backend: Option<BackendKey>,
+    /// From the message stream: a query, transaction or COPY in progress.
     blocker: Option<&'static str>,
+    /// Found by the last checkpoint (e.g. a WITH HOLD cursor); stands until the client
+    /// sends something, which may have removed it.
+    found: Option<String>,
 }
 
 #[derive(Debug)]
@@ -43,8 +47,18 @@ impl SessionEntry {
         self.live().blocker = blocker;
     }
 
-    pub fn blocker(&self) -> Option<&'static str> {
-        self.live().blocker
+    pub fn set_found_blocker(&self, why: Option<String>) {
+        self.live().found = why;
+    }
+
+    /// What keeps this session from being parked now, if anything.
+    pub fn blocker(&self) -> Option<String> {
+        let live = self.live();
+        match (live.blocker, &live.found) {
+            (Some(b), _) => Some(format!("session {}: {b}", self.id)),
+            (None, Some(found)) => Some(found.clone()),
+            (None, None) => None,
+        }
     }
 }
 
@@ -126,15 +140,13 @@ impl Registry {
 
     /// Live reasons a drain of `cluster` would be refused now.
     pub fn blockers(&self, cluster: &str) -> Vec<String> {
-        let mut out: Vec<(u64, &'static str)> = self
+        let mut out: Vec<(u64, String)> = self
             .map()
             .values()
             .filter(|e| e.cluster == cluster)
             .filter_map(|e| e.blocker().map(|b| (e.id, b)))
             .collect();
         out.sort();
-        out.into_iter()
-            .map(|(id, b)| format!("session {id}: {b}"))
-            .collect()
+        out.into_iter().map(|(_, b)| b).collect()
     }
 }

@@ -403,7 +403,11 @@ pub fn plan(
             "ShareLock" => true,
             other => return Err(unexpected(format!("advisory lock mode {other:?}"))),
         };
-        snap.advisory_locks.push(AdvisoryLock { key, shared });
+        snap.advisory_locks.push(AdvisoryLock {
+            key,
+            shared,
+            count: 1,
+        });
     }
 
     for row in rows_of(results, 5, "blockers", 1)? {
@@ -510,6 +514,29 @@ pub fn plan(
     }))
 }
 
+/// Two statements that count how many times the session holds `lock`: pg_locks shows one row
+/// whatever the count. A transaction-level hold on the same key keeps the lock ours while the
+/// session-level levels are released one by one (each pg_advisory_unlock returns true while
+/// one remained) and then taken again the same number of times; it ends with the capture
+/// query's implicit transaction.
+fn count_lock_levels(lock: &AdvisoryLock) -> [String; 2] {
+    let args = match lock.key {
+        AdvisoryKey::Single(k) => format!("{k}::pg_catalog.int8"),
+        AdvisoryKey::Pair(a, b) => format!("{a}::pg_catalog.int4, {b}::pg_catalog.int4"),
+    };
+    let shared = if lock.shared { "_shared" } else { "" };
+    [
+        format!("SELECT pg_catalog.pg_advisory_xact_lock{shared}({args})"),
+        format!(
+            "WITH RECURSIVE u(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM u \
+             WHERE pg_catalog.pg_advisory_unlock{shared}({args})), \
+             c AS (SELECT pg_catalog.max(n) AS n FROM u) \
+             SELECT c.n, (SELECT pg_catalog.count(*) FROM (SELECT pg_catalog.pg_advisory_lock{shared}({args}) \
+             FROM pg_catalog.generate_series(1, c.n)) s) FROM c"
+        ),
+    ]
+}
+
 /// An empty binary COPY: 11-byte signature, flags, header extension length, trailer -1.
 fn binary_copy_is_empty(rows: &[u8]) -> bool {
     rows.is_empty() || (rows.len() == 21 && rows.ends_with(&[0xff, 0xff]))
@@ -569,6 +596,9 @@ impl CapturePlan {
                 values.join(", ")
             ));
         }
+        for lock in &self.snapshot.advisory_locks {
+            stmts.extend(count_lock_levels(lock));
+        }
         (!stmts.is_empty()).then(|| stmts.join(";\n"))
     }
 
@@ -578,7 +608,8 @@ impl CapturePlan {
         let mut snap = *self.snapshot;
         let expected = snap.temp_tables.len()
             + usize::from(!snap.sequences.is_empty())
-            + usize::from(!self.custom_settings.is_empty());
+            + usize::from(!self.custom_settings.is_empty())
+            + 2 * snap.advisory_locks.len();
         if results.len() != expected {
             return Err(unexpected(format!(
                 "data query gave {} results, expected {expected}",
@@ -625,6 +656,23 @@ impl CapturePlan {
                     });
                 }
             }
+            next += 1;
+        }
+        for lock in &mut snap.advisory_locks {
+            // The first of the pair only took the transaction-level guard.
+            let rows = rows_of(results, next + 1, "advisory lock levels", 2)?;
+            next += 2;
+            let levels: u32 = match rows.first() {
+                Some(row) => num(row, 0, "advisory lock levels")?,
+                None => return Err(unexpected("advisory lock levels: no row")),
+            };
+            if levels == 0 {
+                return Err(unexpected(format!(
+                    "advisory lock {} was listed but no level could be counted",
+                    lock.key
+                )));
+            }
+            lock.count = levels;
         }
         Ok(snap)
     }

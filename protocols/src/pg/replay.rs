@@ -163,7 +163,7 @@ fn create_table(t: &TempTable, sequences: &[TempSequence]) -> String {
     sql
 }
 
-fn advisory_lock(b: &mut Builder, key: AdvisoryKey, shared: bool) {
+fn advisory_lock(b: &mut Builder, key: AdvisoryKey, shared: bool, count: u32) {
     let (func, args) = match key {
         AdvisoryKey::Single(k) => ("pg_try_advisory_lock", format!("{k}::pg_catalog.int8")),
         AdvisoryKey::Pair(a, c) => (
@@ -181,11 +181,14 @@ fn advisory_lock(b: &mut Builder, key: AdvisoryKey, shared: bool) {
     } else {
         format!("advisory lock {key}")
     };
-    // DO + RAISE: a try-lock never waits, and the error names the lock.
+    // DO + RAISE: a try-lock never waits, and the error names the lock. Once the first level
+    // is ours the further ones are re-entrant and always granted.
     b.push(
         format!(
-            "DO $torpor$BEGIN IF NOT pg_catalog.{func}({args}) THEN \
-             RAISE EXCEPTION 'torpor: % is held by another session', {}; END IF; END$torpor$",
+            "DO $torpor$BEGIN FOR i IN 1..{} LOOP IF NOT pg_catalog.{func}({args}) THEN \
+             RAISE EXCEPTION 'torpor: % is held by another session', {}; END IF; END LOOP; \
+             END$torpor$",
+            count.max(1),
             quote_literal(&what)
         ),
         what,
@@ -336,7 +339,7 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
         );
     }
     for l in &snap.advisory_locks {
-        advisory_lock(&mut b, l.key, l.shared);
+        advisory_lock(&mut b, l.key, l.shared, l.count);
     }
     if let Some(sa) = &snap.session_authorization
         && Some(sa.as_str()) != login_user

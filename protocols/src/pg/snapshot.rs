@@ -136,11 +136,12 @@ impl std::fmt::Display for AdvisoryKey {
     }
 }
 
-/// A session-level advisory lock. pg_locks shows one row per (key, mode) whatever the re-entry
-/// count, so one level is restored.
+/// A session-level advisory lock, held `count` times (pg_locks shows one row whatever the
+/// re-entry count, so capture counts the levels itself; 0 in old snapshots means once).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AdvisoryLock {
     pub key: AdvisoryKey,
     pub shared: bool,
+    pub count: u32,
 }

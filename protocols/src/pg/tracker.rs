@@ -15,6 +15,14 @@ pub struct Tracker {
     /// Transaction status from the last ReadyForQuery.
     txn: u8,
     copy: bool,
+    /// Syncs sent since the last Execute or Query: if that statement turns out to be a COPY
+    /// FROM STDIN, the backend ignores the Syncs that reach it in copy-in mode and answers
+    /// none of them.
+    syncs_since_execute: u32,
+    /// The backend entered copy-in mode since the last Execute or Query.
+    copy_in_started: bool,
+    /// The client ended the copy (CopyDone/CopyFail) since the last Execute or Query.
+    copy_in_ended: bool,
     /// Temp tables created with ON COMMIT DELETE ROWS: the catalogs don't keep that flag.
     on_commit_delete_rows: Vec<String>,
     /// Custom `a.b` settings the session set: pg_settings doesn't list them.
@@ -28,6 +36,9 @@ impl Default for Tracker {
             extended: false,
             txn: b'I',
             copy: false,
+            syncs_since_execute: 0,
+            copy_in_started: false,
+            copy_in_ended: false,
             on_commit_delete_rows: Vec::new(),
             custom_settings: Vec::new(),
         }
@@ -40,6 +51,7 @@ impl Tracker {
         match tag {
             tag::QUERY => {
                 self.pending += 1;
+                self.new_statement();
                 if let Ok(q) = parse::query_message(body) {
                     self.sniff(q);
                 }
@@ -53,10 +65,19 @@ impl Tracker {
             tag::SYNC => {
                 self.pending += 1;
                 self.extended = false;
+                if !self.copy_in_ended {
+                    self.syncs_since_execute += 1;
+                }
             }
             tag::FUNCTION_CALL => self.pending += 1,
-            tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE | tag::FLUSH => {
-                self.extended = true
+            tag::EXECUTE => {
+                self.extended = true;
+                self.new_statement();
+            }
+            tag::BIND | tag::DESCRIBE | tag::CLOSE | tag::FLUSH => self.extended = true,
+            tag::COPY_DONE | tag::COPY_FAIL => {
+                self.copy_in_ended = true;
+                self.forget_ignored_syncs();
             }
             _ => {}
         }
@@ -72,11 +93,29 @@ impl Tracker {
                     self.txn = status;
                 }
             }
-            tag::COPY_IN_RESPONSE | tag::COPY_OUT_RESPONSE | tag::COPY_BOTH_RESPONSE => {
-                self.copy = true
+            tag::COPY_IN_RESPONSE => {
+                self.copy = true;
+                self.copy_in_started = true;
+                self.forget_ignored_syncs();
             }
+            tag::COPY_OUT_RESPONSE | tag::COPY_BOTH_RESPONSE => self.copy = true,
             tag::COMMAND_COMPLETE | tag::ERROR_RESPONSE => self.copy = false,
             _ => {}
+        }
+    }
+
+    fn new_statement(&mut self) {
+        self.syncs_since_execute = 0;
+        self.copy_in_started = false;
+        self.copy_in_ended = false;
+    }
+
+    /// Once the backend is in copy-in mode and the client has ended the copy, the Syncs the
+    /// client sent in between were swallowed by the backend's copy loop.
+    fn forget_ignored_syncs(&mut self) {
+        if self.copy_in_started && self.copy_in_ended {
+            self.pending = self.pending.saturating_sub(self.syncs_since_execute);
+            self.syncs_since_execute = 0;
         }
     }
 
@@ -126,6 +165,7 @@ impl Tracker {
         self.extended = false;
         self.txn = b'I';
         self.copy = false;
+        self.new_statement();
     }
 }
 
@@ -179,6 +219,53 @@ mod tests {
         t.backend_message(tag::COMMAND_COMPLETE, b"COPY 1\0");
         t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
         assert!(t.is_idle());
+    }
+
+    #[test]
+    fn extended_copy_in_ignores_the_sync_sent_before_the_data() {
+        // tokio-postgres: Bind, Execute, Sync; then CopyData, CopyDone, Sync after CopyInResponse.
+        let mut t = Tracker::default();
+        t.client_message(tag::BIND, b"");
+        t.client_message(tag::EXECUTE, b"");
+        t.client_message(tag::SYNC, b"");
+        t.backend_message(tag::BIND_COMPLETE, b"");
+        t.backend_message(tag::COPY_IN_RESPONSE, b"");
+        t.client_message(tag::COPY_DATA, b"x");
+        t.client_message(tag::COPY_DONE, b"");
+        t.client_message(tag::SYNC, b"");
+        assert!(!t.is_idle());
+        t.backend_message(tag::COMMAND_COMPLETE, b"COPY 1\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(t.is_idle(), "{:?}", t);
+    }
+
+    #[test]
+    fn copy_done_sent_before_copy_in_response_still_counts() {
+        let mut t = Tracker::default();
+        t.client_message(tag::EXECUTE, b"");
+        t.client_message(tag::SYNC, b"");
+        t.client_message(tag::COPY_DATA, b"x");
+        t.client_message(tag::COPY_DONE, b"");
+        t.client_message(tag::SYNC, b"");
+        t.backend_message(tag::COPY_IN_RESPONSE, b"");
+        t.backend_message(tag::COMMAND_COMPLETE, b"COPY 1\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(t.is_idle(), "{:?}", t);
+    }
+
+    #[test]
+    fn syncs_of_earlier_statements_are_not_forgotten() {
+        let mut t = Tracker::default();
+        t.client_message(tag::EXECUTE, b"");
+        t.client_message(tag::SYNC, b"");
+        t.client_message(tag::QUERY, b"copy t from stdin\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        t.backend_message(tag::COPY_IN_RESPONSE, b"");
+        t.client_message(tag::COPY_DONE, b"");
+        assert!(!t.is_idle());
+        t.backend_message(tag::COMMAND_COMPLETE, b"COPY 0\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(t.is_idle(), "{:?}", t);
     }
 
     #[test]

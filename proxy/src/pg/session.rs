@@ -194,6 +194,7 @@ impl Session {
         if !has_whole_message(&self.client.rbuf)? {
             return Ok(Flow::Continue);
         }
+        self.reg.entry.set_found_blocker(None);
         if self.prepared {
             self.prepared = false;
             if self.service.cluster.resume() == Resume::Parked {
@@ -259,6 +260,7 @@ impl Session {
                         // The capture failed (e.g. a role without privileges); the session
                         // itself is still fine unless the connection broke.
                         let why = format!("session {}: {e}", self.reg.entry.id);
+                        self.reg.entry.set_found_blocker(Some(why.clone()));
                         let _ = reply.send(CheckpointReply::Blocked(why));
                         return match e {
                             SessionError::Io(_) | SessionError::Closed => Err(e),
@@ -300,10 +302,9 @@ impl Session {
         }
         let mut snap = match captured? {
             Capture::Blocked(why) => {
-                return Ok(CheckpointReply::Blocked(format!(
-                    "session {id}: {}",
-                    why.join(", ")
-                )));
+                let why = format!("session {id}: {}", why.join(", "));
+                self.reg.entry.set_found_blocker(Some(why.clone()));
+                return Ok(CheckpointReply::Blocked(why));
             }
             Capture::Snapshot(s) => s,
         };
