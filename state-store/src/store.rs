@@ -156,7 +156,16 @@ fn open_s3(cfg: &StoreConfig, rest: &str) -> Result<(Arc<dyn ObjectStore>, Path)
     let prefix = Path::parse(prefix)
         .map_err(|e| StoreError::Config(format!("url s3://{rest}: bad prefix: {e}")))?;
 
-    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    // A client waits on these requests (a wake) or a drain does: fail within seconds rather
+    // than object_store's default of up to three minutes of retries.
+    let retry = object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(20),
+        ..Default::default()
+    };
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry);
     if let Some(endpoint) = &cfg.endpoint {
         // AWS_ENDPOINT_URL_S3 would otherwise win over an endpoint given in the config.
         b = b

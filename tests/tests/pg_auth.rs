@@ -64,3 +64,62 @@ async fn failed_logins_during_standby_do_not_wake() {
     drop(s);
     env.shutdown().await;
 }
+
+/// The backend asks for md5 (then cleartext) instead of SCRAM: torpor answers what it's asked,
+/// on the first connection and again after a scale-to-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_md5_and_cleartext_auth() {
+    let env = TestEnv::default().await;
+    let admin = env.connect().await;
+    // Store an md5 verifier for the other user and make the server ask for md5 over TCP.
+    admin.exec("SET password_encryption = 'md5'").await;
+    admin
+        .exec(&format!(
+            "ALTER ROLE \"{OTHER_USER}\" PASSWORD '{OTHER_PASSWORD}'"
+        ))
+        .await;
+    let verifier = admin
+        .text(&format!(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = '{OTHER_USER}'"
+        ))
+        .await;
+    assert!(verifier.starts_with("md5"), "{verifier}");
+
+    for method in ["md5", "password"] {
+        let hba = env.data_dir.join("pg_hba.conf");
+        let original = std::fs::read_to_string(&hba).unwrap();
+        let first_host = original
+            .lines()
+            .position(|l| l.starts_with("host"))
+            .expect("a host line in pg_hba.conf");
+        let mut lines: Vec<String> = original.lines().map(String::from).collect();
+        lines.insert(
+            first_host,
+            format!("host all \"{OTHER_USER}\" 127.0.0.1/32 {method}"),
+        );
+        std::fs::write(&hba, lines.join("\n") + "\n").unwrap();
+        assert_eq!(admin.text("SELECT pg_reload_conf()").await, "t");
+
+        let other = env
+            .try_connect(OTHER_USER, OTHER_PASSWORD)
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {}", describe(&e)));
+        assert_eq!(other.text("SELECT current_user").await, OTHER_USER);
+        // The backend really used this method for the proxy's connection.
+        let used = admin
+            .text(&format!(
+                "SELECT auth_method FROM pg_hba_file_rules WHERE '{OTHER_USER}' = ANY(user_name)"
+            ))
+            .await;
+        assert_eq!(used, method);
+
+        env.sleep_ok().await;
+        // The wake re-authenticates to the new backend with the same method.
+        assert_eq!(other.text("SELECT 2").await, "2");
+        assert_eq!(admin.text("SELECT 3").await, "3");
+        std::fs::write(&hba, original).unwrap();
+        assert_eq!(admin.text("SELECT pg_reload_conf()").await, "t");
+    }
+    drop(admin);
+    env.shutdown().await;
+}
