@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -29,15 +30,22 @@ pub struct Proc {
     pub child: Child,
     /// Lines torpor printed on stdout before it was ready.
     pub banner: Vec<String>,
+    /// Every line torpor logged on stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 /// Runs `torpor up --config <path>` and waits for its "admin API at" line.
 pub async fn up(config: &std::path::Path) -> Proc {
+    up_logging(config, "info").await
+}
+
+/// Like [`up`], with `TORPOR_LOG` set to `level`.
+pub async fn up_logging(config: &std::path::Path, level: &str) -> Proc {
     let mut child = Command::new(torpor_bin())
         .arg("up")
         .arg("--config")
         .arg(config)
-        .env("TORPOR_LOG", "info")
+        .env("TORPOR_LOG", level)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -45,10 +53,13 @@ pub async fn up(config: &std::path::Path) -> Proc {
         .expect("spawn torpor");
     // Through eprintln! so the test harness captures torpor's log with the test's output.
     let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log_w = log.clone();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             eprintln!("torpor: {line}");
+            log_w.lock().expect("log lock").push(line);
         }
     });
     let stdout = child.stdout.take().expect("stdout");
@@ -72,7 +83,7 @@ pub async fn up(config: &std::path::Path) -> Proc {
     );
     // Keep draining stdout so torpor never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Proc { child, banner }
+    Proc { child, banner, log }
 }
 
 impl Proc {
