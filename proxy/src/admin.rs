@@ -125,139 +125,111 @@ async fn wake(State(admin): State<Admin>, Path(name): Path<String>) -> Response 
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
+    let statuses: Vec<(&Service, ClusterStatus)> = admin
+        .services
+        .iter()
+        .map(|s| (s.as_ref(), admin.status(s)))
+        .collect();
     let mut out = String::new();
-    let families: [(&str, &str, &str); 11] = [
-        (
-            "torpor_cluster_up",
-            "gauge",
-            "1 when the backend is running",
-        ),
-        (
-            "torpor_cluster_state",
-            "gauge",
-            "1 for the cluster's current lifecycle state",
-        ),
-        ("torpor_sessions", "gauge", "client sessions by attachment"),
-        (
-            "torpor_busy_sessions",
-            "gauge",
-            "sessions with a query, transaction or COPY in progress",
-        ),
-        (
-            "torpor_drain_blockers",
-            "gauge",
-            "reasons a drain would be refused now",
-        ),
-        ("torpor_wakes_total", "counter", "backend starts"),
-        (
-            "torpor_wake_failures_total",
-            "counter",
-            "backend starts that failed",
-        ),
-        (
-            "torpor_drains_total",
-            "counter",
-            "completed scale-to-zero drains",
-        ),
-        (
-            "torpor_drains_refused_total",
-            "counter",
-            "drains refused because of blockers",
-        ),
-        (
-            "torpor_drains_aborted_total",
-            "counter",
-            "drains called off by client activity",
-        ),
-        (
-            "torpor_idle_timeout_seconds",
-            "gauge",
-            "configured idle timeout",
-        ),
-    ];
-    for (name, kind, help) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for s in admin.services.iter() {
-            let c = &s.name;
-            let st = admin.status(s);
-            let stats = &s.cluster.stats;
-            match name {
-                "torpor_cluster_up" => {
-                    let up = u8::from(st.state == ClusterState::Running);
-                    let _ = writeln!(out, "{name}{{cluster=\"{c}\"}} {up}");
-                }
-                "torpor_cluster_state" => {
-                    for state in ["standby", "waking", "running", "draining", "stopping"] {
-                        let v = u8::from(st.state.as_str() == state);
-                        let _ = writeln!(out, "{name}{{cluster=\"{c}\",state=\"{state}\"}} {v}");
-                    }
-                }
-                "torpor_sessions" => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{cluster=\"{c}\",attachment=\"attached\"}} {}",
-                        st.sessions.attached
-                    );
-                    let _ = writeln!(
-                        out,
-                        "{name}{{cluster=\"{c}\",attachment=\"parked\"}} {}",
-                        st.sessions.parked
-                    );
-                }
-                "torpor_busy_sessions" => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{cluster=\"{c}\"}} {}",
-                        s.cluster.busy_sessions()
-                    );
-                }
-                "torpor_drain_blockers" => {
-                    let _ = writeln!(out, "{name}{{cluster=\"{c}\"}} {}", st.blockers.len());
-                }
-                "torpor_wakes_total" => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{cluster=\"{c}\"}} {}",
-                        stats.wakes.load(Ordering::Relaxed)
-                    );
-                }
-                "torpor_wake_failures_total" => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{cluster=\"{c}\"}} {}",
-                        stats.wake_failures.load(Ordering::Relaxed)
-                    );
-                }
-                "torpor_drains_total" => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{cluster=\"{c}\"}} {}",
-                        stats.drains.load(Ordering::Relaxed)
-                    );
-                }
-                "torpor_drains_refused_total" => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{cluster=\"{c}\"}} {}",
-                        stats.drains_refused.load(Ordering::Relaxed)
-                    );
-                }
-                "torpor_drains_aborted_total" => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{cluster=\"{c}\"}} {}",
-                        stats.drains_aborted.load(Ordering::Relaxed)
-                    );
-                }
-                _ => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{cluster=\"{c}\"}} {}",
-                        s.cluster.idle_timeout().as_secs_f64()
-                    );
-                }
+    let mut family =
+        |name: &str, kind: &str, help: &str, series: &mut dyn Iterator<Item = (String, f64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in series {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
             }
-        }
-    }
+        };
+    let per_cluster = |f: &dyn Fn(&Service, &ClusterStatus) -> f64| {
+        statuses
+            .iter()
+            .map(|(s, st)| (format!("cluster=\"{}\"", s.name), f(s, st)))
+            .collect::<Vec<_>>()
+            .into_iter()
+    };
+    let counter = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+
+    family(
+        "torpor_cluster_up",
+        "gauge",
+        "1 when the backend is running",
+        &mut per_cluster(&|_, st| f64::from(u8::from(st.state == ClusterState::Running))),
+    );
+    family(
+        "torpor_cluster_state",
+        "gauge",
+        "1 for the cluster's current lifecycle state",
+        &mut statuses.iter().flat_map(|(s, st)| {
+            ["standby", "waking", "running", "draining", "stopping"].map(|state| {
+                (
+                    format!("cluster=\"{}\",state=\"{state}\"", s.name),
+                    f64::from(u8::from(st.state.as_str() == state)),
+                )
+            })
+        }),
+    );
+    family(
+        "torpor_sessions",
+        "gauge",
+        "client sessions by attachment",
+        &mut statuses.iter().flat_map(|(s, st)| {
+            [
+                ("attached", st.sessions.attached),
+                ("parked", st.sessions.parked),
+            ]
+            .map(|(a, n)| {
+                (
+                    format!("cluster=\"{}\",attachment=\"{a}\"", s.name),
+                    n as f64,
+                )
+            })
+        }),
+    );
+    family(
+        "torpor_busy_sessions",
+        "gauge",
+        "sessions with a query, transaction or COPY in progress",
+        &mut per_cluster(&|s, _| s.cluster.busy_sessions() as f64),
+    );
+    family(
+        "torpor_drain_blockers",
+        "gauge",
+        "reasons a drain would be refused now",
+        &mut per_cluster(&|_, st| st.blockers.len() as f64),
+    );
+    family(
+        "torpor_wakes_total",
+        "counter",
+        "backend starts",
+        &mut per_cluster(&|s, _| counter(&s.cluster.stats.wakes)),
+    );
+    family(
+        "torpor_wake_failures_total",
+        "counter",
+        "backend starts that failed",
+        &mut per_cluster(&|s, _| counter(&s.cluster.stats.wake_failures)),
+    );
+    family(
+        "torpor_drains_total",
+        "counter",
+        "completed scale-to-zero drains",
+        &mut per_cluster(&|s, _| counter(&s.cluster.stats.drains)),
+    );
+    family(
+        "torpor_drains_refused_total",
+        "counter",
+        "drains refused because of blockers",
+        &mut per_cluster(&|s, _| counter(&s.cluster.stats.drains_refused)),
+    );
+    family(
+        "torpor_drains_aborted_total",
+        "counter",
+        "drains called off by client activity",
+        &mut per_cluster(&|s, _| counter(&s.cluster.stats.drains_aborted)),
+    );
+    family(
+        "torpor_idle_timeout_seconds",
+        "gauge",
+        "configured idle timeout",
+        &mut per_cluster(&|s, _| s.cluster.idle_timeout().as_secs_f64()),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

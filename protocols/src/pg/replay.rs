@@ -26,7 +26,7 @@ use bytes::BytesMut;
 
 use super::capture::copy_target;
 use super::message;
-use super::snapshot::{AdvisoryKey, Column, PgSnapshot, TempSequence, TempTable};
+use super::snapshot::{AdvisoryKey, Column, Constraint, PgSnapshot, TempSequence, TempTable};
 use super::sql::{quote_ident, quote_literal};
 
 /// CopyData payloads are cut to this size.
@@ -44,14 +44,14 @@ pub struct ReplayPlan {
     pub ready_count: usize,
 }
 
-struct Builder {
+struct Builder<'a> {
     sql: Vec<String>,
     labels: Vec<String>,
-    /// COPY payloads in statement order.
-    copies: Vec<Vec<u8>>,
+    /// COPY payloads in statement order, borrowed: they can be large.
+    copies: Vec<&'a [u8]>,
 }
 
-impl Builder {
+impl Builder<'_> {
     fn push(&mut self, sql: String, label: String) {
         self.sql.push(sql);
         self.labels.push(label);
@@ -163,6 +163,20 @@ fn create_table(t: &TempTable, sequences: &[TempSequence]) -> String {
     sql
 }
 
+fn add_constraints(b: &mut Builder, t: &TempTable, constraints: &[Constraint], what: &str) {
+    for c in constraints {
+        b.push(
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                table_ref(&t.name),
+                quote_ident(&c.name),
+                c.definition
+            ),
+            format!("{what} {} of temp table {}", c.name, t.name),
+        );
+    }
+}
+
 fn advisory_lock(b: &mut Builder, key: AdvisoryKey, shared: bool, count: u32) {
     let (func, args) = match key {
         AdvisoryKey::Single(k) => ("pg_try_advisory_lock", format!("{k}::pg_catalog.int8")),
@@ -235,34 +249,15 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
                 format!("COPY {} FROM STDIN (FORMAT binary)", copy_target(t)),
                 format!("rows of temp table {}", t.name),
             );
-            b.copies.push(t.rows.clone());
+            b.copies.push(&t.rows);
         }
     }
+    // Foreign keys after every table has its constraints, so the keys they point at exist.
     for t in &snap.temp_tables {
-        for c in &t.constraints {
-            b.push(
-                format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} {}",
-                    table_ref(&t.name),
-                    quote_ident(&c.name),
-                    c.definition
-                ),
-                format!("constraint {} of temp table {}", c.name, t.name),
-            );
-        }
+        add_constraints(&mut b, t, &t.constraints, "constraint");
     }
     for t in &snap.temp_tables {
-        for c in &t.foreign_keys {
-            b.push(
-                format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} {}",
-                    table_ref(&t.name),
-                    quote_ident(&c.name),
-                    c.definition
-                ),
-                format!("foreign key {} of temp table {}", c.name, t.name),
-            );
-        }
+        add_constraints(&mut b, t, &t.foreign_keys, "foreign key");
     }
     for t in &snap.temp_tables {
         for (name, def) in &t.indexes {
@@ -356,6 +351,12 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
     let mut plan = ReplayPlan::default();
     if !b.sql.is_empty() {
         message::query(&mut plan.messages, &b.sql.join(";\n"));
+        let copy_bytes: usize = b
+            .copies
+            .iter()
+            .map(|r| r.len() + 5 * (r.len() / COPY_CHUNK + 2))
+            .sum();
+        plan.messages.reserve(copy_bytes);
         for rows in &b.copies {
             for chunk in rows.chunks(COPY_CHUNK) {
                 message::copy_data(&mut plan.messages, chunk);
