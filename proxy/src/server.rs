@@ -32,6 +32,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     // object_store's reqwest is built without a default TLS provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store = Store::open(&cfg.state_store).context("state_store")?;
+    store.probe().await.context("state_store")?;
+    tracing::info!(store = %store.describe(), "snapshot store ready");
     let registry = Arc::new(Registry::default());
     let shutdown = CancellationToken::new();
     let sessions = TaskTracker::new();

@@ -96,6 +96,25 @@ impl Store {
         }
     }
 
+    /// Writes and removes a small object, so that a missing bucket, wrong credentials or an
+    /// unwritable directory show at startup rather than at the first drain.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        // Cluster names can't start with '.', so this never meets a snapshot.
+        let location = self.inner.prefix.clone().join(".torpor-probe");
+        let fail = |op: &str, e: object_store::Error| {
+            StoreError::Backend(format!("{op} {}: {e}", self.inner.description))
+        };
+        self.inner
+            .backend
+            .put(&location, PutPayload::from_static(b"torpor"))
+            .await
+            .map_err(|e| fail("probe put", e))?;
+        match self.inner.backend.delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(fail("probe delete", e)),
+        }
+    }
+
     /// Where snapshots go, for logs; never contains credentials.
     pub fn describe(&self) -> String {
         self.inner.description.clone()

@@ -136,3 +136,19 @@ async fn dropped_server_stops_serving() {
     }
     panic!("{addr} still accepts connections after the server was dropped");
 }
+
+#[tokio::test]
+async fn probe_finds_bad_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start(dir.path()).await.unwrap();
+    let good = Store::open(&server.store_config("p")).unwrap();
+    good.probe().await.unwrap();
+    // The probe cleans up after itself.
+    assert!(!server.object_path("p/.torpor-probe").exists());
+
+    // (A missing bucket can't be shown here: s3s-fs creates bucket directories on put.)
+    let mut wrong = server.store_config("p");
+    wrong.secret_access_key = Some("not-the-secret".into());
+    let e = Store::open(&wrong).unwrap().probe().await.unwrap_err();
+    assert!(e.to_string().contains("probe put"), "{e}");
+}
