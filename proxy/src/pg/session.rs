@@ -194,6 +194,10 @@ impl Session {
         if !has_whole_message(&self.client.rbuf)? {
             return Ok(Flow::Continue);
         }
+        if self.client.rbuf.first() == Some(&tag::TERMINATE) {
+            // A client saying goodbye is not activity: it must not call off a drain.
+            return Ok(Flow::Done);
+        }
         self.reg.entry.set_found_blocker(None);
         if self.prepared {
             self.prepared = false;
@@ -214,6 +218,8 @@ impl Session {
             }
             tracker.client_message(t, body);
         })?;
+        // Busy before the backend can answer, so nobody sees a stale idle state.
+        self.update_busy();
         let chunk = self.client.rbuf.split_to(n);
         if let Some(b) = self.backend.as_mut() {
             b.conn.send(&chunk).await?;
@@ -221,7 +227,6 @@ impl Session {
         if terminate {
             return Ok(Flow::Done);
         }
-        self.update_busy();
         Ok(Flow::Continue)
     }
 
@@ -245,8 +250,10 @@ impl Session {
             return Err(SessionError::Protocol(format!("from backend: {e}")));
         }
         let chunk = b.conn.rbuf.split_to(n);
-        self.client.send(&chunk).await?;
+        // Idle before the client learns its query is done, so what it asks next (the admin
+        // API, a drain) sees the state it was told.
         self.update_busy();
+        self.client.send(&chunk).await?;
         Ok(Flow::Continue)
     }
 
