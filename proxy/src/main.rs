@@ -86,6 +86,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn up(cfg: Config, embedded: bool) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrives as soon as the banner is out must still shut
+    // down in order rather than kill the process.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let clusters = cfg.clusters.clone();
     let running = torpor::server::start(cfg).await?;
     for (c, addr) in clusters.iter().zip(&running.listen_addrs) {
@@ -110,9 +114,8 @@ async fn up(cfg: Config, embedded: bool) -> anyhow::Result<()> {
     }
     println!("torpor: admin API at http://{}", running.admin_addr);
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     tracing::info!("shutting down: closing clients, stopping backends");
