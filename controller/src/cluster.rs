@@ -181,6 +181,11 @@ impl Cluster {
         loop {
             let start = {
                 let mut inner = self.lock();
+                if inner.state == ClusterState::Running && !self.driver.alive() {
+                    tracing::error!(cluster = %self.name, pid = ?inner.backend.as_ref().and_then(|b| b.pid), "backend exited on its own; starting it again");
+                    inner.backend = None;
+                    self.set_state(&mut inner, ClusterState::Standby);
+                }
                 match inner.state {
                     ClusterState::Running | ClusterState::Draining => {
                         if inner.state == ClusterState::Draining {

@@ -38,4 +38,9 @@ pub trait Driver: Send + Sync + 'static {
     async fn stop(&self) -> Result<(), DriverError>;
     /// The pid of the running backend process, if any.
     fn pid(&self) -> Option<u32>;
+    /// Whether the backend started last is still running. Checked on each wake, so a backend
+    /// that died on its own is started again rather than handed out.
+    fn alive(&self) -> bool {
+        true
+    }
 }

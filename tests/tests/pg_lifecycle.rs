@@ -460,3 +460,54 @@ async fn many_sessions_many_cycles_lose_nothing() {
     drop(sessions);
     env.shutdown().await;
 }
+
+/// The postmaster dies under torpor (kill -9). A session attached to it loses its connection
+/// (its state died with the backend), but the cluster is not left pointing at a dead server:
+/// the next wake starts a new one, parked sessions restore onto it, new clients connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_dies_is_started_again() {
+    let env = TestEnv::default().await;
+    let parked = env.connect().await;
+    parked
+        .exec("CREATE TEMP TABLE keep(x int); INSERT INTO keep VALUES (7)")
+        .await;
+    env.sleep_ok().await;
+
+    let attached = env.connect().await;
+    assert_eq!(attached.text("SELECT 1").await, "1");
+    let pid = env.backend_pid().await.expect("running");
+    // SAFETY: kill(2) on the postmaster this test's torpor started.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    // Gone, or a zombie nobody has reaped yet.
+    let dead = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.contains(") Z"),
+        Err(_) => true,
+    };
+    let deadline = Instant::now() + SLOW;
+    while !dead() {
+        assert!(
+            Instant::now() < deadline,
+            "postmaster {pid} survived SIGKILL"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    assert_eq!(parked.text("SELECT sum(x) FROM keep").await, "7");
+    let new = env.backend_pid().await.expect("running again");
+    assert_ne!(new, pid);
+    // The backend process the attached session used outlived its postmaster; it was ended
+    // so the new server could start, and that session's state is gone with it.
+    let err = attached
+        .simple_query("SELECT 2")
+        .await
+        .expect_err("a query on the dead server's backend succeeded");
+    assert!(
+        matches!(sqlstate(&err), Some("57P01") | None),
+        "{}",
+        describe(&err)
+    );
+    let fresh = env.connect().await;
+    assert_eq!(fresh.text("SELECT 3").await, "3");
+    drop((parked, attached, fresh));
+    env.shutdown().await;
+}

@@ -306,6 +306,22 @@ pub fn cwd(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
 }
 
+/// Live processes whose working directory is `dir` (servers chdir into their data directory,
+/// and so do the processes they fork).
+pub fn processes_in(dir: &Path) -> Vec<u32> {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| cwd(*pid).is_some_and(|c| c == dir) && is_alive(*pid))
+        .collect()
+}
+
 /// How to stop a server: a polite signal, then harder ones after grace periods.
 #[derive(Debug, Clone, Copy)]
 pub struct Escalation {

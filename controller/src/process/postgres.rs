@@ -101,6 +101,10 @@ impl Driver for PostgresProcess {
     fn pid(&self) -> Option<u32> {
         self.inner.pid()
     }
+
+    fn alive(&self) -> bool {
+        self.inner.pid().is_some_and(child::is_alive)
+    }
 }
 
 struct Inner {
@@ -333,6 +337,23 @@ impl Inner {
         }
     }
 
+    /// When the postmaster dies uncleanly its backends live on, holding the shared memory a
+    /// new postmaster needs: end them (their sessions died with the postmaster anyway).
+    async fn kill_orphans(&self) {
+        let orphans = child::processes_in(self.data_dir());
+        if orphans.is_empty() {
+            return;
+        }
+        tracing::warn!(cluster = %self.cluster, count = orphans.len(), "ending server processes orphaned by a dead postmaster");
+        for pid in &orphans {
+            let _ = child::signal(*pid, libc::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while orphans.iter().any(|p| child::is_alive(*p)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn fsync_off(&self) -> bool {
         self.cfg
             .settings
@@ -499,6 +520,7 @@ impl Inner {
                     tracing::warn!(cluster = %self.cluster, %status, "postgres had exited on its own");
                     *running = None;
                     self.pid.store(0, Ordering::SeqCst);
+                    self.kill_orphans().await;
                 }
                 Err(e) => return Err(io_err("checking the postgres process", e)),
             }
