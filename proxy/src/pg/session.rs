@@ -129,30 +129,27 @@ impl Session {
         message::ready_for_query(&mut out, b'I');
         self.client.send(&out).await?;
 
-        loop {
-            let flow = if self.backend.is_some() {
-                self.attached_step(shutdown).await?
-            } else {
-                self.parked_step(shutdown).await?
-            };
-            if let Flow::Done = flow {
-                return Ok(());
-            }
-        }
+        while let Flow::Continue = self.step(shutdown).await? {}
+        Ok(())
     }
 
-    async fn attached_step(&mut self, shutdown: &CancellationToken) -> Result<Flow, SessionError> {
-        // Bytes that arrived while parked or waking are handled before anything else.
+    async fn step(&mut self, shutdown: &CancellationToken) -> Result<Flow, SessionError> {
+        // Whole client messages go first, including ones that arrived while parked or waking.
         if has_whole_message(&self.client.rbuf)? {
+            if self.client.rbuf.first() == Some(&tag::TERMINATE) {
+                // A client saying goodbye is not activity: it must not wake the database or
+                // call off a drain.
+                return Ok(Flow::Done);
+            }
+            if self.backend.is_none() {
+                self.attach().await?;
+            }
             return self.on_client_bytes().await;
         }
-        let Some(backend) = self.backend.as_mut() else {
-            return Ok(Flow::Continue);
-        };
         let event = tokio::select! {
             _ = shutdown.cancelled() => Event::Shutdown,
             r = self.client.fill() => Event::Client(r),
-            r = backend.conn.fill() => Event::Backend(r),
+            r = fill(self.backend.as_mut()) => Event::Backend(r),
             c = self.cmd_rx.recv() => Event::Cmd(c),
         };
         match event {
@@ -161,7 +158,7 @@ impl Session {
                 if r? == 0 {
                     return Ok(Flow::Done);
                 }
-                self.on_client_bytes().await
+                Ok(Flow::Continue)
             }
             Event::Backend(r) => {
                 let n = match r {
@@ -185,19 +182,13 @@ impl Session {
                 }
                 self.on_backend_bytes().await
             }
-            Event::Cmd(Some(cmd)) => self.on_cmd(cmd).await,
-            Event::Cmd(None) => Ok(Flow::Continue),
+            Event::Cmd(Some(cmd)) if self.backend.is_some() => self.on_cmd(cmd).await,
+            // Stale drain commands from before we parked.
+            Event::Cmd(_) => Ok(Flow::Continue),
         }
     }
 
     async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
-        if !has_whole_message(&self.client.rbuf)? {
-            return Ok(Flow::Continue);
-        }
-        if self.client.rbuf.first() == Some(&tag::TERMINATE) {
-            // A client saying goodbye is not activity: it must not call off a drain.
-            return Ok(Flow::Done);
-        }
         self.reg.entry.set_found_blocker(None);
         if self.prepared {
             self.prepared = false;
@@ -336,32 +327,6 @@ impl Session {
         self.update_busy();
     }
 
-    async fn parked_step(&mut self, shutdown: &CancellationToken) -> Result<Flow, SessionError> {
-        if has_whole_message(&self.client.rbuf)? {
-            if self.client.rbuf.first() == Some(&tag::TERMINATE) {
-                return Ok(Flow::Done);
-            }
-            self.attach().await?;
-            return Ok(Flow::Continue);
-        }
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => Event::Shutdown,
-            r = self.client.fill() => Event::Client(r),
-            c = self.cmd_rx.recv() => Event::Cmd(c),
-        };
-        match event {
-            Event::Shutdown => Err(shutting_down()),
-            Event::Client(r) => {
-                if r? == 0 {
-                    return Ok(Flow::Done);
-                }
-                Ok(Flow::Continue)
-            }
-            // Stale drain commands from before we parked.
-            Event::Cmd(_) | Event::Backend(_) => Ok(Flow::Continue),
-        }
-    }
-
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
     async fn attach(&mut self) -> Result<(), SessionError> {
         let id = self.reg.entry.id;
@@ -446,6 +411,14 @@ impl Session {
         {
             tracing::warn!(cluster = %self.service.name, error = %e, "could not delete snapshot of a closed session");
         }
+    }
+}
+
+/// Reads from the backend, or never completes while parked.
+async fn fill(backend: Option<&mut Backend>) -> std::io::Result<usize> {
+    match backend {
+        Some(b) => b.conn.fill().await,
+        None => std::future::pending().await,
     }
 }
 
