@@ -53,10 +53,7 @@ async fn simple_query(
     backend.conn.send(&out).await?;
 
     let mut results = Vec::new();
-    let mut current = QueryResult {
-        rows: Vec::new(),
-        copy_out: Vec::new(),
-    };
+    let mut current = QueryResult::default();
     let mut error = None;
     loop {
         let (t, msg) = backend.conn.recv().await?;
@@ -71,13 +68,7 @@ async fn simple_query(
             }
             tag::BACKEND_COPY_DATA => current.copy_out.extend_from_slice(b),
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE => {
-                results.push(std::mem::replace(
-                    &mut current,
-                    QueryResult {
-                        rows: Vec::new(),
-                        copy_out: Vec::new(),
-                    },
-                ));
+                results.push(std::mem::take(&mut current));
             }
             tag::ERROR_RESPONSE => {
                 let f = parse::error_fields(b)?;

@@ -281,12 +281,9 @@ impl Session {
 
     /// Captures this session's state and puts it durably, or says why it can't.
     async fn checkpoint(&mut self) -> Result<CheckpointReply, SessionError> {
+        // No whole client message is buffered here: `step` forwards those before it looks at
+        // drain commands.
         let id = self.reg.entry.id;
-        if has_whole_message(&self.client.rbuf)? {
-            return Ok(CheckpointReply::Blocked(format!(
-                "session {id}: query in flight"
-            )));
-        }
         if let Some(why) = self.tracker.blocker() {
             return Ok(CheckpointReply::Blocked(format!("session {id}: {why}")));
         }
@@ -399,13 +396,7 @@ impl Session {
             message::terminate(&mut out);
             let _ = b.conn.send(&out).await;
         }
-        self.backend = None;
-        self.service.cluster.unregister(self.reg.entry.id);
-        self.reg.entry.set_backend(None);
-        if self.busy {
-            self.busy = false;
-            self.service.cluster.busy_end();
-        }
+        self.park();
         if self.saved
             && let Err(e) = self.service.store.delete(&self.key).await
         {
