@@ -2,4 +2,5 @@
 //! Nothing here touches a socket; the proxy drives it.
 
 pub mod auth;
+pub mod mysql;
 pub mod pg;

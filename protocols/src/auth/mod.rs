@@ -1,4 +1,5 @@
 //! Password authentication math shared by the client-facing and backend-facing sides.
 
 pub mod md5;
+pub mod mysql;
 pub mod scram;
