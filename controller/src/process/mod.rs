@@ -1,9 +1,12 @@
 //! The embedded default driver: the database server runs as a child process of torpor.
 //!
 //! `child` holds what any server needs (run-as user, spawning, signals, pid checks); each
-//! database has its own file on top of it (`postgres` today, MariaDB later).
+//! database has its own files on top of it (`postgres`, `mariadb`).
 
 pub mod child;
+mod mariadb;
+mod mariadb_bootstrap;
+mod mariadb_config;
 mod postgres;
 mod postgres_bootstrap;
 
@@ -11,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use mariadb::MariadbProcess;
 pub use postgres::PostgresProcess;
 
 /// Where and how a local database server runs.
@@ -23,11 +27,12 @@ pub struct ProcessConfig {
     /// Directory holding the server binaries; default: the newest installed version.
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
-    /// OS user the server runs as; default: `postgres` when torpor runs as root, else the
-    /// current user.
+    /// OS user the server runs as; default: `postgres` (PostgreSQL) or `mysql` (MariaDB) when
+    /// torpor runs as root, else the current user.
     #[serde(default)]
     pub run_as: Option<String>,
-    /// Extra server settings passed as `-c key=value` (e.g. fsync=off in tests).
+    /// Extra server settings: `-c key=value` for PostgreSQL (e.g. fsync=off in tests),
+    /// `--key=value` for MariaDB.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
 }

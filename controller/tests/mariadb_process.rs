@@ -1,0 +1,553 @@
+//! The MariaDB process driver against a real mariadbd (run as the `mysql` OS user when the
+//! tests run as root). Skipped, with a message, where mariadbd is not installed.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use controller::process::{BootstrapUser, MariadbProcess, ProcessConfig};
+use controller::{Driver, DriverError};
+
+/// Quotes, backslashes, a semicolon, a newline and non-ASCII: everything naive SQL building or
+/// the bootstrap reader would trip on.
+const ALICE_PW: &str = "it's \"tricky\" \\' ;\nDROP USER x; ü";
+const BOB_PW: &str = "bob-secret-42";
+
+fn have_mariadb() -> bool {
+    let ok = Path::new("/usr/sbin/mariadbd").exists() || Path::new("/usr/bin/mariadbd").exists();
+    if !ok {
+        eprintln!("skipping: mariadbd is not installed (apt-get install mariadb-server)");
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ SEQ.fetch_add(1, Ordering::SeqCst);
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 15000 + (x % 17000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A temp dir the `mysql` user can traverse (tempdir creates it 0700 for root).
+fn temp_root() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("torpor-mdb")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn config(data_dir: PathBuf, port: u16) -> ProcessConfig {
+    ProcessConfig {
+        data_dir,
+        port,
+        bin_dir: None,
+        run_as: None,
+        // The tests' crash-safety needs are nil; this keeps commit latency out of the timings.
+        settings: BTreeMap::from([(
+            "innodb_flush_log_at_trx_commit".to_string(),
+            "0".to_string(),
+        )]),
+    }
+}
+
+fn users() -> Vec<BootstrapUser> {
+    vec![
+        BootstrapUser {
+            name: "alice".into(),
+            password: ALICE_PW.into(),
+            superuser: false,
+        },
+        BootstrapUser {
+            name: "bob".into(),
+            password: BOB_PW.into(),
+            superuser: true,
+        },
+    ]
+}
+
+fn mariadb(port: u16, user: &str, password: &str, sql: &str) -> Output {
+    Command::new("mariadb")
+        .arg("--no-defaults")
+        .args(["-h127.0.0.1", &format!("-P{port}"), &format!("-u{user}")])
+        .arg(format!("--password={password}"))
+        .args(["--connect-timeout=5", "-N", "-B", "-e", sql])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn mariadb_ok(port: u16, user: &str, password: &str, sql: &str) -> String {
+    let out = mariadb(port, user, password, sql);
+    assert!(
+        out.status.success(),
+        "mariadb as {user} failed on {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn mariadb_err(port: u16, user: &str, password: &str, sql: &str) -> String {
+    let out = mariadb(port, user, password, sql);
+    assert!(!out.status.success(), "{user} could run {sql:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn kill0(pid: u32) -> std::io::Result<()> {
+    // SAFETY: kill with signal 0 only checks for existence.
+    if unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn assert_gone(pid: u32) {
+    let err = kill0(pid).expect_err("pid still exists");
+    assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+}
+
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+fn wait_dead(pid: u32, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !matches!(proc_state(pid), None | Some('Z')) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        matches!(proc_state(pid), None | Some('Z')),
+        "pid {pid} alive"
+    );
+}
+
+#[tokio::test]
+async fn install_users_start_stop_restart() {
+    if !have_mariadb() {
+        return;
+    }
+    let root = temp_root();
+    // Two missing levels: the driver creates the parents too.
+    let data = root.path().join("clusters").join("app");
+    let port = free_port();
+    let driver = MariadbProcess::new("app", config(data.clone(), port), users());
+    assert_eq!(driver.pid(), None);
+    assert!(!driver.alive());
+
+    let t = Instant::now();
+    driver.prepare().await.unwrap();
+    eprintln!("prepare (install-db + users): {:?}", t.elapsed());
+    assert!(data.join("torpor-bootstrap.done").exists());
+    assert!(!data.join("torpor-init.pending").exists());
+    assert!(data.join("mysql").is_dir());
+    let meta = std::fs::metadata(&data).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+
+    let t = Instant::now();
+    let info = driver.start().await.unwrap();
+    let ready = t.elapsed();
+    assert_eq!(
+        mariadb_ok(port, "alice", ALICE_PW, "SELECT CURRENT_USER()"),
+        "alice@%"
+    );
+    eprintln!(
+        "start -> ready: {ready:?}; -> first query done: {:?}",
+        t.elapsed()
+    );
+    let pid = info.pid.unwrap();
+    assert_eq!(driver.pid(), Some(pid));
+    assert!(driver.alive());
+    assert_eq!(info.addr.to_string(), format!("127.0.0.1:{port}"));
+    // A second start while running returns the same backend.
+    assert_eq!(driver.start().await.unwrap(), info);
+
+    // alice: everything on the cluster database, nothing elsewhere.
+    mariadb_ok(
+        port,
+        "alice",
+        ALICE_PW,
+        "CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); INSERT INTO app.t VALUES (1, 'kept')",
+    );
+    mariadb_ok(port, "bob", BOB_PW, "CREATE DATABASE other");
+    let denied = mariadb_err(port, "alice", ALICE_PW, "CREATE TABLE other.t (id INT)");
+    assert!(denied.contains("denied"), "{denied}");
+    let denied = mariadb_err(port, "alice", ALICE_PW, "CREATE DATABASE mine");
+    assert!(denied.contains("denied"), "{denied}");
+    // bob: superuser, with grant option.
+    let grants = mariadb_ok(port, "bob", BOB_PW, "SHOW GRANTS");
+    assert!(
+        grants.contains("GRANT ALL PRIVILEGES ON *.* TO `bob`@`%`")
+            && grants.contains("WITH GRANT OPTION"),
+        "{grants}"
+    );
+    mariadb_ok(port, "bob", BOB_PW, "CREATE TABLE other.t (id INT)");
+    // Passwords are checked; root has no password login over TCP.
+    let wrong = mariadb_err(port, "alice", "not-the-password", "SELECT 1");
+    assert!(wrong.contains("Access denied"), "{wrong}");
+    let wrong = mariadb_err(port, "bob", "", "SELECT 1");
+    assert!(wrong.contains("Access denied"), "{wrong}");
+    let root_tcp = mariadb_err(port, "root", "", "SELECT 1");
+    assert!(root_tcp.contains("Access denied"), "{root_tcp}");
+    // The plugin the checkpoint relies on is loaded; no binary log.
+    assert_eq!(
+        mariadb_ok(
+            port,
+            "bob",
+            BOB_PW,
+            "SELECT COUNT(*) >= 0 FROM information_schema.METADATA_LOCK_INFO; SELECT @@log_bin, \
+             @@skip_name_resolve, @@innodb_buffer_pool_size"
+        ),
+        format!("1\n0\t1\t{}", 32 * 1024 * 1024)
+    );
+
+    let t = Instant::now();
+    driver.stop().await.unwrap();
+    eprintln!("stop: {:?}", t.elapsed());
+    assert_gone(pid);
+    assert_eq!(driver.pid(), None);
+    assert!(!driver.alive());
+    assert!(TcpStream::connect(info.addr).is_err());
+    driver.stop().await.unwrap();
+
+    // Existing data directory: no install-db, the users and the data are still there.
+    let again = MariadbProcess::new("app", config(data.clone(), port), users());
+    let t = Instant::now();
+    again.prepare().await.unwrap();
+    eprintln!("prepare on existing data: {:?}", t.elapsed());
+    let t = Instant::now();
+    let info2 = again.start().await.unwrap();
+    eprintln!("second start -> ready: {:?}", t.elapsed());
+    assert_ne!(info2.pid, Some(pid));
+    assert_eq!(
+        mariadb_ok(port, "alice", ALICE_PW, "SELECT v FROM app.t WHERE id = 1"),
+        "kept"
+    );
+    assert_eq!(
+        mariadb_ok(port, "bob", BOB_PW, "SELECT CURRENT_USER()"),
+        "bob@%"
+    );
+    let pid2 = info2.pid.unwrap();
+    again.stop().await.unwrap();
+    assert_gone(pid2);
+
+    let log = std::fs::read_to_string(again.log_path()).unwrap();
+    assert!(log.contains("ready for connections"), "{log}");
+    assert!(!log.contains("tricky") && !log.contains(BOB_PW), "{log}");
+}
+
+#[tokio::test]
+async fn prepare_stops_a_server_left_by_a_crashed_run() {
+    if !have_mariadb() {
+        return;
+    }
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    let first = MariadbProcess::new("orphan", config(data.clone(), port), users());
+    first.prepare().await.unwrap();
+    let info = first.start().await.unwrap();
+    let old = info.pid.unwrap();
+    assert_eq!(first.abandon().await, Some(old));
+    assert_eq!(first.pid(), None);
+    kill0(old).unwrap();
+    TcpStream::connect(info.addr).unwrap();
+
+    let second = MariadbProcess::new("orphan", config(data.clone(), port), users());
+    let t = Instant::now();
+    second.prepare().await.unwrap();
+    eprintln!("prepare stopping a leftover: {:?}", t.elapsed());
+    // Still this test process's child, so it may briefly be a zombie; it must not run.
+    assert!(matches!(proc_state(old), None | Some('Z')));
+
+    let info2 = second.start().await.unwrap();
+    assert_ne!(info2.pid, Some(old));
+    assert_eq!(
+        mariadb_ok(port, "bob", BOB_PW, "SELECT CURRENT_USER()"),
+        "bob@%"
+    );
+    second.stop().await.unwrap();
+    assert_gone(info2.pid.unwrap());
+    // Normal shutdowns (SIGTERM), not SIGKILLs: the leftover's and the second server's.
+    let log = std::fs::read_to_string(second.log_path()).unwrap();
+    assert_eq!(log.matches("Normal shutdown").count(), 2, "{log}");
+}
+
+#[tokio::test]
+async fn a_killed_server_is_not_alive_and_starts_again() {
+    if !have_mariadb() {
+        return;
+    }
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    let mut cfg = config(data.clone(), port);
+    // Durable commits: the row must survive the kill.
+    cfg.settings.clear();
+    let driver = MariadbProcess::new("crash", cfg, users());
+    driver.prepare().await.unwrap();
+    let info = driver.start().await.unwrap();
+    mariadb_ok(
+        port,
+        "alice",
+        ALICE_PW,
+        "CREATE TABLE crash.t (id INT); INSERT INTO crash.t VALUES (7)",
+    );
+    let pid = info.pid.unwrap();
+    assert!(driver.alive());
+    // SAFETY: plain kill(2) on the server we started.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    wait_dead(pid, Duration::from_secs(5));
+    assert!(!driver.alive());
+
+    // Crash recovery on the next start; the committed row is back.
+    let t = Instant::now();
+    let info2 = driver.start().await.unwrap();
+    eprintln!("start after kill -9: {:?}", t.elapsed());
+    assert_ne!(info2.pid, Some(pid));
+    assert!(driver.alive());
+    assert_eq!(
+        mariadb_ok(port, "alice", ALICE_PW, "SELECT id FROM crash.t"),
+        "7"
+    );
+    driver.stop().await.unwrap();
+    assert_gone(info2.pid.unwrap());
+}
+
+#[tokio::test]
+async fn a_cut_short_initialisation_is_redone_and_an_existing_one_adopted() {
+    if !have_mariadb() {
+        return;
+    }
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    let driver = MariadbProcess::new("redo", config(data.clone(), port), vec![]);
+    driver.prepare().await.unwrap();
+    driver.start().await.unwrap();
+    driver.stop().await.unwrap();
+
+    // As if torpor died after install-db, before the bootstrap finished: wiped and redone.
+    std::fs::remove_file(data.join("torpor-bootstrap.done")).unwrap();
+    std::fs::write(data.join("torpor-init.pending"), "").unwrap();
+    std::fs::create_dir(data.join("junk")).unwrap();
+    let driver = MariadbProcess::new("redo", config(data.clone(), port), users());
+    driver.prepare().await.unwrap();
+    assert!(!data.join("junk").exists());
+    assert!(!data.join("torpor-init.pending").exists());
+    driver.start().await.unwrap();
+    mariadb_ok(
+        port,
+        "alice",
+        ALICE_PW,
+        "CREATE TABLE redo.t (id INT); INSERT INTO redo.t VALUES (1)",
+    );
+    driver.stop().await.unwrap();
+
+    // A data directory without our markers (made elsewhere): kept, users (re)created.
+    std::fs::remove_file(data.join("torpor-bootstrap.done")).unwrap();
+    let other: Vec<BootstrapUser> = vec![BootstrapUser {
+        name: "carol".into(),
+        password: "carol-pw".into(),
+        superuser: false,
+    }];
+    let driver = MariadbProcess::new("redo", config(data.clone(), port), other);
+    driver.prepare().await.unwrap();
+    assert!(data.join("torpor-bootstrap.done").exists());
+    driver.start().await.unwrap();
+    assert_eq!(
+        mariadb_ok(port, "carol", "carol-pw", "SELECT id FROM redo.t"),
+        "1"
+    );
+    assert_eq!(
+        mariadb_ok(port, "alice", ALICE_PW, "SELECT COUNT(*) FROM redo.t"),
+        "1"
+    );
+    driver.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_foreign_directory_is_not_initialised_over() {
+    if !have_mariadb() {
+        return;
+    }
+    let root = temp_root();
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("precious.txt"), "keep me").unwrap();
+    let driver = MariadbProcess::new("foreign", config(data.clone(), free_port()), users());
+    let msg = driver.prepare().await.unwrap_err().to_string();
+    assert!(msg.contains("not empty"), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("precious.txt")).unwrap(),
+        "keep me"
+    );
+}
+
+#[tokio::test]
+async fn bad_settings_and_bin_dir_are_clear_errors() {
+    if !have_mariadb() {
+        return;
+    }
+    let root = temp_root();
+    let mut cfg = config(root.path().join("data"), free_port());
+    cfg.bin_dir = Some("/nonexistent/mariadb/bin".into());
+    let driver = MariadbProcess::new("bad", cfg, users());
+    for err in [
+        driver.prepare().await.unwrap_err(),
+        driver.start().await.unwrap_err(),
+    ] {
+        let msg = err.to_string();
+        assert!(matches!(err, DriverError::Failed(_)), "{msg}");
+        assert!(msg.contains("/nonexistent/mariadb/bin"), "{msg}");
+    }
+    let mut cfg = config(root.path().join("data"), free_port());
+    cfg.settings.insert("bind_address".into(), "0.0.0.0".into());
+    let msg = MariadbProcess::new("bad", cfg, users())
+        .prepare()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("managed by torpor"), "{msg}");
+    assert!(!root.path().join("data").exists());
+}
+
+#[tokio::test]
+async fn a_server_that_exits_at_start_reports_its_log() {
+    if !have_mariadb() {
+        return;
+    }
+    let root = temp_root();
+    let mut cfg = config(root.path().join("data"), free_port());
+    let driver = MariadbProcess::new("exits", cfg.clone(), vec![]);
+    driver.prepare().await.unwrap();
+    cfg.settings
+        .insert("no_such_option_torpor".into(), "1".into());
+    let driver = MariadbProcess::new("exits", cfg, vec![]);
+    let t = Instant::now();
+    let err = driver.start().await.unwrap_err().to_string();
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert!(err.contains("exited"), "{err}");
+    assert!(err.contains("no_such_option_torpor"), "{err}");
+    assert_eq!(driver.pid(), None);
+}
+
+#[tokio::test]
+async fn a_cancelled_start_or_stop_still_completes() {
+    if !have_mariadb() {
+        return;
+    }
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    let driver = MariadbProcess::new("cancel", config(data.clone(), port), vec![]);
+    driver.prepare().await.unwrap();
+    let rounds = [0, 5, 50];
+    for wait_ms in rounds {
+        let cut = tokio::time::timeout(Duration::from_millis(wait_ms), driver.start()).await;
+        let info = driver.start().await.unwrap();
+        if let Ok(first) = cut {
+            assert_eq!(first.unwrap(), info);
+        }
+        assert_eq!(driver.pid(), info.pid);
+        TcpStream::connect(info.addr).unwrap();
+
+        let pid = info.pid.unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(wait_ms), driver.stop()).await;
+        driver.stop().await.unwrap();
+        assert_eq!(driver.pid(), None);
+        assert_gone(pid);
+    }
+    // One server per round, never two racing for the data directory.
+    let log = std::fs::read_to_string(driver.log_path()).unwrap();
+    assert_eq!(
+        log.matches("ready for connections").count(),
+        rounds.len(),
+        "{log}"
+    );
+    assert!(!log.contains("[ERROR]"), "{log}");
+}
+
+/// Runs only as a subprocess of `a_killed_parent_takes_mariadbd_down`: starts mariadbd, says
+/// its pid, and waits to be SIGKILLed.
+#[tokio::test]
+#[ignore]
+async fn mariadb_deathsig_helper() {
+    let Ok(data) = std::env::var("TORPOR_TEST_MDB_DEATHSIG_DATA") else {
+        return;
+    };
+    let port: u16 = std::env::var("TORPOR_TEST_MDB_DEATHSIG_PORT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let driver = MariadbProcess::new("deathsig", config(data.into(), port), users());
+    driver.prepare().await.unwrap();
+    let info = driver.start().await.unwrap();
+    println!("MARIADBD_PID {}", info.pid.unwrap());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[test]
+fn a_killed_parent_takes_mariadbd_down() {
+    if !have_mariadb() {
+        return;
+    }
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    let mut helper = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "mariadb_deathsig_helper",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("TORPOR_TEST_MDB_DEATHSIG_DATA", &data)
+        .env("TORPOR_TEST_MDB_DEATHSIG_PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    let pid: u32 = loop {
+        let line = lines
+            .next()
+            .expect("helper exited without starting mariadbd")
+            .unwrap();
+        if let Some(p) = line.strip_prefix("MARIADBD_PID ") {
+            break p.parse().unwrap();
+        }
+    };
+    kill0(pid).unwrap();
+    TcpStream::connect(("127.0.0.1", port)).unwrap();
+
+    let t = Instant::now();
+    helper.kill().unwrap(); // SIGKILL: no destructor, no stop() runs
+    helper.wait().unwrap();
+    wait_dead(pid, Duration::from_secs(30));
+    eprintln!(
+        "mariadbd gone after its parent was killed: {:?}",
+        t.elapsed()
+    );
+    // A normal shutdown (SIGTERM), not a crash: mariadbd removed its pid file.
+    assert!(!data.join("mariadbd.pid").exists());
+    let log = std::fs::read_to_string(data.join("torpor-mariadb.log")).unwrap();
+    assert!(log.contains("Normal shutdown"), "{log}");
+}
