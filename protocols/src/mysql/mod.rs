@@ -4,3 +4,11 @@ pub mod command;
 pub mod handshake;
 pub mod packet;
 pub mod response;
+
+// Session state: what a parked session holds, how to capture and replay it.
+pub mod capture;
+pub mod replay;
+pub mod rows;
+pub mod snapshot;
+pub mod sql;
+pub mod tracked;

@@ -1,0 +1,280 @@
+//! Replay plan: the commands that give a fresh MariaDB connection a parked session's state.
+//! The proxy sends them all pipelined in one write and reads one response per command; an ERR
+//! names the command's label in the client's error.
+//!
+//! Order, and why:
+//! 1. session variables, all of them (SET NAMES trio, then the rest, sql_mode last);
+//! 2. role: in MariaDB a role only adds privileges, so everything below may use them;
+//! 3. row settings: sql_mode without strictness/ANSI surprises plus NO_AUTO_VALUE_ON_ZERO (a 0
+//!    in an AUTO_INCREMENT column stays 0), time_zone +00:00 (TIMESTAMPs travel as epochs),
+//!    utf8mb4 connection (the CREATE text is UTF-8), autocommit on and tx_read_only off (the
+//!    INSERTs must not leave a transaction open), CHECK constraints off (the rows were accepted
+//!    once);
+//! 4. temp tables (`SHOW CREATE TABLE` text, qualified with the schema: no USE needed; its
+//!    AUTO_INCREMENT= option carries the counter) and their rows;
+//! 5. user variables, with typed literals;
+//! 6. named locks: a compound statement that raises SQLSTATE 45000 when GET_LOCK(name, 0)
+//!    does not return 1, so a lock taken meanwhile fails the replay with a clear message;
+//! 7. the variables touched in 3 back to the session's value (or DEFAULT, i.e. the global
+//!    value, when the session had not changed them);
+//! 8. SQL PREPAREs and binary statements, each after a COM_INIT_DB of its schema (they parse
+//!    under the session's own sql_mode and character set);
+//! 9. the current schema;
+//! 10. LAST_INSERT_ID(n), last, as nothing after it may change it.
+
+use super::capture::user_value_sql;
+use super::rows::qualify_create;
+use super::snapshot::MySnapshot;
+use super::sql::{quote_ident, quote_literal};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// COM_QUERY; its result set (if any) is discarded.
+    Query { sql: String, label: String },
+    /// COM_INIT_DB.
+    InitDb { schema: String, label: String },
+    /// COM_STMT_PREPARE; the backend's statement id maps to the client-visible `id`.
+    Prepare { id: u32, sql: String, label: String },
+}
+
+impl Command {
+    pub fn label(&self) -> &str {
+        match self {
+            Command::Query { label, .. }
+            | Command::InitDb { label, .. }
+            | Command::Prepare { label, .. } => label,
+        }
+    }
+}
+
+/// Variables the row settings override, and restore afterwards, in restore order.
+const ROW_SETTINGS: &[(&str, &str)] = &[
+    ("character_set_client", "'utf8mb4'"),
+    ("character_set_results", "'utf8mb4'"),
+    ("character_set_connection", "'utf8mb4'"),
+    ("collation_connection", "'utf8mb4_bin'"),
+    ("time_zone", "'+00:00'"),
+    ("check_constraint_checks", "'OFF'"),
+    ("autocommit", "'ON'"),
+    ("tx_read_only", "'OFF'"),
+    ("sql_mode", "'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'"),
+];
+
+fn query(out: &mut Vec<Command>, sql: String, label: impl Into<String>) {
+    out.push(Command::Query {
+        sql,
+        label: label.into(),
+    });
+}
+
+fn set_session(name: &str, value: &str) -> String {
+    format!("SET SESSION {name} = {value}")
+}
+
+/// COM_INIT_DB when `schema` differs from the one last selected.
+fn use_schema(out: &mut Vec<Command>, current: &mut Option<String>, schema: Option<&str>) {
+    if let Some(s) = schema
+        && current.as_deref() != Some(s)
+    {
+        out.push(Command::InitDb {
+            schema: s.to_string(),
+            label: format!("schema {s}"),
+        });
+        *current = Some(s.to_string());
+    }
+}
+
+pub fn build(snap: &MySnapshot) -> Vec<Command> {
+    let mut out = Vec::new();
+
+    for (name, value) in &snap.variables {
+        query(
+            &mut out,
+            set_session(name, value),
+            format!("session variable {name}"),
+        );
+    }
+
+    if let Some(role) = &snap.role {
+        query(
+            &mut out,
+            format!("SET ROLE {}", quote_ident(role)),
+            format!("role {role}"),
+        );
+    }
+
+    let needs_row_settings =
+        !snap.temp_tables.is_empty() || !snap.user_vars.is_empty() || !snap.named_locks.is_empty();
+    if needs_row_settings {
+        let sets: Vec<String> = ROW_SETTINGS
+            .iter()
+            .map(|(n, v)| format!("{n} = {v}"))
+            .collect();
+        query(
+            &mut out,
+            format!("SET SESSION {}", sets.join(", ")),
+            "settings for restoring temporary tables",
+        );
+    }
+
+    for t in &snap.temp_tables {
+        let label = format!("temporary table {}.{}", t.schema, t.name);
+        match qualify_create(&t.create, &t.schema, &t.name) {
+            Some(create) => query(&mut out, create, label.clone()),
+            None => {
+                // Capture checked this; a hand-made snapshot may still get here.
+                out.push(Command::InitDb {
+                    schema: t.schema.clone(),
+                    label: label.clone(),
+                });
+                query(&mut out, t.create.clone(), label.clone());
+            }
+        }
+        for insert in &t.inserts {
+            query(&mut out, insert.clone(), format!("rows of {label}"));
+        }
+    }
+
+    for v in &snap.user_vars {
+        query(
+            &mut out,
+            format!(
+                "SET @{} = {}",
+                quote_ident(&v.name),
+                user_value_sql(&v.value)
+            ),
+            format!("user variable @{}", v.name),
+        );
+    }
+
+    for name in &snap.named_locks {
+        let lit = quote_literal(name);
+        let message = quote_literal(&format!(
+            "torpor: named lock {name} is held by another session"
+        ));
+        query(
+            &mut out,
+            format!(
+                "BEGIN NOT ATOMIC IF GET_LOCK({lit}, 0) IS NOT TRUE THEN \
+                 SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {message}; END IF; END"
+            ),
+            format!("named lock {name}"),
+        );
+    }
+
+    if needs_row_settings {
+        let sets: Vec<String> = ROW_SETTINGS
+            .iter()
+            .map(|(n, _)| {
+                let value = snap
+                    .variables
+                    .iter()
+                    .find(|(v, _)| v == n)
+                    .map_or("DEFAULT", |(_, v)| v.as_str());
+                format!("{n} = {value}")
+            })
+            .collect();
+        query(
+            &mut out,
+            format!("SET SESSION {}", sets.join(", ")),
+            "session variables after restoring temporary tables",
+        );
+    }
+
+    // Statements prepared with no schema first: COM_INIT_DB cannot go back to none.
+    let mut current: Option<String> = None;
+    let mut prepared: Vec<_> = snap.sql_prepared.iter().collect();
+    prepared.sort_by_key(|p| p.schema.is_some());
+    for p in prepared {
+        use_schema(&mut out, &mut current, p.schema.as_deref());
+        query(
+            &mut out,
+            // The newline ends a trailing `--` comment in the client's own literal.
+            format!("PREPARE {} FROM {}\n", quote_ident(&p.name), p.from),
+            format!("prepared statement {}", p.name),
+        );
+    }
+    let mut statements: Vec<_> = snap.statements.iter().collect();
+    statements.sort_by_key(|s| s.schema.is_some());
+    for s in statements {
+        use_schema(&mut out, &mut current, s.schema.as_deref());
+        out.push(Command::Prepare {
+            id: s.id,
+            sql: s.sql.clone(),
+            label: format!("prepared statement #{}", s.id),
+        });
+    }
+
+    if let Some(schema) = &snap.schema {
+        out.push(Command::InitDb {
+            schema: schema.clone(),
+            label: format!("schema {schema}"),
+        });
+    }
+
+    if snap.last_insert_id != 0 {
+        query(
+            &mut out,
+            format!("SELECT LAST_INSERT_ID({})", snap.last_insert_id),
+            "LAST_INSERT_ID",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mysql::snapshot::{SqlPrepared, UserValue, UserVar};
+
+    #[test]
+    fn empty_snapshot_replays_nothing() {
+        assert!(build(&MySnapshot::default()).is_empty());
+    }
+
+    #[test]
+    fn order_and_labels() {
+        let snap = MySnapshot {
+            variables: vec![("sql_mode".into(), "'ANSI_QUOTES'".into())],
+            schema: Some("shop".into()),
+            role: Some("r1".into()),
+            last_insert_id: 7,
+            user_vars: vec![UserVar {
+                name: "x".into(),
+                value: UserValue::Int(1),
+            }],
+            sql_prepared: vec![SqlPrepared {
+                name: "s".into(),
+                sql: "SELECT 1".into(),
+                schema: Some("shop".into()),
+                from: "'SELECT 1'".into(),
+            }],
+            named_locks: vec!["job".into()],
+            ..MySnapshot::default()
+        };
+        let cmds = build(&snap);
+        let labels: Vec<&str> = cmds.iter().map(Command::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "session variable sql_mode",
+                "role r1",
+                "settings for restoring temporary tables",
+                "user variable @x",
+                "named lock job",
+                "session variables after restoring temporary tables",
+                "schema shop",
+                "prepared statement s",
+                "schema shop",
+                "LAST_INSERT_ID"
+            ]
+        );
+        let Command::Query { sql, .. } = &cmds[5] else {
+            panic!()
+        };
+        assert!(sql.contains("sql_mode = 'ANSI_QUOTES'"), "{sql}");
+        assert!(sql.contains("time_zone = DEFAULT"), "{sql}");
+        // No value in any label.
+        assert!(labels.iter().all(|l| !l.contains("SELECT 1")));
+    }
+}
