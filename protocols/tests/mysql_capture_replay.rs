@@ -260,6 +260,24 @@ async fn replay_on(
     Ok(stmts)
 }
 
+/// A closed connection's locks are released by the server shortly after COM_QUIT.
+async fn wait_free(conn: &mut Conn, names: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for name in names {
+        loop {
+            let free: Option<i64> = conn
+                .exec_first("SELECT IS_FREE_LOCK(?)", (name.as_str(),))
+                .await
+                .unwrap();
+            if free == Some(1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "lock {name} never freed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 fn roundtrip(snap: &MySnapshot) -> MySnapshot {
     let bytes = rmp_serde::to_vec_named(snap).unwrap();
     rmp_serde::from_slice(&bytes).unwrap()
@@ -309,6 +327,55 @@ async fn mysql_capture_replay() {
     full_session_round_trips(port).await;
     lock_taken_meanwhile_fails_replay(port).await;
     blockers(port).await;
+    globals_changed_after_connect(port).await;
+}
+
+/// SET GLOBAL after a session connected leaves that session with the old value, which then
+/// differs from the global: a read-only session variable is not carried (it cannot be set),
+/// and a privileged one is skipped for a user who may not set it.
+async fn globals_changed_after_connect(port: u16) {
+    let tracked = Tracked::default();
+    let mut a = app(port, Some("shop")).await;
+    let mut root = Conn::new(opts(port, "root", "", None)).await.unwrap();
+    root.query_drop("SET GLOBAL binlog_format = 'ROW', max_allowed_packet = 8388608")
+        .await
+        .unwrap();
+    let snap = capture(&mut a, &tracked).await;
+    assert!(
+        snap.variables
+            .iter()
+            .any(|(n, v)| n == "binlog_format" && v == "'MIXED'"),
+        "{:?}",
+        snap.variables
+    );
+    assert!(
+        !snap
+            .variables
+            .iter()
+            .any(|(n, _)| n == "max_allowed_packet")
+    );
+    a.disconnect().await.unwrap();
+    let mut b = app(port, None).await;
+    replay_on(&mut b, &snap).await.unwrap();
+    let format: Option<String> = b
+        .query_first("SELECT @@session.binlog_format")
+        .await
+        .unwrap();
+    assert_eq!(format.as_deref(), Some("ROW"));
+    // A user who may set it gets the session's value back.
+    let mut r = Conn::new(opts(port, "root", "", None)).await.unwrap();
+    replay_on(&mut r, &snap).await.unwrap();
+    let format: Option<String> = r
+        .query_first("SELECT @@session.binlog_format")
+        .await
+        .unwrap();
+    assert_eq!(format.as_deref(), Some("MIXED"));
+    root.query_drop("SET GLOBAL binlog_format = 'MIXED', max_allowed_packet = DEFAULT")
+        .await
+        .unwrap();
+    for c in [b, r, root] {
+        c.disconnect().await.unwrap();
+    }
 }
 
 /// A session that changed nothing: its captured variables replay as a non-SUPER user and
@@ -357,6 +424,10 @@ const TABLE_PROBES: &[&str] = &[
     "SELECT * FROM logbook ORDER BY n LIMIT 100",
     "SHOW CREATE TABLE cart",
     "SHOW CREATE TABLE logbook",
+    "CHECKSUM TABLE big EXTENDED",
+    "SELECT COUNT(*), SUM(LENGTH(data)) FROM big",
+    "SHOW CREATE TABLE seq",
+    "SELECT * FROM seq",
 ];
 
 async fn probe(conn: &mut Conn, queries: &[&str]) -> Vec<QueryResult> {
@@ -411,6 +482,26 @@ async fn full_session_round_trips(port: u16) {
         &mut a,
         &mut t,
         "INSERT INTO logbook (msg) VALUES ('a'), ('b'), ('c'); DELETE FROM logbook WHERE n = 3",
+    )
+    .await;
+    // A temporary sequence, and rows that need several INSERTs.
+    exec(
+        &mut a,
+        &mut t,
+        "CREATE TEMPORARY SEQUENCE seq START WITH 10",
+    )
+    .await;
+    exec(&mut a, &mut t, "SELECT NEXTVAL(seq), NEXTVAL(seq)").await;
+    exec(
+        &mut a,
+        &mut t,
+        "CREATE TEMPORARY TABLE big (id INT PRIMARY KEY, data LONGBLOB) ENGINE=Aria",
+    )
+    .await;
+    exec(
+        &mut a,
+        &mut t,
+        "INSERT INTO big SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_1500",
     )
     .await;
     // Prepared statements, named locks, role, LAST_INSERT_ID.
@@ -469,7 +560,20 @@ async fn full_session_round_trips(port: u16) {
         .iter()
         .map(|t| format!("{}.{}", t.schema, t.name))
         .collect();
-    assert_eq!(tables, ["shop.cart", "shop.shadow", "shop.logbook"]);
+    assert_eq!(
+        tables,
+        [
+            "shop.cart",
+            "shop.shadow",
+            "shop.logbook",
+            "shop.seq",
+            "shop.big"
+        ]
+    );
+    assert!(
+        snap.temp_tables[4].inserts.len() >= 3,
+        "3 MB of hex in ~1 MiB INSERTs"
+    );
     let cart = &snap.temp_tables[0];
     assert_eq!(cart.rows, 3);
     assert!(!cart.columns.iter().any(|c| c.starts_with("g_")));
@@ -511,6 +615,7 @@ async fn full_session_round_trips(port: u16) {
     a.disconnect().await.unwrap();
 
     let mut b = app(port, None).await;
+    wait_free(&mut b, &stored.named_locks).await;
     let stmts = replay_on(&mut b, &stored)
         .await
         .unwrap_or_else(|e| panic!("replay failed: {e:?}"));
@@ -546,6 +651,8 @@ async fn full_session_round_trips(port: u16) {
         .unwrap();
     let id: Option<u64> = b.query_first("SELECT LAST_INSERT_ID()").await.unwrap();
     assert_eq!(id, Some(4), "MyISAM AUTO_INCREMENT continues");
+    let next: Option<i64> = b.query_first("SELECT NEXTVAL(seq)").await.unwrap();
+    assert!(next.is_some_and(|n| n > 11), "sequence continues: {next:?}");
 
     // Prepared statements run.
     b.query_drop("SET @p = 21").await.unwrap();
@@ -589,6 +696,7 @@ async fn lock_taken_meanwhile_fails_replay(port: u16) {
     assert_eq!(snap.named_locks, ["contested"]);
     a.disconnect().await.unwrap();
     let mut c = app(port, Some("shop")).await;
+    wait_free(&mut c, &snap.named_locks).await;
     let got: Option<i64> = c
         .query_first("SELECT GET_LOCK('contested', 0)")
         .await

@@ -12,18 +12,23 @@
 //! each temp-table candidate.
 //!
 //! Round 2 (only when temp tables exist): one SELECT per table, each column read in a form that
-//! round-trips exactly (see [`super::rows`]). When autocommit is off that SELECT opens a
-//! transaction (InnoDB temp tables are transactional), so the round ends with
-//! `COMMIT AND NO CHAIN NO RELEASE`, which ends only that read-only transaction.
+//! round-trips exactly (see [`super::rows`]). When autocommit is off such a read opens a
+//! transaction (InnoDB temp tables are transactional), so when any table was looked at the
+//! round ends with `COMMIT AND NO CHAIN NO RELEASE`, which ends only that read-only
+//! transaction (the session was outside a transaction when capture began).
+//!
+//! A temporary sequence is a temp table with `SEQUENCE=1` to SHOW CREATE TABLE; it comes back
+//! with its one row, so it continues after its cached range, as after a server restart.
 //!
 //! Side effects that cannot be avoided: the diagnostics area (SHOW WARNINGS, @@warning_count,
 //! a 1146 from a vanished temp table) and FOUND_ROWS()/ROW_COUNT() reflect the capture queries.
 
 use super::rows::{self, ColumnKind};
-use super::snapshot::{MySnapshot, SqlPrepared, TempTable, UserValue, UserVar};
+use super::snapshot::{MySnapshot, TempTable, UserVar};
 use super::sql::PrepareSource;
-use super::sql::{Tok, charset_of, hex, quote_ident, quote_literal, statements, unhex};
+use super::sql::{quote_ident, quote_literal};
 use super::tracked::{Tracked, TrackedPrepare};
+use super::uservars::{sql_prepared, user_value};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueryResult {
@@ -73,27 +78,19 @@ pub enum CaptureError {
     NotWaiting,
 }
 
-fn unexpected(msg: impl Into<String>) -> CaptureError {
+pub(crate) fn unexpected(msg: impl Into<String>) -> CaptureError {
     CaptureError::Unexpected(msg.into())
 }
 
-/// MySQL column type codes used here.
-mod ty {
-    pub const DECIMAL: u8 = 0;
-    pub const TINY: u8 = 1;
-    pub const SHORT: u8 = 2;
-    pub const LONG: u8 = 3;
-    pub const FLOAT: u8 = 4;
-    pub const DOUBLE: u8 = 5;
-    pub const NULL: u8 = 6;
-    pub const LONGLONG: u8 = 8;
-    pub const INT24: u8 = 9;
-    pub const NEWDECIMAL: u8 = 246;
-}
-const UNSIGNED_FLAG: u16 = 32;
-
-const ER_NO_SUCH_TABLE: u16 = 1146;
-const ER_BAD_DB_ERROR: u16 = 1049;
+/// Answers to SHOW CREATE TABLE that mean "no temp table of that name": a temp table always
+/// exists and is readable for the session that created it, so a name the tracker picked up
+/// from a failed or foreign statement may also meet a denied access.
+const NOT_A_TEMP_TABLE: &[u16] = &[
+    1044, // ER_DBACCESS_DENIED_ERROR
+    1049, // ER_BAD_DB_ERROR
+    1142, // ER_TABLEACCESS_DENIED_ERROR
+    1146, // ER_NO_SUCH_TABLE
+];
 
 const META: &str = "SELECT DATABASE(), CURRENT_ROLE(), LAST_INSERT_ID(), \
 @@session.character_set_results, @@session.autocommit";
@@ -108,6 +105,10 @@ pub const EXCLUDED_VARIABLES: &[&str] = &[
     "IDENTITY",
     "INSERT_ID",
     "LAST_INSERT_ID",
+    // Read-only per session, copied from the global at connect: differs after SET GLOBAL.
+    "MAX_ALLOWED_PACKET",
+    "MAX_USER_CONNECTIONS",
+    "NET_BUFFER_LENGTH",
     "PSEUDO_THREAD_ID",
     "RAND_SEED1",
     "RAND_SEED2",
@@ -326,7 +327,8 @@ impl Capture {
             let name = text(row, 0, "variable name")?;
             let value = opt_text(row, 1, "variable value")?;
             let kind = text(row, 2, "variable type")?;
-            variables.push((name, variable_literal(value.as_deref(), &kind)));
+            let literal = variable_literal(&name, value.as_deref(), &kind);
+            variables.push((name, literal));
         }
         variables.sort_by(|a, b| (variable_rank(&a.0), &a.0).cmp(&(variable_rank(&b.0), &b.0)));
         self.snap.variables = variables;
@@ -412,7 +414,7 @@ impl Capture {
             let create = take()?;
             let columns = take()?;
             let create = match create {
-                Err(e) if e.code == ER_NO_SUCH_TABLE || e.code == ER_BAD_DB_ERROR => continue,
+                Err(e) if NOT_A_TEMP_TABLE.contains(&e.code) => continue,
                 other => ok(other, &label)?,
             };
             let columns = ok(columns, &label)?;
@@ -489,7 +491,9 @@ impl Capture {
         if !blockers.is_empty() {
             return Ok(Step::Blocked(blockers));
         }
-        if self.pending.is_empty() {
+        // With autocommit off a read may have opened a transaction; the session had none.
+        let commit = !autocommit && !layout.tables.is_empty();
+        if self.pending.is_empty() && !commit {
             return Ok(Step::Done(Box::new(std::mem::take(&mut self.snap))));
         }
         let mut q: Vec<String> = self
@@ -497,12 +501,10 @@ impl Capture {
             .iter()
             .map(|p| rows::select_rows(&p.table, &p.kinds, &p.key))
             .collect();
-        if !autocommit {
+        if commit {
             q.push("COMMIT AND NO CHAIN NO RELEASE".to_string());
         }
-        self.stage = Stage::Round2 {
-            commit: !autocommit,
-        };
+        self.stage = Stage::Round2 { commit };
         Ok(Step::Queries(q))
     }
 
@@ -538,11 +540,15 @@ fn ok(r: Result<QueryResult, ServerError>, what: &str) -> Result<QueryResult, Ca
     })
 }
 
-fn cell(row: &[Option<Vec<u8>>], i: usize) -> Option<&[u8]> {
+pub(crate) fn cell(row: &[Option<Vec<u8>>], i: usize) -> Option<&[u8]> {
     row.get(i).and_then(|c| c.as_deref())
 }
 
-fn opt_text(row: &[Option<Vec<u8>>], i: usize, what: &str) -> Result<Option<String>, CaptureError> {
+pub(crate) fn opt_text(
+    row: &[Option<Vec<u8>>],
+    i: usize,
+    what: &str,
+) -> Result<Option<String>, CaptureError> {
     if i >= row.len() {
         return Err(unexpected(format!("{what}: missing column {i}")));
     }
@@ -554,7 +560,7 @@ fn opt_text(row: &[Option<Vec<u8>>], i: usize, what: &str) -> Result<Option<Stri
     }
 }
 
-fn text(row: &[Option<Vec<u8>>], i: usize, what: &str) -> Result<String, CaptureError> {
+pub(crate) fn text(row: &[Option<Vec<u8>>], i: usize, what: &str) -> Result<String, CaptureError> {
     opt_text(row, i, what)?.ok_or_else(|| unexpected(format!("{what}: NULL")))
 }
 
@@ -570,10 +576,22 @@ fn parse<T: std::str::FromStr>(
 
 /// A system variable's value as a SQL literal for `SET SESSION name = ...`: numbers bare
 /// (a quoted number is refused for numeric variables), everything else quoted.
-fn variable_literal(value: Option<&str>, kind: &str) -> String {
+fn variable_literal(name: &str, value: Option<&str>, kind: &str) -> String {
     let Some(v) = value else {
         return "NULL".to_string();
     };
+    // These print NULL as '' (and '' is not a valid value); the versioning default prints as
+    // the word DEFAULT, which is only accepted unquoted.
+    match (name, v) {
+        (
+            "default_tmp_storage_engine"
+            | "enforce_storage_engine"
+            | "innodb_ft_user_stopword_table",
+            "",
+        ) => return "NULL".to_string(),
+        ("system_versioning_asof", "DEFAULT") => return "DEFAULT".to_string(),
+        _ => {}
+    }
     let numeric = kind.contains("INT") || kind == "DOUBLE";
     if numeric
         && !v.is_empty()
@@ -586,168 +604,26 @@ fn variable_literal(value: Option<&str>, kind: &str) -> String {
     }
 }
 
-/// Columns `i..i+4` of the user variable batch: `@v, HEX(@v), CHARSET(@v), COLLATION(@v)`.
-fn user_value(
-    col: &ColumnInfo,
-    row: &[Option<Vec<u8>>],
-    i: usize,
-) -> Result<UserValue, CaptureError> {
-    let Some(raw) = opt_text_lossless(row, i)? else {
-        return Ok(UserValue::Null);
-    };
-    let num = |what: &str| {
-        std::str::from_utf8(raw)
-            .map_err(|_| unexpected(format!("user variable {what}: not UTF-8")))
-            .map(str::to_string)
-    };
-    Ok(match col.column_type {
-        ty::TINY | ty::SHORT | ty::LONG | ty::INT24 | ty::LONGLONG => {
-            let t = num("integer")?;
-            if col.flags & UNSIGNED_FLAG != 0 {
-                UserValue::UInt(
-                    t.parse()
-                        .map_err(|_| unexpected(format!("unsigned value {t:?}")))?,
-                )
-            } else {
-                UserValue::Int(
-                    t.parse()
-                        .map_err(|_| unexpected(format!("integer value {t:?}")))?,
-                )
-            }
-        }
-        ty::DECIMAL | ty::NEWDECIMAL => UserValue::Decimal(num("decimal")?),
-        ty::FLOAT | ty::DOUBLE => {
-            let t = num("double")?;
-            UserValue::Double(
-                t.parse()
-                    .map_err(|_| unexpected(format!("double value {t:?}")))?,
-            )
-        }
-        ty::NULL => UserValue::Null,
-        _ => {
-            let hex_text = cell(row, i + 1).ok_or_else(|| unexpected("HEX(@v) is NULL"))?;
-            let bytes = unhex(hex_text).ok_or_else(|| unexpected("HEX(@v) is not hex"))?;
-            let charset = text(row, i + 2, "CHARSET(@v)")?;
-            let collation = text(row, i + 3, "COLLATION(@v)")?;
-            if charset == "binary" {
-                UserValue::Binary(bytes)
-            } else {
-                UserValue::Text { bytes, collation }
-            }
-        }
-    })
-}
-
-fn opt_text_lossless(row: &[Option<Vec<u8>>], i: usize) -> Result<Option<&[u8]>, CaptureError> {
-    if i >= row.len() {
-        return Err(unexpected(format!("user variables: missing column {i}")));
-    }
-    Ok(cell(row, i))
-}
-
-/// A typed SQL expression that gives a user variable back its value and type.
-pub fn user_value_sql(v: &UserValue) -> String {
-    match v {
-        UserValue::Null => "NULL".to_string(),
-        UserValue::Int(i) => format!("CAST({i} AS SIGNED)"),
-        UserValue::UInt(u) => format!("CAST({u} AS UNSIGNED)"),
-        UserValue::Decimal(d) => {
-            let scale = d.split_once('.').map_or(0, |(_, f)| f.len()).min(38);
-            format!("CAST({} AS DECIMAL(65,{scale}))", quote_literal(d))
-        }
-        // `{:e}` is the shortest text that reads back as the same f64; the exponent makes
-        // the server read it as a DOUBLE literal.
-        UserValue::Double(f) => format!("{f:e}"),
-        UserValue::Text { bytes, collation } => text_literal(bytes, collation),
-        UserValue::Binary(b) => format!("_binary X'{}'", hex(b)),
-    }
-}
-
-fn text_literal(bytes: &[u8], collation: &str) -> String {
-    format!(
-        "_{} X'{}' COLLATE {}",
-        charset_of(collation),
-        hex(bytes),
-        quote_ident(collation)
-    )
-}
-
-fn sql_prepared(p: &TrackedPrepare, vars: &[UserVar]) -> Result<SqlPrepared, String> {
-    match &p.source {
-        PrepareSource::Literal(src) => {
-            let toks = statements(src);
-            let sql = match toks.as_slice() {
-                [one] if one.len() == 1 => match &one[0].tok {
-                    Tok::Str(v) => v.clone(),
-                    _ => src.clone(),
-                },
-                _ => src.clone(),
-            };
-            Ok(SqlPrepared {
-                name: p.name.clone(),
-                sql,
-                schema: p.schema.clone(),
-                from: src.clone(),
-            })
-        }
-        PrepareSource::Var(v) => {
-            let value = vars
-                .iter()
-                .find(|u| u.name.eq_ignore_ascii_case(v))
-                .map(|u| &u.value);
-            let (sql, from) = match value {
-                Some(UserValue::Text { bytes, collation }) => (
-                    String::from_utf8_lossy(bytes).into_owned(),
-                    text_literal(bytes, collation),
-                ),
-                Some(UserValue::Binary(b)) => (
-                    String::from_utf8_lossy(b).into_owned(),
-                    format!("_binary X'{}'", hex(b)),
-                ),
-                _ => {
-                    return Err(format!(
-                        "prepared statement {}: its text came from @{v}, which no longer holds text",
-                        p.name
-                    ));
-                }
-            };
-            Ok(SqlPrepared {
-                name: p.name.clone(),
-                sql,
-                schema: p.schema.clone(),
-                from,
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn variable_literals() {
-        assert_eq!(variable_literal(Some("4096"), "BIGINT UNSIGNED"), "4096");
-        assert_eq!(variable_literal(Some("ON"), "BOOLEAN"), "'ON'");
-        assert_eq!(variable_literal(None, "ENUM"), "NULL");
-        assert_eq!(variable_literal(Some("10.000000"), "DOUBLE"), "10.000000");
-        assert_eq!(variable_literal(Some("a'b"), "VARCHAR"), "'a''b'");
-    }
-
-    #[test]
-    fn user_value_literals() {
-        assert_eq!(user_value_sql(&UserValue::Int(-3)), "CAST(-3 AS SIGNED)");
         assert_eq!(
-            user_value_sql(&UserValue::Decimal("-1.50".into())),
-            "CAST('-1.50' AS DECIMAL(65,2))"
+            variable_literal("x", Some("4096"), "BIGINT UNSIGNED"),
+            "4096"
         );
-        assert_eq!(user_value_sql(&UserValue::Double(0.1)), "1e-1");
+        assert_eq!(variable_literal("x", Some("ON"), "BOOLEAN"), "'ON'");
+        assert_eq!(variable_literal("x", None, "ENUM"), "NULL");
         assert_eq!(
-            user_value_sql(&UserValue::Text {
-                bytes: vec![0xe9],
-                collation: "latin1_swedish_ci".into()
-            }),
-            "_latin1 X'E9' COLLATE `latin1_swedish_ci`"
+            variable_literal("x", Some("10.000000"), "DOUBLE"),
+            "10.000000"
+        );
+        assert_eq!(variable_literal("x", Some("a'b"), "VARCHAR"), "'a''b'");
+        assert_eq!(
+            variable_literal("enforce_storage_engine", Some(""), "VARCHAR"),
+            "NULL"
         );
     }
 

@@ -12,3 +12,4 @@ pub mod rows;
 pub mod snapshot;
 pub mod sql;
 pub mod tracked;
+pub mod uservars;

@@ -22,10 +22,10 @@
 //! 9. the current schema;
 //! 10. LAST_INSERT_ID(n), last, as nothing after it may change it.
 
-use super::capture::user_value_sql;
 use super::rows::qualify_create;
 use super::snapshot::MySnapshot;
 use super::sql::{quote_ident, quote_literal};
+use super::uservars::user_value_sql;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -60,6 +60,25 @@ const ROW_SETTINGS: &[(&str, &str)] = &[
     ("sql_mode", "'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'"),
 ];
 
+/// Variables only a privileged user may set (SUPER, BINLOG ADMIN, FILE ...). A session value
+/// that differs from the global one may also mean the global changed after the session
+/// connected; a user who may not set the variable now could not have set it then either, so
+/// for them "access denied" (1227) is skipped and the variable keeps the current global.
+const PRIVILEGED_VARIABLES: &[&str] = &[
+    "binlog_annotate_row_events",
+    "binlog_direct_non_transactional_updates",
+    "binlog_format",
+    "binlog_row_image",
+    "enforce_storage_engine",
+    "gtid_domain_id",
+    "innodb_tmpdir",
+    "log_disabled_statements",
+    "server_id",
+    "sql_log_bin",
+    "sql_log_off",
+    "wsrep_on",
+];
+
 fn query(out: &mut Vec<Command>, sql: String, label: impl Into<String>) {
     out.push(Command::Query {
         sql,
@@ -88,11 +107,13 @@ pub fn build(snap: &MySnapshot) -> Vec<Command> {
     let mut out = Vec::new();
 
     for (name, value) in &snap.variables {
-        query(
-            &mut out,
-            set_session(name, value),
-            format!("session variable {name}"),
-        );
+        let set = set_session(name, value);
+        let sql = if PRIVILEGED_VARIABLES.contains(&name.as_str()) {
+            format!("BEGIN NOT ATOMIC DECLARE CONTINUE HANDLER FOR 1227 BEGIN END; {set}; END")
+        } else {
+            set
+        };
+        query(&mut out, sql, format!("session variable {name}"));
     }
 
     if let Some(role) = &snap.role {

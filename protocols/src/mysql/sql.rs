@@ -11,7 +11,7 @@
 pub enum Effect {
     /// `@name` was used (read or written).
     UserVar(String),
-    /// `CREATE [OR REPLACE] TEMPORARY TABLE [IF NOT EXISTS] [db.]name`.
+    /// `CREATE [OR REPLACE] TEMPORARY TABLE|SEQUENCE [IF NOT EXISTS] [db.]name`.
     TempTable {
         schema: Option<String>,
         name: String,
@@ -402,7 +402,8 @@ fn statement_effects(sql: &str, toks: &[Token], out: &mut Vec<Effect>) {
             if kw(i, "OR") && kw(i + 1, "REPLACE") {
                 i += 2;
             }
-            if !(kw(i, "TEMPORARY") && kw(i + 1, "TABLE")) {
+            // A temporary sequence is a temp table with SEQUENCE=1 for SHOW CREATE TABLE.
+            if !(kw(i, "TEMPORARY") && (kw(i + 1, "TABLE") || kw(i + 1, "SEQUENCE"))) {
                 return;
             }
             i += 2;
@@ -632,7 +633,7 @@ mod tests {
         let e = sniff(
             "create temporary table if not exists shop.`my t` (a int); \
              CREATE OR REPLACE TEMPORARY TABLE t2 AS SELECT 1; create table perm (a int); \
-             create temporary table s.x like y",
+             create temporary table s.x like y; CREATE TEMPORARY SEQUENCE sq",
         );
         assert_eq!(
             e,
@@ -648,6 +649,10 @@ mod tests {
                 Effect::TempTable {
                     schema: Some("s".into()),
                     name: "x".into()
+                },
+                Effect::TempTable {
+                    schema: None,
+                    name: "sq".into()
                 },
             ]
         );
