@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh machine, then lints and runs every
-# test (real postgres processes, an in-process S3 server, real client libraries).
+# test (real postgres and mariadbd processes, an in-process S3 server, real client libraries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || need_apt+=(mariadb-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # The packages' own service scripts must not start servers: torpor starts its own.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+    fi
     apt-get install -y -qq "${need_apt[@]}"
 fi
 # postgres refuses to run as root; the process driver runs it as this user.

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use controller::{ClusterState, SleepError};
 use serde::Serialize;
 
+use crate::config::Protocol;
 use crate::registry::Registry;
 use crate::service::Service;
 
@@ -43,6 +44,7 @@ pub struct Sessions {
 #[derive(Debug, Serialize)]
 pub struct ClusterStatus {
     pub name: String,
+    pub protocol: Protocol,
     pub state: ClusterState,
     pub backend_pid: Option<u32>,
     pub sessions: Sessions,
@@ -59,6 +61,7 @@ impl Admin {
         let blockers = self.registry.blockers(&s.name);
         ClusterStatus {
             name: s.name.clone(),
+            protocol: s.protocol,
             state: s.cluster.state(),
             backend_pid: s.cluster.backend_pid(),
             sessions: Sessions {

@@ -62,7 +62,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Postgres,
@@ -97,7 +97,8 @@ pub enum BackendConfig {
 pub struct UserConfig {
     pub name: String,
     pub password: String,
-    /// Created as a superuser on first start (needed for SET SESSION AUTHORIZATION).
+    /// Created as a superuser on first start (PostgreSQL: needed for SET SESSION
+    /// AUTHORIZATION; MariaDB: ALL on *.* WITH GRANT OPTION).
     #[serde(default)]
     pub superuser: bool,
 }
@@ -195,12 +196,6 @@ impl Config {
             }
             if !names.insert(c.name.as_str()) {
                 return Err(invalid(key("name"), format!("{:?} is used twice", c.name)));
-            }
-            if c.protocol == Protocol::Mysql {
-                return Err(invalid(
-                    key("protocol"),
-                    "\"mysql\" is not supported yet; use \"postgres\"",
-                ));
             }
             let listen: SocketAddr = c
                 .listen
@@ -315,6 +310,21 @@ password = "secret"
         let BackendConfig::Process(p) = &cfg.clusters[0].backend;
         assert_eq!(p.data_dir, PathBuf::from("/base/data/a"));
         assert_eq!(cfg.clusters[0].idle_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn mysql_clusters_parse_beside_postgres_ones() {
+        let cfg = Config::parse(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../examples/torpor.toml"
+            ))
+            .unwrap(),
+            Path::new("/base"),
+        )
+        .unwrap();
+        let protocols: Vec<Protocol> = cfg.clusters.iter().map(|c| c.protocol).collect();
+        assert_eq!(protocols, [Protocol::Postgres, Protocol::Mysql]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod config;
+mod mysql;
 mod pg;
 pub mod registry;
 pub mod server;

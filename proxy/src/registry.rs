@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio_util::sync::CancellationToken;
+
 /// The real backend connection a session is attached to, for forwarding cancels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendKey {
@@ -28,6 +30,8 @@ pub struct SessionEntry {
     pub id: u64,
     pub cluster: String,
     live: Mutex<Live>,
+    /// Cancelled to end the session from outside (MySQL `KILL CONNECTION` of a parked session).
+    pub kill: CancellationToken,
 }
 
 impl SessionEntry {
@@ -93,21 +97,53 @@ impl Registry {
         self.by_key.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Allocates a unique virtual (pid, secret) pair for a new session.
+    /// Allocates a unique virtual (pid, secret) pair for a new PostgreSQL session.
     pub fn register(self: &Arc<Self>, cluster: &str) -> ((i32, i32), Registration) {
+        // Positive pids look like real ones to clients that print them; secret 0 is left to
+        // MySQL sessions, so a CancelRequest can never name one.
+        self.register_with(cluster, || {
+            (
+                rand::random_range(1..i32::MAX),
+                rand::random_range(1..=i32::MAX),
+            )
+        })
+    }
+
+    /// Allocates a unique virtual connection id for a new MySQL session. Real MariaDB thread
+    /// ids count up from 1 with every server start, so ours come from far above them: a KILL
+    /// naming either kind can be told apart.
+    pub fn register_mysql(self: &Arc<Self>, cluster: &str) -> (u32, Registration) {
+        let ((id, _), reg) =
+            self.register_with(cluster, || (rand::random_range(1 << 30..i32::MAX), 0));
+        (id.unsigned_abs(), reg)
+    }
+
+    /// The MySQL session of `cluster` that was given connection id `id`.
+    pub fn lookup_mysql(&self, cluster: &str, id: u64) -> Option<Arc<SessionEntry>> {
+        let id = i32::try_from(id).ok()?;
+        self.map()
+            .get(&(id, 0))
+            .filter(|e| e.cluster == cluster)
+            .cloned()
+    }
+
+    fn register_with(
+        self: &Arc<Self>,
+        cluster: &str,
+        mut pick: impl FnMut() -> (i32, i32),
+    ) -> ((i32, i32), Registration) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = Arc::new(SessionEntry {
             id,
             cluster: cluster.to_string(),
             live: Mutex::new(Live::default()),
+            kill: CancellationToken::new(),
         });
         let mut map = self.map();
         let key = loop {
-            // Positive pids look like real ones to clients that print them.
-            let pid = rand::random_range(1..i32::MAX);
-            let secret = rand::random::<i32>();
-            if !map.contains_key(&(pid, secret)) {
-                break (pid, secret);
+            let key = pick();
+            if !map.contains_key(&key) {
+                break key;
             }
         };
         map.insert(key, entry.clone());
@@ -122,7 +158,11 @@ impl Registry {
         )
     }
 
+    /// The PostgreSQL session given this BackendKeyData.
     pub fn lookup(&self, pid: i32, secret: i32) -> Option<Arc<SessionEntry>> {
+        if secret == 0 {
+            return None;
+        }
         self.map().get(&(pid, secret)).cloned()
     }
 

@@ -6,17 +6,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use controller::Cluster;
-use controller::process::{BootstrapUser, PostgresProcess};
+use controller::Driver;
+use controller::process::{BootstrapUser, MariadbProcess, PostgresProcess};
 use state_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin;
-use crate::config::{BackendConfig, Config};
-use crate::pg;
+use crate::config::{BackendConfig, Config, Protocol};
 use crate::registry::Registry;
 use crate::service::Service;
+use crate::{mysql, pg};
 
 pub struct Running {
     pub admin_addr: SocketAddr,
@@ -52,8 +53,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
                 superuser: u.superuser,
             })
             .collect();
-        let driver = PostgresProcess::new(&c.name, process.clone(), users);
-        let cluster = Arc::new(Cluster::new(&c.name, c.idle_timeout, Box::new(driver)));
+        let driver: Box<dyn Driver> = match c.protocol {
+            Protocol::Postgres => Box::new(PostgresProcess::new(&c.name, process.clone(), users)),
+            Protocol::Mysql => Box::new(MariadbProcess::new(&c.name, process.clone(), users)),
+        };
+        let cluster = Arc::new(Cluster::new(&c.name, c.idle_timeout, driver));
         cluster
             .prepare()
             .await
@@ -121,9 +125,14 @@ async fn accept_loop(
             _ = shutdown.cancelled() => return,
         };
         match accepted {
-            Ok((io, _peer)) => {
-                sessions.spawn(pg::serve(io, service.clone(), shutdown.clone()));
-            }
+            Ok((io, _peer)) => match service.protocol {
+                Protocol::Postgres => {
+                    sessions.spawn(pg::serve(io, service.clone(), shutdown.clone()));
+                }
+                Protocol::Mysql => {
+                    sessions.spawn(mysql::serve(io, service.clone(), shutdown.clone()));
+                }
+            },
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(cluster = %service.name, error = %e, "accept failed");

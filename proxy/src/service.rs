@@ -8,7 +8,7 @@ use controller::Cluster;
 use protocols::auth::scram::ScramSecret;
 use state_store::Store;
 
-use crate::config::{ClusterConfig, UserConfig};
+use crate::config::{ClusterConfig, Protocol, UserConfig};
 use crate::registry::Registry;
 
 /// Name/value pairs: startup parameters or ParameterStatus values.
@@ -22,6 +22,7 @@ pub struct User {
 
 pub struct Service {
     pub name: String,
+    pub protocol: Protocol,
     pub cluster: Arc<Cluster>,
     pub store: Store,
     pub registry: Arc<Registry>,
@@ -29,6 +30,16 @@ pub struct Service {
     /// ParameterStatus sets the backend sent at startup, keyed by the startup parameters that
     /// produced them, so a client can connect during standby without waking the backend.
     startup_status: Mutex<HashMap<Params, Params>>,
+    /// What the MySQL backend said in its last handshake, so clients can be greeted while it
+    /// sleeps.
+    greeting: Mutex<Option<Greeting>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Greeting {
+    pub version: String,
+    pub charset: u8,
+    pub capabilities: u32,
 }
 
 impl Service {
@@ -54,11 +65,13 @@ impl Service {
             .collect();
         Service {
             name: cfg.name.clone(),
+            protocol: cfg.protocol,
             cluster,
             store,
             registry,
             users,
             startup_status: Mutex::new(HashMap::new()),
+            greeting: Mutex::new(None),
         }
     }
 
@@ -79,5 +92,18 @@ impl Service {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(startup.to_vec(), status.to_vec());
+    }
+}
+
+impl Service {
+    pub fn greeting(&self) -> Option<Greeting> {
+        self.greeting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn remember_greeting(&self, g: Greeting) {
+        *self.greeting.lock().unwrap_or_else(|p| p.into_inner()) = Some(g);
     }
 }

@@ -16,6 +16,8 @@ struct Sessions {
 #[derive(Debug, Deserialize)]
 struct Cluster {
     name: String,
+    #[serde(default)]
+    protocol: String,
     state: String,
     backend_pid: Option<u32>,
     sessions: Sessions,
@@ -33,8 +35,8 @@ fn render(clusters: &[Cluster]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:<9} {:>8} {:>9} {:>7}  blockers",
-        "CLUSTER", "STATE", "PID", "ATTACHED", "PARKED"
+        "{:<16} {:<9} {:<9} {:>8} {:>9} {:>7}  blockers",
+        "CLUSTER", "PROTOCOL", "STATE", "PID", "ATTACHED", "PARKED"
     );
     for c in clusters {
         let pid = c
@@ -48,8 +50,8 @@ fn render(clusters: &[Cluster]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<16} {:<9} {:>8} {:>9} {:>7}  {}",
-            c.name, c.state, pid, c.sessions.attached, c.sessions.parked, blockers
+            "{:<16} {:<9} {:<9} {:>8} {:>9} {:>7}  {}",
+            c.name, c.protocol, c.state, pid, c.sessions.attached, c.sessions.parked, blockers
         );
     }
     out
@@ -84,8 +86,8 @@ mod tests {
     #[test]
     fn renders_one_line_per_cluster() {
         let clusters: Vec<Cluster> = serde_json::from_str(
-            r#"[{"name":"a","state":"standby","backend_pid":null,"sessions":{"attached":0,"parked":3},"blockers":[]},
-                {"name":"b","state":"running","backend_pid":42,"sessions":{"attached":1,"parked":0},"blockers":["session 1: open transaction"]}]"#,
+            r#"[{"name":"a","protocol":"postgres","state":"standby","backend_pid":null,"sessions":{"attached":0,"parked":3},"blockers":[]},
+                {"name":"b","protocol":"mysql","state":"running","backend_pid":42,"sessions":{"attached":1,"parked":0},"blockers":["session 1: open transaction"]}]"#,
         )
         .unwrap();
         let text = render(&clusters);
@@ -95,5 +97,6 @@ mod tests {
             lines[1].starts_with("a ") && lines[1].contains("standby") && lines[1].ends_with("-")
         );
         assert!(lines[2].contains("42") && lines[2].contains("open transaction"));
+        assert!(lines[1].contains("postgres") && lines[2].contains("mysql"));
     }
 }

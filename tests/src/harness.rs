@@ -34,10 +34,17 @@ pub enum StoreKind {
     S3,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Postgres,
+    Mysql,
+}
+
 #[derive(Debug, Clone)]
 pub struct Opts {
     pub idle_timeout: String,
     pub store: StoreKind,
+    pub protocol: Protocol,
 }
 
 impl Default for Opts {
@@ -46,6 +53,16 @@ impl Default for Opts {
             // Only forced sleeps, unless a test is about the idle timer.
             idle_timeout: "1h".into(),
             store: StoreKind::File,
+            protocol: Protocol::Postgres,
+        }
+    }
+}
+
+impl Opts {
+    pub fn mysql() -> Opts {
+        Opts {
+            protocol: Protocol::Mysql,
+            ..Opts::default()
         }
     }
 }
@@ -67,6 +84,7 @@ pub fn init_tracing() {
 /// A config written to a tempdir; used in-process by [`TestEnv`] and by the binary tests.
 pub struct TestConfig {
     pub dir: tempfile::TempDir,
+    pub protocol: Protocol,
     pub cluster: String,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
@@ -85,11 +103,20 @@ impl TestConfig {
         // postgres runs as the `postgres` user and must reach its data dir inside.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod tempdir");
-        let cluster = "pg".to_string();
+        let (cluster, data_name, protocol, settings) = match opts.protocol {
+            Protocol::Postgres => ("pg", "pgdata", "postgres", r#"{ fsync = "off" }"#),
+            Protocol::Mysql => (
+                "my",
+                "mydata",
+                "mysql",
+                r#"{ innodb_flush_log_at_trx_commit = "0" }"#,
+            ),
+        };
+        let cluster = cluster.to_string();
         let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let backend_port = free_port();
-        let data_dir = dir.path().join("pgdata");
+        let data_dir = dir.path().join(data_name);
         let state_dir = dir.path().join("state");
         let (store, s3) = match opts.store {
             StoreKind::File => (
@@ -120,7 +147,7 @@ listen = "{admin}"
 {store}
 [[cluster]]
 name = "{cluster}"
-protocol = "postgres"
+protocol = "{protocol}"
 listen = "{listen}"
 idle_timeout = "{idle}"
 
@@ -128,7 +155,7 @@ idle_timeout = "{idle}"
 driver = "process"
 data_dir = "{data}"
 port = {backend_port}
-settings = {{ fsync = "off" }}
+settings = {settings}
 
 [[cluster.users]]
 name = "{USER}"
@@ -146,6 +173,7 @@ password = "{OTHER_PASSWORD}"
         std::fs::write(&config_path, &toml).expect("write config");
         TestConfig {
             dir,
+            protocol: opts.protocol,
             cluster,
             listen,
             admin,
@@ -158,9 +186,13 @@ password = "{OTHER_PASSWORD}"
         }
     }
 
-    /// The postmaster pid in the data dir's pid file, if there is one.
+    /// The server pid in the data dir's pid file, if there is one.
     pub fn postmaster_pid(&self) -> Option<u32> {
-        let text = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        let file = match self.protocol {
+            Protocol::Postgres => "postmaster.pid",
+            Protocol::Mysql => crate::mysql::PID_FILE,
+        };
+        let text = std::fs::read_to_string(self.data_dir.join(file)).ok()?;
         text.lines().next()?.trim().parse().ok()
     }
 }

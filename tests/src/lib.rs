@@ -2,6 +2,8 @@
 pub mod binary;
 pub mod harness;
 pub mod http;
+pub mod mysql;
+pub mod mywire;
 pub mod ports;
 pub mod s3;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! MySQL/MariaDB wire protocol (CLIENT_PROTOCOL_41 only), sans-IO.
 
 pub mod command;
+pub mod flow;
 pub mod handshake;
 pub mod packet;
 pub mod response;

@@ -1,0 +1,209 @@
+//! Opening an authenticated connection to the real MySQL/MariaDB server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use protocols::auth::mysql as auth;
+use protocols::mysql::handshake::{
+    AuthSwitch, CACHING_SHA2_PASSWORD, Handshake, HandshakeResponse, NATIVE_PASSWORD, caps,
+    sha2_auth,
+};
+use protocols::mysql::packet::write_packet;
+use protocols::mysql::response::ErrPacket;
+use tokio::net::TcpStream;
+
+use super::conn::{Conn, payload, seq};
+use super::error::{SessionError, UNKNOWN};
+use super::startup::Hello;
+use crate::service::Greeting;
+
+pub struct Backend {
+    pub conn: Conn,
+    pub addr: SocketAddr,
+    /// The backend's thread id for this connection (what CONNECTION_ID() returns).
+    pub id: u32,
+    /// Capabilities agreed with the backend.
+    pub capabilities: u32,
+    pub greeting: Greeting,
+}
+
+/// Capabilities that change what goes over the wire after the handshake: the backend must
+/// agree to exactly the client's choice, since torpor passes those bytes through.
+const WIRE_SHAPING: u32 = caps::DEPRECATE_EOF
+    | caps::MULTI_RESULTS
+    | caps::PS_MULTI_RESULTS
+    | caps::MULTI_STATEMENTS
+    | caps::PROTOCOL_41
+    | caps::LONG_FLAG;
+
+/// What torpor always asks of the backend, whatever the client chose.
+const ALWAYS: u32 = caps::LONG_PASSWORD
+    | caps::PROTOCOL_41
+    | caps::SECURE_CONNECTION
+    | caps::PLUGIN_AUTH
+    | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | caps::SESSION_TRACK
+    | caps::TRANSACTIONS;
+
+const NEVER: u32 = caps::SSL | caps::COMPRESS | caps::LOCAL_FILES | caps::CONNECT_WITH_DB;
+
+fn unreachable_db(why: impl std::fmt::Display) -> SessionError {
+    SessionError::fatal(
+        2013,
+        "08S01",
+        format!("could not connect to the database: {why}"),
+    )
+}
+
+/// Reads the backend's greeting and hangs up: what clients are shown while it sleeps.
+pub async fn probe(addr: SocketAddr) -> Result<Greeting, SessionError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let io = TcpStream::connect(addr).await?;
+            let mut conn = Conn::new(io);
+            let packet = conn.recv().await?;
+            let hs = Handshake::parse(payload(&packet))?;
+            Ok::<_, SessionError>(greeting_of(&hs))
+        };
+        match attempt.await {
+            Ok(g) => return Ok(g),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%addr, error = %e, "backend not ready, retrying");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(unreachable_db(e)),
+        }
+    }
+}
+
+fn greeting_of(hs: &Handshake) -> Greeting {
+    Greeting {
+        version: hs.server_version.clone(),
+        charset: hs.charset,
+        capabilities: hs.capabilities,
+    }
+}
+
+/// Connects and authenticates, retrying while the server is still starting up.
+pub async fn connect(
+    addr: SocketAddr,
+    hello: &Hello,
+    user: &str,
+    password: &str,
+    database: Option<&str>,
+) -> Result<Backend, SessionError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let io = match TcpStream::connect(addr).await {
+            Ok(io) => io,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%addr, error = %e, "backend not ready, retrying");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            Err(e) => return Err(unreachable_db(e)),
+        };
+        return login(Conn::new(io), addr, hello, user, password, database).await;
+    }
+}
+
+async fn login(
+    mut conn: Conn,
+    addr: SocketAddr,
+    hello: &Hello,
+    user: &str,
+    password: &str,
+    database: Option<&str>,
+) -> Result<Backend, SessionError> {
+    let packet = conn.recv().await?;
+    let hs = Handshake::parse(payload(&packet))?;
+    let missing = hello.capabilities & WIRE_SHAPING & !hs.capabilities;
+    if missing != 0 {
+        return Err(unreachable_db(format!(
+            "the database lacks capabilities the client agreed to (flags {missing:#x})"
+        )));
+    }
+    let mut wanted = (hello.capabilities | ALWAYS) & !NEVER;
+    if database.is_some() {
+        wanted |= caps::CONNECT_WITH_DB;
+    }
+    let capabilities = wanted & (hs.capabilities | caps::LONG_PASSWORD);
+    let pw = password.as_bytes();
+    let (plugin, response) = if hs.auth_plugin == CACHING_SHA2_PASSWORD {
+        (CACHING_SHA2_PASSWORD, auth::sha2_scramble(pw, &hs.scramble))
+    } else {
+        (NATIVE_PASSWORD, auth::native_scramble(pw, &hs.scramble))
+    };
+    let resp = HandshakeResponse {
+        capabilities,
+        max_packet: hello.max_packet.max(1 << 24),
+        charset: hello.charset,
+        username: user.into(),
+        auth_response: response,
+        database: database.map(str::to_string),
+        auth_plugin: Some(plugin.into()),
+        attrs: hello.attrs.clone(),
+        mariadb_caps: 0,
+    };
+    let mut body = Vec::new();
+    resp.write(&mut body);
+    let mut out = Vec::new();
+    write_packet(&mut out, seq(&packet).wrapping_add(1), &body);
+    conn.send(&out).await?;
+
+    loop {
+        let packet = conn.recv().await?;
+        let next = seq(&packet).wrapping_add(1);
+        let body = payload(&packet);
+        match body.first() {
+            Some(0x00) => break,
+            Some(0xFF) => return Err(backend_err(body)),
+            Some(0xFE) => {
+                let switch = AuthSwitch::parse(body)?;
+                let answer = match switch.plugin.as_str() {
+                    NATIVE_PASSWORD => auth::native_scramble(pw, &switch.data),
+                    CACHING_SHA2_PASSWORD => auth::sha2_scramble(pw, &switch.data),
+                    other => {
+                        return Err(unreachable_db(format!(
+                            "the database asks for auth plugin {other:?}; torpor speaks mysql_native_password and caching_sha2_password"
+                        )));
+                    }
+                };
+                let mut out = Vec::new();
+                write_packet(&mut out, next, &answer);
+                conn.send(&out).await?;
+            }
+            Some(0x01) if body.get(1) == Some(&sha2_auth::FAST_AUTH_OK) => {}
+            Some(0x01) if body.get(1) == Some(&sha2_auth::PERFORM_FULL_AUTH) => {
+                return Err(unreachable_db(
+                    "the database wants caching_sha2_password full authentication, which needs TLS or its RSA key; torpor supports neither towards the backend yet: give the user mysql_native_password, or log in once directly so the server caches it",
+                ));
+            }
+            _ => return Err(unreachable_db("unexpected packet during authentication")),
+        }
+    }
+    Ok(Backend {
+        conn,
+        addr,
+        id: hs.connection_id,
+        capabilities,
+        greeting: greeting_of(&hs),
+    })
+}
+
+/// An ERR packet from the backend, to be passed on to the client.
+pub fn backend_err(body: &[u8]) -> SessionError {
+    match ErrPacket::parse(body) {
+        Ok(e) => SessionError::Backend {
+            code: e.code,
+            state: e.sql_state,
+            message: e.message,
+        },
+        Err(e) => SessionError::fatal(
+            UNKNOWN,
+            "HY000",
+            format!("malformed error from the database: {e}"),
+        ),
+    }
+}

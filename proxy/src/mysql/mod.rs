@@ -1,0 +1,51 @@
+//! MySQL/MariaDB client sessions: the glue between the wire codec, the lifecycle and the store.
+
+mod backend;
+mod change_user;
+mod checkpoint;
+mod conn;
+mod error;
+mod kill;
+mod restore;
+mod session;
+mod startup;
+mod statements;
+
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::Service;
+use startup::Start;
+
+/// Serves one accepted client connection until it closes.
+pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationToken) {
+    let start = tokio::select! {
+        s = startup::accept(io, &service) => s,
+        _ = shutdown.cancelled() => return,
+    };
+    match start {
+        Start::Session {
+            conn,
+            user,
+            hello,
+            reg,
+            seq,
+        } => {
+            session::Session::new(service, conn, user, hello, reg, seq)
+                .run(shutdown)
+                .await;
+        }
+        Start::Failed {
+            mut conn,
+            seq,
+            error,
+        } => {
+            if let Some((code, state, msg)) = error.client_report() {
+                tracing::info!(cluster = %service.name, code, error = %msg, "client login failed");
+                error::report(&mut conn, seq, code, state, &msg).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Replaying a snapshot into a fresh backend connection before the client's command runs.
+
+use protocols::mysql::command::{self, PrepareOk};
+use protocols::mysql::flow::{Flow, Kind, Reply};
+use protocols::mysql::handshake::caps;
+use protocols::mysql::packet::write_packet;
+use protocols::mysql::replay::{self, Command};
+use protocols::mysql::response::ErrPacket;
+use protocols::mysql::snapshot::MySnapshot;
+
+use super::backend::Backend;
+use super::conn::payload;
+use super::error::{SessionError, UNKNOWN};
+use super::statements::Statements;
+
+fn failed(what: &str) -> SessionError {
+    SessionError::fatal(
+        UNKNOWN,
+        "HY000",
+        format!("torpor could not restore this session after the database woke up: {what}"),
+    )
+}
+
+/// Sends the whole replay in one write and reads one response per command. Prepared statements
+/// get new backend ids under the ids the client knows; their long data is sent again.
+pub async fn restore(
+    backend: &mut Backend,
+    snap: &MySnapshot,
+    stmts: &mut Statements,
+) -> Result<(), SessionError> {
+    let commands = replay::build(snap);
+    if commands.is_empty() {
+        return Ok(());
+    }
+    let mut flow = Flow::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
+    let mut out = Vec::new();
+    for c in &commands {
+        let (body, reply) = match c {
+            Command::Query { sql, .. } => (command::query(sql), Reply::Query),
+            Command::InitDb { schema, .. } => (command::init_db(schema), Reply::Single),
+            Command::Prepare { sql, .. } => (command::stmt_prepare(sql), Reply::Prepare),
+        };
+        write_packet(&mut out, 0, &body);
+        flow.expect(reply);
+    }
+    backend.conn.send(&out).await?;
+
+    let mut done = 0;
+    let mut failure: Option<String> = None;
+    while done < commands.len() {
+        let packet = backend.conn.recv().await?;
+        let body = payload(&packet);
+        let seen = flow
+            .backend_packet(body)
+            .map_err(|e| SessionError::Protocol(format!("from the database: {e}")))?;
+        let label = || match &commands[done] {
+            Command::Query { label, .. }
+            | Command::InitDb { label, .. }
+            | Command::Prepare { label, .. } => label.clone(),
+        };
+        match seen.kind {
+            Kind::Err if failure.is_none() => {
+                let msg = ErrPacket::parse(body)
+                    .map(|e| e.message)
+                    .unwrap_or_else(|e| e.to_string());
+                failure = Some(format!("{}: {msg}", label()));
+            }
+            Kind::PrepareOk => {
+                if let Command::Prepare { id, .. } = &commands[done] {
+                    let ok = PrepareOk::parse(body)?;
+                    if let Some(st) = stmts.get_mut(*id) {
+                        st.backend_id = ok.stmt_id;
+                        st.types_unsent = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if seen.done {
+            done += 1;
+        }
+    }
+    if let Some(what) = failure {
+        return Err(failed(&what));
+    }
+    let mut out = Vec::new();
+    for (_, st) in stmts.iter_mut() {
+        for (param, data) in &st.long_data {
+            write_packet(
+                &mut out,
+                0,
+                &command::long_data(st.backend_id, *param, data),
+            );
+        }
+    }
+    if !out.is_empty() {
+        backend.conn.send(&out).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,801 @@
+//! One MySQL client connection for its whole life: attached to a backend connection, or parked
+//! with its state in the store while the database sleeps.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use controller::{CheckpointReply, DrainCmd, Resume};
+use protocols::mysql::command::{self, com, cursor};
+use protocols::mysql::flow::{Flow, Kind, Reply, Seen, status};
+use protocols::mysql::handshake::caps;
+use protocols::mysql::packet::{MAX_PAYLOAD, write_packet};
+use protocols::mysql::response::{OkPacket, SessionChange, err_packet, session_changes};
+use protocols::mysql::snapshot::{ClientInfo, MySnapshot};
+use protocols::mysql::tracked::Tracked;
+use state_store::SnapshotKey;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::backend::{self, Backend};
+use super::checkpoint::{self, Capture};
+use super::conn::{Conn, payload, seq};
+use super::error::{SessionError, UNKNOWN};
+use super::kill;
+use super::restore;
+use super::startup::Hello;
+use super::statements::Statements;
+use crate::registry::{BackendKey, Registration};
+use crate::service::{Service, User};
+
+/// While a response is outstanding, stop reading a client that keeps sending past this.
+const CLIENT_BACKLOG: usize = 1 << 20;
+
+pub struct Session {
+    service: Arc<Service>,
+    client: Conn,
+    user: Arc<User>,
+    hello: Hello,
+    reg: Registration,
+    key: SnapshotKey,
+    backend: Option<Backend>,
+    flow: Flow,
+    tracked: Tracked,
+    stmts: Statements,
+    /// Current schema, as the backend last reported it.
+    schema: Option<String>,
+    /// The command whose response is outstanding.
+    current: Current,
+    /// The last client packet had the maximum size: the next one continues it.
+    client_continues: bool,
+    /// Sequence id for torpor's own answer to the client's current command.
+    reply_seq: u8,
+    cmd_tx: mpsc::UnboundedSender<DrainCmd>,
+    cmd_rx: mpsc::UnboundedReceiver<DrainCmd>,
+    /// Snapshot is durable and we wait for the drain's Commit or Abort.
+    prepared: bool,
+    /// A snapshot of this session exists in the store.
+    saved: bool,
+    /// Whether the cluster currently counts this session as busy.
+    busy: bool,
+}
+
+#[derive(Debug, Default)]
+struct Current {
+    com: u8,
+    /// The client-visible statement id of a statement command.
+    stmt: u32,
+    cursor: bool,
+    failed: bool,
+    /// Query text, prepared statement text or schema name; the buffer is reused.
+    text: String,
+}
+
+enum Event {
+    Shutdown,
+    Killed,
+    Client(std::io::Result<usize>),
+    Backend(std::io::Result<usize>),
+    Cmd(Option<DrainCmd>),
+}
+
+pub enum Step {
+    Continue,
+    Done,
+}
+
+impl Session {
+    pub fn new(
+        service: Arc<Service>,
+        client: Conn,
+        user: Arc<User>,
+        hello: Hello,
+        reg: Registration,
+        reply_seq: u8,
+    ) -> Self {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let key = SnapshotKey {
+            cluster: service.name.clone(),
+            session: Uuid::new_v4(),
+        };
+        let schema = hello.database.clone();
+        Session {
+            service,
+            client,
+            user,
+            hello,
+            reg,
+            key,
+            backend: None,
+            flow: Flow::new(true),
+            tracked: Tracked::default(),
+            stmts: Statements::default(),
+            schema,
+            current: Current::default(),
+            client_continues: false,
+            reply_seq,
+            cmd_tx,
+            cmd_rx,
+            prepared: false,
+            saved: false,
+            busy: false,
+        }
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let result = self.serve(&shutdown).await;
+        if let Err(e) = &result {
+            if let Some((code, state, msg)) = e.client_report() {
+                super::error::report(&mut self.client, self.reply_seq, code, state, &msg).await;
+            }
+            match e {
+                SessionError::Closed => {}
+                SessionError::Fatal { code, .. } if *code == super::error::SHUTDOWN => {}
+                other => {
+                    tracing::info!(cluster = %self.service.name, session = self.reg.entry.id, error = %other, "session ended")
+                }
+            }
+        }
+        self.cleanup().await;
+    }
+
+    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), SessionError> {
+        let key = self.connect_key();
+        let known = self.service.cached_status(&key).is_some();
+        if !(known && self.service.cluster.running_backend().is_none()) {
+            // The first login with this user and schema goes to the backend, which may refuse
+            // the schema; later ones are answered from memory while the database sleeps.
+            self.attach().await?;
+            self.service.remember_status(&key, &[]);
+        }
+        let seq = self.reply_seq;
+        self.send_ok(seq).await?;
+
+        while let Step::Continue = self.step(shutdown).await? {}
+        Ok(())
+    }
+
+    fn connect_key(&self) -> Vec<(String, String)> {
+        vec![
+            ("user".into(), self.user.name.clone()),
+            (
+                "database".into(),
+                self.hello.database.clone().unwrap_or_default(),
+            ),
+        ]
+    }
+
+    async fn step(&mut self, shutdown: &CancellationToken) -> Result<Step, SessionError> {
+        if (!self.flow.busy() || self.client_continues)
+            && let Some(len) = self.client.whole_packet()?
+        {
+            let packet = self.client.rbuf.split_to(len);
+            return self.on_client_packet(packet).await;
+        }
+        let read_client = !self.flow.busy() || self.client.rbuf.len() < CLIENT_BACKLOG;
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => Event::Shutdown,
+            _ = self.reg.entry.kill.cancelled() => Event::Killed,
+            r = self.client.fill(), if read_client => Event::Client(r),
+            r = fill(self.backend.as_mut()) => Event::Backend(r),
+            c = self.cmd_rx.recv() => Event::Cmd(c),
+        };
+        match event {
+            Event::Shutdown => Err(SessionError::fatal(
+                super::error::SHUTDOWN,
+                "70100",
+                "Connection was killed: the proxy is shutting down",
+            )),
+            Event::Killed => Err(SessionError::fatal(
+                super::error::SHUTDOWN,
+                "70100",
+                "Connection was killed",
+            )),
+            Event::Client(r) => {
+                if r? == 0 {
+                    return Ok(Step::Done);
+                }
+                Ok(Step::Continue)
+            }
+            Event::Backend(r) => {
+                let n = match r {
+                    Ok(n) => n,
+                    Err(e) if self.prepared => {
+                        tracing::debug!(error = %e, "backend closed during drain");
+                        0
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if n == 0 {
+                    if self.prepared {
+                        self.park();
+                        return Ok(Step::Continue);
+                    }
+                    return Err(SessionError::fatal(
+                        2013,
+                        "HY000",
+                        "Lost connection to the database",
+                    ));
+                }
+                self.on_backend_bytes().await
+            }
+            Event::Cmd(Some(cmd)) if self.backend.is_some() => self.on_cmd(cmd).await,
+            Event::Cmd(_) => Ok(Step::Continue),
+        }
+    }
+
+    /// One whole packet from the client: a command, or the continuation of a big one.
+    async fn on_client_packet(&mut self, mut packet: BytesMut) -> Result<Step, SessionError> {
+        self.reply_seq = seq(&packet).wrapping_add(1);
+        let full = payload(&packet).len() == MAX_PAYLOAD;
+        if std::mem::replace(&mut self.client_continues, full) {
+            if let Some(b) = self.backend.as_mut() {
+                b.conn.send(&packet).await?;
+            }
+            return Ok(Step::Continue);
+        }
+        let Some(&cmd) = payload(&packet).first() else {
+            return Err(SessionError::Protocol("empty command packet".into()));
+        };
+        match cmd {
+            // A client saying goodbye is not activity: it must not wake the database.
+            com::QUIT => return Ok(Step::Done),
+            com::PING if self.backend.is_none() => {
+                let seq = self.reply_seq;
+                self.send_ok(seq).await?;
+                return Ok(Step::Continue);
+            }
+            com::STMT_CLOSE => {
+                let id = command::stmt_id(payload(&packet)).unwrap_or(0);
+                if let (Some(st), Some(b)) = (self.stmts.remove(id), self.backend.as_mut()) {
+                    command::set_stmt_id(&mut packet[4..], st.backend_id);
+                    b.conn.send(&packet).await?;
+                }
+                return Ok(Step::Continue);
+            }
+            com::STMT_SEND_LONG_DATA => return self.on_long_data(packet).await,
+            com::STMT_EXECUTE | com::STMT_FETCH | com::STMT_RESET => {
+                let id = command::stmt_id(payload(&packet)).unwrap_or(0);
+                if self.stmts.get(id).is_none() {
+                    let name = match cmd {
+                        com::STMT_EXECUTE => "mysqld_stmt_execute",
+                        com::STMT_FETCH => "mysqld_stmt_fetch",
+                        _ => "mysqld_stmt_reset",
+                    };
+                    return self
+                        .local_err(
+                            1243,
+                            "HY000",
+                            &format!("Unknown prepared statement handler ({id}) given to {name}"),
+                        )
+                        .await;
+                }
+            }
+            com::CHANGE_USER => return self.change_user(&packet).await,
+            com::QUERY
+            | com::INIT_DB
+            | com::FIELD_LIST
+            | com::PING
+            | com::STATISTICS
+            | com::PROCESS_INFO
+            | com::PROCESS_KILL
+            | com::DEBUG
+            | com::REFRESH
+            | com::CREATE_DB
+            | com::DROP_DB
+            | com::STMT_PREPARE
+            | com::SET_OPTION
+            | com::RESET_CONNECTION => {}
+            _ => {
+                return self.local_err(1047, "08S01", "Unknown command").await;
+            }
+        }
+        if cmd == com::QUERY || cmd == com::PROCESS_KILL {
+            match kill::route(&self.service, payload(&packet)) {
+                kill::Route::Forward => {}
+                kill::Route::Rewrite(p) => {
+                    packet.truncate(4);
+                    packet.extend_from_slice(&p);
+                }
+                kill::Route::Done => {
+                    let seq = self.reply_seq;
+                    self.send_ok(seq).await?;
+                    return Ok(Step::Continue);
+                }
+            }
+        }
+        self.forward_command(packet).await
+    }
+
+    async fn forward_command(&mut self, mut packet: BytesMut) -> Result<Step, SessionError> {
+        if self.backend.is_none() {
+            self.attach().await?;
+        }
+        self.reg.entry.set_found_blocker(None);
+        if self.prepared {
+            self.prepared = false;
+            if self.service.cluster.resume() == Resume::Parked {
+                // Too late to call the drain off: our snapshot is durable, so park and wake
+                // again; the command goes to the new backend.
+                self.park();
+                self.attach().await?;
+            }
+        } else {
+            self.service.cluster.client_activity();
+        }
+        let body = payload(&packet);
+        let cmd = body[0];
+        self.current.com = cmd;
+        self.current.failed = false;
+        self.current.cursor = false;
+        self.current.stmt = 0;
+        self.current.text.clear();
+        let reply = match cmd {
+            com::QUERY | com::STMT_PREPARE | com::INIT_DB => {
+                self.current
+                    .text
+                    .push_str(&String::from_utf8_lossy(&body[1..]));
+                match cmd {
+                    com::QUERY => Reply::Query,
+                    com::STMT_PREPARE => Reply::Prepare,
+                    _ => Reply::Single,
+                }
+            }
+            com::STMT_EXECUTE => {
+                if !self.rewrite_execute(&mut packet)? {
+                    return self
+                        .local_err(
+                            1210,
+                            "HY000",
+                            "Incorrect arguments to mysqld_stmt_execute: no parameter types were ever bound",
+                        )
+                        .await;
+                }
+                Reply::Execute
+            }
+            com::STMT_FETCH => {
+                self.remap_stmt(&mut packet);
+                Reply::Fetch
+            }
+            com::STMT_RESET => {
+                self.remap_stmt(&mut packet);
+                Reply::Single
+            }
+            com::FIELD_LIST => Reply::FieldList,
+            com::STATISTICS => Reply::Text,
+            com::PROCESS_INFO => Reply::Query,
+            com::SET_OPTION => {
+                self.current.stmt = u32::from(body.get(1).copied().unwrap_or(0));
+                Reply::Single
+            }
+            _ => Reply::Single,
+        };
+        self.flow.expect(reply);
+        self.client_continues = payload(&packet).len() == MAX_PAYLOAD;
+        // Busy before the backend can answer, so nobody sees a stale idle state.
+        self.update_busy();
+        if let Some(b) = self.backend.as_mut() {
+            b.conn.send(&packet).await?;
+        }
+        Ok(Step::Continue)
+    }
+
+    fn remap_stmt(&mut self, packet: &mut BytesMut) {
+        let id = command::stmt_id(payload(packet)).unwrap_or(0);
+        self.current.stmt = id;
+        if let Some(st) = self.stmts.get(id) {
+            command::set_stmt_id(&mut packet[4..], st.backend_id);
+        }
+    }
+
+    /// Maps the statement id, remembers bound types, and re-sends them to a backend statement
+    /// that hasn't seen them (one prepared again by a restore). Returns false when the execute
+    /// must not reach the backend: MariaDB 10.11 crashes on an execute without types for a
+    /// statement that never had any.
+    fn rewrite_execute(&mut self, packet: &mut BytesMut) -> Result<bool, SessionError> {
+        let id = command::stmt_id(payload(packet)).unwrap_or(0);
+        self.current.stmt = id;
+        let Some(st) = self.stmts.get_mut(id) else {
+            return Ok(true);
+        };
+        let exec = command::parse_execute(payload(packet), st.num_params)?;
+        self.current.cursor = exec.flags & cursor::READ_ONLY != 0;
+        if let Some(types) = exec.types {
+            st.types = Some(types.to_vec());
+            st.types_unsent = false;
+        } else if st.num_params > 0 && st.types_unsent {
+            let Some(types) = &st.types else {
+                return Ok(false);
+            };
+            let rewritten = command::execute_with_types(payload(packet), st.num_params, types)?;
+            if rewritten.len() >= MAX_PAYLOAD {
+                return Ok(false);
+            }
+            let s = seq(packet);
+            let mut out = Vec::with_capacity(rewritten.len() + 4);
+            write_packet(&mut out, s, &rewritten);
+            packet.clear();
+            packet.extend_from_slice(&out);
+            st.types_unsent = false;
+        }
+        // The server forgets long data once the statement runs.
+        st.long_data.clear();
+        command::set_stmt_id(&mut packet[4..], st.backend_id);
+        Ok(true)
+    }
+
+    async fn on_long_data(&mut self, mut packet: BytesMut) -> Result<Step, SessionError> {
+        let (id, param, data) = command::parse_long_data(payload(&packet))?;
+        let Some(st) = self.stmts.get_mut(id) else {
+            // The server ignores long data for unknown statements until the execute fails.
+            return Ok(Step::Continue);
+        };
+        st.long_data.push((param, data.to_vec()));
+        let backend_id = st.backend_id;
+        // No answer is due, and a restore re-sends what was recorded: no need to wake.
+        if let Some(b) = self.backend.as_mut() {
+            command::set_stmt_id(&mut packet[4..], backend_id);
+            b.conn.send(&packet).await?;
+        }
+        Ok(Step::Continue)
+    }
+
+    async fn on_backend_bytes(&mut self) -> Result<Step, SessionError> {
+        let Some(b) = self.backend.as_mut() else {
+            return Ok(Step::Continue);
+        };
+        let strip = self.hello.capabilities & caps::SESSION_TRACK == 0;
+        let mut out = BytesMut::new();
+        let mut finished = None;
+        while let Some(len) = b.conn.whole_packet()? {
+            let mut packet = b.conn.rbuf.split_to(len);
+            let seen = self
+                .flow
+                .backend_packet(payload(&packet))
+                .map_err(|e| SessionError::Protocol(format!("from the database: {e}")))?;
+            match seen.kind {
+                Kind::Ok if seen.status.unwrap_or(0) & status::SESSION_STATE_CHANGED != 0 => {
+                    let ok = OkPacket::parse(payload(&packet), b.capabilities)?;
+                    for change in session_changes(&ok.session_state)? {
+                        if let SessionChange::Schema(s) = change {
+                            self.schema = (!s.is_empty()).then_some(s);
+                        }
+                    }
+                    if strip {
+                        let body =
+                            protocols::mysql::response::strip_session_track(payload(&packet))?;
+                        let mut buf = Vec::with_capacity(body.len() + 4);
+                        write_packet(&mut buf, seq(&packet), &body);
+                        out.extend_from_slice(&buf);
+                    } else {
+                        out.extend_from_slice(&packet);
+                    }
+                }
+                Kind::PrepareOk => {
+                    let ok = command::PrepareOk::parse(payload(&packet))?;
+                    let id = self.stmts.add(
+                        ok.stmt_id,
+                        self.current.text.clone(),
+                        self.schema.clone(),
+                        ok.num_params,
+                    );
+                    command::set_prepare_ok_id(&mut packet[4..], id);
+                    out.extend_from_slice(&packet);
+                }
+                Kind::Err => {
+                    self.current.failed = true;
+                    out.extend_from_slice(&packet);
+                }
+                _ => out.extend_from_slice(&packet),
+            }
+            if seen.done {
+                // One command at a time: at most one response ends per read.
+                finished = Some(seen);
+            }
+        }
+        if let Some(seen) = finished {
+            self.complete(&seen);
+            // Idle before the client learns its command is done, so what it asks next (the
+            // admin API, a drain) sees the state it was told.
+            self.update_busy();
+        }
+        self.client.send(&out).await?;
+        Ok(Step::Continue)
+    }
+
+    /// The response to the current command has ended: record what it changed.
+    fn complete(&mut self, seen: &Seen) {
+        let ok = !self.current.failed;
+        let st = seen.status.unwrap_or(0);
+        match self.current.com {
+            com::QUERY => self
+                .tracked
+                .observe(&self.current.text, self.schema.as_deref(), ok),
+            com::INIT_DB if ok => self.schema = Some(self.current.text.clone()),
+            com::STMT_PREPARE if ok => self
+                .tracked
+                .observe_prepared(&self.current.text, self.schema.as_deref()),
+            com::STMT_EXECUTE => {
+                if let Some(s) = self.stmts.get_mut(self.current.stmt) {
+                    s.cursor_open = ok && self.current.cursor && st & status::CURSOR_EXISTS != 0;
+                }
+            }
+            com::STMT_FETCH => {
+                if let Some(s) = self.stmts.get_mut(self.current.stmt)
+                    && (!ok || st & status::LAST_ROW_SENT != 0)
+                {
+                    s.cursor_open = false;
+                }
+            }
+            com::STMT_RESET if ok => {
+                if let Some(s) = self.stmts.get_mut(self.current.stmt) {
+                    s.cursor_open = false;
+                    s.long_data.clear();
+                }
+            }
+            com::RESET_CONNECTION if ok => {
+                self.tracked.reset();
+                self.stmts.clear();
+            }
+            com::SET_OPTION if ok => {
+                // COM_SET_OPTION 0 turns multi-statements on, 1 off; a new backend connection
+                // must start the same way.
+                if self.current.stmt == 0 {
+                    self.hello.capabilities |= caps::MULTI_STATEMENTS;
+                } else {
+                    self.hello.capabilities &= !caps::MULTI_STATEMENTS;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Step, SessionError> {
+        match cmd {
+            DrainCmd::Checkpoint(reply) => {
+                let answer = self.checkpoint().await;
+                let reply_value = match answer {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let why = format!("session {}: {e}", self.reg.entry.id);
+                        self.reg.entry.set_found_blocker(Some(why.clone()));
+                        let _ = reply.send(CheckpointReply::Blocked(why));
+                        return match e {
+                            SessionError::Io(_) | SessionError::Closed => Err(e),
+                            _ => Ok(Step::Continue),
+                        };
+                    }
+                };
+                self.prepared = reply_value == CheckpointReply::Ready;
+                let _ = reply.send(reply_value);
+            }
+            DrainCmd::Commit => {
+                if self.prepared {
+                    self.park();
+                }
+            }
+            DrainCmd::Abort => self.prepared = false,
+        }
+        Ok(Step::Continue)
+    }
+
+    fn blocker(&self) -> Option<&'static str> {
+        self.backend.as_ref()?;
+        if self.flow.busy() || self.client_continues {
+            Some("query in progress")
+        } else if self.flow.in_transaction() {
+            Some("open transaction")
+        } else if self.tracked.table_locks() {
+            Some("LOCK TABLES")
+        } else if self.stmts.any_cursor_open() {
+            Some("open cursor")
+        } else {
+            None
+        }
+    }
+
+    /// Captures this session's state and puts it durably, or says why it can't.
+    async fn checkpoint(&mut self) -> Result<CheckpointReply, SessionError> {
+        let id = self.reg.entry.id;
+        if let Some(why) = self.blocker() {
+            return Ok(CheckpointReply::Blocked(format!("session {id}: {why}")));
+        }
+        let Some(b) = self.backend.as_mut() else {
+            return Ok(CheckpointReply::Ready);
+        };
+        let mut snap = match checkpoint::capture(b, &self.tracked).await? {
+            Capture::Blocked(why) => {
+                let why = format!("session {id}: {}", why.join(", "));
+                self.reg.entry.set_found_blocker(Some(why.clone()));
+                return Ok(CheckpointReply::Blocked(why));
+            }
+            Capture::Snapshot(s) => s,
+        };
+        snap.client = ClientInfo {
+            capabilities: self.hello.capabilities,
+            charset: self.hello.charset,
+            user: self.user.name.clone(),
+            database: self.hello.database.clone(),
+        };
+        snap.statements = self.stmts.snapshot();
+        self.service
+            .store
+            .put(&self.key, &*snap)
+            .await
+            .map_err(|e| {
+                SessionError::fatal(UNKNOWN, "HY000", format!("snapshot put failed: {e}"))
+            })?;
+        self.saved = true;
+        Ok(CheckpointReply::Ready)
+    }
+
+    /// Drops the backend connection; the snapshot in the store now holds the session.
+    fn park(&mut self) {
+        self.prepared = false;
+        self.backend = None;
+        self.flow.reset();
+        self.service.cluster.unregister(self.reg.entry.id);
+        self.reg.entry.set_backend(None);
+        self.update_busy();
+    }
+
+    /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
+    async fn attach(&mut self) -> Result<(), SessionError> {
+        let id = self.reg.entry.id;
+        let info = self
+            .service
+            .cluster
+            .wake(Some((id, self.cmd_tx.clone())))
+            .await
+            .map_err(|e| {
+                SessionError::fatal(
+                    UNKNOWN,
+                    "08S01",
+                    format!("could not wake the database: {e}"),
+                )
+            })?;
+        let result = self.connect_and_restore(info.addr).await;
+        if result.is_err() {
+            self.service.cluster.unregister(id);
+        }
+        result
+    }
+
+    async fn connect_and_restore(
+        &mut self,
+        addr: std::net::SocketAddr,
+    ) -> Result<(), SessionError> {
+        // A restore sets the schema itself; a first connection starts in the client's.
+        let database = if self.saved {
+            None
+        } else {
+            self.schema.clone()
+        };
+        let mut b = backend::connect(
+            addr,
+            &self.hello,
+            &self.user.name,
+            &self.user.password,
+            database.as_deref(),
+        )
+        .await?;
+        self.service.remember_greeting(b.greeting.clone());
+        if self.saved {
+            let snap: MySnapshot = self.service.store.get(&self.key).await.map_err(|e| {
+                SessionError::fatal(
+                    UNKNOWN,
+                    "HY000",
+                    format!(
+                        "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
+                    ),
+                )
+            })?;
+            restore::restore(&mut b, &snap, &mut self.stmts).await?;
+            self.tracked.after_replay();
+        }
+        self.flow = Flow::new(b.capabilities & caps::DEPRECATE_EOF != 0);
+        self.reg.entry.set_backend(Some(BackendKey {
+            addr: b.addr,
+            pid: b.id as i32,
+            secret: 0,
+        }));
+        self.backend = Some(b);
+        Ok(())
+    }
+
+    /// COM_CHANGE_USER: check the new user's password here, then start over on a fresh
+    /// backend connection as that user (the server would reset the session the same way).
+    async fn change_user(&mut self, packet: &[u8]) -> Result<Step, SessionError> {
+        let req = super::change_user::parse(payload(packet), self.hello.capabilities)?;
+        let seq = self.reply_seq;
+        let (user, next) = super::change_user::authenticate(
+            &mut self.client,
+            &self.service,
+            &req,
+            seq,
+            &self.hello.host,
+        )
+        .await?;
+        self.reply_seq = next;
+        if let Some(b) = self.backend.as_mut() {
+            let mut out = Vec::new();
+            write_packet(&mut out, 0, &command::quit());
+            let _ = b.conn.send(&out).await;
+        }
+        self.park();
+        if self.saved {
+            self.saved = false;
+            if let Err(e) = self.service.store.delete(&self.key).await {
+                tracing::warn!(cluster = %self.service.name, error = %e, "could not delete the snapshot of a reset session");
+            }
+        }
+        self.tracked.reset();
+        self.stmts.clear();
+        self.user = user;
+        self.hello.database = req.database.clone();
+        if let Some(cs) = req.charset {
+            self.hello.charset = cs;
+        }
+        self.schema = req.database;
+        self.attach().await?;
+        let seq = self.reply_seq;
+        self.send_ok(seq).await?;
+        Ok(Step::Continue)
+    }
+
+    async fn send_ok(&mut self, seq: u8) -> Result<(), SessionError> {
+        let ok = OkPacket {
+            status: self.flow.status() & (status::AUTOCOMMIT | status::IN_TRANS),
+            ..OkPacket::default()
+        };
+        let mut body = Vec::new();
+        ok.write(0x00, self.hello.capabilities, &mut body);
+        let mut out = Vec::new();
+        write_packet(&mut out, seq, &body);
+        self.client.send(&out).await?;
+        Ok(())
+    }
+
+    async fn local_err(&mut self, code: u16, state: &str, msg: &str) -> Result<Step, SessionError> {
+        let mut out = Vec::new();
+        write_packet(&mut out, self.reply_seq, &err_packet(code, state, msg));
+        self.client.send(&out).await?;
+        Ok(Step::Continue)
+    }
+
+    fn update_busy(&mut self) {
+        let blocker = self.blocker();
+        self.reg.entry.set_blocker(blocker);
+        let busy = blocker.is_some();
+        if busy != self.busy {
+            self.busy = busy;
+            if busy {
+                self.service.cluster.busy_start();
+            } else {
+                self.service.cluster.busy_end();
+            }
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        if let Some(b) = self.backend.as_mut() {
+            let mut out = Vec::new();
+            write_packet(&mut out, 0, &command::quit());
+            let _ = b.conn.send(&out).await;
+        }
+        self.park();
+        if self.saved
+            && let Err(e) = self.service.store.delete(&self.key).await
+        {
+            tracing::warn!(cluster = %self.service.name, error = %e, "could not delete snapshot of a closed session");
+        }
+    }
+}
+
+/// Reads from the backend, or never completes while parked.
+async fn fill(backend: Option<&mut Backend>) -> std::io::Result<usize> {
+    match backend {
+        Some(b) => b.conn.fill().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,255 @@
+//! The client side of connection setup: torpor greets the client as the server would, and
+//! checks the password itself, so a wrong password never wakes the database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocols::auth::mysql as auth;
+use protocols::mysql::handshake::{
+    self, AuthSwitch, CACHING_SHA2_PASSWORD, Handshake, HandshakeResponse, NATIVE_PASSWORD, caps,
+    sha2_auth,
+};
+use protocols::mysql::packet::write_packet;
+use tokio::net::TcpStream;
+
+use super::conn::{Conn, payload, seq};
+use super::error::{ACCESS_DENIED, SessionError};
+use crate::registry::Registration;
+use crate::service::{Greeting, Service, User};
+
+/// Capabilities torpor offers clients (further limited by what the backend offers). No TLS and
+/// no compression yet; no LOCAL INFILE, whose file requests would come from the backend.
+pub const OFFERED: u32 = caps::LONG_PASSWORD
+    | caps::FOUND_ROWS
+    | caps::LONG_FLAG
+    | caps::CONNECT_WITH_DB
+    | caps::IGNORE_SPACE
+    | caps::PROTOCOL_41
+    | caps::INTERACTIVE
+    | caps::TRANSACTIONS
+    | caps::SECURE_CONNECTION
+    | caps::MULTI_STATEMENTS
+    | caps::MULTI_RESULTS
+    | caps::PS_MULTI_RESULTS
+    | caps::PLUGIN_AUTH
+    | caps::CONNECT_ATTRS
+    | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | caps::SESSION_TRACK
+    | caps::DEPRECATE_EOF;
+
+/// Server status AUTOCOMMIT, as a fresh session has it.
+const AUTOCOMMIT: u16 = 0x0002;
+
+/// What the client asked for at connect time; a new backend connection is opened with it.
+#[derive(Debug, Clone)]
+pub struct Hello {
+    /// Capabilities agreed with the client.
+    pub capabilities: u32,
+    pub charset: u8,
+    pub max_packet: u32,
+    pub database: Option<String>,
+    pub attrs: Vec<(String, String)>,
+    pub host: String,
+}
+
+pub enum Start {
+    Session {
+        conn: Conn,
+        user: Arc<User>,
+        hello: Hello,
+        reg: Registration,
+        /// Sequence id for the packet that ends the connection phase.
+        seq: u8,
+    },
+    Failed {
+        conn: Conn,
+        seq: u8,
+        error: SessionError,
+    },
+}
+
+pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
+    let host = io
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let mut conn = Conn::new(io);
+    let greeting = match greeting(service).await {
+        Ok(g) => g,
+        Err(error) => {
+            return Start::Failed {
+                conn,
+                seq: 0,
+                error,
+            };
+        }
+    };
+    let (id, reg) = service.registry.register_mysql(&service.name);
+    let scramble = scramble();
+    let offered = OFFERED & (greeting.capabilities | caps::LONG_PASSWORD);
+    let hs = Handshake {
+        server_version: greeting.version.clone(),
+        connection_id: id,
+        scramble: scramble.to_vec(),
+        capabilities: offered,
+        charset: greeting.charset,
+        status: AUTOCOMMIT,
+        auth_plugin: NATIVE_PASSWORD.into(),
+        mariadb_caps: 0,
+    };
+    let mut payload_buf = Vec::new();
+    hs.write(&mut payload_buf);
+    let mut out = Vec::new();
+    write_packet(&mut out, 0, &payload_buf);
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        authenticate(&mut conn, service, &out, &scramble, offered, host),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err((
+            0,
+            SessionError::fatal(
+                1158,
+                "08S01",
+                "timed out waiting for the client's handshake",
+            ),
+        ))
+    });
+    match result {
+        Ok((user, hello, seq)) => Start::Session {
+            conn,
+            user,
+            hello,
+            reg,
+            seq,
+        },
+        Err((seq, error)) => Start::Failed { conn, seq, error },
+    }
+}
+
+/// The greeting to show: what the backend said last time, or (once per torpor process) what it
+/// says now, which may mean waking it.
+async fn greeting(service: &Service) -> Result<Greeting, SessionError> {
+    if let Some(g) = service.greeting() {
+        return Ok(g);
+    }
+    let info = service.cluster.wake(None).await.map_err(|e| {
+        SessionError::fatal(
+            super::error::UNKNOWN,
+            "08S01",
+            format!("could not wake the database: {e}"),
+        )
+    })?;
+    let g = super::backend::probe(info.addr).await?;
+    service.remember_greeting(g.clone());
+    Ok(g)
+}
+
+type AuthResult = Result<(Arc<User>, Hello, u8), (u8, SessionError)>;
+
+async fn authenticate(
+    conn: &mut Conn,
+    service: &Service,
+    greeting: &[u8],
+    scramble: &[u8; 20],
+    offered: u32,
+    host: String,
+) -> AuthResult {
+    let io_err = |e: SessionError| (0u8, e);
+    conn.send(greeting)
+        .await
+        .map_err(|e| io_err(SessionError::from(e)))?;
+    let packet = conn.recv().await.map_err(io_err)?;
+    let mut next = seq(&packet).wrapping_add(1);
+    let body = payload(&packet);
+    if handshake::is_ssl_request(body) {
+        return Err((
+            next,
+            SessionError::fatal(
+                1043,
+                "08S01",
+                "torpor does not offer TLS on this port; connect without SSL",
+            ),
+        ));
+    }
+    let resp = HandshakeResponse::parse(body).map_err(|e| (next, SessionError::from(e)))?;
+    if resp.capabilities & caps::COMPRESS != 0 {
+        return Err((
+            next,
+            SessionError::fatal(1043, "08S01", "compression was not offered"),
+        ));
+    }
+    let user = service.user(&resp.username);
+    let plugin = resp.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD);
+    let mut response = resp.auth_response.clone();
+    let mut used_plugin = plugin.to_string();
+    if plugin != NATIVE_PASSWORD && plugin != CACHING_SHA2_PASSWORD {
+        // Ask the client for a mysql_native_password answer to the same scramble.
+        let mut p = Vec::new();
+        AuthSwitch {
+            plugin: NATIVE_PASSWORD.into(),
+            data: scramble.to_vec(),
+        }
+        .write(&mut p);
+        let mut out = Vec::new();
+        write_packet(&mut out, next, &p);
+        conn.send(&out)
+            .await
+            .map_err(|e| (next, SessionError::from(e)))?;
+        let answer = conn.recv().await.map_err(|e| (next, e))?;
+        next = seq(&answer).wrapping_add(1);
+        response = payload(&answer).to_vec();
+        used_plugin = NATIVE_PASSWORD.into();
+    }
+    let ok = user.as_ref().is_some_and(|u| {
+        let pw = u.password.as_bytes();
+        if used_plugin == CACHING_SHA2_PASSWORD {
+            auth::sha2_verify(pw, scramble, &response)
+        } else {
+            auth::native_verify(pw, scramble, &response)
+        }
+    });
+    let Some(user) = user.filter(|_| ok) else {
+        return Err((
+            next,
+            SessionError::fatal(
+                ACCESS_DENIED,
+                "28000",
+                format!(
+                    "Access denied for user '{}'@'{}' (using password: {})",
+                    resp.username,
+                    host,
+                    if response.is_empty() { "NO" } else { "YES" }
+                ),
+            ),
+        ));
+    };
+    if used_plugin == CACHING_SHA2_PASSWORD {
+        // torpor always knows the password, so the fast path decides; the full-auth path (RSA
+        // or TLS) is never needed on this side.
+        let mut out = Vec::new();
+        next = write_packet(&mut out, next, &[0x01, sha2_auth::FAST_AUTH_OK]);
+        conn.send(&out)
+            .await
+            .map_err(|e| (next, SessionError::from(e)))?;
+    }
+    let hello = Hello {
+        capabilities: resp.capabilities & offered,
+        charset: resp.charset,
+        max_packet: resp.max_packet,
+        database: resp.database.filter(|d| !d.is_empty()),
+        attrs: resp.attrs,
+        host,
+    };
+    Ok((user, hello, next))
+}
+
+/// 20 random printable bytes: the nonce both auth plugins hash the password with.
+fn scramble() -> [u8; 20] {
+    let mut s = [0u8; 20];
+    for b in &mut s {
+        *b = rand::random_range(33..127);
+    }
+    s
+}
