@@ -13,4 +13,5 @@ pub mod rows;
 pub mod snapshot;
 pub mod sql;
 pub mod tracked;
+pub mod txn;
 pub mod uservars;

@@ -143,14 +143,14 @@ pub(crate) struct Token {
 }
 
 impl Token {
-    fn word<'a>(&self, sql: &'a str) -> Option<&'a str> {
+    pub(crate) fn word<'a>(&self, sql: &'a str) -> Option<&'a str> {
         match self.tok {
             Tok::Word => sql.get(self.start..self.end),
             _ => None,
         }
     }
 
-    fn is_kw(&self, sql: &str, kw: &str) -> bool {
+    pub(crate) fn is_kw(&self, sql: &str, kw: &str) -> bool {
         self.word(sql).is_some_and(|w| w.eq_ignore_ascii_case(kw))
     }
 

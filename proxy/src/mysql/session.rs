@@ -12,6 +12,7 @@ use protocols::mysql::packet::{MAX_PAYLOAD, write_packet};
 use protocols::mysql::response::{OkPacket, SessionChange, err_packet, session_changes};
 use protocols::mysql::snapshot::{ClientInfo, MySnapshot};
 use protocols::mysql::tracked::Tracked;
+use protocols::mysql::txn::{self, TxnEffect};
 use state_store::SnapshotKey;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,11 @@ pub struct Session {
     stmts: Statements,
     /// Current schema, as the backend last reported it.
     schema: Option<String>,
+    /// The open transaction was started on purpose (BEGIN), or has run something that may
+    /// have written: it can't be dropped. A transaction that autocommit=0 opened for reads
+    /// only can.
+    txn_explicit: bool,
+    txn_dirty: bool,
     /// The command whose response is outstanding.
     current: Current,
     /// The last client packet had the maximum size: the next one continues it.
@@ -111,6 +117,8 @@ impl Session {
             tracked: Tracked::default(),
             stmts: Statements::default(),
             schema,
+            txn_explicit: false,
+            txn_dirty: false,
             current: Current::default(),
             client_continues: false,
             reply_seq,
@@ -507,6 +515,7 @@ impl Session {
     fn complete(&mut self, seen: &Seen) {
         let ok = !self.current.failed;
         let st = seen.status.unwrap_or(0);
+        self.note_transaction();
         match self.current.com {
             com::QUERY => self
                 .tracked
@@ -579,11 +588,41 @@ impl Session {
         Ok(Step::Continue)
     }
 
+    /// Keeps `txn_explicit`/`txn_dirty` in step with the transaction the backend reports.
+    fn note_transaction(&mut self) {
+        if !self.flow.in_transaction() {
+            self.txn_explicit = false;
+            self.txn_dirty = false;
+            return;
+        }
+        let effect = match self.current.com {
+            com::QUERY => txn::effect(&self.current.text),
+            com::STMT_EXECUTE => match self.stmts.get(self.current.stmt) {
+                Some(s) if !s.writes => TxnEffect::Reads,
+                _ => TxnEffect::Writes,
+            },
+            com::STMT_FETCH
+            | com::STMT_PREPARE
+            | com::STMT_RESET
+            | com::PING
+            | com::INIT_DB
+            | com::FIELD_LIST
+            | com::STATISTICS
+            | com::SET_OPTION => TxnEffect::Reads,
+            _ => TxnEffect::Writes,
+        };
+        match effect {
+            TxnEffect::Reads => {}
+            TxnEffect::Writes => self.txn_dirty = true,
+            TxnEffect::Begins => self.txn_explicit = true,
+        }
+    }
+
     fn blocker(&self) -> Option<&'static str> {
         self.backend.as_ref()?;
         if self.flow.busy() || self.client_continues {
             Some("query in progress")
-        } else if self.flow.in_transaction() {
+        } else if self.flow.in_transaction() && (self.txn_explicit || self.txn_dirty) {
             Some("open transaction")
         } else if self.tracked.table_locks() {
             Some("LOCK TABLES")

@@ -12,6 +12,8 @@ pub struct Statement {
     pub sql: String,
     pub schema: Option<String>,
     pub num_params: u16,
+    /// Running it may leave uncommitted changes or row locks in an open transaction.
+    pub writes: bool,
     /// Parameter types the client bound last (2 bytes per parameter).
     pub types: Option<Vec<u8>>,
     /// The current backend statement hasn't been given parameter types yet (new, or prepared
@@ -46,6 +48,8 @@ impl Statements {
             self.next_id,
             Statement {
                 backend_id,
+                writes: protocols::mysql::txn::effect(&sql)
+                    != protocols::mysql::txn::TxnEffect::Reads,
                 sql,
                 schema,
                 num_params: params,
