@@ -234,6 +234,19 @@ impl Session {
 
     /// One whole packet from the client: a command, or the continuation of a big one.
     async fn on_client_packet(&mut self, mut packet: BytesMut) -> Result<Step, SessionError> {
+        let expected = if self.client_continues {
+            self.reply_seq
+        } else {
+            0
+        };
+        if seq(&packet) != expected {
+            // What the server does too: a client that lost count can't be followed further.
+            return Err(SessionError::fatal(
+                1156,
+                "08S01",
+                "Got packets out of order",
+            ));
+        }
         self.reply_seq = seq(&packet).wrapping_add(1);
         let full = payload(&packet).len() == MAX_PAYLOAD;
         if std::mem::replace(&mut self.client_continues, full) {
