@@ -84,15 +84,32 @@ pub fn code(e: &mysql_async::Error) -> Option<u16> {
     }
 }
 
-/// Every row of a query, each as the debug form of its values (exact bytes, for comparisons).
+/// Every row of a query, each cell in full (text quoted, other bytes in hex), for comparisons.
 pub async fn rows(c: &mut Conn, sql: &str) -> Vec<String> {
     let rows: Vec<mysql_async::Row> = tokio::time::timeout(SLOW, c.query(sql))
         .await
         .unwrap_or_else(|_| panic!("{sql}: timed out"))
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     rows.into_iter()
-        .map(|r| format!("{:?}", r.unwrap()))
+        .map(|r| {
+            let cells: Vec<String> = r
+                .unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    mysql_async::Value::Bytes(b) => match String::from_utf8(b) {
+                        Ok(s) => format!("{s:?}"),
+                        Err(e) => format!("x{}", hex(e.as_bytes())),
+                    },
+                    other => other.as_sql(true),
+                })
+                .collect();
+            cells.join(" | ")
+        })
         .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
 /// Runs a statement that may fail; the error is returned for the test to check.
@@ -109,6 +126,19 @@ pub async fn exec_err(c: &mut Conn, sql: &str) -> (u16, String) {
         Err(mysql_async::Error::Server(s)) => (s.code, s.message),
         Err(e) => panic!("{sql}: not a server error: {e:?}"),
     }
+}
+
+/// Connects without the queries mysql_async runs after login (@@max_allowed_packet and
+/// @@wait_timeout): such a connection sends nothing until the test does, so it doesn't wake a
+/// sleeping cluster.
+pub async fn connect_quiet(addr: SocketAddr, db: Option<&str>) -> Conn {
+    let o = opts(addr, crate::harness::USER, crate::harness::PASSWORD, db)
+        .max_allowed_packet(Some(16 << 20))
+        .wait_timeout(Some(28800));
+    tokio::time::timeout(SLOW, Conn::new(o))
+        .await
+        .expect("mysql connect timed out")
+        .unwrap_or_else(|e| panic!("mysql connect: {e}"))
 }
 
 impl TestEnv {

@@ -1,0 +1,383 @@
+//! The MySQL cluster lifecycle as clients and operators see it: repeated sleeps, blockers that
+//! refuse a drain, KILL with the id a client was given, the admin API and metrics, and real
+//! command-line clients (mariadb, mariadb-slap) across a forced sleep.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use torpor_tests::harness::{Opts, PASSWORD, SLOW, TestEnv, USER, assert_pid_gone};
+use torpor_tests::mysql::{connect_quiet, exec, text, value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_sleep_wake_cycles_without_client_errors() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut c = env.my().await;
+    exec(
+        &mut c,
+        "CREATE TEMPORARY TABLE log (i INT PRIMARY KEY, conn BIGINT)",
+    )
+    .await;
+    exec(&mut c, "SET @tag = 'cycler'").await;
+    exec(
+        &mut c,
+        "PREPARE bump FROM 'INSERT INTO log VALUES (?, CONNECTION_ID())'",
+    )
+    .await;
+    let stmt = c
+        .prep("SELECT COUNT(*), COALESCE(SUM(i), 0) FROM log")
+        .await
+        .unwrap();
+    let wakes0 = env.metric("torpor_wakes_total").await;
+    let drains0 = env.metric("torpor_drains_total").await;
+    let mut pids = Vec::new();
+    for i in 0..10i64 {
+        c.query_drop(format!("SET @i = {i}"))
+            .await
+            .unwrap_or_else(|e| panic!("cycle {i}: {e}"));
+        c.query_drop("EXECUTE bump USING @i")
+            .await
+            .unwrap_or_else(|e| panic!("cycle {i}: {e}"));
+        let row: Option<(i64, i64)> = c
+            .exec_first(&stmt, ())
+            .await
+            .unwrap_or_else(|e| panic!("cycle {i}: {e}"));
+        assert_eq!(row, Some((i + 1, i * (i + 1) / 2)), "cycle {i}");
+        assert_eq!(text(&mut c, "SELECT @tag").await, "cycler", "cycle {i}");
+        let pid = env.backend_pid().await.expect("running");
+        pids.push(pid);
+        env.sleep_ok().await;
+        assert_pid_gone(pid);
+    }
+    // Every cycle ran on its own mariadbd.
+    assert_eq!(text(&mut c, "SELECT COUNT(*) FROM log").await, "10");
+    let mut distinct = pids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 10, "{pids:?}");
+    assert_eq!(env.metric("torpor_drains_total").await - drains0, 10.0);
+    assert_eq!(env.metric("torpor_wakes_total").await - wakes0, 10.0);
+    c.ping().await.unwrap();
+    c.disconnect().await.unwrap();
+    env.shutdown().await;
+}
+
+/// The 409, the reason in the response, in /api/clusters and in metrics; the pid unchanged.
+async fn expect_refused(env: &TestEnv, reason: &str, pid: u32) {
+    let refused0 = env.metric("torpor_drains_refused_total").await;
+    let (status, body) = env.sleep().await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["blockers"].to_string().contains(reason),
+        "expected {reason:?} in {body}"
+    );
+    let c = env.cluster_status().await;
+    assert_eq!(c["state"], "running", "{c}");
+    assert!(c["blockers"].to_string().contains(reason), "{c}");
+    assert_eq!(
+        env.backend_pid().await,
+        Some(pid),
+        "backend restarted under a blocker"
+    );
+    assert_eq!(
+        env.metric("torpor_drains_refused_total").await - refused0,
+        1.0
+    );
+    assert!(env.metric("torpor_drain_blockers").await >= 1.0);
+}
+
+async fn expect_unblocked(env: &TestEnv) {
+    let c = env.cluster_status().await;
+    assert_eq!(c["blockers"], serde_json::json!([]), "stale blocker: {c}");
+    env.sleep_ok().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_transaction_blocks_the_drain() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut c = env.my().await;
+    let mut idle = env.my().await;
+    exec(&mut idle, "SET @who = 'bystander'").await;
+    exec(&mut c, "CREATE TABLE t (x INT) ENGINE=InnoDB").await;
+    exec(&mut c, "BEGIN").await;
+    exec(&mut c, "INSERT INTO t VALUES (1)").await;
+    let pid = env.backend_pid().await.expect("running");
+    expect_refused(&env, "open transaction", pid).await;
+    // Nothing was lost: the transaction goes on and commits.
+    exec(&mut c, "INSERT INTO t VALUES (2)").await;
+    exec(&mut c, "COMMIT").await;
+    assert_eq!(text(&mut idle, "SELECT @who").await, "bystander");
+    expect_unblocked(&env).await;
+    assert_eq!(text(&mut c, "SELECT SUM(x) FROM t").await, "3");
+    drop((c, idle));
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocommit_off_with_uncommitted_work_blocks_the_drain() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut c = env.my().await;
+    exec(&mut c, "CREATE TABLE t (x INT) ENGINE=InnoDB").await;
+    exec(&mut c, "SET autocommit = 0").await;
+    // No work yet: nothing to block.
+    env.sleep_ok().await;
+    assert_eq!(text(&mut c, "SELECT @@autocommit").await, "0");
+    exec(&mut c, "INSERT INTO t VALUES (5)").await;
+    let pid = env.backend_pid().await.expect("running");
+    expect_refused(&env, "transaction", pid).await;
+    exec(&mut c, "COMMIT").await;
+    expect_unblocked(&env).await;
+    assert_eq!(text(&mut c, "SELECT @@autocommit").await, "0");
+    let mut other = env.my().await;
+    assert_eq!(text(&mut other, "SELECT SUM(x) FROM t").await, "5");
+    drop((c, other));
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_tables_blocks_the_drain() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut c = env.my().await;
+    exec(&mut c, "CREATE TABLE t (x INT)").await;
+    exec(&mut c, "LOCK TABLES t WRITE").await;
+    let pid = env.backend_pid().await.expect("running");
+    expect_refused(&env, "LOCK TABLES", pid).await;
+    exec(&mut c, "INSERT INTO t VALUES (1)").await;
+    exec(&mut c, "UNLOCK TABLES").await;
+    expect_unblocked(&env).await;
+    assert_eq!(text(&mut c, "SELECT COUNT(*) FROM t").await, "1");
+    drop(c);
+    env.shutdown().await;
+}
+
+/// Waits until a statement containing `marker` is running, seen from another session.
+async fn wait_running(watch: &mut Conn, marker: &str) {
+    let deadline = Instant::now() + SLOW;
+    let q = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%{marker}%' \
+         AND ID <> CONNECTION_ID()"
+    );
+    while text(watch, &q).await != "1" {
+        assert!(Instant::now() < deadline, "{marker} never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_query_blocks_the_drain() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut c = env.my().await;
+    let mut watch = env.my().await;
+    let pid = env.backend_pid().await.expect("running");
+    let running = tokio::spawn(async move {
+        let r: Option<i64> = c
+            .query_first("SELECT SLEEP(4) /* blocker-q */")
+            .await
+            .unwrap();
+        (r, c)
+    });
+    wait_running(&mut watch, "blocker-q").await;
+    expect_refused(&env, "query in progress", pid).await;
+    let (r, mut c) = tokio::time::timeout(SLOW, running).await.unwrap().unwrap();
+    assert_eq!(r, Some(0));
+    expect_unblocked(&env).await;
+    assert_eq!(text(&mut c, "SELECT 1").await, "1");
+    drop((c, watch));
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_and_metrics_cover_mysql_clusters() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut a = env.my().await;
+    let mut b = env.my().await;
+    exec(&mut a, "SELECT 1").await;
+    exec(&mut b, "SELECT 1").await;
+    let c = env.cluster_status().await;
+    assert_eq!(c["protocol"], "mysql", "{c}");
+    assert_eq!(c["state"], "running", "{c}");
+    let pid = c["backend_pid"].as_u64().expect("pid") as u32;
+    assert_eq!(env.postmaster_pid(), Some(pid), "pid file vs admin API");
+    assert_eq!(c["sessions"]["attached"], 2, "{c}");
+    assert_eq!(c["sessions"]["parked"], 0, "{c}");
+    assert_eq!(env.metric("torpor_cluster_up").await, 1.0);
+
+    exec(&mut a, "BEGIN").await;
+    let c = env.cluster_status().await;
+    assert!(c["blockers"].to_string().contains("transaction"), "{c}");
+    assert_eq!(env.metric("torpor_drain_blockers").await, 1.0);
+    assert_eq!(env.metric("torpor_busy_sessions").await, 1.0);
+    exec(&mut a, "COMMIT").await;
+    assert_eq!(env.metric("torpor_drain_blockers").await, 0.0);
+
+    env.sleep_ok().await;
+    let c = env.cluster_status().await;
+    assert_eq!(c["sessions"]["attached"], 0, "{c}");
+    assert_eq!(c["sessions"]["parked"], 2, "{c}");
+    assert_eq!(env.metric("torpor_cluster_up").await, 0.0);
+    let m = env.metrics().await;
+    assert!(
+        m.contains("torpor_sessions{cluster=\"my\",attachment=\"parked\"} 2"),
+        "{m}"
+    );
+    // Connecting while asleep doesn't wake; the first query does.
+    let wakes0 = env.metric("torpor_wakes_total").await;
+    let mut late = connect_quiet(env.listen, Some("my")).await;
+    assert_eq!(env.cluster_status().await["state"], "standby");
+    assert_eq!(env.metric("torpor_wakes_total").await, wakes0);
+    assert_eq!(text(&mut late, "SELECT CURRENT_USER()").await, "app@%");
+    assert_eq!(env.metric("torpor_wakes_total").await, wakes0 + 1.0);
+    let c = env.cluster_status().await;
+    assert_eq!(c["sessions"]["attached"], 1, "{c}");
+    assert_eq!(c["sessions"]["parked"], 2, "{c}");
+    // A parked session attaches on its next query.
+    assert_eq!(text(&mut a, "SELECT 2").await, "2");
+    assert_eq!(env.cluster_status().await["sessions"]["attached"], 2);
+    drop((a, b, late));
+    env.shutdown().await;
+}
+
+fn mariadb_bin(names: &[&str]) -> String {
+    for n in names {
+        for dir in ["/usr/bin", "/usr/local/bin"] {
+            let p = format!("{dir}/{n}");
+            if std::path::Path::new(&p).exists() {
+                return p;
+            }
+        }
+    }
+    panic!("none of {names:?} installed");
+}
+
+fn client_args(env: &TestEnv) -> Vec<String> {
+    vec![
+        "--protocol=TCP".into(),
+        "-h127.0.0.1".into(),
+        format!("-P{}", env.listen.port()),
+        format!("-u{USER}"),
+        format!("-p{PASSWORD}"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_cli_works_across_a_sleep() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let cli = mariadb_bin(&["mariadb", "mysql"]);
+    // The CLI runs a script whose middle waits long enough for a forced sleep to happen
+    // between two of its statements.
+    let script = "CREATE TEMPORARY TABLE t (x INT);\n\
+                  INSERT INTO t VALUES (1), (2);\n\
+                  SET @before = CONNECTION_ID();\n\
+                  SELECT SLEEP(0);\n\
+                  SELECT 'marker-a';\n\
+                  DO SLEEP(3);\n\
+                  SELECT CONCAT('sum=', SUM(x)) FROM t;\n\
+                  SELECT CONCAT('changed=', @before <> CONNECTION_ID());\n";
+    let mut args = client_args(&env);
+    args.extend(["--batch".into(), "--skip-column-names".into(), "my".into()]);
+    let mut child = tokio::process::Command::new(&cli)
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    use tokio::io::AsyncWriteExt;
+    // First half, then wait for the CLI to sit idle, sleep the cluster, then the rest.
+    let (first, rest) = script.split_at(script.find("DO SLEEP").unwrap());
+    stdin.write_all(first.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    let deadline = Instant::now() + SLOW;
+    loop {
+        let c = env.cluster_status().await;
+        if c["sessions"]["attached"] == 1 && c["blockers"] == serde_json::json!([]) {
+            // Give the CLI time to have run every statement of the first half.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            break;
+        }
+        assert!(Instant::now() < deadline, "the CLI never connected: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.sleep_ok().await;
+    stdin
+        .write_all(rest.replace("DO SLEEP(3);\n", "").as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(SLOW, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mariadb failed: {stderr}\n{stdout}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        vec!["0", "marker-a", "sum=3", "changed=1"],
+        "stderr: {stderr}"
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_slap_works_across_a_sleep() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let slap = mariadb_bin(&["mariadb-slap", "mysqlslap"]);
+    let mut args = client_args(&env);
+    args.extend([
+        "--concurrency=4".into(),
+        "--iterations=3".into(),
+        "--auto-generate-sql".into(),
+        "--number-of-queries=2000".into(),
+        "--create-schema=slap_db".into(),
+    ]);
+    let child = tokio::process::Command::new(&slap)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Force sleeps while it runs; a refusal (a query in flight) is fine, an error is not.
+    let sleeper = async {
+        let mut slept = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while slept < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (status, body) = env.sleep().await;
+            match status {
+                200 => slept += 1,
+                409 => {}
+                _ => panic!("sleep: {status} {body}"),
+            }
+        }
+        slept
+    };
+    let (out, slept) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(300), child.wait_with_output()),
+        sleeper
+    );
+    let out = out.expect("mariadb-slap timed out").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "mariadb-slap failed (slept {slept}x): {stderr}\n{stdout}"
+    );
+    assert!(stderr.trim().is_empty(), "{stderr}");
+    assert!(
+        slept >= 1,
+        "no forced sleep succeeded while mariadb-slap ran:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("Number of clients running queries: 4"),
+        "{stdout}"
+    );
+    eprintln!("mariadb-slap with {slept} forced sleeps:\n{stdout}");
+    // At a quiet moment a sleep always works.
+    env.sleep_ok().await;
+    let mut c = env.my().await;
+    assert_eq!(value(&mut c, "SELECT 1").await.as_deref(), Some("1"));
+    drop(c);
+    env.shutdown().await;
+}
