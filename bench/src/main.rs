@@ -1,0 +1,167 @@
+//! The benchmark driver behind scripts/bench.sh. Each subcommand runs one measure against a
+//! torpor binary it starts itself and prints one `name value unit ratio=...` line.
+//!
+//! torpor-bench <measure> --torpor PATH --work DIR [--runs N] [--conns N]
+//! torpor-bench summarize NAME UNIT TARGET_RATIO SUBJECT_VALUES BASE_VALUES [PEER=VALUES ...]
+
+mod my;
+mod pg;
+mod stats;
+mod torpor;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+struct Args {
+    measure: String,
+    torpor: PathBuf,
+    work: PathBuf,
+    runs: usize,
+    conns: Option<usize>,
+}
+
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
+    let measure = it
+        .next()
+        .context("usage: torpor-bench <measure> --torpor PATH --work DIR")?;
+    let (mut torpor, mut work, mut runs, mut conns) = (None, None, 3, None);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--torpor" => torpor = Some(PathBuf::from(value)),
+            "--work" => work = Some(PathBuf::from(value)),
+            "--runs" => runs = value.parse()?,
+            "--conns" => conns = Some(value.parse()?),
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(Args {
+        measure,
+        torpor: torpor.context("--torpor PATH")?,
+        work: work.context("--work DIR")?,
+        runs,
+        conns,
+    })
+}
+
+fn main() {
+    let mut argv = std::env::args().skip(1).peekable();
+    if argv.peek().map(String::as_str) == Some("summarize") {
+        let rest: Vec<String> = argv.skip(1).collect();
+        if let Err(e) = summarize(&rest) {
+            eprintln!("summarize: {e:#}");
+            std::process::exit(2);
+        }
+        return;
+    }
+    let args = match parse(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::exit(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let (name, target) = match args.measure.as_str() {
+        "pg-wake" => ("pg_cold_wake", "p50 ≤ bare + 30 ms"),
+        "pg-idle" => ("pg_idle_to_stop", "p50 ≤ 350 ms"),
+        "pg-restore" => ("pg_temp_restore", "≥ 0.5× raw COPY"),
+        "pg-memory" => ("pg_parked_conn_memory", "≤ 16 KiB per connection"),
+        "pg-mass-wake" => ("pg_mass_wake_p99", "0 errors, p99 ≤ 2000 ms"),
+        "my-wake" => ("my_cold_wake", "p50 ≤ bare + 30 ms"),
+        other => {
+            eprintln!("unknown measure {other}");
+            std::process::exit(2);
+        }
+    };
+    let _ = std::fs::create_dir_all(&args.work);
+    let (bin, work, runs) = (&args.torpor, &args.work, args.runs);
+    let result = rt.block_on(async {
+        match args.measure.as_str() {
+            "pg-wake" => pg::wake(bin, work, runs).await,
+            "pg-idle" => pg::idle_stop(bin, work, runs, args.conns.unwrap_or(100)).await,
+            "pg-restore" => pg::restore(bin, work, runs).await,
+            "pg-memory" => pg::memory(bin, work, runs, args.conns.unwrap_or(10_000)).await,
+            "pg-mass-wake" => pg::mass_wake(bin, work, runs, args.conns.unwrap_or(1000)).await,
+            _ => my::wake(bin, work, runs).await,
+        }
+    });
+    // Don't wait for client connection tasks still parked on sockets.
+    rt.shutdown_background();
+    if let Err(e) = result {
+        stats::not_measured(name, target, &format!("{e:#}"));
+    }
+}
+
+/// Ratio lines for measures the script takes with external tools (pgbench, sysbench).
+/// Values are comma-separated runs; the subject's median is divided by the base's median.
+fn summarize(a: &[String]) -> Result<()> {
+    if a.len() < 5 {
+        bail!("summarize NAME UNIT TARGET_RATIO SUBJECT BASE [PEER=VALUES ...]");
+    }
+    let nums = |s: &str| -> Result<Vec<f64>> {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(|x| {
+                x.parse::<f64>()
+                    .with_context(|| format!("not a number: {x}"))
+            })
+            .collect()
+    };
+    let target: f64 = a[2].parse()?;
+    let subject = nums(&a[3])?;
+    let base = nums(&a[4])?;
+    if subject.is_empty() || base.is_empty() {
+        bail!("no runs");
+    }
+    let ratio = stats::median(&subject) / stats::median(&base);
+    let mut baseline = format!(
+        "direct {} (min {}, max {})",
+        stats::fmt(stats::median(&base)),
+        stats::fmt(stats::min(&base)),
+        stats::fmt(stats::max(&base))
+    );
+    let mut note = Vec::new();
+    for peer in &a[5..] {
+        let (name, values) = peer.split_once('=').context("PEER=VALUES")?;
+        let v = nums(values)?;
+        if v.is_empty() {
+            continue;
+        }
+        note.push(format!(
+            "{name} {} {} ratio={:.3}",
+            stats::fmt(stats::median(&v)),
+            a[1],
+            stats::median(&v) / stats::median(&base)
+        ));
+        baseline.push_str(&format!(
+            "; {name} {} (min {}, max {})",
+            stats::fmt(stats::median(&v)),
+            stats::fmt(stats::min(&v)),
+            stats::fmt(stats::max(&v))
+        ));
+    }
+    stats::Outcome {
+        name: a[0].clone(),
+        unit: a[1].clone(),
+        runs: subject,
+        baseline,
+        ratio: Some(ratio),
+        target: format!("≥ {target:.2}× direct"),
+        met: ratio >= target,
+        note: note.join("; "),
+    }
+    .emit();
+    Ok(())
+}

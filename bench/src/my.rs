@@ -1,0 +1,144 @@
+//! MySQL/MariaDB cold wake (#10): the shape of #4 with 10 binary prepared statements, 5 session
+//! variables and a 1,000-row temp table, against a bare mariadbd start → first query.
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+
+use crate::stats::{Outcome, max, median, min};
+use crate::torpor::{PASSWORD, Proto, Torpor, USER, signal, user_ids, wait_gone};
+
+pub async fn connect(addr: SocketAddr, db: &str) -> Result<Conn> {
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(addr.ip().to_string())
+        .tcp_port(addr.port())
+        .user(Some(USER))
+        .pass(Some(PASSWORD))
+        .db_name(Some(db))
+        // Otherwise mysql_async switches to the server's unix socket, around the proxy.
+        .prefer_socket(false);
+    Ok(Conn::new(opts).await?)
+}
+
+const SETTINGS: &str = r#"{ innodb_flush_log_at_trx_commit = "0" }"#;
+
+pub async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
+    let t = Torpor::start(bin, work, Proto::Mysql, "1h", SETTINGS).await?;
+    let r = wake_inner(&t, runs).await;
+    t.stop().await;
+    let (torpor, bare) = r?;
+    let (mt, mb) = (median(&torpor), median(&bare));
+    Outcome {
+        name: "my_cold_wake".into(),
+        unit: "ms".into(),
+        runs: torpor,
+        baseline: format!(
+            "bare mariadbd start→query p50 {mb:.1} ms (min {:.1}, max {:.1})",
+            min(&bare),
+            max(&bare)
+        ),
+        ratio: Some(mt / mb),
+        target: "p50 ≤ bare + 30 ms".into(),
+        met: mt <= mb + 30.0,
+        note: format!("torpor − bare = {:+.1} ms", mt - mb),
+    }
+    .emit();
+    Ok(())
+}
+
+async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut c = connect(t.listen, &t.cluster).await?;
+    c.query_drop(
+        "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES', time_zone = '+02:00', \
+         sort_buffer_size = 1048576, group_concat_max_len = 4096, wait_timeout = 3600",
+    )
+    .await?;
+    c.query_drop("CREATE TEMPORARY TABLE t (id INT PRIMARY KEY, name VARCHAR(64), val DOUBLE)")
+        .await?;
+    c.query_drop(
+        "INSERT INTO t WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 1000) \
+         SELECT n, CONCAT('row ', n), n * 0.5 FROM s",
+    )
+    .await?;
+    let mut stmts = Vec::new();
+    for i in 0..10 {
+        stmts.push(c.prep(format!("SELECT ? + {i}")).await?);
+    }
+    let mut torpor = Vec::new();
+    let mut bare = Vec::new();
+    for _ in 0..runs {
+        t.sleep().await?;
+        bare.push(bare_mariadbd(&t.data_dir, t.backend, &t.cluster).await?);
+        let s = Instant::now();
+        c.query_drop("SELECT 1").await?;
+        torpor.push(s.elapsed().as_secs_f64() * 1000.0);
+    }
+    let n: Option<i64> = c.query_first("SELECT count(*) FROM t").await?;
+    let v: Option<i64> = c.exec_first(&stmts[9], (1,)).await?;
+    let tz: Option<String> = c.query_first("SELECT @@session.time_zone").await?;
+    if n != Some(1000) || v != Some(10) || tz.as_deref() != Some("+02:00") {
+        bail!("state not restored: rows {n:?}, stmt {v:?}, time_zone {tz:?}");
+    }
+    Ok((torpor, bare))
+}
+
+/// mariadbd with the process driver's arguments on the same data dir; spawn → first query.
+async fn bare_mariadbd(data: &Path, addr: SocketAddr, db: &str) -> Result<f64> {
+    let (uid, gid) = user_ids("mysql")?;
+    let bin = ["/usr/sbin/mariadbd", "/usr/bin/mariadbd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("no mariadbd")?;
+    let d = data.display();
+    let log = data.parent().unwrap_or(data).join("bare-mariadb.log");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={d}"))
+        .arg(format!("--port={}", addr.port()))
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--socket={d}/mysqld.sock"))
+        .arg(format!("--pid-file={d}/mariadbd.pid"))
+        .arg(format!("--log-error={}", log.display()))
+        .arg("--skip-name-resolve")
+        .arg("--skip-log-bin")
+        .arg("--plugin-load-add=metadata_lock_info")
+        .arg("--innodb-buffer-pool-size=32M")
+        .arg(format!("--tmpdir={d}"))
+        .arg("--innodb_flush_log_at_trx_commit=0")
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let start = Instant::now();
+    let mut child = tokio::process::Command::from(cmd).spawn()?;
+    let pid = child.id().context("mariadbd exited")?;
+    let result = async {
+        loop {
+            if let Ok(mut c) = connect(addr, db).await {
+                c.query_drop("SELECT 1").await?;
+                let took = start.elapsed().as_secs_f64() * 1000.0;
+                let _ = c.disconnect().await;
+                return Ok::<f64, anyhow::Error>(took);
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("bare mariadbd not answering after 60 s");
+            }
+            if let Some(s) = child.try_wait()? {
+                bail!("bare mariadbd exited: {s}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    .await;
+    signal(pid, libc::SIGTERM);
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    wait_gone(pid, Duration::from_secs(5)).await?;
+    result
+}

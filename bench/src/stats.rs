@@ -1,0 +1,116 @@
+//! Summaries of repeated runs and the one-line result format shared with scripts/bench.sh.
+
+use std::io::Write as _;
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Nearest-rank percentile (p in 0..=100).
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+pub fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+pub fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// One measure's outcome: printed as `name value unit ratio=... target=... met|MISSED` and
+/// appended as a `|`-separated row to `$BENCH_RESULTS` for BENCHMARKS.md.
+pub struct Outcome {
+    pub name: String,
+    pub unit: String,
+    pub runs: Vec<f64>,
+    /// What the ratio compares against, e.g. "direct 35120 tps".
+    pub baseline: String,
+    pub ratio: Option<f64>,
+    pub target: String,
+    pub met: bool,
+    pub note: String,
+}
+
+impl Outcome {
+    pub fn emit(&self) {
+        let value = median(&self.runs);
+        let ratio = self.ratio.map_or("-".to_string(), |r| format!("{r:.3}"));
+        let verdict = if self.met { "met" } else { "MISSED" };
+        println!(
+            "{} {} {} ratio={} target=\"{}\" {}{}",
+            self.name,
+            fmt(value),
+            self.unit,
+            ratio,
+            self.target,
+            verdict,
+            if self.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.note)
+            }
+        );
+        let row = format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}\n",
+            self.name,
+            fmt(value),
+            fmt(min(&self.runs)),
+            fmt(max(&self.runs)),
+            self.runs.len(),
+            self.unit,
+            ratio,
+            self.baseline,
+            self.target,
+            verdict,
+            self.note.replace('|', "/"),
+        );
+        if let Ok(path) = std::env::var("BENCH_RESULTS")
+            && let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+        {
+            let _ = f.write_all(row.as_bytes());
+        }
+    }
+}
+
+/// A measure that could not be taken: still one line, never a failed suite.
+pub fn not_measured(name: &str, target: &str, error: &str) {
+    let error = error.replace(['\n', '|'], " ");
+    println!("{name} not-measured - ratio=- target=\"{target}\" ({error})");
+    if let Ok(path) = std::env::var("BENCH_RESULTS")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(f, "{name}|-|-|-|0|-|-|-|{target}|not measured|{error}");
+    }
+}
+
+pub fn fmt(v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}

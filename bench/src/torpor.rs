@@ -1,0 +1,284 @@
+//! One torpor process per measure: a config in a fresh directory, free ports, the admin API.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+pub const USER: &str = "bench";
+pub const PASSWORD: &str = "bench-secret-pw";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Postgres,
+    Mysql,
+}
+
+pub struct Torpor {
+    child: Child,
+    pub pid: u32,
+    pub proto: Proto,
+    pub cluster: String,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub backend: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+/// A port in 15000..32000 that nothing listens on right now (below the ephemeral range).
+pub fn free_port() -> Result<u16> {
+    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let mut x = seed
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+    for _ in 0..1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 15000 + (x % 17000) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in 15000..32000")
+}
+
+impl Torpor {
+    /// Writes a config under `dir` and starts `torpor up`; returns once the admin API answers.
+    /// `settings` is a TOML inline table of extra backend settings.
+    pub async fn start(
+        bin: &Path,
+        dir: &Path,
+        proto: Proto,
+        idle_timeout: &str,
+        settings: &str,
+    ) -> Result<Torpor> {
+        std::fs::create_dir_all(dir)?;
+        let (cluster, protocol, data) = match proto {
+            Proto::Postgres => ("pg", "postgres", "pgdata"),
+            Proto::Mysql => ("my", "mysql", "mydata"),
+        };
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let backend = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let data_dir = dir.join(data);
+        let toml = format!(
+            r#"[admin]
+listen = "{admin}"
+
+[state_store]
+url = "file://{state}"
+
+[[cluster]]
+name = "{cluster}"
+protocol = "{protocol}"
+listen = "{listen}"
+idle_timeout = "{idle_timeout}"
+
+[cluster.backend]
+driver = "process"
+data_dir = "{data}"
+port = {port}
+settings = {settings}
+
+[[cluster.users]]
+name = "{USER}"
+password = "{PASSWORD}"
+superuser = true
+"#,
+            state = dir.join("state").display(),
+            data = data_dir.display(),
+            port = backend.port(),
+        );
+        let config = dir.join("torpor.toml");
+        std::fs::write(&config, toml)?;
+        let log = std::fs::File::create(dir.join("torpor.log"))?;
+        let child = Command::new(bin)
+            .args(["up", "--config"])
+            .arg(&config)
+            .env("TORPOR_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id().context("torpor exited at once")?;
+        let mut t = Torpor {
+            child,
+            pid,
+            proto,
+            cluster: cluster.into(),
+            listen,
+            admin,
+            backend,
+            data_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok((200, _)) = t.http("GET", "/api/clusters").await {
+                return Ok(t);
+            }
+            if let Some(status) = t.child.try_wait()? {
+                bail!(
+                    "torpor exited ({status}): {}",
+                    std::fs::read_to_string(dir.join("torpor.log")).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("torpor admin API not up after 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn http(&self, method: &str, path: &str) -> Result<(u16, String)> {
+        let mut s = TcpStream::connect(self.admin).await?;
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.admin
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        let text = String::from_utf8_lossy(&buf);
+        let code = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("bad HTTP answer")?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((code, body))
+    }
+
+    /// Forces a scale-to-zero and waits until the backend process is gone.
+    pub async fn sleep(&self) -> Result<()> {
+        let pid = self.backend_pid();
+        let (code, body) = self
+            .http("POST", &format!("/api/clusters/{}/sleep", self.cluster))
+            .await?;
+        if code != 200 {
+            bail!("sleep refused ({code}): {body}");
+        }
+        if let Some(pid) = pid {
+            wait_gone(pid, Duration::from_secs(30)).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn wake(&self) -> Result<()> {
+        let (code, body) = self
+            .http("POST", &format!("/api/clusters/{}/wake", self.cluster))
+            .await?;
+        if code != 200 {
+            bail!("wake failed ({code}): {body}");
+        }
+        Ok(())
+    }
+
+    /// The cluster's session counts, from the admin API: (attached, parked).
+    pub async fn sessions(&self) -> Result<(u64, u64)> {
+        let (_, body) = self.http("GET", "/api/clusters").await?;
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        let s = &v[0]["sessions"];
+        Ok((
+            s["attached"].as_u64().unwrap_or(0),
+            s["parked"].as_u64().unwrap_or(0),
+        ))
+    }
+
+    /// The backend server's pid, from its pid file (None while it is stopped).
+    pub fn backend_pid(&self) -> Option<u32> {
+        let file = match self.proto {
+            Proto::Postgres => "postmaster.pid",
+            Proto::Mysql => "mariadbd.pid",
+        };
+        let text = std::fs::read_to_string(self.data_dir.join(file)).ok()?;
+        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
+        alive(pid).then_some(pid)
+    }
+
+    pub fn rss_kib(&self) -> Result<u64> {
+        rss_kib(self.pid)
+    }
+
+    /// SIGTERM, then SIGKILL after 30 s; then any backend left behind.
+    pub async fn stop(mut self) {
+        let backend = self.backend_pid();
+        signal(self.pid, libc::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        if let Some(pid) = backend
+            && alive(pid)
+        {
+            signal(pid, libc::SIGTERM);
+            if wait_gone(pid, Duration::from_secs(20)).await.is_err() {
+                signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+pub fn alive(pid: u32) -> bool {
+    // A zombie still has /proc/<pid>; treat it as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+pub async fn wait_gone(pid: u32, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while alive(pid) {
+        if Instant::now() > deadline {
+            bail!("pid {pid} still alive after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we started; no memory is involved.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+/// uid and gid of a system user, for servers that refuse to run as root.
+pub fn user_ids(name: &str) -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 3 && f[0] == name {
+            return Ok((f[2].parse()?, f[3].parse()?));
+        }
+    }
+    bail!("no user {name}")
+}

@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# The benchmark suite (issue 4). Not part of the tests: it never fails on a missed target.
+# Installs pgbouncer and sysbench if missing, builds torpor and the bench driver in release,
+# runs every measure, prints one line per measure and writes BENCHMARKS.md.
+#
+#   scripts/bench.sh                  # whole suite, about 12-15 minutes on 2 cores
+#   BENCH_SECONDS=5 BENCH_RUNS=3 scripts/bench.sh pgbench   # only some groups:
+#                                     # pgbench wake idle restore memory mass sysbench mywake
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+RUNS=${BENCH_RUNS:-3}          # runs per configuration (median, min, max reported)
+SECS=${BENCH_SECONDS:-8}       # seconds per pgbench / sysbench run
+SCALE=${BENCH_SCALE:-10}       # pgbench scale factor
+CONNS=${BENCH_CONNS:-10000}    # parked connections for the memory measure
+MASS=${BENCH_MASS:-1000}       # sessions in the mass wake
+groups=${*:-pgbench wake idle restore memory mass sysbench mywake}
+want() { [[ " $groups " == *" $1 "* ]]; }
+
+started=$(date +%s)
+if [ "$(id -u)" != 0 ]; then
+    echo "bench.sh runs as root (it starts servers as the postgres and mysql users)" >&2
+    exit 2
+fi
+
+# --- what the suite needs -------------------------------------------------------------------
+need_apt=()
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v pgbench >/dev/null 2>&1 || need_apt+=(postgresql-contrib)
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
+command -v sysbench >/dev/null 2>&1 || need_apt+=(sysbench)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || need_apt+=(mariadb-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # Package service scripts must not start servers of their own.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+    fi
+    apt-get install -y -qq "${need_apt[@]}"
+fi
+id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+id mysql >/dev/null 2>&1 || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin mysql
+
+echo "building torpor and torpor-bench (release)"
+cargo build --release -q -p torpor -p torpor-bench
+target=${CARGO_TARGET_DIR:-$repo/target}
+TORPOR=$target/release/torpor
+DRIVER=$target/release/torpor-bench
+
+# 10,000 parked clients need as many descriptors in torpor and in the driver.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+# --- scratch space and cleanup ----------------------------------------------------------------
+# Under /tmp: the postgres and mysql users must reach the data dirs (a clone under /root is 0700).
+work=$(mktemp -d /tmp/torpor-bench.XXXXXX)
+chmod 755 "$work"
+export BENCH_RESULTS=$work/results
+: > "$BENCH_RESULTS"
+pids=()
+cleanup() {
+    set +e
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
+    # Backends torpor started, in case torpor itself died.
+    for f in "$work"/*/pgdata/postmaster.pid "$work"/*/mydata/mariadbd.pid; do
+        [ -f "$f" ] || continue
+        pid=$(head -1 "$f")
+        kill -TERM "$pid" 2>/dev/null
+    done
+    sleep 1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    local p
+    while :; do
+        p=$((15000 + RANDOM % 17000))
+        (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
+    done
+}
+
+USER_NAME=bench
+PASS=bench-secret-pw
+commands=()
+note_cmd() { commands+=("$1"); }
+
+# Starts torpor with one cluster; sets LISTEN, ADMIN, BACKEND, TPID.
+start_torpor() { # dir protocol settings
+    local dir=$1 proto=$2 settings=$3 cluster data
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    if [ "$proto" = postgres ]; then cluster=pg data=pgdata; else cluster=my data=mydata; fi
+    LISTEN=$(free_port); ADMIN=$(free_port); BACKEND=$(free_port)
+    cat > "$dir/torpor.toml" <<EOF
+[admin]
+listen = "127.0.0.1:$ADMIN"
+
+[state_store]
+url = "file://$dir/state"
+
+[[cluster]]
+name = "$cluster"
+protocol = "$proto"
+listen = "127.0.0.1:$LISTEN"
+idle_timeout = "1h"
+
+[cluster.backend]
+driver = "process"
+data_dir = "$dir/$data"
+port = $BACKEND
+settings = $settings
+
+[[cluster.users]]
+name = "$USER_NAME"
+password = "$PASS"
+superuser = true
+EOF
+    TORPOR_LOG=warn "$TORPOR" up --config "$dir/torpor.toml" > "$dir/torpor.log" 2>&1 &
+    TPID=$!
+    pids+=("$TPID")
+    for _ in $(seq 600); do
+        curl -sf "http://127.0.0.1:$ADMIN/api/clusters" >/dev/null 2>&1 && return 0
+        kill -0 "$TPID" 2>/dev/null || { cat "$dir/torpor.log"; return 1; }
+        sleep 0.1
+    done
+    echo "torpor did not start" >&2
+    return 1
+}
+
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+join() { local IFS=,; echo "$*"; }
+
+# --- 1-3: pgbench, direct vs PgBouncer vs torpor, interleaved ------------------------------------
+pgbench_tps() { # port extra-args...
+    local port=$1; shift
+    PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "$port" -U $USER_NAME -n -c 8 -j 2 -T "$SECS" "$@" $USER_NAME 2>&1 \
+        | awk '/^tps = / { print $3; found=1 } END { if (!found) print "ERR" }'
+}
+
+if want pgbench; then
+    echo "== pgbench: direct, PgBouncer, torpor (${RUNS} x ${SECS}s each, scale $SCALE)"
+    dir=$work/pgbench
+    start_torpor "$dir" postgres '{ fsync = "off" }'
+    PG_TORPOR=$TPID
+    # The first client wakes the backend; the others then reach it directly.
+    PGPASSWORD=$PASS psql -h 127.0.0.1 -p "$LISTEN" -U $USER_NAME -d $USER_NAME -qAtc 'select 1' >/dev/null
+    PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "$BACKEND" -U $USER_NAME -i -q -s "$SCALE" $USER_NAME >/dev/null 2>&1
+
+    # PgBouncer as the postgres user. 1.18 has no prepared statements in transaction pooling,
+    # so -M prepared runs go through a second instance in session pooling.
+    bdir=$dir/pgbouncer
+    mkdir -p "$bdir"
+    printf '"%s" "%s"\n' $USER_NAME "$PASS" > "$bdir/users.txt"
+    BOUNCER_TX=$(free_port); BOUNCER_SESSION=$(free_port)
+    for mode in transaction session; do
+        port=$BOUNCER_TX; [ $mode = session ] && port=$BOUNCER_SESSION
+        cat > "$bdir/$mode.ini" <<EOF
+[databases]
+$USER_NAME = host=127.0.0.1 port=$BACKEND dbname=$USER_NAME
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $bdir/users.txt
+pool_mode = $mode
+default_pool_size = 20
+max_client_conn = 200
+logfile = $bdir/$mode.log
+pidfile = $bdir/$mode.pid
+EOF
+    done
+    chown -R postgres: "$bdir"
+    chmod 600 "$bdir/users.txt"
+    for mode in transaction session; do
+        setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer -q "$bdir/$mode.ini" &
+        pids+=($!)
+    done
+    for port in $BOUNCER_TX $BOUNCER_SESSION; do
+        for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    done
+
+    declare -A tps
+    for mode in select prepared tpcb; do
+        case $mode in
+            select) args=(-S); bouncer=$BOUNCER_TX ;;
+            prepared) args=(-S -M prepared); bouncer=$BOUNCER_SESSION ;;
+            tpcb) args=(); bouncer=$BOUNCER_TX ;;
+        esac
+        tps[$mode,direct]=""; tps[$mode,pgbouncer]=""; tps[$mode,torpor]=""
+        for i in $(seq "$RUNS"); do
+            for who in direct pgbouncer torpor; do
+                case $who in direct) port=$BACKEND ;; pgbouncer) port=$bouncer ;; torpor) port=$LISTEN ;; esac
+                v=$(pgbench_tps "$port" "${args[@]}")
+                echo "   $mode run $i $who: $v tps"
+                [ "$v" = ERR ] || tps[$mode,$who]+="$v,"
+            done
+        done
+    done
+    note_cmd "PGPASSWORD=… pgbench -h 127.0.0.1 -p <direct|pgbouncer|torpor port> -U bench -n -c 8 -j 2 -T $SECS -S bench   (scale $SCALE, fsync=off; PgBouncer 1.18 pool_mode=transaction)"
+    note_cmd "… the same with -S -M prepared   (PgBouncer in pool_mode=session: 1.18 cannot keep protocol-level prepared statements in transaction pooling)"
+    note_cmd "… the same without -S (TPC-B-like read/write; PgBouncer pool_mode=transaction)"
+    for mode in select prepared tpcb; do
+        case $mode in
+            select) name=pgbench_select target=0.90 ;;
+            prepared) name=pgbench_select_prepared target=0.85 ;;
+            tpcb) name=pgbench_tpcb target=0.90 ;;
+        esac
+        if [ -z "${tps[$mode,torpor]}" ] || [ -z "${tps[$mode,direct]}" ]; then
+            echo "$name not-measured - ratio=- (pgbench failed; see $dir)"
+            echo "$name|-|-|-|0|-|-|-|≥ $target× direct|not measured|pgbench failed" >> "$BENCH_RESULTS"
+            continue
+        fi
+        "$DRIVER" summarize "$name" tps "$target" "${tps[$mode,torpor]}" "${tps[$mode,direct]}" "pgbouncer=${tps[$mode,pgbouncer]}"
+    done
+    for f in "$bdir"/*.pid; do [ -f "$f" ] && stop_pid "$(cat "$f")"; done
+    stop_pid "$PG_TORPOR"
+fi
+
+# --- 4-8, 10: the driver starts its own torpor for each ----------------------------------------
+driver() { # measure extra-args...
+    local m=$1; shift
+    echo "== $m"
+    note_cmd "target/release/torpor-bench $m --torpor target/release/torpor --work <tmp> --runs $RUNS $*"
+    "$DRIVER" "$m" --torpor "$TORPOR" --work "$work/$m" --runs "$RUNS" "$@" || true
+}
+want wake && driver pg-wake --runs $((RUNS > 5 ? RUNS : 5))
+want idle && driver pg-idle --runs $((RUNS > 5 ? RUNS : 5))
+want restore && driver pg-restore
+want memory && driver pg-memory --conns "$CONNS"
+want mass && driver pg-mass-wake --conns "$MASS"
+
+# --- 9: sysbench oltp_read_only, direct vs torpor (MariaDB) ----------------------------------
+if want sysbench; then
+    echo "== sysbench oltp_read_only: direct, torpor (${RUNS} x ${SECS}s each)"
+    dir=$work/sysbench
+    sb_err=""
+    if start_torpor "$dir" mysql '{ innodb_flush_log_at_trx_commit = "0" }'; then
+        MY_TORPOR=$TPID
+        if ! out=$(mariadb -h 127.0.0.1 -P "$LISTEN" -u $USER_NAME -p"$PASS" my -e 'select 1' 2>&1); then
+            sb_err="connect through torpor: $out"
+        fi
+        sb=(sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=$USER_NAME
+            --mysql-password="$PASS" --mysql-db=my --tables=4 --table-size=10000)
+        if [ -z "$sb_err" ] && ! out=$("${sb[@]}" --mysql-port="$BACKEND" prepare 2>&1); then
+            sb_err="sysbench prepare: $(echo "$out" | tail -2)"
+        fi
+        direct=""; through=""
+        if [ -z "$sb_err" ]; then
+            for i in $(seq "$RUNS"); do
+                for who in direct torpor; do
+                    port=$BACKEND; [ $who = torpor ] && port=$LISTEN
+                    v=$("${sb[@]}" --mysql-port="$port" --threads=8 --time="$SECS" run 2>&1 \
+                        | awk '/transactions:/ { gsub(/[()]/, "", $3); print $3; found=1 } END { if (!found) print "ERR" }')
+                    echo "   run $i $who: $v tps"
+                    if [ "$v" = ERR ]; then
+                        sb_err="sysbench run through $who failed"
+                    elif [ $who = direct ]; then direct+="$v,"; else through+="$v,"; fi
+                done
+            done
+        fi
+        stop_pid "$MY_TORPOR"
+    else
+        sb_err="torpor with a mysql cluster did not start"
+    fi
+    note_cmd "sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=<direct|torpor> --mysql-user=bench --mysql-db=my --tables=4 --table-size=10000 --threads=8 --time=$SECS run"
+    if [ -n "$through" ] && [ -n "$direct" ]; then
+        "$DRIVER" summarize sysbench_oltp_read_only tps 0.85 "$through" "$direct"
+        [ -z "$sb_err" ] || echo "   (some runs failed: $sb_err)"
+    else
+        sb_err=${sb_err:-no runs}
+        echo "sysbench_oltp_read_only not-measured - ratio=- target=\"≥ 0.85× direct\" ($sb_err)"
+        echo "sysbench_oltp_read_only|-|-|-|0|-|-|-|≥ 0.85× direct|not measured|$(echo "$sb_err" | tr '\n|' '  ' | cut -c1-300)" >> "$BENCH_RESULTS"
+    fi
+fi
+
+want mywake && driver my-wake --runs $((RUNS > 5 ? RUNS : 5))
+
+# --- BENCHMARKS.md -----------------------------------------------------------------------------
+elapsed=$(( $(date +%s) - started ))
+{
+    echo "# Benchmarks"
+    echo
+    echo "Written by \`scripts/bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') in ${elapsed} s."
+    echo
+    echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+    echo "- PostgreSQL $(pgbench --version | awk '{print $3}'), PgBouncer $(pgbouncer --version | awk 'NR==1 {print $2}'), MariaDB $(mariadbd --version 2>/dev/null | awk '{print $3}' || true), sysbench $(sysbench --version | awk '{print $2}')"
+    echo "- runs per configuration: $RUNS (wake and idle measures: at least 5), ${SECS} s per load run; ratios compare runs of this invocation, load runs interleaved (direct, PgBouncer, torpor, direct, …)"
+    echo "- the machine is shared and noisy: read ratios, not absolute numbers"
+    echo
+    echo "| measure | median | min | max | runs | unit | ratio | compared with | target | result | note |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    awk -F'|' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; print "" }' "$BENCH_RESULTS"
+    echo
+    echo "## How each measure is taken"
+    echo
+    cat <<'EOF'
+- **pgbench_select, pgbench_select_prepared, pgbench_tpcb** (1-3): one torpor with one PostgreSQL cluster (fsync=off); pgbench runs against
+  the backend port (direct), PgBouncer pointed at the same backend, and torpor's port, in turn.
+  The ratio is median(torpor) ÷ median(direct); PgBouncer's ratio is in the note.
+- **pg_cold_wake** (4): one session holds 10 protocol-level prepared statements, 5 settings and a
+  1,000-row temp table. Each run: forced sleep (admin API) until the postmaster pid is gone; then
+  a bare `postgres` on the same data dir (same flags as the process driver) is started, polled
+  with a connection every 1 ms, asked `SELECT 1`, and stopped; then the session's `SELECT 1`
+  through torpor is timed (wake + connect + snapshot load + replay + query). The state is checked
+  after the last run.
+- **pg_idle_to_stop** (5): 100 connected sessions, idle_timeout 200 ms. All 100 run `SELECT 1`;
+  the time runs from the last answer until /proc/<postmaster pid> is gone (polled every 1 ms).
+  The next run's queries wake the cluster again.
+- **pg_temp_restore** (6): one session holds a 1,000,000-row temp table (int, text, float8), a
+  second session holds nothing. Each run: sleep, wake the backend through the admin API, time the
+  empty session's first query, then the big session's first query; restore time = the
+  difference (both pay connect + auth + snapshot load, only one pays the rows). Baseline: the same
+  rows as `COPY … FROM STDIN (FORMAT binary)` into a fresh temp table over a direct connection,
+  in the same run. Value = rows/s of the restore; ratio = restore rate ÷ raw COPY rate.
+- **pg_parked_conn_memory** (7): a fresh torpor per run; one session wakes the cluster (so torpor
+  knows the server's ParameterStatus values), the cluster is put to sleep, VmRSS of torpor is
+  read, then the clients connect (SCRAM, 32 at a time) and are greeted without waking the
+  database; VmRSS is read again. Value = growth ÷ connections. ulimit -n is 65536.
+- **pg_mass_wake_p99** (8): the sessions connect while the cluster sleeps; each run, all of them
+  send `SELECT 1` at once (a barrier) and each latency is recorded; between runs a forced sleep
+  parks them all again. Value = p99 of each run.
+- **sysbench_oltp_read_only** (9): sysbench prepare on the backend directly (4 tables × 10,000
+  rows), then runs against the backend and through torpor in turn.
+- **my_cold_wake** (10): as pg_cold_wake, with mysql_async: 10 COM_STMT_PREPARE statements, 5
+  session variables, a 1,000-row TEMPORARY table; baseline is a bare `mariadbd` with the process
+  driver's flags on the same data dir.
+EOF
+    echo
+    echo "## Commands"
+    echo
+    echo '```'
+    echo "scripts/bench.sh   # BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS BENCH_SCALE=$SCALE BENCH_CONNS=$CONNS BENCH_MASS=$MASS"
+    for c in "${commands[@]}"; do echo "$c"; done
+    echo '```'
+} > "$repo/BENCHMARKS.md.new"
+if [ "$groups" = "pgbench wake idle restore memory mass sysbench mywake" ]; then
+    mv "$repo/BENCHMARKS.md.new" "$repo/BENCHMARKS.md"
+    echo "wrote BENCHMARKS.md (${elapsed} s)"
+else
+    # A partial run must not overwrite the full table.
+    mv "$repo/BENCHMARKS.md.new" "$work/BENCHMARKS.partial.md"
+    cat "$work/BENCHMARKS.partial.md" | sed -n '/^| measure/,/^$/p'
+    echo "partial run (${elapsed} s): BENCHMARKS.md left as it was"
+fi
