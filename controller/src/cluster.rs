@@ -320,6 +320,16 @@ impl Cluster {
                     )]));
                 }
             }
+            let busy = self.busy_sessions();
+            if busy > 0 {
+                // A busy session can't checkpoint now, and one stuck writing to a client that
+                // stopped reading would not even answer: refuse without asking.
+                self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
+                let why =
+                    format!("{busy} session(s) busy: a query, transaction or COPY in progress");
+                tracing::warn!(cluster = %self.name, blockers = ?[&why], "drain refused");
+                return Err(SleepError::Blocked(vec![why]));
+            }
             inner.drain_aborted = false;
             self.set_state(&mut inner, ClusterState::Draining);
             inner
@@ -654,6 +664,23 @@ mod tests {
         assert_eq!(c.state(), ClusterState::Running);
         assert_eq!(d.stops.load(Ordering::SeqCst), 0);
         assert_eq!(c.stats.drains_aborted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_busy_session_refuses_the_drain_without_being_asked() {
+        let (c, d) = cluster(Duration::from_secs(3600));
+        c.wake(None).await.unwrap();
+        // A participant that never answers: sleep must not wait for it while it is busy.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        c.register(1, tx);
+        c.busy_start();
+        match tokio::time::timeout(Duration::from_secs(5), c.sleep()).await {
+            Ok(Err(SleepError::Blocked(b))) => assert!(b[0].contains("busy"), "{b:?}"),
+            other => panic!("expected an immediate refusal, got {other:?}"),
+        }
+        assert_eq!(c.state(), ClusterState::Running);
+        assert_eq!(d.stops.load(Ordering::SeqCst), 0);
+        assert_eq!(c.stats.drains_refused.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

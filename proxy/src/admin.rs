@@ -98,11 +98,16 @@ async fn sleep(State(admin): State<Admin>, Path(name): Path<String>) -> Response
     };
     match result {
         Ok(()) => (StatusCode::OK, Json(admin.status(s))).into_response(),
-        Err(SleepError::Blocked(blockers)) => (
-            StatusCode::CONFLICT,
-            Json(serde_json::json!({ "error": "drain refused", "blockers": blockers })),
-        )
-            .into_response(),
+        Err(SleepError::Blocked(blockers)) => {
+            // The sessions' own reasons say more than the lifecycle's count of busy ones.
+            let live = admin.registry.blockers(&name);
+            let blockers = if live.is_empty() { blockers } else { live };
+            (
+                StatusCode::CONFLICT,
+                Json(serde_json::json!({ "error": "drain refused", "blockers": blockers })),
+            )
+                .into_response()
+        }
         Err(e) => internal(e.to_string()),
     }
 }

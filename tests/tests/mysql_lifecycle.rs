@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use torpor_tests::harness::{Opts, PASSWORD, SLOW, TestEnv, USER, assert_pid_gone};
-use torpor_tests::mysql::{connect_quiet, exec, text, value};
+use torpor_tests::mysql::{code, connect_quiet, exec, text, value};
+use torpor_tests::mywire::{MyRaw, com};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sleep_wake_cycles_without_client_errors() {
@@ -183,6 +184,79 @@ async fn running_query_blocks_the_drain() {
     expect_unblocked(&env).await;
     assert_eq!(text(&mut c, "SELECT 1").await, "1");
     drop((c, watch));
+    env.shutdown().await;
+}
+
+/// A client that stops reading in the middle of a big result: the rest of the stream is still
+/// the backend's to send, so the drain must wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_result_stream_blocks_the_drain() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut raw = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
+        .await
+        .unwrap();
+    let pid = env.backend_pid().await.expect("running");
+    let mut p = vec![com::QUERY];
+    p.extend_from_slice(b"SELECT seq, REPEAT('x', 1000) FROM seq_1_to_100000");
+    raw.command(&p).await.unwrap();
+    // Read the start of the result only.
+    let (_, first) = raw.recv().await.unwrap().expect("a column count");
+    assert_eq!(first, vec![2]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    expect_refused(&env, "query in progress", pid).await;
+    // Read the rest: 100000 rows, then the stream is done and the drain can happen.
+    let mut rows = 0;
+    let mut eofs = 0;
+    while eofs < 2 {
+        let (_, p) = raw.recv().await.unwrap().expect("the rest of the result");
+        if p.first() == Some(&0xfe) && p.len() < 9 {
+            eofs += 1;
+        } else if eofs == 1 {
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 100000);
+    expect_unblocked(&env).await;
+    assert_eq!(
+        raw.query_value("SELECT 7").await.unwrap().as_deref(),
+        Some("7")
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_query_with_the_handshake_id_after_a_wake() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut c = env.my().await;
+    let id = c.id();
+    exec(&mut c, "SET @keep = 'still here'").await;
+    env.sleep_ok().await;
+    let mut killer = env.my().await;
+    assert_ne!(killer.id(), id);
+    let started = Instant::now();
+    let running = tokio::spawn(async move {
+        let r = c.query_drop("SELECT SLEEP(30) /* kill-me */").await;
+        (r, c)
+    });
+    wait_running(&mut killer, "kill-me").await;
+    exec(&mut killer, &format!("KILL QUERY {id}")).await;
+    let (r, mut c) = tokio::time::timeout(Duration::from_secs(25), running)
+        .await
+        .expect("the killed query did not end within 25 s")
+        .unwrap();
+    let err = r.expect_err("SLEEP(30) finished instead of being killed");
+    assert_eq!(code(&err), Some(1317), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(25));
+    // The session survives a KILL QUERY, with its state.
+    assert_eq!(text(&mut c, "SELECT @keep").await, "still here");
+    assert_eq!(c.id(), id);
+
+    // KILL (CONNECTION) of a parked session ends it without waking anything.
+    env.sleep_ok().await;
+    exec(&mut killer, &format!("KILL {id}")).await;
+    let r = c.query_drop("SELECT 1").await;
+    assert!(r.is_err(), "the killed connection still answers");
+    drop(killer);
     env.shutdown().await;
 }
 

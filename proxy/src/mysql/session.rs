@@ -315,8 +315,10 @@ impl Session {
             match kill::route(&self.service, payload(&packet)) {
                 kill::Route::Forward => {}
                 kill::Route::Rewrite(p) => {
-                    packet.truncate(4);
-                    packet.extend_from_slice(&p);
+                    let mut out = Vec::with_capacity(p.len() + 4);
+                    write_packet(&mut out, 0, &p);
+                    packet.clear();
+                    packet.extend_from_slice(&out);
                 }
                 kill::Route::Done => {
                     let seq = self.reply_seq;
