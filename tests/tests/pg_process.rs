@@ -203,8 +203,8 @@ async fn check_names_the_bad_key() {
         ),
         (
             "protocol = \"postgres\"",
-            "protocol = \"mysql\"",
-            "cluster[0].protocol",
+            "protocol = \"oracle\"",
+            "oracle",
         ),
         ("driver = \"process\"", "driver = \"teleport\"", "teleport"),
     ];
