@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use torpor::config::Config;
+use torpor::config::{Config, Protocol};
 
 #[derive(Parser)]
 #[command(
@@ -107,8 +107,13 @@ async fn up(cfg: Config, embedded: bool) -> anyhow::Result<()> {
         } else {
             user.to_string()
         };
+        // PostgreSQL users get a database of their name; MariaDB ones get the cluster's.
+        let (scheme, db) = match c.protocol {
+            Protocol::Postgres => ("postgres", user),
+            Protocol::Mysql => ("mysql", c.name.as_str()),
+        };
         println!(
-            "torpor: cluster {} ready at postgres://{auth}@{addr}/{user}",
+            "torpor: cluster {} ready at {scheme}://{auth}@{addr}/{db}",
             c.name
         );
     }

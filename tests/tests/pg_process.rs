@@ -201,11 +201,7 @@ async fn check_names_the_bad_key() {
             "listen = \"nowhere\"",
             "cluster[0].listen",
         ),
-        (
-            "protocol = \"postgres\"",
-            "protocol = \"oracle\"",
-            "oracle",
-        ),
+        ("protocol = \"postgres\"", "protocol = \"oracle\"", "oracle"),
         ("driver = \"process\"", "driver = \"teleport\"", "teleport"),
     ];
     for (from, to, key) in cases {
