@@ -276,15 +276,17 @@ impl Cluster {
         }
     }
 
-    /// A session became busy (query in flight, transaction, COPY).
+    /// A session became busy (query in flight, transaction, COPY). This runs twice per query,
+    /// so only the transitions of the whole cluster between busy and idle touch anything shared
+    /// beyond the counter: the idle clock starts when the last busy session ends.
     pub fn busy_start(&self) {
         self.busy.fetch_add(1, Ordering::SeqCst);
-        self.touch();
     }
 
     pub fn busy_end(&self) {
-        self.busy.fetch_sub(1, Ordering::SeqCst);
-        self.touch();
+        if self.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.touch();
+        }
     }
 
     pub fn busy_sessions(&self) -> usize {

@@ -18,6 +18,38 @@ pub struct User {
     pub name: String,
     pub password: String,
     pub scram: ScramSecret,
+    /// The backend's SCRAM salt and iteration count for this user with the SaltedPassword
+    /// derived from them: a mass wake would otherwise run PBKDF2 once per session.
+    salted: Mutex<Option<Salted>>,
+}
+
+/// (salt, iterations, SaltedPassword)
+type Salted = (Vec<u8>, u32, [u8; 32]);
+
+impl User {
+    pub fn new(name: &str, password: &str) -> User {
+        User {
+            name: name.to_string(),
+            password: password.to_string(),
+            scram: ScramSecret::random_for(password),
+            salted: Mutex::new(None),
+        }
+    }
+
+    /// SaltedPassword for this user's password with the backend's salt and iterations.
+    pub fn salted_password(&self, salt: &[u8], iterations: u32) -> [u8; 32] {
+        let mut cached = self.salted.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, i, key)) = cached.as_ref()
+            && s == salt
+            && *i == iterations
+        {
+            return *key;
+        }
+        let key =
+            protocols::auth::scram::salted_password(self.password.as_bytes(), salt, iterations);
+        *cached = Some((salt.to_vec(), iterations, key));
+        key
+    }
 }
 
 pub struct Service {
@@ -52,16 +84,7 @@ impl Service {
         let users = cfg
             .users
             .iter()
-            .map(|u: &UserConfig| {
-                (
-                    u.name.clone(),
-                    Arc::new(User {
-                        name: u.name.clone(),
-                        password: u.password.clone(),
-                        scram: ScramSecret::random_for(&u.password),
-                    }),
-                )
-            })
+            .map(|u: &UserConfig| (u.name.clone(), Arc::new(User::new(&u.name, &u.password))))
             .collect();
         Service {
             name: cfg.name.clone(),

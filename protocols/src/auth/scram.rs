@@ -61,6 +61,11 @@ fn sha256(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
+/// RFC 5802's SaltedPassword: Hi(password, salt, iterations).
+pub fn salted_password(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    hi(password, salt, iterations)
+}
+
 /// PBKDF2-HMAC-SHA256 with one output block: RFC 5802's Hi().
 fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     let Ok(keyed) = <HmacSha256 as Mac>::new_from_slice(password) else {
@@ -386,6 +391,18 @@ impl ScramClient {
     /// Takes the server-first-message (AuthenticationSASLContinue data) and returns the
     /// client-final-message for SASLResponse.
     pub fn handle_server_first(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
+        self.handle_server_first_with(server_first, salted_password)
+    }
+
+    /// Like [`Self::handle_server_first`], with the SaltedPassword (PBKDF2 over the password,
+    /// salt and iteration count the server sent) coming from `salted`, so a caller that logs
+    /// in again and again with the same password can remember it instead of paying 4096 HMAC
+    /// rounds per connection.
+    pub fn handle_server_first_with(
+        &mut self,
+        server_first: &[u8],
+        salted: impl FnOnce(&[u8], &[u8], u32) -> [u8; 32],
+    ) -> Result<Vec<u8>, ScramError> {
         let msg = utf8(server_first)?;
         let mut attrs = msg.split(',');
         let first = attrs.next();
@@ -412,7 +429,7 @@ impl ScramClient {
             return Err(malformed("iteration count out of range"));
         }
 
-        let salted = hi(&self.password, &salt, iterations);
+        let salted = salted(&self.password, &salt, iterations);
         let client_key = hmac(&salted, &[b"Client Key"]);
         let stored_key = sha256(&client_key);
         let server_key = hmac(&salted, &[b"Server Key"]);
@@ -489,6 +506,26 @@ mod tests {
             c.verify_server_final(b"e=invalid-proof"),
             Err(ScramError::ServerError("invalid-proof".into()))
         );
+    }
+
+    #[test]
+    fn a_remembered_salted_password_gives_the_same_proof() {
+        let salted = salted_password(
+            b"pencil",
+            &B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap(),
+            4096,
+        );
+        let (mut c, _) = ScramClient::with_nonce("user", "pencil", C_NONCE);
+        let mut asked = None;
+        let fin = c
+            .handle_server_first_with(SERVER_FIRST.as_bytes(), |pw, salt, i| {
+                asked = Some((pw.to_vec(), salt.to_vec(), i));
+                salted
+            })
+            .unwrap();
+        assert_eq!(String::from_utf8(fin).unwrap(), CLIENT_FINAL);
+        assert_eq!(asked.map(|a| a.2), Some(4096));
+        c.verify_server_final(SERVER_FINAL.as_bytes()).unwrap();
     }
 
     #[test]

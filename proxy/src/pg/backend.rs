@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use super::conn::{Conn, body};
 use super::error::SessionError;
+use crate::service::User;
 
 pub struct Backend {
     pub conn: Conn,
@@ -30,11 +31,11 @@ const CANNOT_CONNECT_NOW: &str = "57P03";
 pub async fn connect(
     addr: SocketAddr,
     startup: &[(String, String)],
-    password: &str,
+    login: &User,
 ) -> Result<Backend, SessionError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match try_connect(addr, startup, password).await {
+        match try_connect(addr, startup, login).await {
             Err(Retry::Later(why)) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(%addr, %why, "backend not ready, retrying");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -65,8 +66,9 @@ impl From<SessionError> for Retry {
 async fn try_connect(
     addr: SocketAddr,
     startup: &[(String, String)],
-    password: &str,
+    login: &User,
 ) -> Result<Backend, Retry> {
+    let password = login.password.as_str();
     let io = TcpStream::connect(addr)
         .await
         .map_err(|e| Retry::Later(e.to_string()))?;
@@ -116,7 +118,9 @@ async fn try_connect(
                         .as_mut()
                         .ok_or_else(|| backend_auth_error("unexpected SASL continue"))?;
                     let fin = client
-                        .handle_server_first(&data)
+                        .handle_server_first_with(&data, |_, salt, iterations| {
+                            login.salted_password(salt, iterations)
+                        })
                         .map_err(|e| backend_auth_error(e.to_string()))?;
                     message::sasl_response(&mut out, &fin);
                 }

@@ -346,7 +346,7 @@ impl Session {
         &mut self,
         addr: std::net::SocketAddr,
     ) -> Result<(), SessionError> {
-        let mut b = backend::connect(addr, &self.startup, &self.user.password).await?;
+        let mut b = backend::connect(addr, &self.startup, &self.user).await?;
         if self.saved {
             let snap: PgSnapshot = self.service.store.get(&self.key).await.map_err(|e| {
                 SessionError::fatal(
