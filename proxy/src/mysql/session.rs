@@ -8,8 +8,10 @@ use controller::{CheckpointReply, DrainCmd, Resume};
 use protocols::mysql::command::{self, com, cursor};
 use protocols::mysql::flow::{Flow, Kind, Reply, Seen, status};
 use protocols::mysql::handshake::caps;
-use protocols::mysql::packet::{MAX_PAYLOAD, write_packet};
-use protocols::mysql::response::{OkPacket, SessionChange, err_packet, session_changes};
+use protocols::mysql::packet::{self, MAX_PAYLOAD, write_packet};
+use protocols::mysql::response::{
+    OkPacket, SessionChange, err_packet, session_changes, strip_session_track,
+};
 use protocols::mysql::snapshot::{ClientInfo, MySnapshot};
 use protocols::mysql::tracked::Tracked;
 use protocols::mysql::txn::{self, TxnEffect};
@@ -463,65 +465,77 @@ impl Session {
         Ok(Step::Continue)
     }
 
+    /// Passes whole backend packets on. Most go out as they came, in one write straight from
+    /// the read buffer; a PrepareOk gets the client's statement id in place, and an OK carrying
+    /// session tracking the client didn't ask for is re-encoded without it.
     async fn on_backend_bytes(&mut self) -> Result<Step, SessionError> {
         let Some(b) = self.backend.as_mut() else {
             return Ok(Step::Continue);
         };
         let strip = self.hello.capabilities & caps::SESSION_TRACK == 0;
-        let mut out = BytesMut::new();
+        // (offset, length, new packet) of the packets that change size.
+        let mut replaced: Vec<(usize, usize, Vec<u8>)> = Vec::new();
         let mut finished = None;
-        while let Some(len) = b.conn.whole_packet()? {
-            let mut packet = b.conn.rbuf.split_to(len);
+        let mut off = 0;
+        while let Some(len) = packet::packet_len(&b.conn.rbuf[off..], MAX_PAYLOAD)? {
+            let body = off + 4..off + len;
             let seen = self
                 .flow
-                .backend_packet(payload(&packet))
+                .backend_packet(&b.conn.rbuf[body.clone()])
                 .map_err(|e| SessionError::Protocol(format!("from the database: {e}")))?;
             match seen.kind {
                 Kind::Ok if seen.status.unwrap_or(0) & status::SESSION_STATE_CHANGED != 0 => {
-                    let ok = OkPacket::parse(payload(&packet), b.capabilities)?;
+                    let ok = OkPacket::parse(&b.conn.rbuf[body.clone()], b.capabilities)?;
                     for change in session_changes(&ok.session_state)? {
                         if let SessionChange::Schema(s) = change {
                             self.schema = (!s.is_empty()).then_some(s);
                         }
                     }
                     if strip {
-                        let body =
-                            protocols::mysql::response::strip_session_track(payload(&packet))?;
-                        let mut buf = Vec::with_capacity(body.len() + 4);
-                        write_packet(&mut buf, seq(&packet), &body);
-                        out.extend_from_slice(&buf);
-                    } else {
-                        out.extend_from_slice(&packet);
+                        let new = strip_session_track(&b.conn.rbuf[body.clone()])?;
+                        let mut packet = Vec::with_capacity(new.len() + 4);
+                        write_packet(&mut packet, seq(&b.conn.rbuf[off..]), &new);
+                        replaced.push((off, len, packet));
                     }
                 }
                 Kind::PrepareOk => {
-                    let ok = command::PrepareOk::parse(payload(&packet))?;
+                    let ok = command::PrepareOk::parse(&b.conn.rbuf[body.clone()])?;
                     let id = self.stmts.add(
                         ok.stmt_id,
                         self.current.text.clone(),
                         self.schema.clone(),
                         ok.num_params,
                     );
-                    command::set_prepare_ok_id(&mut packet[4..], id);
-                    out.extend_from_slice(&packet);
+                    command::set_prepare_ok_id(&mut b.conn.rbuf[body], id);
                 }
-                Kind::Err => {
-                    self.current.failed = true;
-                    out.extend_from_slice(&packet);
-                }
-                _ => out.extend_from_slice(&packet),
+                Kind::Err => self.current.failed = true,
+                _ => {}
             }
             if seen.done {
                 // One command at a time: at most one response ends per read.
                 finished = Some(seen);
             }
+            off += len;
         }
+        let chunk = b.conn.rbuf.split_to(off);
         if let Some(seen) = finished {
             self.complete(&seen);
             // Idle before the client learns its command is done, so what it asks next (the
             // admin API, a drain) sees the state it was told.
             self.update_busy();
         }
+        if replaced.is_empty() {
+            self.client.send(&chunk).await?;
+            return Ok(Step::Continue);
+        }
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut from = 0;
+        for (at, len, packet) in &replaced {
+            out.extend_from_slice(&chunk[from..*at]);
+            out.extend_from_slice(packet);
+            from = at + len;
+        }
+        out.extend_from_slice(&chunk[from..]);
         self.client.send(&out).await?;
         Ok(Step::Continue)
     }
