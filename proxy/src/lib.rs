@@ -8,3 +8,4 @@ pub mod registry;
 pub mod server;
 pub mod service;
 pub mod status;
+mod stop;

@@ -142,6 +142,25 @@ impl Flow {
         self.continued = false;
     }
 
+    /// How many bytes at the start of `buf` are whole row packets of the current result, so a
+    /// caller can pass a run of rows on without classifying each one. Stops before the
+    /// terminator, an ERR, a maximum-size packet or an incomplete one.
+    pub fn rows_prefix(&self, buf: &[u8]) -> usize {
+        if self.phase != Phase::Rows || self.continued {
+            return 0;
+        }
+        let mut off = 0;
+        while let Some(h) = buf.get(off..off + 5) {
+            let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+            if len == 0 || len >= FULL || h[4] == 0xFE || h[4] == 0xFF || buf.len() < off + 4 + len
+            {
+                break;
+            }
+            off += 4 + len;
+        }
+        off
+    }
+
     /// Classifies one physical backend packet (its payload) and advances.
     pub fn backend_packet(&mut self, payload: &[u8]) -> Result<Seen, FlowError> {
         let full = payload.len() == FULL;
@@ -502,6 +521,30 @@ mod tests {
         f.expect(Reply::Fetch);
         let last: &[u8] = &[0xFE, 0, 0, 0xC2, 0];
         assert_eq!(feed(&mut f, &[&[0x00, 0x00, 0x01], last]), [false, true]);
+    }
+
+    #[test]
+    fn rows_prefix_covers_whole_rows_only() {
+        let mut f = Flow::new(true);
+        f.expect(Reply::Query);
+        assert_eq!(f.rows_prefix(&[1, 0, 0, 0, 0x31]), 0, "not in rows yet");
+        feed(&mut f, &[&[0x01], COL]);
+        let mut buf = Vec::new();
+        for row in [ROW, ROW, &[0xFB][..]] {
+            buf.extend_from_slice(&[row.len() as u8, 0, 0, 0]);
+            buf.extend_from_slice(row);
+        }
+        let rows = buf.len();
+        buf.extend_from_slice(&[TERM.len() as u8, 0, 0, 0]);
+        buf.extend_from_slice(TERM);
+        assert_eq!(f.rows_prefix(&buf), rows);
+        assert_eq!(
+            f.rows_prefix(&buf[..rows - 1]),
+            rows - 5,
+            "incomplete last row"
+        );
+        assert_eq!(f.rows_prefix(&buf[rows..]), 0, "the terminator is left");
+        assert!(f.backend_packet(TERM).unwrap().done);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use super::startup::Hello;
 use super::statements::Statements;
 use crate::registry::{BackendKey, Registration};
 use crate::service::{Service, User};
+use crate::stop::Stop;
 
 /// While a response is outstanding, stop reading a client that keeps sending past this.
 const CLIENT_BACKLOG: usize = 1 << 20;
@@ -161,7 +162,10 @@ impl Session {
         let seq = self.reply_seq;
         self.send_ok(seq).await?;
 
-        while let Step::Continue = self.step(shutdown).await? {}
+        // Made once: a cancellation future registers and unregisters itself each time one is
+        // created, under a lock every session shares.
+        let mut stop = Stop::new(shutdown, &self.reg.entry.kill);
+        while let Step::Continue = self.step(&mut stop).await? {}
         Ok(())
     }
 
@@ -175,7 +179,7 @@ impl Session {
         ]
     }
 
-    async fn step(&mut self, shutdown: &CancellationToken) -> Result<Step, SessionError> {
+    async fn step(&mut self, stop: &mut Stop) -> Result<Step, SessionError> {
         if (!self.flow.busy() || self.client_continues)
             && let Some(len) = self.client.whole_packet()?
         {
@@ -184,8 +188,8 @@ impl Session {
         }
         let read_client = !self.flow.busy() || self.client.rbuf.len() < CLIENT_BACKLOG;
         let event = tokio::select! {
-            _ = shutdown.cancelled() => Event::Shutdown,
-            _ = self.reg.entry.kill.cancelled() => Event::Killed,
+            _ = stop.shutdown.as_mut() => Event::Shutdown,
+            _ = stop.killed.as_mut() => Event::Killed,
             r = self.client.fill(), if read_client => Event::Client(r),
             r = fill(self.backend.as_mut()) => Event::Backend(r),
             c = self.cmd_rx.recv() => Event::Cmd(c),
@@ -477,7 +481,12 @@ impl Session {
         let mut replaced: Vec<(usize, usize, Vec<u8>)> = Vec::new();
         let mut finished = None;
         let mut off = 0;
-        while let Some(len) = packet::packet_len(&b.conn.rbuf[off..], MAX_PAYLOAD)? {
+        loop {
+            // Runs of plain rows need no look at each one.
+            off += self.flow.rows_prefix(&b.conn.rbuf[off..]);
+            let Some(len) = packet::packet_len(&b.conn.rbuf[off..], MAX_PAYLOAD)? else {
+                break;
+            };
             let body = off + 4..off + len;
             let seen = self
                 .flow

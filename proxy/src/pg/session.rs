@@ -22,6 +22,7 @@ use super::error::SessionError;
 use super::restore;
 use crate::registry::{BackendKey, Registration};
 use crate::service::{Service, User};
+use crate::stop::Stop;
 
 pub struct Session {
     service: Arc<Service>,
@@ -129,11 +130,14 @@ impl Session {
         message::ready_for_query(&mut out, b'I');
         self.client.send(&out).await?;
 
-        while let Flow::Continue = self.step(shutdown).await? {}
+        // Made once: a cancellation future registers and unregisters itself each time one is
+        // created, under a lock every session shares.
+        let mut stop = Stop::new(shutdown, &self.reg.entry.kill);
+        while let Flow::Continue = self.step(&mut stop).await? {}
         Ok(())
     }
 
-    async fn step(&mut self, shutdown: &CancellationToken) -> Result<Flow, SessionError> {
+    async fn step(&mut self, stop: &mut Stop) -> Result<Flow, SessionError> {
         // Whole client messages go first, including ones that arrived while parked or waking.
         if has_whole_message(&self.client.rbuf)? {
             if self.client.rbuf.first() == Some(&tag::TERMINATE) {
@@ -147,7 +151,7 @@ impl Session {
             return self.on_client_bytes().await;
         }
         let event = tokio::select! {
-            _ = shutdown.cancelled() => Event::Shutdown,
+            _ = stop.shutdown.as_mut() => Event::Shutdown,
             r = self.client.fill() => Event::Client(r),
             r = fill(self.backend.as_mut()) => Event::Backend(r),
             c = self.cmd_rx.recv() => Event::Cmd(c),

@@ -1,0 +1,19 @@
+//! What ends a session from outside: torpor shutting down, or a KILL of the session.
+
+use std::pin::Pin;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+pub struct Stop {
+    pub shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    pub killed: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Stop {
+    pub fn new(shutdown: &CancellationToken, kill: &CancellationToken) -> Stop {
+        Stop {
+            shutdown: Box::pin(shutdown.clone().cancelled_owned()),
+            killed: Box::pin(kill.clone().cancelled_owned()),
+        }
+    }
+}
