@@ -352,6 +352,11 @@ EOF
     echo "scripts/bench.sh   # BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS BENCH_SCALE=$SCALE BENCH_CONNS=$CONNS BENCH_MASS=$MASS"
     for c in "${commands[@]}"; do echo "$c"; done
     echo '```'
+    # Why the missed targets are missed, kept by hand beside the driver.
+    if [ -f "$repo/bench/PROFILE.md" ]; then
+        echo
+        cat "$repo/bench/PROFILE.md"
+    fi
 } > "$repo/BENCHMARKS.md.new"
 if [ "$groups" = "pgbench wake idle restore memory mass sysbench mywake" ]; then
     mv "$repo/BENCHMARKS.md.new" "$repo/BENCHMARKS.md"
