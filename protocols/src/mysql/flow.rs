@@ -4,15 +4,7 @@
 
 use std::collections::VecDeque;
 
-/// Server status flags carried by OK and EOF packets.
-pub mod status {
-    pub const IN_TRANS: u16 = 0x0001;
-    pub const AUTOCOMMIT: u16 = 0x0002;
-    pub const MORE_RESULTS_EXISTS: u16 = 0x0008;
-    pub const CURSOR_EXISTS: u16 = 0x0040;
-    pub const LAST_ROW_SENT: u16 = 0x0080;
-    pub const SESSION_STATE_CHANGED: u16 = 0x4000;
-}
+use super::response::status;
 
 /// What the backend will send back for a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use controller::{CheckpointReply, DrainCmd, Resume};
 use protocols::mysql::command::{self, com, cursor};
-use protocols::mysql::flow::{Flow, Kind, Reply, Seen, status};
+use protocols::mysql::flow::{Flow, Kind, Reply, Seen};
 use protocols::mysql::handshake::caps;
 use protocols::mysql::packet::{self, MAX_PAYLOAD, write_packet};
 use protocols::mysql::response::{
-    OkPacket, SessionChange, err_packet, session_changes, strip_session_track,
+    OkPacket, SessionChange, err_packet, session_changes, status, strip_session_track,
 };
 use protocols::mysql::snapshot::{ClientInfo, MySnapshot};
 use protocols::mysql::tracked::Tracked;
