@@ -400,3 +400,58 @@ async fn advisory_lock_taken_twice_needs_two_unlocks_after_sleep() {
     drop((s, other));
     env.shutdown().await;
 }
+
+/// Every snapshot object in the file store, with its size and modification time.
+fn stored(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push((e.path(), meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A session that only read since its last snapshot keeps that snapshot (the next drain puts
+/// nothing new) and still has everything after the next wake; one that never changed anything
+/// needs no snapshot at all; a change is captured again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_that_only_read_keep_their_snapshot() {
+    let env = TestEnv::default().await;
+    let c = env.connect().await;
+    let reader = env.connect().await;
+    c.exec(
+        "CREATE TEMP TABLE k (id int PRIMARY KEY, v text);
+         INSERT INTO k VALUES (1, 'a'), (2, 'b');
+         SET search_path = pg_temp, public;",
+    )
+    .await;
+    reader.exec("SELECT 1").await;
+    env.sleep_ok().await;
+    let first = stored(&env.state_dir);
+    assert_eq!(first.len(), 1, "only the session with state has a snapshot: {first:?}");
+
+    assert_eq!(c.text("SELECT v FROM k WHERE id = 2").await, "b");
+    reader.exec("SELECT 2").await;
+    env.sleep_ok().await;
+    assert_eq!(stored(&env.state_dir), first, "a reads-only drain rewrote the snapshot");
+    assert_eq!(c.text("SELECT v FROM k WHERE id = 1").await, "a");
+    assert_eq!(c.text("SHOW search_path").await, "pg_temp, public");
+    assert_eq!(reader.text("SELECT 3").await, "3");
+
+    c.exec("INSERT INTO k VALUES (3, 'c')").await;
+    env.sleep_ok().await;
+    assert_ne!(stored(&env.state_dir), first, "a change must be captured");
+    assert_eq!(c.text("SELECT string_agg(v, ',' ORDER BY id) FROM k").await, "a,b,c");
+    env.shutdown().await;
+}

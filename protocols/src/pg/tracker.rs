@@ -27,6 +27,10 @@ pub struct Tracker {
     on_commit_delete_rows: Vec<String>,
     /// Custom `a.b` settings the session set: pg_settings doesn't list them.
     custom_settings: Vec<String>,
+    /// The client sent something since the last snapshot (or since the backend connection
+    /// was made) that may have changed what the session holds. A session that only read can
+    /// keep its last snapshot, or needs none.
+    changed: bool,
 }
 
 impl Default for Tracker {
@@ -41,6 +45,7 @@ impl Default for Tracker {
             copy_in_ended: false,
             on_commit_delete_rows: Vec::new(),
             custom_settings: Vec::new(),
+            changed: false,
         }
     }
 }
@@ -52,15 +57,41 @@ impl Tracker {
             tag::QUERY => {
                 self.pending += 1;
                 self.new_statement();
-                if let Ok(q) = parse::query_message(body) {
-                    self.sniff(q);
+                match parse::query_message(body) {
+                    Ok(q) => {
+                        self.sniff(q);
+                        self.note_change(!sql::plainly_reads(q));
+                    }
+                    Err(_) => self.changed = true,
                 }
             }
             tag::PARSE => {
                 self.extended = true;
-                if let Ok(p) = parse::parse_message(body) {
-                    self.sniff(p.query);
+                match parse::parse_message(body) {
+                    Ok(p) => {
+                        self.sniff(p.query);
+                        // A named statement is itself session state.
+                        self.note_change(!p.name.is_empty() || !sql::plainly_reads(p.query));
+                    }
+                    Err(_) => self.changed = true,
                 }
+            }
+            tag::BIND => {
+                self.extended = true;
+                // Executing a named statement may do anything its text does.
+                let statement = body
+                    .iter()
+                    .position(|&b| b == 0)
+                    .and_then(|end| body.get(end + 1..))
+                    .and_then(|rest| rest.first());
+                if statement != Some(&0) {
+                    self.changed = true;
+                }
+            }
+            tag::CLOSE | tag::FUNCTION_CALL => {
+                self.extended |= tag == tag::CLOSE;
+                self.pending += u32::from(tag == tag::FUNCTION_CALL);
+                self.changed = true;
             }
             tag::SYNC => {
                 self.pending += 1;
@@ -69,12 +100,11 @@ impl Tracker {
                     self.syncs_since_execute += 1;
                 }
             }
-            tag::FUNCTION_CALL => self.pending += 1,
             tag::EXECUTE => {
                 self.extended = true;
                 self.new_statement();
             }
-            tag::BIND | tag::DESCRIBE | tag::CLOSE | tag::FLUSH => self.extended = true,
+            tag::DESCRIBE | tag::FLUSH => self.extended = true,
             tag::COPY_DONE | tag::COPY_FAIL => {
                 self.copy_in_ended = true;
                 self.forget_ignored_syncs();
@@ -117,6 +147,20 @@ impl Tracker {
             self.pending = self.pending.saturating_sub(self.syncs_since_execute);
             self.syncs_since_execute = 0;
         }
+    }
+
+    fn note_change(&mut self, changes: bool) {
+        self.changed |= changes;
+    }
+
+    /// Something may have changed what the session holds since [`Tracker::mark_saved`].
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// The session's state is now what the store holds (a snapshot was put, or restored).
+    pub fn mark_saved(&mut self) {
+        self.changed = false;
     }
 
     fn sniff(&mut self, query: &str) {

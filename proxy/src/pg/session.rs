@@ -294,6 +294,11 @@ impl Session {
         let Some(b) = self.backend.as_mut() else {
             return Ok(CheckpointReply::Ready);
         };
+        if !self.tracker.changed() {
+            // Only reads since the last snapshot (or since connecting, when there is none):
+            // what the store holds, or a fresh connection, is still this session.
+            return Ok(CheckpointReply::Ready);
+        }
         let mut to_client = BytesMut::new();
         let captured = checkpoint::capture(b, &self.tracker, &mut to_client).await;
         if !to_client.is_empty() {
@@ -315,6 +320,7 @@ impl Session {
             .await
             .map_err(|e| SessionError::fatal("58030", format!("snapshot put failed: {e}")))?;
         self.saved = true;
+        self.tracker.mark_saved();
         Ok(CheckpointReply::Ready)
     }
 
@@ -367,6 +373,8 @@ impl Session {
             }
         }
         self.tracker.reset_flow();
+        // A fresh connection holds the snapshot's state, or none if there is no snapshot.
+        self.tracker.mark_saved();
         self.reg.entry.set_backend(Some(BackendKey {
             addr: b.addr,
             pid: b.pid,
