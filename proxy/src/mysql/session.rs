@@ -67,6 +67,9 @@ pub struct Session {
     saved: bool,
     /// Whether the cluster currently counts this session as busy.
     busy: bool,
+    /// The client sent something since the last snapshot (or since the backend connection was
+    /// made) that may have changed what the session holds.
+    changed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +133,7 @@ impl Session {
             prepared: false,
             saved: false,
             busy: false,
+            changed: false,
         }
     }
 
@@ -273,6 +277,7 @@ impl Session {
                 return Ok(Step::Continue);
             }
             com::STMT_CLOSE => {
+                self.changed = true;
                 let id = command::stmt_id(payload(&packet)).unwrap_or(0);
                 if let (Some(st), Some(b)) = (self.stmts.remove(id), self.backend.as_mut()) {
                     command::set_stmt_id(&mut packet[4..], st.backend_id);
@@ -399,6 +404,14 @@ impl Session {
             }
             _ => Reply::Single,
         };
+        self.changed |= match cmd {
+            com::QUERY => !txn::plainly_reads(&self.current.text),
+            com::STMT_EXECUTE => !self.stmts.get(self.current.stmt).is_some_and(|s| s.plain),
+            com::STMT_FETCH | com::PING | com::FIELD_LIST | com::STATISTICS | com::PROCESS_INFO => {
+                false
+            }
+            _ => true,
+        };
         self.flow.expect(reply);
         self.client_continues = payload(&packet).len() == MAX_PAYLOAD;
         // Busy before the backend can answer, so nobody sees a stale idle state.
@@ -455,6 +468,7 @@ impl Session {
 
     async fn on_long_data(&mut self, mut packet: BytesMut) -> Result<Step, SessionError> {
         let (id, param, data) = command::parse_long_data(payload(&packet))?;
+        self.changed = true;
         let Some(st) = self.stmts.get_mut(id) else {
             // The server ignores long data for unknown statements until the execute fails.
             return Ok(Step::Continue);
@@ -680,6 +694,11 @@ impl Session {
         let Some(b) = self.backend.as_mut() else {
             return Ok(CheckpointReply::Ready);
         };
+        if !self.changed {
+            // Only plain reads since the last snapshot (or since connecting, when there is
+            // none): what the store holds, or a fresh connection, is still this session.
+            return Ok(CheckpointReply::Ready);
+        }
         let mut snap = match checkpoint::capture(b, &self.tracked).await? {
             Capture::Blocked(why) => {
                 let why = format!("session {id}: {}", why.join(", "));
@@ -703,6 +722,7 @@ impl Session {
                 SessionError::fatal(UNKNOWN, "HY000", format!("snapshot put failed: {e}"))
             })?;
         self.saved = true;
+        self.changed = false;
         Ok(CheckpointReply::Ready)
     }
 
@@ -771,6 +791,8 @@ impl Session {
             self.tracked.after_replay();
         }
         self.flow = Flow::new(b.capabilities & caps::DEPRECATE_EOF != 0);
+        // A fresh connection holds the snapshot's state, or none if there is no snapshot.
+        self.changed = false;
         self.reg.entry.set_backend(Some(BackendKey {
             addr: b.addr,
             pid: b.id as i32,

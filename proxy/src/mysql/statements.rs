@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use protocols::mysql::snapshot::BinaryStatement;
+use protocols::mysql::txn;
 
 #[derive(Debug, Clone)]
 pub struct Statement {
@@ -14,6 +15,8 @@ pub struct Statement {
     pub num_params: u16,
     /// Running it may leave uncommitted changes or row locks in an open transaction.
     pub writes: bool,
+    /// Running it can't change what the session holds.
+    pub plain: bool,
     /// Parameter types the client bound last (2 bytes per parameter).
     pub types: Option<Vec<u8>>,
     /// The current backend statement hasn't been given parameter types yet (new, or prepared
@@ -48,8 +51,8 @@ impl Statements {
             self.next_id,
             Statement {
                 backend_id,
-                writes: protocols::mysql::txn::effect(&sql)
-                    != protocols::mysql::txn::TxnEffect::Reads,
+                writes: txn::effect(&sql) != txn::TxnEffect::Reads,
+                plain: txn::plainly_reads(&sql),
                 sql,
                 schema,
                 num_params: params,
