@@ -24,6 +24,7 @@ pub mod caps {
 }
 
 pub mod com {
+    pub const INIT_DB: u8 = 0x02;
     pub const QUERY: u8 = 0x03;
     pub const FIELD_LIST: u8 = 0x04;
     pub const STATISTICS: u8 = 0x09;

@@ -171,3 +171,48 @@ async fn an_open_cursor_blocks_the_drain_until_fetched_to_the_end() {
     );
     env.shutdown().await;
 }
+
+/// COM_INIT_DB switches the schema, which a wake keeps; a client that didn't ask for session
+/// tracking gets plain OK packets although torpor always asks the backend for tracking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_db_and_oks_without_session_tracking() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut r = raw(&env).await;
+    let ok_of = |what: &str, p: Vec<u8>| {
+        assert_eq!(p.first(), Some(&0x00), "{what}: {p:?}");
+        // header, affected rows, insert id, status (2), warnings (2): nothing after that, and
+        // no SESSION_STATE_CHANGED flag.
+        assert_eq!(p.len(), 7, "{what}: {p:?}");
+        assert_eq!(
+            u16::from_le_bytes([p[3], p[4]]) & 0x4000,
+            0,
+            "{what}: {p:?}"
+        );
+    };
+    r.command(&[&[com::INIT_DB][..], b"information_schema"].concat())
+        .await
+        .unwrap();
+    let (_, p) = r.recv().await.unwrap().expect("answer");
+    ok_of("COM_INIT_DB", p);
+    for sql in [
+        "SET SESSION sql_mode = 'ANSI'",
+        "SET @x = 1",
+        "USE information_schema",
+    ] {
+        let mut q = vec![com::QUERY];
+        q.extend_from_slice(sql.as_bytes());
+        r.command(&q).await.unwrap();
+        let (_, p) = r.recv().await.unwrap().expect("answer");
+        ok_of(sql, p);
+    }
+    env.sleep_ok().await;
+    assert_eq!(
+        r.query_value("SELECT DATABASE()").await.unwrap().as_deref(),
+        Some("information_schema")
+    );
+    assert_eq!(
+        r.query_value("SELECT @@sql_mode").await.unwrap().as_deref(),
+        Some("REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI")
+    );
+    env.shutdown().await;
+}

@@ -439,12 +439,20 @@ async fn sessions_that_only_read_keep_their_snapshot() {
     reader.exec("SELECT 1").await;
     env.sleep_ok().await;
     let first = stored(&env.state_dir);
-    assert_eq!(first.len(), 1, "only the session with state has a snapshot: {first:?}");
+    assert_eq!(
+        first.len(),
+        1,
+        "only the session with state has a snapshot: {first:?}"
+    );
 
     assert_eq!(c.text("SELECT v FROM k WHERE id = 2").await, "b");
     reader.exec("SELECT 2").await;
     env.sleep_ok().await;
-    assert_eq!(stored(&env.state_dir), first, "a reads-only drain rewrote the snapshot");
+    assert_eq!(
+        stored(&env.state_dir),
+        first,
+        "a reads-only drain rewrote the snapshot"
+    );
     assert_eq!(c.text("SELECT v FROM k WHERE id = 1").await, "a");
     assert_eq!(c.text("SHOW search_path").await, "pg_temp, public");
     assert_eq!(reader.text("SELECT 3").await, "3");
@@ -452,6 +460,9 @@ async fn sessions_that_only_read_keep_their_snapshot() {
     c.exec("INSERT INTO k VALUES (3, 'c')").await;
     env.sleep_ok().await;
     assert_ne!(stored(&env.state_dir), first, "a change must be captured");
-    assert_eq!(c.text("SELECT string_agg(v, ',' ORDER BY id) FROM k").await, "a,b,c");
+    assert_eq!(
+        c.text("SELECT string_agg(v, ',' ORDER BY id) FROM k").await,
+        "a,b,c"
+    );
     env.shutdown().await;
 }
