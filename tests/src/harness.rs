@@ -336,6 +336,28 @@ impl TestEnv {
         }
     }
 
+    /// Every object in a `file://` snapshot store, with its size and modification time: what
+    /// a drain wrote, and whether it wrote it again.
+    pub fn stored_snapshots(&self) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+        let mut out = Vec::new();
+        let mut todo = vec![self.state_dir.clone()];
+        while let Some(d) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let meta = e.metadata().expect("stat a snapshot file");
+                if meta.is_dir() {
+                    todo.push(e.path());
+                } else {
+                    out.push((e.path(), meta.len(), meta.modified().expect("mtime")));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Stops torpor: clients get 57P01 and the backend stops.
     pub async fn shutdown(mut self) {
         let pid = self.backend_pid().await;

@@ -401,27 +401,6 @@ async fn advisory_lock_taken_twice_needs_two_unlocks_after_sleep() {
     env.shutdown().await;
 }
 
-/// Every snapshot object in the file store, with its size and modification time.
-fn stored(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                todo.push(e.path());
-            } else {
-                out.push((e.path(), meta.len(), meta.modified().unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// A session that only read since its last snapshot keeps that snapshot (the next drain puts
 /// nothing new) and still has everything after the next wake; one that never changed anything
 /// needs no snapshot at all; a change is captured again.
@@ -438,7 +417,7 @@ async fn sessions_that_only_read_keep_their_snapshot() {
     .await;
     reader.exec("SELECT 1").await;
     env.sleep_ok().await;
-    let first = stored(&env.state_dir);
+    let first = env.stored_snapshots();
     assert_eq!(
         first.len(),
         1,
@@ -449,7 +428,7 @@ async fn sessions_that_only_read_keep_their_snapshot() {
     reader.exec("SELECT 2").await;
     env.sleep_ok().await;
     assert_eq!(
-        stored(&env.state_dir),
+        env.stored_snapshots(),
         first,
         "a reads-only drain rewrote the snapshot"
     );
@@ -459,7 +438,7 @@ async fn sessions_that_only_read_keep_their_snapshot() {
 
     c.exec("INSERT INTO k VALUES (3, 'c')").await;
     env.sleep_ok().await;
-    assert_ne!(stored(&env.state_dir), first, "a change must be captured");
+    assert_ne!(env.stored_snapshots(), first, "a change must be captured");
     assert_eq!(
         c.text("SELECT string_agg(v, ',' ORDER BY id) FROM k").await,
         "a,b,c"
