@@ -5,6 +5,7 @@ pub mod config;
 mod mysql;
 mod pg;
 pub mod registry;
+mod seat;
 pub mod server;
 pub mod service;
 pub mod status;

@@ -15,10 +15,7 @@ use protocols::mysql::response::{
 use protocols::mysql::snapshot::{ClientInfo, MySnapshot};
 use protocols::mysql::tracked::Tracked;
 use protocols::mysql::txn::{self, TxnEffect};
-use state_store::SnapshotKey;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::backend::{self, Backend};
 use super::checkpoint::{self, Capture};
@@ -29,6 +26,7 @@ use super::restore;
 use super::startup::Hello;
 use super::statements::Statements;
 use crate::registry::{BackendKey, Registration};
+use crate::seat::Seat;
 use crate::service::{Service, User};
 use crate::stop::Stop;
 
@@ -40,8 +38,7 @@ pub struct Session {
     client: Conn,
     user: Arc<User>,
     hello: Hello,
-    reg: Registration,
-    key: SnapshotKey,
+    seat: Seat,
     backend: Option<Backend>,
     flow: Flow,
     tracked: Tracked,
@@ -59,14 +56,6 @@ pub struct Session {
     client_continues: bool,
     /// Sequence id for torpor's own answer to the client's current command.
     reply_seq: u8,
-    cmd_tx: mpsc::UnboundedSender<DrainCmd>,
-    cmd_rx: mpsc::UnboundedReceiver<DrainCmd>,
-    /// Snapshot is durable and we wait for the drain's Commit or Abort.
-    prepared: bool,
-    /// A snapshot of this session exists in the store.
-    saved: bool,
-    /// Whether the cluster currently counts this session as busy.
-    busy: bool,
     /// The client sent something since the last snapshot (or since the backend connection was
     /// made) that may have changed what the session holds.
     changed: bool,
@@ -105,19 +94,13 @@ impl Session {
         reg: Registration,
         reply_seq: u8,
     ) -> Self {
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let key = SnapshotKey {
-            cluster: service.name.clone(),
-            session: Uuid::new_v4(),
-        };
         let schema = hello.database.clone();
         Session {
+            seat: Seat::new(service.clone(), reg),
             service,
             client,
             user,
             hello,
-            reg,
-            key,
             backend: None,
             flow: Flow::new(true),
             tracked: Tracked::default(),
@@ -128,11 +111,6 @@ impl Session {
             current: Current::default(),
             client_continues: false,
             reply_seq,
-            cmd_tx,
-            cmd_rx,
-            prepared: false,
-            saved: false,
-            busy: false,
             changed: false,
         }
     }
@@ -147,7 +125,7 @@ impl Session {
                 SessionError::Closed => {}
                 SessionError::Fatal { code, .. } if *code == super::error::SHUTDOWN => {}
                 other => {
-                    tracing::info!(cluster = %self.service.name, session = self.reg.entry.id, error = %other, "session ended")
+                    tracing::info!(cluster = %self.service.name, session = self.seat.id(), error = %other, "session ended")
                 }
             }
         }
@@ -168,7 +146,7 @@ impl Session {
 
         // Made once: a cancellation future registers and unregisters itself each time one is
         // created, under a lock every session shares.
-        let mut stop = Stop::new(shutdown, &self.reg.entry.kill);
+        let mut stop = Stop::new(shutdown, &self.seat.reg.entry.kill);
         while let Step::Continue = self.step(&mut stop).await? {}
         Ok(())
     }
@@ -196,7 +174,7 @@ impl Session {
             _ = stop.killed.as_mut() => Event::Killed,
             r = self.client.fill(), if read_client => Event::Client(r),
             r = fill(self.backend.as_mut()) => Event::Backend(r),
-            c = self.cmd_rx.recv() => Event::Cmd(c),
+            c = self.seat.cmd_rx.recv() => Event::Cmd(c),
         };
         match event {
             Event::Shutdown => Err(SessionError::fatal(
@@ -218,14 +196,14 @@ impl Session {
             Event::Backend(r) => {
                 let n = match r {
                     Ok(n) => n,
-                    Err(e) if self.prepared => {
+                    Err(e) if self.seat.prepared => {
                         tracing::debug!(error = %e, "backend closed during drain");
                         0
                     }
                     Err(e) => return Err(e.into()),
                 };
                 if n == 0 {
-                    if self.prepared {
+                    if self.seat.prepared {
                         self.park();
                         return Ok(Step::Continue);
                     }
@@ -345,17 +323,11 @@ impl Session {
         if self.backend.is_none() {
             self.attach().await?;
         }
-        self.reg.entry.set_found_blocker(None);
-        if self.prepared {
-            self.prepared = false;
-            if self.service.cluster.resume() == Resume::Parked {
-                // Too late to call the drain off: our snapshot is durable, so park and wake
-                // again; the command goes to the new backend.
-                self.park();
-                self.attach().await?;
-            }
-        } else {
-            self.service.cluster.client_activity();
+        if self.seat.activity() == Resume::Parked {
+            // Too late to call the drain off: our snapshot is durable, so park and wake
+            // again; the command goes to the new backend.
+            self.park();
+            self.attach().await?;
         }
         let body = payload(&packet);
         let cmd = body[0];
@@ -613,29 +585,23 @@ impl Session {
 
     async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Step, SessionError> {
         match cmd {
-            DrainCmd::Checkpoint(reply) => {
-                let answer = self.checkpoint().await;
-                let reply_value = match answer {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let why = format!("session {}: {e}", self.reg.entry.id);
-                        self.reg.entry.set_found_blocker(Some(why.clone()));
-                        let _ = reply.send(CheckpointReply::Blocked(why));
-                        return match e {
-                            SessionError::Io(_) | SessionError::Closed => Err(e),
-                            _ => Ok(Step::Continue),
-                        };
+            DrainCmd::Checkpoint(reply) => match self.checkpoint().await {
+                Ok(answer) => self.seat.answer(reply, Ok(answer)),
+                Err(e) => {
+                    // The capture failed; the session itself is still fine unless the
+                    // connection broke.
+                    self.seat.answer(reply, Err(e.to_string()));
+                    if let SessionError::Io(_) | SessionError::Closed = e {
+                        return Err(e);
                     }
-                };
-                self.prepared = reply_value == CheckpointReply::Ready;
-                let _ = reply.send(reply_value);
-            }
+                }
+            },
             DrainCmd::Commit => {
-                if self.prepared {
+                if self.seat.prepared {
                     self.park();
                 }
             }
-            DrainCmd::Abort => self.prepared = false,
+            DrainCmd::Abort => self.seat.prepared = false,
         }
         Ok(Step::Continue)
     }
@@ -687,7 +653,7 @@ impl Session {
 
     /// Captures this session's state and puts it durably, or says why it can't.
     async fn checkpoint(&mut self) -> Result<CheckpointReply, SessionError> {
-        let id = self.reg.entry.id;
+        let id = self.seat.id();
         if let Some(why) = self.blocker() {
             return Ok(CheckpointReply::Blocked(format!("session {id}: {why}")));
         }
@@ -702,7 +668,7 @@ impl Session {
         let mut snap = match checkpoint::capture(b, &self.tracked).await? {
             Capture::Blocked(why) => {
                 let why = format!("session {id}: {}", why.join(", "));
-                self.reg.entry.set_found_blocker(Some(why.clone()));
+                self.seat.reg.entry.set_found_blocker(Some(why.clone()));
                 return Ok(CheckpointReply::Blocked(why));
             }
             Capture::Snapshot(s) => s,
@@ -716,44 +682,36 @@ impl Session {
         snap.statements = self.stmts.snapshot();
         self.service
             .store
-            .put(&self.key, &*snap)
+            .put(&self.seat.key, &*snap)
             .await
             .map_err(|e| {
                 SessionError::fatal(UNKNOWN, "HY000", format!("snapshot put failed: {e}"))
             })?;
-        self.saved = true;
+        self.seat.saved = true;
         self.changed = false;
         Ok(CheckpointReply::Ready)
     }
 
     /// Drops the backend connection; the snapshot in the store now holds the session.
     fn park(&mut self) {
-        self.prepared = false;
         self.backend = None;
         self.flow.reset();
-        self.service.cluster.unregister(self.reg.entry.id);
-        self.reg.entry.set_backend(None);
+        self.seat.leave();
         self.update_busy();
     }
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
     async fn attach(&mut self) -> Result<(), SessionError> {
-        let id = self.reg.entry.id;
-        let info = self
-            .service
-            .cluster
-            .wake(Some((id, self.cmd_tx.clone())))
-            .await
-            .map_err(|e| {
-                SessionError::fatal(
-                    UNKNOWN,
-                    "08S01",
-                    format!("could not wake the database: {e}"),
-                )
-            })?;
-        let result = self.connect_and_restore(info.addr).await;
+        let addr = self.seat.wake().await.map_err(|e| {
+            SessionError::fatal(
+                UNKNOWN,
+                "08S01",
+                format!("could not wake the database: {e}"),
+            )
+        })?;
+        let result = self.connect_and_restore(addr).await;
         if result.is_err() {
-            self.service.cluster.unregister(id);
+            self.seat.leave();
         }
         result
     }
@@ -763,7 +721,7 @@ impl Session {
         addr: std::net::SocketAddr,
     ) -> Result<(), SessionError> {
         // A restore sets the schema itself; a first connection starts in the client's.
-        let database = if self.saved {
+        let database = if self.seat.saved {
             None
         } else {
             self.schema.clone()
@@ -777,8 +735,8 @@ impl Session {
         )
         .await?;
         self.service.remember_greeting(b.greeting.clone());
-        if self.saved {
-            let snap: MySnapshot = self.service.store.get(&self.key).await.map_err(|e| {
+        if self.seat.saved {
+            let snap: MySnapshot = self.service.store.get(&self.seat.key).await.map_err(|e| {
                 SessionError::fatal(
                     UNKNOWN,
                     "HY000",
@@ -793,7 +751,7 @@ impl Session {
         self.flow = Flow::new(b.capabilities & caps::DEPRECATE_EOF != 0);
         // A fresh connection holds the snapshot's state, or none if there is no snapshot.
         self.changed = false;
-        self.reg.entry.set_backend(Some(BackendKey {
+        self.seat.reg.entry.set_backend(Some(BackendKey {
             addr: b.addr,
             pid: b.id as i32,
             secret: 0,
@@ -822,12 +780,8 @@ impl Session {
             let _ = b.conn.send(&out).await;
         }
         self.park();
-        if self.saved {
-            self.saved = false;
-            if let Err(e) = self.service.store.delete(&self.key).await {
-                tracing::warn!(cluster = %self.service.name, error = %e, "could not delete the snapshot of a reset session");
-            }
-        }
+        // The server would reset the session: nothing of the old one is restored.
+        self.seat.forget_snapshot().await;
         self.tracked.reset();
         self.stmts.clear();
         self.user = user;
@@ -864,16 +818,7 @@ impl Session {
 
     fn update_busy(&mut self) {
         let blocker = self.blocker();
-        self.reg.entry.set_blocker(blocker);
-        let busy = blocker.is_some();
-        if busy != self.busy {
-            self.busy = busy;
-            if busy {
-                self.service.cluster.busy_start();
-            } else {
-                self.service.cluster.busy_end();
-            }
-        }
+        self.seat.publish(blocker);
     }
 
     async fn cleanup(&mut self) {
@@ -883,11 +828,7 @@ impl Session {
             let _ = b.conn.send(&out).await;
         }
         self.park();
-        if self.saved
-            && let Err(e) = self.service.store.delete(&self.key).await
-        {
-            tracing::warn!(cluster = %self.service.name, error = %e, "could not delete snapshot of a closed session");
-        }
+        self.seat.forget_snapshot().await;
     }
 }
 

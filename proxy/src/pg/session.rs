@@ -10,17 +10,15 @@ use protocols::pg::message::{self, tag};
 use protocols::pg::parse;
 use protocols::pg::snapshot::PgSnapshot;
 use protocols::pg::tracker::Tracker;
-use state_store::SnapshotKey;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::backend::{self, Backend};
 use super::checkpoint::{self, Capture};
 use super::conn::Conn;
 use super::error::SessionError;
 use super::restore;
-use crate::registry::{BackendKey, Registration};
+use crate::registry::BackendKey;
+use crate::seat::Seat;
 use crate::service::{Service, User};
 use crate::stop::Stop;
 
@@ -32,18 +30,9 @@ pub struct Session {
     /// ParameterStatus values as the client knows them.
     told: Vec<(String, String)>,
     virtual_key: (i32, i32),
-    reg: Registration,
-    key: SnapshotKey,
+    seat: Seat,
     tracker: Tracker,
     backend: Option<Backend>,
-    cmd_tx: mpsc::UnboundedSender<DrainCmd>,
-    cmd_rx: mpsc::UnboundedReceiver<DrainCmd>,
-    /// Snapshot is durable and we wait for the drain's Commit or Abort.
-    prepared: bool,
-    /// A snapshot of this session exists in the store.
-    saved: bool,
-    /// Whether the cluster currently counts this session as busy.
-    busy: bool,
 }
 
 enum Event {
@@ -66,27 +55,16 @@ impl Session {
         startup: Vec<(String, String)>,
     ) -> Self {
         let (virtual_key, reg) = service.registry.register(&service.name);
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let key = SnapshotKey {
-            cluster: service.name.clone(),
-            session: Uuid::new_v4(),
-        };
         Session {
+            seat: Seat::new(service.clone(), reg),
             service,
             client,
             user,
             startup,
             told: Vec::new(),
             virtual_key,
-            reg,
-            key,
             tracker: Tracker::default(),
             backend: None,
-            cmd_tx,
-            cmd_rx,
-            prepared: false,
-            saved: false,
-            busy: false,
         }
     }
 
@@ -100,7 +78,7 @@ impl Session {
                 SessionError::Closed => {}
                 SessionError::Fatal { code: "57P01", .. } => {}
                 other => {
-                    tracing::info!(cluster = %self.service.name, session = self.reg.entry.id, error = %other, "session ended")
+                    tracing::info!(cluster = %self.service.name, session = self.seat.id(), error = %other, "session ended")
                 }
             }
         }
@@ -132,7 +110,7 @@ impl Session {
 
         // Made once: a cancellation future registers and unregisters itself each time one is
         // created, under a lock every session shares.
-        let mut stop = Stop::new(shutdown, &self.reg.entry.kill);
+        let mut stop = Stop::new(shutdown, &self.seat.reg.entry.kill);
         while let Flow::Continue = self.step(&mut stop).await? {}
         Ok(())
     }
@@ -154,7 +132,7 @@ impl Session {
             _ = stop.shutdown.as_mut() => Event::Shutdown,
             r = self.client.fill() => Event::Client(r),
             r = fill(self.backend.as_mut()) => Event::Backend(r),
-            c = self.cmd_rx.recv() => Event::Cmd(c),
+            c = self.seat.cmd_rx.recv() => Event::Cmd(c),
         };
         match event {
             Event::Shutdown => Err(shutting_down()),
@@ -167,14 +145,14 @@ impl Session {
             Event::Backend(r) => {
                 let n = match r {
                     Ok(n) => n,
-                    Err(e) if self.prepared => {
+                    Err(e) if self.seat.prepared => {
                         tracing::debug!(error = %e, "backend closed during drain");
                         0
                     }
                     Err(e) => return Err(e.into()),
                 };
                 if n == 0 {
-                    if self.prepared {
+                    if self.seat.prepared {
                         // The drain committed and the backend went away before our Commit came.
                         self.park();
                         return Ok(Flow::Continue);
@@ -193,17 +171,11 @@ impl Session {
     }
 
     async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
-        self.reg.entry.set_found_blocker(None);
-        if self.prepared {
-            self.prepared = false;
-            if self.service.cluster.resume() == Resume::Parked {
-                // Too late to call the drain off: our snapshot is durable, so park and wake
-                // again with these bytes still buffered.
-                self.park();
-                return Ok(Flow::Continue);
-            }
-        } else {
-            self.service.cluster.client_activity();
+        if self.seat.activity() == Resume::Parked {
+            // Too late to call the drain off: our snapshot is durable, so park and wake again
+            // with these bytes still buffered.
+            self.park();
+            return Ok(Flow::Continue);
         }
         let mut terminate = false;
         let tracker = &mut self.tracker;
@@ -254,31 +226,23 @@ impl Session {
 
     async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Flow, SessionError> {
         match cmd {
-            DrainCmd::Checkpoint(reply) => {
-                let answer = self.checkpoint().await;
-                let reply_value = match answer {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // The capture failed (e.g. a role without privileges); the session
-                        // itself is still fine unless the connection broke.
-                        let why = format!("session {}: {e}", self.reg.entry.id);
-                        self.reg.entry.set_found_blocker(Some(why.clone()));
-                        let _ = reply.send(CheckpointReply::Blocked(why));
-                        return match e {
-                            SessionError::Io(_) | SessionError::Closed => Err(e),
-                            _ => Ok(Flow::Continue),
-                        };
+            DrainCmd::Checkpoint(reply) => match self.checkpoint().await {
+                Ok(answer) => self.seat.answer(reply, Ok(answer)),
+                Err(e) => {
+                    // The capture failed (e.g. a role without privileges); the session itself
+                    // is still fine unless the connection broke.
+                    self.seat.answer(reply, Err(e.to_string()));
+                    if let SessionError::Io(_) | SessionError::Closed = e {
+                        return Err(e);
                     }
-                };
-                self.prepared = reply_value == CheckpointReply::Ready;
-                let _ = reply.send(reply_value);
-            }
+                }
+            },
             DrainCmd::Commit => {
-                if self.prepared {
+                if self.seat.prepared {
                     self.park();
                 }
             }
-            DrainCmd::Abort => self.prepared = false,
+            DrainCmd::Abort => self.seat.prepared = false,
         }
         Ok(Flow::Continue)
     }
@@ -287,7 +251,7 @@ impl Session {
     async fn checkpoint(&mut self) -> Result<CheckpointReply, SessionError> {
         // No whole client message is buffered here: `step` forwards those before it looks at
         // drain commands.
-        let id = self.reg.entry.id;
+        let id = self.seat.id();
         if let Some(why) = self.tracker.blocker() {
             return Ok(CheckpointReply::Blocked(format!("session {id}: {why}")));
         }
@@ -307,7 +271,7 @@ impl Session {
         let mut snap = match captured? {
             Capture::Blocked(why) => {
                 let why = format!("session {id}: {}", why.join(", "));
-                self.reg.entry.set_found_blocker(Some(why.clone()));
+                self.seat.reg.entry.set_found_blocker(Some(why.clone()));
                 return Ok(CheckpointReply::Blocked(why));
             }
             Capture::Snapshot(s) => s,
@@ -316,38 +280,30 @@ impl Session {
         snap.parameter_status = self.told.clone();
         self.service
             .store
-            .put(&self.key, &*snap)
+            .put(&self.seat.key, &*snap)
             .await
             .map_err(|e| SessionError::fatal("58030", format!("snapshot put failed: {e}")))?;
-        self.saved = true;
+        self.seat.saved = true;
         self.tracker.mark_saved();
         Ok(CheckpointReply::Ready)
     }
 
     /// Drops the backend connection; the snapshot in the store now holds the session.
     fn park(&mut self) {
-        self.prepared = false;
         self.backend = None;
-        self.service.cluster.unregister(self.reg.entry.id);
-        self.reg.entry.set_backend(None);
+        self.seat.leave();
         self.tracker.reset_flow();
         self.update_busy();
     }
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
     async fn attach(&mut self) -> Result<(), SessionError> {
-        let id = self.reg.entry.id;
-        let info = self
-            .service
-            .cluster
-            .wake(Some((id, self.cmd_tx.clone())))
-            .await
-            .map_err(|e| {
-                SessionError::fatal("08006", format!("could not wake the database: {e}"))
-            })?;
-        let result = self.connect_and_restore(info.addr).await;
+        let addr = self.seat.wake().await.map_err(|e| {
+            SessionError::fatal("08006", format!("could not wake the database: {e}"))
+        })?;
+        let result = self.connect_and_restore(addr).await;
         if result.is_err() {
-            self.service.cluster.unregister(id);
+            self.seat.leave();
         }
         result
     }
@@ -357,8 +313,8 @@ impl Session {
         addr: std::net::SocketAddr,
     ) -> Result<(), SessionError> {
         let mut b = backend::connect(addr, &self.startup, &self.user).await?;
-        if self.saved {
-            let snap: PgSnapshot = self.service.store.get(&self.key).await.map_err(|e| {
+        if self.seat.saved {
+            let snap: PgSnapshot = self.service.store.get(&self.seat.key).await.map_err(|e| {
                 SessionError::fatal(
                     "58000",
                     format!(
@@ -375,7 +331,7 @@ impl Session {
         self.tracker.reset_flow();
         // A fresh connection holds the snapshot's state, or none if there is no snapshot.
         self.tracker.mark_saved();
-        self.reg.entry.set_backend(Some(BackendKey {
+        self.seat.reg.entry.set_backend(Some(BackendKey {
             addr: b.addr,
             pid: b.pid,
             secret: b.secret,
@@ -390,16 +346,7 @@ impl Session {
         } else {
             None
         };
-        self.reg.entry.set_blocker(blocker);
-        let busy = blocker.is_some();
-        if busy != self.busy {
-            self.busy = busy;
-            if busy {
-                self.service.cluster.busy_start();
-            } else {
-                self.service.cluster.busy_end();
-            }
-        }
+        self.seat.publish(blocker);
     }
 
     async fn cleanup(&mut self) {
@@ -409,11 +356,7 @@ impl Session {
             let _ = b.conn.send(&out).await;
         }
         self.park();
-        if self.saved
-            && let Err(e) = self.service.store.delete(&self.key).await
-        {
-            tracing::warn!(cluster = %self.service.name, error = %e, "could not delete snapshot of a closed session");
-        }
+        self.seat.forget_snapshot().await;
     }
 }
 

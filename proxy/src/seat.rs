@@ -1,0 +1,120 @@
+//! A session's place in its cluster's lifecycle, the same for both protocols: whether it
+//! counts as busy, how it joins and leaves drains, and the snapshot that holds it while parked.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use controller::{CheckpointReply, DrainCmd, DriverError, Resume};
+use state_store::SnapshotKey;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::registry::Registration;
+use crate::service::Service;
+
+pub struct Seat {
+    service: Arc<Service>,
+    pub reg: Registration,
+    pub key: SnapshotKey,
+    cmd_tx: mpsc::UnboundedSender<DrainCmd>,
+    pub cmd_rx: mpsc::UnboundedReceiver<DrainCmd>,
+    /// Snapshot is durable and we wait for the drain's Commit or Abort.
+    pub prepared: bool,
+    /// A snapshot of this session exists in the store.
+    pub saved: bool,
+    /// Whether the cluster currently counts this session as busy.
+    busy: bool,
+}
+
+impl Seat {
+    pub fn new(service: Arc<Service>, reg: Registration) -> Seat {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let key = SnapshotKey {
+            cluster: service.name.clone(),
+            session: Uuid::new_v4(),
+        };
+        Seat {
+            service,
+            reg,
+            key,
+            cmd_tx,
+            cmd_rx,
+            prepared: false,
+            saved: false,
+            busy: false,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.reg.entry.id
+    }
+
+    /// Shows what keeps this session from being parked now, and tells the cluster when the
+    /// session turns busy or idle.
+    pub fn publish(&mut self, blocker: Option<&'static str>) {
+        self.reg.entry.set_blocker(blocker);
+        let busy = blocker.is_some();
+        if busy != self.busy {
+            self.busy = busy;
+            if busy {
+                self.service.cluster.busy_start();
+            } else {
+                self.service.cluster.busy_end();
+            }
+        }
+    }
+
+    /// Wakes the cluster if needed and joins its drains; the backend's address.
+    pub async fn wake(&self) -> Result<SocketAddr, DriverError> {
+        let info = self
+            .service
+            .cluster
+            .wake(Some((self.id(), self.cmd_tx.clone())))
+            .await?;
+        Ok(info.addr)
+    }
+
+    /// The backend connection is gone (parked, or it failed): drains no longer ask us.
+    pub fn leave(&mut self) {
+        self.prepared = false;
+        self.service.cluster.unregister(self.id());
+        self.reg.entry.set_backend(None);
+    }
+
+    /// Client bytes arrived. A drain in its first phase is called off; once our snapshot is
+    /// durable it may be too late, and then the session must park and wake again.
+    pub fn activity(&mut self) -> Resume {
+        self.reg.entry.set_found_blocker(None);
+        if std::mem::take(&mut self.prepared) {
+            self.service.cluster.resume()
+        } else {
+            self.service.cluster.client_activity();
+            Resume::Attached
+        }
+    }
+
+    /// Gives the drain this session's checkpoint answer; a failed capture blocks the drain
+    /// with its reason.
+    pub fn answer(
+        &mut self,
+        reply: oneshot::Sender<CheckpointReply>,
+        answer: Result<CheckpointReply, String>,
+    ) {
+        let answer = answer.unwrap_or_else(|e| {
+            let why = format!("session {}: {e}", self.id());
+            self.reg.entry.set_found_blocker(Some(why.clone()));
+            CheckpointReply::Blocked(why)
+        });
+        self.prepared = answer == CheckpointReply::Ready;
+        let _ = reply.send(answer);
+    }
+
+    /// Deletes the stored snapshot, if there is one (the session ended or was reset).
+    pub async fn forget_snapshot(&mut self) {
+        if std::mem::take(&mut self.saved)
+            && let Err(e) = self.service.store.delete(&self.key).await
+        {
+            tracing::warn!(cluster = %self.service.name, error = %e, "could not delete the snapshot of a closed session");
+        }
+    }
+}
