@@ -5,5 +5,6 @@ pub mod http;
 pub mod mysql;
 pub mod mywire;
 pub mod ports;
+pub mod python;
 pub mod s3;
 pub mod wire;

@@ -1,0 +1,34 @@
+//! Python client libraries for the client tests, installed from PyPI into a virtualenv under
+//! the target directory on first use, so nothing outside the repository is touched.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The python of virtualenv `target/<name>`, where `import <imports>` works after installing
+/// `packages` (pinned requirement strings) if it didn't already.
+pub fn venv_python(name: &str, imports: &str, packages: &[&str]) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let venv = target.join(name);
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", &format!("import {imports}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed for the Python client tests");
+        assert!(made.success(), "python3 -m venv failed");
+        let installed = Command::new(&python)
+            .args(["-m", "pip", "install", "-q"])
+            .args(packages)
+            .status()
+            .expect("pip");
+        assert!(installed.success(), "pip install {packages:?} failed");
+    }
+    python
+}
