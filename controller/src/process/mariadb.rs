@@ -15,8 +15,8 @@ use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,8 +26,9 @@ use tokio::process::Child;
 use super::child::{self, Escalation, RunAs, io_err};
 use super::mariadb_bootstrap as bootstrap;
 use super::mariadb_config::{INSTALL_DB, check_setting, find_binaries, normalise};
+use super::server::{Server, ServerProcess};
 use super::{BootstrapUser, ProcessConfig};
-use crate::driver::{BackendInfo, Driver, DriverError};
+use crate::driver::{BackendInfo, DriverError};
 
 const LOG_FILE: &str = "torpor-mariadb.log";
 const PID_FILE: &str = "mariadbd.pid";
@@ -67,68 +68,9 @@ struct Running {
 }
 
 /// Runs one MariaDB server (one data directory) as a child process.
-///
-/// As with the PostgreSQL driver, prepare, start and stop each run to completion in a task of
-/// their own, so a caller that gives up leaves no half-done work behind.
-pub struct MariadbProcess {
-    inner: Arc<Inner>,
-}
+pub type MariadbProcess = ServerProcess<Mariadb>;
 
-impl MariadbProcess {
-    pub fn new(cluster_name: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
-        Self {
-            inner: Arc::new(Inner::new(cluster_name, cfg, users)),
-        }
-    }
-
-    /// The server's error log (`--log-error`), which also receives its stdout and stderr.
-    pub fn log_path(&self) -> PathBuf {
-        self.inner.log_path()
-    }
-
-    /// Forgets the running server without stopping it, as a crashed torpor would. Tests use
-    /// this to leave a server behind for the next `prepare` to clean up.
-    #[doc(hidden)]
-    pub async fn abandon(&self) -> Option<u32> {
-        self.inner.abandon().await
-    }
-}
-
-async fn detached<T: Send + 'static>(
-    work: impl Future<Output = Result<T, DriverError>> + Send + 'static,
-) -> Result<T, DriverError> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| DriverError::Failed(format!("mariadb driver task failed: {e}")))?
-}
-
-#[async_trait]
-impl Driver for MariadbProcess {
-    async fn prepare(&self) -> Result<(), DriverError> {
-        let inner = self.inner.clone();
-        detached(async move { inner.prepare().await }).await
-    }
-
-    async fn start(&self) -> Result<BackendInfo, DriverError> {
-        let inner = self.inner.clone();
-        detached(async move { inner.start().await }).await
-    }
-
-    async fn stop(&self) -> Result<(), DriverError> {
-        let inner = self.inner.clone();
-        detached(async move { inner.stop().await }).await
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.inner.pid()
-    }
-
-    fn alive(&self) -> bool {
-        self.inner.pid().is_some_and(child::is_alive)
-    }
-}
-
-struct Inner {
+pub struct Mariadb {
     cluster: String,
     cfg: ProcessConfig,
     users: Vec<BootstrapUser>,
@@ -138,41 +80,13 @@ struct Inner {
     pid: AtomicU32,
 }
 
-impl Inner {
-    fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
-        Self {
-            cluster: cluster.to_owned(),
-            cfg,
-            users,
-            setup: OnceLock::new(),
-            running: tokio::sync::Mutex::new(None),
-            pid: AtomicU32::new(0),
-        }
-    }
-
+impl Mariadb {
     fn data_dir(&self) -> &Path {
         &self.cfg.data_dir
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.data_dir().join(LOG_FILE)
-    }
-
     fn pid_path(&self) -> PathBuf {
         self.data_dir().join(PID_FILE)
-    }
-
-    async fn abandon(&self) -> Option<u32> {
-        let running = self.running.lock().await.take()?;
-        self.pid.store(0, Ordering::SeqCst);
-        running.info.pid
-    }
-
-    fn pid(&self) -> Option<u32> {
-        match self.pid.load(Ordering::SeqCst) {
-            0 => None,
-            pid => Some(pid),
-        }
     }
 
     fn setup(&self) -> Result<&Setup, DriverError> {
@@ -260,63 +174,6 @@ impl Inner {
         args.push("--plugin-load-add=metadata_lock_info".into());
         args.extend(self.tuning_args());
         args
-    }
-
-    async fn prepare(&self) -> Result<(), DriverError> {
-        let setup = self.setup()?;
-        let dir = self.data_dir().to_path_buf();
-        let user = setup.user.clone();
-        tokio::task::spawn_blocking(move || child::ensure_dir(&dir, 0o700, &user))
-            .await
-            .map_err(|e| DriverError::Failed(format!("creating the data directory: {e}")))??;
-        // Before anything touches the files: a server (or a bootstrap cut short with its
-        // parent) holding this directory's InnoDB lock would make everything below wait.
-        self.stop_leftovers().await?;
-        if exists(&self.data_dir().join(DONE_MARKER)).await? {
-            return Ok(());
-        }
-        let ours = self.data_dir().join(PENDING_MARKER);
-        if exists(&ours).await? {
-            tracing::warn!(cluster = %self.cluster, "redoing an initialisation that was cut short");
-            remove_dir_contents(self.data_dir()).await;
-            if !is_empty_dir(self.data_dir()).await? {
-                return Err(DriverError::Failed(format!(
-                    "could not empty {} to redo an initialisation that was cut short",
-                    self.data_dir().display()
-                )));
-            }
-        }
-        let created = if is_empty_dir(self.data_dir()).await? {
-            write_marker(&ours).await?;
-            if let Err(e) = self.install_db(setup).await {
-                remove_dir_contents(self.data_dir()).await;
-                return Err(e);
-            }
-            true
-        } else if exists(&self.data_dir().join("mysql")).await? {
-            // An existing MariaDB data directory: keep it, add the database and users.
-            tracing::info!(cluster = %self.cluster, data_dir = %self.data_dir().display(), "adopting an existing MariaDB data directory");
-            false
-        } else {
-            return Err(DriverError::Failed(format!(
-                "data_dir {} is not empty and holds no MariaDB system database (mysql/); \
-                 refusing to initialise over it",
-                self.data_dir().display()
-            )));
-        };
-        if let Err(e) = self.create_users(setup).await {
-            if created {
-                remove_dir_contents(self.data_dir()).await;
-            }
-            return Err(e);
-        }
-        write_marker(&self.data_dir().join(DONE_MARKER)).await?;
-        if created {
-            tokio::fs::remove_file(&ours)
-                .await
-                .map_err(|e| io_err(format!("removing {}", ours.display()), e))?;
-        }
-        Ok(())
     }
 
     async fn install_db(&self, setup: &Setup) -> Result<(), DriverError> {
@@ -500,75 +357,6 @@ impl Inner {
             tokio::time::sleep(READY_POLL).await;
         }
     }
-
-    async fn start(&self) -> Result<BackendInfo, DriverError> {
-        let setup = self.setup()?;
-        let mut running = self.running.lock().await;
-        if let Some(r) = running.as_mut() {
-            match exit_status(r).await? {
-                None => return Ok(r.info.clone()),
-                Some(status) => {
-                    tracing::warn!(cluster = %self.cluster, %status, "mariadbd had exited on its own");
-                    *running = None;
-                    self.pid.store(0, Ordering::SeqCst);
-                }
-            }
-        }
-        let started = Instant::now();
-        let mut child = self.spawn_server(setup).await?;
-        let Some(pid) = child.id() else {
-            return Err(DriverError::Failed(
-                "mariadbd exited before its pid was known".into(),
-            ));
-        };
-        // Dropped only if the runtime shuts down mid-start: then nobody would track the server.
-        let mut guard = StopOnDrop(Some(pid));
-        if let Err(e) = self.wait_ready(&mut child, pid).await {
-            guard.0 = None;
-            if let Err(stop_err) = child::stop_child(&mut child, SHUTDOWN).await {
-                tracing::warn!(cluster = %self.cluster, pid, error = %stop_err, "stopping a mariadbd that failed to start");
-            }
-            return Err(e);
-        }
-        guard.0 = None;
-        let info = BackendInfo {
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.cfg.port)),
-            pid: Some(pid),
-        };
-        tracing::info!(
-            cluster = %self.cluster,
-            pid,
-            addr = %info.addr,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "mariadbd ready"
-        );
-        self.pid.store(pid, Ordering::SeqCst);
-        *running = Some(Running {
-            child,
-            info: info.clone(),
-        });
-        Ok(info)
-    }
-
-    async fn stop(&self) -> Result<(), DriverError> {
-        let mut running = self.running.lock().await;
-        let Some(r) = running.as_mut() else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        // The child stays recorded until it is reaped: a stop cut short can be repeated.
-        let status = child::stop_child(&mut r.child, SHUTDOWN).await?;
-        tracing::info!(
-            cluster = %self.cluster,
-            pid = r.info.pid,
-            %status,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "mariadbd stopped"
-        );
-        *running = None;
-        self.pid.store(0, Ordering::SeqCst);
-        Ok(())
-    }
 }
 
 /// How the recorded server ended, or None while it runs. A killed mariadbd is a zombie (what
@@ -700,6 +488,165 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+#[async_trait]
+impl Server for Mariadb {
+    const NAME: &'static str = "mariadb";
+
+    fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            cfg,
+            users,
+            setup: OnceLock::new(),
+            running: tokio::sync::Mutex::new(None),
+            pid: AtomicU32::new(0),
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data_dir().join(LOG_FILE)
+    }
+
+    async fn abandon(&self) -> Option<u32> {
+        let running = self.running.lock().await.take()?;
+        self.pid.store(0, Ordering::SeqCst);
+        running.info.pid
+    }
+
+    async fn prepare(&self) -> Result<(), DriverError> {
+        let setup = self.setup()?;
+        let dir = self.data_dir().to_path_buf();
+        let user = setup.user.clone();
+        tokio::task::spawn_blocking(move || child::ensure_dir(&dir, 0o700, &user))
+            .await
+            .map_err(|e| DriverError::Failed(format!("creating the data directory: {e}")))??;
+        // Before anything touches the files: a server (or a bootstrap cut short with its
+        // parent) holding this directory's InnoDB lock would make everything below wait.
+        self.stop_leftovers().await?;
+        if exists(&self.data_dir().join(DONE_MARKER)).await? {
+            return Ok(());
+        }
+        let ours = self.data_dir().join(PENDING_MARKER);
+        if exists(&ours).await? {
+            tracing::warn!(cluster = %self.cluster, "redoing an initialisation that was cut short");
+            remove_dir_contents(self.data_dir()).await;
+            if !is_empty_dir(self.data_dir()).await? {
+                return Err(DriverError::Failed(format!(
+                    "could not empty {} to redo an initialisation that was cut short",
+                    self.data_dir().display()
+                )));
+            }
+        }
+        let created = if is_empty_dir(self.data_dir()).await? {
+            write_marker(&ours).await?;
+            if let Err(e) = self.install_db(setup).await {
+                remove_dir_contents(self.data_dir()).await;
+                return Err(e);
+            }
+            true
+        } else if exists(&self.data_dir().join("mysql")).await? {
+            // An existing MariaDB data directory: keep it, add the database and users.
+            tracing::info!(cluster = %self.cluster, data_dir = %self.data_dir().display(), "adopting an existing MariaDB data directory");
+            false
+        } else {
+            return Err(DriverError::Failed(format!(
+                "data_dir {} is not empty and holds no MariaDB system database (mysql/); \
+                 refusing to initialise over it",
+                self.data_dir().display()
+            )));
+        };
+        if let Err(e) = self.create_users(setup).await {
+            if created {
+                remove_dir_contents(self.data_dir()).await;
+            }
+            return Err(e);
+        }
+        write_marker(&self.data_dir().join(DONE_MARKER)).await?;
+        if created {
+            tokio::fs::remove_file(&ours)
+                .await
+                .map_err(|e| io_err(format!("removing {}", ours.display()), e))?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self) -> Result<BackendInfo, DriverError> {
+        let setup = self.setup()?;
+        let mut running = self.running.lock().await;
+        if let Some(r) = running.as_mut() {
+            match exit_status(r).await? {
+                None => return Ok(r.info.clone()),
+                Some(status) => {
+                    tracing::warn!(cluster = %self.cluster, %status, "mariadbd had exited on its own");
+                    *running = None;
+                    self.pid.store(0, Ordering::SeqCst);
+                }
+            }
+        }
+        let started = Instant::now();
+        let mut child = self.spawn_server(setup).await?;
+        let Some(pid) = child.id() else {
+            return Err(DriverError::Failed(
+                "mariadbd exited before its pid was known".into(),
+            ));
+        };
+        // Dropped only if the runtime shuts down mid-start: then nobody would track the server.
+        let mut guard = StopOnDrop(Some(pid));
+        if let Err(e) = self.wait_ready(&mut child, pid).await {
+            guard.0 = None;
+            if let Err(stop_err) = child::stop_child(&mut child, SHUTDOWN).await {
+                tracing::warn!(cluster = %self.cluster, pid, error = %stop_err, "stopping a mariadbd that failed to start");
+            }
+            return Err(e);
+        }
+        guard.0 = None;
+        let info = BackendInfo {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.cfg.port)),
+            pid: Some(pid),
+        };
+        tracing::info!(
+            cluster = %self.cluster,
+            pid,
+            addr = %info.addr,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "mariadbd ready"
+        );
+        self.pid.store(pid, Ordering::SeqCst);
+        *running = Some(Running {
+            child,
+            info: info.clone(),
+        });
+        Ok(info)
+    }
+
+    async fn stop(&self) -> Result<(), DriverError> {
+        let mut running = self.running.lock().await;
+        let Some(r) = running.as_mut() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        // The child stays recorded until it is reaped: a stop cut short can be repeated.
+        let status = child::stop_child(&mut r.child, SHUTDOWN).await?;
+        tracing::info!(
+            cluster = %self.cluster,
+            pid = r.info.pid,
+            %status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "mariadbd stopped"
+        );
+        *running = None;
+        self.pid.store(0, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self.pid.load(Ordering::SeqCst) {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,12 +663,12 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        let inner = Inner::new("c", cfg(&[]), vec![]);
+        let inner = Mariadb::new("c", cfg(&[]), vec![]);
         assert_eq!(
             inner.tuning_args(),
             vec!["--innodb-buffer-pool-size=32M", "--tmpdir=/d"]
         );
-        let inner = Inner::new(
+        let inner = Mariadb::new(
             "c",
             cfg(&[("innodb_buffer_pool_size", "256M"), ("tmpdir", "/t")]),
             vec![],
@@ -741,9 +688,9 @@ mod tests {
             run_as: None,
             settings: Default::default(),
         };
-        let short = Inner::new("c", cfg("/d".into()), vec![]);
+        let short = Mariadb::new("c", cfg("/d".into()), vec![]);
         assert_eq!(short.socket_arg(), "--socket=/d/mysqld.sock");
-        let long = Inner::new("c", cfg(format!("/{}", "x".repeat(100))), vec![]);
+        let long = Mariadb::new("c", cfg(format!("/{}", "x".repeat(100))), vec![]);
         assert_eq!(long.socket_arg(), "--socket=");
     }
 }

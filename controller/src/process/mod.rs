@@ -9,6 +9,7 @@ mod mariadb_bootstrap;
 mod mariadb_config;
 mod postgres;
 mod postgres_bootstrap;
+mod server;
 
 use std::collections::BTreeMap;
 use std::fmt;

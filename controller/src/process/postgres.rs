@@ -4,8 +4,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -13,8 +13,9 @@ use tokio::process::Child;
 
 use super::child::{self, Escalation, RunAs, io_err};
 use super::postgres_bootstrap as bootstrap;
+use super::server::{Server, ServerProcess};
 use super::{BootstrapUser, ProcessConfig};
-use crate::driver::{BackendInfo, Driver, DriverError};
+use crate::driver::{BackendInfo, DriverError};
 
 /// Where Debian/Ubuntu install one directory per major version.
 const VERSIONS_ROOT: &str = "/usr/lib/postgresql";
@@ -44,70 +45,9 @@ struct Running {
 }
 
 /// Runs one PostgreSQL server (one data directory) as a child process.
-///
-/// prepare, start and stop each run to completion in a task of their own: a caller that gives
-/// up (a timeout, a dropped client) leaves neither a half-initialised directory nor an
-/// untracked server behind, and the next call sees the outcome (a start that went on returns
-/// its backend at once).
-pub struct PostgresProcess {
-    inner: Arc<Inner>,
-}
+pub type PostgresProcess = ServerProcess<Postgres>;
 
-impl PostgresProcess {
-    pub fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
-        Self {
-            inner: Arc::new(Inner::new(cluster, cfg, users)),
-        }
-    }
-
-    /// The file the server's stdout and stderr are appended to.
-    pub fn log_path(&self) -> PathBuf {
-        self.inner.log_path()
-    }
-
-    /// Forgets the running server without stopping it, as a crashed torpor would. Tests use
-    /// this to leave a server behind for the next `prepare` to clean up.
-    #[doc(hidden)]
-    pub async fn abandon(&self) -> Option<u32> {
-        self.inner.abandon().await
-    }
-}
-
-async fn detached<T: Send + 'static>(
-    work: impl Future<Output = Result<T, DriverError>> + Send + 'static,
-) -> Result<T, DriverError> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| DriverError::Failed(format!("postgres driver task failed: {e}")))?
-}
-
-#[async_trait]
-impl Driver for PostgresProcess {
-    async fn prepare(&self) -> Result<(), DriverError> {
-        let inner = self.inner.clone();
-        detached(async move { inner.prepare().await }).await
-    }
-
-    async fn start(&self) -> Result<BackendInfo, DriverError> {
-        let inner = self.inner.clone();
-        detached(async move { inner.start().await }).await
-    }
-
-    async fn stop(&self) -> Result<(), DriverError> {
-        let inner = self.inner.clone();
-        detached(async move { inner.stop().await }).await
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.inner.pid()
-    }
-
-    fn alive(&self) -> bool {
-        self.inner.pid().is_some_and(child::is_alive)
-    }
-}
-
-struct Inner {
+pub struct Postgres {
     cluster: String,
     cfg: ProcessConfig,
     users: Vec<BootstrapUser>,
@@ -117,28 +57,7 @@ struct Inner {
     pid: AtomicU32,
 }
 
-impl Inner {
-    fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
-        Self {
-            cluster: cluster.to_owned(),
-            cfg,
-            users,
-            setup: OnceLock::new(),
-            running: tokio::sync::Mutex::new(None),
-            pid: AtomicU32::new(0),
-        }
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.cfg.data_dir.join(LOG_FILE)
-    }
-
-    async fn abandon(&self) -> Option<u32> {
-        let running = self.running.lock().await.take()?;
-        self.pid.store(0, Ordering::SeqCst);
-        running.info.pid
-    }
-
+impl Postgres {
     fn setup(&self) -> Result<&Setup, DriverError> {
         if let Some(s) = self.setup.get() {
             return Ok(s);
@@ -496,7 +415,33 @@ fn newest_bin_dir(root: &Path) -> Result<PathBuf, DriverError> {
     })
 }
 
-impl Inner {
+impl Postgres {}
+
+#[async_trait]
+impl Server for Postgres {
+    const NAME: &'static str = "postgres";
+
+    fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            cfg,
+            users,
+            setup: OnceLock::new(),
+            running: tokio::sync::Mutex::new(None),
+            pid: AtomicU32::new(0),
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.cfg.data_dir.join(LOG_FILE)
+    }
+
+    async fn abandon(&self) -> Option<u32> {
+        let running = self.running.lock().await.take()?;
+        self.pid.store(0, Ordering::SeqCst);
+        running.info.pid
+    }
+
     async fn prepare(&self) -> Result<(), DriverError> {
         let setup = self.setup()?;
         let version_file = self.data_dir().join("PG_VERSION");

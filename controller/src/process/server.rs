@@ -1,0 +1,87 @@
+//! What both process drivers share above their own servers: each lifecycle step runs to
+//! completion in a task of its own, so a caller that gives up (a timeout, a dropped client)
+//! leaves neither a half-initialised directory nor an untracked server behind, and the next
+//! call sees the outcome (a start that went on returns its backend at once).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{BootstrapUser, ProcessConfig, child};
+use crate::driver::{BackendInfo, Driver, DriverError};
+
+/// One database server (one data directory) run as a child process.
+#[async_trait]
+pub trait Server: Send + Sync + 'static {
+    /// For error messages.
+    const NAME: &'static str;
+    fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self;
+    async fn prepare(&self) -> Result<(), DriverError>;
+    async fn start(&self) -> Result<BackendInfo, DriverError>;
+    async fn stop(&self) -> Result<(), DriverError>;
+    fn pid(&self) -> Option<u32>;
+    /// The file the server's output goes to.
+    fn log_path(&self) -> PathBuf;
+    /// Forgets the running server without stopping it; its pid.
+    async fn abandon(&self) -> Option<u32>;
+}
+
+pub struct ServerProcess<S> {
+    inner: Arc<S>,
+}
+
+impl<S: Server> ServerProcess<S> {
+    pub fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
+        Self {
+            inner: Arc::new(S::new(cluster, cfg, users)),
+        }
+    }
+
+    /// The file the server's stdout and stderr are appended to.
+    pub fn log_path(&self) -> PathBuf {
+        self.inner.log_path()
+    }
+
+    /// Forgets the running server without stopping it, as a crashed torpor would. Tests use
+    /// this to leave a server behind for the next `prepare` to clean up.
+    #[doc(hidden)]
+    pub async fn abandon(&self) -> Option<u32> {
+        self.inner.abandon().await
+    }
+}
+
+#[async_trait]
+impl<S: Server> Driver for ServerProcess<S> {
+    async fn prepare(&self) -> Result<(), DriverError> {
+        let s = self.inner.clone();
+        detached::<S, _>(async move { s.prepare().await }).await
+    }
+
+    async fn start(&self) -> Result<BackendInfo, DriverError> {
+        let s = self.inner.clone();
+        detached::<S, _>(async move { s.start().await }).await
+    }
+
+    async fn stop(&self) -> Result<(), DriverError> {
+        let s = self.inner.clone();
+        detached::<S, _>(async move { s.stop().await }).await
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.inner.pid()
+    }
+
+    fn alive(&self) -> bool {
+        self.inner.pid().is_some_and(child::is_alive)
+    }
+}
+
+async fn detached<S: Server, T: Send + 'static>(
+    work: impl Future<Output = Result<T, DriverError>> + Send + 'static,
+) -> Result<T, DriverError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| DriverError::Failed(format!("{} driver task failed: {e}", S::NAME)))?
+}
