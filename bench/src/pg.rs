@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt as _;
 use tokio::sync::{Barrier, Semaphore};
 use tokio_postgres::{Client, NoTls};
 
-use crate::stats::{Outcome, max, median, percentile};
+use crate::stats::{Outcome, max, median, not_measured, percentile};
 use crate::torpor::{PASSWORD, Proto, Torpor, USER, signal, user_ids, wait_gone};
 
 pub async fn connect(addr: SocketAddr) -> Result<Client> {
@@ -152,7 +152,10 @@ async fn bare_postgres(data: &Path, addr: SocketAddr) -> Result<f64> {
 }
 
 /// #5: 100 connected sessions go quiet; time from the last query's answer to the moment the
-/// postmaster pid is gone (polled at 1 ms), with idle_timeout 200 ms.
+/// postmaster pid is gone (polled at 1 ms), with idle_timeout 200 ms. Twice on the same
+/// clients: sessions that only ran `SELECT 1` (the drain skips their capture and put), then
+/// sessions that each changed state before going quiet (two settings and a prepared statement,
+/// a new application_name every run), so every drain captures and stores all of them.
 pub async fn idle_stop(bin: &Path, work: &Path, runs: usize, n: usize) -> Result<()> {
     let t = Torpor::start(
         bin,
@@ -164,40 +167,86 @@ pub async fn idle_stop(bin: &Path, work: &Path, runs: usize, n: usize) -> Result
     .await?;
     let r = idle_inner(&t, runs, n).await;
     t.stop().await;
-    let v = r?;
-    let m = median(&v);
-    Outcome {
-        name: "pg_idle_to_stop".into(),
-        unit: "ms".into(),
-        runs: v,
-        baseline: "idle_timeout 200 ms".into(),
-        ratio: None,
-        target: "p50 ≤ 350 ms (idle_timeout + 150 ms)".into(),
-        met: m <= 350.0,
-        note: format!("{n} idle sessions"),
+    let (reads, stateful) = r?;
+    let target = "p50 ≤ 350 ms (idle_timeout + 150 ms)";
+    let emit = |name: &str, v: Vec<f64>, note: String| {
+        let m = median(&v);
+        Outcome {
+            name: name.into(),
+            unit: "ms".into(),
+            runs: v,
+            baseline: "idle_timeout 200 ms".into(),
+            ratio: None,
+            target: target.into(),
+            met: m <= 350.0,
+            note,
+        }
+        .emit();
+    };
+    emit(
+        "pg_idle_to_stop",
+        reads,
+        format!("{n} idle sessions, reads only (no capture)"),
+    );
+    match stateful {
+        Ok(v) => emit(
+            "pg_idle_to_stop_stateful",
+            v,
+            format!(
+                "{n} idle sessions, each with 2 settings + 1 prepared statement captured and stored"
+            ),
+        ),
+        Err(e) => not_measured("pg_idle_to_stop_stateful", target, &format!("{e:#}")),
     }
-    .emit();
     Ok(())
 }
 
-async fn idle_inner(t: &Torpor, runs: usize, n: usize) -> Result<Vec<f64>> {
+type Stateful = Result<Vec<f64>>;
+
+async fn idle_inner(t: &Torpor, runs: usize, n: usize) -> Result<(Vec<f64>, Stateful)> {
     let mut clients = Vec::new();
     for _ in 0..n {
         clients.push(Arc::new(connect(t.listen).await?));
     }
+    let reads = idle_runs(t, &clients, runs, false).await?;
+    let stateful = idle_runs(t, &clients, runs, true).await;
+    Ok((reads, stateful))
+}
+
+async fn idle_runs(
+    t: &Torpor,
+    clients: &[Arc<Client>],
+    runs: usize,
+    stateful: bool,
+) -> Result<Vec<f64>> {
     let mut out = Vec::new();
-    for _ in 0..runs {
+    // Prepared statements close when dropped: keep them for the whole measure.
+    let mut keep: Vec<Option<tokio_postgres::Statement>> = vec![None; clients.len()];
+    for run in 0..runs {
         let mut set = tokio::task::JoinSet::new();
-        for c in &clients {
+        for (i, c) in clients.iter().enumerate() {
             let c = c.clone();
             set.spawn(async move {
-                c.simple_query("SELECT 1").await?;
-                Ok::<Instant, tokio_postgres::Error>(Instant::now())
+                let stmt = if !stateful {
+                    c.simple_query("SELECT 1").await?;
+                    None
+                } else if run == 0 {
+                    make_stateful(&c, i).await?
+                } else {
+                    // A new value each run, so every drain has something to capture.
+                    c.batch_execute(&format!("SET application_name = 's{i}r{run}'"))
+                        .await?;
+                    None
+                };
+                Ok::<_, tokio_postgres::Error>((Instant::now(), i, stmt))
             });
         }
         let mut last: Option<Instant> = None;
         while let Some(r) = set.join_next().await {
-            let at = r??;
+            let (at, i, stmt) = r??;
+            if stmt.is_some() {
+                keep[i] = stmt;
+            }
             last = Some(last.map_or(at, |l| l.max(at)));
         }
         let last = last.context("no clients")?;
@@ -207,7 +256,52 @@ async fn idle_inner(t: &Torpor, runs: usize, n: usize) -> Result<Vec<f64>> {
         wait_gone(pid, Duration::from_secs(30)).await?;
         out.push(ms(last.elapsed()));
     }
+    if stateful {
+        check_stateful(clients, &keep, runs).await?;
+    }
     Ok(out)
+}
+
+/// The state the stateful variants give every session: two settings and one named
+/// (protocol-level) prepared statement; no temp tables.
+async fn make_stateful(
+    c: &Client,
+    i: usize,
+) -> Result<Option<tokio_postgres::Statement>, tokio_postgres::Error> {
+    c.batch_execute(&format!(
+        "SET application_name = 's{i}'; SET work_mem = '8MB'"
+    ))
+    .await?;
+    Ok(Some(c.prepare(&format!("SELECT $1::int + {i}")).await?))
+}
+
+/// The state really came back after the last sleep (not timed): a few sessions are asked.
+async fn check_stateful(
+    clients: &[Arc<Client>],
+    stmts: &[Option<tokio_postgres::Statement>],
+    runs: usize,
+) -> Result<()> {
+    if clients.is_empty() {
+        return Ok(());
+    }
+    for i in [0, clients.len() / 2, clients.len() - 1] {
+        let c = &clients[i];
+        let stmt = stmts[i].as_ref().context("no prepared statement")?;
+        let v: i32 = c.query_one(stmt, &[&1i32]).await?.get(0);
+        let wm: String = c.query_one("SHOW work_mem", &[]).await?.get(0);
+        let app: String = c.query_one("SHOW application_name", &[]).await?.get(0);
+        let want = if runs > 1 {
+            format!("s{i}r{}", runs - 1)
+        } else {
+            format!("s{i}")
+        };
+        if v != 1 + i as i32 || wm != "8MB" || app != want {
+            bail!(
+                "session {i}: state not restored: stmt {v}, work_mem {wm}, application_name {app}"
+            );
+        }
+    }
+    Ok(())
 }
 
 const BIG_ROWS: i64 = 1_000_000;
@@ -363,7 +457,7 @@ async fn memory_inner(t: &Torpor, conns: usize) -> Result<f64> {
 }
 
 /// Connects `n` clients, 32 at a time (each authenticates with SCRAM).
-async fn connect_many(addr: SocketAddr, n: usize) -> Result<Vec<Client>> {
+async fn connect_many(addr: SocketAddr, n: usize) -> Result<Vec<Arc<Client>>> {
     let sem = Arc::new(Semaphore::new(32));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
@@ -375,76 +469,202 @@ async fn connect_many(addr: SocketAddr, n: usize) -> Result<Vec<Client>> {
     }
     let mut out = Vec::with_capacity(n);
     while let Some(r) = set.join_next().await {
-        out.push(r??);
+        out.push(Arc::new(r??));
     }
     Ok(out)
 }
 
-/// #8: `n` parked sessions each send one query at the same moment.
+/// #8: `n` parked sessions each send one query at the same moment. First sessions that only
+/// ran `SELECT 1` (nothing to restore), then `n` new sessions that each hold two settings and
+/// a prepared statement (every wake loads and replays a snapshot). Baseline, in the same run:
+/// `n` direct connections to the backend opened at once, each running one query: what
+/// PostgreSQL's own fork + authentication costs on this machine.
 pub async fn mass_wake(bin: &Path, work: &Path, runs: usize, n: usize) -> Result<()> {
     let settings = format!(r#"{{ fsync = "off", max_connections = "{}" }}"#, n + 50);
     let t = Torpor::start(bin, work, Proto::Postgres, "1h", &settings).await?;
     let r = mass_inner(&t, runs, n).await;
     t.stop().await;
-    let (p99s, errors, all) = r?;
-    let m = median(&p99s);
-    Outcome {
-        name: "pg_mass_wake_p99".into(),
-        unit: "ms".into(),
-        runs: p99s,
-        baseline: format!(
-            "{n} sessions; p50 {:.0} ms, max {:.0} ms over all runs",
-            percentile(&all, 50.0),
-            max(&all)
+    let (reads, direct, stateful) = r?;
+    let target = "0 errors, p99 ≤ 2000 ms";
+    let baseline = match &direct {
+        Ok(d) => format!(
+            "{n} direct connections opened at once + 1 query: p99 {:.0} ms (runs {})",
+            median(&d.p99s),
+            d.p99s
+                .iter()
+                .map(|v| format!("{v:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        ratio: None,
-        target: "0 errors, p99 ≤ 2000 ms".into(),
-        met: errors == 0 && m <= 2000.0,
-        note: format!("{errors} errors"),
+        Err(e) => format!("direct baseline not measured: {e:#}"),
+    };
+    let direct_p99 = match &direct {
+        Ok(d) => format!(
+            "direct connections p99 {:.0} ms ({} errors)",
+            median(&d.p99s),
+            d.errors
+        ),
+        Err(_) => "direct baseline not measured".into(),
+    };
+    let emit = |name: &str, w: Wave, what: &str| {
+        let m = median(&w.p99s);
+        Outcome {
+            name: name.into(),
+            unit: "ms".into(),
+            met: w.errors == 0 && m <= 2000.0,
+            note: format!(
+                "{n} sessions {what}; p50 {:.0} ms, max {:.0} ms over all runs; {} errors; {direct_p99}",
+                percentile(&w.all, 50.0),
+                max(&w.all),
+                w.errors
+            ),
+            runs: w.p99s,
+            baseline: baseline.clone(),
+            ratio: None,
+            target: target.into(),
+        }
+        .emit();
+    };
+    emit(
+        "pg_mass_wake_p99",
+        reads,
+        "that only read (nothing to restore)",
+    );
+    match stateful {
+        Ok(w) => emit(
+            "pg_mass_wake_p99_stateful",
+            w,
+            "each restoring 2 settings + 1 prepared statement",
+        ),
+        Err(e) => not_measured("pg_mass_wake_p99_stateful", target, &format!("{e:#}")),
     }
-    .emit();
     Ok(())
 }
 
-async fn mass_inner(t: &Torpor, runs: usize, n: usize) -> Result<(Vec<f64>, usize, Vec<f64>)> {
+/// One measure's waves: each run's p99, every latency, failed queries.
+#[derive(Default)]
+struct Wave {
+    p99s: Vec<f64>,
+    all: Vec<f64>,
+    errors: usize,
+}
+
+impl Wave {
+    fn add(&mut self, results: Vec<(bool, f64)>) {
+        let lat: Vec<f64> = results.iter().filter(|r| r.0).map(|r| r.1).collect();
+        self.errors += results.len() - lat.len();
+        self.p99s.push(percentile(&lat, 99.0));
+        self.all.extend(lat);
+    }
+}
+
+async fn mass_inner(
+    t: &Torpor,
+    runs: usize,
+    n: usize,
+) -> Result<(Wave, Result<Wave>, Result<Wave>)> {
     let first = connect(t.listen).await?;
     first.simple_query("SELECT 1").await?;
     t.sleep().await?;
-    let clients: Vec<Arc<Client>> = connect_many(t.listen, n)
-        .await?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let mut p99s = Vec::new();
-    let mut all = Vec::new();
-    let mut errors = 0;
+    let clients = connect_many(t.listen, n).await?;
+    let mut reads = Wave::default();
     for run in 0..runs {
         if run > 0 {
             t.sleep().await?;
         }
+        reads.add(wave(&clients).await?);
+    }
+    drop(clients);
+    let direct = direct_waves(t, runs, n).await;
+    let stateful = stateful_waves(t, runs, n).await;
+    drop(first);
+    Ok((reads, direct, stateful))
+}
+
+/// Every client sends `SELECT 1` at the same moment: (answered, latency ms) per client.
+async fn wave(clients: &[Arc<Client>]) -> Result<Vec<(bool, f64)>> {
+    let barrier = Arc::new(Barrier::new(clients.len()));
+    let mut set = tokio::task::JoinSet::new();
+    for c in clients {
+        let (c, barrier) = (c.clone(), barrier.clone());
+        set.spawn(async move {
+            barrier.wait().await;
+            let s = Instant::now();
+            let r = c.simple_query("SELECT 1").await;
+            (r.is_ok(), ms(s.elapsed()))
+        });
+    }
+    let mut out = Vec::with_capacity(clients.len());
+    while let Some(r) = set.join_next().await {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+/// The baseline: the backend is running with no torpor session on it; `n` clients connect to
+/// it directly at the same moment (fork + SCRAM, including the client's own PBKDF2) and run
+/// one query; latency from the barrier to the answer.
+async fn direct_waves(t: &Torpor, runs: usize, n: usize) -> Result<Wave> {
+    let mut w = Wave::default();
+    for _ in 0..runs {
+        // Sessions of the previous wave may still be on their way out: restart the backend.
+        t.sleep().await?;
+        t.wake().await?;
         let barrier = Arc::new(Barrier::new(n));
         let mut set = tokio::task::JoinSet::new();
-        for c in &clients {
-            let (c, barrier) = (c.clone(), barrier.clone());
+        for _ in 0..n {
+            let barrier = barrier.clone();
+            let addr = t.backend;
             set.spawn(async move {
                 barrier.wait().await;
                 let s = Instant::now();
-                let r = c.simple_query("SELECT 1").await;
-                (r.is_ok(), ms(s.elapsed()))
+                let r = async {
+                    let c = connect(addr).await?;
+                    c.simple_query("SELECT 1").await?;
+                    Ok::<Client, anyhow::Error>(c)
+                }
+                .await;
+                (ms(s.elapsed()), r)
             });
         }
-        let mut lat = Vec::new();
+        let mut results = Vec::with_capacity(n);
+        let mut open = Vec::with_capacity(n);
         while let Some(r) = set.join_next().await {
-            let (ok, l) = r?;
-            if ok {
-                lat.push(l);
-            } else {
-                errors += 1;
-            }
+            let (l, c) = r?;
+            results.push((c.is_ok(), l));
+            open.extend(c.ok());
         }
-        p99s.push(percentile(&lat, 99.0));
-        all.extend(lat);
+        w.add(results);
+        drop(open);
     }
-    drop(first);
-    Ok((p99s, errors, all))
+    t.sleep().await?;
+    Ok(w)
+}
+
+/// `n` new sessions each take some state while the backend runs; then each run sleeps the
+/// cluster (the first drain captures and stores every session) and wakes them all at once.
+async fn stateful_waves(t: &Torpor, runs: usize, n: usize) -> Result<Wave> {
+    let clients = connect_many(t.listen, n).await?;
+    let sem = Arc::new(Semaphore::new(64));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, c) in clients.iter().enumerate() {
+        let (c, sem) = (c.clone(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await?;
+            let stmt = make_stateful(&c, i).await?;
+            Ok::<_, anyhow::Error>((i, stmt))
+        });
+    }
+    let mut stmts: Vec<Option<tokio_postgres::Statement>> = vec![None; n];
+    while let Some(r) = set.join_next().await {
+        let (i, stmt) = r??;
+        stmts[i] = stmt;
+    }
+    let mut w = Wave::default();
+    for _ in 0..runs {
+        t.sleep().await?;
+        w.add(wave(&clients).await?);
+    }
+    check_stateful(&clients, &stmts, 1).await?;
+    Ok(w)
 }
