@@ -4,6 +4,7 @@
 //! torpor-bench <measure> --torpor PATH --work DIR [--runs N] [--conns N]
 //! torpor-bench summarize NAME UNIT TARGET_RATIO SUBJECT_VALUES BASE_VALUES [PEER=VALUES ...]
 
+mod forward;
 mod my;
 mod pg;
 mod stats;
@@ -51,6 +52,14 @@ fn main() {
         let rest: Vec<String> = argv.skip(1).collect();
         if let Err(e) = summarize(&rest) {
             eprintln!("summarize: {e:#}");
+            std::process::exit(2);
+        }
+        return;
+    }
+    if argv.peek().map(String::as_str) == Some("forward") {
+        let rest: Vec<String> = argv.skip(1).collect();
+        if let Err(e) = forward::run(&rest) {
+            eprintln!("forward: {e:#}");
             std::process::exit(2);
         }
         return;
