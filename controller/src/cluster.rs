@@ -552,6 +552,7 @@ mod tests {
                 addr: "127.0.0.1:1"
                     .parse()
                     .map_err(|_| DriverError::Failed("addr".into()))?,
+                socket: None,
                 pid: Some(1),
             })
         }

@@ -189,13 +189,26 @@ async fn initdb_users_start_stop_restart() {
         "{}",
         String::from_utf8_lossy(&wrong.stderr)
     );
-    // No unix socket: only TCP on 127.0.0.1.
-    assert!(!std::fs::read_dir(&data).unwrap().any(|e| {
-        e.unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".s.PGSQL")
-    }));
+    // The socket in the data dir, which torpor prefers, asks for a password too.
+    let socket = data.join(format!(".s.PGSQL.{port}"));
+    assert_eq!(info.socket.as_deref(), Some(socket.as_path()));
+    let over_socket = |password: &str| {
+        Command::new("psql")
+            .args(["-h", &data.to_string_lossy(), "-p", &port.to_string()])
+            .args(["-U", "alice", "-d", "alice", "-X", "-t", "-A", "-c", "select 7"])
+            .env("PGPASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let ok = over_socket(ALICE_PW);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "7");
+    let wrong = over_socket("not-the-password");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("password authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
 
     let t = Instant::now();
     driver.stop().await.unwrap();

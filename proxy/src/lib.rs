@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod config;
 mod mysql;
+mod net;
 mod pg;
 pub mod registry;
 mod seat;

@@ -1,10 +1,9 @@
 //! A session's place in its cluster's lifecycle, the same for both protocols: whether it
 //! counts as busy, how it joins and leaves drains, and the snapshot that holds it while parked.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use controller::{CheckpointReply, DrainCmd, DriverError, Resume};
+use controller::{BackendInfo, CheckpointReply, DrainCmd, DriverError, Resume};
 use state_store::SnapshotKey;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -64,14 +63,12 @@ impl Seat {
         }
     }
 
-    /// Wakes the cluster if needed and joins its drains; the backend's address.
-    pub async fn wake(&self) -> Result<SocketAddr, DriverError> {
-        let info = self
-            .service
+    /// Wakes the cluster if needed and joins its drains; where the backend is.
+    pub async fn wake(&self) -> Result<BackendInfo, DriverError> {
+        self.service
             .cluster
             .wake(Some((self.id(), self.cmd_tx.clone())))
-            .await?;
-        Ok(info.addr)
+            .await
     }
 
     /// The backend connection is gone (parked, or it failed): drains no longer ask us.

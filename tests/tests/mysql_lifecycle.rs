@@ -455,3 +455,20 @@ async fn mariadb_slap_works_across_a_sleep() {
     drop(c);
     env.shutdown().await;
 }
+
+/// torpor reaches the mariadbd it runs over the server's Unix socket (cheaper per query than
+/// loopback TCP), before and after a scale-to-zero; TCP clients of the server still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_reach_the_backend_over_its_unix_socket() {
+    let env = TestEnv::start(Opts::mysql()).await;
+    let mut c = env.my().await;
+    // The host part of USER() is what the server saw: `localhost` for its socket.
+    let user = "SELECT USER()";
+    assert_eq!(text(&mut c, user).await, format!("{USER}@localhost"));
+    env.sleep_ok().await;
+    assert_eq!(text(&mut c, user).await, format!("{USER}@localhost"));
+    let mut direct = env.my_direct().await;
+    assert_eq!(text(&mut direct, user).await, format!("{USER}@127.0.0.1"));
+    drop((c, direct));
+    env.shutdown().await;
+}

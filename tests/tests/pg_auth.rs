@@ -71,7 +71,7 @@ async fn failed_logins_during_standby_do_not_wake() {
 async fn backend_md5_and_cleartext_auth() {
     let env = TestEnv::default().await;
     let admin = env.connect().await;
-    // Store an md5 verifier for the other user and make the server ask for md5 over TCP.
+    // Store an md5 verifier for the other user and make the server ask for md5.
     admin.exec("SET password_encryption = 'md5'").await;
     admin
         .exec(&format!(
@@ -88,15 +88,17 @@ async fn backend_md5_and_cleartext_auth() {
     for method in ["md5", "password"] {
         let hba = env.data_dir.join("pg_hba.conf");
         let original = std::fs::read_to_string(&hba).unwrap();
-        let first_host = original
+        let first_rule = original
             .lines()
-            .position(|l| l.starts_with("host"))
-            .expect("a host line in pg_hba.conf");
+            .position(|l| l.starts_with("local") || l.starts_with("host"))
+            .expect("a rule in pg_hba.conf");
         let mut lines: Vec<String> = original.lines().map(String::from).collect();
+        // torpor reaches the server over its Unix socket; TCP gets the same rule anyway.
         lines.insert(
-            first_host,
+            first_rule,
             format!("host all \"{OTHER_USER}\" 127.0.0.1/32 {method}"),
         );
+        lines.insert(first_rule, format!("local all \"{OTHER_USER}\" {method}"));
         std::fs::write(&hba, lines.join("\n") + "\n").unwrap();
         assert_eq!(admin.text("SELECT pg_reload_conf()").await, "t");
 
@@ -108,7 +110,8 @@ async fn backend_md5_and_cleartext_auth() {
         // The backend really used this method for the proxy's connection.
         let used = admin
             .text(&format!(
-                "SELECT auth_method FROM pg_hba_file_rules WHERE '{OTHER_USER}' = ANY(user_name)"
+                "SELECT string_agg(DISTINCT auth_method, ',') FROM pg_hba_file_rules \
+                 WHERE '{OTHER_USER}' = ANY(user_name)"
             ))
             .await;
         assert_eq!(used, method);

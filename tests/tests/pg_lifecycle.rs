@@ -4,7 +4,9 @@
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use torpor_tests::harness::{Opts, Pg, SLOW, TestEnv, assert_pid_gone, describe, sqlstate};
+use torpor_tests::harness::{
+    Opts, PASSWORD, Pg, SLOW, TestEnv, USER, assert_pid_gone, connect_to, describe, sqlstate,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sleep_wake_cycles_without_client_errors() {
@@ -509,5 +511,27 @@ async fn a_backend_that_dies_is_started_again() {
     let fresh = env.connect().await;
     assert_eq!(fresh.text("SELECT 3").await, "3");
     drop((parked, attached, fresh));
+    env.shutdown().await;
+}
+
+/// torpor reaches the server it runs over the server's Unix socket (cheaper per query than
+/// loopback TCP), before and after a scale-to-zero; TCP clients of the server still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_reach_the_backend_over_its_unix_socket() {
+    let env = TestEnv::default().await;
+    let s = env.connect().await;
+    let how = "SELECT coalesce(host(inet_server_addr()), 'unix socket')";
+    assert_eq!(s.text(how).await, "unix socket");
+    env.sleep_ok().await;
+    assert_eq!(s.text(how).await, "unix socket");
+    let direct = connect_to(
+        std::net::SocketAddr::from(([127, 0, 0, 1], env.backend_port)),
+        USER,
+        PASSWORD,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("direct: {}", describe(&e)));
+    assert_eq!(direct.text(how).await, "127.0.0.1");
+    drop((s, direct));
     env.shutdown().await;
 }

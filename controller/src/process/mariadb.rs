@@ -38,8 +38,6 @@ const DONE_MARKER: &str = "torpor-bootstrap.done";
 /// Written into an empty directory before install-db: its presence without DONE_MARKER means
 /// an initialisation of ours was cut short, and the directory may be wiped and redone.
 const PENDING_MARKER: &str = "torpor-init.pending";
-/// sun_path holds 108 bytes including the terminating NUL.
-const MAX_SOCKET_PATH: usize = 107;
 const DEFAULT_BUFFER_POOL: &str = "32M";
 
 const READY_POLL: Duration = Duration::from_millis(5);
@@ -143,13 +141,17 @@ impl Mariadb {
 
     /// The unix socket, inside the data directory (reachable only by the server's user and
     /// root); none when that path would not fit in a socket address.
+    fn socket(&self) -> Option<PathBuf> {
+        super::socket_path(self.data_dir(), SOCKET_FILE)
+    }
+
     fn socket_arg(&self) -> OsString {
-        let path = self.data_dir().join(SOCKET_FILE);
         let mut arg = OsString::from("--socket=");
-        if path.as_os_str().len() <= MAX_SOCKET_PATH {
-            arg.push(path);
-        } else {
-            tracing::debug!(cluster = %self.cluster, "data_dir path too long for a unix socket; TCP only");
+        match self.socket() {
+            Some(path) => arg.push(path),
+            None => {
+                tracing::debug!(cluster = %self.cluster, "data_dir path too long for a unix socket; TCP only")
+            }
         }
         arg
     }
@@ -602,6 +604,7 @@ impl Server for Mariadb {
         guard.0 = None;
         let info = BackendInfo {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.cfg.port)),
+            socket: self.socket(),
             pid: Some(pid),
         };
         tracing::info!(

@@ -13,7 +13,7 @@ mod server;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use mariadb::MariadbProcess;
 pub use postgres::PostgresProcess;
@@ -55,4 +55,14 @@ impl fmt::Debug for BootstrapUser {
             .field("superuser", &self.superuser)
             .finish()
     }
+}
+
+/// sun_path holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// `dir/file` as a Unix socket path, or None when it would not fit in a socket address (the
+/// server then listens on TCP only).
+pub(crate) fn socket_path(dir: &Path, file: &str) -> Option<PathBuf> {
+    let path = dir.join(file);
+    (path.as_os_str().len() <= MAX_SOCKET_PATH).then_some(path)
 }

@@ -32,6 +32,17 @@ const SHUTDOWN: Escalation = Escalation {
     second_grace: Duration::from_secs(10),
 };
 /// Settings the driver owns: they decide the address it reports.
+/// Who may log in how: every login gives a SCRAM password, over the socket or TCP.
+const HBA: &str = "\
+# Written by torpor when it created this data directory.
+local   all          all                   scram-sha-256
+host    all          all   127.0.0.1/32    scram-sha-256
+host    all          all   ::1/128         scram-sha-256
+local   replication  all                   scram-sha-256
+host    replication  all   127.0.0.1/32    scram-sha-256
+host    replication  all   ::1/128         scram-sha-256
+";
+
 const RESERVED_SETTINGS: [&str; 2] = ["port", "listen_addresses"];
 
 struct Setup {
@@ -136,6 +147,14 @@ impl Postgres {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "initdb done"
         );
+
+        // initdb wants a superuser password before it makes local logins ask for one; torpor
+        // has none to give it, so the rules are written here instead: the socket in the data
+        // directory asks for a password as TCP does.
+        let hba = self.data_dir().join("pg_hba.conf");
+        tokio::fs::write(&hba, HBA)
+            .await
+            .map_err(|e| io_err(format!("writing {}", hba.display()), e))?;
 
         if let Err(e) = self.create_users(setup).await {
             // Leave no half-initialised directory: the next prepare would skip the users.
@@ -296,7 +315,8 @@ impl Postgres {
             .arg("-p")
             .arg(self.cfg.port.to_string())
             .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "unix_socket_directories="])
+            .arg("-c")
+            .arg(self.socket_dir_setting())
             // After an unclean stop, syncing the data dir file by file takes seconds.
             .args(["-c", "recovery_init_sync_method=syncfs"]);
         for (k, v) in &self.cfg.settings {
@@ -310,6 +330,27 @@ impl Postgres {
 
     /// Ready when postmaster.pid names our child and its status line reads "ready". Polled
     /// often: this is on the wake path, where `pg_ctl -w`'s 100 ms polls would show.
+    /// The Unix socket in the data directory (only the server's user and root can reach it);
+    /// none when its path would not fit in a socket address or can't be written as a setting.
+    fn socket(&self) -> Option<PathBuf> {
+        let dir = self.data_dir();
+        if dir.to_str().is_none_or(|d| d.contains('"')) {
+            return None;
+        }
+        super::socket_path(dir, &format!(".s.PGSQL.{}", self.cfg.port))
+    }
+
+    fn socket_dir_setting(&self) -> std::ffi::OsString {
+        let mut arg = std::ffi::OsString::from("unix_socket_directories=");
+        if self.socket().is_some() {
+            // Quoted: the setting is a comma-separated list.
+            arg.push("\"");
+            arg.push(self.data_dir());
+            arg.push("\"");
+        }
+        arg
+    }
+
     async fn wait_ready(&self, child: &mut Child, pid: u32) -> Result<(), DriverError> {
         let pidfile = self.data_dir().join("postmaster.pid");
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -489,6 +530,7 @@ impl Server for Postgres {
         guard.0 = None;
         let info = BackendInfo {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.cfg.port)),
+            socket: self.socket(),
             pid: Some(pid),
         };
         tracing::info!(
@@ -546,6 +588,25 @@ mod tests {
         assert!(!pidfile_ready(text, 43));
         assert!(!pidfile_ready(&text.replace("ready", "starting"), 42));
         assert!(!pidfile_ready("42\n/d\n", 42));
+    }
+
+    #[test]
+    fn socket_only_when_its_path_fits() {
+        let cfg = |dir: String| ProcessConfig {
+            data_dir: dir.into(),
+            port: 5432,
+            bin_dir: None,
+            run_as: None,
+            settings: Default::default(),
+        };
+        let short = Postgres::new("c", cfg("/d".into()), vec![]);
+        assert_eq!(short.socket(), Some(PathBuf::from("/d/.s.PGSQL.5432")));
+        assert_eq!(short.socket_dir_setting(), "unix_socket_directories=\"/d\"");
+        let long = Postgres::new("c", cfg(format!("/{}", "x".repeat(100))), vec![]);
+        assert_eq!(long.socket(), None);
+        assert_eq!(long.socket_dir_setting(), "unix_socket_directories=");
+        let quote = Postgres::new("c", cfg("/a\"b".into()), vec![]);
+        assert_eq!(quote.socket(), None);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use controller::BackendInfo;
+
 use protocols::auth::mysql as auth;
 use protocols::mysql::handshake::{
     AuthSwitch, CACHING_SHA2_PASSWORD, Handshake, HandshakeResponse, NATIVE_PASSWORD, caps,
@@ -10,11 +12,11 @@ use protocols::mysql::handshake::{
 };
 use protocols::mysql::packet::write_packet;
 use protocols::mysql::response::ErrPacket;
-use tokio::net::TcpStream;
 
 use super::conn::{Conn, payload, seq};
 use super::error::{SessionError, UNKNOWN};
 use super::startup::Hello;
+use crate::net;
 use crate::service::Greeting;
 
 pub struct Backend {
@@ -56,11 +58,11 @@ fn unreachable_db(why: impl std::fmt::Display) -> SessionError {
 }
 
 /// Reads the backend's greeting and hangs up: what clients are shown while it sleeps.
-pub async fn probe(addr: SocketAddr) -> Result<Greeting, SessionError> {
+pub async fn probe(at: &BackendInfo) -> Result<Greeting, SessionError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {
-            let io = TcpStream::connect(addr).await?;
+            let io = net::connect(at).await?;
             let mut conn = Conn::new(io);
             let packet = conn.recv().await?;
             let hs = Handshake::parse(payload(&packet))?;
@@ -69,7 +71,7 @@ pub async fn probe(addr: SocketAddr) -> Result<Greeting, SessionError> {
         match attempt.await {
             Ok(g) => return Ok(g),
             Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(%addr, error = %e, "backend not ready, retrying");
+                tracing::debug!(addr = %at.addr, error = %e, "backend not ready, retrying");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Err(e) => return Err(unreachable_db(e)),
@@ -87,7 +89,7 @@ fn greeting_of(hs: &Handshake) -> Greeting {
 
 /// Connects and authenticates, retrying while the server is still starting up.
 pub async fn connect(
-    addr: SocketAddr,
+    at: &BackendInfo,
     hello: &Hello,
     user: &str,
     password: &str,
@@ -95,16 +97,16 @@ pub async fn connect(
 ) -> Result<Backend, SessionError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let io = match TcpStream::connect(addr).await {
+        let io = match net::connect(at).await {
             Ok(io) => io,
             Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(%addr, error = %e, "backend not ready, retrying");
+                tracing::debug!(addr = %at.addr, error = %e, "backend not ready, retrying");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
             Err(e) => return Err(unreachable_db(e)),
         };
-        return login(Conn::new(io), addr, hello, user, password, database).await;
+        return login(Conn::new(io), at.addr, hello, user, password, database).await;
     }
 }
 

@@ -3,20 +3,19 @@
 use bytes::BytesMut;
 use protocols::mysql::packet::{self, PacketError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::error::SessionError;
+use crate::net::Stream;
 
 pub struct Conn {
-    pub io: TcpStream,
+    pub io: Stream,
     pub rbuf: BytesMut,
 }
 
 impl Conn {
-    pub fn new(io: TcpStream) -> Self {
-        let _ = io.set_nodelay(true);
+    pub fn new(io: impl Into<Stream>) -> Self {
         Conn {
-            io,
+            io: io.into(),
             rbuf: BytesMut::with_capacity(4096),
         }
     }

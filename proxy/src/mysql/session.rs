@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use controller::{CheckpointReply, DrainCmd, Resume};
+use controller::{BackendInfo, CheckpointReply, DrainCmd, Resume};
 use protocols::mysql::command::{self, com, cursor};
 use protocols::mysql::flow::{Flow, Kind, Reply, Seen};
 use protocols::mysql::handshake::caps;
@@ -702,24 +702,21 @@ impl Session {
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
     async fn attach(&mut self) -> Result<(), SessionError> {
-        let addr = self.seat.wake().await.map_err(|e| {
+        let at = self.seat.wake().await.map_err(|e| {
             SessionError::fatal(
                 UNKNOWN,
                 "08S01",
                 format!("could not wake the database: {e}"),
             )
         })?;
-        let result = self.connect_and_restore(addr).await;
+        let result = self.connect_and_restore(&at).await;
         if result.is_err() {
             self.seat.leave();
         }
         result
     }
 
-    async fn connect_and_restore(
-        &mut self,
-        addr: std::net::SocketAddr,
-    ) -> Result<(), SessionError> {
+    async fn connect_and_restore(&mut self, at: &BackendInfo) -> Result<(), SessionError> {
         // A restore sets the schema itself; a first connection starts in the client's.
         let database = if self.seat.saved {
             None
@@ -727,7 +724,7 @@ impl Session {
             self.schema.clone()
         };
         let mut b = backend::connect(
-            addr,
+            at,
             &self.hello,
             &self.user.name,
             &self.user.password,

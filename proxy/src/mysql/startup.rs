@@ -141,7 +141,7 @@ async fn greeting(service: &Service) -> Result<Greeting, SessionError> {
             format!("could not wake the database: {e}"),
         )
     })?;
-    let g = super::backend::probe(info.addr).await?;
+    let g = super::backend::probe(&info).await?;
     service.remember_greeting(g.clone());
     Ok(g)
 }

@@ -3,16 +3,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use controller::BackendInfo;
+
 use bytes::BytesMut;
 use protocols::auth::md5::md5_password;
 use protocols::auth::scram::ScramClient;
 use protocols::pg::frame::MAX_MESSAGE_LEN;
 use protocols::pg::message::{self, tag};
 use protocols::pg::parse::{self, Authentication};
-use tokio::net::TcpStream;
 
 use super::conn::{Conn, body};
 use super::error::SessionError;
+use crate::net;
 use crate::service::User;
 
 pub struct Backend {
@@ -29,15 +31,15 @@ const CANNOT_CONNECT_NOW: &str = "57P03";
 
 /// Connects and authenticates as `user`, retrying while the server is still starting up.
 pub async fn connect(
-    addr: SocketAddr,
+    at: &BackendInfo,
     startup: &[(String, String)],
     login: &User,
 ) -> Result<Backend, SessionError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match try_connect(addr, startup, login).await {
+        match try_connect(at, startup, login).await {
             Err(Retry::Later(why)) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(%addr, %why, "backend not ready, retrying");
+                tracing::debug!(addr = %at.addr, %why, "backend not ready, retrying");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Err(Retry::Later(why)) => {
@@ -64,12 +66,12 @@ impl From<SessionError> for Retry {
 }
 
 async fn try_connect(
-    addr: SocketAddr,
+    at: &BackendInfo,
     startup: &[(String, String)],
     login: &User,
 ) -> Result<Backend, Retry> {
     let password = login.password.as_str();
-    let io = TcpStream::connect(addr)
+    let io = net::connect(at)
         .await
         .map_err(|e| Retry::Later(e.to_string()))?;
     let mut conn = Conn::new(io, MAX_MESSAGE_LEN);
@@ -159,7 +161,7 @@ async fn try_connect(
                 let (pid, secret) = key.unwrap_or_default();
                 return Ok(Backend {
                     conn,
-                    addr,
+                    addr: at.addr,
                     pid,
                     secret,
                     status,

@@ -3,25 +3,24 @@
 use bytes::BytesMut;
 use protocols::pg::frame::{self, FrameError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::error::SessionError;
+use crate::net::Stream;
 
 /// Largest message a client may send. PostgreSQL allows 1 GiB; a proxy that buffers whole
 /// messages needs a tighter bound so one client can't take the machine's memory.
 pub const MAX_CLIENT_MESSAGE: usize = 256 << 20;
 
 pub struct Conn {
-    pub io: TcpStream,
+    pub io: Stream,
     pub rbuf: BytesMut,
     pub max: usize,
 }
 
 impl Conn {
-    pub fn new(io: TcpStream, max: usize) -> Self {
-        let _ = io.set_nodelay(true);
+    pub fn new(io: impl Into<Stream>, max: usize) -> Self {
         Conn {
-            io,
+            io: io.into(),
             rbuf: BytesMut::with_capacity(8192),
             max,
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use controller::{CheckpointReply, DrainCmd, Resume};
+use controller::{BackendInfo, CheckpointReply, DrainCmd, Resume};
 use protocols::pg::frame;
 use protocols::pg::message::{self, tag};
 use protocols::pg::parse;
@@ -298,21 +298,18 @@ impl Session {
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
     async fn attach(&mut self) -> Result<(), SessionError> {
-        let addr = self.seat.wake().await.map_err(|e| {
+        let at = self.seat.wake().await.map_err(|e| {
             SessionError::fatal("08006", format!("could not wake the database: {e}"))
         })?;
-        let result = self.connect_and_restore(addr).await;
+        let result = self.connect_and_restore(&at).await;
         if result.is_err() {
             self.seat.leave();
         }
         result
     }
 
-    async fn connect_and_restore(
-        &mut self,
-        addr: std::net::SocketAddr,
-    ) -> Result<(), SessionError> {
-        let mut b = backend::connect(addr, &self.startup, &self.user).await?;
+    async fn connect_and_restore(&mut self, at: &BackendInfo) -> Result<(), SessionError> {
+        let mut b = backend::connect(at, &self.startup, &self.user).await?;
         if self.seat.saved {
             let snap: PgSnapshot = self.service.store.get(&self.seat.key).await.map_err(|e| {
                 SessionError::fatal(
