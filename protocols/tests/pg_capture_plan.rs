@@ -68,6 +68,7 @@ fn catalog_fixture() -> Vec<QueryResult> {
             &[S("4294967295"), S("4294967291"), S("1"), S("ExclusiveLock")],
         ]),
         res(&[]),
+        res(&[]),
         res(&[
             &[S("16393"), S("parent"), S("carol"), S("{fillfactor=70}")],
             &[S("16409"), S("child"), S("carol"), None],
@@ -391,6 +392,20 @@ fn stale_on_commit_delete_rows_name_with_rows_is_ignored() {
 fn blockers_stop_the_plan() {
     let mut r = catalog_fixture();
     r[5] = res(&[&[S("WITH HOLD cursor c is open")]]);
+    r[6] = res(&[&[S("temporary view v cannot be carried over")]]);
+    let CatalogOutcome::Blocked(b) = capture::plan(&r, &[]).unwrap() else {
+        panic!("not blocked")
+    };
+    assert_eq!(
+        b,
+        vec![
+            "WITH HOLD cursor c is open",
+            "temporary view v cannot be carried over"
+        ]
+    );
+
+    // Without a temp schema there is no round trip 2.
+    r.truncate(6);
     r[0] = res(&[&[S("LATIN1"), S("bob"), S("none"), None, S("on")]]);
     r[2] = res(&[&[S("q"), S("EXECUTE 'x'"), S("{}"), S("t")]]);
     let CatalogOutcome::Blocked(b) = capture::plan(&r, &[]).unwrap() else {
@@ -424,7 +439,7 @@ fn malformed_results_are_errors_not_panics() {
     assert!(capture::plan(&r, &[]).is_err());
 
     let mut r = catalog_fixture();
-    r[7] = res(&[&[
+    r[8] = res(&[&[
         S("99999"),
         S("a"),
         S("int"),
@@ -450,8 +465,33 @@ fn malformed_results_are_errors_not_panics() {
 }
 
 #[test]
+fn temp_catalog_is_asked_only_with_a_temp_schema() {
+    let with = catalog_fixture();
+    let q = capture::temp_catalog_query(&with[..6]).unwrap().unwrap();
+    assert_eq!(q.matches(";\n").count(), 5, "six statements");
+    assert!(q.contains("pg_my_temp_schema()"));
+    assert!(!capture::catalog_query().contains("pg_catalog.pg_class"));
+    // Round trip 2's results missing: an error, never a snapshot without the temp tables.
+    assert!(capture::plan(&with[..6], &[]).is_err());
+
+    let mut without = catalog_fixture();
+    without[0] = res(&[&[S("UTF8"), S("bob"), S("none"), None, S("on")]]);
+    assert_eq!(capture::temp_catalog_query(&without[..6]).unwrap(), None);
+    assert!(capture::plan(&without, &[]).is_err());
+    let CatalogOutcome::Continue(plan) = capture::plan(&without[..6], &[]).unwrap() else {
+        panic!()
+    };
+    assert!(plan.data_query().is_some(), "advisory locks still counted");
+    let snap = plan.finish(&lock_levels(&[1, 2, 1, 1])).unwrap();
+    assert!(snap.temp_tables.is_empty() && snap.sequences.is_empty());
+    assert_eq!((snap.settings.len(), snap.prepared.len()), (3, 2));
+    assert_eq!(snap.advisory_locks[1].count, 2);
+    assert!(capture::temp_catalog_query(&[]).is_err());
+}
+
+#[test]
 fn empty_session_needs_no_data_query_and_no_replay() {
-    let mut r: Vec<QueryResult> = (0..11).map(|_| res(&[])).collect();
+    let mut r: Vec<QueryResult> = (0..6).map(|_| res(&[])).collect();
     r[0] = res(&[&[S("UTF8"), S("postgres"), S("none"), None, S("on")]]);
     let CatalogOutcome::Continue(plan) = capture::plan(&r, &[]).unwrap() else {
         panic!()

@@ -245,7 +245,10 @@ fn startup() -> Vec<(String, String)> {
 }
 
 fn capture_session(c: &mut Conn, ocdr: &[String]) -> Result<PgSnapshot, Vec<String>> {
-    let results = c.ok(&capture::catalog_query());
+    let mut results = c.ok(&capture::catalog_query());
+    if let Some(q) = capture::temp_catalog_query(&results).unwrap() {
+        results.extend(c.ok(&q));
+    }
     let plan = match capture::plan(&results, ocdr).unwrap() {
         CatalogOutcome::Blocked(b) => return Err(b),
         CatalogOutcome::Continue(p) => p,

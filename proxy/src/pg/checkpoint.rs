@@ -24,7 +24,14 @@ pub async fn capture(
     tracker: &Tracker,
     to_client: &mut BytesMut,
 ) -> Result<Capture, SessionError> {
-    let catalog = simple_query(backend, &capture::catalog_query(), to_client).await?;
+    let started = std::time::Instant::now();
+    let mut catalog = simple_query(backend, &capture::catalog_query(), to_client).await?;
+    let temp = capture::temp_catalog_query(&catalog)
+        .map_err(|e| SessionError::fatal("XX000", format!("capture failed: {e}")))?;
+    if let Some(sql) = &temp {
+        catalog.extend(simple_query(backend, sql, to_client).await?);
+    }
+    let catalog_us = started.elapsed().as_micros();
     let mut plan = match capture::plan(&catalog, tracker.on_commit_delete_rows())
         .map_err(|e| SessionError::fatal("XX000", format!("capture failed: {e}")))?
     {
@@ -39,6 +46,12 @@ pub async fn capture(
     let snap = plan
         .finish(&data)
         .map_err(|e| SessionError::fatal("XX000", format!("capture failed: {e}")))?;
+    tracing::debug!(
+        catalog_us,
+        temp_schema = temp.is_some(),
+        total_us = started.elapsed().as_micros(),
+        "session state captured"
+    );
     Ok(Capture::Snapshot(Box::new(snap)))
 }
 
