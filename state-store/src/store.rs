@@ -66,6 +66,7 @@ impl Store {
     /// Writes the snapshot; returns once the backend reports it durably stored.
     pub async fn put<T: Serialize>(&self, key: &SnapshotKey, value: &T) -> Result<(), StoreError> {
         let location = self.location(key)?;
+        let started = std::time::Instant::now();
         let bytes = envelope::encode(key, value)?;
         let len = bytes.len();
         self.inner
@@ -73,17 +74,18 @@ impl Store {
             .put(&location, PutPayload::from(bytes))
             .await
             .map_err(|e| backend_error("put", key, e))?;
-        tracing::debug!(%key, bytes = len, "snapshot stored");
+        tracing::debug!(%key, bytes = len, put_us = started.elapsed().as_micros(), "snapshot stored");
         Ok(())
     }
 
     /// Reads and verifies the snapshot stored for `key`.
     pub async fn get<T: DeserializeOwned>(&self, key: &SnapshotKey) -> Result<T, StoreError> {
         let location = self.location(key)?;
+        let started = std::time::Instant::now();
         let bytes = async { self.inner.backend.get(&location).await?.bytes().await }
             .await
             .map_err(|e| backend_error("get", key, e))?;
-        tracing::debug!(%key, bytes = bytes.len(), "snapshot loaded");
+        tracing::debug!(%key, bytes = bytes.len(), get_us = started.elapsed().as_micros(), "snapshot loaded");
         envelope::decode(key, &bytes)
     }
 

@@ -21,6 +21,7 @@ pub async fn restore(
     if plan.ready_count == 0 {
         return Ok(());
     }
+    let started = std::time::Instant::now();
     backend.conn.send(&plan.messages).await?;
 
     let mut statements = 0usize;
@@ -59,6 +60,11 @@ pub async fn restore(
             _ => {}
         }
     }
+    tracing::debug!(
+        replay_us = started.elapsed().as_micros(),
+        ready = plan.ready_count,
+        "session state replayed"
+    );
     match failure {
         Some(what) => Err(SessionError::fatal(
             "58000",
