@@ -157,7 +157,7 @@ pgbench_tps() { # port extra-args...
 }
 
 if want pgbench; then
-    echo "== pgbench: direct, PgBouncer, torpor (${RUNS} x ${SECS}s each, scale $SCALE)"
+    echo "== pgbench: direct, PgBouncer, forwarder, torpor (${RUNS} x ${SECS}s each, scale $SCALE)"
     dir=$work/pgbench
     start_torpor "$dir" postgres '{ fsync = "off" }'
     PG_TORPOR=$TPID
@@ -166,7 +166,8 @@ if want pgbench; then
     PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "$BACKEND" -U $USER_NAME -i -q -s "$SCALE" $USER_NAME >/dev/null 2>&1
 
     # PgBouncer as the postgres user. 1.18 has no prepared statements in transaction pooling,
-    # so -M prepared runs go through a second instance in session pooling.
+    # so -M prepared runs go through a second instance in session pooling. Like torpor, it
+    # reaches the server over the server's Unix socket in the data dir.
     bdir=$dir/pgbouncer
     mkdir -p "$bdir"
     printf '"%s" "%s"\n' $USER_NAME "$PASS" > "$bdir/users.txt"
@@ -175,7 +176,7 @@ if want pgbench; then
         port=$BOUNCER_TX; [ $mode = session ] && port=$BOUNCER_SESSION
         cat > "$bdir/$mode.ini" <<EOF
 [databases]
-$USER_NAME = host=127.0.0.1 port=$BACKEND dbname=$USER_NAME
+$USER_NAME = host=$dir/pgdata port=$BACKEND dbname=$USER_NAME
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $port
@@ -195,7 +196,11 @@ EOF
         setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer -q "$bdir/$mode.ini" &
         pids+=($!)
     done
-    for port in $BOUNCER_TX $BOUNCER_SESSION; do
+    # The floor for any proxy hop: a forwarder that only copies bytes (bench/src/forward.rs).
+    FORWARD=$(free_port)
+    "$DRIVER" forward "127.0.0.1:$FORWARD" "$dir/pgdata/.s.PGSQL.$BACKEND" &
+    pids+=($!)
+    for port in $BOUNCER_TX $BOUNCER_SESSION $FORWARD; do
         for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
     done
 
@@ -206,10 +211,13 @@ EOF
             prepared) args=(-S -M prepared); bouncer=$BOUNCER_SESSION ;;
             tpcb) args=(); bouncer=$BOUNCER_TX ;;
         esac
-        tps[$mode,direct]=""; tps[$mode,pgbouncer]=""; tps[$mode,torpor]=""
+        tps[$mode,direct]=""; tps[$mode,pgbouncer]=""; tps[$mode,forwarder]=""; tps[$mode,torpor]=""
         for i in $(seq "$RUNS"); do
-            for who in direct pgbouncer torpor; do
-                case $who in direct) port=$BACKEND ;; pgbouncer) port=$bouncer ;; torpor) port=$LISTEN ;; esac
+            for who in direct pgbouncer forwarder torpor; do
+                case $who in
+                    direct) port=$BACKEND ;; pgbouncer) port=$bouncer ;;
+                    forwarder) port=$FORWARD ;; torpor) port=$LISTEN ;;
+                esac
                 v=$(pgbench_tps "$port" "${args[@]}")
                 echo "   $mode run $i $who: $v tps"
                 [ "$v" = ERR ] || tps[$mode,$who]+="$v,"
@@ -219,6 +227,7 @@ EOF
     note_cmd "PGPASSWORD=… pgbench -h 127.0.0.1 -p <direct|pgbouncer|torpor port> -U bench -n -c 8 -j 2 -T $SECS -S bench   (scale $SCALE, fsync=off; PgBouncer 1.18 pool_mode=transaction)"
     note_cmd "… the same with -S -M prepared   (PgBouncer in pool_mode=session: 1.18 cannot keep protocol-level prepared statements in transaction pooling)"
     note_cmd "… the same without -S (TPC-B-like read/write; PgBouncer pool_mode=transaction)"
+    note_cmd "target/release/torpor-bench forward 127.0.0.1:<port> <data dir>/.s.PGSQL.<backend port>   (the byte-copying floor, run beside them)"
     for mode in select prepared tpcb; do
         case $mode in
             select) name=pgbench_select target=0.90 ;;
@@ -230,7 +239,7 @@ EOF
             echo "$name|-|-|-|0|-|-|-|≥ $target× direct|not measured|pgbench failed" >> "$BENCH_RESULTS"
             continue
         fi
-        "$DRIVER" summarize "$name" tps "$target" "${tps[$mode,torpor]}" "${tps[$mode,direct]}" "pgbouncer=${tps[$mode,pgbouncer]}"
+        "$DRIVER" summarize "$name" tps "$target" "${tps[$mode,torpor]}" "${tps[$mode,direct]}" "pgbouncer=${tps[$mode,pgbouncer]}" "forwarder=${tps[$mode,forwarder]}"
     done
     for f in "$bdir"/*.pid; do [ -f "$f" ] && stop_pid "$(cat "$f")"; done
     stop_pid "$PG_TORPOR"
@@ -251,7 +260,7 @@ want mass && driver pg-mass-wake --conns "$MASS"
 
 # --- 9: sysbench oltp_read_only, direct vs torpor (MariaDB) ----------------------------------
 if want sysbench; then
-    echo "== sysbench oltp_read_only: direct, torpor (${RUNS} x ${SECS}s each)"
+    echo "== sysbench oltp_read_only: direct, forwarder, torpor (${RUNS} x ${SECS}s each)"
     dir=$work/sysbench
     sb_err=""
     if start_torpor "$dir" mysql '{ innodb_flush_log_at_trx_commit = "0" }'; then
@@ -264,27 +273,35 @@ if want sysbench; then
         if [ -z "$sb_err" ] && ! out=$("${sb[@]}" --mysql-port="$BACKEND" prepare 2>&1); then
             sb_err="sysbench prepare: $(echo "$out" | tail -2)"
         fi
-        direct=""; through=""
+        FORWARD=$(free_port)
+        "$DRIVER" forward "127.0.0.1:$FORWARD" "$dir/mydata/mysqld.sock" &
+        MY_FORWARD=$!
+        pids+=($MY_FORWARD)
+        direct=""; through=""; forwarded=""
         if [ -z "$sb_err" ]; then
             for i in $(seq "$RUNS"); do
-                for who in direct torpor; do
-                    port=$BACKEND; [ $who = torpor ] && port=$LISTEN
+                for who in direct forwarder torpor; do
+                    case $who in direct) port=$BACKEND ;; forwarder) port=$FORWARD ;; torpor) port=$LISTEN ;; esac
                     v=$("${sb[@]}" --mysql-port="$port" --threads=8 --time="$SECS" run 2>&1 \
                         | awk '/transactions:/ { gsub(/[()]/, "", $3); print $3; found=1 } END { if (!found) print "ERR" }')
                     echo "   run $i $who: $v tps"
                     if [ "$v" = ERR ]; then
                         sb_err="sysbench run through $who failed"
-                    elif [ $who = direct ]; then direct+="$v,"; else through+="$v,"; fi
+                    else
+                        case $who in direct) direct+="$v," ;; forwarder) forwarded+="$v," ;; torpor) through+="$v," ;; esac
+                    fi
                 done
             done
         fi
+        stop_pid "$MY_FORWARD"
         stop_pid "$MY_TORPOR"
     else
         sb_err="torpor with a mysql cluster did not start"
     fi
+    note_cmd "target/release/torpor-bench forward 127.0.0.1:<port> <data dir>/mysqld.sock   (the byte-copying floor)"
     note_cmd "sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=<direct|torpor> --mysql-user=bench --mysql-db=my --tables=4 --table-size=10000 --threads=8 --time=$SECS run"
     if [ -n "$through" ] && [ -n "$direct" ]; then
-        "$DRIVER" summarize sysbench_oltp_read_only tps 0.85 "$through" "$direct"
+        "$DRIVER" summarize sysbench_oltp_read_only tps 0.85 "$through" "$direct" "forwarder=$forwarded"
         [ -z "$sb_err" ] || echo "   (some runs failed: $sb_err)"
     else
         sb_err=${sb_err:-no runs}
@@ -314,9 +331,11 @@ elapsed=$(( $(date +%s) - started ))
     echo "## How each measure is taken"
     echo
     cat <<'EOF'
-- **pgbench_select, pgbench_select_prepared, pgbench_tpcb** (1-3): one torpor with one PostgreSQL cluster (fsync=off); pgbench runs against
-  the backend port (direct), PgBouncer pointed at the same backend, and torpor's port, in turn.
-  The ratio is median(torpor) ÷ median(direct); PgBouncer's ratio is in the note.
+- **pgbench_select, pgbench_select_prepared, pgbench_tpcb** (1-3): one torpor with one PostgreSQL cluster (fsync=off); pgbench runs over TCP against
+  the backend port (direct), PgBouncer, a forwarder, and torpor's port, in turn. The forwarder
+  (`torpor-bench forward`, tokio `copy_bidirectional`) only copies bytes: it is the floor for any
+  proxy hop on this machine. torpor, PgBouncer and the forwarder all reach the server over its
+  Unix socket. The ratio is median(torpor) ÷ median(direct); the peers' ratios are in the note.
 - **pg_cold_wake** (4): one session holds 10 protocol-level prepared statements, 5 settings and a
   1,000-row temp table. Each run: forced sleep (admin API) until the postmaster pid is gone; then
   a bare `postgres` on the same data dir (same flags as the process driver) is started, polled
@@ -340,7 +359,8 @@ elapsed=$(( $(date +%s) - started ))
   send `SELECT 1` at once (a barrier) and each latency is recorded; between runs a forced sleep
   parks them all again. Value = p99 of each run.
 - **sysbench_oltp_read_only** (9): sysbench prepare on the backend directly (4 tables × 10,000
-  rows), then runs against the backend and through torpor in turn.
+  rows), then runs over TCP against the backend, the forwarder and torpor in turn (the
+  forwarder and torpor reach mariadbd over its Unix socket).
 - **my_cold_wake** (10): as pg_cold_wake, with mysql_async: 10 COM_STMT_PREPARE statements, 5
   session variables, a 1,000-row TEMPORARY table; baseline is a bare `mariadbd` with the process
   driver's flags on the same data dir.

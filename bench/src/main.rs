@@ -110,6 +110,10 @@ fn main() {
     rt.shutdown_background();
     if let Err(e) = result {
         stats::not_measured(name, target, &format!("{e:#}"));
+        // These measures print a line for sessions that changed state too.
+        if matches!(args.measure.as_str(), "pg-idle" | "pg-mass-wake") {
+            stats::not_measured(&format!("{name}_stateful"), target, &format!("{e:#}"));
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod config;
 mod mysql;
 mod net;
 mod pg;
+mod quiet;
 pub mod registry;
 mod seat;
 pub mod server;

@@ -8,6 +8,7 @@ use state_store::SnapshotKey;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::quiet::Quiet;
 use crate::registry::Registration;
 use crate::service::Service;
 
@@ -23,6 +24,9 @@ pub struct Seat {
     pub saved: bool,
     /// Whether the cluster currently counts this session as busy.
     busy: bool,
+    pub quiet: Quiet,
+    /// An early snapshot was refused or failed: don't retry until the client acts again.
+    early_held: bool,
 }
 
 impl Seat {
@@ -32,12 +36,15 @@ impl Seat {
             cluster: service.name.clone(),
             session: Uuid::new_v4(),
         };
+        let quiet = Quiet::new(service.cluster.idle_timeout());
         Seat {
-            service,
+            quiet,
+            early_held: false,
             reg,
             key,
             cmd_tx,
             cmd_rx,
+            service,
             prepared: false,
             saved: false,
             busy: false,
@@ -58,9 +65,27 @@ impl Seat {
             if busy {
                 self.service.cluster.busy_start();
             } else {
+                self.quiet.since = tokio::time::Instant::now();
                 self.service.cluster.busy_end();
             }
         }
+    }
+
+    /// Whether a session attached to a backend, whose state changed since its last snapshot,
+    /// should save one ahead of the drain once it has been quiet long enough.
+    pub fn wants_early_snapshot(&self, attached: bool, changed: bool) -> bool {
+        attached && changed && !self.busy && !self.prepared && !self.early_held
+    }
+
+    /// What an early snapshot came to. The drain asks again anyway; a refusal or failure only
+    /// stops further early attempts until the client acts.
+    pub fn early_result(&mut self, answer: Result<CheckpointReply, String>) {
+        let why = match answer {
+            Ok(CheckpointReply::Ready) => return,
+            Ok(CheckpointReply::Blocked(why)) | Err(why) => why,
+        };
+        self.early_held = true;
+        tracing::debug!(cluster = %self.service.name, session = self.id(), %why, "no early snapshot");
     }
 
     /// Wakes the cluster if needed and joins its drains; where the backend is.
@@ -82,6 +107,7 @@ impl Seat {
     /// durable it may be too late, and then the session must park and wake again.
     pub fn activity(&mut self) -> Resume {
         self.reg.entry.set_found_blocker(None);
+        self.early_held = false;
         if std::mem::take(&mut self.prepared) {
             self.service.cluster.resume()
         } else {

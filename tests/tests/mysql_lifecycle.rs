@@ -472,3 +472,49 @@ async fn sessions_reach_the_backend_over_its_unix_socket() {
     drop((c, direct));
     env.shutdown().await;
 }
+
+/// A session that changed state saves its snapshot once it has been quiet for half the idle
+/// timeout, while the server still runs; the drain at the full timeout then recaptures only
+/// what changed after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
+    let env = TestEnv::start(Opts {
+        idle_timeout: "10s".into(),
+        ..Opts::mysql()
+    })
+    .await;
+    let mut c = env.my().await;
+    exec(&mut c, "CREATE TEMPORARY TABLE t (x INT)").await;
+    exec(&mut c, "INSERT INTO t VALUES (7)").await;
+    exec(&mut c, "SET @v = 'early'").await;
+    let pid = env.backend_pid().await.expect("running");
+    let start = Instant::now();
+    while env.stored_snapshots().is_empty() {
+        assert!(start.elapsed() < SLOW, "no early snapshot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Saved before any drain: the server still runs.
+    assert_eq!(env.metric("torpor_drains_total").await, 0.0);
+    assert_eq!(env.backend_pid().await, Some(pid));
+    assert_eq!(env.stored_snapshots().len(), 1);
+
+    // A change after the early snapshot is captured by the drain.
+    exec(&mut c, "SET @v = 'later'").await;
+    exec(&mut c, "INSERT INTO t VALUES (8)").await;
+    env.wait_for(SLOW, "standby by the idle timer", |c| {
+        c["state"] == "standby" && c["backend_pid"].is_null()
+    })
+    .await;
+    assert_pid_gone(pid);
+    assert_eq!(env.metric("torpor_drains_total").await, 1.0);
+    assert_eq!(
+        text(
+            &mut c,
+            "SELECT CONCAT(GROUP_CONCAT(x ORDER BY x), @v) FROM t"
+        )
+        .await,
+        "7,8later"
+    );
+    drop(c);
+    env.shutdown().await;
+}

@@ -535,3 +535,46 @@ async fn sessions_reach_the_backend_over_its_unix_socket() {
     drop((s, direct));
     env.shutdown().await;
 }
+
+/// A session that changed state saves its snapshot once it has been quiet for half the idle
+/// timeout, while the server still runs; the drain at the full timeout then recaptures only
+/// what changed after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
+    let env = TestEnv::start(Opts {
+        idle_timeout: "10s".into(),
+        ..Opts::default()
+    })
+    .await;
+    let s = env.connect().await;
+    s.exec("CREATE TEMP TABLE t AS SELECT 7 AS x; SET application_name = 'early'")
+        .await;
+    let pid = env.backend_pid().await.expect("running");
+    let start = Instant::now();
+    while env.stored_snapshots().is_empty() {
+        assert!(start.elapsed() < SLOW, "no early snapshot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Saved before any drain: the server still runs.
+    assert_eq!(env.metric("torpor_drains_total").await, 0.0);
+    assert_eq!(env.backend_pid().await, Some(pid));
+    let early = env.stored_snapshots();
+    assert_eq!(early.len(), 1, "{early:?}");
+
+    // A change after the early snapshot is captured by the drain.
+    s.exec("SET application_name = 'later'; INSERT INTO t VALUES (8)")
+        .await;
+    env.wait_for(SLOW, "standby by the idle timer", |c| {
+        c["state"] == "standby" && c["backend_pid"].is_null()
+    })
+    .await;
+    assert_pid_gone(pid);
+    assert_eq!(env.metric("torpor_drains_total").await, 1.0);
+    assert_eq!(
+        s.text("SELECT string_agg(x::text, ',' ORDER BY x) || current_setting('application_name') FROM t")
+            .await,
+        "7,8later"
+    );
+    drop(s);
+    env.shutdown().await;
+}

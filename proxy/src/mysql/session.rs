@@ -78,6 +78,7 @@ enum Event {
     Client(std::io::Result<usize>),
     Backend(std::io::Result<usize>),
     Cmd(Option<DrainCmd>),
+    Quiet,
 }
 
 pub enum Step {
@@ -169,12 +170,16 @@ impl Session {
             return self.on_client_packet(packet).await;
         }
         let read_client = !self.flow.busy() || self.client.rbuf.len() < CLIENT_BACKLOG;
+        let early = self
+            .seat
+            .wants_early_snapshot(self.backend.is_some(), self.changed);
         let event = tokio::select! {
             _ = stop.shutdown.as_mut() => Event::Shutdown,
             _ = stop.killed.as_mut() => Event::Killed,
             r = self.client.fill(), if read_client => Event::Client(r),
             r = fill(self.backend.as_mut()) => Event::Backend(r),
             c = self.seat.cmd_rx.recv() => Event::Cmd(c),
+            _ = self.seat.quiet.elapsed(), if early => Event::Quiet,
         };
         match event {
             Event::Shutdown => Err(SessionError::fatal(
@@ -217,6 +222,14 @@ impl Session {
             }
             Event::Cmd(Some(cmd)) if self.backend.is_some() => self.on_cmd(cmd).await,
             Event::Cmd(_) => Ok(Step::Continue),
+            Event::Quiet => {
+                let answer = self.checkpoint().await;
+                if let Err(SessionError::Io(_) | SessionError::Closed) = answer {
+                    return answer.map(|_| Step::Continue);
+                }
+                self.seat.early_result(answer.map_err(|e| e.to_string()));
+                Ok(Step::Continue)
+            }
         }
     }
 

@@ -40,6 +40,7 @@ enum Event {
     Client(std::io::Result<usize>),
     Backend(std::io::Result<usize>),
     Cmd(Option<DrainCmd>),
+    Quiet,
 }
 
 enum Flow {
@@ -128,11 +129,15 @@ impl Session {
             }
             return self.on_client_bytes().await;
         }
+        let early = self
+            .seat
+            .wants_early_snapshot(self.backend.is_some(), self.tracker.changed());
         let event = tokio::select! {
             _ = stop.shutdown.as_mut() => Event::Shutdown,
             r = self.client.fill() => Event::Client(r),
             r = fill(self.backend.as_mut()) => Event::Backend(r),
             c = self.seat.cmd_rx.recv() => Event::Cmd(c),
+            _ = self.seat.quiet.elapsed(), if early => Event::Quiet,
         };
         match event {
             Event::Shutdown => Err(shutting_down()),
@@ -167,6 +172,14 @@ impl Session {
             Event::Cmd(Some(cmd)) if self.backend.is_some() => self.on_cmd(cmd).await,
             // Stale drain commands from before we parked.
             Event::Cmd(_) => Ok(Flow::Continue),
+            Event::Quiet => {
+                let answer = self.checkpoint().await;
+                if let Err(SessionError::Io(_) | SessionError::Closed) = answer {
+                    return answer.map(|_| Flow::Continue);
+                }
+                self.seat.early_result(answer.map_err(|e| e.to_string()));
+                Ok(Flow::Continue)
+            }
         }
     }
 
