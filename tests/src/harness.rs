@@ -336,6 +336,17 @@ impl TestEnv {
         }
     }
 
+    /// Waits until the store holds a snapshot, and checks no drain has run meanwhile: the
+    /// snapshot was saved early, while the server still ran.
+    pub async fn wait_for_early_snapshot(&self) {
+        let start = Instant::now();
+        while self.stored_snapshots().is_empty() {
+            assert!(start.elapsed() < SLOW, "no early snapshot");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(self.metric("torpor_drains_total").await, 0.0);
+    }
+
     /// Every object in a `file://` snapshot store, with its size and modification time: what
     /// a drain wrote, and whether it wrote it again.
     pub fn stored_snapshots(&self) -> Vec<(PathBuf, u64, std::time::SystemTime)> {

@@ -488,13 +488,7 @@ async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
     exec(&mut c, "INSERT INTO t VALUES (7)").await;
     exec(&mut c, "SET @v = 'early'").await;
     let pid = env.backend_pid().await.expect("running");
-    let start = Instant::now();
-    while env.stored_snapshots().is_empty() {
-        assert!(start.elapsed() < SLOW, "no early snapshot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Saved before any drain: the server still runs.
-    assert_eq!(env.metric("torpor_drains_total").await, 0.0);
+    env.wait_for_early_snapshot().await;
     assert_eq!(env.backend_pid().await, Some(pid));
     assert_eq!(env.stored_snapshots().len(), 1);
 

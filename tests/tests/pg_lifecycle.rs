@@ -550,13 +550,7 @@ async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
     s.exec("CREATE TEMP TABLE t AS SELECT 7 AS x; SET application_name = 'early'")
         .await;
     let pid = env.backend_pid().await.expect("running");
-    let start = Instant::now();
-    while env.stored_snapshots().is_empty() {
-        assert!(start.elapsed() < SLOW, "no early snapshot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Saved before any drain: the server still runs.
-    assert_eq!(env.metric("torpor_drains_total").await, 0.0);
+    env.wait_for_early_snapshot().await;
     assert_eq!(env.backend_pid().await, Some(pid));
     let early = env.stored_snapshots();
     assert_eq!(early.len(), 1, "{early:?}");
