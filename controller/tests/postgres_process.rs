@@ -195,13 +195,19 @@ async fn initdb_users_start_stop_restart() {
     let over_socket = |password: &str| {
         Command::new("psql")
             .args(["-h", &data.to_string_lossy(), "-p", &port.to_string()])
-            .args(["-U", "alice", "-d", "alice", "-X", "-t", "-A", "-c", "select 7"])
+            .args([
+                "-U", "alice", "-d", "alice", "-X", "-t", "-A", "-c", "select 7",
+            ])
             .env("PGPASSWORD", password)
             .output()
             .unwrap()
     };
     let ok = over_socket(ALICE_PW);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "7");
     let wrong = over_socket("not-the-password");
     assert!(
