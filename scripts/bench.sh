@@ -321,7 +321,7 @@ elapsed=$(( $(date +%s) - started ))
     echo
     echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
     echo "- PostgreSQL $(pgbench --version | awk '{print $3}'), PgBouncer $(pgbouncer --version | awk 'NR==1 {print $2}'), MariaDB $(mariadbd --version 2>/dev/null | awk '{print $3}' || true), sysbench $(sysbench --version | awk '{print $2}')"
-    echo "- runs per configuration: $RUNS (wake and idle measures: at least 5), ${SECS} s per load run; ratios compare runs of this invocation, load runs interleaved (direct, PgBouncer, torpor, direct, …)"
+    echo "- runs per configuration: $RUNS (wake and idle measures: at least 5), ${SECS} s per load run; ratios compare runs of this invocation, load runs interleaved (direct, PgBouncer, forwarder, torpor, direct, …)"
     echo "- the machine is shared and noisy: read ratios, not absolute numbers"
     echo
     echo "| measure | median | min | max | runs | unit | ratio | compared with | target | result | note |"
@@ -344,7 +344,9 @@ elapsed=$(( $(date +%s) - started ))
   after the last run.
 - **pg_idle_to_stop** (5): 100 connected sessions, idle_timeout 200 ms. All 100 run `SELECT 1`;
   the time runs from the last answer until /proc/<postmaster pid> is gone (polled every 1 ms).
-  The next run's queries wake the cluster again.
+  The next run's queries wake the cluster again. **pg_idle_to_stop_stateful**: the same, but
+  each session first sets application_name (new each run) and work_mem and prepares a
+  statement, so every drain has state to capture and store; the state is checked afterwards.
 - **pg_temp_restore** (6): one session holds a 1,000,000-row temp table (int, text, float8), a
   second session holds nothing. Each run: sleep, wake the backend through the admin API, time the
   empty session's first query, then the big session's first query; restore time = the
@@ -357,7 +359,10 @@ elapsed=$(( $(date +%s) - started ))
   database; VmRSS is read again. Value = growth ÷ connections. ulimit -n is 65536.
 - **pg_mass_wake_p99** (8): the sessions connect while the cluster sleeps; each run, all of them
   send `SELECT 1` at once (a barrier) and each latency is recorded; between runs a forced sleep
-  parks them all again. Value = p99 of each run.
+  parks them all again. Value = p99 of each run. Baseline in the same invocation: 1,000 direct
+  connections to the running server opened at once, each running one query (PostgreSQL's own
+  fork and login cost). **pg_mass_wake_p99_stateful**: 1,000 sessions that each hold two
+  settings and a prepared statement, so every wake loads and replays a snapshot.
 - **sysbench_oltp_read_only** (9): sysbench prepare on the backend directly (4 tables × 10,000
   rows), then runs over TCP against the backend, the forwarder and torpor in turn (the
   forwarder and torpor reach mariadbd over its Unix socket).
