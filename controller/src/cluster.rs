@@ -293,6 +293,11 @@ impl Cluster {
         self.busy.load(Ordering::SeqCst)
     }
 
+    /// How long no session has had anything in flight; None while one has.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        (self.busy_sessions() == 0).then(|| self.idle_for())
+    }
+
     fn touch(&self) {
         if let Ok(mut t) = self.last_activity.lock() {
             *t = Instant::now();

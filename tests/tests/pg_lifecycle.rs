@@ -572,3 +572,30 @@ async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
     drop(s);
     env.shutdown().await;
 }
+
+/// Early snapshots wait for the whole cluster to be quiet: while another session holds a
+/// transaction open no drain can come, so none is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_session_holds_off_early_snapshots() {
+    let env = TestEnv::start(Opts {
+        idle_timeout: "6s".into(),
+        ..Opts::default()
+    })
+    .await;
+    let quiet = env.connect().await;
+    quiet.exec("SET application_name = 'quiet'").await;
+    let busy = env.connect().await;
+    busy.exec("BEGIN").await;
+    // Past half the idle timeout: no snapshot, the transaction keeps the cluster busy.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        env.stored_snapshots().is_empty(),
+        "{:?}",
+        env.stored_snapshots()
+    );
+    busy.exec("COMMIT").await;
+    env.wait_for_early_snapshot().await;
+    assert_eq!(quiet.text("SHOW application_name").await, "quiet");
+    drop((quiet, busy));
+    env.shutdown().await;
+}

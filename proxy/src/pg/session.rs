@@ -137,7 +137,7 @@ impl Session {
             r = self.client.fill() => Event::Client(r),
             r = fill(self.backend.as_mut()) => Event::Backend(r),
             c = self.seat.cmd_rx.recv() => Event::Cmd(c),
-            _ = self.seat.quiet.elapsed(), if early => Event::Quiet,
+            _ = self.seat.quiet.elapsed(&self.service.cluster), if early => Event::Quiet,
         };
         match event {
             Event::Shutdown => Err(shutting_down()),
