@@ -1,5 +1,5 @@
-//! Once the whole cluster has been quiet for half its idle timeout, a drain is likely, and a
-//! session that changed state saves its snapshot ahead of it. The drain at the full timeout
+//! A session that changed state saves its snapshot ahead of the drain, once it has been quiet
+//! for half the idle timeout and no other session is working. The drain at the full timeout
 //! then finds it already saved and only has to stop the server, instead of every session
 //! capturing and writing at that moment.
 
@@ -12,29 +12,38 @@ use tokio::time::{Instant, Sleep};
 pub struct Quiet {
     /// Armed lazily: it is only moved when it fires too early, not on every query.
     sleep: Pin<Box<Sleep>>,
+    /// Since when this session has had nothing in flight.
+    pub since: Instant,
     after: Duration,
 }
 
 impl Quiet {
     pub fn new(idle_timeout: Duration) -> Quiet {
         let after = idle_timeout / 2;
+        let now = Instant::now();
         Quiet {
-            sleep: Box::pin(tokio::time::sleep(after)),
+            sleep: Box::pin(tokio::time::sleep_until(now + after)),
+            since: now,
             after,
         }
     }
 
-    /// Completes once no session of the cluster has had anything in flight for half the idle
-    /// timeout.
+    /// Completes once this session has been quiet for half the idle timeout while no session
+    /// of the cluster has anything in flight. While another session works no drain can come:
+    /// look again later, still before the drain could.
     pub async fn elapsed(&mut self, cluster: &Cluster) {
         loop {
             self.sleep.as_mut().await;
-            let wait = match cluster.quiet_for() {
-                Some(quiet) if quiet >= self.after => return,
-                Some(quiet) => self.after - quiet,
-                None => self.after,
+            let now = Instant::now();
+            let due = self.since + self.after;
+            let next = if now < due {
+                due
+            } else if cluster.quiet_for().is_some() {
+                return;
+            } else {
+                now + self.after
             };
-            self.sleep.as_mut().reset(Instant::now() + wait);
+            self.sleep.as_mut().reset(next);
         }
     }
 }

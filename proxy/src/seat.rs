@@ -65,13 +65,14 @@ impl Seat {
             if busy {
                 self.service.cluster.busy_start();
             } else {
+                self.quiet.since = tokio::time::Instant::now();
                 self.service.cluster.busy_end();
             }
         }
     }
 
     /// Whether a session attached to a backend, whose state changed since its last snapshot,
-    /// should save one ahead of the drain once the cluster has been quiet long enough.
+    /// should save one ahead of the drain once it has been quiet long enough.
     pub fn wants_early_snapshot(&self, attached: bool, changed: bool) -> bool {
         attached && changed && !self.busy && !self.prepared && !self.early_held
     }
