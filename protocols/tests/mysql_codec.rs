@@ -83,9 +83,13 @@ fn start_server() -> Option<Server> {
     let data: PathBuf = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     chown(&data, ids);
+    // Each server gets its own tmpdir: a mariadbd starting up deletes every `#sql*` file in
+    // its tmpdir, which in a shared /tmp are another test's server's temporary tables.
+    let tmpdir = format!("--tmpdir={}", data.display());
     let st = Command::new(INSTALL_DB)
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(&tmpdir)
         .args([
             "--user=mysql",
             "--auth-root-authentication-method=normal",
@@ -104,6 +108,7 @@ fn start_server() -> Option<Server> {
     let child = Command::new(MARIADBD)
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(&tmpdir)
         .arg(format!("--port={port}"))
         .arg(format!("--socket={}", sock.display()))
         .arg(format!(
