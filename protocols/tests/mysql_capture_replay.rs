@@ -79,9 +79,13 @@ async fn start_server() -> Option<Server> {
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
     let data = dir.join("data");
+    // Its own tmpdir: a mariadbd starting up deletes every `#sql*` file in its tmpdir, which in
+    // a shared /tmp are other servers' temporary tables.
+    let tmpdir = format!("--tmpdir={}", data.display());
     let ok = Process::new(INSTALL_DB)
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(&tmpdir)
         .args(["--user=mysql", "--auth-root-authentication-method=normal"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -93,6 +97,7 @@ async fn start_server() -> Option<Server> {
     let child = Process::new(MARIADBD)
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(&tmpdir)
         .arg(format!("--port={port}"))
         .arg(format!("--socket={}", dir.join("sock").display()))
         .arg(format!("--pid-file={}", dir.join("pid").display()))
