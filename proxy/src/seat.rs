@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use controller::{BackendInfo, CheckpointReply, DrainCmd, DriverError, Resume};
-use state_store::SnapshotKey;
+use serde::de::DeserializeOwned;
+use state_store::{SnapshotKey, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -94,6 +95,23 @@ impl Seat {
             .cluster
             .wake(Some((self.id(), self.cmd_tx.clone())))
             .await
+    }
+
+    /// Wakes the cluster and, while the server starts, reads this session's snapshot if it
+    /// has one: the read is off the path from wake to first query.
+    pub async fn wake_and_load<T: DeserializeOwned>(
+        &self,
+    ) -> (
+        Result<BackendInfo, DriverError>,
+        Option<Result<T, StoreError>>,
+    ) {
+        let load = async {
+            match self.saved {
+                true => Some(self.service.store.get::<T>(&self.key).await),
+                false => None,
+            }
+        };
+        tokio::join!(self.wake(), load)
     }
 
     /// The backend connection is gone (parked, or it failed): drains no longer ask us.

@@ -15,6 +15,7 @@ use protocols::mysql::response::{
 use protocols::mysql::snapshot::{ClientInfo, MySnapshot};
 use protocols::mysql::tracked::Tracked;
 use protocols::mysql::txn::{self, TxnEffect};
+use state_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, Backend};
@@ -715,21 +716,26 @@ impl Session {
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
     async fn attach(&mut self) -> Result<(), SessionError> {
-        let at = self.seat.wake().await.map_err(|e| {
+        let (at, snap) = self.seat.wake_and_load::<MySnapshot>().await;
+        let at = at.map_err(|e| {
             SessionError::fatal(
                 UNKNOWN,
                 "08S01",
                 format!("could not wake the database: {e}"),
             )
         })?;
-        let result = self.connect_and_restore(&at).await;
+        let result = self.connect_and_restore(&at, snap).await;
         if result.is_err() {
             self.seat.leave();
         }
         result
     }
 
-    async fn connect_and_restore(&mut self, at: &BackendInfo) -> Result<(), SessionError> {
+    async fn connect_and_restore(
+        &mut self,
+        at: &BackendInfo,
+        snap: Option<Result<MySnapshot, StoreError>>,
+    ) -> Result<(), SessionError> {
         // A restore sets the schema itself; a first connection starts in the client's.
         let database = if self.seat.saved {
             None
@@ -745,8 +751,8 @@ impl Session {
         )
         .await?;
         self.service.remember_greeting(b.greeting.clone());
-        if self.seat.saved {
-            let snap: MySnapshot = self.service.store.get(&self.seat.key).await.map_err(|e| {
+        if let Some(snap) = snap {
+            let snap = snap.map_err(|e| {
                 SessionError::fatal(
                     UNKNOWN,
                     "HY000",

@@ -10,6 +10,7 @@ use protocols::pg::message::{self, tag};
 use protocols::pg::parse;
 use protocols::pg::snapshot::PgSnapshot;
 use protocols::pg::tracker::Tracker;
+use state_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, Backend};
@@ -311,20 +312,25 @@ impl Session {
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
     async fn attach(&mut self) -> Result<(), SessionError> {
-        let at = self.seat.wake().await.map_err(|e| {
+        let (at, snap) = self.seat.wake_and_load::<PgSnapshot>().await;
+        let at = at.map_err(|e| {
             SessionError::fatal("08006", format!("could not wake the database: {e}"))
         })?;
-        let result = self.connect_and_restore(&at).await;
+        let result = self.connect_and_restore(&at, snap).await;
         if result.is_err() {
             self.seat.leave();
         }
         result
     }
 
-    async fn connect_and_restore(&mut self, at: &BackendInfo) -> Result<(), SessionError> {
+    async fn connect_and_restore(
+        &mut self,
+        at: &BackendInfo,
+        snap: Option<Result<PgSnapshot, StoreError>>,
+    ) -> Result<(), SessionError> {
         let mut b = backend::connect(at, &self.startup, &self.user).await?;
-        if self.seat.saved {
-            let snap: PgSnapshot = self.service.store.get(&self.seat.key).await.map_err(|e| {
+        if let Some(snap) = snap {
+            let snap = snap.map_err(|e| {
                 SessionError::fatal(
                     "58000",
                     format!(
