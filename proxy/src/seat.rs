@@ -39,16 +39,16 @@ impl Seat {
         };
         let quiet = Quiet::new(service.cluster.idle_timeout());
         Seat {
-            quiet,
-            early_held: false,
+            service,
             reg,
             key,
             cmd_tx,
             cmd_rx,
-            service,
             prepared: false,
             saved: false,
             busy: false,
+            quiet,
+            early_held: false,
         }
     }
 
@@ -89,29 +89,26 @@ impl Seat {
         tracing::debug!(cluster = %self.service.name, session = self.id(), %why, "no early snapshot");
     }
 
-    /// Wakes the cluster if needed and joins its drains; where the backend is.
-    pub async fn wake(&self) -> Result<BackendInfo, DriverError> {
-        self.service
-            .cluster
-            .wake(Some((self.id(), self.cmd_tx.clone())))
-            .await
-    }
-
-    /// Wakes the cluster and, while the server starts, reads this session's snapshot if it
-    /// has one: the read is off the path from wake to first query.
+    /// Wakes the cluster if needed and joins its drains; while the server starts, reads this
+    /// session's snapshot if it has one, so the read is off the path from wake to first query.
     pub async fn wake_and_load<T: DeserializeOwned>(
         &self,
     ) -> (
         Result<BackendInfo, DriverError>,
         Option<Result<T, StoreError>>,
     ) {
+        let wake = self
+            .service
+            .cluster
+            .wake(Some((self.id(), self.cmd_tx.clone())));
         let load = async {
-            match self.saved {
-                true => Some(self.service.store.get::<T>(&self.key).await),
-                false => None,
+            if self.saved {
+                Some(self.service.store.get::<T>(&self.key).await)
+            } else {
+                None
             }
         };
-        tokio::join!(self.wake(), load)
+        tokio::join!(wake, load)
     }
 
     /// The backend connection is gone (parked, or it failed): drains no longer ask us.

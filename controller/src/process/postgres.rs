@@ -31,7 +31,6 @@ const SHUTDOWN: Escalation = Escalation {
     first_grace: Duration::from_secs(30),
     second_grace: Duration::from_secs(10),
 };
-/// Settings the driver owns: they decide the address it reports.
 /// Who may log in how: every login gives a SCRAM password, over the socket or TCP.
 const HBA: &str = "\
 # Written by torpor when it created this data directory.
@@ -43,6 +42,7 @@ host    replication  all   127.0.0.1/32    scram-sha-256
 host    replication  all   ::1/128         scram-sha-256
 ";
 
+/// Settings the driver owns: they decide the address it reports.
 const RESERVED_SETTINGS: [&str; 2] = ["port", "listen_addresses"];
 
 struct Setup {
@@ -328,8 +328,6 @@ impl Postgres {
             .map_err(|e| io_err("starting postgres", e))
     }
 
-    /// Ready when postmaster.pid names our child and its status line reads "ready". Polled
-    /// often: this is on the wake path, where `pg_ctl -w`'s 100 ms polls would show.
     /// The Unix socket in the data directory (only the server's user and root can reach it);
     /// none when its path would not fit in a socket address or can't be written as a setting.
     fn socket(&self) -> Option<PathBuf> {
@@ -351,6 +349,8 @@ impl Postgres {
         arg
     }
 
+    /// Ready when postmaster.pid names our child and its status line reads "ready". Polled
+    /// often: this is on the wake path, where `pg_ctl -w`'s 100 ms polls would show.
     async fn wait_ready(&self, child: &mut Child, pid: u32) -> Result<(), DriverError> {
         let pidfile = self.data_dir().join("postmaster.pid");
         let deadline = Instant::now() + READY_TIMEOUT;

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use controller::BackendInfo;
-
 use protocols::auth::mysql as auth;
 use protocols::mysql::handshake::{
     AuthSwitch, CACHING_SHA2_PASSWORD, Handshake, HandshakeResponse, NATIVE_PASSWORD, caps,

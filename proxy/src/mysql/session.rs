@@ -737,7 +737,7 @@ impl Session {
         snap: Option<Result<MySnapshot, StoreError>>,
     ) -> Result<(), SessionError> {
         // A restore sets the schema itself; a first connection starts in the client's.
-        let database = if self.seat.saved {
+        let database = if snap.is_some() {
             None
         } else {
             self.schema.clone()

@@ -3,9 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use controller::BackendInfo;
-
 use bytes::BytesMut;
+use controller::BackendInfo;
 use protocols::auth::md5::md5_password;
 use protocols::auth::scram::ScramClient;
 use protocols::pg::frame::MAX_MESSAGE_LEN;
