@@ -346,7 +346,8 @@ elapsed=$(( $(date +%s) - started ))
   the time runs from the last answer until /proc/<postmaster pid> is gone (polled every 1 ms).
   The next run's queries wake the cluster again. **pg_idle_to_stop_stateful**: the same, but
   each session first sets application_name (new each run) and work_mem and prepares a
-  statement, so every drain has state to capture and store; the state is checked afterwards.
+  statement, so every stop has state to capture and store (by the early snapshot, ahead of the
+  drain); the state is checked afterwards.
 - **pg_temp_restore** (6): one session holds a 1,000,000-row temp table (int, text, float8), a
   second session holds nothing. Each run: sleep, wake the backend through the admin API, time the
   empty session's first query, then the big session's first query; restore time = the

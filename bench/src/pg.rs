@@ -155,7 +155,8 @@ async fn bare_postgres(data: &Path, addr: SocketAddr) -> Result<f64> {
 /// postmaster pid is gone (polled at 1 ms), with idle_timeout 200 ms. Twice on the same
 /// clients: sessions that only ran `SELECT 1` (the drain skips their capture and put), then
 /// sessions that each changed state before going quiet (two settings and a prepared statement,
-/// a new application_name every run), so every drain captures and stores all of them.
+/// a new application_name every run), so every stop has all of them to capture and store
+/// (ahead of the drain, by the early snapshot, or in it).
 pub async fn idle_stop(bin: &Path, work: &Path, runs: usize, n: usize) -> Result<()> {
     let t = Torpor::start(
         bin,
