@@ -206,6 +206,51 @@ pub fn parse_complete(out: &mut BytesMut) {
     tagged(out, tag::PARSE_COMPLETE, |_| {});
 }
 
+pub fn bind_complete(out: &mut BytesMut) {
+    tagged(out, tag::BIND_COMPLETE, |_| {});
+}
+
+pub fn no_data(out: &mut BytesMut) {
+    tagged(out, tag::NO_DATA, |_| {});
+}
+
+/// ParameterDescription with these type oids.
+pub fn parameter_description(out: &mut BytesMut, types: &[u32]) {
+    tagged(out, tag::PARAMETER_DESCRIPTION, |o| {
+        o.put_i16(i16::try_from(types.len()).unwrap_or(i16::MAX));
+        for t in types {
+            o.put_u32(*t);
+        }
+    });
+}
+
+/// One RowDescription field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub table_oid: u32,
+    pub column: i16,
+    pub type_oid: u32,
+    pub type_len: i16,
+    pub type_mod: i32,
+    pub format: i16,
+}
+
+pub fn row_description(out: &mut BytesMut, fields: &[Field<'_>]) {
+    tagged(out, tag::ROW_DESCRIPTION, |o| {
+        o.put_i16(i16::try_from(fields.len()).unwrap_or(i16::MAX));
+        for f in fields {
+            put_cstr(o, f.name.as_bytes());
+            o.put_u32(f.table_oid);
+            o.put_i16(f.column);
+            o.put_u32(f.type_oid);
+            o.put_i16(f.type_len);
+            o.put_i32(f.type_mod);
+            o.put_i16(f.format);
+        }
+    });
+}
+
 pub fn close_complete(out: &mut BytesMut) {
     tagged(out, tag::CLOSE_COMPLETE, |_| {});
 }

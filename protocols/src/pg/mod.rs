@@ -2,6 +2,7 @@
 
 pub mod capture;
 pub mod frame;
+pub mod local;
 pub mod message;
 pub mod parse;
 pub mod replay;

@@ -706,6 +706,11 @@ fn first_literal_argument(s: &str) -> Option<String> {
     None
 }
 
+/// Whether `sql` may drop prepared statements (DEALLOCATE, DISCARD): a cheap over-estimate.
+pub fn may_drop_statements(sql: &str) -> bool {
+    contains_ignore_case(sql, "deallocate") || contains_ignore_case(sql, "discard")
+}
+
 /// Cheap pre-check for [`on_commit_delete_rows_tables`]: most queries can't contain it.
 pub fn may_create_on_commit_delete_rows(sql: &str) -> bool {
     contains_ignore_case(sql, "delete") && contains_ignore_case(sql, "create")

@@ -2,8 +2,12 @@
 //! no transaction, no COPY. Reads only message tags and, for the few statements whose effect the
 //! catalogs don't record, the statement text.
 
+use std::collections::HashMap;
+
+use super::local::{self, Effect, Statement};
 use super::message::tag;
 use super::parse;
+use super::snapshot::PgSnapshot;
 use super::sql;
 
 #[derive(Debug, Clone)]
@@ -31,6 +35,11 @@ pub struct Tracker {
     /// was made) that may have changed what the session holds. A session that only read can
     /// keep its last snapshot, or needs none.
     changed: bool,
+    /// Named statements whose text is a probe or empty, which torpor can run itself while
+    /// the session is parked (pgjdbc's isValid becomes one after a few uses).
+    canned: HashMap<String, Statement>,
+    /// Names added to `canned` since the last ReadyForQuery: an error takes them back.
+    canned_pending: Vec<String>,
 }
 
 impl Default for Tracker {
@@ -46,6 +55,8 @@ impl Default for Tracker {
             on_commit_delete_rows: Vec::new(),
             custom_settings: Vec::new(),
             changed: false,
+            canned: HashMap::new(),
+            canned_pending: Vec::new(),
         }
     }
 }
@@ -60,7 +71,11 @@ impl Tracker {
                 match parse::query_message(body) {
                     Ok(q) => {
                         self.sniff(q);
-                        self.note_change(!sql::plainly_reads(q));
+                        let reads = sql::plainly_reads(q);
+                        if !reads && !self.canned.is_empty() && sql::may_drop_statements(q) {
+                            self.canned.clear();
+                        }
+                        self.note_change(!reads);
                     }
                     Err(_) => self.changed = true,
                 }
@@ -70,6 +85,9 @@ impl Tracker {
                 match parse::parse_message(body) {
                     Ok(p) => {
                         self.sniff(p.query);
+                        if !p.name.is_empty() {
+                            self.note_parsed(p.name, p.query, p.param_types.is_empty());
+                        }
                         // A named statement is itself session state.
                         self.note_change(!p.name.is_empty() || !sql::plainly_reads(p.query));
                     }
@@ -89,6 +107,11 @@ impl Tracker {
                 }
             }
             tag::CLOSE | tag::FUNCTION_CALL => {
+                if tag == tag::CLOSE
+                    && let Ok((b'S', name)) = parse::close_message(body)
+                {
+                    self.canned.remove(name);
+                }
                 self.extended |= tag == tag::CLOSE;
                 self.pending += u32::from(tag == tag::FUNCTION_CALL);
                 self.changed = true;
@@ -117,6 +140,7 @@ impl Tracker {
     pub fn backend_message(&mut self, tag: u8, body: &[u8]) {
         match tag {
             tag::READY_FOR_QUERY => {
+                self.canned_pending.clear();
                 self.pending = self.pending.saturating_sub(1);
                 self.copy = false;
                 if let Ok(status) = parse::ready_for_query(body) {
@@ -129,7 +153,13 @@ impl Tracker {
                 self.forget_ignored_syncs();
             }
             tag::COPY_OUT_RESPONSE | tag::COPY_BOTH_RESPONSE => self.copy = true,
-            tag::COMMAND_COMPLETE | tag::ERROR_RESPONSE => self.copy = false,
+            tag::COMMAND_COMPLETE => self.copy = false,
+            tag::ERROR_RESPONSE => {
+                self.copy = false;
+                for name in self.canned_pending.drain(..) {
+                    self.canned.remove(&name);
+                }
+            }
             _ => {}
         }
     }
@@ -147,6 +177,56 @@ impl Tracker {
             self.pending = self.pending.saturating_sub(self.syncs_since_execute);
             self.syncs_since_execute = 0;
         }
+    }
+
+    /// A named statement is being prepared: keep it if torpor could answer it.
+    fn note_parsed(&mut self, name: &str, query: &str, untyped: bool) {
+        // Preparing an existing name fails on the server and leaves the old statement.
+        if self.canned.contains_key(name) || !untyped || query.len() > local::MAX_CANNED_TEXT {
+            return;
+        }
+        let statement = local::single(query);
+        if matches!(statement, Statement::Probe(_) | Statement::Empty) {
+            self.canned.insert(name.to_string(), statement);
+            self.canned_pending.push(name.to_string());
+        }
+    }
+
+    /// Named statements torpor can answer itself while parked.
+    pub fn canned(&self) -> &HashMap<String, Statement> {
+        &self.canned
+    }
+
+    /// What torpor answered for the session changed it: keep following it as the server
+    /// will hold it after the next replay.
+    pub fn apply(&mut self, effects: &[Effect]) {
+        for e in effects {
+            match e {
+                Effect::Set(a)
+                    if a.name.contains('.') && !self.custom_settings.contains(&a.name) =>
+                {
+                    self.custom_settings.push(a.name.clone());
+                }
+                Effect::Parsed {
+                    name, statement, ..
+                } => {
+                    self.canned.insert(name.clone(), statement.clone());
+                }
+                Effect::Closed { name } => {
+                    self.canned.remove(name);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A snapshot was replayed into a fresh connection: its statements are the session's now.
+    pub fn restored(&mut self, snap: &PgSnapshot) {
+        self.canned.clear();
+        for p in snap.prepared.iter().filter(|p| !p.from_sql) {
+            self.note_parsed(&p.name, &p.statement, p.param_types.is_empty());
+        }
+        self.canned_pending.clear();
     }
 
     fn note_change(&mut self, changes: bool) {

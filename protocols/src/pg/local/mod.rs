@@ -1,0 +1,76 @@
+//! What torpor answers for a PostgreSQL session without a server: health-check probes, and
+//! plain `SET`s checked against the catalog the server gave the last time it ran. What a parked
+//! session changes this way waits in an [`Overlay`] and reaches the server with the next replay.
+
+mod answer;
+mod catalog;
+mod sql;
+
+pub use answer::{Answer, Effect, Outcome, View, answer, is_probe_traffic};
+pub use catalog::{Accepted, Catalog, QUERY as CATALOG_QUERY, SettingDef};
+pub use sql::{Probe, Statement, probe, single, statements};
+
+use super::snapshot::{PgSnapshot, PreparedStatement, Setting};
+
+/// Longest statement text kept as a canned statement.
+pub const MAX_CANNED_TEXT: usize = 64;
+
+/// Changes a parked session made while torpor answered for it, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overlay {
+    changes: Vec<Effect>,
+}
+
+/// Past this many changes a parked session wakes the server instead: each SET and statement
+/// costs memory until then.
+const MAX_CHANGES: usize = 256;
+
+impl Overlay {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Whether more changes may still be kept here.
+    pub fn has_room(&self) -> bool {
+        self.changes.len() < MAX_CHANGES
+    }
+
+    pub fn record(&mut self, effects: &[Effect]) {
+        for e in effects {
+            match e {
+                Effect::Reported { .. } => {}
+                other => self.changes.push(other.clone()),
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.changes.clear();
+    }
+
+    /// Puts the changes onto the state the store held (or onto an empty one), so the next
+    /// replay gives the server the session as the client knows it.
+    pub fn apply(&self, snap: &mut PgSnapshot) {
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        for change in &self.changes {
+            match change {
+                Effect::Set(a) => {
+                    snap.settings.retain(|s| !same(&s.name, &a.name));
+                    snap.settings.push(Setting {
+                        name: a.name.clone(),
+                        value: a.value.clone(),
+                    });
+                }
+                Effect::Reset { name } => snap.settings.retain(|s| !same(&s.name, name)),
+                Effect::Parsed { name, query, .. } => snap.prepared.push(PreparedStatement {
+                    name: name.clone(),
+                    statement: query.clone(),
+                    param_types: Vec::new(),
+                    from_sql: false,
+                }),
+                Effect::Closed { name } => snap.prepared.retain(|p| p.name != *name),
+                Effect::Reported { .. } => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! Recognises the few statements torpor may answer without a server: health-check probes and
+//! plain `SET`/`RESET` of one setting. Everything else is [`Statement::Other`], and the server
+//! answers it. The grammar is deliberately tiny: a recogniser that refuses anything unusual
+//! can only cost a wake, never a wrong answer.
+
+/// A statement whose answer torpor knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// Nothing but whitespace, comments and semicolons: EmptyQueryResponse.
+    Empty,
+    Probe(Probe),
+    /// `SET [SESSION] name = value` / `SET name TO value`. `value` is what the server would
+    /// pass to the setting: a literal's contents, a number as written, an unquoted word in
+    /// lower case.
+    Set {
+        name: String,
+        value: String,
+    },
+    /// `RESET name` or `SET name = DEFAULT`.
+    Reset {
+        name: String,
+    },
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Probe {
+    /// `SELECT 1`
+    One,
+    /// `SELECT version()`
+    Version,
+    /// `SHOW server_version`
+    ServerVersion,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    /// Unquoted word, lower-cased as the server folds it.
+    Word(String),
+    /// `"..."` identifier.
+    Quoted(String),
+    /// `'...'` literal contents.
+    Str(String),
+    /// Digits with an optional fraction, as written.
+    Number(String),
+    Semicolon,
+    Open,
+    Close,
+    Dot,
+    Equals,
+    Minus,
+    Plus,
+}
+
+/// Longest text worth looking at: probes and SETs are short, and the check runs on the hot path.
+pub const MAX_LOCAL_TEXT: usize = 1024;
+
+/// Tokens of `sql`, or None at anything outside the tiny grammar (escape strings, dollar
+/// quotes, operators, parameters, backslashes in literals, unterminated comments or quotes).
+fn tokens(sql: &str) -> Option<Vec<Tok>> {
+    if sql.len() > MAX_LOCAL_TEXT {
+        return None;
+    }
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            c if c.is_ascii_whitespace() => i += 1,
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0usize;
+                loop {
+                    if i >= b.len() {
+                        return None;
+                    }
+                    if b[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b';' => {
+                out.push(Tok::Semicolon);
+                i += 1;
+            }
+            b'(' => {
+                out.push(Tok::Open);
+                i += 1;
+            }
+            b')' => {
+                out.push(Tok::Close);
+                i += 1;
+            }
+            b'.' if !b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                out.push(Tok::Dot);
+                i += 1;
+            }
+            b'=' => {
+                out.push(Tok::Equals);
+                i += 1;
+            }
+            b'-' => {
+                out.push(Tok::Minus);
+                i += 1;
+            }
+            b'+' => {
+                out.push(Tok::Plus);
+                i += 1;
+            }
+            b'\'' => {
+                let mut s = Vec::new();
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return None,
+                        Some(b'\'') if b.get(i + 1) == Some(&b'\'') => {
+                            s.push(b'\'');
+                            i += 2;
+                        }
+                        Some(b'\'') => {
+                            i += 1;
+                            break;
+                        }
+                        // Its meaning depends on standard_conforming_strings.
+                        Some(b'\\') => return None,
+                        Some(&ch) => {
+                            s.push(ch);
+                            i += 1;
+                        }
+                    }
+                }
+                // 'a' 'b' on separate lines concatenate; not worth knowing.
+                if b.get(i) == Some(&b'\'') {
+                    return None;
+                }
+                out.push(Tok::Str(String::from_utf8(s).ok()?));
+            }
+            b'"' => {
+                let mut s = Vec::new();
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return None,
+                        Some(b'"') if b.get(i + 1) == Some(&b'"') => {
+                            s.push(b'"');
+                            i += 2;
+                        }
+                        Some(b'"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(&ch) => {
+                            s.push(ch);
+                            i += 1;
+                        }
+                    }
+                }
+                if s.is_empty() {
+                    return None;
+                }
+                out.push(Tok::Quoted(String::from_utf8(s).ok()?));
+            }
+            c if c.is_ascii_digit() || c == b'.' => {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b'.') {
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                // Exponents, hex and a number run into a word are left to the server.
+                if b.get(i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                {
+                    return None;
+                }
+                out.push(Tok::Number(sql[start..i].to_string()));
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$')
+                {
+                    i += 1;
+                }
+                // A word glued to a quote is a typed literal or an escape string: E'..', U&'..'.
+                if matches!(b.get(i), Some(b'\'') | Some(b'&')) {
+                    return None;
+                }
+                out.push(Tok::Word(sql[start..i].to_ascii_lowercase()));
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn word(t: Option<&Tok>, w: &str) -> bool {
+    matches!(t, Some(Tok::Word(x)) if x == w)
+}
+
+/// An identifier as the server stores it; names longer than NAMEDATALEN-1 are left alone.
+fn ident(t: Option<&Tok>) -> Option<String> {
+    let s = match t? {
+        Tok::Word(w) => w.clone(),
+        Tok::Quoted(q) => q.clone(),
+        _ => return None,
+    };
+    (s.len() <= 63).then_some(s)
+}
+
+/// Every statement of a simple Query's text, empty ones dropped as the server drops them.
+/// None when any of them is beyond the grammar.
+pub fn statements(sql: &str) -> Option<Vec<Statement>> {
+    let toks = tokens(sql)?;
+    let mut out = Vec::new();
+    for part in toks.split(|t| *t == Tok::Semicolon) {
+        if part.is_empty() {
+            continue;
+        }
+        out.push(statement(part));
+    }
+    Some(out)
+}
+
+/// The one statement of `sql`, for an extended-protocol Parse (which refuses several).
+pub fn single(sql: &str) -> Statement {
+    match statements(sql) {
+        None => Statement::Other,
+        Some(v) if v.is_empty() => Statement::Empty,
+        Some(mut v) if v.len() == 1 => v.pop().unwrap_or(Statement::Other),
+        Some(_) => Statement::Other,
+    }
+}
+
+/// Just the probe, if `sql` is one (trailing semicolons allowed).
+pub fn probe(sql: &str) -> Option<Probe> {
+    if sql.len() > 64 {
+        return None;
+    }
+    match single(sql) {
+        Statement::Probe(p) => Some(p),
+        _ => None,
+    }
+}
+
+fn statement(t: &[Tok]) -> Statement {
+    let w = |i: usize, s: &str| word(t.get(i), s);
+    if w(0, "select") {
+        if t.len() == 2 && t[1] == Tok::Number("1".into()) {
+            return Statement::Probe(Probe::One);
+        }
+        if t.len() == 4 && w(1, "version") && t[2] == Tok::Open && t[3] == Tok::Close {
+            return Statement::Probe(Probe::Version);
+        }
+        return Statement::Other;
+    }
+    if w(0, "show") && t.len() == 2 && w(1, "server_version") {
+        return Statement::Probe(Probe::ServerVersion);
+    }
+    if w(0, "reset") {
+        return match name(&t[1..]) {
+            Some((name, 0)) => Statement::Reset { name },
+            _ => Statement::Other,
+        };
+    }
+    if w(0, "set") {
+        let rest = if w(1, "session") && !w(2, "authorization") && !w(2, "characteristics") {
+            &t[2..]
+        } else {
+            &t[1..]
+        };
+        let Some((name, after)) = name_prefix(rest) else {
+            return Statement::Other;
+        };
+        let rest = &rest[after..];
+        let value = match rest.first() {
+            Some(Tok::Equals) => &rest[1..],
+            Some(Tok::Word(w)) if w == "to" => &rest[1..],
+            _ => return Statement::Other,
+        };
+        // Special forms the grammar gives their own meaning.
+        if [
+            "time",
+            "names",
+            "local",
+            "transaction",
+            "role",
+            "schema",
+            "xml",
+        ]
+        .contains(&name.as_str())
+        {
+            return Statement::Other;
+        }
+        return match value {
+            [Tok::Word(d)] if d == "default" => Statement::Reset { name },
+            [Tok::Str(s)] => Statement::Set {
+                name,
+                value: s.clone(),
+            },
+            [Tok::Quoted(s)] => Statement::Set {
+                name,
+                value: s.clone(),
+            },
+            [Tok::Word(w)] => Statement::Set {
+                name,
+                value: w.clone(),
+            },
+            [Tok::Number(n)] | [Tok::Plus, Tok::Number(n)] => Statement::Set {
+                name,
+                value: n.clone(),
+            },
+            [Tok::Minus, Tok::Number(n)] => Statement::Set {
+                name,
+                value: format!("-{n}"),
+            },
+            _ => Statement::Other,
+        };
+    }
+    Statement::Other
+}
+
+/// `name` or `class.name` filling the whole slice, with how many tokens follow (0 here).
+fn name(t: &[Tok]) -> Option<(String, usize)> {
+    let (n, used) = name_prefix(t)?;
+    Some((n, t.len() - used))
+}
+
+/// A setting name at the start of `t`: the name as the server stores it and tokens used.
+fn name_prefix(t: &[Tok]) -> Option<(String, usize)> {
+    let first = ident(t.first())?;
+    if t.get(1) == Some(&Tok::Dot) {
+        let second = ident(t.get(2))?;
+        if t.get(3) == Some(&Tok::Dot) {
+            return None;
+        }
+        return Some((format!("{first}.{second}"), 3));
+    }
+    Some((first, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &str, value: &str) -> Statement {
+        Statement::Set {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn probes_in_their_common_spellings() {
+        for sql in [
+            "SELECT 1",
+            "select 1;",
+            "/* ping */ SELECT 1",
+            "-- ping\nselect 1 ;;",
+            "  SeLeCt\t1  ",
+            "/* a /* nested */ comment */ SELECT 1",
+        ] {
+            assert_eq!(probe(sql), Some(Probe::One), "{sql:?}");
+        }
+        assert_eq!(probe("SELECT version()"), Some(Probe::Version));
+        assert_eq!(probe("select VERSION ( ) ;"), Some(Probe::Version));
+        assert_eq!(probe("SHOW server_version"), Some(Probe::ServerVersion));
+        for sql in [
+            "SELECT 1, 2",
+            "SELECT 1 AS x",
+            "SELECT 10",
+            "SELECT 1.0",
+            "SELECT '1'",
+            "SELECT 1; SELECT 1",
+            "SELECT pg_sleep(1)",
+            "SELECT \"version\"()",
+            "SHOW server_version_num",
+            "/* unterminated SELECT 1",
+            "SELECT 1 /* unterminated",
+            "select 1e0",
+        ] {
+            assert_eq!(probe(sql), None, "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn empty_queries() {
+        for sql in ["", ";", "  ;  ;", "-- nothing", "/* */ ;"] {
+            assert_eq!(single(sql), Statement::Empty, "{sql:?}");
+            assert_eq!(statements(sql), Some(vec![]), "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn sets_and_resets() {
+        assert_eq!(
+            single("SET extra_float_digits = 3"),
+            set("extra_float_digits", "3")
+        );
+        assert_eq!(
+            single("set extra_float_digits to -15"),
+            set("extra_float_digits", "-15")
+        );
+        assert_eq!(
+            single("SET application_name = 'PostgreSQL JDBC Driver'"),
+            set("application_name", "PostgreSQL JDBC Driver")
+        );
+        assert_eq!(
+            single("SET SESSION DateStyle TO ISO"),
+            set("datestyle", "iso")
+        );
+        assert_eq!(single("SET search_path = \"My\""), set("search_path", "My"));
+        assert_eq!(
+            single("SET app.tenant = 'it''s'"),
+            set("app.tenant", "it's")
+        );
+        assert_eq!(
+            single("SET statement_timeout = 0.5"),
+            set("statement_timeout", "0.5")
+        );
+        assert_eq!(
+            single("RESET application_name"),
+            Statement::Reset {
+                name: "application_name".into()
+            }
+        );
+        assert_eq!(
+            single("SET work_mem = DEFAULT"),
+            Statement::Reset {
+                name: "work_mem".into()
+            }
+        );
+        for sql in [
+            "SET LOCAL work_mem = '1MB'",
+            "SET TIME ZONE 'UTC'",
+            "SET NAMES 'UTF8'",
+            "SET SESSION AUTHORIZATION x",
+            "SET ROLE x",
+            "SET search_path = a, b",
+            "SET x = E'a'",
+            "SET x = 'a\\b'",
+            "SET x = $1",
+            "SET a.b.c = 1",
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+            "RESET ALL x",
+            "SET x = 1e3",
+            "SET x = 'a' 'b'",
+        ] {
+            assert_eq!(single(sql), Statement::Other, "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn several_statements() {
+        assert_eq!(
+            statements("SET a.b = 1; SELECT 1;"),
+            Some(vec![set("a.b", "1"), Statement::Probe(Probe::One)])
+        );
+        assert_eq!(single("SET a.b = 1; SELECT 1"), Statement::Other);
+    }
+}
