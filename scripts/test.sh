@@ -10,6 +10,9 @@ command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need_apt+=(mariadb-client)
 command -v sysbench >/dev/null 2>&1 || need_apt+=(sysbench)
+# pgjdbc for the Java client tests, and javac to compile them (node and npm come with the machine).
+[ -e /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
+command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -2,8 +2,10 @@
 pub mod binary;
 pub mod harness;
 pub mod http;
+pub mod java;
 pub mod mysql;
 pub mod mywire;
+pub mod node;
 pub mod ports;
 pub mod python;
 pub mod s3;
