@@ -10,7 +10,7 @@ use torpor::config::{Config, Protocol};
 #[command(
     name = "torpor",
     version,
-    about = "Stateful serverless proxy for PostgreSQL"
+    about = "Stateful serverless proxy for PostgreSQL and MySQL/MariaDB"
 )]
 struct Cli {
     #[command(subcommand)]
