@@ -154,6 +154,16 @@ impl Cluster {
         self.lock().state
     }
 
+    /// Whether a drain is in its first phase: sessions are checkpointing.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Every lifecycle state change, for whoever must act on wakes.
+    pub fn subscribe_state(&self) -> watch::Receiver<ClusterState> {
+        self.state_tx.subscribe()
+    }
+
     pub fn backend_pid(&self) -> Option<u32> {
         self.driver.pid()
     }

@@ -241,3 +241,15 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
+    family(
+        "torpor_local_answers_total",
+        "counter",
+        "requests torpor answered without the server (probes, SETs)",
+        &mut per_cluster(&|s, _| counter(&s.local_answers)),
+    );
+    family(
+        "torpor_pg_catalog_settings",
+        "gauge",
+        "settings in the catalog learned from the server (0: not learned yet)",
+        &mut per_cluster(&|s, _| s.pg_catalog().map_or(0.0, |c| c.settings.len() as f64)),
+    );

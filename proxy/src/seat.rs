@@ -58,9 +58,11 @@ impl Seat {
 
     /// Shows what keeps this session from being parked now, and tells the cluster when the
     /// session turns busy or idle.
-    pub fn publish(&mut self, blocker: Option<&'static str>) {
+    /// A session whose only work in flight is health-check probes (`probing`) shows its
+    /// blocker but does not count as busy: probes must not keep a database awake.
+    pub fn publish(&mut self, blocker: Option<&'static str>, probing: bool) {
         self.reg.entry.set_blocker(blocker);
-        let busy = blocker.is_some();
+        let busy = blocker.is_some() && !probing;
         if busy != self.busy {
             self.busy = busy;
             if busy {

@@ -77,6 +77,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         let token = shutdown.clone();
         background.spawn(async move {
             tokio::select! {
+        if c.protocol == Protocol::Postgres {
+            let token = shutdown.clone();
+            let learner = service.clone();
+            background.spawn(async move {
+                tokio::select! {
+                    _ = pg::keep_learning(learner) => {}
+                    _ = token.cancelled() => {}
+                }
+            });
+        }
                 _ = cluster.idle_loop() => {}
                 _ = token.cancelled() => {}
             }

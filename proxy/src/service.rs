@@ -2,6 +2,7 @@
 //! backend last told clients at startup.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use controller::Cluster;
@@ -65,6 +66,12 @@ pub struct Service {
     /// What the MySQL backend said in its last handshake, so clients can be greeted while it
     /// sleeps.
     greeting: Mutex<Option<Greeting>>,
+    /// The PostgreSQL server's settings catalog and version, from the last time it ran.
+    pg_catalog: Mutex<Option<Arc<protocols::pg::local::Catalog>>>,
+    /// The first configured user: torpor's own connections (learning the catalog) log in as it.
+    pub first_user: Option<Arc<User>>,
+    /// Requests torpor answered itself, without the server.
+    pub local_answers: AtomicU64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,11 +88,12 @@ impl Service {
         store: Store,
         registry: Arc<Registry>,
     ) -> Self {
-        let users = cfg
+        let users: HashMap<String, Arc<User>> = cfg
             .users
             .iter()
             .map(|u: &UserConfig| (u.name.clone(), Arc::new(User::new(&u.name, &u.password))))
             .collect();
+        let first_user = cfg.users.first().and_then(|u| users.get(&u.name).cloned());
         Service {
             name: cfg.name.clone(),
             protocol: cfg.protocol,
@@ -95,6 +103,9 @@ impl Service {
             users,
             startup_status: Mutex::new(HashMap::new()),
             greeting: Mutex::new(None),
+            pg_catalog: Mutex::new(None),
+            first_user,
+            local_answers: AtomicU64::new(0),
         }
     }
 
@@ -128,5 +139,16 @@ impl Service {
 
     pub fn remember_greeting(&self, g: Greeting) {
         *self.greeting.lock().unwrap_or_else(|p| p.into_inner()) = Some(g);
+    }
+
+    pub fn pg_catalog(&self) -> Option<Arc<protocols::pg::local::Catalog>> {
+        self.pg_catalog
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn remember_pg_catalog(&self, c: protocols::pg::local::Catalog) {
+        *self.pg_catalog.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(c));
     }
 }

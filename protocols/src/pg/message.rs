@@ -210,6 +210,10 @@ pub fn bind_complete(out: &mut BytesMut) {
     tagged(out, tag::BIND_COMPLETE, |_| {});
 }
 
+pub fn portal_suspended(out: &mut BytesMut) {
+    tagged(out, tag::PORTAL_SUSPENDED, |_| {});
+}
+
 pub fn no_data(out: &mut BytesMut) {
     tagged(out, tag::NO_DATA, |_| {});
 }

@@ -238,6 +238,11 @@ impl Tracker {
         self.changed
     }
 
+    /// torpor answered requests that changed the session: the store no longer holds it.
+    pub fn note_local_changes(&mut self) {
+        self.changed = true;
+    }
+
     /// The session's state is now what the store holds (a snapshot was put, or restored).
     pub fn mark_saved(&mut self) {
         self.changed = false;
@@ -256,6 +261,16 @@ impl Tracker {
                 self.custom_settings.push(name);
             }
         }
+    }
+
+    /// The transaction status the backend last reported.
+    pub fn txn_status(&self) -> u8 {
+        self.txn
+    }
+
+    /// A transaction was opened on a fresh connection before the client's next statement.
+    pub fn reopened(&mut self, status: u8) {
+        self.txn = status;
     }
 
     pub fn is_idle(&self) -> bool {

@@ -834,7 +834,7 @@ impl Session {
 
     fn update_busy(&mut self) {
         let blocker = self.blocker();
-        self.seat.publish(blocker);
+        self.seat.publish(blocker, false);
     }
 
     async fn cleanup(&mut self) {

@@ -56,7 +56,7 @@ pub async fn capture(
 }
 
 /// Sends one simple Query and collects one result per statement until ReadyForQuery.
-async fn simple_query(
+pub(super) async fn simple_query(
     backend: &mut Backend,
     sql: &str,
     to_client: &mut BytesMut,

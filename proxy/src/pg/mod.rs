@@ -2,12 +2,15 @@
 
 mod backend;
 mod cancel;
+mod catalog;
 mod checkpoint;
 mod conn;
 mod error;
 mod restore;
 mod session;
 mod startup;
+
+pub use catalog::keep_learning;
 
 use std::sync::Arc;
 

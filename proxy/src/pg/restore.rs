@@ -73,3 +73,28 @@ pub async fn restore(
         None => Ok(()),
     }
 }
+
+/// Opens the transaction block the client believes it is in (it began while the session was
+/// parked and only ran what torpor could answer), before its next statement runs.
+pub async fn begin(backend: &mut Backend) -> Result<(), SessionError> {
+    let mut out = BytesMut::new();
+    protocols::pg::message::query(&mut out, "BEGIN");
+    backend.conn.send(&out).await?;
+    loop {
+        let (t, msg) = backend.conn.recv().await?;
+        match t {
+            tag::ERROR_RESPONSE => {
+                let f = parse::error_fields(body(&msg))?;
+                return Err(SessionError::fatal(
+                    "58000",
+                    format!(
+                        "torpor could not reopen this session's transaction: {}",
+                        f.message
+                    ),
+                ));
+            }
+            tag::READY_FOR_QUERY => return Ok(()),
+            _ => {}
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use controller::{BackendInfo, CheckpointReply, DrainCmd, Resume};
 use protocols::pg::frame;
+use protocols::pg::local::{self, Effect, Outcome, Overlay};
 use protocols::pg::message::{self, tag};
 use protocols::pg::parse;
 use protocols::pg::snapshot::PgSnapshot;
@@ -30,6 +31,15 @@ pub struct Session {
     startup: Vec<(String, String)>,
     /// ParameterStatus values as the client knows them.
     told: Vec<(String, String)>,
+    /// The values the client was told at startup: what a RESET goes back to.
+    initial: Vec<(String, String)>,
+    /// What the client changed while torpor answered for it, for the next replay.
+    overlay: Overlay,
+    /// Everything in flight on the backend is health-check probes.
+    probing: bool,
+    /// The client is in a transaction block the backend doesn't hold: one torpor answered
+    /// BEGIN for while parked. The next attach opens it.
+    reopen: bool,
     virtual_key: (i32, i32),
     seat: Seat,
     tracker: Tracker,
@@ -49,6 +59,15 @@ enum Flow {
     Done,
 }
 
+enum Local {
+    Answered,
+    Incomplete,
+    Server,
+}
+
+/// How long a drain's checkpoint waits for probes in flight to be answered.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Session {
     pub fn new(
         service: Arc<Service>,
@@ -64,6 +83,10 @@ impl Session {
             user,
             startup,
             told: Vec::new(),
+            initial: Vec::new(),
+            overlay: Overlay::default(),
+            probing: false,
+            reopen: false,
             virtual_key,
             tracker: Tracker::default(),
             backend: None,
@@ -102,6 +125,7 @@ impl Session {
                 }
             }
         }
+        self.initial = self.told.clone();
         let mut out = BytesMut::new();
         for (k, v) in &self.told {
             message::parameter_status(&mut out, k, v);
@@ -125,14 +149,22 @@ impl Session {
                 // call off a drain.
                 return Ok(Flow::Done);
             }
-            if self.backend.is_none() {
-                self.attach().await?;
+            match self.answer_locally().await? {
+                Local::Answered => return Ok(Flow::Continue),
+                // Part of a batch torpor can answer: read the rest before deciding.
+                Local::Incomplete => {}
+                Local::Server => {
+                    if self.backend.is_none() {
+                        self.attach().await?;
+                    }
+                    return self.on_client_bytes().await;
+                }
             }
-            return self.on_client_bytes().await;
         }
-        let early = self
-            .seat
-            .wants_early_snapshot(self.backend.is_some(), self.tracker.changed());
+        let early = self.seat.wants_early_snapshot(
+            self.backend.is_some() && self.tracker.is_idle(),
+            self.tracker.changed(),
+        );
         let event = tokio::select! {
             _ = stop.shutdown.as_mut() => Event::Shutdown,
             r = self.client.fill() => Event::Client(r),
@@ -184,8 +216,61 @@ impl Session {
         }
     }
 
+    /// Answers the client's next request without the server when it may: while parked (probes
+    /// and SETs), or while the backend is being drained (probes only, so they don't call the
+    /// drain off).
+    async fn answer_locally(&mut self) -> Result<Local, SessionError> {
+        let probes_only = if self.backend.is_none() {
+            !self.overlay.has_room()
+        } else if self.tracker.is_idle()
+            && (self.seat.prepared || self.service.cluster.is_draining())
+        {
+            true
+        } else {
+            return Ok(Local::Server);
+        };
+        let catalog = self.service.pg_catalog();
+        let view = local::View {
+            txn: if self.reopen { b'T' } else { b'I' },
+            told: &self.told,
+            initial: &self.initial,
+            canned: self.tracker.canned(),
+            catalog: catalog.as_deref(),
+            probes_only,
+        };
+        let answer = match local::answer(&self.client.rbuf, &view) {
+            Outcome::Answered(a) => a,
+            Outcome::Incomplete => return Ok(Local::Incomplete),
+            Outcome::Server => return Ok(Local::Server),
+        };
+        let _ = self.client.rbuf.split_to(answer.consumed);
+        for e in &answer.effects {
+            match e {
+                Effect::Reported { name, value } => {
+                    set_status(&mut self.told, name.clone(), value.clone())
+                }
+                Effect::Begin => self.reopen = true,
+                Effect::End => self.reopen = false,
+                _ => {}
+            }
+        }
+        self.tracker.apply(&answer.effects);
+        self.overlay.record(&answer.effects);
+        self.service
+            .local_answers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.client.send(&answer.reply).await?;
+        Ok(Local::Answered)
+    }
+
     async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
-        if self.seat.activity() == Resume::Parked {
+        // Probes reach a running server but are not activity: they neither call a drain off
+        // nor keep the database up.
+        let probing = local::is_probe_traffic(&self.client.rbuf, self.tracker.canned())
+            && !self.seat.prepared
+            && !self.service.cluster.is_draining();
+        self.probing = probing && (self.probing || self.tracker.is_idle());
+        if !probing && self.seat.activity() == Resume::Parked {
             // Too late to call the drain off: our snapshot is durable, so park and wake again
             // with these bytes still buffered.
             self.park();
@@ -238,7 +323,33 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Lets the probes in flight finish, so a drain need not be refused for them.
+    async fn finish_probes(&mut self) -> Result<(), SessionError> {
+        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+        while self.probing && !self.tracker.is_idle() {
+            let Some(b) = self.backend.as_mut() else {
+                return Ok(());
+            };
+            match tokio::time::timeout_at(deadline, b.conn.fill()).await {
+                Err(_) => return Ok(()),
+                Ok(r) => {
+                    if r? == 0 {
+                        return Err(SessionError::fatal(
+                            "57P01",
+                            "the connection to the database was lost",
+                        ));
+                    }
+                }
+            }
+            self.on_backend_bytes().await?;
+        }
+        Ok(())
+    }
+
     async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Flow, SessionError> {
+        if matches!(cmd, DrainCmd::Checkpoint(_)) {
+            self.finish_probes().await?;
+        }
         match cmd {
             DrainCmd::Checkpoint(reply) => match self.checkpoint().await {
                 Ok(answer) => self.seat.answer(reply, Ok(answer)),
@@ -329,24 +440,45 @@ impl Session {
         snap: Option<Result<PgSnapshot, StoreError>>,
     ) -> Result<(), SessionError> {
         let mut b = backend::connect(at, &self.startup, &self.user).await?;
-        if let Some(snap) = snap {
-            let snap = snap.map_err(|e| {
+        let snap = match snap {
+            Some(loaded) => Some(loaded.map_err(|e| {
                 SessionError::fatal(
                     "58000",
                     format!(
                         "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
                     ),
                 )
-            })?;
+            })?),
+            None if !self.overlay.is_empty() => Some(PgSnapshot {
+                startup_params: self.startup.clone(),
+                ..PgSnapshot::default()
+            }),
+            None => None,
+        };
+        // What the client changed while torpor answered for it goes on top of what the store
+        // held; the store is behind the session until the next snapshot.
+        let overlaid = !self.overlay.is_empty();
+        if let Some(mut snap) = snap {
+            self.overlay.apply(&mut snap);
             let mut to_client = BytesMut::new();
             restore::restore(&mut b, &snap, &mut to_client).await?;
             if !to_client.is_empty() {
                 self.client.send(&to_client).await?;
             }
+            self.tracker.restored(&snap);
         }
+        self.overlay.clear();
         self.tracker.reset_flow();
+        if self.reopen {
+            restore::begin(&mut b).await?;
+            self.tracker.reopened(b'T');
+            self.reopen = false;
+        }
         // A fresh connection holds the snapshot's state, or none if there is no snapshot.
         self.tracker.mark_saved();
+        if overlaid {
+            self.tracker.note_local_changes();
+        }
         self.seat.reg.entry.set_backend(Some(BackendKey {
             addr: b.addr,
             pid: b.pid,
@@ -362,7 +494,10 @@ impl Session {
         } else {
             None
         };
-        self.seat.publish(blocker);
+        if blocker.is_none() {
+            self.probing = false;
+        }
+        self.seat.publish(blocker, self.probing);
     }
 
     async fn cleanup(&mut self) {

@@ -68,6 +68,10 @@ pub enum Effect {
         name: String,
         value: String,
     },
+    /// A transaction block began; the next replay opens one.
+    Begin,
+    /// The transaction block ended.
+    End,
 }
 
 /// Largest request worth simulating: probes are tiny.
@@ -82,6 +86,8 @@ pub fn answer(buf: &[u8], view: &View<'_>) -> Outcome {
         reply: BytesMut::new(),
         effects: Vec::new(),
         reported: Vec::new(),
+        status: view.txn,
+        flushed: false,
     };
     let done = if first == tag::QUERY {
         a.query(body(buf, 0, len)).map(|()| len)
@@ -119,6 +125,10 @@ struct Answerer<'a, 'v> {
     effects: Vec<Effect>,
     /// Reported settings changed by this request, in order, with their new values.
     reported: Vec<(String, String)>,
+    /// Transaction status as the request goes on.
+    status: u8,
+    /// The request ended with a Flush: no ReadyForQuery yet.
+    flushed: bool,
 }
 
 /// A prepared statement or portal of the batch.
@@ -152,7 +162,7 @@ impl Answerer<'_, '_> {
             message::command_complete(&mut self.reply, command_tag(*p));
             return Some(());
         }
-        self.execute(s, 0)
+        self.execute(s, 0, 0)
     }
 
     fn probe_value(&self, p: Probe) -> Option<String> {
@@ -167,8 +177,9 @@ impl Answerer<'_, '_> {
         }
     }
 
-    /// Execute of a statement (extended) or its run after the description (simple).
-    fn execute(&mut self, s: &Statement, format: i16) -> Option<()> {
+    /// Execute of a statement (extended) or its run after the description (simple). With a
+    /// row limit of one a probe's portal is suspended after its row, as the server does.
+    fn execute(&mut self, s: &Statement, format: i16, max_rows: i32) -> Option<()> {
         match s {
             Statement::Empty => message::empty_query_response(&mut self.reply),
             Statement::Probe(p) => {
@@ -178,7 +189,32 @@ impl Answerer<'_, '_> {
                     _ => value.into_bytes(),
                 };
                 message::data_row(&mut self.reply, &[Some(&bytes)]);
-                message::command_complete(&mut self.reply, command_tag(*p));
+                if max_rows == 1 {
+                    message::portal_suspended(&mut self.reply);
+                } else {
+                    message::command_complete(&mut self.reply, command_tag(*p));
+                }
+            }
+            Statement::Begin { tag } => {
+                if self.status != b'I' || self.view.probes_only {
+                    return None;
+                }
+                self.status = b'T';
+                self.effects.push(Effect::Begin);
+                message::command_complete(&mut self.reply, tag);
+            }
+            Statement::Commit | Statement::Rollback => {
+                if self.status != b'T' || self.view.probes_only {
+                    return None;
+                }
+                self.status = b'I';
+                self.effects.push(Effect::End);
+                let tag = if *s == Statement::Commit {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                };
+                message::command_complete(&mut self.reply, tag);
             }
             Statement::Set { name, value } => {
                 let accepted = self.settable()?.check_set(name, value)?;
@@ -206,7 +242,7 @@ impl Answerer<'_, '_> {
     /// The catalog, when this request may change settings: outside a transaction (a SET in
     /// one would be undone by its rollback) and not during a drain.
     fn settable(&self) -> Option<&Catalog> {
-        if self.view.txn != b'I' || self.view.probes_only {
+        if self.status != b'I' || self.view.probes_only {
             return None;
         }
         self.view.catalog
@@ -228,7 +264,9 @@ impl Answerer<'_, '_> {
                 self.effects.push(Effect::Reported { name, value });
             }
         }
-        message::ready_for_query(&mut self.reply, self.view.txn);
+        if !self.flushed {
+            message::ready_for_query(&mut self.reply, self.status);
+        }
     }
 
     /// Parse/Bind/Describe/Execute/Close messages through the next Sync.
@@ -248,6 +286,17 @@ impl Answerer<'_, '_> {
             off += len;
             let step = match t {
                 tag::SYNC => return Batch::Done(off),
+                // The client wants what it asked so far. The next request may go to the
+                // server, which must then hold everything this one made: named statements
+                // do (the overlay carries them), the unnamed statement and portal don't, and
+                // a setting's ParameterStatus would wait for the Sync.
+                tag::FLUSH => {
+                    if unnamed.is_some() || portal.is_some() || !self.reported.is_empty() {
+                        return Batch::Server;
+                    }
+                    self.flushed = true;
+                    return Batch::Done(off);
+                }
                 tag::PARSE => self.parse(b, &mut unnamed, &mut named, &closed),
                 tag::BIND => {
                     let canned = self.view.canned;
@@ -363,13 +412,13 @@ impl Answerer<'_, '_> {
     fn execute_portal(&mut self, b: &[u8], portal: Option<&mut Prepared>) -> Option<()> {
         let (name, max_rows) = parse::execute_message(b).ok()?;
         let p = portal?;
-        // A row limit of one suspends the portal; a second run of a portal returns nothing.
-        if !name.is_empty() || max_rows == 1 || p.executed {
+        // What a second run of a portal returns is left to the server.
+        if !name.is_empty() || p.executed {
             return None;
         }
         p.executed = true;
         let (statement, format) = (p.statement.clone(), p.format);
-        self.execute(&statement, format)
+        self.execute(&statement, format, max_rows)
     }
 
     fn close(
@@ -399,7 +448,7 @@ impl Answerer<'_, '_> {
 /// A Bind of the unnamed portal to a known statement without parameters.
 fn bind(b: &[u8], known: impl Fn(&str) -> Option<Statement>) -> Option<Prepared> {
     let m = parse::bind_message(b).ok()?;
-    if !m.portal.is_empty() || !m.params.is_empty() || !m.param_formats.is_empty() {
+    if !m.portal.is_empty() || !m.params.is_empty() || m.param_formats.len() > 1 {
         return None;
     }
     let statement = known(m.statement)?;
@@ -485,7 +534,10 @@ pub fn is_probe_traffic(buf: &[u8], canned: &HashMap<String, Statement>) -> bool
                     canned.contains_key(m.statement)
                 }
             }),
-            tag::DESCRIBE | tag::EXECUTE | tag::SYNC => true,
+            tag::DESCRIBE | tag::EXECUTE | tag::SYNC | tag::FLUSH => true,
+            // Drivers close the statements of earlier probes ahead of the next request.
+            tag::CLOSE => parse::close_message(b)
+                .is_ok_and(|(kind, name)| kind == b'P' || canned.contains_key(name)),
             _ => false,
         };
         if !probe {

@@ -35,11 +35,29 @@ impl Overlay {
         self.changes.len() < MAX_CHANGES
     }
 
+    /// Keeps what the next replay needs: the last change of each setting, and statements
+    /// still open. Transaction control is the session's to follow, not the replay's.
     pub fn record(&mut self, effects: &[Effect]) {
         for e in effects {
             match e {
-                Effect::Reported { .. } => {}
-                other => self.changes.push(other.clone()),
+                Effect::Set(Accepted { name, .. }) | Effect::Reset { name } => {
+                    self.changes.retain(|c| match c {
+                        Effect::Set(a) => a.name != *name,
+                        Effect::Reset { name: n } => n != name,
+                        _ => true,
+                    });
+                    self.changes.push(e.clone());
+                }
+                Effect::Closed { name } => {
+                    let before = self.changes.len();
+                    self.changes
+                        .retain(|c| !matches!(c, Effect::Parsed { name: n, .. } if n == name));
+                    if before == self.changes.len() {
+                        self.changes.push(e.clone());
+                    }
+                }
+                Effect::Parsed { .. } => self.changes.push(e.clone()),
+                Effect::Reported { .. } | Effect::Begin | Effect::End => {}
             }
         }
     }
@@ -69,7 +87,7 @@ impl Overlay {
                     from_sql: false,
                 }),
                 Effect::Closed { name } => snap.prepared.retain(|p| p.name != *name),
-                Effect::Reported { .. } => {}
+                Effect::Reported { .. } | Effect::Begin | Effect::End => {}
             }
         }
     }

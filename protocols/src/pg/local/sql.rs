@@ -20,6 +20,14 @@ pub enum Statement {
     Reset {
         name: String,
     },
+    /// `BEGIN` / `START TRANSACTION` without options; the command tag the server answers.
+    Begin {
+        tag: &'static str,
+    },
+    /// `COMMIT` / `END`.
+    Commit,
+    /// `ROLLBACK` / `ABORT`.
+    Rollback,
     Other,
 }
 
@@ -271,6 +279,23 @@ fn statement(t: &[Tok]) -> Statement {
         }
         return Statement::Other;
     }
+    let plain_txn = t.len() == 1 || (t.len() == 2 && (w(1, "work") || w(1, "transaction")));
+    if plain_txn {
+        if w(0, "begin") {
+            return Statement::Begin { tag: "BEGIN" };
+        }
+        if w(0, "commit") || w(0, "end") {
+            return Statement::Commit;
+        }
+        if w(0, "rollback") || w(0, "abort") {
+            return Statement::Rollback;
+        }
+    }
+    if w(0, "start") && t.len() == 2 && w(1, "transaction") {
+        return Statement::Begin {
+            tag: "START TRANSACTION",
+        };
+    }
     if w(0, "show") && t.len() == 2 && w(1, "server_version") {
         return Statement::Probe(Probe::ServerVersion);
     }
@@ -463,6 +488,32 @@ mod tests {
             "RESET ALL x",
             "SET x = 1e3",
             "SET x = 'a' 'b'",
+        ] {
+            assert_eq!(single(sql), Statement::Other, "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn plain_transaction_control() {
+        assert_eq!(single("BEGIN"), Statement::Begin { tag: "BEGIN" });
+        assert_eq!(single("begin work;"), Statement::Begin { tag: "BEGIN" });
+        assert_eq!(
+            single("START TRANSACTION"),
+            Statement::Begin {
+                tag: "START TRANSACTION"
+            }
+        );
+        assert_eq!(single("COMMIT"), Statement::Commit);
+        assert_eq!(single("end transaction"), Statement::Commit);
+        assert_eq!(single("ROLLBACK"), Statement::Rollback);
+        assert_eq!(single("abort"), Statement::Rollback);
+        for sql in [
+            "BEGIN READ ONLY",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            "START TRANSACTION READ WRITE",
+            "COMMIT AND CHAIN",
+            "ROLLBACK TO SAVEPOINT a",
+            "COMMIT PREPARED 'x'",
         ] {
             assert_eq!(single(sql), Statement::Other, "{sql:?}");
         }

@@ -1,0 +1,365 @@
+//! Health-check probes and connect-time SETs while the database sleeps: torpor answers them
+//! itself, byte for byte as the server does, and they never wake the server or keep it awake.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+use torpor_tests::harness::{
+    OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestEnv, USER, assert_pid_gone,
+};
+use torpor_tests::wire::{Raw, error_fields, tags};
+
+/// Requests a pool or driver sends to check a connection, each as the bytes on the wire.
+fn probes() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT 1",
+        "select 1;",
+        "/* ping */ SELECT 1",
+        "-- ping\nSELECT 1",
+        "",
+        ";",
+        " ; ; ",
+        "SELECT version()",
+        "SHOW server_version",
+    ] {
+        let mut b = BytesMut::new();
+        frontend::query(sql, &mut b).unwrap();
+        out.push((sql, b.to_vec()));
+    }
+    // pgjdbc's isValid: an unnamed statement of the empty query.
+    out.push(("jdbc isValid", extended("", "", 0, b'P')));
+    // Extended SELECT 1 with a Describe of the statement, text and binary results.
+    out.push(("extended SELECT 1", extended("", "SELECT 1", 0, b'S')));
+    out.push(("extended binary", extended("", "SELECT 1", 1, b'P')));
+    out.push((
+        "extended version",
+        extended("", "SELECT version()", 0, b'P'),
+    ));
+    out.push((
+        "extended SHOW",
+        extended("", "SHOW server_version", 0, b'S'),
+    ));
+    out
+}
+
+/// Parse/Bind/Describe/Execute/Sync of `sql` as statement `name`, results in `format`.
+fn extended(name: &str, sql: &str, format: i16, describe: u8) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    frontend::parse(name, sql, std::iter::empty(), &mut b).unwrap();
+    frontend::bind(
+        "",
+        name,
+        std::iter::empty::<i16>(),
+        std::iter::empty::<i32>(),
+        |_: i32,
+         _: &mut BytesMut|
+         -> Result<postgres_protocol::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            Ok(postgres_protocol::IsNull::No)
+        },
+        [format],
+        &mut b,
+    )
+    .map_err(|_| "bind")
+    .unwrap();
+    frontend::describe(describe, if describe == b'S' { name } else { "" }, &mut b).unwrap();
+    frontend::execute("", 0, &mut b).unwrap();
+    frontend::sync(&mut b);
+    b.to_vec()
+}
+
+/// Bind/Execute/Sync of an existing named statement.
+fn bind_execute(name: &str) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    frontend::bind(
+        "",
+        name,
+        std::iter::empty::<i16>(),
+        std::iter::empty::<i32>(),
+        |_: i32,
+         _: &mut BytesMut|
+         -> Result<postgres_protocol::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            Ok(postgres_protocol::IsNull::No)
+        },
+        std::iter::empty::<i16>(),
+        &mut b,
+    )
+    .map_err(|_| "bind")
+    .unwrap();
+    frontend::execute("", 0, &mut b).unwrap();
+    frontend::sync(&mut b);
+    b.to_vec()
+}
+
+fn simple(sql: &str) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    frontend::query(sql, &mut b).unwrap();
+    b.to_vec()
+}
+
+/// Sends a request and reads through its ReadyForQuery; the raw messages, re-framed.
+async fn exchange(raw: &mut Raw, request: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    raw.send(request).await.unwrap();
+    raw.until_ready()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, b)| (t, b.to_vec()))
+        .collect()
+}
+
+fn backend_addr(env: &TestEnv) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, env.backend_port))
+}
+
+async fn wait_for_catalog(env: &TestEnv) {
+    let start = Instant::now();
+    while env.metric("torpor_pg_catalog_settings").await == 0.0 {
+        assert!(
+            start.elapsed() < SLOW,
+            "the settings catalog was never learned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The cluster is asleep and no server process exists.
+async fn assert_asleep(env: &TestEnv, pid: u32) {
+    let c = env.cluster_status().await;
+    assert_eq!(c["state"], "standby", "{c}");
+    assert!(c["backend_pid"].is_null(), "{c}");
+    assert_pid_gone(pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_are_answered_byte_for_byte_without_waking() {
+    let env = TestEnv::default().await;
+    let (mut through, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
+    let (mut direct, _) = Raw::login(backend_addr(&env), USER, PASSWORD)
+        .await
+        .unwrap();
+    wait_for_catalog(&env).await;
+
+    let mut expected = Vec::new();
+    for (what, req) in probes() {
+        expected.push((what, req.clone(), exchange(&mut direct, &req).await));
+    }
+    // A named statement of the empty query, as pgjdbc makes one after five uses.
+    let named = extended("S_1", "", 0, b'S');
+    let named_first = exchange(&mut direct, &named).await;
+    let named_again = exchange(&mut direct, &bind_execute("S_1")).await;
+    drop(direct);
+
+    let pid = env.backend_pid().await.expect("running");
+    env.sleep_ok().await;
+    for (what, req, want) in &expected {
+        let got = exchange(&mut through, req).await;
+        assert_eq!(
+            &got, want,
+            "{what}: torpor's answer differs from the server's"
+        );
+    }
+    assert_eq!(exchange(&mut through, &named).await, named_first);
+    assert_eq!(
+        exchange(&mut through, &bind_execute("S_1")).await,
+        named_again
+    );
+    // A session that connects while the database sleeps is answered too.
+    let (mut fresh, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
+    for (what, req, want) in &expected {
+        assert_eq!(
+            &exchange(&mut fresh, req).await,
+            want,
+            "{what} (new session)"
+        );
+    }
+    assert_asleep(&env, pid).await;
+    assert!(env.metric("torpor_local_answers_total").await >= 2.0 * expected.len() as f64);
+    assert_eq!(env.metric("torpor_wakes_total").await, 1.0);
+
+    // The statement prepared while asleep is the server's after the wake.
+    let rows = through
+        .query("SELECT statement FROM pg_prepared_statements WHERE name = 'S_1'")
+        .await
+        .unwrap();
+    assert_eq!(tags(&rows), "TDCZ", "{rows:?}");
+    assert_eq!(env.metric("torpor_wakes_total").await, 2.0);
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_time_sets_are_answered_and_carried_to_the_server() {
+    let env = TestEnv::default().await;
+    let (mut through, hello) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
+    let (mut direct, _) = Raw::login(backend_addr(&env), USER, PASSWORD)
+        .await
+        .unwrap();
+    wait_for_catalog(&env).await;
+    let initial_app = hello
+        .params
+        .iter()
+        .find(|(k, _)| k == "application_name")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+
+    let sets = [
+        simple("SET extra_float_digits = 3"),
+        simple("SET application_name = 'PostgreSQL JDBC Driver'"),
+        // The same value again: no ParameterStatus this time.
+        simple("SET application_name = 'PostgreSQL JDBC Driver'"),
+        simple("SET application_name = 'caf\u{e9}'"),
+        simple("SET SESSION statement_timeout TO '5s'; SET intervalstyle = ISO_8601"),
+        simple("RESET intervalstyle"),
+        simple("SET app.tenant = 'acme'"),
+        simple("RESET application_name"),
+        simple("SET application_name = 'pool'"),
+        extended("", "SET work_mem = '8MB'", 0, b'P'),
+    ];
+    let mut expected = Vec::new();
+    for req in &sets {
+        expected.push(exchange(&mut direct, req).await);
+    }
+    drop(direct);
+
+    let pid = env.backend_pid().await.expect("running");
+    env.sleep_ok().await;
+    for (req, want) in sets.iter().zip(&expected) {
+        assert_eq!(
+            &exchange(&mut through, req).await,
+            want,
+            "{:?}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    assert_asleep(&env, pid).await;
+    assert_ne!(initial_app, "pool");
+
+    // The next real query wakes the server, which holds every setting.
+    assert_eq!(show(&mut through, "SHOW extra_float_digits").await, "3");
+    assert_eq!(show(&mut through, "SHOW application_name").await, "pool");
+    assert_eq!(show(&mut through, "SHOW statement_timeout").await, "5s");
+    assert_eq!(show(&mut through, "SHOW intervalstyle").await, "postgres");
+    assert_eq!(show(&mut through, "SHOW work_mem").await, "8MB");
+    assert_eq!(
+        show(&mut through, "SELECT current_setting('app.tenant')").await,
+        "acme"
+    );
+    // And it keeps them across the next sleep, as state the session changed.
+    env.sleep_ok().await;
+    assert_eq!(show(&mut through, "SHOW application_name").await, "pool");
+    assert_eq!(show(&mut through, "SHOW work_mem").await, "8MB");
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sets_torpor_cannot_vouch_for_wake_the_server_and_get_its_error() {
+    let env = TestEnv::default().await;
+    let (mut viewer, _) = Raw::login(env.listen, OTHER_USER, OTHER_PASSWORD)
+        .await
+        .unwrap();
+    let (mut direct, _) = Raw::login(backend_addr(&env), OTHER_USER, OTHER_PASSWORD)
+        .await
+        .unwrap();
+    wait_for_catalog(&env).await;
+    for sql in [
+        "SET extra_float_digits = 99",
+        "SET no_such_setting = 1",
+        "SET log_statement_stats = on",
+        "SET shared_buffers = '1GB'",
+    ] {
+        let want = exchange(&mut direct, &simple(sql)).await;
+        let want_err = want
+            .iter()
+            .find(|(t, _)| *t == b'E')
+            .map(|(_, b)| error_fields(b))
+            .unwrap_or_else(|| panic!("{sql}: the server accepted it: {want:?}"));
+
+        env.sleep_ok().await;
+        let wakes = env.metric("torpor_wakes_total").await;
+        let got = exchange(&mut viewer, &simple(sql)).await;
+        let got_err = got
+            .iter()
+            .find(|(t, _)| *t == b'E')
+            .map(|(_, b)| error_fields(b))
+            .unwrap_or_else(|| panic!("{sql}: torpor accepted it: {got:?}"));
+        assert_eq!(got_err.get(&'C'), want_err.get(&'C'), "{sql}");
+        assert_eq!(got_err.get(&'M'), want_err.get(&'M'), "{sql}");
+        assert_eq!(
+            env.metric("torpor_wakes_total").await,
+            wakes + 1.0,
+            "{sql} must wake the server"
+        );
+        // The direct connection died with the server; log in again for the next case.
+        direct = Raw::login(backend_addr(&env), OTHER_USER, OTHER_PASSWORD)
+            .await
+            .unwrap()
+            .0;
+    }
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_do_not_keep_the_database_awake_or_call_drains_off() {
+    let env = TestEnv::start(Opts {
+        idle_timeout: "1s".into(),
+        ..Opts::default()
+    })
+    .await;
+    let pg = env.connect().await;
+    pg.exec("SET application_name = 'busy once'").await;
+    let pid = env.backend_pid().await.expect("running");
+
+    // Twenty pooled connections, each probing every 100 ms.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut probers = Vec::new();
+    for _ in 0..20 {
+        let (mut raw, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
+        let stop = stop.clone();
+        probers.push(tokio::spawn(async move {
+            let mut answered = 0u32;
+            while !stop.is_cancelled() {
+                let msgs = exchange(&mut raw, &simple("SELECT 1")).await;
+                assert_eq!(tags_of(&msgs), "TDCZ", "{msgs:?}");
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answered
+        }));
+    }
+    // Idle means idle: the probes don't hold the server up.
+    env.wait_for(SLOW, "standby while probes run", |c| {
+        c["state"] == "standby"
+    })
+    .await;
+    assert_pid_gone(pid);
+    // Wake and sleep again a few times with the probers running: no drain is called off.
+    for _ in 0..3 {
+        assert_eq!(
+            pg.text("SELECT current_setting('application_name')").await,
+            "busy once"
+        );
+        env.wait_for(SLOW, "standby again", |c| c["state"] == "standby")
+            .await;
+    }
+    stop.cancel();
+    for p in probers {
+        assert!(p.await.unwrap() > 0);
+    }
+    assert_eq!(env.metric("torpor_drains_aborted_total").await, 0.0);
+    env.shutdown().await;
+}
+
+/// The text of the first column of the first row `sql` returns.
+async fn show(raw: &mut Raw, sql: &str) -> String {
+    let msgs = exchange(raw, &simple(sql)).await;
+    msgs.iter()
+        .find(|(t, _)| *t == b'D')
+        .map(|(_, b)| String::from_utf8_lossy(&b[6..]).into_owned())
+        .unwrap_or_else(|| panic!("{sql}: {msgs:?}"))
+}
+
+fn tags_of(msgs: &[(u8, Vec<u8>)]) -> String {
+    msgs.iter().map(|(t, _)| *t as char).collect()
+}
