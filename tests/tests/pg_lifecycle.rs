@@ -97,7 +97,7 @@ async fn open_transaction_blocks_the_drain() {
 async fn blockers_list_clears_when_the_blocker_ends() {
     let env = TestEnv::default().await;
     let s = env.connect().await;
-    s.exec("BEGIN").await;
+    s.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
     let (status, body) = env.sleep().await;
     assert_eq!(status, 409, "{body}");
     s.exec("COMMIT").await;
@@ -395,7 +395,7 @@ async fn idle_timer_waits_for_an_open_transaction() {
     })
     .await;
     let s = env.connect().await;
-    s.exec("BEGIN").await;
+    s.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
     let pid = env.backend_pid().await.expect("running");
     // Ten idle timeouts later the transaction still holds the backend.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -414,7 +414,7 @@ async fn idle_timer_waits_for_an_open_transaction() {
 async fn shutdown_tells_clients_57p01() {
     let env = TestEnv::default().await;
     let attached = env.connect().await;
-    assert_eq!(attached.text("SELECT 1").await, "1");
+    assert_eq!(attached.text("SELECT 1 + 0").await, "1");
     let parked = env.connect().await;
     parked.exec("SET application_name = 'parked'").await;
     env.sleep_ok().await;
@@ -476,7 +476,7 @@ async fn a_backend_that_dies_is_started_again() {
     env.sleep_ok().await;
 
     let attached = env.connect().await;
-    assert_eq!(attached.text("SELECT 1").await, "1");
+    assert_eq!(attached.text("SELECT 1 + 0").await, "1");
     let pid = env.backend_pid().await.expect("running");
     // SAFETY: kill(2) on the postmaster this test's torpor started.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
@@ -585,7 +585,7 @@ async fn a_busy_session_holds_off_early_snapshots() {
     let quiet = env.connect().await;
     quiet.exec("SET application_name = 'quiet'").await;
     let busy = env.connect().await;
-    busy.exec("BEGIN").await;
+    busy.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
     // Past half the idle timeout: no snapshot, the transaction keeps the cluster busy.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(

@@ -109,7 +109,7 @@ async fn file_store_snapshot_lifecycle() {
 /// The client is told, in an ErrorResponse, what couldn't be restored, and its connection ends.
 async fn expect_restore_error(s: torpor_tests::harness::Pg, needles: &[&str]) -> String {
     let err = s
-        .simple_query("SELECT 1")
+        .simple_query("SELECT 2")
         .await
         .expect_err("a session with lost state must not continue");
     let msg = describe(&err);

@@ -9,3 +9,4 @@ pub mod replay;
 pub mod snapshot;
 pub mod sql;
 pub mod tracker;
+pub mod txn;

@@ -706,6 +706,76 @@ fn first_literal_argument(s: &str) -> Option<String> {
     None
 }
 
+/// Words after which a transaction can't be carried over a stop whatever the backend says:
+/// settings and notifications the catalogs don't show (`SET LOCAL`, `NOTIFY`), transactional
+/// LISTEN, savepoints, transaction-level advisory locks, and anything that writes or locks,
+/// which the backend would refuse at checkpoint anyway.
+const TAINTS: &[&str] = &[
+    "set",
+    "reset",
+    "set_config",
+    "notify",
+    "pg_notify",
+    "listen",
+    "unlisten",
+    "savepoint",
+    "release",
+    "discard",
+    "load",
+    "lock",
+    "serializable",
+    "repeatable",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "copy",
+    "create",
+    "drop",
+    "alter",
+    "truncate",
+    "grant",
+    "revoke",
+    "call",
+    "do",
+    "prepare",
+    "declare",
+    "vacuum",
+    "analyze",
+    "cluster",
+    "reindex",
+    "refresh",
+    "comment",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+];
+
+/// Whether a statement run in a transaction block means the block can't be carried over a
+/// stop. Words only: strings, quoted names and comments don't count.
+pub fn taints_transaction(sql: &str) -> bool {
+    Lexer::new(sql, false).any(|t| match t {
+        Token::Word(w) => TAINTS.iter().any(|k| w.eq_ignore_ascii_case(k)),
+        _ => false,
+    })
+}
+
+/// Whether `sql`'s first word is PREPARE.
+pub fn prepares(sql: &str) -> bool {
+    matches!(Lexer::new(sql, false).next(), Some(ref t) if is_kw(t, "prepare"))
+}
+
+/// Whether `sql`'s first word is EXECUTE.
+pub fn executes(sql: &str) -> bool {
+    matches!(Lexer::new(sql, false).next(), Some(ref t) if is_kw(t, "execute"))
+}
+
+/// Whether `sql` may open a transaction block: a cheap over-estimate.
+pub fn may_begin(sql: &str) -> bool {
+    contains_ignore_case(sql, "begin") || contains_ignore_case(sql, "start")
+}
+
 /// Whether `sql` may drop prepared statements (DEALLOCATE, DISCARD): a cheap over-estimate.
 pub fn may_drop_statements(sql: &str) -> bool {
     contains_ignore_case(sql, "deallocate") || contains_ignore_case(sql, "discard")

@@ -40,6 +40,16 @@ pub struct Tracker {
     canned: HashMap<String, Statement>,
     /// Names added to `canned` since the last ReadyForQuery: an error takes them back.
     canned_pending: Vec<String>,
+    /// The transaction block ran something that keeps it from being carried over a stop.
+    /// Until it ends the session counts as busy. A block without this still needs the
+    /// backend's word at checkpoint.
+    txn_tainted: bool,
+    /// Named statements whose text would taint a transaction block.
+    tainting: std::collections::HashSet<String>,
+    /// The unnamed statement's text would.
+    unnamed_taints: bool,
+    /// A SQL PREPARE whose text would was seen: any EXECUTE might run it.
+    sql_prepare_taints: bool,
 }
 
 impl Default for Tracker {
@@ -57,6 +67,10 @@ impl Default for Tracker {
             changed: false,
             canned: HashMap::new(),
             canned_pending: Vec::new(),
+            txn_tainted: false,
+            tainting: std::collections::HashSet::new(),
+            unnamed_taints: false,
+            sql_prepare_taints: false,
         }
     }
 }
@@ -75,6 +89,9 @@ impl Tracker {
                         if !reads && !self.canned.is_empty() && sql::may_drop_statements(q) {
                             self.canned.clear();
                         }
+                        if !reads {
+                            self.note_txn_statement(q);
+                        }
                         self.note_change(!reads);
                     }
                     Err(_) => self.changed = true,
@@ -87,6 +104,13 @@ impl Tracker {
                         self.sniff(p.query);
                         if !p.name.is_empty() {
                             self.note_parsed(p.name, p.query, p.param_types.is_empty());
+                        }
+                        let taints =
+                            !sql::plainly_reads(p.query) && sql::taints_transaction(p.query);
+                        if p.name.is_empty() {
+                            self.unnamed_taints = taints;
+                        } else if taints {
+                            self.tainting.insert(p.name.to_string());
                         }
                         // A named statement is itself session state.
                         self.note_change(!p.name.is_empty() || !sql::plainly_reads(p.query));
@@ -105,6 +129,17 @@ impl Tracker {
                 if statement != Some(&0) {
                     self.changed = true;
                 }
+                let name = body
+                    .iter()
+                    .position(|&b| b == 0)
+                    .and_then(|end| body.get(end + 1..))
+                    .and_then(|rest| rest.iter().position(|&b| b == 0).map(|n| &rest[..n]));
+                let taints = match name {
+                    Some([]) => self.unnamed_taints,
+                    Some(n) => std::str::from_utf8(n).map_or(true, |n| self.tainting.contains(n)),
+                    None => true,
+                };
+                self.txn_tainted |= taints;
             }
             tag::CLOSE | tag::FUNCTION_CALL => {
                 if tag == tag::CLOSE
@@ -114,6 +149,7 @@ impl Tracker {
                 }
                 self.extended |= tag == tag::CLOSE;
                 self.pending += u32::from(tag == tag::FUNCTION_CALL);
+                self.txn_tainted |= tag == tag::FUNCTION_CALL;
                 self.changed = true;
             }
             tag::SYNC => {
@@ -145,6 +181,9 @@ impl Tracker {
                 self.copy = false;
                 if let Ok(status) = parse::ready_for_query(body) {
                     self.txn = status;
+                    if status == b'I' {
+                        self.txn_tainted = false;
+                    }
                 }
             }
             tag::COPY_IN_RESPONSE => {
@@ -153,6 +192,8 @@ impl Tracker {
                 self.forget_ignored_syncs();
             }
             tag::COPY_OUT_RESPONSE | tag::COPY_BOTH_RESPONSE => self.copy = true,
+            // A portal left open mid-result lives until the transaction ends.
+            tag::PORTAL_SUSPENDED => self.txn_tainted = true,
             tag::COMMAND_COMPLETE => self.copy = false,
             tag::ERROR_RESPONSE => {
                 self.copy = false;
@@ -177,6 +218,18 @@ impl Tracker {
             self.pending = self.pending.saturating_sub(self.syncs_since_execute);
             self.syncs_since_execute = 0;
         }
+    }
+
+    /// A statement that may run in a transaction block (or open one) and isn't a plain read.
+    fn note_txn_statement(&mut self, q: &str) {
+        if self.txn == b'I' && !sql::may_begin(q) && !sql::prepares(q) {
+            return;
+        }
+        let taints = sql::taints_transaction(q);
+        if taints && sql::prepares(q) {
+            self.sql_prepare_taints = true;
+        }
+        self.txn_tainted |= taints || (self.sql_prepare_taints && sql::executes(q));
     }
 
     /// A named statement is being prepared: keep it if torpor could answer it.
@@ -268,6 +321,13 @@ impl Tracker {
         self.txn
     }
 
+    /// The backend judged the open transaction block impossible to carry over a stop.
+    pub fn note_uncarriable(&mut self) {
+        if self.txn == b'T' {
+            self.txn_tainted = true;
+        }
+    }
+
     /// A transaction was opened on a fresh connection before the client's next statement.
     pub fn reopened(&mut self, status: u8) {
         self.txn = status;
@@ -283,7 +343,7 @@ impl Tracker {
             Some("COPY in progress")
         } else if self.pending > 0 || self.extended {
             Some("query in flight")
-        } else if self.txn != b'I' {
+        } else if self.txn == b'E' || (self.txn == b'T' && self.txn_tainted) {
             Some("open transaction")
         } else {
             None
@@ -303,6 +363,7 @@ impl Tracker {
         self.pending = 0;
         self.extended = false;
         self.txn = b'I';
+        self.txn_tainted = false;
         self.copy = false;
         self.new_statement();
     }
@@ -327,9 +388,23 @@ mod tests {
     }
 
     #[test]
-    fn transaction_blocks_until_commit() {
+    fn a_transaction_that_may_only_have_read_is_for_the_backend_to_judge() {
         let mut t = Tracker::default();
         t.client_message(tag::QUERY, b"begin\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'T'));
+        t.client_message(tag::QUERY, b"select count(*) from t where x = 'set'\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'T'));
+        assert!(t.is_idle());
+        assert_eq!(t.txn_status(), b'T');
+        t.client_message(tag::QUERY, b"commit\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn transaction_blocks_until_commit() {
+        let mut t = Tracker::default();
+        t.client_message(tag::QUERY, b"begin; set local work_mem = '1MB'\0");
         t.backend_message(tag::READY_FOR_QUERY, &rfq(b'T'));
         assert_eq!(t.blocker(), Some("open transaction"));
         t.client_message(tag::QUERY, b"commit\0");
@@ -405,6 +480,35 @@ mod tests {
         t.backend_message(tag::COMMAND_COMPLETE, b"COPY 0\0");
         t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
         assert!(t.is_idle(), "{:?}", t);
+    }
+
+    #[test]
+    fn what_taints_a_transaction() {
+        for q in [
+            "begin isolation level serializable",
+            "notify ch",
+            "select pg_notify('ch', 'x')",
+            "savepoint a",
+            "select pg_advisory_xact_lock(1)",
+            "update t set x = 1",
+            "select set_config('a.b', 'c', true)",
+        ] {
+            let mut t = Tracker::default();
+            t.client_message(tag::QUERY, b"begin\0");
+            t.backend_message(tag::READY_FOR_QUERY, &rfq(b'T'));
+            let msg = format!("{q}\0");
+            t.client_message(tag::QUERY, msg.as_bytes());
+            t.backend_message(tag::READY_FOR_QUERY, &rfq(b'T'));
+            assert_eq!(t.blocker(), Some("open transaction"), "{q}");
+            t.client_message(tag::QUERY, b"rollback\0");
+            t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+            assert!(t.is_idle(), "{q}");
+        }
+        // A failed transaction can't be carried.
+        let mut t = Tracker::default();
+        t.client_message(tag::QUERY, b"select 1/0\0");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'E'));
+        assert_eq!(t.blocker(), Some("open transaction"));
     }
 
     #[test]

@@ -7,19 +7,54 @@ use protocols::pg::message::{self, tag};
 use protocols::pg::parse;
 use protocols::pg::snapshot::PgSnapshot;
 use protocols::pg::tracker::Tracker;
+use protocols::pg::txn;
 
 use super::backend::Backend;
 use super::conn::body;
 use super::error::SessionError;
 
 pub enum Capture {
-    Snapshot(Box<PgSnapshot>),
+    /// The state, and the statement that reopens the session's transaction block if it is in
+    /// one that can be carried over.
+    Snapshot(Box<PgSnapshot>, Option<String>),
     /// Non-transferable state, named for operators.
     Blocked(Vec<String>),
 }
 
 /// Runs the capture plan. Notifications that arrive meanwhile are appended to `to_client`.
+/// In a transaction block, the backend first judges whether the block can be carried, and
+/// everything runs inside a savepoint that is rolled back to at the end, whatever happened.
 pub async fn capture(
+    backend: &mut Backend,
+    tracker: &Tracker,
+    to_client: &mut BytesMut,
+) -> Result<Capture, SessionError> {
+    if tracker.txn_status() != b'T' {
+        return capture_state(backend, tracker, to_client).await;
+    }
+    let judged = simple_query(backend, txn::FACTS_QUERY, to_client)
+        .await
+        .map(|r| {
+            txn::judge(
+                r.get(1)
+                    .and_then(|r| r.rows.first())
+                    .map_or(&[], Vec::as_slice),
+            )
+        });
+    let result = match judged {
+        Ok(Ok(reopen)) => match capture_state(backend, tracker, to_client).await {
+            Ok(Capture::Snapshot(snap, _)) => Ok(Capture::Snapshot(snap, Some(reopen))),
+            other => other,
+        },
+        Ok(Err(why)) => Ok(Capture::Blocked(vec![why])),
+        Err(e) => Err(e),
+    };
+    // Must succeed, or the client's transaction is not as it left it.
+    simple_query(backend, txn::UNDO_QUERY, to_client).await?;
+    result
+}
+
+async fn capture_state(
     backend: &mut Backend,
     tracker: &Tracker,
     to_client: &mut BytesMut,
@@ -52,7 +87,7 @@ pub async fn capture(
         total_us = started.elapsed().as_micros(),
         "session state captured"
     );
-    Ok(Capture::Snapshot(Box::new(snap)))
+    Ok(Capture::Snapshot(Box::new(snap), None))
 }
 
 /// Sends one simple Query and collects one result per statement until ReadyForQuery.

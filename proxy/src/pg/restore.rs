@@ -74,11 +74,11 @@ pub async fn restore(
     }
 }
 
-/// Opens the transaction block the client believes it is in (it began while the session was
-/// parked and only ran what torpor could answer), before its next statement runs.
-pub async fn begin(backend: &mut Backend) -> Result<(), SessionError> {
+/// Opens the transaction block the client believes it is in (carried over a stop, or begun
+/// while the session was parked), before its next statement runs.
+pub async fn begin(backend: &mut Backend, sql: &str) -> Result<(), SessionError> {
     let mut out = BytesMut::new();
-    protocols::pg::message::query(&mut out, "BEGIN");
+    protocols::pg::message::query(&mut out, sql);
     backend.conn.send(&out).await?;
     loop {
         let (t, msg) = backend.conn.recv().await?;

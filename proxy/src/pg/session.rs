@@ -37,9 +37,12 @@ pub struct Session {
     overlay: Overlay,
     /// Everything in flight on the backend is health-check probes.
     probing: bool,
-    /// The client is in a transaction block the backend doesn't hold: one torpor answered
-    /// BEGIN for while parked. The next attach opens it.
-    reopen: bool,
+    /// The client is in a transaction block the backend doesn't hold (one carried over a
+    /// stop, or one torpor answered BEGIN for while parked): the statement the next attach
+    /// opens it with.
+    reopen: Option<String>,
+    /// How to reopen the backend's current transaction block, as the last checkpoint judged.
+    carried: Option<String>,
     virtual_key: (i32, i32),
     seat: Seat,
     tracker: Tracker,
@@ -86,7 +89,8 @@ impl Session {
             initial: Vec::new(),
             overlay: Overlay::default(),
             probing: false,
-            reopen: false,
+            reopen: None,
+            carried: None,
             virtual_key,
             tracker: Tracker::default(),
             backend: None,
@@ -162,7 +166,7 @@ impl Session {
             }
         }
         let early = self.seat.wants_early_snapshot(
-            self.backend.is_some() && self.tracker.is_idle(),
+            self.backend.is_some() && self.tracker.is_idle() && self.tracker.txn_status() == b'I',
             self.tracker.changed(),
         );
         let event = tokio::select! {
@@ -230,8 +234,13 @@ impl Session {
             return Ok(Local::Server);
         };
         let catalog = self.service.pg_catalog();
+        let txn = match (&self.backend, &self.reopen) {
+            (Some(_), _) => self.tracker.txn_status(),
+            (None, Some(_)) => b'T',
+            (None, None) => b'I',
+        };
         let view = local::View {
-            txn: if self.reopen { b'T' } else { b'I' },
+            txn,
             told: &self.told,
             initial: &self.initial,
             canned: self.tracker.canned(),
@@ -249,8 +258,8 @@ impl Session {
                 Effect::Reported { name, value } => {
                     set_status(&mut self.told, name.clone(), value.clone())
                 }
-                Effect::Begin => self.reopen = true,
-                Effect::End => self.reopen = false,
+                Effect::Begin => self.reopen = Some("BEGIN".into()),
+                Effect::End => self.reopen = None,
                 _ => {}
             }
         }
@@ -395,11 +404,18 @@ impl Session {
         }
         let mut snap = match captured? {
             Capture::Blocked(why) => {
+                // A transaction the backend refused stays refused until it ends: until then
+                // the session is busy, and drains needn't ask again.
+                self.tracker.note_uncarriable();
+                self.update_busy();
                 let why = format!("session {id}: {}", why.join(", "));
                 self.seat.reg.entry.set_found_blocker(Some(why.clone()));
                 return Ok(CheckpointReply::Blocked(why));
             }
-            Capture::Snapshot(s) => s,
+            Capture::Snapshot(s, reopen) => {
+                self.carried = reopen;
+                s
+            }
         };
         snap.startup_params = self.startup.clone();
         snap.parameter_status = self.told.clone();
@@ -413,8 +429,12 @@ impl Session {
         Ok(CheckpointReply::Ready)
     }
 
-    /// Drops the backend connection; the snapshot in the store now holds the session.
+    /// Drops the backend connection; the snapshot in the store now holds the session. A
+    /// transaction block the checkpoint found carriable is reopened at the next attach.
     fn park(&mut self) {
+        if self.backend.is_some() && self.tracker.txn_status() == b'T' {
+            self.reopen = Some(self.carried.clone().unwrap_or_else(|| "BEGIN".into()));
+        }
         self.backend = None;
         self.seat.leave();
         self.tracker.reset_flow();
@@ -469,10 +489,10 @@ impl Session {
         }
         self.overlay.clear();
         self.tracker.reset_flow();
-        if self.reopen {
-            restore::begin(&mut b).await?;
+        if let Some(sql) = self.reopen.take() {
+            restore::begin(&mut b, &sql).await?;
             self.tracker.reopened(b'T');
-            self.reopen = false;
+            self.carried = Some(sql);
         }
         // A fresh connection holds the snapshot's state, or none if there is no snapshot.
         self.tracker.mark_saved();
