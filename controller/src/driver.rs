@@ -29,10 +29,34 @@ pub enum DriverError {
     Failed(String),
     #[error("timed out: {0}")]
     Timeout(String),
+    /// Another torpor, or another driver in this one, manages the same data directory.
+    #[error(
+        "data_dir {} is in use by another torpor{} (lock file {}); stop that one first",
+        .data_dir.display(),
+        held_by(.pid),
+        .lock.display()
+    )]
+    InUse {
+        data_dir: PathBuf,
+        lock: PathBuf,
+        /// The holder's pid, as it wrote it into the lock file.
+        pid: Option<u32>,
+    },
+}
+
+fn held_by(pid: &Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
 }
 
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
+    /// Makes the backend's data this driver's alone, for as long as the driver lives: another
+    /// driver, here or in another torpor, then fails here instead of taking this one's server
+    /// for a leftover and stopping it. Touches nothing of the data itself. `prepare` and
+    /// `start` claim too; calling it first lets a caller fail before doing anything else.
+    fn claim(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
     /// One-time work before the first start: create the database on first use, and stop a
     /// backend that an earlier, crashed run left behind on the same data.
     async fn prepare(&self) -> Result<(), DriverError>;

@@ -228,7 +228,9 @@ async fn install_users_start_stop_restart() {
     assert!(TcpStream::connect(info.addr).is_err());
     driver.stop().await.unwrap();
 
-    // Existing data directory: no install-db, the users and the data are still there.
+    // Existing data directory: no install-db, the users and the data are still there. The
+    // first driver goes first, as its torpor would: it holds the directory's lock while it lives.
+    drop(driver);
     let again = MariadbProcess::new("app", config(data.clone(), port), users());
     let t = Instant::now();
     again.prepare().await.unwrap();
@@ -349,6 +351,7 @@ async fn a_cut_short_initialisation_is_redone_and_an_existing_one_adopted() {
     std::fs::remove_file(data.join("torpor-bootstrap.done")).unwrap();
     std::fs::write(data.join("torpor-init.pending"), "").unwrap();
     std::fs::create_dir(data.join("junk")).unwrap();
+    drop(driver);
     let driver = MariadbProcess::new("redo", config(data.clone(), port), users());
     driver.prepare().await.unwrap();
     assert!(!data.join("junk").exists());
@@ -369,6 +372,7 @@ async fn a_cut_short_initialisation_is_redone_and_an_existing_one_adopted() {
         password: "carol-pw".into(),
         superuser: false,
     }];
+    drop(driver);
     let driver = MariadbProcess::new("redo", config(data.clone(), port), other);
     driver.prepare().await.unwrap();
     assert!(data.join("torpor-bootstrap.done").exists());
@@ -419,6 +423,7 @@ async fn bad_settings_and_bin_dir_are_clear_errors() {
         assert!(matches!(err, DriverError::Failed(_)), "{msg}");
         assert!(msg.contains("/nonexistent/mariadb/bin"), "{msg}");
     }
+    drop(driver);
     let mut cfg = config(root.path().join("data"), free_port());
     cfg.settings.insert("bind_address".into(), "0.0.0.0".into());
     let msg = MariadbProcess::new("bad", cfg, users())
@@ -441,6 +446,7 @@ async fn a_server_that_exits_at_start_reports_its_log() {
     driver.prepare().await.unwrap();
     cfg.settings
         .insert("no_such_option_torpor".into(), "1".into());
+    drop(driver);
     let driver = MariadbProcess::new("exits", cfg, vec![]);
     let t = Instant::now();
     let err = driver.start().await.unwrap_err().to_string();

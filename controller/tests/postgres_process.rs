@@ -224,7 +224,9 @@ async fn initdb_users_start_stop_restart() {
     assert!(TcpStream::connect(info.addr).is_err());
     driver.stop().await.unwrap();
 
-    // Existing data directory: no initdb, the users are still there.
+    // Existing data directory: no initdb, the users are still there. The first driver goes
+    // first, as its torpor would: it holds the directory's lock while it lives.
+    drop(driver);
     let again = PostgresProcess::new("app", config(data.clone(), port), users());
     let t = Instant::now();
     again.prepare().await.unwrap();
@@ -271,6 +273,46 @@ async fn prepare_stops_a_server_left_by_a_crashed_run() {
     TcpStream::connect(info2.addr).unwrap();
     second.stop().await.unwrap();
     assert_gone(info2.pid.unwrap());
+}
+
+/// A second driver on a data directory another one manages (a second torpor with the same
+/// config) is refused before it looks for leftovers: the first one's server is not a leftover
+/// and keeps running, in standby as when up.
+#[tokio::test]
+async fn a_second_driver_on_the_same_data_dir_is_refused() {
+    let root = temp_root();
+    let data = root.path().join("data");
+    let port = free_port();
+    let first = PostgresProcess::new("first", config(data.clone(), port), users());
+    first.prepare().await.unwrap();
+    let pid = first.start().await.unwrap().pid.unwrap();
+
+    let second = PostgresProcess::new("second", config(data.clone(), port), users());
+    for err in [
+        second.prepare().await.unwrap_err(),
+        second.start().await.unwrap_err(),
+    ] {
+        let msg = err.to_string();
+        assert!(matches!(err, DriverError::InUse { .. }), "{msg}");
+        assert!(msg.contains(&data.display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+    }
+    assert_eq!(second.pid(), None);
+    kill0(pid).unwrap();
+    assert_eq!(first.pid(), Some(pid));
+    assert_eq!(psql_ok(port, "bob", BOB_PW, "first", "select 1"), "1");
+
+    // Stopped, the directory is still the first driver's.
+    first.stop().await.unwrap();
+    assert!(matches!(second.claim(), Err(DriverError::InUse { .. })));
+    drop(first);
+    second.prepare().await.unwrap();
+    let info = second.start().await.unwrap();
+    assert_ne!(info.pid, Some(pid));
+    second.stop().await.unwrap();
 }
 
 /// Runs only as a subprocess of `a_killed_parent_takes_postgres_down`: starts postgres, says
@@ -376,6 +418,7 @@ async fn a_server_that_exits_at_start_reports_its_log() {
     driver.prepare().await.unwrap();
     cfg.settings
         .insert("shared_buffers".into(), "not-a-size".into());
+    drop(driver);
     let driver = PostgresProcess::new("exits", cfg, vec![]);
     let err = driver.start().await.unwrap_err().to_string();
     assert!(err.contains("exited"), "{err}");
@@ -404,6 +447,7 @@ async fn a_failed_bootstrap_leaves_no_half_initialised_directory() {
     assert!(!data.join("PG_VERSION").exists());
 
     // The next prepare starts over in the same directory.
+    drop(driver);
     let driver = PostgresProcess::new("boot", config(data.clone(), port), users());
     driver.prepare().await.unwrap();
     driver.start().await.unwrap();

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin;
-use crate::config::{BackendConfig, Config, Protocol};
+use crate::config::{BackendConfig, ClusterConfig, Config, Protocol};
 use crate::registry::Registry;
 use crate::service::Service;
 use crate::{mysql, pg};
@@ -30,6 +30,16 @@ pub struct Running {
 }
 
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    // Every data dir is ours before anything else happens: a second torpor on the same config
+    // must fail here, not after it has stopped the first one's servers as leftovers.
+    let mut drivers = Vec::new();
+    for c in &cfg.clusters {
+        let driver = driver(c);
+        driver
+            .claim()
+            .with_context(|| format!("cluster {}", c.name))?;
+        drivers.push(driver);
+    }
     // object_store's reqwest is built without a default TLS provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store = Store::open(&cfg.state_store).context("state_store")?;
@@ -42,21 +52,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
 
     let mut services = Vec::new();
     let mut listen_addrs = Vec::new();
-    for c in &cfg.clusters {
-        let BackendConfig::Process(process) = &c.backend;
-        let users = c
-            .users
-            .iter()
-            .map(|u| BootstrapUser {
-                name: u.name.clone(),
-                password: u.password.clone(),
-                superuser: u.superuser,
-            })
-            .collect();
-        let driver: Box<dyn Driver> = match c.protocol {
-            Protocol::Postgres => Box::new(PostgresProcess::new(&c.name, process.clone(), users)),
-            Protocol::Mysql => Box::new(MariadbProcess::new(&c.name, process.clone(), users)),
-        };
+    for (c, driver) in cfg.clusters.iter().zip(drivers) {
         let cluster = Arc::new(Cluster::new(&c.name, c.idle_timeout, driver));
         cluster
             .prepare()
@@ -121,6 +117,23 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         sessions,
         background,
     })
+}
+
+fn driver(c: &ClusterConfig) -> Box<dyn Driver> {
+    let BackendConfig::Process(process) = &c.backend;
+    let users = c
+        .users
+        .iter()
+        .map(|u| BootstrapUser {
+            name: u.name.clone(),
+            password: u.password.clone(),
+            superuser: u.superuser,
+        })
+        .collect();
+    match c.protocol {
+        Protocol::Postgres => Box::new(PostgresProcess::new(&c.name, process.clone(), users)),
+        Protocol::Mysql => Box::new(MariadbProcess::new(&c.name, process.clone(), users)),
+    }
 }
 
 async fn accept_loop(

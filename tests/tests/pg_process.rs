@@ -216,6 +216,54 @@ async fn check_names_the_bad_key() {
     assert!(!ok && text.contains("missing.toml"), "{text}");
 }
 
+/// A second `torpor up` on the same config refuses to start, naming the data dir and the
+/// first one's pid, before it touches anything: the first one's postgres is not taken for a
+/// leftover and stopped, and its sessions keep their state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_torpor_on_the_same_data_dir_refuses_to_start() {
+    init_tracing();
+    let cfg = TestConfig::new(&Opts::default()).await;
+    let mut first = binary::up(&cfg.config_path).await;
+    let s = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    s.exec("SET app.marker = 'still-here'").await;
+    let pid = backend_pid(&cfg).await.expect("backend running");
+
+    let second = tokio::time::timeout(
+        SLOW,
+        tokio::process::Command::new(torpor_bin())
+            .arg("up")
+            .arg("--config")
+            .arg(&cfg.config_path)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the second torpor did not exit")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    eprintln!("second torpor: {stderr}");
+    assert!(!second.status.success(), "the second torpor started");
+    assert!(
+        stderr.contains(&format!("data_dir {} is in use", cfg.data_dir.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("pid {}", first.pid())), "{stderr}");
+
+    assert_eq!(backend_pid(&cfg).await, Some(pid));
+    assert_eq!(cfg.postmaster_pid(), Some(pid));
+    assert_eq!(
+        s.text("SELECT current_setting('app.marker')").await,
+        "still-here"
+    );
+    assert_eq!(backend_pid(&cfg).await, Some(pid));
+
+    first.signal(libc::SIGTERM);
+    let _ = s.ended().await;
+    assert!(first.wait().await.success());
+    assert_pid_gone(pid);
+}
+
 /// A postgres left running on the data dir (as after a crash of torpor and its watchdog) is
 /// found and stopped when torpor starts, instead of being orphaned or fought with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 //! database has its own files on top of it (`postgres`, `mariadb`).
 
 pub mod child;
+pub mod lock;
 mod mariadb;
 mod mariadb_bootstrap;
 mod mariadb_config;

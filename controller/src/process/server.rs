@@ -5,10 +5,11 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::lock::DataDirLock;
 use super::{BootstrapUser, ProcessConfig, child};
 use crate::driver::{BackendInfo, Driver, DriverError};
 
@@ -30,12 +31,18 @@ pub trait Server: Send + Sync + 'static {
 
 pub struct ServerProcess<S> {
     inner: Arc<S>,
+    data_dir: PathBuf,
+    /// Taken by the first claim, prepare or start; kept until this driver is dropped (or
+    /// abandons its server), across stops: a stopped server's directory is still ours.
+    lock: Mutex<Option<DataDirLock>>,
 }
 
 impl<S: Server> ServerProcess<S> {
     pub fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
         Self {
+            data_dir: cfg.data_dir.clone(),
             inner: Arc::new(S::new(cluster, cfg, users)),
+            lock: Mutex::new(None),
         }
     }
 
@@ -44,22 +51,51 @@ impl<S: Server> ServerProcess<S> {
         self.inner.log_path()
     }
 
-    /// Forgets the running server without stopping it, as a crashed torpor would. Tests use
-    /// this to leave a server behind for the next `prepare` to clean up.
+    /// Forgets the running server without stopping it and lets go of the data directory, as
+    /// a crashed torpor would. Tests use this to leave a server behind for the next `prepare`
+    /// to clean up.
     #[doc(hidden)]
     pub async fn abandon(&self) -> Option<u32> {
-        self.inner.abandon().await
+        let pid = self.inner.abandon().await;
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        pid
     }
 }
 
 #[async_trait]
 impl<S: Server> Driver for ServerProcess<S> {
+    fn claim(&self) -> Result<(), DriverError> {
+        let mut lock = self
+            .lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if lock.is_none() {
+            // Checked here too (setup checks it later): a relative path would put the lock
+            // wherever the process happens to run.
+            if !self.data_dir.is_absolute() {
+                return Err(DriverError::Failed(format!(
+                    "data_dir {} must be an absolute path",
+                    self.data_dir.display()
+                )));
+            }
+            *lock = Some(DataDirLock::acquire(&self.data_dir)?);
+        }
+        Ok(())
+    }
+
     async fn prepare(&self) -> Result<(), DriverError> {
+        // Before the leftover cleanup in prepare: a server on this directory is only a
+        // leftover if no other torpor holds the lock.
+        self.claim()?;
         let s = self.inner.clone();
         detached::<S, _>(async move { s.prepare().await }).await
     }
 
     async fn start(&self) -> Result<BackendInfo, DriverError> {
+        self.claim()?;
         let s = self.inner.clone();
         detached::<S, _>(async move { s.start().await }).await
     }
