@@ -80,6 +80,17 @@ struct Inner {
     /// Set when anything needs the backend while phase 1 of a drain is running.
     drain_aborted: bool,
     participants: HashMap<u64, mpsc::UnboundedSender<DrainCmd>>,
+    /// Parked sessions that must be attached again whenever the backend starts, before
+    /// anything else runs on it (a session that LISTENs would miss notifications).
+    watchers: HashMap<u64, mpsc::UnboundedSender<Rejoin>>,
+}
+
+/// Sent to a watching session when the backend has started: attach to `backend`, join drains,
+/// then drop or fire `done`. The wake that started the backend waits for every one of them.
+#[derive(Debug)]
+pub struct Rejoin {
+    pub backend: BackendInfo,
+    pub done: oneshot::Sender<()>,
 }
 
 /// Counters exported as metrics.
@@ -113,6 +124,8 @@ pub struct Cluster {
 
 /// How long a session may take to checkpoint (large temp tables take a while).
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a wake waits for watching sessions to attach before its own caller goes on.
+const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long committed sessions get to drop their backend connections.
 const PARK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -130,6 +143,7 @@ impl Cluster {
                 backend: None,
                 drain_aborted: false,
                 participants: HashMap::new(),
+                watchers: HashMap::new(),
             }),
             state_tx,
             busy: AtomicUsize::new(0),
@@ -229,6 +243,9 @@ impl Cluster {
         let _guard = self.lifecycle.lock().await;
         let started = Instant::now();
         let result = self.driver.start().await;
+        if let Ok(info) = &result {
+            self.rejoin_watchers(info).await;
+        }
         let mut inner = self.lock();
         match &result {
             Ok(info) => {
@@ -249,6 +266,46 @@ impl Cluster {
         drop(inner);
         self.touch();
         result
+    }
+
+    /// While the cluster is still `waking`, so no other session can run anything yet, every
+    /// watching session attaches to the new backend. A session that fails or takes longer than
+    /// [`REJOIN_TIMEOUT`] is not waited for: it stays parked and attaches when its client
+    /// speaks.
+    async fn rejoin_watchers(&self, info: &BackendInfo) {
+        let watchers: Vec<_> = self.lock().watchers.drain().collect();
+        if watchers.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut waiting = Vec::with_capacity(watchers.len());
+        for (_, tx) in watchers {
+            let (done, rx) = oneshot::channel();
+            if tx
+                .send(Rejoin {
+                    backend: info.clone(),
+                    done,
+                })
+                .is_ok()
+            {
+                waiting.push(rx);
+            }
+        }
+        let n = waiting.len();
+        let all = all_done(waiting);
+        if tokio::time::timeout(REJOIN_TIMEOUT, all).await.is_err() {
+            tracing::warn!(cluster = %self.name, sessions = n, "some watching sessions did not attach in time");
+        }
+        tracing::debug!(cluster = %self.name, sessions = n, elapsed_ms = started.elapsed().as_millis() as u64, "watching sessions attached");
+    }
+
+    /// A parked session asks to be attached again as soon as the backend starts.
+    pub fn watch(&self, id: u64, tx: mpsc::UnboundedSender<Rejoin>) {
+        self.lock().watchers.insert(id, tx);
+    }
+
+    pub fn unwatch(&self, id: u64) {
+        self.lock().watchers.remove(&id);
     }
 
     /// An attached session joins drains until it parks or ends.
@@ -727,6 +784,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_wake_waits_for_watching_sessions_to_attach() {
+        let (c, _) = cluster(Duration::from_secs(3600));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        c.watch(7, tx);
+        let attached = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = attached.clone();
+        let c2 = c.clone();
+        tokio::spawn(async move {
+            let rj = rx.recv().await.unwrap();
+            // Nobody else may use the backend while a watcher attaches.
+            assert_eq!(c2.state(), ClusterState::Waking);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            seen.store(true, Ordering::SeqCst);
+            drop(rj.done);
+        });
+        c.wake(None).await.unwrap();
+        assert!(attached.load(Ordering::SeqCst), "the wake returned first");
+        // A watcher is sent one rejoin, not one per wake.
+        c.sleep().await.unwrap();
+        c.wake(None).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn wake_during_phase_one_aborts_the_drain() {
         let (c, d) = cluster(Duration::from_secs(3600));
         c.wake(None).await.unwrap();
@@ -756,5 +836,12 @@ mod tests {
         assert_eq!(c.state(), ClusterState::Running);
         assert_eq!(d.stops.load(Ordering::SeqCst), 0);
         assert_eq!(d.starts.load(Ordering::SeqCst), 1);
+    }
+}
+
+/// Waits for every receiver; a dropped sender counts as done.
+async fn all_done(rxs: Vec<oneshot::Receiver<()>>) {
+    for rx in rxs {
+        let _ = rx.await;
     }
 }

@@ -5,6 +5,7 @@ pub mod driver;
 pub mod process;
 
 pub use cluster::{
-    CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCmd, Participant, Resume, SleepError,
+    CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCmd, Participant, Rejoin, Resume,
+    SleepError,
 };
 pub use driver::{BackendInfo, Driver, DriverError};

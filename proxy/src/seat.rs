@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use controller::{BackendInfo, CheckpointReply, DrainCmd, DriverError, Resume};
+use controller::{BackendInfo, CheckpointReply, DrainCmd, DriverError, Rejoin, Resume};
 use serde::de::DeserializeOwned;
 use state_store::{SnapshotKey, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -28,11 +28,17 @@ pub struct Seat {
     pub quiet: Quiet,
     /// An early snapshot was refused or failed: don't retry until the client acts again.
     early_held: bool,
+    rejoin_tx: mpsc::UnboundedSender<Rejoin>,
+    /// While parked and watching: the backend started, attach now.
+    pub rejoin_rx: mpsc::UnboundedReceiver<Rejoin>,
+    /// Dropped once attached after a rejoin: the wake that sent it waits for that.
+    rejoined: Option<oneshot::Sender<()>>,
 }
 
 impl Seat {
     pub fn new(service: Arc<Service>, reg: Registration) -> Seat {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (rejoin_tx, rejoin_rx) = mpsc::unbounded_channel();
         let key = SnapshotKey {
             cluster: service.name.clone(),
             session: Uuid::new_v4(),
@@ -49,6 +55,9 @@ impl Seat {
             busy: false,
             quiet,
             early_held: false,
+            rejoin_tx,
+            rejoin_rx,
+            rejoined: None,
         }
     }
 
@@ -94,18 +103,40 @@ impl Seat {
     /// Wakes the cluster if needed and joins its drains; while the server starts, reads this
     /// session's snapshot if it has one, so the read is off the path from wake to first query.
     pub async fn wake_and_load<T: DeserializeOwned>(
-        &self,
+        &mut self,
     ) -> (
         Result<BackendInfo, DriverError>,
         Option<Result<T, StoreError>>,
+    /// A watching session that is sent a rejoin meanwhile attaches through it instead, and the
+    /// wake that sent it waits until [`Seat::attached`].
     ) {
-        let wake = self
-            .service
-            .cluster
-            .wake(Some((self.id(), self.cmd_tx.clone())));
+        let Seat {
+            service,
+            reg,
+            key,
+            cmd_tx,
+            rejoin_rx,
+            saved,
+            rejoined,
+            ..
+        } = self;
+        let id = reg.entry.id;
+        service.cluster.unwatch(id);
+        let wake = async {
+            let woke = service.cluster.wake(Some((id, cmd_tx.clone())));
+            tokio::pin!(woke);
+            tokio::select! {
+                r = &mut woke => r,
+                Some(rj) = rejoin_rx.recv() => {
+                    service.cluster.register(id, cmd_tx.clone());
+                    *rejoined = Some(rj.done);
+                    Ok(rj.backend)
+                }
+            }
+        };
         let load = async {
-            if self.saved {
-                Some(self.service.store.get::<T>(&self.key).await)
+            if *saved {
+                Some(service.store.get::<T>(key).await)
             } else {
                 None
             }
@@ -118,6 +149,43 @@ impl Seat {
         self.prepared = false;
         self.service.cluster.unregister(self.id());
         self.reg.entry.set_backend(None);
+    /// The attach that followed a wake or a rejoin is done, or failed: a wake waiting for this
+    /// session goes on.
+    pub fn attached(&mut self) {
+        self.rejoined = None;
+    }
+
+    /// Reads this session's snapshot, if it has one, to attach to a backend that started
+    /// without our asking (see [`Seat::watch`]), and joins its drains. The wake waits until
+    /// [`Seat::attached`].
+    pub async fn rejoin<T: DeserializeOwned>(
+        &mut self,
+        rj: Rejoin,
+    ) -> (BackendInfo, Option<Result<T, StoreError>>) {
+        self.rejoined = Some(rj.done);
+        self.service
+            .cluster
+            .register(self.id(), self.cmd_tx.clone());
+        let snap = if self.saved {
+            Some(self.service.store.get::<T>(&self.key).await)
+        } else {
+            None
+        };
+        (rj.backend, snap)
+    }
+
+    /// While parked, asks to be attached as soon as the backend starts, whoever wakes it
+    /// (a session that LISTENs would miss notifications sent after the wake otherwise).
+    pub fn watch(&self) {
+        self.service
+            .cluster
+            .watch(self.id(), self.rejoin_tx.clone());
+    }
+
+    pub fn unwatch(&self) {
+        self.service.cluster.unwatch(self.id());
+    }
+
     }
 
     /// Client bytes arrived. A drain in its first phase is called off; once our snapshot is

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use controller::{BackendInfo, CheckpointReply, DrainCmd, Resume};
+use controller::{BackendInfo, CheckpointReply, DrainCmd, Rejoin, Resume};
 use protocols::pg::frame;
 use protocols::pg::local::{self, Effect, Outcome, Overlay};
 use protocols::pg::message::{self, tag};
@@ -43,6 +43,9 @@ pub struct Session {
     reopen: Option<String>,
     /// How to reopen the backend's current transaction block, as the last checkpoint judged.
     carried: Option<String>,
+    /// The session LISTENs (as its last snapshot says): while parked it asks to be attached
+    /// whenever the backend starts.
+    listens: bool,
     virtual_key: (i32, i32),
     seat: Seat,
     tracker: Tracker,
@@ -55,6 +58,7 @@ enum Event {
     Backend(std::io::Result<usize>),
     Cmd(Option<DrainCmd>),
     Quiet,
+    Rejoin(Rejoin),
 }
 
 enum Flow {
@@ -91,6 +95,7 @@ impl Session {
             probing: false,
             reopen: None,
             carried: None,
+            listens: false,
             virtual_key,
             tracker: Tracker::default(),
             backend: None,
@@ -175,6 +180,7 @@ impl Session {
             r = fill(self.backend.as_mut()) => Event::Backend(r),
             c = self.seat.cmd_rx.recv() => Event::Cmd(c),
             _ = self.seat.quiet.elapsed(&self.service.cluster), if early => Event::Quiet,
+            Some(rj) = self.seat.rejoin_rx.recv(), if self.backend.is_none() => Event::Rejoin(rj),
         };
         match event {
             Event::Shutdown => Err(shutting_down()),
@@ -209,6 +215,18 @@ impl Session {
             Event::Cmd(Some(cmd)) if self.backend.is_some() => self.on_cmd(cmd).await,
             // Stale drain commands from before we parked.
             Event::Cmd(_) => Ok(Flow::Continue),
+            Event::Rejoin(rj) => {
+                // The backend started for someone else: be listening before they run anything.
+                let (at, snap) = self.seat.rejoin::<PgSnapshot>(rj).await;
+                let result = self.connect_and_restore(&at, snap).await;
+                self.seat.attached();
+                if let Err(e) = result {
+                    // The client hasn't asked for anything: it learns of this when it does.
+                    tracing::info!(cluster = %self.service.name, session = self.seat.id(), error = %e, "could not attach a listening session at the wake");
+                    self.seat.leave();
+                }
+                Ok(Flow::Continue)
+            }
             Event::Quiet => {
                 let answer = self.checkpoint().await;
                 if let Err(SessionError::Io(_) | SessionError::Closed) = answer {
@@ -414,6 +432,7 @@ impl Session {
             }
             Capture::Snapshot(s, reopen) => {
                 self.carried = reopen;
+                self.listens = !s.listen.is_empty();
                 s
             }
         };
@@ -437,6 +456,9 @@ impl Session {
         }
         self.backend = None;
         self.seat.leave();
+        if self.listens {
+            self.seat.watch();
+        }
         self.tracker.reset_flow();
         self.update_busy();
     }
@@ -448,6 +470,7 @@ impl Session {
             SessionError::fatal("08006", format!("could not wake the database: {e}"))
         })?;
         let result = self.connect_and_restore(&at, snap).await;
+        self.seat.attached();
         if result.is_err() {
             self.seat.leave();
         }
@@ -486,6 +509,9 @@ impl Session {
                 self.client.send(&to_client).await?;
             }
             self.tracker.restored(&snap);
+            self.listens = !snap.listen.is_empty();
+        } else {
+            self.listens = false;
         }
         self.overlay.clear();
         self.tracker.reset_flow();
@@ -527,6 +553,7 @@ impl Session {
             let _ = b.conn.send(&out).await;
         }
         self.park();
+        self.seat.unwatch();
         self.seat.forget_snapshot().await;
     }
 }
