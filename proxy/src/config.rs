@@ -75,15 +75,80 @@ pub struct ClusterConfig {
     pub name: String,
     pub protocol: Protocol,
     pub listen: String,
-    #[serde(with = "humantime_serde", default = "default_idle_timeout")]
+    #[serde(deserialize_with = "idle_timeout", default = "default_idle_timeout")]
     pub idle_timeout: Duration,
     pub backend: BackendConfig,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// Health checks torpor answers itself while the database sleeps, and doesn't count as
+    /// activity while it runs. Defaults per protocol: [`Protocol::default_probes`].
+    #[serde(default)]
+    pub health_probes: Option<Vec<String>>,
+}
+
+impl ClusterConfig {
+    /// The configured probes, or the protocol's defaults.
+    pub fn probes(&self) -> Vec<String> {
+        match &self.health_probes {
+            Some(p) => p.clone(),
+            None => self
+                .protocol
+                .default_probes()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+impl Protocol {
+    /// The health checks torpor answers for a cluster unless `health_probes` says otherwise.
+    pub fn default_probes(self) -> &'static [&'static str] {
+        match self {
+            Protocol::Postgres => protocols::pg::local::ProbeSet::DEFAULT,
+            Protocol::Mysql => &["SELECT 1", "DO 1", "COM_PING"],
+        }
+    }
 }
 
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(300)
+}
+
+/// The units a config duration may use, for error messages.
+const DURATION_FORMAT: &str =
+    "a duration in ms, s, m (minutes), h or d, e.g. \"500ms\", \"30s\", \"5m\", \"2h\", \"1d\"";
+
+/// A humantime duration without months and years, for every duration in the config: humantime
+/// reads `"5M"` as five months and `"1y"` as a year, which someone who meant minutes would not
+/// notice until the database never sleeps, and neither has a fixed length anyway.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    // humantime's units are the runs of letters (and µ) between the numbers.
+    let units = text
+        .split(|c: char| !(c.is_ascii_alphabetic() || c == 'µ'))
+        .filter(|u| !u.is_empty());
+    for unit in units {
+        if matches!(
+            unit,
+            "M" | "month" | "months" | "y" | "yr" | "yrs" | "year" | "years"
+        ) {
+            return Err(format!(
+                "{text:?}: months and years are not accepted ({unit:?}); want {DURATION_FORMAT}"
+            ));
+        }
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}; want {DURATION_FORMAT}"))
+}
+
+/// serde gives a field's deserializer no path, and toml shows only the line: the key goes into
+/// the message.
+fn duration<'de, D: serde::Deserializer<'de>>(key: &str, d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("{key}: {e}")))
+}
+
+fn idle_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration("idle_timeout", d)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,6 +272,10 @@ impl Config {
                     format!("port {} is used twice", listen.port()),
                 ));
             }
+            if c.protocol == Protocol::Postgres {
+                protocols::pg::local::ProbeSet::parse(&c.probes())
+                    .map_err(|e| invalid(key("health_probes"), e))?;
+            }
             if c.idle_timeout.is_zero() {
                 return Err(invalid(key("idle_timeout"), "must be greater than zero"));
             }
@@ -304,6 +373,23 @@ password = "secret"
     }
 
     #[test]
+    fn health_probes_must_be_ones_torpor_can_answer() {
+        let cfg = parse(GOOD).unwrap();
+        assert_eq!(cfg.clusters[0].probes()[0], "SELECT 1");
+        let ok = GOOD.replace(
+            "[cluster.backend]",
+            "health_probes = [\"select 1;\", \"\"]\n[cluster.backend]",
+        );
+        assert_eq!(parse(&ok).unwrap().clusters[0].probes().len(), 2);
+        let bad = GOOD.replace(
+            "[cluster.backend]",
+            "health_probes = [\"SELECT now()\"]\n[cluster.backend]",
+        );
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("cluster[0].health_probes:"), "{e}");
+    }
+
+    #[test]
     fn relative_paths_resolve_against_the_file() {
         let cfg = parse(GOOD).unwrap();
         assert_eq!(cfg.state_store.url, "file:///base/state");
@@ -359,5 +445,43 @@ password = "secret"
         let bad = format!("{GOOD}\nsurprise = 1\n");
         let e = parse(&bad).unwrap_err().to_string();
         assert!(e.contains("surprise"), "{e}");
+    }
+
+    #[test]
+    fn durations_refuse_months_and_years() {
+        for (text, want) in [
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("5m", Duration::from_secs(300)),
+            ("5min", Duration::from_secs(300)),
+            ("2h", Duration::from_secs(7200)),
+            ("1d", Duration::from_secs(86400)),
+            ("1h 30m", Duration::from_secs(5400)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+            let cfg = parse(&GOOD.replace("\"500ms\"", &format!("{text:?}"))).unwrap();
+            assert_eq!(cfg.clusters[0].idle_timeout, want, "{text}");
+        }
+        for text in [
+            "5M", "1y", "2 months", "1month", "1year", "3years", "1yr", "1h 1M",
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains("months and years"), "{text}: {e}");
+            let bad = GOOD.replace("\"500ms\"", &format!("{text:?}"));
+            let e = parse(&bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("idle_timeout: {text:?}: months and years")),
+                "{text}: {e}"
+            );
+            assert!(
+                e.contains("\"5m\""),
+                "{text}: the expected format is missing: {e}"
+            );
+        }
+        let e = parse(&GOOD.replace("\"500ms\"", "\"soon\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("idle_timeout: \"soon\""), "{e}");
+        assert!(e.contains("\"30s\""), "{e}");
     }
 }

@@ -74,6 +74,8 @@ pub struct Service {
     pub local_answers: AtomicU64,
 }
 
+    /// The health checks torpor answers for a PostgreSQL cluster.
+    pub pg_probes: protocols::pg::local::ProbeSet,
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Greeting {
     pub version: String,
@@ -109,6 +111,8 @@ impl Service {
         }
     }
 
+            // Checked when the config was validated.
+            pg_probes: protocols::pg::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
     pub fn user(&self, name: &str) -> Option<Arc<User>> {
         self.users.get(name).cloned()
     }

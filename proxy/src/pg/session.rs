@@ -263,6 +263,7 @@ impl Session {
             initial: &self.initial,
             canned: self.tracker.canned(),
             catalog: catalog.as_deref(),
+            probes: &self.service.pg_probes,
             probes_only,
         };
         let answer = match local::answer(&self.client.rbuf, &view) {
@@ -293,8 +294,11 @@ impl Session {
     async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
         // Probes reach a running server but are not activity: they neither call a drain off
         // nor keep the database up.
-        let probing = local::is_probe_traffic(&self.client.rbuf, self.tracker.canned())
-            && !self.seat.prepared
+        let probing = local::is_probe_traffic(
+            &self.client.rbuf,
+            self.tracker.canned(),
+            &self.service.pg_probes,
+        ) && !self.seat.prepared
             && !self.service.cluster.is_draining();
         self.probing = probing && (self.probing || self.tracker.is_idle());
         if !probing && self.seat.activity() == Resume::Parked {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::BytesMut;
 
 use super::catalog::{Accepted, Catalog};
-use super::sql::{self, Probe, Statement};
+use super::sql::{self, Probe, ProbeSet, Statement};
 use crate::pg::frame;
 use crate::pg::message::{self, Field, tag};
 use crate::pg::parse;
@@ -23,6 +23,8 @@ pub struct View<'a> {
     /// Named prepared statements the session holds whose text is a probe or empty.
     pub canned: &'a HashMap<String, Statement>,
     pub catalog: Option<&'a Catalog>,
+    /// The probes torpor answers for this cluster.
+    pub probes: &'a ProbeSet,
     /// Only probes: nothing that changes the session's state (used while attached to a
     /// backend that is being drained, whose snapshot is already taken).
     pub probes_only: bool,
@@ -145,6 +147,9 @@ impl Answerer<'_, '_> {
         let sql = parse::query_message(body).ok()?;
         let statements = sql::statements(sql)?;
         if statements.is_empty() {
+            if !self.view.probes.allows(&Statement::Empty) {
+                return None;
+            }
             message::empty_query_response(&mut self.reply);
         }
         for s in &statements {
@@ -166,6 +171,9 @@ impl Answerer<'_, '_> {
     }
 
     fn probe_value(&self, p: Probe) -> Option<String> {
+        if !self.view.probes.allows(&Statement::Probe(p)) {
+            return None;
+        }
         match p {
             Probe::One => Some("1".into()),
             Probe::Version => self
@@ -181,7 +189,10 @@ impl Answerer<'_, '_> {
     /// row limit of one a probe's portal is suspended after its row, as the server does.
     fn execute(&mut self, s: &Statement, format: i16, max_rows: i32) -> Option<()> {
         match s {
-            Statement::Empty => message::empty_query_response(&mut self.reply),
+            Statement::Empty if self.view.probes.allows(s) => {
+                message::empty_query_response(&mut self.reply)
+            }
+            Statement::Empty => return None,
             Statement::Probe(p) => {
                 let value = self.probe_value(*p)?;
                 let bytes = match (p, format) {
@@ -505,8 +516,12 @@ fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// probe or nothing, or Parse/Bind/Describe/Execute/Sync of one. Such traffic still reaches a
 /// running server but does not count as activity. Cheap for ordinary queries: it stops at the
 /// first message that is not a probe.
-pub fn is_probe_traffic(buf: &[u8], canned: &HashMap<String, Statement>) -> bool {
-    let canned_text = |q: &str| matches!(sql::single(q), Statement::Probe(_) | Statement::Empty);
+pub fn is_probe_traffic(
+    buf: &[u8],
+    canned: &HashMap<String, Statement>,
+    probes: &ProbeSet,
+) -> bool {
+    let canned_text = |q: &str| probes.allows(&sql::single(q));
     let mut off = 0;
     let mut unnamed_probe = false;
     let mut any = false;
@@ -517,8 +532,10 @@ pub fn is_probe_traffic(buf: &[u8], canned: &HashMap<String, Statement>) -> bool
         let probe = match t {
             tag::QUERY => parse::query_message(b).is_ok_and(|q| {
                 q.len() <= 64
-                    && sql::statements(q)
-                        .is_some_and(|v| v.iter().all(|s| matches!(s, Statement::Probe(_))))
+                    && sql::statements(q).is_some_and(|v| match v.as_slice() {
+                        [] => probes.allows(&Statement::Empty),
+                        v => v.iter().all(|s| probes.allows(s)),
+                    })
             }),
             tag::PARSE => parse::parse_message(b).is_ok_and(|p| {
                 let ok = p.query.len() <= 64 && p.param_types.is_empty() && canned_text(p.query);
@@ -531,7 +548,7 @@ pub fn is_probe_traffic(buf: &[u8], canned: &HashMap<String, Statement>) -> bool
                 if m.statement.is_empty() {
                     unnamed_probe
                 } else {
-                    canned.contains_key(m.statement)
+                    canned.get(m.statement).is_some_and(|s| probes.allows(s))
                 }
             }),
             tag::DESCRIBE | tag::EXECUTE | tag::SYNC | tag::FLUSH => true,
@@ -545,4 +562,170 @@ pub fn is_probe_traffic(buf: &[u8], canned: &HashMap<String, Statement>) -> bool
         }
     }
     any
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::local::SettingDef;
+
+    fn query(sql: &str) -> BytesMut {
+        let mut b = BytesMut::new();
+        message::query(&mut b, sql);
+        b
+    }
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog {
+            version: "PostgreSQL 15.18".into(),
+            ..Catalog::default()
+        };
+        c.settings.insert(
+            "application_name".into(),
+            SettingDef {
+                name: "application_name".into(),
+                vartype: "string".into(),
+                context: "user".into(),
+                ..SettingDef::default()
+            },
+        );
+        c
+    }
+
+    struct Fixture {
+        told: Vec<(String, String)>,
+        canned: HashMap<String, Statement>,
+        catalog: Catalog,
+        probes: ProbeSet,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                told: vec![
+                    ("application_name".into(), "".into()),
+                    ("server_version".into(), "15.18".into()),
+                ],
+                canned: HashMap::new(),
+                catalog: catalog(),
+                probes: ProbeSet::default(),
+            }
+        }
+
+        fn answer(&self, buf: &[u8], txn: u8) -> Outcome {
+            answer(
+                buf,
+                &View {
+                    txn,
+                    told: &self.told,
+                    initial: &self.told,
+                    canned: &self.canned,
+                    catalog: Some(&self.catalog),
+                    probes: &self.probes,
+                    probes_only: false,
+                },
+            )
+        }
+    }
+
+    fn tags(b: &[u8]) -> String {
+        let mut out = String::new();
+        let mut off = 0;
+        while let Ok(Some((t, len))) = frame::message_len(&b[off..], usize::MAX) {
+            out.push(t as char);
+            off += len;
+        }
+        out
+    }
+
+    #[test]
+    fn a_probe_is_answered_and_consumes_only_its_message() {
+        let f = Fixture::new();
+        let mut buf = query("SELECT 1");
+        buf.extend_from_slice(&query("SELECT 2"));
+        let Outcome::Answered(a) = f.answer(&buf, b'I') else {
+            panic!("not answered");
+        };
+        assert_eq!(tags(&a.reply), "TDCZ");
+        assert_eq!(a.consumed, query("SELECT 1").len());
+        assert!(matches!(
+            f.answer(&buf[a.consumed..], b'I'),
+            Outcome::Server
+        ));
+    }
+
+    #[test]
+    fn probes_left_out_of_the_setting_go_to_the_server() {
+        let mut f = Fixture::new();
+        f.probes = ProbeSet::parse(&["SELECT 1".into()]).unwrap();
+        assert!(matches!(f.answer(&query(""), b'I'), Outcome::Server));
+        assert!(matches!(
+            f.answer(&query("SHOW server_version"), b'I'),
+            Outcome::Server
+        ));
+        assert!(matches!(
+            f.answer(&query("select 1;"), b'I'),
+            Outcome::Answered(_)
+        ));
+        assert!(!is_probe_traffic(&query(""), &f.canned, &f.probes));
+        assert!(is_probe_traffic(&query("SELECT 1"), &f.canned, &f.probes));
+        assert!(ProbeSet::parse(&["SELECT 2".into()]).is_err());
+    }
+
+    #[test]
+    fn a_set_reports_only_a_change_and_not_inside_a_transaction() {
+        let f = Fixture::new();
+        let Outcome::Answered(a) = f.answer(&query("SET application_name = 'x'"), b'I') else {
+            panic!("not answered");
+        };
+        assert_eq!(tags(&a.reply), "CSZ");
+        let Outcome::Answered(a) = f.answer(&query("SET application_name = ''"), b'I') else {
+            panic!("not answered");
+        };
+        assert_eq!(tags(&a.reply), "CZ");
+        assert!(matches!(
+            f.answer(&query("SET application_name = 'x'"), b'T'),
+            Outcome::Server
+        ));
+    }
+
+    #[test]
+    fn plain_transaction_control_around_probes() {
+        let f = Fixture::new();
+        let Outcome::Answered(a) = f.answer(&query("BEGIN; SELECT 1"), b'I') else {
+            panic!("not answered");
+        };
+        assert_eq!(tags(&a.reply), "CTDCZ");
+        assert_eq!(a.reply.last(), Some(&b'T'));
+        assert_eq!(a.effects, vec![Effect::Begin]);
+        assert!(matches!(f.answer(&query("BEGIN"), b'T'), Outcome::Server));
+        assert!(matches!(f.answer(&query("COMMIT"), b'I'), Outcome::Server));
+        let Outcome::Answered(a) = f.answer(&query("ROLLBACK"), b'T') else {
+            panic!("not answered");
+        };
+        assert_eq!(a.effects, vec![Effect::End]);
+    }
+
+    #[test]
+    fn an_extended_batch_waits_for_its_sync_and_a_flush_answers_what_came_before() {
+        let f = Fixture::new();
+        let mut parse_describe = BytesMut::new();
+        message::parse(&mut parse_describe, "s1", "SELECT 1", &[]);
+        message::describe(&mut parse_describe, b'S', "s1");
+        assert!(matches!(
+            f.answer(&parse_describe, b'I'),
+            Outcome::Incomplete
+        ));
+        message::flush(&mut parse_describe);
+        let Outcome::Answered(a) = f.answer(&parse_describe, b'I') else {
+            panic!("not answered");
+        };
+        assert_eq!(tags(&a.reply), "1tT");
+        assert!(matches!(a.effects.as_slice(), [Effect::Parsed { name, .. }] if name == "s1"));
+        // An unnamed statement can't be left for the server to know of.
+        let mut unnamed = BytesMut::new();
+        message::parse(&mut unnamed, "", "SELECT 1", &[]);
+        message::flush(&mut unnamed);
+        assert!(matches!(f.answer(&unnamed, b'I'), Outcome::Server));
+    }
 }

@@ -8,7 +8,7 @@ mod sql;
 
 pub use answer::{Answer, Effect, Outcome, View, answer, is_probe_traffic};
 pub use catalog::{Accepted, Catalog, QUERY as CATALOG_QUERY, SettingDef};
-pub use sql::{Probe, Statement, probe, single, statements};
+pub use sql::{Probe, ProbeSet, Statement, probe, single, statements};
 
 use super::snapshot::{PgSnapshot, PreparedStatement, Setting};
 

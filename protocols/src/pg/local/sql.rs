@@ -60,6 +60,58 @@ enum Tok {
     Plus,
 }
 
+/// The probes torpor answers for a cluster: the `health_probes` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSet {
+    probes: Vec<Probe>,
+    empty: bool,
+}
+
+impl Default for ProbeSet {
+    /// `SELECT 1`, the empty query, `SELECT version()`, `SHOW server_version`.
+    fn default() -> Self {
+        ProbeSet {
+            probes: vec![Probe::One, Probe::Version, Probe::ServerVersion],
+            empty: true,
+        }
+    }
+}
+
+impl ProbeSet {
+    /// The defaults, as the setting spells them.
+    pub const DEFAULT: &[&str] = &["SELECT 1", "", "SELECT version()", "SHOW server_version"];
+
+    /// Each entry must be one of the probes torpor can answer exactly (any spelling of it).
+    pub fn parse(entries: &[String]) -> Result<ProbeSet, String> {
+        let mut set = ProbeSet {
+            probes: Vec::new(),
+            empty: false,
+        };
+        for e in entries {
+            match single(e) {
+                Statement::Probe(p) => set.probes.push(p),
+                Statement::Empty => set.empty = true,
+                _ => {
+                    return Err(format!(
+                        "{e:?} is not a probe torpor can answer; it knows {:?}",
+                        Self::DEFAULT
+                    ));
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Whether `s` is a probe of this set.
+    pub fn allows(&self, s: &Statement) -> bool {
+        match s {
+            Statement::Probe(p) => self.probes.contains(p),
+            Statement::Empty => self.empty,
+            _ => false,
+        }
+    }
+}
+
 /// Longest text worth looking at: probes and SETs are short, and the check runs on the hot path.
 pub const MAX_LOCAL_TEXT: usize = 1024;
 
