@@ -544,6 +544,8 @@ pub fn is_probe_traffic(
                 }
                 ok
             }),
+            // Most Binds name a statement that is no probe: don't decode them for nothing.
+            tag::BIND if !unnamed_probe && canned.is_empty() => false,
             tag::BIND => parse::bind_message(b).is_ok_and(|m| {
                 if m.statement.is_empty() {
                     unnamed_probe
