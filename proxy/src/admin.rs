@@ -1,4 +1,5 @@
-//! The admin HTTP API: cluster status, forced sleep and wake, Prometheus metrics.
+//! The admin HTTP API: cluster status, each cluster's sessions, forced sleep and wake,
+//! Prometheus metrics.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ struct Admin {
 pub fn router(services: Vec<Arc<Service>>, registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/api/clusters", get(list))
+        .route("/api/clusters/{name}/sessions", get(sessions))
         .route("/api/clusters/{name}/sleep", post(sleep))
         .route("/api/clusters/{name}/wake", post(wake))
         .route("/metrics", get(metrics))
@@ -75,6 +77,13 @@ impl Admin {
 
 async fn list(State(admin): State<Admin>) -> Json<Vec<ClusterStatus>> {
     Json(admin.services.iter().map(|s| admin.status(s)).collect())
+}
+
+async fn sessions(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
+    match admin.find(&name) {
+        Some(s) => Json(admin.registry.sessions(&s.name)).into_response(),
+        None => not_found(&name),
+    }
 }
 
 fn not_found(name: &str) -> Response {
@@ -234,14 +243,6 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         &mut per_cluster(&|s, _| counter(&s.cluster.stats.drains_aborted)),
     );
     family(
-        "torpor_idle_timeout_seconds",
-        "gauge",
-        "configured idle timeout",
-        &mut per_cluster(&|s, _| s.cluster.idle_timeout().as_secs_f64()),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
-}
-    family(
         "torpor_local_answers_total",
         "counter",
         "requests torpor answered without the server (probes, SETs)",
@@ -253,3 +254,11 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         "settings in the catalog learned from the server (0: not learned yet)",
         &mut per_cluster(&|s, _| s.pg_catalog().map_or(0.0, |c| c.settings.len() as f64)),
     );
+    family(
+        "torpor_idle_timeout_seconds",
+        "gauge",
+        "configured idle timeout",
+        &mut per_cluster(&|s, _| s.cluster.idle_timeout().as_secs_f64()),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -23,6 +23,17 @@ impl From<TcpStream> for Stream {
     }
 }
 
+impl Stream {
+    /// The address of the other end of a TCP connection; `None` for a Unix socket, or once
+    /// the peer has gone.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
+}
+
 /// Opens a connection to the backend: its Unix socket if it has one, else TCP.
 pub async fn connect(backend: &BackendInfo) -> io::Result<Stream> {
     match &backend.socket {

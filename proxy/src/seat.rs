@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::quiet::Quiet;
-use crate::registry::Registration;
+use crate::registry::{Holds, Registration};
 use crate::service::Service;
 
 pub struct Seat {
@@ -65,6 +65,11 @@ impl Seat {
         self.reg.entry.id
     }
 
+    /// How operators see this session named, for blocker reasons and logs.
+    pub fn label(&self) -> String {
+        self.reg.entry.label()
+    }
+
     /// Shows what keeps this session from being parked now, and tells the cluster when the
     /// session turns busy or idle.
     /// A session whose only work in flight is health-check probes (`probing`) shows its
@@ -102,13 +107,13 @@ impl Seat {
 
     /// Wakes the cluster if needed and joins its drains; while the server starts, reads this
     /// session's snapshot if it has one, so the read is off the path from wake to first query.
+    /// A watching session that is sent a rejoin meanwhile attaches through it instead, and the
+    /// wake that sent it waits until [`Seat::attached`].
     pub async fn wake_and_load<T: DeserializeOwned>(
         &mut self,
     ) -> (
         Result<BackendInfo, DriverError>,
         Option<Result<T, StoreError>>,
-    /// A watching session that is sent a rejoin meanwhile attaches through it instead, and the
-    /// wake that sent it waits until [`Seat::attached`].
     ) {
         let Seat {
             service,
@@ -144,11 +149,6 @@ impl Seat {
         tokio::join!(wake, load)
     }
 
-    /// The backend connection is gone (parked, or it failed): drains no longer ask us.
-    pub fn leave(&mut self) {
-        self.prepared = false;
-        self.service.cluster.unregister(self.id());
-        self.reg.entry.set_backend(None);
     /// The attach that followed a wake or a rejoin is done, or failed: a wake waiting for this
     /// session goes on.
     pub fn attached(&mut self) {
@@ -186,12 +186,17 @@ impl Seat {
         self.service.cluster.unwatch(self.id());
     }
 
+    /// The backend connection is gone (parked, or it failed): drains no longer ask us.
+    pub fn leave(&mut self) {
+        self.prepared = false;
+        self.service.cluster.unregister(self.id());
+        self.reg.entry.set_backend(None);
     }
 
     /// Client bytes arrived. A drain in its first phase is called off; once our snapshot is
     /// durable it may be too late, and then the session must park and wake again.
     pub fn activity(&mut self) -> Resume {
-        self.reg.entry.set_found_blocker(None);
+        self.reg.entry.client_activity();
         self.early_held = false;
         if std::mem::take(&mut self.prepared) {
             self.service.cluster.resume()
@@ -209,7 +214,7 @@ impl Seat {
         answer: Result<CheckpointReply, String>,
     ) {
         let answer = answer.unwrap_or_else(|e| {
-            let why = format!("session {}: {e}", self.id());
+            let why = format!("{}: {e}", self.label());
             self.reg.entry.set_found_blocker(Some(why.clone()));
             CheckpointReply::Blocked(why)
         });
@@ -219,6 +224,7 @@ impl Seat {
 
     /// Deletes the stored snapshot, if there is one (the session ended or was reset).
     pub async fn forget_snapshot(&mut self) {
+        self.reg.entry.set_holds(Holds::default());
         if std::mem::take(&mut self.saved)
             && let Err(e) = self.service.store.delete(&self.key).await
         {

@@ -456,11 +456,8 @@ const REPORTED: &[&str] = &[
     "TimeZone",
 ];
 
-pub async fn connect_to(
-    addr: SocketAddr,
-    user: &str,
-    password: &str,
-) -> Result<Pg, tokio_postgres::Error> {
+/// The connection settings [`connect_to`] uses.
+pub fn client_config(addr: SocketAddr, user: &str, password: &str) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
     config
         .host(addr.ip().to_string())
@@ -469,9 +466,43 @@ pub async fn connect_to(
         .password(password)
         .dbname(user)
         .connect_timeout(SLOW);
-    let (client, mut conn) = tokio::time::timeout(SLOW, config.connect(NoTls))
+    config
+}
+
+pub async fn connect_to(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<Pg, tokio_postgres::Error> {
+    let config = client_config(addr, user, password);
+    let (client, conn) = tokio::time::timeout(SLOW, config.connect(NoTls))
         .await
         .expect("connect timed out")?;
+    Ok(serve_client(client, conn))
+}
+
+/// Connects with `config` over a socket this function opens to `addr`, and returns the
+/// socket's local address with the client: what the server sees as the client's address.
+pub async fn connect_from(
+    addr: SocketAddr,
+    config: &tokio_postgres::Config,
+) -> Result<(Pg, SocketAddr), tokio_postgres::Error> {
+    let socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let local = socket.local_addr().expect("local address");
+    let (client, conn) = tokio::time::timeout(SLOW, config.connect_raw(socket, NoTls))
+        .await
+        .expect("connect timed out")?;
+    Ok((serve_client(client, conn), local))
+}
+
+/// Runs the connection task: it records ParameterStatus values and passes notifications on.
+fn serve_client<S, T>(client: Client, mut conn: tokio_postgres::Connection<S, T>) -> Pg
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, notifications) = mpsc::unbounded_channel();
     let params = Arc::new(Mutex::new(HashMap::new()));
     let seen = params.clone();
@@ -498,12 +529,12 @@ pub async fn connect_to(
             }
         }
     });
-    Ok(Pg {
+    Pg {
         client,
         notifications,
         done,
         params,
-    })
+    }
 }
 
 impl Pg {

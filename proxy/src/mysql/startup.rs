@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use super::conn::{Conn, payload, seq};
 use super::error::{ACCESS_DENIED, SessionError};
-use crate::registry::Registration;
+use crate::registry::{Identity, Registration};
 use crate::service::{Greeting, Service, User};
 
 /// Capabilities torpor offers clients (further limited by what the backend offers). No TLS and
@@ -69,11 +69,11 @@ pub enum Start {
 }
 
 pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
-    let host = io
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| "localhost".into());
     let mut conn = Conn::new(io);
+    let peer = conn.io.peer_addr();
+    let host = peer
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "localhost".into());
     let greeting = match greeting(service).await {
         Ok(g) => g,
         Err(error) => {
@@ -117,13 +117,24 @@ pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
         ))
     });
     match result {
-        Ok((user, hello, seq)) => Start::Session {
-            conn,
-            user,
-            hello,
-            reg,
-            seq,
-        },
+        Ok((user, hello, seq)) => {
+            let program = hello
+                .attrs
+                .iter()
+                .find(|(k, _)| k == "program_name")
+                .map(|(_, v)| v.as_str());
+            reg.entry.introduce(
+                Identity::new(&user.name, hello.database.as_deref(), peer),
+                program.unwrap_or_default(),
+            );
+            Start::Session {
+                conn,
+                user,
+                hello,
+                reg,
+                seq,
+            }
+        }
         Err((seq, error)) => Start::Failed { conn, seq, error },
     }
 }
