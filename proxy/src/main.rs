@@ -36,6 +36,13 @@ enum Command {
         admin: Option<String>,
         #[arg(long, short, env = "TORPOR_CONFIG")]
         config: Option<PathBuf>,
+        /// List sessions (who they are, attached or parked, what they hold, what blocks)
+        /// instead of clusters.
+        #[arg(long)]
+        sessions: bool,
+        /// With --sessions: only this cluster's.
+        #[arg(long, requires = "sessions")]
+        cluster: Option<String>,
     },
 }
 
@@ -69,12 +76,22 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Status { admin, config } => {
+        Command::Status {
+            admin,
+            config,
+            sessions,
+            cluster,
+        } => {
             let addr = match admin {
                 Some(a) => a,
                 None => load(config.as_ref())?.admin.listen,
             };
-            print!("{}", rt.block_on(torpor::status::run(&addr))?);
+            let text = if sessions {
+                rt.block_on(torpor::status::sessions(&addr, cluster.as_deref()))?
+            } else {
+                rt.block_on(torpor::status::run(&addr))?
+            };
+            print!("{text}");
             Ok(())
         }
         Command::Up { config } => {

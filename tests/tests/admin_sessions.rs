@@ -1,13 +1,15 @@
-//! `GET /api/clusters/{name}/sessions`: who each session is, whether it is attached or parked,
-//! what it holds and what keeps the database awake.
+//! `GET /api/clusters/{name}/sessions` and `torpor status --sessions`: who each session is,
+//! whether it is attached or parked, what it holds and what keeps the database awake.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use mysql_async::ChangeUserOpts;
 use serde_json::Value;
+use torpor_tests::binary::{self, torpor_bin};
 use torpor_tests::harness::{
-    OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestEnv, USER, client_config, connect_from,
+    OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestConfig, TestEnv, USER, client_config,
+    connect_from, init_tracing,
 };
 use torpor_tests::mysql::{exec, opts};
 
@@ -266,4 +268,80 @@ async fn mysql_sessions_take_the_application_from_program_name() {
 
     drop((c, other));
     env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_the_sessions() {
+    init_tracing();
+    let cfg = TestConfig::new(&Opts::default()).await;
+    let mut proc = binary::up(&cfg.config_path).await;
+    let mut config = client_config(cfg.listen, USER, PASSWORD);
+    config.application_name("status-e2e");
+    let (s, local) = connect_from(cfg.listen, &config).await.unwrap();
+    s.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
+
+    let status = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(torpor_bin())
+            .arg("status")
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let admin = cfg.admin.to_string();
+    for args in [
+        vec!["--admin".to_string(), admin.clone(), "--sessions".into()],
+        vec![
+            "--admin".into(),
+            admin.clone(),
+            "--sessions".into(),
+            "--cluster".into(),
+            cfg.cluster.clone(),
+        ],
+    ] {
+        let (ok, text, err) = status(args.clone()).await;
+        assert!(ok, "{args:?}: {text} {err}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {text}");
+        assert!(lines[0].starts_with("CLUSTER"), "{text}");
+        let words: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(words[0], cfg.cluster, "{text}");
+        let local = local.to_string();
+        assert_eq!(
+            &words[2..7],
+            &[USER, USER, local.as_str(), "status-e2e", "attached"],
+            "{text}"
+        );
+        assert!(lines[1].ends_with("open transaction"), "{text}");
+    }
+
+    let (ok, _, err) = status(vec![
+        "--admin".into(),
+        admin.clone(),
+        "--sessions".into(),
+        "--cluster".into(),
+        "nope".into(),
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("404") && err.contains("nope"), "{err}");
+    // --cluster only means something with --sessions.
+    let (ok, _, err) = status(vec![
+        "--admin".into(),
+        admin,
+        "--cluster".into(),
+        cfg.cluster.clone(),
+    ])
+    .await;
+    assert!(!ok, "{err}");
+
+    s.exec("COMMIT").await;
+    drop(s);
+    proc.signal(libc::SIGTERM);
+    assert!(proc.wait().await.success());
 }
