@@ -591,6 +591,13 @@ impl Cluster {
     }
 }
 
+/// Waits for every receiver; a dropped sender counts as done.
+async fn all_done(rxs: Vec<oneshot::Receiver<()>>) {
+    for rx in rxs {
+        let _ = rx.await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The lifecycle alone, with a driver that only counts: the real process driver has its
@@ -836,12 +843,5 @@ mod tests {
         assert_eq!(c.state(), ClusterState::Running);
         assert_eq!(d.stops.load(Ordering::SeqCst), 0);
         assert_eq!(d.starts.load(Ordering::SeqCst), 1);
-    }
-}
-
-/// Waits for every receiver; a dropped sender counts as done.
-async fn all_done(rxs: Vec<oneshot::Receiver<()>>) {
-    for rx in rxs {
-        let _ = rx.await;
     }
 }
