@@ -73,6 +73,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         let token = shutdown.clone();
         background.spawn(async move {
             tokio::select! {
+                _ = cluster.idle_loop() => {}
+                _ = token.cancelled() => {}
+            }
+        });
         if c.protocol == Protocol::Postgres {
             let token = shutdown.clone();
             let learner = service.clone();
@@ -83,10 +87,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
                 }
             });
         }
-                _ = cluster.idle_loop() => {}
-                _ = token.cancelled() => {}
-            }
-        });
         background.spawn(accept_loop(
             listener,
             service,

@@ -72,10 +72,10 @@ pub struct Service {
     pub first_user: Option<Arc<User>>,
     /// Requests torpor answered itself, without the server.
     pub local_answers: AtomicU64,
-}
-
     /// The health checks torpor answers for a PostgreSQL cluster.
     pub pg_probes: protocols::pg::local::ProbeSet,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Greeting {
     pub version: String,
@@ -108,11 +108,11 @@ impl Service {
             pg_catalog: Mutex::new(None),
             first_user,
             local_answers: AtomicU64::new(0),
+            // Checked when the config was validated.
+            pg_probes: protocols::pg::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
         }
     }
 
-            // Checked when the config was validated.
-            pg_probes: protocols::pg::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
     pub fn user(&self, name: &str) -> Option<Arc<User>> {
         self.users.get(name).cloned()
     }
