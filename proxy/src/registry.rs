@@ -317,13 +317,15 @@ impl SessionEntry {
     }
 }
 
+/// What the last checkpoint found says more than what the message stream shows, while it
+/// stands (until the client sends something).
 fn blocker_of(id: u64, live: &Live) -> Option<String> {
     match (live.blocker, &live.found) {
-        (Some(b), _) => Some(format!(
+        (_, Some(found)) => Some(found.clone()),
+        (Some(b), None) => Some(format!(
             "{}: {b}",
             label(id, live.who.as_ref(), &live.application_name)
         )),
-        (None, Some(found)) => Some(found.clone()),
         (None, None) => None,
     }
 }

@@ -19,7 +19,7 @@ use super::checkpoint::{self, Capture};
 use super::conn::Conn;
 use super::error::SessionError;
 use super::restore;
-use crate::registry::BackendKey;
+use crate::registry::{BackendKey, Holds};
 use crate::seat::Seat;
 use crate::service::{Service, User};
 use crate::stop::Stop;
@@ -83,6 +83,8 @@ impl Session {
         startup: Vec<(String, String)>,
     ) -> Self {
         let (virtual_key, reg) = service.registry.register(&service.name);
+        reg.entry
+            .introduce_pg(&user.name, &startup, client.io.peer_addr());
         Session {
             seat: Seat::new(service.clone(), reg),
             service,
@@ -275,6 +277,9 @@ impl Session {
         for e in &answer.effects {
             match e {
                 Effect::Reported { name, value } => {
+                    if name == "application_name" {
+                        self.seat.reg.entry.set_application_name(value);
+                    }
                     set_status(&mut self.told, name.clone(), value.clone())
                 }
                 Effect::Begin => self.reopen = Some("BEGIN".into()),
@@ -333,12 +338,18 @@ impl Session {
         };
         let tracker = &mut self.tracker;
         let told = &mut self.told;
+        let entry = &self.seat.reg.entry;
         let mut bad_status = None;
         let n = b.conn.whole_messages(|t, body| {
             tracker.backend_message(t, body);
             if t == tag::PARAMETER_STATUS {
                 match parse::parameter_status(body) {
-                    Ok((k, v)) => set_status(told, k, v),
+                    Ok((k, v)) => {
+                        if k == "application_name" {
+                            entry.set_application_name(&v);
+                        }
+                        set_status(told, k, v)
+                    }
                     Err(e) => bad_status = Some(e),
                 }
             }
@@ -407,9 +418,11 @@ impl Session {
     async fn checkpoint(&mut self) -> Result<CheckpointReply, SessionError> {
         // No whole client message is buffered here: `step` forwards those before it looks at
         // drain commands.
-        let id = self.seat.id();
         if let Some(why) = self.tracker.blocker() {
-            return Ok(CheckpointReply::Blocked(format!("session {id}: {why}")));
+            return Ok(CheckpointReply::Blocked(format!(
+                "{}: {why}",
+                self.seat.label()
+            )));
         }
         let Some(b) = self.backend.as_mut() else {
             return Ok(CheckpointReply::Ready);
@@ -430,7 +443,7 @@ impl Session {
                 // the session is busy, and drains needn't ask again.
                 self.tracker.note_uncarriable();
                 self.update_busy();
-                let why = format!("session {id}: {}", why.join(", "));
+                let why = format!("{}: {}", self.seat.label(), why.join(", "));
                 self.seat.reg.entry.set_found_blocker(Some(why.clone()));
                 return Ok(CheckpointReply::Blocked(why));
             }
@@ -447,6 +460,7 @@ impl Session {
             .put(&self.seat.key, &*snap)
             .await
             .map_err(|e| SessionError::fatal("58030", format!("snapshot put failed: {e}")))?;
+        self.seat.reg.entry.set_holds(Holds::of_pg(&snap));
         self.seat.saved = true;
         self.tracker.mark_saved();
         Ok(CheckpointReply::Ready)
