@@ -26,7 +26,7 @@ pub enum ConfigError {
     Invalid { key: String, problem: String },
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),

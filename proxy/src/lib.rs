@@ -1,6 +1,7 @@
 //! torpor: a stateful, database-aware serverless proxy. Sessions outlive the database process.
 
 pub mod admin;
+pub mod check;
 pub mod config;
 mod mysql;
 mod net;

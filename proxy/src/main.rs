@@ -24,7 +24,8 @@ enum Command {
         #[arg(long, short, env = "TORPOR_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Validate a config file and exit.
+    /// Validate a config file and what `up` needs of this machine (server binaries, a free
+    /// data dir, free ports), without starting anything.
     Check {
         #[arg(long, short)]
         config: PathBuf,
@@ -68,6 +69,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Check { config } => {
             let cfg = load(Some(&config))?;
+            let warnings = torpor::check::environment(&cfg)
+                .with_context(|| format!("config {}", config.display()))?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok ({} cluster{})",
                 config.display(),

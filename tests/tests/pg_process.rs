@@ -1,9 +1,11 @@
 //! The `torpor` binary as an operator runs it: SIGTERM, a crash and restart, `check`, `status`.
 //! Needs `cargo build -p torpor` first (the README's test command does it).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use controller::process::lock::DataDirLock;
 use torpor_tests::binary::{self, torpor_bin};
 use torpor_tests::harness::{
     Opts, PASSWORD, SLOW, TestConfig, USER, assert_pid_gone, connect_to, describe, init_tracing,
@@ -189,12 +191,33 @@ async fn check_names_the_bad_key() {
     let (ok, text) = run(cfg.config_path.clone()).await;
     assert!(ok, "good config rejected: {text}");
     assert!(text.contains("ok"), "{text}");
+    // Nothing made: no data dir, not even a lock file beside it.
+    let lock_file = cfg.data_dir.with_extension("lock");
+    assert!(!cfg.data_dir.exists() && !lock_file.exists());
 
+    let backend_port = format!("port = {}", cfg.backend_port);
+    let missing_bin_dir = format!("{backend_port}\nbin_dir = \"/nonexistent/pg/bin\"");
     let cases = [
         (
             "idle_timeout = \"1h\"",
             "idle_timeout = \"soon\"",
             "idle_timeout",
+        ),
+        // humantime reads these as 5 months and a year.
+        (
+            "idle_timeout = \"1h\"",
+            "idle_timeout = \"5M\"",
+            "idle_timeout",
+        ),
+        (
+            "idle_timeout = \"1h\"",
+            "idle_timeout = \"1y\"",
+            "idle_timeout",
+        ),
+        (
+            &backend_port,
+            &missing_bin_dir,
+            "cluster[0].backend.bin_dir: bin_dir /nonexistent/pg/bin",
         ),
         (
             &format!("listen = \"{}\"", cfg.listen),
@@ -214,6 +237,39 @@ async fn check_names_the_bad_key() {
     }
     let (ok, text) = run(cfg.dir.path().join("missing.toml")).await;
     assert!(!ok && text.contains("missing.toml"), "{text}");
+
+    // Ports someone else listens on, each named by its key.
+    for (addr, key) in [
+        (cfg.listen, "cluster[0].listen"),
+        (
+            SocketAddr::from((Ipv4Addr::LOCALHOST, cfg.backend_port)),
+            "cluster[0].backend.port",
+        ),
+        (cfg.admin, "admin.listen"),
+    ] {
+        let taken = std::net::TcpListener::bind(addr).unwrap();
+        let (ok, text) = run(cfg.config_path.clone()).await;
+        drop(taken);
+        assert!(!ok, "{key}: port in use accepted");
+        assert!(
+            text.contains(&format!("{key}: {addr}:")) && text.contains("in use"),
+            "{key}: {text}"
+        );
+    }
+
+    // A data dir another torpor holds.
+    let held = DataDirLock::acquire(&cfg.data_dir).unwrap();
+    let (ok, text) = run(cfg.config_path.clone()).await;
+    assert!(!ok, "a data dir in use accepted");
+    assert!(
+        text.contains("cluster[0].backend.data_dir")
+            && text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+    drop(held);
+    let (ok, text) = run(cfg.config_path.clone()).await;
+    assert!(ok, "{text}");
+    assert!(!cfg.data_dir.exists());
 }
 
 /// A second `torpor up` on the same config refuses to start, naming the data dir and the

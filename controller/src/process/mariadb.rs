@@ -27,7 +27,7 @@ use super::child::{self, Escalation, RunAs, io_err};
 use super::mariadb_bootstrap as bootstrap;
 use super::mariadb_config::{INSTALL_DB, check_setting, find_binaries, normalise};
 use super::server::{Server, ServerProcess};
-use super::{BootstrapUser, ProcessConfig};
+use super::{BootstrapUser, ConfigProblem, ProcessConfig};
 use crate::driver::{BackendInfo, DriverError};
 
 const LOG_FILE: &str = "torpor-mariadb.log";
@@ -78,6 +78,37 @@ pub struct Mariadb {
     pid: AtomicU32,
 }
 
+/// The binaries and user `cfg` asks for, found without creating or starting anything.
+fn resolve(cfg: &ProcessConfig) -> Result<Setup, ConfigProblem> {
+    if !cfg.data_dir.is_absolute() {
+        return Err(ConfigProblem::new(
+            "data_dir",
+            format!(
+                "data_dir {} must be an absolute path",
+                cfg.data_dir.display()
+            ),
+        ));
+    }
+    for (key, value) in &cfg.settings {
+        check_setting(key, value).map_err(|e| ConfigProblem::new("settings", e.to_string()))?;
+    }
+    let (server, install_db) = find_binaries(cfg.bin_dir.as_deref())
+        .map_err(|e| ConfigProblem::new("bin_dir", e.to_string()))?;
+    let user = RunAs::resolve(cfg.run_as.as_deref(), "mysql")
+        .map_err(|e| ConfigProblem::new("run_as", e.to_string()))?;
+    if user.uid == 0 {
+        return Err(ConfigProblem::new(
+            "run_as",
+            "mariadbd refuses to run as root; set run_as to an unprivileged user",
+        ));
+    }
+    Ok(Setup {
+        server,
+        install_db,
+        user,
+    })
+}
+
 impl Mariadb {
     fn data_dir(&self) -> &Path {
         &self.cfg.data_dir
@@ -91,27 +122,7 @@ impl Mariadb {
         if let Some(s) = self.setup.get() {
             return Ok(s);
         }
-        if !self.cfg.data_dir.is_absolute() {
-            return Err(DriverError::Failed(format!(
-                "data_dir {} must be an absolute path",
-                self.cfg.data_dir.display()
-            )));
-        }
-        for (key, value) in &self.cfg.settings {
-            check_setting(key, value)?;
-        }
-        let (server, install_db) = find_binaries(self.cfg.bin_dir.as_deref())?;
-        let user = RunAs::resolve(self.cfg.run_as.as_deref(), "mysql")?;
-        if user.uid == 0 {
-            return Err(DriverError::Failed(
-                "mariadbd refuses to run as root; set run_as to an unprivileged user".into(),
-            ));
-        }
-        let _ = self.setup.set(Setup {
-            server,
-            install_db,
-            user,
-        });
+        let _ = self.setup.set(resolve(&self.cfg)?);
         self.setup
             .get()
             .ok_or_else(|| DriverError::Failed("driver setup missing".into()))
@@ -493,6 +504,7 @@ fn last_lines(text: &str, n: usize) -> String {
 #[async_trait]
 impl Server for Mariadb {
     const NAME: &'static str = "mariadb";
+    const PID_FILE: &'static str = PID_FILE;
 
     fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
         Self {
@@ -503,6 +515,10 @@ impl Server for Mariadb {
             running: tokio::sync::Mutex::new(None),
             pid: AtomicU32::new(0),
         }
+    }
+
+    fn check(cfg: &ProcessConfig) -> Result<(), ConfigProblem> {
+        resolve(cfg).map(|_| ())
     }
 
     fn log_path(&self) -> PathBuf {

@@ -39,6 +39,30 @@ pub struct ProcessConfig {
     pub settings: BTreeMap<String, String>,
 }
 
+/// A field of a [`ProcessConfig`] that the driver would refuse, with what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}")]
+pub struct ConfigProblem {
+    /// The field's name in the config (`bin_dir`, `run_as`, `settings`, `data_dir`).
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl ConfigProblem {
+    pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        ConfigProblem {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl From<ConfigProblem> for crate::driver::DriverError {
+    fn from(p: ConfigProblem) -> Self {
+        crate::driver::DriverError::Failed(p.problem)
+    }
+}
+
 /// A database user created when the data directory is first initialised, with a database of
 /// the same name that it owns.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use tokio::process::Child;
 use super::child::{self, Escalation, RunAs, io_err};
 use super::postgres_bootstrap as bootstrap;
 use super::server::{Server, ServerProcess};
-use super::{BootstrapUser, ProcessConfig};
+use super::{BootstrapUser, ConfigProblem, ProcessConfig};
 use crate::driver::{BackendInfo, DriverError};
 
 /// Where Debian/Ubuntu install one directory per major version.
@@ -68,40 +68,54 @@ pub struct Postgres {
     pid: AtomicU32,
 }
 
+/// The binaries and user `cfg` asks for, found without creating or starting anything.
+fn resolve(cfg: &ProcessConfig) -> Result<Setup, ConfigProblem> {
+    if !cfg.data_dir.is_absolute() {
+        return Err(ConfigProblem::new(
+            "data_dir",
+            format!(
+                "data_dir {} must be an absolute path",
+                cfg.data_dir.display()
+            ),
+        ));
+    }
+    for (key, value) in &cfg.settings {
+        check_setting(key, value).map_err(|e| ConfigProblem::new("settings", e.to_string()))?;
+    }
+    let bin_dir = match &cfg.bin_dir {
+        Some(dir) => dir.clone(),
+        None => newest_bin_dir(Path::new(VERSIONS_ROOT))
+            .map_err(|e| ConfigProblem::new("bin_dir", e.to_string()))?,
+    };
+    for tool in ["postgres", "initdb"] {
+        if !child::is_executable(&bin_dir.join(tool)) {
+            return Err(ConfigProblem::new(
+                "bin_dir",
+                format!(
+                    "bin_dir {}: no executable `{tool}` there; set bin_dir to a PostgreSQL bin \
+                     directory",
+                    bin_dir.display()
+                ),
+            ));
+        }
+    }
+    let user = RunAs::resolve(cfg.run_as.as_deref(), "postgres")
+        .map_err(|e| ConfigProblem::new("run_as", e.to_string()))?;
+    if user.uid == 0 {
+        return Err(ConfigProblem::new(
+            "run_as",
+            "PostgreSQL refuses to run as root; set run_as to an unprivileged user",
+        ));
+    }
+    Ok(Setup { bin_dir, user })
+}
+
 impl Postgres {
     fn setup(&self) -> Result<&Setup, DriverError> {
         if let Some(s) = self.setup.get() {
             return Ok(s);
         }
-        if !self.cfg.data_dir.is_absolute() {
-            return Err(DriverError::Failed(format!(
-                "data_dir {} must be an absolute path",
-                self.cfg.data_dir.display()
-            )));
-        }
-        for (key, value) in &self.cfg.settings {
-            check_setting(key, value)?;
-        }
-        let bin_dir = match &self.cfg.bin_dir {
-            Some(dir) => dir.clone(),
-            None => newest_bin_dir(Path::new(VERSIONS_ROOT))?,
-        };
-        for tool in ["postgres", "initdb"] {
-            if !child::is_executable(&bin_dir.join(tool)) {
-                return Err(DriverError::Failed(format!(
-                    "bin_dir {}: no executable `{tool}` there; set bin_dir to a PostgreSQL bin \
-                     directory",
-                    bin_dir.display()
-                )));
-            }
-        }
-        let user = RunAs::resolve(self.cfg.run_as.as_deref(), "postgres")?;
-        if user.uid == 0 {
-            return Err(DriverError::Failed(
-                "PostgreSQL refuses to run as root; set run_as to an unprivileged user".into(),
-            ));
-        }
-        let _ = self.setup.set(Setup { bin_dir, user });
+        let _ = self.setup.set(resolve(&self.cfg)?);
         self.setup
             .get()
             .ok_or_else(|| DriverError::Failed("driver setup missing".into()))
@@ -461,6 +475,7 @@ impl Postgres {}
 #[async_trait]
 impl Server for Postgres {
     const NAME: &'static str = "postgres";
+    const PID_FILE: &'static str = "postmaster.pid";
 
     fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
         Self {
@@ -471,6 +486,10 @@ impl Server for Postgres {
             running: tokio::sync::Mutex::new(None),
             pid: AtomicU32::new(0),
         }
+    }
+
+    fn check(cfg: &ProcessConfig) -> Result<(), ConfigProblem> {
+        resolve(cfg).map(|_| ())
     }
 
     fn log_path(&self) -> PathBuf {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::lock::DataDirLock;
-use super::{BootstrapUser, ProcessConfig, child};
+use super::{BootstrapUser, ConfigProblem, ProcessConfig, child};
 use crate::driver::{BackendInfo, Driver, DriverError};
 
 /// One database server (one data directory) run as a child process.
@@ -18,7 +18,12 @@ use crate::driver::{BackendInfo, Driver, DriverError};
 pub trait Server: Send + Sync + 'static {
     /// For error messages.
     const NAME: &'static str;
+    /// The file in the data directory whose first line is the running server's pid.
+    const PID_FILE: &'static str;
     fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self;
+    /// What `prepare` and `start` would refuse in `cfg` (binaries, settings, user), found
+    /// without creating or starting anything.
+    fn check(cfg: &ProcessConfig) -> Result<(), ConfigProblem>;
     async fn prepare(&self) -> Result<(), DriverError>;
     async fn start(&self) -> Result<BackendInfo, DriverError>;
     async fn stop(&self) -> Result<(), DriverError>;
@@ -44,6 +49,19 @@ impl<S: Server> ServerProcess<S> {
             inner: Arc::new(S::new(cluster, cfg, users)),
             lock: Mutex::new(None),
         }
+    }
+
+    /// What `prepare` and `start` would refuse in `cfg`, without touching anything.
+    pub fn check(cfg: &ProcessConfig) -> Result<(), ConfigProblem> {
+        S::check(cfg)
+    }
+
+    /// The pid of a live process that the data directory's pid file names: a server an
+    /// earlier torpor left behind (which `prepare` stops), or another torpor's.
+    pub fn running_on(cfg: &ProcessConfig) -> Option<u32> {
+        let text = std::fs::read_to_string(cfg.data_dir.join(S::PID_FILE)).ok()?;
+        let pid = text.lines().next()?.trim().parse().ok()?;
+        child::is_alive(pid).then_some(pid)
     }
 
     /// The file the server's stdout and stderr are appended to.
