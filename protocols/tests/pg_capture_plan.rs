@@ -525,6 +525,7 @@ fn replay_order_labels_and_messages() {
     assert_eq!(
         plan.statements,
         vec![
+            "start of the restore",
             "setting DateStyle",
             "setting search_path",
             "setting work_mem",
@@ -557,53 +558,64 @@ fn replay_order_labels_and_messages() {
             "advisory lock -5",
             "session authorization bob",
             "role carol",
+            "commit of the restored state",
         ]
     );
     assert_eq!(plan.parses, vec!["prepared statement s1"]);
-    assert_eq!(plan.ready_count, 2);
+    // BEGIN up to the owners; the PREPARE alone; LISTEN to role; COMMIT alone.
+    assert_eq!(plan.queries, vec![24, 1, 8, 1]);
+    assert_eq!(plan.ready_count, 5);
 
     let msgs = messages(&plan.messages);
-    assert_eq!(msgs[0].0, b'Q');
-    let sql = String::from_utf8(msgs[0].1[..msgs[0].1.len() - 1].to_vec()).unwrap();
-    let stmts: Vec<&str> = sql.split(";\n").collect();
+    let queries: Vec<String> = msgs
+        .iter()
+        .filter(|m| m.0 == b'Q')
+        .map(|m| String::from_utf8(m.1[..m.1.len() - 1].to_vec()).unwrap())
+        .collect();
+    let per_query: Vec<usize> = queries.iter().map(|q| q.split(";\n").count()).collect();
+    assert_eq!(per_query, plan.queries);
+    let stmts: Vec<&str> = queries.iter().flat_map(|q| q.split(";\n")).collect();
     assert_eq!(stmts.len(), plan.statements.len());
     assert_eq!(
-        stmts[1],
+        stmts[2],
         "SELECT pg_catalog.set_config('search_path', '\"a, b\", public', false)"
     );
     assert_eq!(
-        stmts[6],
+        stmts[7],
         "CREATE TEMP TABLE pg_temp.\"parent\" (\"id\" integer DEFAULT nextval('parent_id_seq'::regclass) NOT NULL, \
          \"name\" text DEFAULT 'x''y'::text NOT NULL, \"code\" character varying(10) COLLATE pg_catalog.\"C\", \
          \"doubled\" numeric GENERATED ALWAYS AS ((price * (2)::numeric)) STORED) WITH (fillfactor = '70')"
     );
     assert_eq!(
-        stmts[7],
+        stmts[8],
         "CREATE TEMP TABLE pg_temp.\"child\" (\"cid\" bigint GENERATED ALWAYS AS IDENTITY \
          (SEQUENCE NAME pg_temp.\"child_cid_seq\" INCREMENT BY 5 MINVALUE 1 MAXVALUE 9223372036854775807 \
          START WITH 100 CACHE 1 NO CYCLE) NOT NULL, \"pid\" integer)"
     );
-    assert!(stmts[8].ends_with("ON COMMIT DELETE ROWS"));
+    assert!(stmts[9].ends_with("ON COMMIT DELETE ROWS"));
     assert_eq!(
-        stmts[10],
+        stmts[11],
         "COPY pg_temp.\"child\" (\"cid\", \"pid\") FROM STDIN (FORMAT binary)"
     );
     assert_eq!(
-        stmts[18],
+        stmts[19],
         "SELECT pg_catalog.setval('pg_temp.\"standalone\"', 10, false)"
     );
-    assert!(stmts[26].starts_with(
+    assert!(stmts[27].starts_with(
         "DO $torpor$BEGIN FOR i IN 1..3 LOOP IF NOT pg_catalog.pg_try_advisory_lock(42::pg_catalog.int8)"
     ));
     assert!(
-        stmts[27].contains("pg_try_advisory_lock_shared(1::pg_catalog.int4, 2::pg_catalog.int4)")
+        stmts[28].contains("pg_try_advisory_lock_shared(1::pg_catalog.int4, 2::pg_catalog.int4)")
     );
-    assert_eq!(stmts[23], "PREPARE p1 (int, text) AS SELECT $1, $2\n");
+    // Exactly the statement's own text, alone in its Query: what pg_prepared_statements shows.
+    assert_eq!(queries[1], "PREPARE p1 (int, text) AS SELECT $1, $2");
+    assert_eq!(stmts[0], "BEGIN");
+    assert_eq!(queries[3], "COMMIT");
 
     // CopyData for parent (one chunk), child (200 kB → four ≤ 64 KiB chunks), each followed by
-    // CopyDone, then Parse and Sync.
+    // CopyDone, then the PREPARE's Query, the rest, the COMMIT, then Parse and Sync.
     let tags: Vec<u8> = msgs.iter().map(|m| m.0).collect();
-    assert_eq!(tags, b"QdcddddcPS".to_vec());
+    assert_eq!(tags, b"QdcddddcQQQPS".to_vec());
     let child: Vec<u8> = msgs[3..7].iter().flat_map(|m| m.1.clone()).collect();
     assert_eq!(child, binary_rows(20_000));
     assert!(msgs[3..7].iter().all(|m| m.1.len() <= 64 * 1024));

@@ -196,6 +196,37 @@ async fn prepared_statements_survive_sleep() {
     env.shutdown().await;
 }
 
+/// pg_prepared_statements shows a SQL PREPARE's own text after a wake, as before the sleep, not
+/// the replay torpor sent to restore it among other state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepare_shows_its_own_text_after_sleep() {
+    let env = TestEnv::default().await;
+    let s = env.connect().await;
+    s.exec("SET application_name = 'prepare-text'").await;
+    s.exec("PREPARE s AS SELECT $1::int + 1").await;
+    s.exec("PREPARE other AS SELECT 'two'").await;
+    s.exec("LISTEN prepare_text").await;
+    const ONE: &str = "SELECT statement FROM pg_prepared_statements WHERE name = 's'";
+    const ALL: &str = "SELECT string_agg(name || ' = ' || statement, ' | ' ORDER BY name) \
+                       FROM pg_prepared_statements WHERE from_sql";
+    let before = s.text(ONE).await;
+    assert_eq!(before, "PREPARE s AS SELECT $1::int + 1");
+    let all_before = s.text(ALL).await;
+    let pid_before = s.text("SELECT pg_backend_pid()").await;
+
+    env.sleep_ok().await;
+
+    assert_eq!(s.text(ONE).await, before);
+    assert_eq!(s.text(ALL).await, all_before);
+    assert_ne!(s.text("SELECT pg_backend_pid()").await, pid_before);
+    assert_eq!(s.text("EXECUTE s(41)").await, "42");
+    assert_eq!(s.text("EXECUTE other").await, "two");
+    assert_eq!(s.text("SHOW application_name").await, "prepare-text");
+
+    drop(s);
+    env.shutdown().await;
+}
+
 async fn prepared_names(s: &torpor_tests::harness::Pg) -> Vec<String> {
     let rows = s
         .simple_query(

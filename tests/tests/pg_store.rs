@@ -207,6 +207,30 @@ async fn failed_replay_statement_names_what_was_lost() {
     env.shutdown().await;
 }
 
+/// SQL PREPAREs are replayed in queries of their own; a failure in a later one is still
+/// named by its own item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_a_sql_prepare_names_its_own_item() {
+    let env = TestEnv::default().await;
+    let holder = env.connect().await;
+    holder
+        .exec("SET app.x = '1'; PREPARE p AS SELECT 1; LISTEN c; SELECT pg_advisory_lock(4343)")
+        .await;
+    env.sleep_ok().await;
+    let thief = env.connect().await;
+    assert_eq!(thief.text("SELECT pg_try_advisory_lock(4343)").await, "t");
+    // Not a probe (torpor answers those without waking the database).
+    let err = holder
+        .simple_query("SELECT current_setting('app.x')")
+        .await
+        .expect_err("a session with lost state must not continue");
+    let msg = describe(&err);
+    assert!(msg.contains("woke up: advisory lock 4343: "), "{msg}");
+    let _ = holder.ended().await;
+    drop(thief);
+    env.shutdown().await;
+}
+
 /// A parked session's advisory lock is not held by anyone while the cluster sleeps; if another
 /// session takes it first, the parked session must fail loudly rather than run without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

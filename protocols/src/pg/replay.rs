@@ -1,9 +1,17 @@
 //! Replay plan: what the proxy sends a fresh backend to give it a parked session's state.
 //!
-//! One write: a simple Query holding every SQL statement (PostgreSQL runs a multi-statement
-//! Query as one implicit transaction, so a failure leaves nothing half-restored), the CopyData
-//! and CopyDone of each `COPY ... FROM STDIN` right behind it (the backend reads them when it
-//! reaches that COPY), then one Parse per protocol-level prepared statement and a Sync.
+//! One write, read back once: a simple Query holding the SQL statements up to the PREPAREs, the
+//! CopyData and CopyDone of each `COPY ... FROM STDIN` right behind it (the backend reads them
+//! when it reaches that COPY), one simple Query per SQL PREPARE, a simple Query with the rest
+//! (and a COMMIT alone, see below), then one Parse per protocol-level prepared statement and a
+//! Sync.
+//!
+//! Each PREPARE goes alone because PostgreSQL keeps the whole query string a PREPARE came in
+//! as its text in `pg_prepared_statements`: alone, the text is the client's own statement
+//! again, not torpor's script. Without SQL PREPAREs everything is one Query, which PostgreSQL
+//! runs as one implicit transaction; split, the queries are wrapped in BEGIN and a COMMIT of
+//! their own, so that a failure still leaves nothing half-restored (prepared statements are
+//! not transactional, but the session is closed with an error then anyway).
 //!
 //! Statement order, and why:
 //! 1. settings (`set_config`);
@@ -36,25 +44,55 @@ const COPY_CHUNK: usize = 64 * 1024;
 pub struct ReplayPlan {
     /// Everything to send in one write.
     pub messages: BytesMut,
-    /// One label per statement of the simple query, in order: exactly one CommandComplete each.
+    /// One label per statement of the simple queries, in order: exactly one CommandComplete
+    /// each.
     pub statements: Vec<String>,
+    /// How many of `statements` each simple Query holds, in order: one ReadyForQuery each.
+    pub queries: Vec<usize>,
     /// One label per Parse message, in order: one ParseComplete each.
     pub parses: Vec<String>,
-    /// ReadyForQuery messages to read before the replay is done (0, 1 or 2).
+    /// ReadyForQuery messages to read before the replay is done: one per simple Query, and
+    /// one for the Parse messages if there are any.
     pub ready_count: usize,
 }
 
 struct Builder<'a> {
     sql: Vec<String>,
     labels: Vec<String>,
-    /// COPY payloads in statement order, borrowed: they can be large.
+    /// COPY payloads of the pending Query in statement order, borrowed: they can be large.
     copies: Vec<&'a [u8]>,
+    plan: ReplayPlan,
 }
 
 impl Builder<'_> {
     fn push(&mut self, sql: String, label: String) {
         self.sql.push(sql);
         self.labels.push(label);
+    }
+
+    /// Ends the pending simple Query: its message, then the rows of its COPYs.
+    fn send_query(&mut self) {
+        if self.sql.is_empty() {
+            return;
+        }
+        let plan = &mut self.plan;
+        message::query(&mut plan.messages, &self.sql.join(";\n"));
+        let copy_bytes: usize = self
+            .copies
+            .iter()
+            .map(|r| r.len() + 5 * (r.len() / COPY_CHUNK + 2))
+            .sum();
+        plan.messages.reserve(copy_bytes);
+        for rows in self.copies.drain(..) {
+            for chunk in rows.chunks(COPY_CHUNK) {
+                message::copy_data(&mut plan.messages, chunk);
+            }
+            message::copy_done(&mut plan.messages);
+        }
+        plan.queries.push(self.sql.len());
+        plan.statements.append(&mut self.labels);
+        plan.ready_count += 1;
+        self.sql.clear();
     }
 }
 
@@ -214,7 +252,12 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
         sql: Vec::new(),
         labels: Vec::new(),
         copies: Vec::new(),
+        plan: ReplayPlan::default(),
     };
+    let split = snap.prepared.iter().any(|p| p.from_sql);
+    if split {
+        b.push("BEGIN".into(), "start of the restore".into());
+    }
 
     for s in &snap.settings {
         b.push(set_config(&s.name, &s.value), format!("setting {}", s.name));
@@ -321,11 +364,12 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
     }
 
     for p in snap.prepared.iter().filter(|p| p.from_sql) {
-        // The newline ends a trailing `--` comment before the separator.
+        b.send_query();
         b.push(
-            format!("{}\n", p.statement),
+            p.statement.clone(),
             format!("prepared statement {}", p.name),
         );
+        b.send_query();
     }
     for ch in &snap.listen {
         b.push(
@@ -347,25 +391,14 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
     if let Some(role) = &snap.role {
         b.push(set_config("role", role), format!("role {role}"));
     }
-
-    let mut plan = ReplayPlan::default();
-    if !b.sql.is_empty() {
-        message::query(&mut plan.messages, &b.sql.join(";\n"));
-        let copy_bytes: usize = b
-            .copies
-            .iter()
-            .map(|r| r.len() + 5 * (r.len() / COPY_CHUNK + 2))
-            .sum();
-        plan.messages.reserve(copy_bytes);
-        for rows in &b.copies {
-            for chunk in rows.chunks(COPY_CHUNK) {
-                message::copy_data(&mut plan.messages, chunk);
-            }
-            message::copy_done(&mut plan.messages);
-        }
-        plan.ready_count += 1;
+    if split {
+        // Alone: after a failure PostgreSQL skips the rest of a Query, and this COMMIT must
+        // still end the (then rolled back) transaction.
+        b.send_query();
+        b.push("COMMIT".into(), "commit of the restored state".into());
     }
-    plan.statements = b.labels;
+    b.send_query();
+    let mut plan = b.plan;
 
     let parsed: Vec<_> = snap.prepared.iter().filter(|p| !p.from_sql).collect();
     if !parsed.is_empty() {

@@ -24,28 +24,35 @@ pub async fn restore(
     let started = std::time::Instant::now();
     backend.conn.send(&plan.messages).await?;
 
-    let mut statements = 0usize;
+    // The simple queries come back first, one ReadyForQuery each, then the Parse batch. A
+    // failed statement ends its query without a CommandComplete for the rest, so each query's
+    // statements are counted from where its own labels start.
+    let mut query = 0usize;
+    let mut query_start = 0usize;
+    let mut completed = 0usize;
     let mut parses = 0usize;
     let mut ready = 0usize;
-    // Until the first ReadyForQuery we are in the simple query; after it, in the Parse batch.
-    let mut in_parses = plan.statements.is_empty();
     let mut failure: Option<String> = None;
     while ready < plan.ready_count {
         let (t, msg) = backend.conn.recv().await?;
         let b = body(&msg);
         match t {
-            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE => statements += 1,
+            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE => completed += 1,
             tag::PARSE_COMPLETE => parses += 1,
             tag::READY_FOR_QUERY => {
                 ready += 1;
-                in_parses = true;
+                if let Some(n) = plan.queries.get(query) {
+                    query += 1;
+                    query_start += n;
+                    completed = 0;
+                }
             }
             tag::ERROR_RESPONSE => {
                 let f = parse::error_fields(b)?;
-                let what = if in_parses {
-                    plan.parses.get(parses)
+                let what = if query < plan.queries.len() {
+                    plan.statements.get(query_start + completed)
                 } else {
-                    plan.statements.get(statements)
+                    plan.parses.get(parses)
                 };
                 if failure.is_none() {
                     failure = Some(format!(
