@@ -166,7 +166,7 @@ const VARS_PER_QUERY: usize = 100;
 /// Replay order of variables: a character set before its collation (setting a character set
 /// resets the collation), SET NAMES's trio before collation_connection; then the rest by
 /// name; the transaction characteristics and sql_mode last.
-fn variable_rank(name: &str) -> (u8, u8) {
+pub(crate) fn variable_rank(name: &str) -> (u8, u8) {
     const FIRST: &[&str] = &[
         "character_set_client",
         "character_set_results",

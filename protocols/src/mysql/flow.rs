@@ -123,6 +123,12 @@ impl Flow {
         self.status
     }
 
+    /// Carries the session's status over to a new connection (or a change torpor answered
+    /// for): what the next local answer reports until the backend says otherwise.
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
     pub fn in_transaction(&self) -> bool {
         self.status & status::IN_TRANS != 0
     }
