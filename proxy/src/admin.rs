@@ -255,6 +255,12 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         &mut per_cluster(&|s, _| s.pg_catalog().map_or(0.0, |c| c.settings.len() as f64)),
     );
     family(
+        "torpor_mysql_catalog_variables",
+        "gauge",
+        "MySQL variables in the catalog learned from the server (0: not learned yet)",
+        &mut per_cluster(&|s, _| s.my_catalog().map_or(0.0, |c| c.variables.len() as f64)),
+    );
+    family(
         "torpor_idle_timeout_seconds",
         "gauge",
         "configured idle timeout",

@@ -87,6 +87,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
                 }
             });
         }
+        if c.protocol == Protocol::Mysql {
+            let token = shutdown.clone();
+            let learner = service.clone();
+            background.spawn(async move {
+                tokio::select! {
+                    _ = mysql::keep_learning(learner) => {}
+                    _ = token.cancelled() => {}
+                }
+            });
+        }
         background.spawn(accept_loop(
             listener,
             service,

@@ -68,6 +68,8 @@ pub struct Service {
     greeting: Mutex<Option<Greeting>>,
     /// The PostgreSQL server's settings catalog and version, from the last time it ran.
     pg_catalog: Mutex<Option<Arc<protocols::pg::local::Catalog>>>,
+    /// The MySQL server's variables, character sets and collations, from the last time it ran.
+    my_catalog: Mutex<Option<Arc<protocols::mysql::local::Catalog>>>,
     /// The first configured user: torpor's own connections (learning the catalog) log in as it.
     pub first_user: Option<Arc<User>>,
     /// Requests torpor answered itself, without the server.
@@ -106,6 +108,7 @@ impl Service {
             startup_status: Mutex::new(HashMap::new()),
             greeting: Mutex::new(None),
             pg_catalog: Mutex::new(None),
+            my_catalog: Mutex::new(None),
             first_user,
             local_answers: AtomicU64::new(0),
             // Checked when the config was validated.
@@ -154,5 +157,16 @@ impl Service {
 
     pub fn remember_pg_catalog(&self, c: protocols::pg::local::Catalog) {
         *self.pg_catalog.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(c));
+    }
+
+    pub fn my_catalog(&self) -> Option<Arc<protocols::mysql::local::Catalog>> {
+        self.my_catalog
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn remember_my_catalog(&self, c: protocols::mysql::local::Catalog) {
+        *self.my_catalog.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(c));
     }
 }

@@ -18,9 +18,41 @@ pub mod caps {
     pub const PROTOCOL_41: u32 = 1 << 9;
     pub const TRANSACTIONS: u32 = 1 << 13;
     pub const SECURE_CONNECTION: u32 = 1 << 15;
+    pub const MULTI_STATEMENTS: u32 = 1 << 16;
     pub const MULTI_RESULTS: u32 = 1 << 17;
     pub const PS_MULTI_RESULTS: u32 = 1 << 18;
     pub const PLUGIN_AUTH: u32 = 1 << 19;
+    pub const SESSION_TRACK: u32 = 1 << 23;
+    pub const DEPRECATE_EOF: u32 = 1 << 24;
+    /// What [`super::MyRaw::login`] asks for.
+    pub const DEFAULT: u32 = LONG_PASSWORD
+        | LONG_FLAG
+        | PROTOCOL_41
+        | TRANSACTIONS
+        | SECURE_CONNECTION
+        | MULTI_RESULTS
+        | PS_MULTI_RESULTS
+        | PLUGIN_AUTH;
+}
+
+/// How a raw client introduces itself: capability flags, MariaDB's extended capabilities (read
+/// by the server only when LONG_PASSWORD, alias CLIENT_MYSQL, is clear) and the collation id.
+#[derive(Debug, Clone, Copy)]
+pub struct Hello {
+    pub caps: u32,
+    pub mariadb_caps: u32,
+    pub charset: u8,
+}
+
+impl Default for Hello {
+    fn default() -> Self {
+        Hello {
+            caps: caps::DEFAULT,
+            mariadb_caps: 0,
+            // utf8mb4_general_ci
+            charset: 45,
+        }
+    }
 }
 
 pub mod com {
@@ -78,6 +110,8 @@ pub struct MyRaw {
     pub io: TcpStream,
     buf: Vec<u8>,
     pub greeting: Greeting,
+    /// What this client said it is at login.
+    pub hello: Hello,
 }
 
 /// How long any single read may take; generous, a wake is inside some of them.
@@ -98,6 +132,7 @@ impl MyRaw {
                 capabilities: 0,
                 auth_plugin: String::new(),
             },
+            hello: Hello::default(),
         };
         let (_, p) = raw.recv().await?.context("closed before the greeting")?;
         raw.greeting = parse_greeting(&p)?;
@@ -111,7 +146,19 @@ impl MyRaw {
         password: &str,
         db: Option<&str>,
     ) -> anyhow::Result<MyRaw> {
+        MyRaw::login_as(addr, user, password, db, Hello::default()).await
+    }
+
+    /// [`MyRaw::login`] with the capabilities and collation of `hello`.
+    pub async fn login_as(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+        hello: Hello,
+    ) -> anyhow::Result<MyRaw> {
         let mut raw = MyRaw::connect(addr).await?;
+        raw.hello = hello;
         let resp = raw.handshake_response(user, password, db);
         raw.send_packet(1, &resp).await?;
         loop {
@@ -144,22 +191,16 @@ impl MyRaw {
 
     /// A well-formed HandshakeResponse41 payload for this connection's scramble.
     pub fn handshake_response(&self, user: &str, password: &str, db: Option<&str>) -> Vec<u8> {
-        let mut c = caps::LONG_PASSWORD
-            | caps::LONG_FLAG
-            | caps::PROTOCOL_41
-            | caps::TRANSACTIONS
-            | caps::SECURE_CONNECTION
-            | caps::MULTI_RESULTS
-            | caps::PS_MULTI_RESULTS
-            | caps::PLUGIN_AUTH;
+        let mut c = self.hello.caps;
         if db.is_some() {
             c |= caps::CONNECT_WITH_DB;
         }
         let mut p = Vec::new();
         p.extend_from_slice(&c.to_le_bytes());
         p.extend_from_slice(&(16u32 << 20).to_le_bytes());
-        p.push(45); // utf8mb4_general_ci
-        p.extend_from_slice(&[0u8; 23]);
+        p.push(self.hello.charset);
+        p.extend_from_slice(&[0u8; 19]);
+        p.extend_from_slice(&self.hello.mariadb_caps.to_le_bytes());
         p.extend_from_slice(user.as_bytes());
         p.push(0);
         let auth = if password.is_empty() {
@@ -265,6 +306,49 @@ impl MyRaw {
                 return Ok(Resp::Rows(rows));
             }
             rows.push(p);
+        }
+    }
+
+    /// Sends one command and returns its whole response as it came: every packet with its
+    /// header, through the last result of a multi-statement text.
+    pub async fn exchange(&mut self, payload: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.command(payload).await?;
+        let deprecate_eof = self.hello.caps & caps::DEPRECATE_EOF != 0;
+        let mut out = Vec::new();
+        loop {
+            // One result: OK, ERR, or column count, definitions, rows and a terminator.
+            let (seq, first) = self.recv().await?.context("closed instead of answering")?;
+            out.push(packet(seq, &first));
+            let status = match first.first() {
+                Some(0xff) => return Ok(out),
+                Some(0x00) => ok_status(&first)?,
+                _ => {
+                    let (columns, _) = lenenc(&first).context("column count")?;
+                    for _ in 0..columns + u64::from(!deprecate_eof) {
+                        let (seq, p) = self.recv().await?.context("closed in the columns")?;
+                        out.push(packet(seq, &p));
+                    }
+                    loop {
+                        let (seq, p) = self.recv().await?.context("closed in the rows")?;
+                        out.push(packet(seq, &p));
+                        match p.first() {
+                            Some(0xff) => return Ok(out),
+                            Some(0xfe) if p.len() < 9 => {
+                                break if deprecate_eof {
+                                    ok_status(&p)?
+                                } else {
+                                    u16::from_le_bytes([p[3], p[4]])
+                                };
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            };
+            // SERVER_MORE_RESULTS_EXISTS
+            if status & 8 == 0 {
+                return Ok(out);
+            }
         }
     }
 
@@ -406,6 +490,14 @@ fn lenenc(b: &[u8]) -> Option<(u64, usize)> {
         0xfe => Some((u64::from_le_bytes(b.get(1..9)?.try_into().ok()?), 9)),
         _ => None,
     }
+}
+
+/// The status flags of an OK packet (or an OK-shaped terminator).
+fn ok_status(p: &[u8]) -> anyhow::Result<u16> {
+    let (_, a) = lenenc(p.get(1..).unwrap_or_default()).context("affected rows")?;
+    let (_, b) = lenenc(p.get(1 + a..).unwrap_or_default()).context("insert id")?;
+    let s = p.get(1 + a + b..3 + a + b).context("status")?;
+    Ok(u16::from_le_bytes([s[0], s[1]]))
 }
 
 /// The first cell of a text-protocol row (None for NULL).

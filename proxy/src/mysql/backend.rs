@@ -10,7 +10,7 @@ use protocols::mysql::handshake::{
     sha2_auth,
 };
 use protocols::mysql::packet::write_packet;
-use protocols::mysql::response::ErrPacket;
+use protocols::mysql::response::{ErrPacket, OkPacket};
 
 use super::conn::{Conn, payload, seq};
 use super::error::{SessionError, UNKNOWN};
@@ -26,6 +26,8 @@ pub struct Backend {
     /// Capabilities agreed with the backend.
     pub capabilities: u32,
     pub greeting: Greeting,
+    /// Server status after login (AUTOCOMMIT and the sql_mode flags of a fresh session).
+    pub status: u16,
 }
 
 /// Capabilities that change what goes over the wire after the handshake: the backend must
@@ -153,12 +155,12 @@ async fn login(
     write_packet(&mut out, seq(&packet).wrapping_add(1), &body);
     conn.send(&out).await?;
 
-    loop {
+    let status = loop {
         let packet = conn.recv().await?;
         let next = seq(&packet).wrapping_add(1);
         let body = payload(&packet);
         match body.first() {
-            Some(0x00) => break,
+            Some(0x00) => break OkPacket::parse(body, capabilities)?.status,
             Some(0xFF) => return Err(backend_err(body)),
             Some(0xFE) => {
                 let switch = AuthSwitch::parse(body)?;
@@ -183,13 +185,14 @@ async fn login(
             }
             _ => return Err(unreachable_db("unexpected packet during authentication")),
         }
-    }
+    };
     Ok(Backend {
         conn,
         addr,
         id: hs.connection_id,
         capabilities,
         greeting: greeting_of(&hs),
+        status,
     })
 }
 

@@ -1,6 +1,7 @@
 //! MySQL/MariaDB client sessions: the glue between the wire codec, the lifecycle and the store.
 
 mod backend;
+mod catalog;
 mod change_user;
 mod checkpoint;
 mod conn;
@@ -10,6 +11,8 @@ mod restore;
 mod session;
 mod startup;
 mod statements;
+
+pub use catalog::keep_learning;
 
 use std::sync::Arc;
 

@@ -22,15 +22,16 @@ fn failed(what: &str) -> SessionError {
 }
 
 /// Sends the whole replay in one write and reads one response per command. Prepared statements
-/// get new backend ids under the ids the client knows; their long data is sent again.
+/// get new backend ids under the ids the client knows; their long data is sent again. Returns
+/// the server status after the replay.
 pub async fn restore(
     backend: &mut Backend,
     snap: &MySnapshot,
     stmts: &mut Statements,
-) -> Result<(), SessionError> {
+) -> Result<u16, SessionError> {
     let commands = replay::build(snap);
     if commands.is_empty() {
-        return Ok(());
+        return Ok(backend.status);
     }
     let mut flow = Flow::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
     let mut out = Vec::new();
@@ -96,5 +97,5 @@ pub async fn restore(
     if !out.is_empty() {
         backend.conn.send(&out).await?;
     }
-    Ok(())
+    Ok(flow.status())
 }

@@ -8,6 +8,7 @@ use controller::{BackendInfo, CheckpointReply, DrainCmd, Resume};
 use protocols::mysql::command::{self, com, cursor};
 use protocols::mysql::flow::{Flow, Kind, Reply, Seen};
 use protocols::mysql::handshake::caps;
+use protocols::mysql::local::{self, Overlay, View};
 use protocols::mysql::packet::{self, MAX_PAYLOAD, write_packet};
 use protocols::mysql::response::{
     OkPacket, SessionChange, err_packet, session_changes, status, strip_session_track,
@@ -33,6 +34,9 @@ use crate::stop::Stop;
 
 /// While a response is outstanding, stop reading a client that keeps sending past this.
 const CLIENT_BACKLOG: usize = 1 << 20;
+
+/// How long a drain's checkpoint waits for probes in flight to be answered.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Session {
     service: Arc<Service>,
@@ -60,6 +64,13 @@ pub struct Session {
     /// The client sent something since the last snapshot (or since the backend connection was
     /// made) that may have changed what the session holds.
     changed: bool,
+    /// What the client set while torpor answered for it, for the next replay.
+    overlay: Overlay,
+    /// Everything in flight on the backend is health-check probes.
+    probing: bool,
+    /// The session may have changed its session tracking or old_mode: torpor no longer knows
+    /// what the server would report for a SET, or how it reads `utf8`.
+    customised: bool,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +125,9 @@ impl Session {
             client_continues: false,
             reply_seq,
             changed: false,
+            overlay: Overlay::default(),
+            probing: false,
+            customised: false,
         }
     }
 
@@ -173,7 +187,7 @@ impl Session {
         let read_client = !self.flow.busy() || self.client.rbuf.len() < CLIENT_BACKLOG;
         let early = self
             .seat
-            .wants_early_snapshot(self.backend.is_some(), self.changed);
+            .wants_early_snapshot(self.backend.is_some() && !self.flow.busy(), self.changed);
         let event = tokio::select! {
             _ = stop.shutdown.as_mut() => Event::Shutdown,
             _ = stop.killed.as_mut() => Event::Killed,
@@ -260,14 +274,12 @@ impl Session {
         let Some(&cmd) = payload(&packet).first() else {
             return Err(SessionError::Protocol("empty command packet".into()));
         };
+        if !full && self.answer_locally(cmd, &packet).await? {
+            return Ok(Step::Continue);
+        }
         match cmd {
             // A client saying goodbye is not activity: it must not wake the database.
             com::QUIT => return Ok(Step::Done),
-            com::PING if self.backend.is_none() => {
-                let seq = self.reply_seq;
-                self.send_ok(seq).await?;
-                return Ok(Step::Continue);
-            }
             com::STMT_CLOSE => {
                 self.changed = true;
                 let id = command::stmt_id(payload(&packet)).unwrap_or(0);
@@ -333,11 +345,59 @@ impl Session {
         self.forward_command(packet).await
     }
 
+    /// Answers the command without the server when it may: while parked (probes and SETs), or
+    /// while the backend is being drained (probes only, so they don't call the drain off).
+    async fn answer_locally(&mut self, cmd: u8, packet: &[u8]) -> Result<bool, SessionError> {
+        let probes_only = if self.backend.is_none() {
+            false
+        } else if !self.flow.busy() && (self.seat.prepared || self.service.cluster.is_draining()) {
+            true
+        } else {
+            return Ok(false);
+        };
+        let status = self.flow.status();
+        let reply = match cmd {
+            com::PING => local::ok_packet(self.reply_seq, status, self.hello.capabilities),
+            com::QUERY => {
+                let catalog = if probes_only {
+                    None
+                } else {
+                    self.service.my_catalog()
+                };
+                let view = View {
+                    capabilities: self.hello.capabilities,
+                    status,
+                    catalog: catalog.as_deref(),
+                    plain_session: !self.customised,
+                };
+                let Some(answer) = local::answer(&payload(packet)[1..], self.reply_seq, &view)
+                else {
+                    return Ok(false);
+                };
+                self.flow.set_status(answer.status);
+                self.overlay.record(&answer.changes);
+                answer.reply
+            }
+            _ => return Ok(false),
+        };
+        self.service
+            .local_answers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.client.send(&reply).await?;
+        Ok(true)
+    }
+
     async fn forward_command(&mut self, mut packet: BytesMut) -> Result<Step, SessionError> {
         if self.backend.is_none() {
             self.attach().await?;
         }
-        if self.seat.activity() == Resume::Parked {
+        // Probes reach a running server but are not activity: they neither call a drain off
+        // nor keep the database up.
+        let body = payload(&packet);
+        let probe = body[0] == com::PING || (body[0] == com::QUERY && local::is_probe(&body[1..]));
+        let probing = probe && !self.seat.prepared && !self.service.cluster.is_draining();
+        self.probing = probing && (self.probing || !self.flow.busy());
+        if !probing && self.seat.activity() == Resume::Parked {
             // Too late to call the drain off: our snapshot is durable, so park and wake
             // again; the command goes to the new backend.
             self.park();
@@ -355,6 +415,12 @@ impl Session {
                 self.current
                     .text
                     .push_str(&String::from_utf8_lossy(&body[1..]));
+                if cmd != com::INIT_DB
+                    && protocols::mysql::sql::worth_scanning(&self.current.text)
+                    && local::may_customise(&body[1..])
+                {
+                    self.customised = true;
+                }
                 match cmd {
                     com::QUERY => Reply::Query,
                     com::STMT_PREPARE => Reply::Prepare,
@@ -391,7 +457,7 @@ impl Session {
             _ => Reply::Single,
         };
         self.changed |= match cmd {
-            com::QUERY => !txn::plainly_reads(&self.current.text),
+            com::QUERY => !probe && !txn::plainly_reads(&self.current.text),
             com::STMT_EXECUTE => !self.stmts.get(self.current.stmt).is_some_and(|s| s.plain),
             com::STMT_FETCH | com::PING | com::FIELD_LIST | com::STATISTICS | com::PROCESS_INFO => {
                 false
@@ -583,6 +649,7 @@ impl Session {
             com::RESET_CONNECTION if ok => {
                 self.tracked.reset();
                 self.stmts.clear();
+                self.customised = false;
             }
             com::SET_OPTION if ok => {
                 // COM_SET_OPTION 0 turns multi-statements on, 1 off; a new backend connection
@@ -597,7 +664,34 @@ impl Session {
         }
     }
 
+    /// Lets the probes in flight finish, so a drain need not be refused for them.
+    async fn finish_probes(&mut self) -> Result<(), SessionError> {
+        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+        while self.probing && self.flow.busy() {
+            let Some(b) = self.backend.as_mut() else {
+                return Ok(());
+            };
+            match tokio::time::timeout_at(deadline, b.conn.fill()).await {
+                Err(_) => return Ok(()),
+                Ok(r) => {
+                    if r? == 0 {
+                        return Err(SessionError::fatal(
+                            2013,
+                            "HY000",
+                            "Lost connection to the database",
+                        ));
+                    }
+                }
+            }
+            self.on_backend_bytes().await?;
+        }
+        Ok(())
+    }
+
     async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Step, SessionError> {
+        if matches!(cmd, DrainCmd::Checkpoint(_)) {
+            self.finish_probes().await?;
+        }
         match cmd {
             DrainCmd::Checkpoint(reply) => match self.checkpoint().await {
                 Ok(answer) => self.seat.answer(reply, Ok(answer)),
@@ -710,6 +804,10 @@ impl Session {
     fn park(&mut self) {
         self.backend = None;
         self.flow.reset();
+        // A transaction autocommit=0 opened for reads is not carried over: the session the
+        // client gets back has none.
+        self.flow
+            .set_status(self.flow.status() & local::SESSION_STATUS & !status::IN_TRANS);
         self.seat.leave();
         self.update_busy();
     }
@@ -736,6 +834,24 @@ impl Session {
         at: &BackendInfo,
         snap: Option<Result<MySnapshot, StoreError>>,
     ) -> Result<(), SessionError> {
+        let snap = match snap {
+            Some(loaded) => Some(loaded.map_err(|e| {
+                SessionError::fatal(
+                    UNKNOWN,
+                    "HY000",
+                    format!(
+                        "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
+                    ),
+                )
+            })?),
+            // Only what torpor answered for: the replay is those settings, in the session's
+            // schema.
+            None if !self.overlay.is_empty() => Some(MySnapshot {
+                schema: self.schema.clone(),
+                ..MySnapshot::default()
+            }),
+            None => None,
+        };
         // A restore sets the schema itself; a first connection starts in the client's.
         let database = if snap.is_some() {
             None
@@ -751,22 +867,20 @@ impl Session {
         )
         .await?;
         self.service.remember_greeting(b.greeting.clone());
-        if let Some(snap) = snap {
-            let snap = snap.map_err(|e| {
-                SessionError::fatal(
-                    UNKNOWN,
-                    "HY000",
-                    format!(
-                        "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
-                    ),
-                )
-            })?;
-            restore::restore(&mut b, &snap, &mut self.stmts).await?;
+        // What the client set while torpor answered for it goes on top of what the store held;
+        // the store is behind the session until the next snapshot.
+        let overlaid = !self.overlay.is_empty();
+        let mut status = b.status;
+        if let Some(mut snap) = snap {
+            self.overlay.apply(&mut snap);
+            status = restore::restore(&mut b, &snap, &mut self.stmts).await?;
             self.tracked.after_replay();
         }
+        self.overlay.clear();
         self.flow = Flow::new(b.capabilities & caps::DEPRECATE_EOF != 0);
+        self.flow.set_status(status);
         // A fresh connection holds the snapshot's state, or none if there is no snapshot.
-        self.changed = false;
+        self.changed = overlaid;
         self.seat.reg.entry.set_backend(Some(BackendKey {
             addr: b.addr,
             pid: b.id as i32,
@@ -800,6 +914,8 @@ impl Session {
         self.seat.forget_snapshot().await;
         self.tracked.reset();
         self.stmts.clear();
+        self.overlay.clear();
+        self.customised = false;
         self.user = user;
         self.hello.database = req.database.clone();
         if let Some(cs) = req.charset {
@@ -814,7 +930,7 @@ impl Session {
 
     async fn send_ok(&mut self, seq: u8) -> Result<(), SessionError> {
         let ok = OkPacket {
-            status: self.flow.status() & (status::AUTOCOMMIT | status::IN_TRANS),
+            status: self.flow.status() & local::SESSION_STATUS,
             ..OkPacket::default()
         };
         let mut body = Vec::new();
@@ -834,7 +950,10 @@ impl Session {
 
     fn update_busy(&mut self) {
         let blocker = self.blocker();
-        self.seat.publish(blocker, false);
+        if blocker.is_none() {
+            self.probing = false;
+        }
+        self.seat.publish(blocker, self.probing);
     }
 
     async fn cleanup(&mut self) {

@@ -1,0 +1,154 @@
+//! Learns what the MySQL server accepts each time it runs (variables, character sets,
+//! collations, and the order it reports tracked variables in), on a connection of torpor's own,
+//! so `SET`s can be answered while it sleeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller::ClusterState;
+use protocols::mysql::command;
+use protocols::mysql::handshake::caps;
+use protocols::mysql::local::{CATALOG_QUERIES, Catalog};
+use protocols::mysql::packet::write_packet;
+use protocols::mysql::response::{OkPacket, SessionChange, session_changes};
+
+use super::backend::{self, Backend};
+use super::checkpoint;
+use super::conn::payload;
+use super::error::{SessionError, UNKNOWN};
+use super::startup::Hello;
+use crate::service::Service;
+
+/// After a start, leave the first queries the CPU before asking.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// utf8mb4_general_ci: names in the catalog are ASCII anyway.
+const CHARSET: u8 = 45;
+
+/// Runs for the service's life: after every start of the server, reads its catalog once.
+pub async fn keep_learning(service: Arc<Service>) {
+    let mut state = service.cluster.subscribe_state();
+    loop {
+        if state
+            .wait_for(|s| *s == ClusterState::Running)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // The report order belongs to the server process that just stopped; until this one's
+        // is known, answers that depend on it go to the server.
+        if let Some(old) = service.my_catalog() {
+            service.remember_my_catalog(Catalog {
+                tracked_order: None,
+                ..(*old).clone()
+            });
+        }
+        tokio::time::sleep(SETTLE).await;
+        if let Err(e) = learn(&service).await {
+            tracing::debug!(cluster = %service.name, error = %e, "could not read the variables catalog");
+        }
+        // Until the server stops, the catalog stands.
+        if state
+            .wait_for(|s| *s != ClusterState::Running && *s != ClusterState::Draining)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn learn(service: &Service) -> Result<(), SessionError> {
+    let (Some(at), Some(user)) = (service.cluster.running_backend(), &service.first_user) else {
+        return Ok(());
+    };
+    let hello = Hello {
+        capabilities: caps::LONG_PASSWORD
+            | caps::LONG_FLAG
+            | caps::PROTOCOL_41
+            | caps::TRANSACTIONS
+            | caps::SECURE_CONNECTION
+            | caps::MULTI_RESULTS
+            | caps::PLUGIN_AUTH,
+        charset: CHARSET,
+        max_packet: 1 << 24,
+        database: None,
+        attrs: vec![("program_name".into(), "torpor".into())],
+        host: String::new(),
+    };
+    let mut b = backend::connect(&at, &hello, &user.name, &user.password, None).await?;
+    let queries: Vec<String> = CATALOG_QUERIES.iter().map(|q| q.to_string()).collect();
+    let results = checkpoint::run(&mut b, &queries).await?;
+    let mut rows = Vec::new();
+    for r in results {
+        let r = r.map_err(|e| {
+            SessionError::fatal(UNKNOWN, "HY000", format!("catalog query: {}", e.message))
+        })?;
+        rows.push(r.rows);
+    }
+    let [vars, charsets, collations] = rows.as_slice() else {
+        return Err(SessionError::Protocol(
+            "catalog queries gave the wrong number of results".into(),
+        ));
+    };
+    let mut catalog = Catalog::from_rows(vars, charsets, collations, None);
+    catalog.tracked_order = match catalog.tracked() {
+        Some(names) => report_order(&mut b, &names).await?,
+        None => None,
+    };
+    tracing::debug!(
+        cluster = %service.name,
+        variables = catalog.variables.len(),
+        order = catalog.tracked_order.is_some(),
+        "variables catalog learned"
+    );
+    service.remember_my_catalog(catalog);
+    let mut out = Vec::new();
+    write_packet(&mut out, 0, &command::quit());
+    let _ = b.conn.send(&out).await;
+    Ok(())
+}
+
+/// Assigns every tracked variable its own value and reads the order the server reports them
+/// in; None when that can't be done (a tracked variable this user may not set).
+async fn report_order(
+    b: &mut Backend,
+    names: &[String],
+) -> Result<Option<Vec<String>>, SessionError> {
+    if names.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    if !names
+        .iter()
+        .all(|n| n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+    {
+        return Ok(None);
+    }
+    let sets: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n} = @@session.{n}"))
+        .collect();
+    let mut out = Vec::new();
+    write_packet(
+        &mut out,
+        0,
+        &command::query(&format!("SET SESSION {}", sets.join(", "))),
+    );
+    b.conn.send(&out).await?;
+    let packet = b.conn.recv().await?;
+    let body = payload(&packet);
+    if body.first() != Some(&0x00) {
+        return Ok(None);
+    }
+    let ok = OkPacket::parse(body, b.capabilities)?;
+    let order: Vec<String> = session_changes(&ok.session_state)?
+        .into_iter()
+        .filter_map(|c| match c {
+            SessionChange::SystemVariable { name, .. } => Some(name.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    // Every tracked variable must have been reported, or the order is partial.
+    Ok((order.len() == names.len() && names.iter().all(|n| order.contains(n))).then_some(order))
+}
