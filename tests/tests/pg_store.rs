@@ -214,7 +214,7 @@ async fn a_failure_after_a_sql_prepare_names_its_own_item() {
     let env = TestEnv::default().await;
     let holder = env.connect().await;
     holder
-        .exec("SET app.x = '1'; PREPARE p AS SELECT 1; LISTEN c; SELECT pg_advisory_lock(4343)")
+        .exec("SET app.x = '1'; PREPARE p AS SELECT 1; SELECT pg_advisory_lock(4343)")
         .await;
     env.sleep_ok().await;
     let thief = env.connect().await;
