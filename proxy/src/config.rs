@@ -106,7 +106,7 @@ impl Protocol {
     pub fn default_probes(self) -> &'static [&'static str] {
         match self {
             Protocol::Postgres => protocols::pg::local::ProbeSet::DEFAULT,
-            Protocol::Mysql => &["SELECT 1", "DO 1", "COM_PING"],
+            Protocol::Mysql => protocols::mysql::local::ProbeSet::DEFAULT,
         }
     }
 }
@@ -272,10 +272,11 @@ impl Config {
                     format!("port {} is used twice", listen.port()),
                 ));
             }
-            if c.protocol == Protocol::Postgres {
-                protocols::pg::local::ProbeSet::parse(&c.probes())
-                    .map_err(|e| invalid(key("health_probes"), e))?;
+            match c.protocol {
+                Protocol::Postgres => protocols::pg::local::ProbeSet::parse(&c.probes()).map(drop),
+                Protocol::Mysql => protocols::mysql::local::ProbeSet::parse(&c.probes()).map(drop),
             }
+            .map_err(|e| invalid(key("health_probes"), e))?;
             if c.idle_timeout.is_zero() {
                 return Err(invalid(key("idle_timeout"), "must be greater than zero"));
             }

@@ -76,6 +76,8 @@ pub struct Service {
     pub local_answers: AtomicU64,
     /// The health checks torpor answers for a PostgreSQL cluster.
     pub pg_probes: protocols::pg::local::ProbeSet,
+    /// The same for a MySQL cluster.
+    pub my_probes: protocols::mysql::local::ProbeSet,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +115,7 @@ impl Service {
             local_answers: AtomicU64::new(0),
             // Checked when the config was validated.
             pg_probes: protocols::pg::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
+            my_probes: protocols::mysql::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
         }
     }
 

@@ -27,7 +27,7 @@ use super::kill;
 use super::restore;
 use super::startup::Hello;
 use super::statements::Statements;
-use crate::registry::{BackendKey, Registration};
+use crate::registry::{BackendKey, Holds, Registration};
 use crate::seat::Seat;
 use crate::service::{Service, User};
 use crate::stop::Stop;
@@ -357,7 +357,9 @@ impl Session {
         };
         let status = self.flow.status();
         let reply = match cmd {
-            com::PING => local::ok_packet(self.reply_seq, status, self.hello.capabilities),
+            com::PING if self.service.my_probes.ping() => {
+                local::ok_packet(self.reply_seq, status, self.hello.capabilities)
+            }
             com::QUERY => {
                 let catalog = if probes_only {
                     None
@@ -369,6 +371,7 @@ impl Session {
                     status,
                     catalog: catalog.as_deref(),
                     plain_session: !self.customised,
+                    probes: &self.service.my_probes,
                 };
                 let Some(answer) = local::answer(&payload(packet)[1..], self.reply_seq, &view)
                 else {
@@ -394,7 +397,9 @@ impl Session {
         // Probes reach a running server but are not activity: they neither call a drain off
         // nor keep the database up.
         let body = payload(&packet);
-        let probe = body[0] == com::PING || (body[0] == com::QUERY && local::is_probe(&body[1..]));
+        let probes = &self.service.my_probes;
+        let probe = (body[0] == com::PING && probes.ping())
+            || (body[0] == com::QUERY && local::is_probe(&body[1..], probes));
         let probing = probe && !self.seat.prepared && !self.service.cluster.is_draining();
         self.probing = probing && (self.probing || !self.flow.busy());
         if !probing && self.seat.activity() == Resume::Parked {
@@ -761,9 +766,11 @@ impl Session {
 
     /// Captures this session's state and puts it durably, or says why it can't.
     async fn checkpoint(&mut self) -> Result<CheckpointReply, SessionError> {
-        let id = self.seat.id();
         if let Some(why) = self.blocker() {
-            return Ok(CheckpointReply::Blocked(format!("session {id}: {why}")));
+            return Ok(CheckpointReply::Blocked(format!(
+                "{}: {why}",
+                self.seat.label()
+            )));
         }
         let Some(b) = self.backend.as_mut() else {
             return Ok(CheckpointReply::Ready);
@@ -775,7 +782,7 @@ impl Session {
         }
         let mut snap = match checkpoint::capture(b, &self.tracked).await? {
             Capture::Blocked(why) => {
-                let why = format!("session {id}: {}", why.join(", "));
+                let why = format!("{}: {}", self.seat.label(), why.join(", "));
                 self.seat.reg.entry.set_found_blocker(Some(why.clone()));
                 return Ok(CheckpointReply::Blocked(why));
             }
@@ -795,6 +802,7 @@ impl Session {
             .map_err(|e| {
                 SessionError::fatal(UNKNOWN, "HY000", format!("snapshot put failed: {e}"))
             })?;
+        self.seat.reg.entry.set_holds(Holds::of_mysql(&snap));
         self.seat.saved = true;
         self.changed = false;
         Ok(CheckpointReply::Ready)
@@ -922,6 +930,10 @@ impl Session {
             self.hello.charset = cs;
         }
         self.schema = req.database;
+        self.seat
+            .reg
+            .entry
+            .set_user(&self.user.name, self.hello.database.as_deref());
         self.attach().await?;
         let seq = self.reply_seq;
         self.send_ok(seq).await?;

@@ -2,7 +2,7 @@
 //! change in the session.
 
 use super::catalog::{Catalog, Change};
-use super::sql::{self, Probe, Statement};
+use super::sql::{self, Probe, ProbeSet, Statement};
 use crate::mysql::handshake::caps;
 use crate::mysql::packet::write_packet;
 use crate::mysql::response::{OkPacket, SessionChange, err_packet, status, write_session_changes};
@@ -18,6 +18,8 @@ pub struct View<'a> {
     pub catalog: Option<&'a Catalog>,
     /// The session's session_track_* and old_mode are still the server's defaults.
     pub plain_session: bool,
+    /// The probes torpor answers for this cluster.
+    pub probes: &'a ProbeSet,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,7 @@ pub fn answer(text: &[u8], seq: u8, view: &View) -> Option<Answer> {
             Statement::Empty => {
                 seq = write_packet(&mut out, seq, &err_packet(1065, "42000", "Query was empty"));
             }
+            Statement::Probe(p) if !view.probes.allows(*p) => return None,
             Statement::Probe(Probe::DoOne) => {
                 seq = ok(&mut out, seq, st | more, &[], view.capabilities);
             }
@@ -230,12 +233,15 @@ mod tests {
     const PYMYSQL: u32 = 0x003a_a20d;
     const TRACKING: u32 = PYMYSQL | caps::SESSION_TRACK | caps::MULTI_STATEMENTS;
 
+    static PROBES: std::sync::LazyLock<ProbeSet> = std::sync::LazyLock::new(ProbeSet::default);
+
     fn view(c: &Catalog, capabilities: u32) -> View<'_> {
         View {
             capabilities,
             status: status::AUTOCOMMIT,
             catalog: Some(c),
             plain_session: true,
+            probes: &PROBES,
         }
     }
 

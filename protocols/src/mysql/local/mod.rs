@@ -9,7 +9,9 @@ mod sql;
 
 pub use answer::{Answer, SESSION_STATUS, View, answer, ok_packet};
 pub use catalog::{Catalog, Change, QUERIES as CATALOG_QUERIES, Row, VarDef};
-pub use sql::{Assignment, MAX_TEXT, Probe, Statement, Value, is_probe, may_customise, parse};
+pub use sql::{
+    Assignment, MAX_TEXT, Probe, ProbeSet, Statement, Value, is_probe, may_customise, parse,
+};
 
 use super::capture::variable_rank;
 use super::snapshot::MySnapshot;

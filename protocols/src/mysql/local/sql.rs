@@ -99,10 +99,67 @@ pub fn parse(sql: &[u8], ansi_quotes: bool) -> Option<Vec<Statement>> {
 /// Longest text [`is_probe`] looks at: it runs for every query of a running session.
 const MAX_PROBE: usize = 64;
 
-/// Whether the text is only health-check probes.
-pub fn is_probe(sql: &[u8]) -> bool {
+/// Whether the text is only health-check probes of `probes`.
+pub fn is_probe(sql: &[u8], probes: &ProbeSet) -> bool {
     sql.len() <= MAX_PROBE
-        && parse(sql, false).is_some_and(|v| v.iter().all(|s| matches!(s, Statement::Probe(_))))
+        && parse(sql, false).is_some_and(|v| {
+            v.iter()
+                .all(|s| matches!(s, Statement::Probe(p) if probes.allows(*p)))
+        })
+}
+
+/// The probes torpor answers for a cluster: the `health_probes` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSet {
+    probes: Vec<Probe>,
+    ping: bool,
+}
+
+impl Default for ProbeSet {
+    fn default() -> Self {
+        ProbeSet {
+            probes: vec![Probe::SelectOne, Probe::DoOne],
+            ping: true,
+        }
+    }
+}
+
+impl ProbeSet {
+    /// The defaults, as the setting spells them; `COM_PING` is the protocol's ping command.
+    pub const DEFAULT: &[&str] = &["SELECT 1", "DO 1", "COM_PING"];
+
+    /// Each entry must be one of the probes torpor can answer exactly (any spelling of it).
+    pub fn parse(entries: &[String]) -> Result<ProbeSet, String> {
+        let mut set = ProbeSet {
+            probes: Vec::new(),
+            ping: false,
+        };
+        for e in entries {
+            if e.trim().eq_ignore_ascii_case("COM_PING") {
+                set.ping = true;
+                continue;
+            }
+            match parse(e.as_bytes(), false).as_deref() {
+                Some([Statement::Probe(p)]) => set.probes.push(*p),
+                _ => {
+                    return Err(format!(
+                        "{e:?} is not a probe torpor can answer; it knows {:?}",
+                        Self::DEFAULT
+                    ));
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn allows(&self, p: Probe) -> bool {
+        self.probes.contains(&p)
+    }
+
+    /// COM_PING is answered while parked, and is no activity while the server runs.
+    pub fn ping(&self) -> bool {
+        self.ping
+    }
 }
 
 /// Whether a statement may change what torpor assumes of a session it answers for: which
@@ -399,7 +456,7 @@ mod tests {
             "SELECT 1/*x*/",
         ] {
             assert_eq!(one(sql), Some(Statement::Probe(Probe::SelectOne)), "{sql}");
-            assert!(is_probe(sql.as_bytes()), "{sql}");
+            assert!(is_probe(sql.as_bytes(), &ProbeSet::default()), "{sql}");
         }
         assert_eq!(one("DO 1"), Some(Statement::Probe(Probe::DoOne)));
         for sql in [
@@ -416,11 +473,18 @@ mod tests {
             "/* ping */",
             "SELECT 'é'",
         ] {
-            assert!(!is_probe(sql.as_bytes()), "{sql}");
+            assert!(!is_probe(sql.as_bytes(), &ProbeSet::default()), "{sql}");
         }
         assert!(!is_probe(
-            format!("SELECT 1 {}", "-- padding\n".repeat(8)).as_bytes()
+            format!("SELECT 1 {}", "-- padding\n".repeat(8)).as_bytes(),
+            &ProbeSet::default()
         ));
+        let only_do = ProbeSet::parse(&["do 1;".into()]).unwrap();
+        assert!(!is_probe(b"SELECT 1", &only_do));
+        assert!(is_probe(b"DO 1", &only_do));
+        assert!(!only_do.ping());
+        assert!(ProbeSet::parse(&["com_ping".into()]).unwrap().ping());
+        assert!(ProbeSet::parse(&["SELECT 2".into()]).is_err());
         assert_eq!(parse(b" ; ", false), Some(vec![Statement::Empty]));
         assert_eq!(parse(b"", false), Some(vec![Statement::Empty]));
         assert_eq!(
