@@ -12,6 +12,8 @@ command -v mariadb >/dev/null 2>&1 || need_apt+=(mariadb-client)
 command -v sysbench >/dev/null 2>&1 || need_apt+=(sysbench)
 # pgjdbc for the Java client tests, and javac to compile them (node and npm come with the machine).
 [ -e /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
+# HikariCP (with slf4j) for the pool test of tests/tests/pg_idle_clients.rs.
+[ -e /usr/share/java/HikariCP.jar ] || need_apt+=(libhikaricp-java)
 command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"

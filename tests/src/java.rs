@@ -9,6 +9,15 @@ use std::sync::Mutex;
 /// Where `libpostgresql-jdbc-java` puts pgjdbc.
 pub const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
+/// HikariCP from Debian's `libhikaricp-java` (2.7), with the slf4j it logs through from
+/// `libslf4j-java` (its dependency); slf4j-simple prints the pool's warnings and errors to
+/// stderr, which the test shows when it fails.
+pub const HIKARICP_JARS: &[&str] = &[
+    "/usr/share/java/HikariCP.jar",
+    "/usr/share/java/slf4j-api.jar",
+    "/usr/share/java/slf4j-simple.jar",
+];
+
 /// Serializes compiles between the tests of one binary.
 static COMPILE: Mutex<()> = Mutex::new(());
 
@@ -20,6 +29,21 @@ pub fn pgjdbc_jar() -> PathBuf {
         "{PGJDBC_JAR} is missing: apt-get install libpostgresql-jdbc-java (scripts/test.sh does)"
     );
     jar
+}
+
+/// HikariCP's jars for the class path; panics with what to install when one is missing.
+pub fn hikaricp_jars() -> Vec<PathBuf> {
+    HIKARICP_JARS
+        .iter()
+        .map(|j| {
+            let jar = PathBuf::from(j);
+            assert!(
+                jar.exists(),
+                "{j} is missing: apt-get install libhikaricp-java (scripts/test.sh does)"
+            );
+            jar
+        })
+        .collect()
 }
 
 /// A `java` command that runs the program in `source` (a single `.java` file whose public class

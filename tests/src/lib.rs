@@ -9,4 +9,5 @@ pub mod node;
 pub mod ports;
 pub mod python;
 pub mod s3;
+pub mod script;
 pub mod wire;
