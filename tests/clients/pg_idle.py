@@ -217,6 +217,13 @@ async def with_asyncpg():
         c = await asyncpg.connect(URL)
         same(await asyncpg_check(c), want, f"new connection {i}")
         await c.close()
+    # A pool hands each connection back clean: SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    # UNLISTEN *; RESET ALL; on every release.
+    pool = await asyncpg.create_pool(URL, min_size=1, max_size=1)
+    for i in range(3):
+        async with pool.acquire() as c:
+            same(await asyncpg_check(c), want, f"pooled connection {i}")
+    await pool.close()
     late = await asyncpg.connect(URL)
     assert await late.fetchval("SELECT 1") == 1
     await loop.run_in_executor(None, phase, "asleep")

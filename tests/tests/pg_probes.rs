@@ -363,3 +363,73 @@ async fn show(raw: &mut Raw, sql: &str) -> String {
 fn tags_of(msgs: &[(u8, Vec<u8>)]) -> String {
     msgs.iter().map(|(t, _)| *t as char).collect()
 }
+
+/// What asyncpg's pool sends on every release, answered while asleep as the server answers
+/// it, and its effect (no advisory lock, no LISTEN, every setting back) is the server's after
+/// the wake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_cleanup_is_answered_and_carried() {
+    let env = TestEnv::default().await;
+    let (mut through, hello) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
+    let (mut direct, _) = Raw::login(backend_addr(&env), USER, PASSWORD)
+        .await
+        .unwrap();
+    wait_for_catalog(&env).await;
+    // Each its own lock: the second would wait for the first.
+    for (raw, key) in [(&mut through, 77), (&mut direct, 78)] {
+        let setup = simple(&format!(
+            "SELECT pg_advisory_lock({key}); LISTEN pool_ch; SET application_name = 'leased'; \
+             SET work_mem = '8MB'; SET DateStyle = 'SQL, DMY'"
+        ));
+        exchange(raw, &setup).await;
+    }
+    let cleanup = simple("SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;");
+    let want = exchange(&mut direct, &cleanup).await;
+    assert!(
+        want.iter().any(|(t, _)| *t == b'S'),
+        "RESET ALL reports the settings it changes: {}",
+        tags_of(&want)
+    );
+    drop(direct);
+
+    let pid = env.backend_pid().await.expect("running");
+    env.sleep_ok().await;
+    assert_eq!(exchange(&mut through, &cleanup).await, want);
+    assert_asleep(&env, pid).await;
+
+    // The wake gives the server the clean session: nothing held, every setting back.
+    let initial = |name: &str| {
+        hello
+            .params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        show(
+            &mut through,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(
+        show(&mut through, "SELECT count(*) FROM pg_listening_channels()").await,
+        "0"
+    );
+    assert_eq!(
+        show(&mut through, "SHOW application_name").await,
+        initial("application_name")
+    );
+    assert_eq!(
+        show(&mut through, "SHOW DateStyle").await,
+        initial("DateStyle")
+    );
+    assert_eq!(show(&mut through, "SHOW work_mem").await, "4MB");
+    // No longer a listener: the next wake doesn't attach it by itself.
+    env.sleep_ok().await;
+    env.wake().await;
+    assert_eq!(env.cluster_status().await["sessions"]["attached"], 0);
+    env.shutdown().await;
+}

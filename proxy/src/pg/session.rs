@@ -282,6 +282,10 @@ impl Session {
                     }
                     set_status(&mut self.told, name.clone(), value.clone())
                 }
+                Effect::UnlistenAll => {
+                    self.listens = false;
+                    self.seat.unwatch();
+                }
                 Effect::Begin => self.reopen = Some("BEGIN".into()),
                 Effect::End => self.reopen = None,
                 _ => {}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bytes::BytesMut;
 
 use super::catalog::{Accepted, Catalog};
-use super::sql::{self, Probe, ProbeSet, Statement};
+use super::sql::{self, Cleanup, Probe, ProbeSet, Statement};
 use crate::pg::frame;
 use crate::pg::message::{self, Field, tag};
 use crate::pg::parse;
@@ -70,11 +70,31 @@ pub enum Effect {
         name: String,
         value: String,
     },
+    /// `SELECT pg_advisory_unlock_all()`: the session holds no advisory lock any more.
+    UnlockAll,
+    /// `UNLISTEN *`
+    UnlistenAll,
+    /// `RESET ALL`: every setting back to its value at connection start.
+    ResetAll,
     /// A transaction block began; the next replay opens one.
     Begin,
     /// The transaction block ended.
     End,
 }
+
+/// The type of a function that returns nothing.
+const VOID: u32 = 2278;
+
+/// Reported settings RESET ALL leaves alone: fixed for the server's life, or tied to the
+/// session's identity (GUC_NO_RESET_ALL).
+const NOT_RESET_BY_ALL: &[&str] = &[
+    "session_authorization",
+    "is_superuser",
+    "server_version",
+    "server_encoding",
+    "integer_datetimes",
+    "in_hot_standby",
+];
 
 /// Largest request worth simulating: probes are tiny.
 const MAX_REQUEST: usize = 8 << 10;
@@ -160,6 +180,25 @@ impl Answerer<'_, '_> {
 
     /// A simple-protocol statement: its row description, rows and completion.
     fn describe_and_run(&mut self, s: &Statement) -> Option<()> {
+        if *s == Statement::Cleanup(Cleanup::UnlockAll) {
+            self.settable()?;
+            message::row_description(
+                &mut self.reply,
+                &[Field {
+                    name: "pg_advisory_unlock_all",
+                    table_oid: 0,
+                    column: 0,
+                    type_oid: VOID,
+                    type_len: 4,
+                    type_mod: -1,
+                    format: 0,
+                }],
+            );
+            message::data_row(&mut self.reply, &[Some(b"")]);
+            message::command_complete(&mut self.reply, "SELECT 1");
+            self.effects.push(Effect::UnlockAll);
+            return Some(());
+        }
         if let Statement::Probe(p) = s {
             let value = self.probe_value(*p)?;
             message::row_description(&mut self.reply, &[field(*p, 0)]);
@@ -245,6 +284,36 @@ impl Answerer<'_, '_> {
                 self.effects.push(Effect::Reset { name: canonical });
                 message::command_complete(&mut self.reply, "RESET");
             }
+            Statement::Cleanup(c) => {
+                self.settable()?;
+                let tag = match c {
+                    // Only in the simple protocol (see `describe_and_run`).
+                    Cleanup::UnlockAll => return None,
+                    // A parked session has no cursor: only WITH HOLD ones outlive a
+                    // transaction, and they keep a session from parking.
+                    Cleanup::CloseAll => "CLOSE CURSOR ALL",
+                    Cleanup::UnlistenAll => {
+                        self.effects.push(Effect::UnlistenAll);
+                        "UNLISTEN"
+                    }
+                    Cleanup::ResetAll => {
+                        for (name, value) in self.view.told {
+                            if !Catalog::reported(name) || NOT_RESET_BY_ALL.contains(&name.as_str())
+                            {
+                                continue;
+                            }
+                            if let Some(initial) = lookup(self.view.initial, name)
+                                && initial != value
+                            {
+                                self.report(name, initial.to_string());
+                            }
+                        }
+                        self.effects.push(Effect::ResetAll);
+                        "RESET"
+                    }
+                };
+                message::command_complete(&mut self.reply, tag);
+            }
             Statement::Other => return None,
         }
         Some(())
@@ -269,7 +338,11 @@ impl Answerer<'_, '_> {
     /// ParameterStatus for what changed (only when the value differs from what the client
     /// was told), then ReadyForQuery, as the server sends them.
     fn finish(&mut self) {
-        for (name, value) in std::mem::take(&mut self.reported) {
+        // The server reports changes in the order of its table of settings, sorted by name
+        // without regard to case.
+        let mut reported = std::mem::take(&mut self.reported);
+        reported.sort_by_key(|(n, _)| n.to_ascii_lowercase());
+        for (name, value) in reported {
             if lookup(self.view.told, &name) != Some(value.as_str()) {
                 message::parameter_status(&mut self.reply, &name, &value);
                 self.effects.push(Effect::Reported { name, value });

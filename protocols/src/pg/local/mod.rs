@@ -56,7 +56,14 @@ impl Overlay {
                         self.changes.push(e.clone());
                     }
                 }
-                Effect::Parsed { .. } => self.changes.push(e.clone()),
+                Effect::ResetAll => {
+                    self.changes
+                        .retain(|c| !matches!(c, Effect::Set(_) | Effect::Reset { .. }));
+                    self.changes.push(e.clone());
+                }
+                Effect::Parsed { .. } | Effect::UnlockAll | Effect::UnlistenAll => {
+                    self.changes.push(e.clone())
+                }
                 Effect::Reported { .. } | Effect::Begin | Effect::End => {}
             }
         }
@@ -87,6 +94,15 @@ impl Overlay {
                     from_sql: false,
                 }),
                 Effect::Closed { name } => snap.prepared.retain(|p| p.name != *name),
+                Effect::UnlockAll => snap.advisory_locks.clear(),
+                Effect::UnlistenAll => snap.listen.clear(),
+                Effect::ResetAll => {
+                    // A custom setting stays defined, with an empty value.
+                    snap.settings.retain(|s| s.name.contains('.'));
+                    for s in &mut snap.settings {
+                        s.value.clear();
+                    }
+                }
                 Effect::Reported { .. } | Effect::Begin | Effect::End => {}
             }
         }

@@ -28,7 +28,18 @@ pub enum Statement {
     Commit,
     /// `ROLLBACK` / `ABORT`.
     Rollback,
+    /// What a pool sends to hand a connection back clean (asyncpg's reset query):
+    /// `SELECT pg_advisory_unlock_all()`, `CLOSE ALL`, `UNLISTEN *`, `RESET ALL`.
+    Cleanup(Cleanup),
     Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    UnlockAll,
+    CloseAll,
+    UnlistenAll,
+    ResetAll,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -58,6 +69,7 @@ enum Tok {
     Equals,
     Minus,
     Plus,
+    Star,
 }
 
 /// The probes torpor answers for a cluster: the `health_probes` setting.
@@ -175,6 +187,10 @@ fn tokens(sql: &str) -> Option<Vec<Tok>> {
             }
             b'-' => {
                 out.push(Tok::Minus);
+                i += 1;
+            }
+            b'*' => {
+                out.push(Tok::Star);
                 i += 1;
             }
             b'+' => {
@@ -329,7 +345,20 @@ fn statement(t: &[Tok]) -> Statement {
         if t.len() == 4 && w(1, "version") && t[2] == Tok::Open && t[3] == Tok::Close {
             return Statement::Probe(Probe::Version);
         }
+        if t.len() == 4 && w(1, "pg_advisory_unlock_all") && t[2] == Tok::Open && t[3] == Tok::Close
+        {
+            return Statement::Cleanup(Cleanup::UnlockAll);
+        }
         return Statement::Other;
+    }
+    if t.len() == 2 && w(0, "close") && w(1, "all") {
+        return Statement::Cleanup(Cleanup::CloseAll);
+    }
+    if t.len() == 2 && w(0, "unlisten") && t[1] == Tok::Star {
+        return Statement::Cleanup(Cleanup::UnlistenAll);
+    }
+    if t.len() == 2 && w(0, "reset") && w(1, "all") {
+        return Statement::Cleanup(Cleanup::ResetAll);
     }
     let plain_txn = t.len() == 1 || (t.len() == 2 && (w(1, "work") || w(1, "transaction")));
     if plain_txn {
@@ -569,6 +598,22 @@ mod tests {
         ] {
             assert_eq!(single(sql), Statement::Other, "{sql:?}");
         }
+    }
+
+    #[test]
+    fn a_pools_cleanup() {
+        assert_eq!(
+            statements("SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;"),
+            Some(vec![
+                Statement::Cleanup(Cleanup::UnlockAll),
+                Statement::Cleanup(Cleanup::CloseAll),
+                Statement::Cleanup(Cleanup::UnlistenAll),
+                Statement::Cleanup(Cleanup::ResetAll),
+            ])
+        );
+        assert_eq!(single("UNLISTEN ch"), Statement::Other);
+        assert_eq!(single("CLOSE c"), Statement::Other);
+        assert_eq!(single("SELECT 2 * 3"), Statement::Other);
     }
 
     #[test]
