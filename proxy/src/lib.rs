@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod check;
 pub mod config;
+mod learn;
 mod mysql;
 mod net;
 mod pg;

@@ -3,9 +3,7 @@
 //! so `SET`s can be answered while it sleeps.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use controller::ClusterState;
 use protocols::mysql::command;
 use protocols::mysql::handshake::caps;
 use protocols::mysql::local::{CATALOG_QUERIES, Catalog};
@@ -19,44 +17,27 @@ use super::error::{SessionError, UNKNOWN};
 use super::startup::Hello;
 use crate::service::Service;
 
-/// After a start, leave the first queries the CPU before asking.
-const SETTLE: Duration = Duration::from_millis(200);
-
 /// utf8mb4_general_ci: names in the catalog are ASCII anyway.
 const CHARSET: u8 = 45;
 
-/// Runs for the service's life: after every start of the server, reads its catalog once.
+/// Runs for the service's life: after every start of the server, reads its catalog.
 pub async fn keep_learning(service: Arc<Service>) {
-    let mut state = service.cluster.subscribe_state();
-    loop {
-        if state
-            .wait_for(|s| *s == ClusterState::Running)
-            .await
-            .is_err()
-        {
-            return;
-        }
+    crate::learn::after_every_start(
+        service,
+        "variables catalog",
         // The report order belongs to the server process that just stopped; until this one's
         // is known, answers that depend on it go to the server.
-        if let Some(old) = service.my_catalog() {
-            service.remember_my_catalog(Catalog {
-                tracked_order: None,
-                ..(*old).clone()
-            });
-        }
-        tokio::time::sleep(SETTLE).await;
-        if let Err(e) = learn(&service).await {
-            tracing::debug!(cluster = %service.name, error = %e, "could not read the variables catalog");
-        }
-        // Until the server stops, the catalog stands.
-        if state
-            .wait_for(|s| *s != ClusterState::Running && *s != ClusterState::Draining)
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
+        |service| {
+            if let Some(old) = service.my_catalog() {
+                service.remember_my_catalog(Catalog {
+                    tracked_order: None,
+                    ..(*old).clone()
+                });
+            }
+        },
+        |s| async move { learn(&s).await },
+    )
+    .await;
 }
 
 async fn learn(service: &Service) -> Result<(), SessionError> {

@@ -2,10 +2,8 @@
 //! connection of torpor's own, so `SET`s and probes can be answered while it sleeps.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
-use controller::ClusterState;
 use protocols::pg::local::{CATALOG_QUERY, Catalog};
 
 use super::backend;
@@ -13,33 +11,15 @@ use super::checkpoint::simple_query;
 use super::error::SessionError;
 use crate::service::Service;
 
-/// After a start, leave the first queries the CPU before asking.
-const SETTLE: Duration = Duration::from_millis(200);
-
-/// Runs for the service's life: after every start of the server, reads its catalog once.
+/// Runs for the service's life: after every start of the server, reads its catalog.
 pub async fn keep_learning(service: Arc<Service>) {
-    let mut state = service.cluster.subscribe_state();
-    loop {
-        if state
-            .wait_for(|s| *s == ClusterState::Running)
-            .await
-            .is_err()
-        {
-            return;
-        }
-        tokio::time::sleep(SETTLE).await;
-        if let Err(e) = learn(&service).await {
-            tracing::debug!(cluster = %service.name, error = %e, "could not read the settings catalog");
-        }
-        // Until the server stops, the catalog stands.
-        if state
-            .wait_for(|s| *s != ClusterState::Running && *s != ClusterState::Draining)
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
+    crate::learn::after_every_start(
+        service,
+        "settings catalog",
+        |_| {},
+        |s| async move { learn(&s).await },
+    )
+    .await;
 }
 
 async fn learn(service: &Service) -> Result<(), SessionError> {
