@@ -213,6 +213,19 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         &mut per_cluster(&|_, st| st.blockers.len() as f64),
     );
     family(
+        "torpor_drain_blocker_info",
+        "gauge",
+        "1 for each reason a drain would be refused now, naming the session (user, client address, application_name)",
+        &mut statuses.iter().flat_map(|(s, st)| {
+            st.blockers.iter().map(|b| {
+                (
+                    format!("cluster=\"{}\",blocker=\"{}\"", s.name, label_value(b)),
+                    1.0,
+                )
+            })
+        }),
+    );
+    family(
         "torpor_wakes_total",
         "counter",
         "backend starts",
@@ -267,4 +280,18 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         &mut per_cluster(&|s, _| s.cluster.idle_timeout().as_secs_f64()),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }

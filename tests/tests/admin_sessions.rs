@@ -104,6 +104,15 @@ async fn postgres_sessions_show_who_blocks_and_who_is_parked() {
     let expected = format!(
         r#"session {a_id} ({USER}@{a_addr}, application_name "e2e-txn"): open transaction"#
     );
+    // The catalog is read after the server starts; a SET while asleep needs it (below).
+    let start = std::time::Instant::now();
+    while env.metric("torpor_pg_catalog_settings").await == 0.0 {
+        assert!(
+            start.elapsed() < SLOW,
+            "the settings catalog was never learned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, body) = env.sleep().await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["blockers"], serde_json::json!([expected]), "{body}");
@@ -114,6 +123,13 @@ async fn postgres_sessions_show_who_blocks_and_who_is_parked() {
     let list = sessions(&env).await;
     assert_eq!(by_addr(&list, a_addr)["blocker"], expected.as_str());
     assert!(by_addr(&list, b_addr)["blocker"].is_null());
+    let metrics = env.metrics().await;
+    let series = format!(
+        "torpor_drain_blocker_info{{cluster=\"{}\",blocker=\"{}\"}} 1",
+        env.cluster,
+        expected.replace('"', "\\\"")
+    );
+    assert!(metrics.contains(&series), "{series} not in\n{metrics}");
 
     a.exec("COMMIT").await;
     let before_sleep = SystemTime::now();
@@ -137,14 +153,6 @@ async fn postgres_sessions_show_who_blocks_and_who_is_parked() {
 
     // Once torpor knows the server's settings it answers a SET itself while the database
     // sleeps; the new name shows all the same.
-    let start = std::time::Instant::now();
-    while env.metric("torpor_pg_catalog_settings").await == 0.0 {
-        assert!(
-            start.elapsed() < SLOW,
-            "the settings catalog was never learned"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     b.exec("SET application_name = 'set-while-parked'").await;
     let sb = by_addr(&sessions(&env).await, b_addr).clone();
     assert_eq!(sb["application_name"], "set-while-parked", "{sb}");
