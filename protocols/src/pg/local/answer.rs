@@ -180,7 +180,7 @@ impl Answerer<'_, '_> {
 
     /// A simple-protocol statement: its row description, rows and completion.
     fn describe_and_run(&mut self, s: &Statement) -> Option<()> {
-        if *s == Statement::Cleanup(Cleanup::UnlockAll) {
+        if *s == Statement::Cleanup(Cleanup::Unlock) {
             self.settable()?;
             message::row_description(
                 &mut self.reply,
@@ -288,15 +288,15 @@ impl Answerer<'_, '_> {
                 self.settable()?;
                 let tag = match c {
                     // Only in the simple protocol (see `describe_and_run`).
-                    Cleanup::UnlockAll => return None,
+                    Cleanup::Unlock => return None,
                     // A parked session has no cursor: only WITH HOLD ones outlive a
                     // transaction, and they keep a session from parking.
-                    Cleanup::CloseAll => "CLOSE CURSOR ALL",
-                    Cleanup::UnlistenAll => {
+                    Cleanup::Close => "CLOSE CURSOR ALL",
+                    Cleanup::Unlisten => {
                         self.effects.push(Effect::UnlistenAll);
                         "UNLISTEN"
                     }
-                    Cleanup::ResetAll => {
+                    Cleanup::Reset => {
                         for (name, value) in self.view.told {
                             if !Catalog::reported(name) || NOT_RESET_BY_ALL.contains(&name.as_str())
                             {

@@ -36,10 +36,14 @@ pub enum Statement {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cleanup {
-    UnlockAll,
-    CloseAll,
-    UnlistenAll,
-    ResetAll,
+    /// `SELECT pg_advisory_unlock_all()`
+    Unlock,
+    /// `CLOSE ALL`
+    Close,
+    /// `UNLISTEN *`
+    Unlisten,
+    /// `RESET ALL`
+    Reset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -347,18 +351,18 @@ fn statement(t: &[Tok]) -> Statement {
         }
         if t.len() == 4 && w(1, "pg_advisory_unlock_all") && t[2] == Tok::Open && t[3] == Tok::Close
         {
-            return Statement::Cleanup(Cleanup::UnlockAll);
+            return Statement::Cleanup(Cleanup::Unlock);
         }
         return Statement::Other;
     }
     if t.len() == 2 && w(0, "close") && w(1, "all") {
-        return Statement::Cleanup(Cleanup::CloseAll);
+        return Statement::Cleanup(Cleanup::Close);
     }
     if t.len() == 2 && w(0, "unlisten") && t[1] == Tok::Star {
-        return Statement::Cleanup(Cleanup::UnlistenAll);
+        return Statement::Cleanup(Cleanup::Unlisten);
     }
     if t.len() == 2 && w(0, "reset") && w(1, "all") {
-        return Statement::Cleanup(Cleanup::ResetAll);
+        return Statement::Cleanup(Cleanup::Reset);
     }
     let plain_txn = t.len() == 1 || (t.len() == 2 && (w(1, "work") || w(1, "transaction")));
     if plain_txn {
@@ -605,10 +609,10 @@ mod tests {
         assert_eq!(
             statements("SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;"),
             Some(vec![
-                Statement::Cleanup(Cleanup::UnlockAll),
-                Statement::Cleanup(Cleanup::CloseAll),
-                Statement::Cleanup(Cleanup::UnlistenAll),
-                Statement::Cleanup(Cleanup::ResetAll),
+                Statement::Cleanup(Cleanup::Unlock),
+                Statement::Cleanup(Cleanup::Close),
+                Statement::Cleanup(Cleanup::Unlisten),
+                Statement::Cleanup(Cleanup::Reset),
             ])
         );
         assert_eq!(single("UNLISTEN ch"), Statement::Other);
