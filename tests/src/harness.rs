@@ -336,6 +336,33 @@ impl TestEnv {
         }
     }
 
+    /// The backend server's own address: a direct connection, bypassing torpor.
+    pub fn backend_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.backend_port))
+    }
+
+    /// Waits until torpor has read the server's catalog of settings (it does after each start):
+    /// only then does it answer SETs while the database sleeps.
+    pub async fn wait_for_catalog(&self) {
+        let metric = match self.protocol {
+            Protocol::Postgres => "torpor_pg_catalog_settings",
+            Protocol::Mysql => "torpor_mysql_catalog_variables",
+        };
+        let start = Instant::now();
+        while self.metric(metric).await == 0.0 {
+            assert!(start.elapsed() < SLOW, "the catalog was never learned");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The cluster is asleep and the server process `pid` that ran before is gone.
+    pub async fn assert_asleep(&self, pid: u32) {
+        let c = self.cluster_status().await;
+        assert_eq!(c["state"], "standby", "{c}");
+        assert!(c["backend_pid"].is_null(), "{c}");
+        assert_pid_gone(pid);
+    }
+
     /// Waits until the store holds a snapshot, and checks no drain has run meanwhile: the
     /// snapshot was saved early, while the server still ran.
     pub async fn wait_for_early_snapshot(&self) {

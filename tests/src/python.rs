@@ -32,3 +32,21 @@ pub fn venv_python(name: &str, imports: &str, packages: &[&str]) -> PathBuf {
     }
     python
 }
+
+/// The PostgreSQL Python clients the tests use (psycopg2 with SQLAlchemy, psycopg 3 with its
+/// pool, asyncpg), in one virtualenv; its first install must not race between tests.
+pub fn pg_clients() -> PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    venv_python(
+        "pyidle",
+        "psycopg2, sqlalchemy, psycopg, psycopg_pool, asyncpg",
+        &[
+            "psycopg2-binary==2.9.13",
+            "SQLAlchemy==2.1.9",
+            "psycopg[binary]==3.3.9",
+            "psycopg-pool==3.3.3",
+            "asyncpg==0.32.0",
+        ],
+    )
+}

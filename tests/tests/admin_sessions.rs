@@ -8,7 +8,7 @@ use mysql_async::ChangeUserOpts;
 use serde_json::Value;
 use torpor_tests::binary::{self, torpor_bin};
 use torpor_tests::harness::{
-    OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestConfig, TestEnv, USER, client_config,
+    OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, TestConfig, TestEnv, USER, client_config,
     connect_from, init_tracing,
 };
 use torpor_tests::mysql::{exec, opts};
@@ -105,14 +105,7 @@ async fn postgres_sessions_show_who_blocks_and_who_is_parked() {
         r#"session {a_id} ({USER}@{a_addr}, application_name "e2e-txn"): open transaction"#
     );
     // The catalog is read after the server starts; a SET while asleep needs it (below).
-    let start = std::time::Instant::now();
-    while env.metric("torpor_pg_catalog_settings").await == 0.0 {
-        assert!(
-            start.elapsed() < SLOW,
-            "the settings catalog was never learned"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_for_catalog().await;
     let (status, body) = env.sleep().await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["blockers"], serde_json::json!([expected]), "{body}");

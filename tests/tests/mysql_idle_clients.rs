@@ -9,7 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
@@ -141,14 +141,7 @@ async fn stays_asleep_until_a_real_query(make: Box<MakeCommand>) {
     let env = TestEnv::start(Opts::mysql()).await;
     // The greeting and the first login of this user and schema come from the server.
     drop(env.my().await);
-    let start = Instant::now();
-    while env.metric("torpor_mysql_catalog_variables").await == 0.0 {
-        assert!(
-            start.elapsed() < SLOW,
-            "the variables catalog was never learned"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_for_catalog().await;
     let want = direct_settings(&env, &*make).await;
 
     let pid = env.backend_pid().await.expect("running");

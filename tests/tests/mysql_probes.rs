@@ -3,8 +3,8 @@
 //! they never wake the server or keep it awake. What the client set reaches the server with the
 //! next real query.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use torpor_tests::harness::{
     OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestEnv, USER, assert_pid_gone,
@@ -18,10 +18,6 @@ fn query(sql: &str) -> Vec<u8> {
     let mut p = vec![0x03];
     p.extend_from_slice(sql.as_bytes());
     p
-}
-
-fn backend_addr(env: &TestEnv) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, env.backend_port))
 }
 
 fn hex(packets: &[Vec<u8>]) -> String {
@@ -38,27 +34,6 @@ fn label(request: &[u8]) -> String {
     } else {
         format!("{:?}", String::from_utf8_lossy(&request[1..]))
     }
-}
-
-/// The variables catalog is learned after the server has run; without it torpor can't vouch
-/// for connect-time SETs and would wake the database for them.
-async fn wait_for_catalog(env: &TestEnv) {
-    let start = Instant::now();
-    while env.metric("torpor_mysql_catalog_variables").await == 0.0 {
-        assert!(
-            start.elapsed() < SLOW,
-            "the variables catalog was never learned"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The cluster is asleep and the server process that ran is gone.
-async fn assert_asleep(env: &TestEnv, pid: u32) {
-    let c = env.cluster_status().await;
-    assert_eq!(c["state"], "standby", "{c}");
-    assert!(c["backend_pid"].is_null(), "{c}");
-    assert_pid_gone(pid);
 }
 
 async fn login(addr: SocketAddr, env: &TestEnv, user: &str, password: &str, hello: Hello) -> MyRaw {
@@ -168,12 +143,12 @@ async fn probes_and_sets_are_answered_byte_for_byte_without_waking() {
     };
     let mut mysql2_parked = login(env.listen, &env, USER, PASSWORD, mysql2).await;
     let mut mysql2_reference = login(env.listen, &env, USER, PASSWORD, mysql2).await;
-    wait_for_catalog(&env).await;
+    env.wait_for_catalog().await;
 
     let mut expected = Vec::new();
     for (_, hello) in &variants {
         let multi = hello.caps & caps::MULTI_STATEMENTS != 0;
-        let mut direct = login(backend_addr(&env), &env, USER, PASSWORD, *hello).await;
+        let mut direct = login(env.backend_addr(), &env, USER, PASSWORD, *hello).await;
         let mut answers = Vec::new();
         for r in requests(multi) {
             let a = exchange(&mut direct, &r).await;
@@ -211,7 +186,7 @@ async fn probes_and_sets_are_answered_byte_for_byte_without_waking() {
         assert_eq!(hex(&got), hex(want), "mysql2-like: {}", label(request));
         count += 1;
     }
-    assert_asleep(&env, pid).await;
+    env.assert_asleep(pid).await;
     assert_eq!(env.metric("torpor_wakes_total").await, wakes);
     assert_eq!(
         env.metric("torpor_local_answers_total").await,
@@ -251,7 +226,7 @@ async fn sets_torpor_cannot_vouch_for_wake_the_server_and_get_its_error() {
         ..Hello::default()
     };
     let mut viewer = login(env.listen, &env, OTHER_USER, OTHER_PASSWORD, hello).await;
-    wait_for_catalog(&env).await;
+    env.wait_for_catalog().await;
     let cases = [
         // A value the variable does not take.
         "SET autocommit=2",
@@ -270,7 +245,7 @@ async fn sets_torpor_cannot_vouch_for_wake_the_server_and_get_its_error() {
         // Only for the next transaction.
         "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
     ];
-    let mut direct = login(backend_addr(&env), &env, OTHER_USER, OTHER_PASSWORD, hello).await;
+    let mut direct = login(env.backend_addr(), &env, OTHER_USER, OTHER_PASSWORD, hello).await;
     let mut expected = Vec::new();
     for sql in cases {
         expected.push(exchange(&mut direct, &query(sql)).await);

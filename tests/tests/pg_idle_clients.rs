@@ -11,16 +11,13 @@
 //! the client connects and pings), and the wake.
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio_postgres::{Client, SimpleQueryMessage};
-use torpor_tests::harness::{
-    PASSWORD, Pg, SLOW, TestEnv, USER, assert_pid_gone, connect_to, describe,
-};
+use torpor_tests::harness::{PASSWORD, Pg, TestEnv, USER, assert_pid_gone, connect_to, describe};
 use torpor_tests::script::Script;
 
 fn client_file(name: &str) -> PathBuf {
@@ -29,25 +26,8 @@ fn client_file(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn backend_addr(env: &TestEnv) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, env.backend_port))
-}
-
 fn url(addr: SocketAddr) -> String {
     format!("postgres://{USER}:{PASSWORD}@{addr}/{USER}")
-}
-
-/// The settings catalog is learned after the server has run; without it torpor can't vouch
-/// for connect-time SETs and would wake the database for them.
-async fn wait_for_catalog(env: &TestEnv) {
-    let start = Instant::now();
-    while env.metric("torpor_pg_catalog_settings").await == 0.0 {
-        assert!(
-            start.elapsed() < SLOW,
-            "the settings catalog was never learned"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// What the asleep phase starts from.
@@ -61,7 +41,7 @@ struct Asleep {
 /// Puts the database to sleep once the catalog is known (`sleep_ok` checks the server process
 /// is gone).
 async fn put_to_sleep(env: &TestEnv) -> Asleep {
-    wait_for_catalog(env).await;
+    env.wait_for_catalog().await;
     let pid = env
         .backend_pid()
         .await
@@ -151,7 +131,7 @@ async fn jdbc(env: &TestEnv, class: &str, classpath: Vec<PathBuf>) -> Script {
             .unwrap();
     let jdbc_url = |a: SocketAddr| format!("jdbc:postgresql://{a}/{USER}");
     cmd.env("TORPOR_JDBC_URL", jdbc_url(env.listen))
-        .env("DIRECT_JDBC_URL", jdbc_url(backend_addr(env)))
+        .env("DIRECT_JDBC_URL", jdbc_url(env.backend_addr()))
         .env("PGUSER", USER)
         .env("PGPASSWORD", PASSWORD);
     Script::spawn(cmd)
@@ -183,32 +163,16 @@ async fn hikaricp_validates_and_replaces_connections_without_waking() {
 
 // --- Python: psycopg2 + SQLAlchemy, psycopg 3 + psycopg_pool, asyncpg ---------------------------
 
-/// One virtualenv for the three Python clients; its first install must not race between the
-/// tests of this binary.
-fn python() -> PathBuf {
-    static INSTALL: Mutex<()> = Mutex::new(());
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    torpor_tests::python::venv_python(
-        "pyidle",
-        "psycopg2, sqlalchemy, psycopg, psycopg_pool, asyncpg",
-        &[
-            "psycopg2-binary==2.9.13",
-            "SQLAlchemy==2.1.9",
-            "psycopg[binary]==3.3.9",
-            "psycopg-pool==3.3.3",
-            "asyncpg==0.32.0",
-        ],
-    )
-}
-
 async fn python_client(client: &str) {
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let python = tokio::task::spawn_blocking(torpor_tests::python::pg_clients)
+        .await
+        .unwrap();
     let env = TestEnv::default().await;
     let mut cmd = tokio::process::Command::new(python);
     cmd.arg(client_file("pg_idle.py"))
         .arg(client)
         .env("TORPOR_URL", url(env.listen))
-        .env("DIRECT_URL", url(backend_addr(&env)));
+        .env("DIRECT_URL", url(env.backend_addr()));
     run_phases(&env, Script::spawn(cmd)).await;
     env.shutdown().await;
 }
@@ -247,7 +211,7 @@ async fn node_pg_client_and_pool_without_waking() {
     let env = TestEnv::default().await;
     let mut cmd = torpor_tests::node::node_command(&modules, &client_file("pg_idle.js"));
     cmd.env("TORPOR_URL", url(env.listen))
-        .env("DIRECT_URL", url(backend_addr(&env)));
+        .env("DIRECT_URL", url(env.backend_addr()));
     run_phases(&env, Script::spawn(cmd)).await;
     env.shutdown().await;
 }
@@ -319,7 +283,7 @@ async fn tokio_postgres_pings_without_waking() {
     let env = TestEnv::default().await;
     // The first connection wakes the database.
     let early = env.connect().await;
-    let direct = connect_to(backend_addr(&env), USER, PASSWORD)
+    let direct = connect_to(env.backend_addr(), USER, PASSWORD)
         .await
         .unwrap_or_else(|e| panic!("direct: {}", describe(&e)));
     let want = tokio_check(&direct).await;

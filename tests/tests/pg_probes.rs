@@ -1,8 +1,7 @@
 //! Health-check probes and connect-time SETs while the database sleeps: torpor answers them
 //! itself, byte for byte as the server does, and they never wake the server or keep it awake.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
@@ -110,37 +109,14 @@ async fn exchange(raw: &mut Raw, request: &[u8]) -> Vec<(u8, Vec<u8>)> {
         .collect()
 }
 
-fn backend_addr(env: &TestEnv) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, env.backend_port))
-}
-
-async fn wait_for_catalog(env: &TestEnv) {
-    let start = Instant::now();
-    while env.metric("torpor_pg_catalog_settings").await == 0.0 {
-        assert!(
-            start.elapsed() < SLOW,
-            "the settings catalog was never learned"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The cluster is asleep and no server process exists.
-async fn assert_asleep(env: &TestEnv, pid: u32) {
-    let c = env.cluster_status().await;
-    assert_eq!(c["state"], "standby", "{c}");
-    assert!(c["backend_pid"].is_null(), "{c}");
-    assert_pid_gone(pid);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_are_answered_byte_for_byte_without_waking() {
     let env = TestEnv::default().await;
     let (mut through, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
-    let (mut direct, _) = Raw::login(backend_addr(&env), USER, PASSWORD)
+    let (mut direct, _) = Raw::login(env.backend_addr(), USER, PASSWORD)
         .await
         .unwrap();
-    wait_for_catalog(&env).await;
+    env.wait_for_catalog().await;
 
     let mut expected = Vec::new();
     for (what, req) in probes() {
@@ -175,7 +151,7 @@ async fn probes_are_answered_byte_for_byte_without_waking() {
             "{what} (new session)"
         );
     }
-    assert_asleep(&env, pid).await;
+    env.assert_asleep(pid).await;
     assert!(env.metric("torpor_local_answers_total").await >= 2.0 * expected.len() as f64);
     assert_eq!(env.metric("torpor_wakes_total").await, 1.0);
 
@@ -193,10 +169,10 @@ async fn probes_are_answered_byte_for_byte_without_waking() {
 async fn connect_time_sets_are_answered_and_carried_to_the_server() {
     let env = TestEnv::default().await;
     let (mut through, hello) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
-    let (mut direct, _) = Raw::login(backend_addr(&env), USER, PASSWORD)
+    let (mut direct, _) = Raw::login(env.backend_addr(), USER, PASSWORD)
         .await
         .unwrap();
-    wait_for_catalog(&env).await;
+    env.wait_for_catalog().await;
     let initial_app = hello
         .params
         .iter()
@@ -233,7 +209,7 @@ async fn connect_time_sets_are_answered_and_carried_to_the_server() {
             String::from_utf8_lossy(req)
         );
     }
-    assert_asleep(&env, pid).await;
+    env.assert_asleep(pid).await;
     assert_ne!(initial_app, "pool");
 
     // The next real query wakes the server, which holds every setting.
@@ -259,10 +235,10 @@ async fn sets_torpor_cannot_vouch_for_wake_the_server_and_get_its_error() {
     let (mut viewer, _) = Raw::login(env.listen, OTHER_USER, OTHER_PASSWORD)
         .await
         .unwrap();
-    let (mut direct, _) = Raw::login(backend_addr(&env), OTHER_USER, OTHER_PASSWORD)
+    let (mut direct, _) = Raw::login(env.backend_addr(), OTHER_USER, OTHER_PASSWORD)
         .await
         .unwrap();
-    wait_for_catalog(&env).await;
+    env.wait_for_catalog().await;
     for sql in [
         "SET extra_float_digits = 99",
         "SET no_such_setting = 1",
@@ -292,7 +268,7 @@ async fn sets_torpor_cannot_vouch_for_wake_the_server_and_get_its_error() {
             "{sql} must wake the server"
         );
         // The direct connection died with the server; log in again for the next case.
-        direct = Raw::login(backend_addr(&env), OTHER_USER, OTHER_PASSWORD)
+        direct = Raw::login(env.backend_addr(), OTHER_USER, OTHER_PASSWORD)
             .await
             .unwrap()
             .0;
@@ -371,10 +347,10 @@ fn tags_of(msgs: &[(u8, Vec<u8>)]) -> String {
 async fn a_pools_cleanup_is_answered_and_carried() {
     let env = TestEnv::default().await;
     let (mut through, hello) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
-    let (mut direct, _) = Raw::login(backend_addr(&env), USER, PASSWORD)
+    let (mut direct, _) = Raw::login(env.backend_addr(), USER, PASSWORD)
         .await
         .unwrap();
-    wait_for_catalog(&env).await;
+    env.wait_for_catalog().await;
     // Each its own lock: the second would wait for the first.
     for (raw, key) in [(&mut through, 77), (&mut direct, 78)] {
         let setup = simple(&format!(
@@ -395,7 +371,7 @@ async fn a_pools_cleanup_is_answered_and_carried() {
     let pid = env.backend_pid().await.expect("running");
     env.sleep_ok().await;
     assert_eq!(exchange(&mut through, &cleanup).await, want);
-    assert_asleep(&env, pid).await;
+    env.assert_asleep(pid).await;
 
     // The wake gives the server the clean session: nothing held, every setting back.
     let initial = |name: &str| {

@@ -173,21 +173,9 @@ async fn a_refused_drain_leaves_a_carriable_transaction_intact() {
 /// the database still stops; afterwards psycopg2 goes on in its transaction without a BEGIN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg2_idle_in_a_read_transaction_lets_the_database_stop() {
-    let python = tokio::task::spawn_blocking(|| {
-        torpor_tests::python::venv_python(
-            "pyidle",
-            "psycopg2, sqlalchemy, psycopg, psycopg_pool, asyncpg",
-            &[
-                "psycopg2-binary==2.9.13",
-                "SQLAlchemy==2.1.9",
-                "psycopg[binary]==3.3.9",
-                "psycopg-pool==3.3.3",
-                "asyncpg==0.32.0",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let python = tokio::task::spawn_blocking(torpor_tests::python::pg_clients)
+        .await
+        .unwrap();
     let env = TestEnv::default().await;
     let mut cmd = tokio::process::Command::new(python);
     cmd.arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/pg_txn.py"))
