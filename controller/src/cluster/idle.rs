@@ -1,0 +1,90 @@
+//! What keeps a cluster awake: sessions with something in flight, and the time since the last
+//! one ended. The idle loop drains the cluster once that time reaches idle_timeout.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{Cluster, ClusterState, SleepError};
+
+impl Cluster {
+    /// A session became busy (query in flight, transaction, COPY). This runs twice per query,
+    /// so only the transitions of the whole cluster between busy and idle touch anything shared
+    /// beyond the counter: the idle clock starts when the last busy session ends.
+    pub fn busy_start(&self) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn busy_end(&self) {
+        if self.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.touch();
+        }
+    }
+
+    pub fn busy_sessions(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// How long no session has had anything in flight; None while one has.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        (self.busy_sessions() == 0).then(|| self.idle_for())
+    }
+
+    pub(super) fn touch(&self) {
+        if let Ok(mut t) = self.last_activity.lock() {
+            *t = Instant::now();
+        }
+        self.activity_tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_activity
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// Drains the cluster whenever it has been idle for idle_timeout. Runs until dropped.
+    pub async fn idle_loop(&self) {
+        let mut state_rx = self.state_tx.subscribe();
+        let mut activity_rx = self.activity_tx.subscribe();
+        loop {
+            if *state_rx.borrow_and_update() != ClusterState::Running {
+                if state_rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            if self.busy_sessions() > 0 {
+                // Wait for the next busy/idle transition.
+                tokio::select! {
+                    r = activity_rx.changed() => if r.is_err() { return },
+                    r = state_rx.changed() => if r.is_err() { return },
+                }
+                continue;
+            }
+            let idle = self.idle_for();
+            if idle < self.idle_timeout {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.idle_timeout - idle) => {}
+                    r = state_rx.changed() => if r.is_err() { return },
+                }
+                continue;
+            }
+            match self.sleep().await {
+                Ok(()) => {}
+                Err(SleepError::Blocked(_)) => {
+                    // Don't spin on a blocker (e.g. a WITH HOLD cursor): wait for activity or a while.
+                    let pause = self.idle_timeout.max(Duration::from_secs(1));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        r = activity_rx.changed() => if r.is_err() { return },
+                    }
+                }
+                Err(SleepError::Driver(e)) => {
+                    tracing::error!(cluster = %self.name, error = %e, "stop failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}

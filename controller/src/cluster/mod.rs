@@ -1,0 +1,116 @@
+//! One backend database and its lifecycle: standby → waking → running → draining → stopping.
+//!
+//! Sessions take part in a drain through a channel of [`DrainCmd`]s, so this module never needs
+//! to know which wire protocol they speak.
+//!
+//! - `state`: the lifecycle states and how the cluster moves between them;
+//! - `wake`: starting the backend, and attaching watching sessions before anyone else runs;
+//! - `drain`: the two-phase drain (checkpoint everywhere, then stop) and shutdown;
+//! - `idle`: what counts as activity, and the loop that drains an idle cluster.
+
+mod drain;
+mod idle;
+mod state;
+mod wake;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::driver::{BackendInfo, Driver, DriverError};
+
+pub use drain::{CheckpointReply, DrainCmd, Participant, Resume, SleepError};
+pub use state::ClusterState;
+pub use wake::Rejoin;
+
+struct Inner {
+    state: ClusterState,
+    backend: Option<BackendInfo>,
+    /// Set when anything needs the backend while phase 1 of a drain is running.
+    drain_aborted: bool,
+    participants: HashMap<u64, mpsc::UnboundedSender<DrainCmd>>,
+    /// Parked sessions that must be attached again whenever the backend starts, before
+    /// anything else runs on it (a session that LISTENs would miss notifications).
+    watchers: HashMap<u64, mpsc::UnboundedSender<Rejoin>>,
+}
+
+/// Counters exported as metrics.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub wakes: AtomicU64,
+    pub wake_failures: AtomicU64,
+    pub drains: AtomicU64,
+    pub drains_refused: AtomicU64,
+    pub drains_aborted: AtomicU64,
+}
+
+pub struct Cluster {
+    name: String,
+    idle_timeout: Duration,
+    driver: Box<dyn Driver>,
+    inner: Mutex<Inner>,
+    state_tx: watch::Sender<ClusterState>,
+    /// Sessions with a query in flight, an open transaction or a COPY.
+    busy: AtomicUsize,
+    last_activity: Mutex<Instant>,
+    activity_tx: watch::Sender<u64>,
+    /// Bumped whenever a participant leaves, for phase 2 to wait on.
+    parked_tx: watch::Sender<u64>,
+    /// Serialises drains and wakes' driver calls against each other.
+    lifecycle: tokio::sync::Mutex<()>,
+    /// Mirrors `state == Draining` for the per-message check on the hot path.
+    draining: AtomicBool,
+    pub stats: ClusterStats,
+}
+
+impl Cluster {
+    pub fn new(name: impl Into<String>, idle_timeout: Duration, driver: Box<dyn Driver>) -> Self {
+        let (state_tx, _) = watch::channel(ClusterState::Standby);
+        let (activity_tx, _) = watch::channel(0);
+        let (parked_tx, _) = watch::channel(0);
+        Cluster {
+            name: name.into(),
+            idle_timeout,
+            driver,
+            inner: Mutex::new(Inner {
+                state: ClusterState::Standby,
+                backend: None,
+                drain_aborted: false,
+                participants: HashMap::new(),
+                watchers: HashMap::new(),
+            }),
+            state_tx,
+            busy: AtomicUsize::new(0),
+            last_activity: Mutex::new(Instant::now()),
+            activity_tx,
+            parked_tx,
+            lifecycle: tokio::sync::Mutex::new(()),
+            draining: AtomicBool::new(false),
+            stats: ClusterStats::default(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    pub async fn prepare(&self) -> Result<(), DriverError> {
+        self.driver.prepare().await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-update; the state is still
+        // the best we have.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,67 @@
+//! The lifecycle states, and the one place the cluster moves between them.
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{Cluster, Inner};
+use crate::driver::BackendInfo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    Standby,
+    Waking,
+    Running,
+    Draining,
+    Stopping,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::Standby => "standby",
+            ClusterState::Waking => "waking",
+            ClusterState::Running => "running",
+            ClusterState::Draining => "draining",
+            ClusterState::Stopping => "stopping",
+        }
+    }
+}
+
+impl Cluster {
+    pub fn state(&self) -> ClusterState {
+        self.lock().state
+    }
+
+    /// Whether a drain is in its first phase: sessions are checkpointing.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Every lifecycle state change, for whoever must act on wakes.
+    pub fn subscribe_state(&self) -> watch::Receiver<ClusterState> {
+        self.state_tx.subscribe()
+    }
+
+    pub fn backend_pid(&self) -> Option<u32> {
+        self.driver.pid()
+    }
+
+    /// The backend's address, if it is up and not going away.
+    pub fn running_backend(&self) -> Option<BackendInfo> {
+        let inner = self.lock();
+        match inner.state {
+            ClusterState::Running | ClusterState::Draining => inner.backend.clone(),
+            _ => None,
+        }
+    }
+
+    pub(super) fn set_state(&self, inner: &mut Inner, state: ClusterState) {
+        inner.state = state;
+        self.draining
+            .store(state == ClusterState::Draining, Ordering::SeqCst);
+        self.state_tx.send_replace(state);
+    }
+}

@@ -1,0 +1,246 @@
+//! The lifecycle alone, with a driver that only counts: the real process driver has its
+//! own tests against real postgres.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::*;
+
+#[derive(Default)]
+struct Counting {
+    starts: AtomicU32,
+    stops: AtomicU32,
+    running: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Driver for Arc<Counting> {
+    async fn prepare(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn start(&self) -> Result<BackendInfo, DriverError> {
+        // Long enough that concurrent wakes overlap.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        self.running.store(true, Ordering::SeqCst);
+        Ok(BackendInfo {
+            addr: "127.0.0.1:1"
+                .parse()
+                .map_err(|_| DriverError::Failed("addr".into()))?,
+            socket: None,
+            pid: Some(1),
+        })
+    }
+    async fn stop(&self) -> Result<(), DriverError> {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+        self.running.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+    fn pid(&self) -> Option<u32> {
+        self.running.load(Ordering::SeqCst).then_some(1)
+    }
+}
+
+fn cluster(idle: Duration) -> (Arc<Cluster>, Arc<Counting>) {
+    let d = Arc::new(Counting::default());
+    (Arc::new(Cluster::new("t", idle, Box::new(d.clone()))), d)
+}
+
+/// A participant that answers every checkpoint with `reply` and reports what it got.
+fn participant(
+    c: &Arc<Cluster>,
+    id: u64,
+    reply: CheckpointReply,
+) -> mpsc::UnboundedReceiver<&'static str> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+    c.register(id, tx);
+    let c2 = c.clone();
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            let name = match cmd {
+                DrainCmd::Checkpoint(r) => {
+                    let _ = r.send(reply.clone());
+                    "checkpoint"
+                }
+                DrainCmd::Commit => {
+                    c2.unregister(id);
+                    "commit"
+                }
+                DrainCmd::Abort => "abort",
+            };
+            let _ = seen_tx.send(name);
+        }
+    });
+    seen_rx
+}
+
+#[tokio::test]
+async fn concurrent_wakes_start_once() {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    let wakes: Vec<_> = (0..50)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.wake(None).await })
+        })
+        .collect();
+    for w in wakes {
+        assert!(w.await.unwrap().is_ok());
+    }
+    assert_eq!(d.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(c.state(), ClusterState::Running);
+}
+
+#[tokio::test]
+async fn drain_commits_when_every_participant_is_ready() {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    let mut a = participant(&c, 1, CheckpointReply::Ready);
+    let mut b = participant(&c, 2, CheckpointReply::Ready);
+    c.sleep().await.unwrap();
+    assert_eq!(c.state(), ClusterState::Standby);
+    assert_eq!(d.stops.load(Ordering::SeqCst), 1);
+    for rx in [&mut a, &mut b] {
+        assert_eq!(rx.recv().await, Some("checkpoint"));
+        assert_eq!(rx.recv().await, Some("commit"));
+    }
+}
+
+#[tokio::test]
+async fn a_blocker_refuses_the_drain_and_keeps_the_backend() {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    let mut ready = participant(&c, 1, CheckpointReply::Ready);
+    let _blocked = participant(&c, 2, CheckpointReply::Blocked("open transaction".into()));
+    match c.sleep().await {
+        Err(SleepError::Blocked(b)) => assert_eq!(b, vec!["open transaction".to_string()]),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(c.state(), ClusterState::Running);
+    assert_eq!(d.stops.load(Ordering::SeqCst), 0);
+    assert_eq!(ready.recv().await, Some("checkpoint"));
+    assert_eq!(ready.recv().await, Some("abort"));
+}
+
+#[tokio::test]
+async fn activity_during_phase_one_aborts_the_drain() {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    // This participant sees client bytes right after it checkpointed.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    c.register(1, tx);
+    let c2 = c.clone();
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            if let DrainCmd::Checkpoint(r) = cmd {
+                assert_eq!(c2.resume(), Resume::Attached);
+                let _ = r.send(CheckpointReply::Ready);
+            }
+        }
+    });
+    assert!(matches!(c.sleep().await, Err(SleepError::Blocked(_))));
+    assert_eq!(c.state(), ClusterState::Running);
+    assert_eq!(d.stops.load(Ordering::SeqCst), 0);
+    assert_eq!(c.stats.drains_aborted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_busy_session_refuses_the_drain_without_being_asked() {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    // A participant that never answers: sleep must not wait for it while it is busy.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    c.register(1, tx);
+    c.busy_start();
+    match tokio::time::timeout(Duration::from_secs(5), c.sleep()).await {
+        Ok(Err(SleepError::Blocked(b))) => assert!(b[0].contains("busy"), "{b:?}"),
+        other => panic!("expected an immediate refusal, got {other:?}"),
+    }
+    assert_eq!(c.state(), ClusterState::Running);
+    assert_eq!(d.stops.load(Ordering::SeqCst), 0);
+    assert_eq!(c.stats.drains_refused.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn idle_loop_drains_after_the_timeout_but_not_while_busy() {
+    let (c, d) = cluster(Duration::from_millis(100));
+    let looper = {
+        let c = c.clone();
+        tokio::spawn(async move { c.idle_loop().await })
+    };
+    c.wake(None).await.unwrap();
+    c.busy_start();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        c.state(),
+        ClusterState::Running,
+        "a busy session keeps it up"
+    );
+    c.busy_end();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.state() != ClusterState::Standby {
+        assert!(Instant::now() < deadline, "never went idle");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.stops.load(Ordering::SeqCst), 1);
+    looper.abort();
+}
+
+#[tokio::test]
+async fn a_wake_waits_for_watching_sessions_to_attach() {
+    let (c, _) = cluster(Duration::from_secs(3600));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    c.watch(7, tx);
+    let attached = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = attached.clone();
+    let c2 = c.clone();
+    tokio::spawn(async move {
+        let rj = rx.recv().await.unwrap();
+        // Nobody else may use the backend while a watcher attaches.
+        assert_eq!(c2.state(), ClusterState::Waking);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen.store(true, Ordering::SeqCst);
+        drop(rj.done);
+    });
+    c.wake(None).await.unwrap();
+    assert!(attached.load(Ordering::SeqCst), "the wake returned first");
+    // A watcher is sent one rejoin, not one per wake.
+    c.sleep().await.unwrap();
+    c.wake(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn wake_during_phase_one_aborts_the_drain() {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    // A participant slow to checkpoint keeps the drain in phase 1.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    c.register(1, tx);
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            if let DrainCmd::Checkpoint(r) = cmd {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = r.send(CheckpointReply::Ready);
+            }
+        }
+    });
+    let sleeper = {
+        let c = c.clone();
+        tokio::spawn(async move { c.sleep().await })
+    };
+    while c.state() != ClusterState::Draining {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(c.wake(None).await.is_ok());
+    assert!(matches!(
+        sleeper.await.unwrap(),
+        Err(SleepError::Blocked(_))
+    ));
+    assert_eq!(c.state(), ClusterState::Running);
+    assert_eq!(d.stops.load(Ordering::SeqCst), 0);
+    assert_eq!(d.starts.load(Ordering::SeqCst), 1);
+}

@@ -1,0 +1,143 @@
+//! Starting the backend: many callers at once cause one start, and sessions that watch for it
+//! (a parked LISTEN) attach before any other session runs on the new server.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Cluster, ClusterState, Participant};
+use crate::driver::{BackendInfo, DriverError};
+
+/// Sent to a watching session when the backend has started: attach to `backend`, join drains,
+/// then drop or fire `done`. The wake that started the backend waits for every one of them.
+#[derive(Debug)]
+pub struct Rejoin {
+    pub backend: BackendInfo,
+    pub done: oneshot::Sender<()>,
+}
+
+/// How long a wake waits for watching sessions to attach before its own caller goes on.
+const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Cluster {
+    /// The backend to connect to, starting it if needed. Many callers at once cause one start.
+    /// Calling this during phase 1 of a drain aborts the drain.
+    ///
+    /// `join` registers a drain participant in the same step, so no drain can stop the backend
+    /// between this call returning and the caller's connection being set up.
+    pub async fn wake(&self, mut join: Option<Participant>) -> Result<BackendInfo, DriverError> {
+        let mut rx = self.state_tx.subscribe();
+        loop {
+            let start = {
+                let mut inner = self.lock();
+                if inner.state == ClusterState::Running && !self.driver.alive() {
+                    tracing::error!(cluster = %self.name, pid = ?inner.backend.as_ref().and_then(|b| b.pid), "backend exited on its own; starting it again");
+                    inner.backend = None;
+                    self.set_state(&mut inner, ClusterState::Standby);
+                }
+                match inner.state {
+                    ClusterState::Running | ClusterState::Draining => {
+                        if inner.state == ClusterState::Draining {
+                            inner.drain_aborted = true;
+                        }
+                        if let Some(b) = inner.backend.clone() {
+                            if let Some((id, tx)) = join.take() {
+                                inner.participants.insert(id, tx);
+                            }
+                            return Ok(b);
+                        }
+                        false
+                    }
+                    ClusterState::Standby => {
+                        self.set_state(&mut inner, ClusterState::Waking);
+                        true
+                    }
+                    ClusterState::Waking | ClusterState::Stopping => false,
+                }
+            };
+            if start {
+                return self.start_backend(join.take()).await;
+            }
+            if rx.changed().await.is_err() {
+                return Err(DriverError::Failed("cluster is shutting down".into()));
+            }
+        }
+    }
+
+    async fn start_backend(&self, join: Option<Participant>) -> Result<BackendInfo, DriverError> {
+        let _guard = self.lifecycle.lock().await;
+        let started = Instant::now();
+        let result = self.driver.start().await;
+        if let Ok(info) = &result {
+            self.rejoin_watchers(info).await;
+        }
+        let mut inner = self.lock();
+        match &result {
+            Ok(info) => {
+                inner.backend = Some(info.clone());
+                if let Some((id, tx)) = join {
+                    inner.participants.insert(id, tx);
+                }
+                self.stats.wakes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(cluster = %self.name, pid = ?info.pid, elapsed_ms = started.elapsed().as_millis() as u64, "backend started");
+                self.set_state(&mut inner, ClusterState::Running);
+            }
+            Err(e) => {
+                self.stats.wake_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(cluster = %self.name, error = %e, "backend failed to start");
+                self.set_state(&mut inner, ClusterState::Standby);
+            }
+        }
+        drop(inner);
+        self.touch();
+        result
+    }
+
+    /// While the cluster is still `waking`, so no other session can run anything yet, every
+    /// watching session attaches to the new backend. A session that fails or takes longer than
+    /// [`REJOIN_TIMEOUT`] is not waited for: it stays parked and attaches when its client
+    /// speaks.
+    async fn rejoin_watchers(&self, info: &BackendInfo) {
+        let watchers: Vec<_> = self.lock().watchers.drain().collect();
+        if watchers.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut waiting = Vec::with_capacity(watchers.len());
+        for (_, tx) in watchers {
+            let (done, rx) = oneshot::channel();
+            if tx
+                .send(Rejoin {
+                    backend: info.clone(),
+                    done,
+                })
+                .is_ok()
+            {
+                waiting.push(rx);
+            }
+        }
+        let n = waiting.len();
+        let all = all_done(waiting);
+        if tokio::time::timeout(REJOIN_TIMEOUT, all).await.is_err() {
+            tracing::warn!(cluster = %self.name, sessions = n, "some watching sessions did not attach in time");
+        }
+        tracing::debug!(cluster = %self.name, sessions = n, elapsed_ms = started.elapsed().as_millis() as u64, "watching sessions attached");
+    }
+
+    /// A parked session asks to be attached again as soon as the backend starts.
+    pub fn watch(&self, id: u64, tx: mpsc::UnboundedSender<Rejoin>) {
+        self.lock().watchers.insert(id, tx);
+    }
+
+    pub fn unwatch(&self, id: u64) {
+        self.lock().watchers.remove(&id);
+    }
+}
+
+/// Waits for every receiver; a dropped sender counts as done.
+async fn all_done(rxs: Vec<oneshot::Receiver<()>>) {
+    for rx in rxs {
+        let _ = rx.await;
+    }
+}
