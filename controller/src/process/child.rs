@@ -262,6 +262,52 @@ pub async fn run(mut cmd: ChildCommand, stdin: Option<Vec<u8>>) -> io::Result<Ou
     Ok(output)
 }
 
+/// A server's offline bootstrap mode (`postgres --single`, `mariadbd --bootstrap`), which
+/// reads SQL on stdin.
+pub struct Script {
+    /// The program and mode, for errors.
+    pub program: &'static str,
+    /// What the script does, for errors and the log.
+    pub task: &'static str,
+    /// The error lines in the output, without anything that could echo a statement (and with
+    /// it a password).
+    pub errors: fn(&str) -> Vec<String>,
+}
+
+/// Runs `cmd`, a `script` mode of a server, with `sql` on stdin.
+pub async fn run_script(
+    cluster: &str,
+    script: &Script,
+    cmd: ChildCommand,
+    sql: String,
+) -> Result<(), DriverError> {
+    let started = std::time::Instant::now();
+    let out = run(cmd, Some(sql.into_bytes()))
+        .await
+        .map_err(|e| io_err(format!("running {}", script.program), e))?;
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let errors = (script.errors)(&text);
+    if !out.status.success() || !errors.is_empty() {
+        return Err(DriverError::Failed(format!(
+            "{} failed ({}): {}",
+            script.task,
+            out.status,
+            errors.join("; ")
+        )));
+    }
+    tracing::info!(
+        cluster,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "{} done",
+        script.task
+    );
+    Ok(())
+}
+
 pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
     // SAFETY: kill has no memory-safety preconditions.
@@ -492,6 +538,24 @@ pub fn check_traversable(dir: &Path, user: &RunAs) -> Result<(), DriverError> {
         }
     }
     Ok(())
+}
+
+/// Empties a data directory that torpor itself was initialising (never one it adopted), after
+/// a failed initialisation.
+pub async fn remove_dir_contents(dir: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let path = entry.path();
+        let removed = match entry.file_type().await {
+            Ok(t) if t.is_dir() => tokio::fs::remove_dir_all(&path).await,
+            _ => tokio::fs::remove_file(&path).await,
+        };
+        if let Err(e) = removed {
+            tracing::warn!(path = %path.display(), error = %e, "cleanup after failed init");
+        }
+    }
 }
 
 /// Opens `path` for appending, creating it (mode 0600) owned by `user`.

@@ -6,6 +6,7 @@
 use sha1::{Digest, Sha1};
 
 use super::BootstrapUser;
+use super::child::Script;
 use crate::driver::DriverError;
 
 /// MariaDB's limits on database and user names, in characters.
@@ -94,6 +95,13 @@ pub(crate) fn script(cluster: &str, users: &[BootstrapUser]) -> Result<String, D
     }
     Ok(sql)
 }
+
+/// How the bootstrap script runs, and how its errors are read.
+pub(crate) const SCRIPT: Script = Script {
+    program: "mariadbd --bootstrap",
+    task: "creating the database and users with mariadbd --bootstrap",
+    errors,
+};
 
 /// The error lines of a bootstrap run. A syntax error echoes the statement after "near"; that
 /// part is cut (it could only hold a user name or a hash, but logs should hold neither).

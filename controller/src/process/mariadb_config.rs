@@ -70,9 +70,16 @@ pub(crate) fn check_setting(key: &str, value: &str) -> Result<(), DriverError> {
     Ok(())
 }
 
+/// The server and install-db executables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binaries {
+    pub server: PathBuf,
+    pub install_db: PathBuf,
+}
+
 /// The server and install-db executables (see the module comment for where they are looked
 /// for).
-pub(crate) fn find_binaries(bin_dir: Option<&Path>) -> Result<(PathBuf, PathBuf), DriverError> {
+pub(crate) fn find_binaries(bin_dir: Option<&Path>) -> Result<Binaries, DriverError> {
     let (server_dirs, install_dirs): (Vec<PathBuf>, Vec<PathBuf>) = match bin_dir {
         Some(dir) => {
             let mut install = vec![dir.to_path_buf()];
@@ -99,10 +106,10 @@ pub(crate) fn find_binaries(bin_dir: Option<&Path>) -> Result<(PathBuf, PathBuf)
                 ))
             })
     };
-    Ok((
-        find(&server_dirs, SERVER)?,
-        find(&install_dirs, INSTALL_DB)?,
-    ))
+    Ok(Binaries {
+        server: find(&server_dirs, SERVER)?,
+        install_db: find(&install_dirs, INSTALL_DB)?,
+    })
 }
 
 #[cfg(test)]
@@ -153,12 +160,18 @@ mod tests {
         make(bin.join(INSTALL_DB));
         assert_eq!(
             find_binaries(Some(&sbin)).unwrap(),
-            (sbin.join(SERVER), bin.join(INSTALL_DB))
+            Binaries {
+                server: sbin.join(SERVER),
+                install_db: bin.join(INSTALL_DB)
+            }
         );
         make(sbin.join(INSTALL_DB));
         assert_eq!(
             find_binaries(Some(&sbin)).unwrap(),
-            (sbin.join(SERVER), sbin.join(INSTALL_DB))
+            Binaries {
+                server: sbin.join(SERVER),
+                install_db: sbin.join(INSTALL_DB)
+            }
         );
     }
 

@@ -11,6 +11,7 @@ mod mariadb_config;
 mod postgres;
 mod postgres_bootstrap;
 mod server;
+mod supervisor;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,28 +1,22 @@
 //! PostgreSQL as a child process: initdb and bootstrap users on first use, start with a fast
 //! readiness check, fast shutdown, and cleanup of a server that a crashed torpor left behind.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::process::Child;
 
-use super::child::{self, Escalation, RunAs, io_err};
+use super::child::{self, Escalation, io_err};
 use super::postgres_bootstrap as bootstrap;
 use super::server::{Server, ServerProcess};
-use super::{BootstrapUser, ConfigProblem, ProcessConfig};
-use crate::driver::{BackendInfo, DriverError};
+use super::supervisor::Setup;
+use super::{BootstrapUser, ProcessConfig};
+use crate::driver::DriverError;
 
 /// Where Debian/Ubuntu install one directory per major version.
 const VERSIONS_ROOT: &str = "/usr/lib/postgresql";
-const LOG_FILE: &str = "torpor-postgres.log";
-const READY_POLL: Duration = Duration::from_millis(5);
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const LOG_TAIL_LINES: usize = 20;
+const PID_FILE: &str = "postmaster.pid";
 /// SIGINT is PostgreSQL's fast shutdown (roll back sessions, checkpoint, exit); SIGQUIT is its
 /// immediate shutdown (crash recovery on next start).
 const SHUTDOWN: Escalation = Escalation {
@@ -45,16 +39,6 @@ host    replication  all   ::1/128         scram-sha-256
 /// Settings the driver owns: they decide the address it reports.
 const RESERVED_SETTINGS: [&str; 2] = ["port", "listen_addresses"];
 
-struct Setup {
-    bin_dir: PathBuf,
-    user: RunAs,
-}
-
-struct Running {
-    child: Child,
-    info: BackendInfo,
-}
-
 /// Runs one PostgreSQL server (one data directory) as a child process.
 pub type PostgresProcess = ServerProcess<Postgres>;
 
@@ -62,71 +46,15 @@ pub struct Postgres {
     cluster: String,
     cfg: ProcessConfig,
     users: Vec<BootstrapUser>,
-    setup: OnceLock<Setup>,
-    running: tokio::sync::Mutex<Option<Running>>,
-    /// Mirror of the running child's pid for the synchronous `pid()`; 0 when none.
-    pid: AtomicU32,
-}
-
-/// The binaries and user `cfg` asks for, found without creating or starting anything.
-fn resolve(cfg: &ProcessConfig) -> Result<Setup, ConfigProblem> {
-    if !cfg.data_dir.is_absolute() {
-        return Err(ConfigProblem::new(
-            "data_dir",
-            format!(
-                "data_dir {} must be an absolute path",
-                cfg.data_dir.display()
-            ),
-        ));
-    }
-    for (key, value) in &cfg.settings {
-        check_setting(key, value).map_err(|e| ConfigProblem::new("settings", e.to_string()))?;
-    }
-    let bin_dir = match &cfg.bin_dir {
-        Some(dir) => dir.clone(),
-        None => newest_bin_dir(Path::new(VERSIONS_ROOT))
-            .map_err(|e| ConfigProblem::new("bin_dir", e.to_string()))?,
-    };
-    for tool in ["postgres", "initdb"] {
-        if !child::is_executable(&bin_dir.join(tool)) {
-            return Err(ConfigProblem::new(
-                "bin_dir",
-                format!(
-                    "bin_dir {}: no executable `{tool}` there; set bin_dir to a PostgreSQL bin \
-                     directory",
-                    bin_dir.display()
-                ),
-            ));
-        }
-    }
-    let user = RunAs::resolve(cfg.run_as.as_deref(), "postgres")
-        .map_err(|e| ConfigProblem::new("run_as", e.to_string()))?;
-    if user.uid == 0 {
-        return Err(ConfigProblem::new(
-            "run_as",
-            "PostgreSQL refuses to run as root; set run_as to an unprivileged user",
-        ));
-    }
-    Ok(Setup { bin_dir, user })
 }
 
 impl Postgres {
-    fn setup(&self) -> Result<&Setup, DriverError> {
-        if let Some(s) = self.setup.get() {
-            return Ok(s);
-        }
-        let _ = self.setup.set(resolve(&self.cfg)?);
-        self.setup
-            .get()
-            .ok_or_else(|| DriverError::Failed("driver setup missing".into()))
-    }
-
     fn data_dir(&self) -> &Path {
         &self.cfg.data_dir
     }
 
     /// A fresh data directory: initdb, then the bootstrap users, without any network.
-    async fn initialize(&self, setup: &Setup) -> Result<(), DriverError> {
+    async fn initialize(&self, setup: &Setup<PathBuf>) -> Result<(), DriverError> {
         let dir = self.data_dir().to_path_buf();
         let user = setup.user.clone();
         tokio::task::spawn_blocking(move || child::ensure_dir(&dir, 0o700, &user))
@@ -134,7 +62,7 @@ impl Postgres {
             .map_err(|e| DriverError::Failed(format!("creating the data directory: {e}")))??;
 
         let started = Instant::now();
-        let mut cmd = child::command(&setup.bin_dir.join("initdb"), &setup.user, libc::SIGKILL);
+        let mut cmd = child::command(&setup.bins.join("initdb"), &setup.user, libc::SIGKILL);
         cmd.arg("-D")
             .arg(self.data_dir())
             .args(["-U", bootstrap::SUPERUSER])
@@ -172,16 +100,15 @@ impl Postgres {
 
         if let Err(e) = self.create_users(setup).await {
             // Leave no half-initialised directory: the next prepare would skip the users.
-            self.remove_data_dir_contents().await;
+            child::remove_dir_contents(self.data_dir()).await;
             return Err(e);
         }
         Ok(())
     }
 
-    async fn create_users(&self, setup: &Setup) -> Result<(), DriverError> {
-        let started = Instant::now();
+    async fn create_users(&self, setup: &Setup<PathBuf>) -> Result<(), DriverError> {
         let sql = bootstrap::script(&self.cluster, &self.users)?;
-        let mut cmd = child::command(&setup.bin_dir.join("postgres"), &setup.user, libc::SIGKILL);
+        let mut cmd = child::command(&setup.bins.join("postgres"), &setup.user, libc::SIGKILL);
         cmd.arg("--single").arg("-D").arg(self.data_dir()).arg("-j");
         // An error report would otherwise repeat the statement, password included.
         cmd.args(["-c", "log_min_error_statement=panic"]);
@@ -189,51 +116,13 @@ impl Postgres {
             cmd.arg("-c").arg(format!("{k}={v}"));
         }
         cmd.arg(bootstrap::SUPERUSER);
-        let out = child::run(cmd, Some(sql.into_bytes()))
-            .await
-            .map_err(|e| io_err("running postgres --single", e))?;
-        let text = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let errors = bootstrap::errors(&text);
-        if !out.status.success() || !errors.is_empty() {
-            return Err(DriverError::Failed(format!(
-                "creating the bootstrap users in single-user mode failed ({}): {}",
-                out.status,
-                errors.join("; ")
-            )));
-        }
-        tracing::info!(
-            cluster = %self.cluster,
-            users = self.users.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "bootstrap users created"
-        );
-        Ok(())
-    }
-
-    async fn remove_data_dir_contents(&self) {
-        let Ok(mut entries) = tokio::fs::read_dir(self.data_dir()).await else {
-            return;
-        };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let path = entry.path();
-            let removed = match entry.file_type().await {
-                Ok(t) if t.is_dir() => tokio::fs::remove_dir_all(&path).await,
-                _ => tokio::fs::remove_file(&path).await,
-            };
-            if let Err(e) = removed {
-                tracing::warn!(path = %path.display(), error = %e, "cleanup after failed init");
-            }
-        }
+        child::run_script(&self.cluster, &bootstrap::SCRIPT, cmd, sql).await
     }
 
     /// Stops a server that an earlier, crashed torpor left running on this data directory.
     /// A pid file whose process is gone is left alone: postgres handles a stale one.
-    async fn stop_leftover(&self) -> Result<(), DriverError> {
-        let pidfile = self.data_dir().join("postmaster.pid");
+    async fn stop_leftover(&self, ours: Option<u32>) -> Result<(), DriverError> {
+        let pidfile = self.data_dir().join(PID_FILE);
         let text = match tokio::fs::read_to_string(&pidfile).await {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -246,7 +135,7 @@ impl Postgres {
         else {
             return Ok(());
         };
-        if pid == 0 || self.pid() == Some(pid) || !child::is_alive(pid) {
+        if pid == 0 || ours == Some(pid) || !child::is_alive(pid) {
             return Ok(());
         }
         if !self.is_our_postmaster(pid).await {
@@ -264,7 +153,7 @@ impl Postgres {
             data_dir = %self.data_dir().display(),
             "stopping a postgres left running by an earlier torpor run"
         );
-        child::stop_pid(pid, SHUTDOWN).await
+        child::stop_pid(pid, Self::SHUTDOWN).await
     }
 
     /// The process runs a postgres binary and (when we may look) works in our data directory:
@@ -289,23 +178,6 @@ impl Postgres {
         }
     }
 
-    /// When the postmaster dies uncleanly its backends live on, holding the shared memory a
-    /// new postmaster needs: end them (their sessions died with the postmaster anyway).
-    async fn kill_orphans(&self) {
-        let orphans = child::processes_in(self.data_dir());
-        if orphans.is_empty() {
-            return;
-        }
-        tracing::warn!(cluster = %self.cluster, count = orphans.len(), "ending server processes orphaned by a dead postmaster");
-        for pid in &orphans {
-            let _ = child::signal(*pid, libc::SIGKILL);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while orphans.iter().any(|p| child::is_alive(*p)) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
     fn fsync_off(&self) -> bool {
         self.cfg
             .settings
@@ -313,43 +185,17 @@ impl Postgres {
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "off" | "false" | "0"))
     }
 
-    async fn spawn_server(&self, setup: &Setup) -> Result<Child, DriverError> {
-        let log_path = self.log_path();
-        let user = setup.user.clone();
-        let path = log_path.clone();
-        let log = tokio::task::spawn_blocking(move || child::open_log(&path, &user))
-            .await
-            .map_err(|e| DriverError::Failed(format!("opening the server log: {e}")))??;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| io_err(format!("duplicating {}", log_path.display()), e))?;
-        let mut cmd = child::command(&setup.bin_dir.join("postgres"), &setup.user, libc::SIGINT);
-        cmd.arg("-D")
-            .arg(self.data_dir())
-            .arg("-p")
-            .arg(self.cfg.port.to_string())
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(self.socket_dir_setting())
-            // After an unclean stop, syncing the data dir file by file takes seconds.
-            .args(["-c", "recovery_init_sync_method=syncfs"]);
+    fn server_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["-D".into(), self.data_dir().into()];
+        args.extend(["-p".into(), self.cfg.port.to_string().into()]);
+        args.extend(["-c".into(), "listen_addresses=127.0.0.1".into()]);
+        args.extend(["-c".into(), self.socket_dir_setting()]);
+        // After an unclean stop, syncing the data dir file by file takes seconds.
+        args.extend(["-c".into(), "recovery_init_sync_method=syncfs".into()]);
         for (k, v) in &self.cfg.settings {
-            cmd.arg("-c").arg(format!("{k}={v}"));
+            args.extend(["-c".into(), format!("{k}={v}").into()]);
         }
-        cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log_err));
-        child::spawn(cmd)
-            .await
-            .map_err(|e| io_err("starting postgres", e))
-    }
-
-    /// The Unix socket in the data directory (only the server's user and root can reach it);
-    /// none when its path would not fit in a socket address or can't be written as a setting.
-    fn socket(&self) -> Option<PathBuf> {
-        let dir = self.data_dir();
-        if dir.to_str().is_none_or(|d| d.contains('"')) {
-            return None;
-        }
-        super::socket_path(dir, &format!(".s.PGSQL.{}", self.cfg.port))
+        args
     }
 
     fn socket_dir_setting(&self) -> std::ffi::OsString {
@@ -362,50 +208,6 @@ impl Postgres {
         }
         arg
     }
-
-    /// Ready when postmaster.pid names our child and its status line reads "ready". Polled
-    /// often: this is on the wake path, where `pg_ctl -w`'s 100 ms polls would show.
-    async fn wait_ready(&self, child: &mut Child, pid: u32) -> Result<(), DriverError> {
-        let pidfile = self.data_dir().join("postmaster.pid");
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = child
-                .try_wait()
-                .map_err(|e| io_err("checking the postgres process", e))?
-            {
-                return Err(DriverError::Failed(format!(
-                    "postgres exited ({status}) before it was ready; last lines of {}:\n{}",
-                    self.log_path().display(),
-                    child::tail(&self.log_path(), LOG_TAIL_LINES)
-                )));
-            }
-            if let Ok(text) = tokio::fs::read_to_string(&pidfile).await
-                && pidfile_ready(&text, pid)
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(DriverError::Timeout(format!(
-                    "postgres (pid {pid}) not ready after {}s; last lines of {}:\n{}",
-                    READY_TIMEOUT.as_secs(),
-                    self.log_path().display(),
-                    child::tail(&self.log_path(), LOG_TAIL_LINES)
-                )));
-            }
-            tokio::time::sleep(READY_POLL).await;
-        }
-    }
-}
-
-/// Asks a server to shut down (fast) when a start is abandoned half-way.
-struct StopOnDrop(Option<u32>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = child::signal(pid, libc::SIGINT);
-        }
-    }
 }
 
 fn pidfile_ready(text: &str, pid: u32) -> bool {
@@ -414,27 +216,6 @@ fn pidfile_ready(text: &str, pid: u32) -> bool {
     // Line 8 (index 7 overall) is the postmaster's status: "starting", "ready", "stopping".
     let status = lines.nth(6).map(str::trim);
     first == Some(pid.to_string().as_str()) && status == Some("ready")
-}
-
-fn check_setting(key: &str, value: &str) -> Result<(), DriverError> {
-    let key_ok = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-    if !key_ok {
-        return Err(DriverError::Failed(format!("invalid setting name {key:?}")));
-    }
-    if RESERVED_SETTINGS.contains(&key.to_ascii_lowercase().as_str()) {
-        return Err(DriverError::Failed(format!(
-            "setting {key:?} is managed by torpor (use the port field)"
-        )));
-    }
-    if value.contains('\0') {
-        return Err(DriverError::Failed(format!(
-            "setting {key:?} has a NUL character"
-        )));
-    }
-    Ok(())
 }
 
 /// The highest `<root>/<major>/bin` that holds a `postgres` binary.
@@ -470,128 +251,113 @@ fn newest_bin_dir(root: &Path) -> Result<PathBuf, DriverError> {
     })
 }
 
-impl Postgres {}
-
 #[async_trait]
 impl Server for Postgres {
     const NAME: &'static str = "postgres";
-    const PID_FILE: &'static str = "postmaster.pid";
+    const DEFAULT_USER: &'static str = "postgres";
+    const PID_FILE: &'static str = PID_FILE;
+    const LOG_FILE: &'static str = "torpor-postgres.log";
+    const SHUTDOWN: Escalation = SHUTDOWN;
+    /// The directory holding `postgres` and `initdb`.
+    type Binaries = PathBuf;
 
     fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
         Self {
             cluster: cluster.to_owned(),
             cfg,
             users,
-            setup: OnceLock::new(),
-            running: tokio::sync::Mutex::new(None),
-            pid: AtomicU32::new(0),
         }
     }
 
-    fn check(cfg: &ProcessConfig) -> Result<(), ConfigProblem> {
-        resolve(cfg).map(|_| ())
+    fn check_setting(key: &str, value: &str) -> Result<(), DriverError> {
+        let key_ok = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !key_ok {
+            return Err(DriverError::Failed(format!("invalid setting name {key:?}")));
+        }
+        if RESERVED_SETTINGS.contains(&key.to_ascii_lowercase().as_str()) {
+            return Err(DriverError::Failed(format!(
+                "setting {key:?} is managed by torpor (use the port field)"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(DriverError::Failed(format!(
+                "setting {key:?} has a NUL character"
+            )));
+        }
+        Ok(())
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.cfg.data_dir.join(LOG_FILE)
+    fn find_binaries(cfg: &ProcessConfig) -> Result<PathBuf, DriverError> {
+        let bin_dir = match &cfg.bin_dir {
+            Some(dir) => dir.clone(),
+            None => newest_bin_dir(Path::new(VERSIONS_ROOT))?,
+        };
+        for tool in ["postgres", "initdb"] {
+            if !child::is_executable(&bin_dir.join(tool)) {
+                return Err(DriverError::Failed(format!(
+                    "bin_dir {}: no executable `{tool}` there; set bin_dir to a PostgreSQL bin \
+                     directory",
+                    bin_dir.display()
+                )));
+            }
+        }
+        Ok(bin_dir)
     }
 
-    async fn abandon(&self) -> Option<u32> {
-        let running = self.running.lock().await.take()?;
-        self.pid.store(0, Ordering::SeqCst);
-        running.info.pid
-    }
-
-    async fn prepare(&self) -> Result<(), DriverError> {
-        let setup = self.setup()?;
+    async fn bootstrap(
+        &self,
+        setup: &Setup<PathBuf>,
+        ours: Option<u32>,
+    ) -> Result<(), DriverError> {
         let version_file = self.data_dir().join("PG_VERSION");
         let initialized = tokio::fs::try_exists(&version_file)
             .await
             .map_err(|e| io_err(format!("checking {}", version_file.display()), e))?;
         if initialized {
-            self.stop_leftover().await
+            self.stop_leftover(ours).await
         } else {
             self.initialize(setup).await
         }
     }
 
-    async fn start(&self) -> Result<BackendInfo, DriverError> {
-        let setup = self.setup()?;
-        let mut running = self.running.lock().await;
-        if let Some(r) = running.as_mut() {
-            match r.child.try_wait() {
-                Ok(None) => return Ok(r.info.clone()),
-                Ok(Some(status)) => {
-                    tracing::warn!(cluster = %self.cluster, %status, "postgres had exited on its own");
-                    *running = None;
-                    self.pid.store(0, Ordering::SeqCst);
-                    self.kill_orphans().await;
-                }
-                Err(e) => return Err(io_err("checking the postgres process", e)),
-            }
-        }
-        let started = Instant::now();
-        let mut child = self.spawn_server(setup).await?;
-        let Some(pid) = child.id() else {
-            return Err(DriverError::Failed(
-                "postgres exited before its pid was known".into(),
-            ));
-        };
-        // Dropped only if the runtime shuts down mid-start: then nobody would track the server.
-        let mut guard = StopOnDrop(Some(pid));
-        if let Err(e) = self.wait_ready(&mut child, pid).await {
-            guard.0 = None;
-            if let Err(stop_err) = child::stop_child(&mut child, SHUTDOWN).await {
-                tracing::warn!(cluster = %self.cluster, pid, error = %stop_err, "stopping a postgres that failed to start");
-            }
-            return Err(e);
-        }
-        guard.0 = None;
-        let info = BackendInfo {
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.cfg.port)),
-            socket: self.socket(),
-            pid: Some(pid),
-        };
-        tracing::info!(
-            cluster = %self.cluster,
-            pid,
-            addr = %info.addr,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "postgres ready"
-        );
-        self.pid.store(pid, Ordering::SeqCst);
-        *running = Some(Running {
-            child,
-            info: info.clone(),
-        });
-        Ok(info)
+    fn command_line(&self, setup: &Setup<PathBuf>) -> (PathBuf, Vec<OsString>) {
+        (setup.bins.join("postgres"), self.server_args())
     }
 
-    async fn stop(&self) -> Result<(), DriverError> {
-        let mut running = self.running.lock().await;
-        let Some(r) = running.as_mut() else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        // The child stays recorded until it is reaped: a stop cut short (future dropped) can
-        // be repeated.
-        let status = child::stop_child(&mut r.child, SHUTDOWN).await?;
-        tracing::info!(
-            cluster = %self.cluster,
-            pid = r.info.pid,
-            %status,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "postgres stopped"
-        );
-        *running = None;
-        self.pid.store(0, Ordering::SeqCst);
-        Ok(())
+    /// Ready when postmaster.pid names our child and its status line reads "ready".
+    async fn is_ready(&self, pid: u32) -> bool {
+        tokio::fs::read_to_string(self.data_dir().join(PID_FILE))
+            .await
+            .is_ok_and(|text| pidfile_ready(&text, pid))
     }
 
-    fn pid(&self) -> Option<u32> {
-        match self.pid.load(Ordering::SeqCst) {
-            0 => None,
-            pid => Some(pid),
+    /// The Unix socket in the data directory (only the server's user and root can reach it);
+    /// none when its path would not fit in a socket address or can't be written as a setting.
+    fn socket(&self) -> Option<PathBuf> {
+        let dir = self.data_dir();
+        if dir.to_str().is_none_or(|d| d.contains('"')) {
+            return None;
+        }
+        super::socket_path(dir, &format!(".s.PGSQL.{}", self.cfg.port))
+    }
+
+    /// When the postmaster dies uncleanly its backends live on, holding the shared memory a
+    /// new postmaster needs: end them (their sessions died with the postmaster anyway).
+    async fn after_exit(&self) {
+        let orphans = child::processes_in(self.data_dir());
+        if orphans.is_empty() {
+            return;
+        }
+        tracing::warn!(cluster = %self.cluster, count = orphans.len(), "ending server processes orphaned by a dead postmaster");
+        for pid in &orphans {
+            let _ = child::signal(*pid, libc::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while orphans.iter().any(|p| child::is_alive(*p)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -630,6 +396,7 @@ mod tests {
 
     #[test]
     fn settings_are_checked() {
+        let check_setting = Postgres::check_setting;
         assert!(check_setting("fsync", "off").is_ok());
         assert!(check_setting("auto_explain.log_min_duration", "0").is_ok());
         assert!(check_setting("port", "1").is_err());

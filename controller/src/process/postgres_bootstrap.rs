@@ -2,6 +2,7 @@
 //! Passwords never appear on a command line or in a log.
 
 use super::BootstrapUser;
+use super::child::Script;
 use crate::driver::DriverError;
 
 /// The superuser initdb creates (`initdb -U postgres`); it and its database already exist.
@@ -80,6 +81,13 @@ pub(crate) fn script(cluster: &str, users: &[BootstrapUser]) -> Result<String, D
     }
     Ok(sql)
 }
+
+/// How the bootstrap script runs, and how its errors are read.
+pub(crate) const SCRIPT: Script = Script {
+    program: "postgres --single",
+    task: "creating the bootstrap users in single-user mode",
+    errors,
+};
 
 /// The error lines of a single-user run, without anything that could echo a statement (and
 /// with it a password).

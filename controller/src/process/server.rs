@@ -1,41 +1,64 @@
-//! What both process drivers share above their own servers: each lifecycle step runs to
-//! completion in a task of its own, so a caller that gives up (a timeout, a dropped client)
-//! leaves neither a half-initialised directory nor an untracked server behind, and the next
-//! call sees the outcome (a start that went on returns its backend at once).
+//! What makes one database server different from another when torpor runs it as a child
+//! process ([`Server`]), and the driver around any of them ([`ServerProcess`]): each lifecycle
+//! step runs to completion in a task of its own, so a caller that gives up (a timeout, a
+//! dropped client) leaves neither a half-initialised directory nor an untracked server behind,
+//! and the next call sees the outcome (a start that went on returns its backend at once).
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::child::{self, Escalation};
 use super::lock::DataDirLock;
-use super::{BootstrapUser, ConfigProblem, ProcessConfig, child};
+use super::supervisor::{Setup, Supervisor};
+use super::{BootstrapUser, ConfigProblem, ProcessConfig};
 use crate::driver::{BackendInfo, Driver, DriverError};
 
-/// One database server (one data directory) run as a child process.
+/// One kind of database server run from a data directory: only what differs between kinds
+/// (binaries, flags, readiness, signals, bootstrap). Starting, watching and stopping the
+/// process is [`Supervisor`]'s, the same for every kind.
 #[async_trait]
-pub trait Server: Send + Sync + 'static {
-    /// For error messages.
+pub trait Server: Send + Sync + Sized + 'static {
+    /// The server binary's name, for logs and errors.
     const NAME: &'static str;
+    /// The OS user it runs as when torpor runs as root and `run_as` is unset.
+    const DEFAULT_USER: &'static str;
     /// The file in the data directory whose first line is the running server's pid.
     const PID_FILE: &'static str;
+    /// The file in the data directory the server's output is appended to.
+    const LOG_FILE: &'static str;
+    /// How the server is asked to stop; its first signal is also the parent-death signal.
+    const SHUTDOWN: Escalation;
+    /// Where the executables are, as `find_binaries` found them.
+    type Binaries: Send + Sync + 'static;
+
     fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self;
-    /// What `prepare` and `start` would refuse in `cfg` (binaries, settings, user), found
-    /// without creating or starting anything.
-    fn check(cfg: &ProcessConfig) -> Result<(), ConfigProblem>;
-    async fn prepare(&self) -> Result<(), DriverError>;
-    async fn start(&self) -> Result<BackendInfo, DriverError>;
-    async fn stop(&self) -> Result<(), DriverError>;
-    fn pid(&self) -> Option<u32>;
-    /// The file the server's output goes to.
-    fn log_path(&self) -> PathBuf;
-    /// Forgets the running server without stopping it; its pid.
-    async fn abandon(&self) -> Option<u32>;
+    /// Whether `key = value` may become a server option.
+    fn check_setting(key: &str, value: &str) -> Result<(), DriverError>;
+    /// The executables `cfg` points at, checked to be there.
+    fn find_binaries(cfg: &ProcessConfig) -> Result<Self::Binaries, DriverError>;
+    /// First-use work: create the data directory and the users, and stop a server an earlier,
+    /// crashed torpor left on it. `ours` is the server this driver runs now, never a leftover.
+    async fn bootstrap(
+        &self,
+        setup: &Setup<Self::Binaries>,
+        ours: Option<u32>,
+    ) -> Result<(), DriverError>;
+    /// The server executable and its arguments.
+    fn command_line(&self, setup: &Setup<Self::Binaries>) -> (PathBuf, Vec<OsString>);
+    /// Whether the server with `pid` accepts connections now. Polled often during a start.
+    async fn is_ready(&self, pid: u32) -> bool;
+    /// A Unix socket the server listens on besides TCP, if any.
+    fn socket(&self) -> Option<PathBuf>;
+    /// Clean-up after the server exited on its own, before the next one starts.
+    async fn after_exit(&self) {}
 }
 
-pub struct ServerProcess<S> {
-    inner: Arc<S>,
+pub struct ServerProcess<S: Server> {
+    supervisor: Arc<Supervisor<S>>,
     data_dir: PathBuf,
     /// Taken by the first claim, prepare or start; kept until this driver is dropped (or
     /// abandons its server), across stops: a stopped server's directory is still ours.
@@ -46,14 +69,14 @@ impl<S: Server> ServerProcess<S> {
     pub fn new(cluster: &str, cfg: ProcessConfig, users: Vec<BootstrapUser>) -> Self {
         Self {
             data_dir: cfg.data_dir.clone(),
-            inner: Arc::new(S::new(cluster, cfg, users)),
+            supervisor: Arc::new(Supervisor::new(cluster, cfg, users)),
             lock: Mutex::new(None),
         }
     }
 
     /// What `prepare` and `start` would refuse in `cfg`, without touching anything.
     pub fn check(cfg: &ProcessConfig) -> Result<(), ConfigProblem> {
-        S::check(cfg)
+        Supervisor::<S>::resolve(cfg).map(drop)
     }
 
     /// The pid of a live process that the data directory's pid file names: a server an
@@ -66,7 +89,7 @@ impl<S: Server> ServerProcess<S> {
 
     /// The file the server's stdout and stderr are appended to.
     pub fn log_path(&self) -> PathBuf {
-        self.inner.log_path()
+        self.supervisor.log_path()
     }
 
     /// Forgets the running server without stopping it and lets go of the data directory, as
@@ -74,7 +97,7 @@ impl<S: Server> ServerProcess<S> {
     /// to clean up.
     #[doc(hidden)]
     pub async fn abandon(&self) -> Option<u32> {
-        let pid = self.inner.abandon().await;
+        let pid = self.supervisor.abandon().await;
         self.lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -108,27 +131,27 @@ impl<S: Server> Driver for ServerProcess<S> {
         // Before the leftover cleanup in prepare: a server on this directory is only a
         // leftover if no other torpor holds the lock.
         self.claim()?;
-        let s = self.inner.clone();
+        let s = self.supervisor.clone();
         detached::<S, _>(async move { s.prepare().await }).await
     }
 
     async fn start(&self) -> Result<BackendInfo, DriverError> {
         self.claim()?;
-        let s = self.inner.clone();
+        let s = self.supervisor.clone();
         detached::<S, _>(async move { s.start().await }).await
     }
 
     async fn stop(&self) -> Result<(), DriverError> {
-        let s = self.inner.clone();
+        let s = self.supervisor.clone();
         detached::<S, _>(async move { s.stop().await }).await
     }
 
     fn pid(&self) -> Option<u32> {
-        self.inner.pid()
+        self.supervisor.pid()
     }
 
     fn alive(&self) -> bool {
-        self.inner.pid().is_some_and(child::is_alive)
+        self.supervisor.pid().is_some_and(child::is_alive)
     }
 }
 
