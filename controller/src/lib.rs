@@ -8,4 +8,4 @@ pub use cluster::{
     CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCmd, Participant, Rejoin, Resume,
     SleepError,
 };
-pub use driver::{BackendInfo, Driver, DriverError};
+pub use driver::{BackendInfo, BackendState, Driver, DriverError, DriverStatus};

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use controller::process::{BootstrapUser, MariadbProcess, ProcessConfig};
-use controller::{Driver, DriverError};
+use controller::{BackendState, Driver, DriverError};
 
 /// Quotes, backslashes, a semicolon, a newline and non-ASCII: everything naive SQL building or
 /// the bootstrap reader would trip on.
@@ -129,6 +129,17 @@ fn proc_state(pid: u32) -> Option<char> {
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
+/// The pid the driver reports for its server (what the admin API shows as backend_pid).
+fn pid_of(driver: &MariadbProcess) -> Option<u32> {
+    driver.process_status().pid
+}
+
+/// The pid the running server wrote into its pid file.
+fn server_pid(data: &Path) -> u32 {
+    let text = std::fs::read_to_string(data.join("mariadbd.pid")).unwrap();
+    text.lines().next().unwrap().trim().parse().unwrap()
+}
+
 fn wait_dead(pid: u32, within: Duration) {
     let deadline = Instant::now() + within;
     while !matches!(proc_state(pid), None | Some('Z')) && Instant::now() < deadline {
@@ -150,8 +161,8 @@ async fn install_users_start_stop_restart() {
     let data = root.path().join("clusters").join("app");
     let port = free_port();
     let driver = MariadbProcess::new("app", config(data.clone(), port), users());
-    assert_eq!(driver.pid(), None);
-    assert!(!driver.alive());
+    assert_eq!(pid_of(&driver), None);
+    assert!(!driver.status().await.is_running());
 
     let t = Instant::now();
     driver.prepare().await.unwrap();
@@ -173,9 +184,9 @@ async fn install_users_start_stop_restart() {
         "start -> ready: {ready:?}; -> first query done: {:?}",
         t.elapsed()
     );
-    let pid = info.pid.unwrap();
-    assert_eq!(driver.pid(), Some(pid));
-    assert!(driver.alive());
+    let pid = server_pid(&data);
+    assert_eq!(pid_of(&driver), Some(pid));
+    assert!(driver.status().await.is_running());
     assert_eq!(info.addr.to_string(), format!("127.0.0.1:{port}"));
     // A second start while running returns the same backend.
     assert_eq!(driver.start().await.unwrap(), info);
@@ -223,8 +234,8 @@ async fn install_users_start_stop_restart() {
     driver.stop().await.unwrap();
     eprintln!("stop: {:?}", t.elapsed());
     assert_gone(pid);
-    assert_eq!(driver.pid(), None);
-    assert!(!driver.alive());
+    assert_eq!(pid_of(&driver), None);
+    assert!(!driver.status().await.is_running());
     assert!(TcpStream::connect(info.addr).is_err());
     driver.stop().await.unwrap();
 
@@ -236,9 +247,11 @@ async fn install_users_start_stop_restart() {
     again.prepare().await.unwrap();
     eprintln!("prepare on existing data: {:?}", t.elapsed());
     let t = Instant::now();
-    let info2 = again.start().await.unwrap();
+    again.start().await.unwrap();
     eprintln!("second start -> ready: {:?}", t.elapsed());
-    assert_ne!(info2.pid, Some(pid));
+    let pid2 = server_pid(&data);
+    assert_eq!(pid_of(&again), Some(pid2));
+    assert_ne!(pid2, pid);
     assert_eq!(
         mariadb_ok(port, "alice", ALICE_PW, "SELECT v FROM app.t WHERE id = 1"),
         "kept"
@@ -247,7 +260,6 @@ async fn install_users_start_stop_restart() {
         mariadb_ok(port, "bob", BOB_PW, "SELECT CURRENT_USER()"),
         "bob@%"
     );
-    let pid2 = info2.pid.unwrap();
     again.stop().await.unwrap();
     assert_gone(pid2);
 
@@ -267,9 +279,10 @@ async fn prepare_stops_a_server_left_by_a_crashed_run() {
     let first = MariadbProcess::new("orphan", config(data.clone(), port), users());
     first.prepare().await.unwrap();
     let info = first.start().await.unwrap();
-    let old = info.pid.unwrap();
+    let old = server_pid(&data);
+    assert_eq!(pid_of(&first), Some(old));
     assert_eq!(first.abandon().await, Some(old));
-    assert_eq!(first.pid(), None);
+    assert_eq!(pid_of(&first), None);
     kill0(old).unwrap();
     TcpStream::connect(info.addr).unwrap();
 
@@ -280,14 +293,16 @@ async fn prepare_stops_a_server_left_by_a_crashed_run() {
     // Still this test process's child, so it may briefly be a zombie; it must not run.
     assert!(matches!(proc_state(old), None | Some('Z')));
 
-    let info2 = second.start().await.unwrap();
-    assert_ne!(info2.pid, Some(old));
+    second.start().await.unwrap();
+    let new = server_pid(&data);
+    assert_eq!(pid_of(&second), Some(new));
+    assert_ne!(new, old);
     assert_eq!(
         mariadb_ok(port, "bob", BOB_PW, "SELECT CURRENT_USER()"),
         "bob@%"
     );
     second.stop().await.unwrap();
-    assert_gone(info2.pid.unwrap());
+    assert_gone(new);
     // Normal shutdowns (SIGTERM), not SIGKILLs: the leftover's and the second server's.
     let log = std::fs::read_to_string(second.log_path()).unwrap();
     assert_eq!(log.matches("Normal shutdown").count(), 2, "{log}");
@@ -306,32 +321,39 @@ async fn a_killed_server_is_not_alive_and_starts_again() {
     cfg.settings.clear();
     let driver = MariadbProcess::new("crash", cfg, users());
     driver.prepare().await.unwrap();
-    let info = driver.start().await.unwrap();
+    driver.start().await.unwrap();
     mariadb_ok(
         port,
         "alice",
         ALICE_PW,
         "CREATE TABLE crash.t (id INT); INSERT INTO crash.t VALUES (7)",
     );
-    let pid = info.pid.unwrap();
-    assert!(driver.alive());
+    let pid = server_pid(&data);
+    assert_eq!(pid_of(&driver), Some(pid));
+    assert!(driver.status().await.is_running());
     // SAFETY: plain kill(2) on the server we started.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
     wait_dead(pid, Duration::from_secs(5));
-    assert!(!driver.alive());
+    assert!(!driver.status().await.is_running());
+    // Recorded until the next start replaces it, and known to have ended on its own.
+    let status = driver.status().await;
+    assert_eq!(status.state, BackendState::Exited);
+    assert_eq!(status.details["pid"], pid);
 
     // Crash recovery on the next start; the committed row is back.
     let t = Instant::now();
-    let info2 = driver.start().await.unwrap();
+    driver.start().await.unwrap();
     eprintln!("start after kill -9: {:?}", t.elapsed());
-    assert_ne!(info2.pid, Some(pid));
-    assert!(driver.alive());
+    let pid2 = server_pid(&data);
+    assert_eq!(pid_of(&driver), Some(pid2));
+    assert_ne!(pid2, pid);
+    assert!(driver.status().await.is_running());
     assert_eq!(
         mariadb_ok(port, "alice", ALICE_PW, "SELECT id FROM crash.t"),
         "7"
     );
     driver.stop().await.unwrap();
-    assert_gone(info2.pid.unwrap());
+    assert_gone(pid2);
 }
 
 #[tokio::test]
@@ -453,7 +475,7 @@ async fn a_server_that_exits_at_start_reports_its_log() {
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     assert!(err.contains("exited"), "{err}");
     assert!(err.contains("no_such_option_torpor"), "{err}");
-    assert_eq!(driver.pid(), None);
+    assert_eq!(pid_of(&driver), None);
 }
 
 #[tokio::test]
@@ -473,13 +495,13 @@ async fn a_cancelled_start_or_stop_still_completes() {
         if let Ok(first) = cut {
             assert_eq!(first.unwrap(), info);
         }
-        assert_eq!(driver.pid(), info.pid);
+        let pid = server_pid(&data);
+        assert_eq!(pid_of(&driver), Some(pid));
         TcpStream::connect(info.addr).unwrap();
 
-        let pid = info.pid.unwrap();
         let _ = tokio::time::timeout(Duration::from_millis(wait_ms), driver.stop()).await;
         driver.stop().await.unwrap();
-        assert_eq!(driver.pid(), None);
+        assert_eq!(pid_of(&driver), None);
         assert_gone(pid);
     }
     // One server per round, never two racing for the data directory.
@@ -506,8 +528,8 @@ async fn mariadb_deathsig_helper() {
         .unwrap();
     let driver = MariadbProcess::new("deathsig", config(data.into(), port), users());
     driver.prepare().await.unwrap();
-    let info = driver.start().await.unwrap();
-    println!("MARIADBD_PID {}", info.pid.unwrap());
+    driver.start().await.unwrap();
+    println!("MARIADBD_PID {}", pid_of(&driver).unwrap());
     tokio::time::sleep(Duration::from_secs(600)).await;
 }
 

@@ -127,6 +127,17 @@ fn proc_state(pid: u32) -> Option<char> {
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
+/// The pid the driver reports for its server (what the admin API shows as backend_pid).
+fn pid_of(driver: &PostgresProcess) -> Option<u32> {
+    driver.process_status().pid
+}
+
+/// The pid the running server wrote into its pid file.
+fn server_pid(data: &Path) -> u32 {
+    let text = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
+    text.lines().next().unwrap().trim().parse().unwrap()
+}
+
 #[tokio::test]
 async fn initdb_users_start_stop_restart() {
     let root = temp_root();
@@ -134,7 +145,7 @@ async fn initdb_users_start_stop_restart() {
     let data = root.path().join("clusters").join("app");
     let port = free_port();
     let driver = PostgresProcess::new("app", config(data.clone(), port), users());
-    assert_eq!(driver.pid(), None);
+    assert_eq!(pid_of(&driver), None);
 
     let t = Instant::now();
     driver.prepare().await.unwrap();
@@ -146,8 +157,8 @@ async fn initdb_users_start_stop_restart() {
     let t = Instant::now();
     let info = driver.start().await.unwrap();
     eprintln!("start -> ready: {:?}", t.elapsed());
-    let pid = info.pid.unwrap();
-    assert_eq!(driver.pid(), Some(pid));
+    let pid = server_pid(&data);
+    assert_eq!(pid_of(&driver), Some(pid));
     assert_eq!(info.addr.to_string(), format!("127.0.0.1:{port}"));
     kill0(pid).unwrap();
     TcpStream::connect(info.addr).unwrap();
@@ -192,6 +203,9 @@ async fn initdb_users_start_stop_restart() {
     // The socket in the data dir, which torpor prefers, asks for a password too.
     let socket = data.join(format!(".s.PGSQL.{port}"));
     assert_eq!(info.socket.as_deref(), Some(socket.as_path()));
+    let status = driver.process_status();
+    assert_eq!(status.socket, info.socket);
+    assert_eq!(status.data_dir, data);
     let over_socket = |password: &str| {
         Command::new("psql")
             .args(["-h", &data.to_string_lossy(), "-p", &port.to_string()])
@@ -220,7 +234,7 @@ async fn initdb_users_start_stop_restart() {
     driver.stop().await.unwrap();
     eprintln!("stop: {:?}", t.elapsed());
     assert_gone(pid);
-    assert_eq!(driver.pid(), None);
+    assert_eq!(pid_of(&driver), None);
     assert!(TcpStream::connect(info.addr).is_err());
     driver.stop().await.unwrap();
 
@@ -230,14 +244,15 @@ async fn initdb_users_start_stop_restart() {
     let again = PostgresProcess::new("app", config(data.clone(), port), users());
     let t = Instant::now();
     again.prepare().await.unwrap();
-    let info2 = again.start().await.unwrap();
+    again.start().await.unwrap();
     eprintln!("prepare + start on existing data: {:?}", t.elapsed());
-    assert_ne!(info2.pid, Some(pid));
+    let pid2 = server_pid(&data);
+    assert_eq!(pid_of(&again), Some(pid2));
+    assert_ne!(pid2, pid);
     assert_eq!(
         psql_ok(port, "bob", BOB_PW, "app", "select current_user"),
         "bob"
     );
-    let pid2 = info2.pid.unwrap();
     again.stop().await.unwrap();
     assert_gone(pid2);
 
@@ -253,9 +268,10 @@ async fn prepare_stops_a_server_left_by_a_crashed_run() {
     let first = PostgresProcess::new("orphan", config(data.clone(), port), users());
     first.prepare().await.unwrap();
     let info = first.start().await.unwrap();
-    let old = info.pid.unwrap();
+    let old = server_pid(&data);
+    assert_eq!(pid_of(&first), Some(old));
     assert_eq!(first.abandon().await, Some(old));
-    assert_eq!(first.pid(), None);
+    assert_eq!(pid_of(&first), None);
     kill0(old).unwrap();
     TcpStream::connect(info.addr).unwrap();
 
@@ -269,10 +285,12 @@ async fn prepare_stops_a_server_left_by_a_crashed_run() {
     wait_gone(old, Duration::from_secs(5));
 
     let info2 = second.start().await.unwrap();
-    assert_ne!(info2.pid, Some(old));
+    let new = server_pid(&data);
+    assert_eq!(pid_of(&second), Some(new));
+    assert_ne!(new, old);
     TcpStream::connect(info2.addr).unwrap();
     second.stop().await.unwrap();
-    assert_gone(info2.pid.unwrap());
+    assert_gone(new);
 }
 
 /// A second driver on a data directory another one manages (a second torpor with the same
@@ -285,7 +303,8 @@ async fn a_second_driver_on_the_same_data_dir_is_refused() {
     let port = free_port();
     let first = PostgresProcess::new("first", config(data.clone(), port), users());
     first.prepare().await.unwrap();
-    let pid = first.start().await.unwrap().pid.unwrap();
+    first.start().await.unwrap();
+    let pid = server_pid(&data);
 
     let second = PostgresProcess::new("second", config(data.clone(), port), users());
     for err in [
@@ -300,9 +319,9 @@ async fn a_second_driver_on_the_same_data_dir_is_refused() {
             "{msg}"
         );
     }
-    assert_eq!(second.pid(), None);
+    assert_eq!(pid_of(&second), None);
     kill0(pid).unwrap();
-    assert_eq!(first.pid(), Some(pid));
+    assert_eq!(pid_of(&first), Some(pid));
     assert_eq!(psql_ok(port, "bob", BOB_PW, "first", "select 1"), "1");
 
     // Stopped, the directory is still the first driver's.
@@ -310,8 +329,8 @@ async fn a_second_driver_on_the_same_data_dir_is_refused() {
     assert!(matches!(second.claim(), Err(DriverError::InUse { .. })));
     drop(first);
     second.prepare().await.unwrap();
-    let info = second.start().await.unwrap();
-    assert_ne!(info.pid, Some(pid));
+    second.start().await.unwrap();
+    assert_ne!(pid_of(&second), Some(pid));
     second.stop().await.unwrap();
 }
 
@@ -329,8 +348,8 @@ async fn deathsig_helper() {
         .unwrap();
     let driver = PostgresProcess::new("deathsig", config(data.into(), port), users());
     driver.prepare().await.unwrap();
-    let info = driver.start().await.unwrap();
-    println!("POSTGRES_PID {}", info.pid.unwrap());
+    driver.start().await.unwrap();
+    println!("POSTGRES_PID {}", pid_of(&driver).unwrap());
     tokio::time::sleep(Duration::from_secs(600)).await;
 }
 
@@ -393,7 +412,7 @@ async fn bad_bin_dir_is_a_clear_error() {
         assert!(msg.contains("/nonexistent/pg/bin"), "{msg}");
     }
     assert!(!root.path().join("data").exists());
-    assert_eq!(driver.pid(), None);
+    assert_eq!(pid_of(&driver), None);
 }
 
 #[tokio::test]
@@ -423,7 +442,7 @@ async fn a_server_that_exits_at_start_reports_its_log() {
     let err = driver.start().await.unwrap_err().to_string();
     assert!(err.contains("exited"), "{err}");
     assert!(err.contains("shared_buffers"), "{err}");
-    assert_eq!(driver.pid(), None);
+    assert_eq!(pid_of(&driver), None);
 }
 
 #[tokio::test]
@@ -473,14 +492,14 @@ async fn a_cancelled_start_or_stop_still_completes() {
         if let Ok(first) = cut {
             assert_eq!(first.unwrap(), info);
         }
-        assert_eq!(driver.pid(), info.pid);
+        let pid = server_pid(&data);
+        assert_eq!(pid_of(&driver), Some(pid));
         TcpStream::connect(info.addr).unwrap();
 
-        let pid = info.pid.unwrap();
         let _ = tokio::time::timeout(Duration::from_millis(wait_ms), driver.stop()).await;
         // So did the stop: this call waits for it and finds nothing left to do.
         driver.stop().await.unwrap();
-        assert_eq!(driver.pid(), None);
+        assert_eq!(pid_of(&driver), None);
         assert_gone(pid);
     }
     // One server per round, never two racing for the data directory.

@@ -58,14 +58,19 @@ impl Admin {
         self.services.iter().find(|s| s.name == name)
     }
 
-    fn status(&self, s: &Service) -> ClusterStatus {
+    async fn status(&self, s: &Service) -> ClusterStatus {
+        // Only a driver that runs the server here has a pid; it puts it in its details.
+        let backend = s.cluster.backend_status().await;
+        let backend_pid = backend.details["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok());
         let counts = self.registry.counts(&s.name);
         let blockers = self.registry.blockers(&s.name);
         ClusterStatus {
             name: s.name.clone(),
             protocol: s.protocol,
             state: s.cluster.state(),
-            backend_pid: s.cluster.backend_pid(),
+            backend_pid,
             sessions: Sessions {
                 attached: counts.attached,
                 parked: counts.parked,
@@ -73,10 +78,26 @@ impl Admin {
             blockers,
         }
     }
+
+    /// Every cluster's status, in config order.
+    async fn statuses(&self) -> Vec<(&Service, ClusterStatus)> {
+        let mut out = Vec::with_capacity(self.services.len());
+        for s in self.services.iter() {
+            out.push((s.as_ref(), self.status(s).await));
+        }
+        out
+    }
 }
 
 async fn list(State(admin): State<Admin>) -> Json<Vec<ClusterStatus>> {
-    Json(admin.services.iter().map(|s| admin.status(s)).collect())
+    Json(
+        admin
+            .statuses()
+            .await
+            .into_iter()
+            .map(|(_, st)| st)
+            .collect(),
+    )
 }
 
 async fn sessions(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
@@ -106,7 +127,7 @@ async fn sleep(State(admin): State<Admin>, Path(name): Path<String>) -> Response
         Err(e) => return internal(e.to_string()),
     };
     match result {
-        Ok(()) => (StatusCode::OK, Json(admin.status(s))).into_response(),
+        Ok(()) => (StatusCode::OK, Json(admin.status(s).await)).into_response(),
         Err(SleepError::Blocked(blockers)) => {
             // The sessions' own reasons say more than the lifecycle's count of busy ones.
             let live = admin.registry.blockers(&name);
@@ -135,18 +156,14 @@ async fn wake(State(admin): State<Admin>, Path(name): Path<String>) -> Response 
     };
     let cluster = s.cluster.clone();
     match tokio::spawn(async move { cluster.wake(None).await }).await {
-        Ok(Ok(_)) => (StatusCode::OK, Json(admin.status(s))).into_response(),
+        Ok(Ok(_)) => (StatusCode::OK, Json(admin.status(s).await)).into_response(),
         Ok(Err(e)) => internal(e.to_string()),
         Err(e) => internal(e.to_string()),
     }
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
-    let statuses: Vec<(&Service, ClusterStatus)> = admin
-        .services
-        .iter()
-        .map(|s| (s.as_ref(), admin.status(s)))
-        .collect();
+    let statuses = admin.statuses().await;
     let mut out = String::new();
     let mut family =
         |name: &str, kind: &str, help: &str, series: &mut dyn Iterator<Item = (String, f64)>| {

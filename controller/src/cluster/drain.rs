@@ -190,6 +190,9 @@ impl Cluster {
         }
         tracing::info!(cluster = %self.name, "drain: phase 2 (stop backend)");
         let result = self.driver.stop().await;
+        // The sessions are parked with durable snapshots either way; the cluster stays up only
+        // while the backend still runs, so that otherwise a wake starts a fresh one.
+        let still_running = result.is_err() && self.driver.status().await.is_running();
         let mut inner = self.lock();
         match result {
             Ok(()) => {
@@ -200,13 +203,11 @@ impl Cluster {
                 Ok(())
             }
             Err(e) => {
-                // The sessions are parked with durable snapshots either way; mark standby only
-                // if the process is really gone so a wake starts a fresh one.
-                if self.driver.pid().is_none() {
+                if still_running {
+                    self.set_state(&mut inner, ClusterState::Running);
+                } else {
                     inner.backend = None;
                     self.set_state(&mut inner, ClusterState::Standby);
-                } else {
-                    self.set_state(&mut inner, ClusterState::Running);
                 }
                 Err(SleepError::Driver(e))
             }

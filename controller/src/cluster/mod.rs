@@ -29,6 +29,9 @@ pub use wake::Rejoin;
 struct Inner {
     state: ClusterState,
     backend: Option<BackendInfo>,
+    /// How many backends have been started: what the driver reports about one is applied
+    /// only while it is still the current one.
+    generation: u64,
     /// Set when anything needs the backend while phase 1 of a drain is running.
     drain_aborted: bool,
     participants: HashMap<u64, mpsc::UnboundedSender<DrainCmd>>,
@@ -78,6 +81,7 @@ impl Cluster {
             inner: Mutex::new(Inner {
                 state: ClusterState::Standby,
                 backend: None,
+                generation: 0,
                 drain_aborted: false,
                 participants: HashMap::new(),
                 watchers: HashMap::new(),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{Cluster, Inner};
-use crate::driver::BackendInfo;
+use crate::driver::{BackendInfo, DriverStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,8 +45,10 @@ impl Cluster {
         self.state_tx.subscribe()
     }
 
-    pub fn backend_pid(&self) -> Option<u32> {
-        self.driver.pid()
+    /// What the driver observes of the backend now, with its own details (the process
+    /// driver's pid) for operators.
+    pub async fn backend_status(&self) -> DriverStatus {
+        self.driver.status().await
     }
 
     /// The backend's address, if it is up and not going away.

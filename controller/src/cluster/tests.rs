@@ -2,19 +2,24 @@
 //! own tests against real postgres.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::driver::{BackendState, DriverStatus};
 
 #[derive(Default)]
 struct Counting {
     starts: AtomicU32,
     stops: AtomicU32,
-    running: std::sync::atomic::AtomicBool,
+    running: AtomicBool,
+    /// The backend ended on its own (the test says so).
+    exited: AtomicBool,
+    /// `stop` fails, leaving the backend as it is.
+    stop_fails: AtomicBool,
 }
 
 #[async_trait]
@@ -27,21 +32,35 @@ impl Driver for Arc<Counting> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.starts.fetch_add(1, Ordering::SeqCst);
         self.running.store(true, Ordering::SeqCst);
+        self.exited.store(false, Ordering::SeqCst);
         Ok(BackendInfo {
             addr: "127.0.0.1:1"
                 .parse()
                 .map_err(|_| DriverError::Failed("addr".into()))?,
             socket: None,
-            pid: Some(1),
         })
     }
     async fn stop(&self) -> Result<(), DriverError> {
+        if self.stop_fails.load(Ordering::SeqCst) {
+            return Err(DriverError::Failed("stop refused".into()));
+        }
         self.stops.fetch_add(1, Ordering::SeqCst);
         self.running.store(false, Ordering::SeqCst);
         Ok(())
     }
-    fn pid(&self) -> Option<u32> {
-        self.running.load(Ordering::SeqCst).then_some(1)
+    async fn status(&self) -> DriverStatus {
+        let state = match (
+            self.running.load(Ordering::SeqCst),
+            self.exited.load(Ordering::SeqCst),
+        ) {
+            (false, _) => BackendState::Stopped,
+            (true, false) => BackendState::Running,
+            (true, true) => BackendState::Exited,
+        };
+        DriverStatus {
+            state,
+            details: serde_json::json!({ "starts": self.starts.load(Ordering::SeqCst) }),
+        }
     }
 }
 
@@ -243,4 +262,45 @@ async fn wake_during_phase_one_aborts_the_drain() {
     assert_eq!(c.state(), ClusterState::Running);
     assert_eq!(d.stops.load(Ordering::SeqCst), 0);
     assert_eq!(d.starts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_backend_that_exited_is_started_again_at_the_next_wake() {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    c.wake(None).await.unwrap();
+    assert_eq!(
+        d.starts.load(Ordering::SeqCst),
+        1,
+        "a running backend is handed out"
+    );
+    assert!(c.backend_status().await.is_running());
+
+    d.exited.store(true, Ordering::SeqCst);
+    let status = c.backend_status().await;
+    assert_eq!(status.state, BackendState::Exited);
+    assert_eq!(status.details["starts"], 1);
+    c.wake(None).await.unwrap();
+    assert_eq!(d.starts.load(Ordering::SeqCst), 2);
+    assert_eq!(c.state(), ClusterState::Running);
+    assert_eq!(c.stats.wakes.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_failed_stop_keeps_the_cluster_up_only_while_the_backend_runs() {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    d.stop_fails.store(true, Ordering::SeqCst);
+    assert!(matches!(c.sleep().await, Err(SleepError::Driver(_))));
+    assert_eq!(c.state(), ClusterState::Running);
+    assert!(c.running_backend().is_some());
+
+    // Gone anyway: standby, and the next wake starts a fresh one.
+    d.exited.store(true, Ordering::SeqCst);
+    assert!(matches!(c.sleep().await, Err(SleepError::Driver(_))));
+    assert_eq!(c.state(), ClusterState::Standby);
+    assert!(c.running_backend().is_none());
+    d.stop_fails.store(false, Ordering::SeqCst);
+    c.wake(None).await.unwrap();
+    assert_eq!(d.starts.load(Ordering::SeqCst), 2);
 }

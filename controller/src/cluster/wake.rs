@@ -29,13 +29,9 @@ impl Cluster {
     pub async fn wake(&self, mut join: Option<Participant>) -> Result<BackendInfo, DriverError> {
         let mut rx = self.state_tx.subscribe();
         loop {
+            self.forget_exited_backend().await;
             let start = {
                 let mut inner = self.lock();
-                if inner.state == ClusterState::Running && !self.driver.alive() {
-                    tracing::error!(cluster = %self.name, pid = ?inner.backend.as_ref().and_then(|b| b.pid), "backend exited on its own; starting it again");
-                    inner.backend = None;
-                    self.set_state(&mut inner, ClusterState::Standby);
-                }
                 match inner.state {
                     ClusterState::Running | ClusterState::Draining => {
                         if inner.state == ClusterState::Draining {
@@ -65,6 +61,29 @@ impl Cluster {
         }
     }
 
+    /// A backend that ended on its own is not handed out: the cluster goes back to standby,
+    /// and the wake that noticed starts a new one.
+    async fn forget_exited_backend(&self) {
+        let generation = {
+            let inner = self.lock();
+            if inner.state != ClusterState::Running {
+                return;
+            }
+            inner.generation
+        };
+        let status = self.driver.status().await;
+        if status.is_running() {
+            return;
+        }
+        let mut inner = self.lock();
+        // Another wake may have noticed first, or a drain and the next start come between.
+        if inner.state == ClusterState::Running && inner.generation == generation {
+            tracing::error!(cluster = %self.name, backend = %status.details, "backend exited on its own; starting it again");
+            inner.backend = None;
+            self.set_state(&mut inner, ClusterState::Standby);
+        }
+    }
+
     async fn start_backend(&self, join: Option<Participant>) -> Result<BackendInfo, DriverError> {
         let _guard = self.lifecycle.lock().await;
         let started = Instant::now();
@@ -76,16 +95,17 @@ impl Cluster {
         match &result {
             Ok(info) => {
                 inner.backend = Some(info.clone());
+                inner.generation += 1;
                 if let Some((id, tx)) = join {
                     inner.participants.insert(id, tx);
                 }
                 self.stats.wakes.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(cluster = %self.name, pid = ?info.pid, elapsed_ms = started.elapsed().as_millis() as u64, "backend started");
+                tracing::info!(cluster = %self.name, addr = %info.addr, elapsed_ms = started.elapsed().as_millis() as u64, "backend started");
                 self.set_state(&mut inner, ClusterState::Running);
             }
             Err(e) => {
                 self.stats.wake_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(cluster = %self.name, error = %e, "backend failed to start");
+                tracing::error!(cluster = %self.name, error = %e, retryable = e.is_retryable(), "backend failed to start");
                 self.set_state(&mut inner, ClusterState::Standby);
             }
         }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use mariadb::MariadbProcess;
 pub use postgres::PostgresProcess;
+pub use server::ProcessStatus;
 
 /// Where and how a local database server runs.
 #[derive(Debug, Clone, serde::Deserialize)]

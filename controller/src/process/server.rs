@@ -15,7 +15,7 @@ use super::child::{self, Escalation};
 use super::lock::DataDirLock;
 use super::supervisor::{Setup, Supervisor};
 use super::{BootstrapUser, ConfigProblem, ProcessConfig};
-use crate::driver::{BackendInfo, Driver, DriverError};
+use crate::driver::{BackendInfo, BackendState, Driver, DriverError, DriverStatus};
 
 /// One kind of database server run from a data directory: only what differs between kinds
 /// (binaries, flags, readiness, signals, bootstrap). Starting, watching and stopping the
@@ -57,6 +57,42 @@ pub trait Server: Send + Sync + Sized + 'static {
     async fn after_exit(&self) {}
 }
 
+/// What the process driver shows of its server, beyond whether it runs: for the admin API
+/// (as the details of its [`DriverStatus`]) and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessStatus {
+    /// The server's pid, from its start until it is stopped, or replaced by the next start
+    /// when it ended on its own.
+    pub pid: Option<u32>,
+    pub data_dir: PathBuf,
+    /// The Unix socket it listens on besides TCP, while it has a pid.
+    pub socket: Option<PathBuf>,
+    /// Where its output goes.
+    pub log: PathBuf,
+}
+
+impl ProcessStatus {
+    /// Whether the server is up, stopped, or gone without being stopped.
+    pub fn state(&self) -> BackendState {
+        match self.pid {
+            None => BackendState::Stopped,
+            Some(pid) if child::is_alive(pid) => BackendState::Running,
+            Some(_) => BackendState::Exited,
+        }
+    }
+
+    /// As JSON for [`DriverStatus::details`]; paths that are not UTF-8 are shown lossily.
+    pub fn details(&self) -> serde_json::Value {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        serde_json::json!({
+            "pid": self.pid,
+            "data_dir": path(&self.data_dir),
+            "socket": self.socket.as_ref().map(path),
+            "log": path(&self.log),
+        })
+    }
+}
+
 pub struct ServerProcess<S: Server> {
     supervisor: Arc<Supervisor<S>>,
     data_dir: PathBuf,
@@ -90,6 +126,17 @@ impl<S: Server> ServerProcess<S> {
     /// The file the server's stdout and stderr are appended to.
     pub fn log_path(&self) -> PathBuf {
         self.supervisor.log_path()
+    }
+
+    /// The server's pid, socket and files, read without waiting for a start or stop.
+    pub fn process_status(&self) -> ProcessStatus {
+        let pid = self.supervisor.pid();
+        ProcessStatus {
+            pid,
+            data_dir: self.data_dir.clone(),
+            socket: pid.and(self.supervisor.socket()),
+            log: self.supervisor.log_path(),
+        }
     }
 
     /// Forgets the running server without stopping it and lets go of the data directory, as
@@ -146,12 +193,12 @@ impl<S: Server> Driver for ServerProcess<S> {
         detached::<S, _>(async move { s.stop().await }).await
     }
 
-    fn pid(&self) -> Option<u32> {
-        self.supervisor.pid()
-    }
-
-    fn alive(&self) -> bool {
-        self.supervisor.pid().is_some_and(child::is_alive)
+    async fn status(&self) -> DriverStatus {
+        let process = self.process_status();
+        DriverStatus {
+            state: process.state(),
+            details: process.details(),
+        }
     }
 }
 
@@ -161,4 +208,63 @@ async fn detached<S: Server, T: Send + 'static>(
     tokio::spawn(work)
         .await
         .map_err(|e| DriverError::Failed(format!("{} driver task failed: {e}", S::NAME)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::PostgresProcess;
+
+    fn status(pid: Option<u32>) -> ProcessStatus {
+        ProcessStatus {
+            pid,
+            data_dir: "/d".into(),
+            socket: pid.map(|_| "/d/.s.PGSQL.5432".into()),
+            log: "/d/torpor-postgres.log".into(),
+        }
+    }
+
+    #[test]
+    fn a_recorded_pid_runs_until_it_is_gone() {
+        assert_eq!(status(None).state(), BackendState::Stopped);
+        assert_eq!(
+            status(Some(std::process::id())).state(),
+            BackendState::Running
+        );
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(status(Some(pid)).state(), BackendState::Exited);
+    }
+
+    #[test]
+    fn details_carry_the_pid_and_files() {
+        assert_eq!(
+            status(Some(42)).details(),
+            serde_json::json!({
+                "pid": 42,
+                "data_dir": "/d",
+                "socket": "/d/.s.PGSQL.5432",
+                "log": "/d/torpor-postgres.log",
+            })
+        );
+        assert!(status(None).details()["pid"].is_null());
+    }
+
+    #[tokio::test]
+    async fn a_driver_that_never_started_is_stopped() {
+        let cfg = ProcessConfig {
+            data_dir: "/nonexistent/torpor/data".into(),
+            port: 5432,
+            bin_dir: None,
+            run_as: None,
+            settings: Default::default(),
+        };
+        let driver = PostgresProcess::new("c", cfg, vec![]);
+        let status = driver.status().await;
+        assert_eq!(status.state, BackendState::Stopped);
+        assert!(status.details["pid"].is_null());
+        assert_eq!(status.details["data_dir"], "/nonexistent/torpor/data");
+        assert!(status.details["socket"].is_null());
+    }
 }

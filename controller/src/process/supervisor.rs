@@ -102,6 +102,10 @@ impl<S: Server> Supervisor<S> {
             .ok_or_else(|| DriverError::Failed("driver setup missing".into()))
     }
 
+    pub(super) fn socket(&self) -> Option<PathBuf> {
+        self.server.socket()
+    }
+
     pub(super) fn pid(&self) -> Option<u32> {
         match self.pid.load(Ordering::SeqCst) {
             0 => None,
@@ -149,7 +153,6 @@ impl<S: Server> Supervisor<S> {
         let info = BackendInfo {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.cfg.port)),
             socket: self.server.socket(),
-            pid: Some(pid),
         };
         tracing::info!(
             cluster = %self.cluster,
