@@ -28,9 +28,8 @@ use super::restore;
 use super::startup::Hello;
 use super::statements::Statements;
 use crate::registry::{BackendKey, Holds, Registration};
-use crate::seat::Seat;
 use crate::service::{Service, User};
-use crate::stop::Stop;
+use crate::session::{Ending, Membership};
 
 /// While a response is outstanding, stop reading a client that keeps sending past this.
 const CLIENT_BACKLOG: usize = 1 << 20;
@@ -43,7 +42,7 @@ pub struct Session {
     client: Conn,
     user: Arc<User>,
     hello: Hello,
-    seat: Seat,
+    member: Membership,
     backend: Option<Backend>,
     flow: Flow,
     tracked: Tracked,
@@ -109,7 +108,7 @@ impl Session {
     ) -> Self {
         let schema = hello.database.clone();
         Session {
-            seat: Seat::new(service.clone(), reg),
+            member: Membership::new(service.clone(), reg),
             service,
             client,
             user,
@@ -141,7 +140,7 @@ impl Session {
                 SessionError::Closed => {}
                 SessionError::Fatal { code, .. } if *code == super::error::SHUTDOWN => {}
                 other => {
-                    tracing::info!(cluster = %self.service.name, session = self.seat.id(), error = %other, "session ended")
+                    tracing::info!(cluster = %self.service.name, session = self.member.id(), error = %other, "session ended")
                 }
             }
         }
@@ -162,7 +161,7 @@ impl Session {
 
         // Made once: a cancellation future registers and unregisters itself each time one is
         // created, under a lock every session shares.
-        let mut stop = Stop::new(shutdown, &self.seat.reg.entry.kill);
+        let mut stop = Ending::new(shutdown, &self.member.reg.entry.kill);
         while let Step::Continue = self.step(&mut stop).await? {}
         Ok(())
     }
@@ -177,7 +176,7 @@ impl Session {
         ]
     }
 
-    async fn step(&mut self, stop: &mut Stop) -> Result<Step, SessionError> {
+    async fn step(&mut self, stop: &mut Ending) -> Result<Step, SessionError> {
         if (!self.flow.busy() || self.client_continues)
             && let Some(len) = self.client.whole_packet()?
         {
@@ -186,15 +185,15 @@ impl Session {
         }
         let read_client = !self.flow.busy() || self.client.rbuf.len() < CLIENT_BACKLOG;
         let early = self
-            .seat
+            .member
             .wants_early_snapshot(self.backend.is_some() && !self.flow.busy(), self.changed);
         let event = tokio::select! {
             _ = stop.shutdown.as_mut() => Event::Shutdown,
             _ = stop.killed.as_mut() => Event::Killed,
             r = self.client.fill(), if read_client => Event::Client(r),
             r = fill(self.backend.as_mut()) => Event::Backend(r),
-            c = self.seat.cmd_rx.recv() => Event::Cmd(c),
-            _ = self.seat.quiet.elapsed(&self.service.cluster), if early => Event::Quiet,
+            c = self.member.cmd_rx.recv() => Event::Cmd(c),
+            _ = self.member.early.elapsed(&self.service.cluster), if early => Event::Quiet,
         };
         match event {
             Event::Shutdown => Err(SessionError::fatal(
@@ -216,14 +215,14 @@ impl Session {
             Event::Backend(r) => {
                 let n = match r {
                     Ok(n) => n,
-                    Err(e) if self.seat.prepared => {
+                    Err(e) if self.member.prepared => {
                         tracing::debug!(error = %e, "backend closed during drain");
                         0
                     }
                     Err(e) => return Err(e.into()),
                 };
                 if n == 0 {
-                    if self.seat.prepared {
+                    if self.member.prepared {
                         self.park();
                         return Ok(Step::Continue);
                     }
@@ -242,7 +241,7 @@ impl Session {
                 if let Err(SessionError::Io(_) | SessionError::Closed) = answer {
                     return answer.map(|_| Step::Continue);
                 }
-                self.seat.early_result(answer.map_err(|e| e.to_string()));
+                self.member.early_result(answer.map_err(|e| e.to_string()));
                 Ok(Step::Continue)
             }
         }
@@ -350,7 +349,8 @@ impl Session {
     async fn answer_locally(&mut self, cmd: u8, packet: &[u8]) -> Result<bool, SessionError> {
         let probes_only = if self.backend.is_none() {
             false
-        } else if !self.flow.busy() && (self.seat.prepared || self.service.cluster.is_draining()) {
+        } else if !self.flow.busy() && (self.member.prepared || self.service.cluster.is_draining())
+        {
             true
         } else {
             return Ok(false);
@@ -400,9 +400,9 @@ impl Session {
         let probes = &self.service.my_probes;
         let probe = (body[0] == com::PING && probes.ping())
             || (body[0] == com::QUERY && local::is_probe(&body[1..], probes));
-        let probing = probe && !self.seat.prepared && !self.service.cluster.is_draining();
+        let probing = probe && !self.member.prepared && !self.service.cluster.is_draining();
         self.probing = probing && (self.probing || !self.flow.busy());
-        if !probing && self.seat.activity() == Resume::Parked {
+        if !probing && self.member.activity() == Resume::Parked {
             // Too late to call the drain off: our snapshot is durable, so park and wake
             // again; the command goes to the new backend.
             self.park();
@@ -699,22 +699,22 @@ impl Session {
         }
         match cmd {
             DrainCmd::Checkpoint(reply) => match self.checkpoint().await {
-                Ok(answer) => self.seat.answer(reply, Ok(answer)),
+                Ok(answer) => self.member.answer(reply, Ok(answer)),
                 Err(e) => {
                     // The capture failed; the session itself is still fine unless the
                     // connection broke.
-                    self.seat.answer(reply, Err(e.to_string()));
+                    self.member.answer(reply, Err(e.to_string()));
                     if let SessionError::Io(_) | SessionError::Closed = e {
                         return Err(e);
                     }
                 }
             },
             DrainCmd::Commit => {
-                if self.seat.prepared {
+                if self.member.prepared {
                     self.park();
                 }
             }
-            DrainCmd::Abort => self.seat.prepared = false,
+            DrainCmd::Abort => self.member.prepared = false,
         }
         Ok(Step::Continue)
     }
@@ -769,7 +769,7 @@ impl Session {
         if let Some(why) = self.blocker() {
             return Ok(CheckpointReply::Blocked(format!(
                 "{}: {why}",
-                self.seat.label()
+                self.member.label()
             )));
         }
         let Some(b) = self.backend.as_mut() else {
@@ -782,8 +782,8 @@ impl Session {
         }
         let mut snap = match checkpoint::capture(b, &self.tracked).await? {
             Capture::Blocked(why) => {
-                let why = format!("{}: {}", self.seat.label(), why.join(", "));
-                self.seat.reg.entry.set_found_blocker(Some(why.clone()));
+                let why = format!("{}: {}", self.member.label(), why.join(", "));
+                self.member.reg.entry.set_found_blocker(Some(why.clone()));
                 return Ok(CheckpointReply::Blocked(why));
             }
             Capture::Snapshot(s) => s,
@@ -797,13 +797,13 @@ impl Session {
         snap.statements = self.stmts.snapshot();
         self.service
             .store
-            .put(&self.seat.key, &*snap)
+            .put(&self.member.key, &*snap)
             .await
             .map_err(|e| {
                 SessionError::fatal(UNKNOWN, "HY000", format!("snapshot put failed: {e}"))
             })?;
-        self.seat.reg.entry.set_holds(Holds::of_mysql(&snap));
-        self.seat.saved = true;
+        self.member.reg.entry.set_holds(Holds::of_mysql(&snap));
+        self.member.saved = true;
         self.changed = false;
         Ok(CheckpointReply::Ready)
     }
@@ -816,13 +816,13 @@ impl Session {
         // client gets back has none.
         self.flow
             .set_status(self.flow.status() & local::SESSION_STATUS & !status::IN_TRANS);
-        self.seat.leave();
+        self.member.leave();
         self.update_busy();
     }
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
     async fn attach(&mut self) -> Result<(), SessionError> {
-        let (at, snap) = self.seat.wake_and_load::<MySnapshot>().await;
+        let (at, snap) = self.member.wake_and_load::<MySnapshot>().await;
         let at = at.map_err(|e| {
             SessionError::fatal(
                 UNKNOWN,
@@ -832,7 +832,7 @@ impl Session {
         })?;
         let result = self.connect_and_restore(&at, snap).await;
         if result.is_err() {
-            self.seat.leave();
+            self.member.leave();
         }
         result
     }
@@ -889,7 +889,7 @@ impl Session {
         self.flow.set_status(status);
         // A fresh connection holds the snapshot's state, or none if there is no snapshot.
         self.changed = overlaid;
-        self.seat.reg.entry.set_backend(Some(BackendKey {
+        self.member.reg.entry.set_backend(Some(BackendKey {
             addr: b.addr,
             pid: b.id as i32,
             secret: 0,
@@ -919,7 +919,7 @@ impl Session {
         }
         self.park();
         // The server would reset the session: nothing of the old one is restored.
-        self.seat.forget_snapshot().await;
+        self.member.forget_snapshot().await;
         self.tracked.reset();
         self.stmts.clear();
         self.overlay.clear();
@@ -930,7 +930,7 @@ impl Session {
             self.hello.charset = cs;
         }
         self.schema = req.database;
-        self.seat
+        self.member
             .reg
             .entry
             .set_user(&self.user.name, self.hello.database.as_deref());
@@ -965,7 +965,7 @@ impl Session {
         if blocker.is_none() {
             self.probing = false;
         }
-        self.seat.publish(blocker, self.probing);
+        self.member.publish(blocker, self.probing);
     }
 
     async fn cleanup(&mut self) {
@@ -975,7 +975,7 @@ impl Session {
             let _ = b.conn.send(&out).await;
         }
         self.park();
-        self.seat.forget_snapshot().await;
+        self.member.forget_snapshot().await;
     }
 }
 

@@ -20,9 +20,8 @@ use super::conn::Conn;
 use super::error::SessionError;
 use super::restore;
 use crate::registry::{BackendKey, Holds};
-use crate::seat::Seat;
 use crate::service::{Service, User};
-use crate::stop::Stop;
+use crate::session::{Ending, Membership};
 
 pub struct Session {
     service: Arc<Service>,
@@ -47,7 +46,7 @@ pub struct Session {
     /// whenever the backend starts.
     listens: bool,
     virtual_key: (i32, i32),
-    seat: Seat,
+    member: Membership,
     tracker: Tracker,
     backend: Option<Backend>,
 }
@@ -86,7 +85,7 @@ impl Session {
         reg.entry
             .introduce_pg(&user.name, &startup, client.io.peer_addr());
         Session {
-            seat: Seat::new(service.clone(), reg),
+            member: Membership::new(service.clone(), reg),
             service,
             client,
             user,
@@ -114,7 +113,7 @@ impl Session {
                 SessionError::Closed => {}
                 SessionError::Fatal { code: "57P01", .. } => {}
                 other => {
-                    tracing::info!(cluster = %self.service.name, session = self.seat.id(), error = %other, "session ended")
+                    tracing::info!(cluster = %self.service.name, session = self.member.id(), error = %other, "session ended")
                 }
             }
         }
@@ -147,12 +146,12 @@ impl Session {
 
         // Made once: a cancellation future registers and unregisters itself each time one is
         // created, under a lock every session shares.
-        let mut stop = Stop::new(shutdown, &self.seat.reg.entry.kill);
+        let mut stop = Ending::new(shutdown, &self.member.reg.entry.kill);
         while let Flow::Continue = self.step(&mut stop).await? {}
         Ok(())
     }
 
-    async fn step(&mut self, stop: &mut Stop) -> Result<Flow, SessionError> {
+    async fn step(&mut self, stop: &mut Ending) -> Result<Flow, SessionError> {
         // Whole client messages go first, including ones that arrived while parked or waking.
         if has_whole_message(&self.client.rbuf)? {
             if self.client.rbuf.first() == Some(&tag::TERMINATE) {
@@ -172,7 +171,7 @@ impl Session {
                 }
             }
         }
-        let early = self.seat.wants_early_snapshot(
+        let early = self.member.wants_early_snapshot(
             self.backend.is_some() && self.tracker.is_idle() && self.tracker.txn_status() == b'I',
             self.tracker.changed(),
         );
@@ -180,9 +179,9 @@ impl Session {
             _ = stop.shutdown.as_mut() => Event::Shutdown,
             r = self.client.fill() => Event::Client(r),
             r = fill(self.backend.as_mut()) => Event::Backend(r),
-            c = self.seat.cmd_rx.recv() => Event::Cmd(c),
-            _ = self.seat.quiet.elapsed(&self.service.cluster), if early => Event::Quiet,
-            Some(rj) = self.seat.rejoin_rx.recv(), if self.backend.is_none() => Event::Rejoin(rj),
+            c = self.member.cmd_rx.recv() => Event::Cmd(c),
+            _ = self.member.early.elapsed(&self.service.cluster), if early => Event::Quiet,
+            Some(rj) = self.member.rejoin_rx.recv(), if self.backend.is_none() => Event::Rejoin(rj),
         };
         match event {
             Event::Shutdown => Err(shutting_down()),
@@ -195,14 +194,14 @@ impl Session {
             Event::Backend(r) => {
                 let n = match r {
                     Ok(n) => n,
-                    Err(e) if self.seat.prepared => {
+                    Err(e) if self.member.prepared => {
                         tracing::debug!(error = %e, "backend closed during drain");
                         0
                     }
                     Err(e) => return Err(e.into()),
                 };
                 if n == 0 {
-                    if self.seat.prepared {
+                    if self.member.prepared {
                         // The drain committed and the backend went away before our Commit came.
                         self.park();
                         return Ok(Flow::Continue);
@@ -219,13 +218,13 @@ impl Session {
             Event::Cmd(_) => Ok(Flow::Continue),
             Event::Rejoin(rj) => {
                 // The backend started for someone else: be listening before they run anything.
-                let (at, snap) = self.seat.rejoin::<PgSnapshot>(rj).await;
+                let (at, snap) = self.member.rejoin::<PgSnapshot>(rj).await;
                 let result = self.connect_and_restore(&at, snap).await;
-                self.seat.attached();
+                self.member.attached();
                 if let Err(e) = result {
                     // The client hasn't asked for anything: it learns of this when it does.
-                    tracing::info!(cluster = %self.service.name, session = self.seat.id(), error = %e, "could not attach a listening session at the wake");
-                    self.seat.leave();
+                    tracing::info!(cluster = %self.service.name, session = self.member.id(), error = %e, "could not attach a listening session at the wake");
+                    self.member.leave();
                 }
                 Ok(Flow::Continue)
             }
@@ -234,7 +233,7 @@ impl Session {
                 if let Err(SessionError::Io(_) | SessionError::Closed) = answer {
                     return answer.map(|_| Flow::Continue);
                 }
-                self.seat.early_result(answer.map_err(|e| e.to_string()));
+                self.member.early_result(answer.map_err(|e| e.to_string()));
                 Ok(Flow::Continue)
             }
         }
@@ -247,7 +246,7 @@ impl Session {
         let probes_only = if self.backend.is_none() {
             !self.overlay.has_room()
         } else if self.tracker.is_idle()
-            && (self.seat.prepared || self.service.cluster.is_draining())
+            && (self.member.prepared || self.service.cluster.is_draining())
         {
             true
         } else {
@@ -278,13 +277,13 @@ impl Session {
             match e {
                 Effect::Reported { name, value } => {
                     if name == "application_name" {
-                        self.seat.reg.entry.set_application_name(value);
+                        self.member.reg.entry.set_application_name(value);
                     }
                     set_status(&mut self.told, name.clone(), value.clone())
                 }
                 Effect::UnlistenAll => {
                     self.listens = false;
-                    self.seat.unwatch();
+                    self.member.unwatch();
                 }
                 Effect::Begin => self.reopen = Some("BEGIN".into()),
                 Effect::End => self.reopen = None,
@@ -307,10 +306,10 @@ impl Session {
             &self.client.rbuf,
             self.tracker.canned(),
             &self.service.pg_probes,
-        ) && !self.seat.prepared
+        ) && !self.member.prepared
             && !self.service.cluster.is_draining();
         self.probing = probing && (self.probing || self.tracker.is_idle());
-        if !probing && self.seat.activity() == Resume::Parked {
+        if !probing && self.member.activity() == Resume::Parked {
             // Too late to call the drain off: our snapshot is durable, so park and wake again
             // with these bytes still buffered.
             self.park();
@@ -342,7 +341,7 @@ impl Session {
         };
         let tracker = &mut self.tracker;
         let told = &mut self.told;
-        let entry = &self.seat.reg.entry;
+        let entry = &self.member.reg.entry;
         let mut bad_status = None;
         let n = b.conn.whole_messages(|t, body| {
             tracker.backend_message(t, body);
@@ -398,22 +397,22 @@ impl Session {
         }
         match cmd {
             DrainCmd::Checkpoint(reply) => match self.checkpoint().await {
-                Ok(answer) => self.seat.answer(reply, Ok(answer)),
+                Ok(answer) => self.member.answer(reply, Ok(answer)),
                 Err(e) => {
                     // The capture failed (e.g. a role without privileges); the session itself
                     // is still fine unless the connection broke.
-                    self.seat.answer(reply, Err(e.to_string()));
+                    self.member.answer(reply, Err(e.to_string()));
                     if let SessionError::Io(_) | SessionError::Closed = e {
                         return Err(e);
                     }
                 }
             },
             DrainCmd::Commit => {
-                if self.seat.prepared {
+                if self.member.prepared {
                     self.park();
                 }
             }
-            DrainCmd::Abort => self.seat.prepared = false,
+            DrainCmd::Abort => self.member.prepared = false,
         }
         Ok(Flow::Continue)
     }
@@ -425,7 +424,7 @@ impl Session {
         if let Some(why) = self.tracker.blocker() {
             return Ok(CheckpointReply::Blocked(format!(
                 "{}: {why}",
-                self.seat.label()
+                self.member.label()
             )));
         }
         let Some(b) = self.backend.as_mut() else {
@@ -447,8 +446,8 @@ impl Session {
                 // the session is busy, and drains needn't ask again.
                 self.tracker.note_uncarriable();
                 self.update_busy();
-                let why = format!("{}: {}", self.seat.label(), why.join(", "));
-                self.seat.reg.entry.set_found_blocker(Some(why.clone()));
+                let why = format!("{}: {}", self.member.label(), why.join(", "));
+                self.member.reg.entry.set_found_blocker(Some(why.clone()));
                 return Ok(CheckpointReply::Blocked(why));
             }
             Capture::Snapshot(s, reopen) => {
@@ -461,11 +460,11 @@ impl Session {
         snap.parameter_status = self.told.clone();
         self.service
             .store
-            .put(&self.seat.key, &*snap)
+            .put(&self.member.key, &*snap)
             .await
             .map_err(|e| SessionError::fatal("58030", format!("snapshot put failed: {e}")))?;
-        self.seat.reg.entry.set_holds(Holds::of_pg(&snap));
-        self.seat.saved = true;
+        self.member.reg.entry.set_holds(Holds::of_pg(&snap));
+        self.member.saved = true;
         self.tracker.mark_saved();
         Ok(CheckpointReply::Ready)
     }
@@ -477,9 +476,9 @@ impl Session {
             self.reopen = Some(self.carried.clone().unwrap_or_else(|| "BEGIN".into()));
         }
         self.backend = None;
-        self.seat.leave();
+        self.member.leave();
         if self.listens {
-            self.seat.watch();
+            self.member.watch();
         }
         self.tracker.reset_flow();
         self.update_busy();
@@ -487,14 +486,14 @@ impl Session {
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
     async fn attach(&mut self) -> Result<(), SessionError> {
-        let (at, snap) = self.seat.wake_and_load::<PgSnapshot>().await;
+        let (at, snap) = self.member.wake_and_load::<PgSnapshot>().await;
         let at = at.map_err(|e| {
             SessionError::fatal("08006", format!("could not wake the database: {e}"))
         })?;
         let result = self.connect_and_restore(&at, snap).await;
-        self.seat.attached();
+        self.member.attached();
         if result.is_err() {
-            self.seat.leave();
+            self.member.leave();
         }
         result
     }
@@ -547,7 +546,7 @@ impl Session {
         if overlaid {
             self.tracker.note_local_changes();
         }
-        self.seat.reg.entry.set_backend(Some(BackendKey {
+        self.member.reg.entry.set_backend(Some(BackendKey {
             addr: b.addr,
             pid: b.pid,
             secret: b.secret,
@@ -565,7 +564,7 @@ impl Session {
         if blocker.is_none() {
             self.probing = false;
         }
-        self.seat.publish(blocker, self.probing);
+        self.member.publish(blocker, self.probing);
     }
 
     async fn cleanup(&mut self) {
@@ -575,8 +574,8 @@ impl Session {
             let _ = b.conn.send(&out).await;
         }
         self.park();
-        self.seat.unwatch();
-        self.seat.forget_snapshot().await;
+        self.member.unwatch();
+        self.member.forget_snapshot().await;
     }
 }
 

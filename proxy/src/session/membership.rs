@@ -9,11 +9,11 @@ use state_store::{SnapshotKey, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::quiet::Quiet;
+use super::early::EarlySnapshot;
 use crate::registry::{Holds, Registration};
 use crate::service::Service;
 
-pub struct Seat {
+pub struct Membership {
     service: Arc<Service>,
     pub reg: Registration,
     pub key: SnapshotKey,
@@ -25,7 +25,7 @@ pub struct Seat {
     pub saved: bool,
     /// Whether the cluster currently counts this session as busy.
     busy: bool,
-    pub quiet: Quiet,
+    pub early: EarlySnapshot,
     /// An early snapshot was refused or failed: don't retry until the client acts again.
     early_held: bool,
     rejoin_tx: mpsc::UnboundedSender<Rejoin>,
@@ -35,16 +35,16 @@ pub struct Seat {
     rejoined: Option<oneshot::Sender<()>>,
 }
 
-impl Seat {
-    pub fn new(service: Arc<Service>, reg: Registration) -> Seat {
+impl Membership {
+    pub fn new(service: Arc<Service>, reg: Registration) -> Membership {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (rejoin_tx, rejoin_rx) = mpsc::unbounded_channel();
         let key = SnapshotKey {
             cluster: service.name.clone(),
             session: Uuid::new_v4(),
         };
-        let quiet = Quiet::new(service.cluster.idle_timeout());
-        Seat {
+        let early = EarlySnapshot::new(service.cluster.idle_timeout());
+        Membership {
             service,
             reg,
             key,
@@ -53,7 +53,7 @@ impl Seat {
             prepared: false,
             saved: false,
             busy: false,
-            quiet,
+            early,
             early_held: false,
             rejoin_tx,
             rejoin_rx,
@@ -82,7 +82,7 @@ impl Seat {
             if busy {
                 self.service.cluster.busy_start();
             } else {
-                self.quiet.since = tokio::time::Instant::now();
+                self.early.since = tokio::time::Instant::now();
                 self.service.cluster.busy_end();
             }
         }
@@ -108,14 +108,14 @@ impl Seat {
     /// Wakes the cluster if needed and joins its drains; while the server starts, reads this
     /// session's snapshot if it has one, so the read is off the path from wake to first query.
     /// A watching session that is sent a rejoin meanwhile attaches through it instead, and the
-    /// wake that sent it waits until [`Seat::attached`].
+    /// wake that sent it waits until [`Membership::attached`].
     pub async fn wake_and_load<T: DeserializeOwned>(
         &mut self,
     ) -> (
         Result<BackendInfo, DriverError>,
         Option<Result<T, StoreError>>,
     ) {
-        let Seat {
+        let Membership {
             service,
             reg,
             key,
@@ -156,8 +156,8 @@ impl Seat {
     }
 
     /// Reads this session's snapshot, if it has one, to attach to a backend that started
-    /// without our asking (see [`Seat::watch`]), and joins its drains. The wake waits until
-    /// [`Seat::attached`].
+    /// without our asking (see [`Membership::watch`]), and joins its drains. The wake waits until
+    /// [`Membership::attached`].
     pub async fn rejoin<T: DeserializeOwned>(
         &mut self,
         rj: Rejoin,

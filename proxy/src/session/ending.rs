@@ -4,14 +4,14 @@ use std::pin::Pin;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-pub struct Stop {
+pub struct Ending {
     pub shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     pub killed: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
-impl Stop {
-    pub fn new(shutdown: &CancellationToken, kill: &CancellationToken) -> Stop {
-        Stop {
+impl Ending {
+    pub fn new(shutdown: &CancellationToken, kill: &CancellationToken) -> Ending {
+        Ending {
             shutdown: Box::pin(shutdown.clone().cancelled_owned()),
             killed: Box::pin(kill.clone().cancelled_owned()),
         }

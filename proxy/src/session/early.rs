@@ -9,7 +9,7 @@ use std::time::Duration;
 use controller::Cluster;
 use tokio::time::{Instant, Sleep};
 
-pub struct Quiet {
+pub struct EarlySnapshot {
     /// Armed lazily: it is only moved when it fires too early, not on every query.
     sleep: Pin<Box<Sleep>>,
     /// Since when this session has had nothing in flight.
@@ -17,11 +17,11 @@ pub struct Quiet {
     after: Duration,
 }
 
-impl Quiet {
-    pub fn new(idle_timeout: Duration) -> Quiet {
+impl EarlySnapshot {
+    pub fn new(idle_timeout: Duration) -> EarlySnapshot {
         let after = idle_timeout / 2;
         let now = Instant::now();
-        Quiet {
+        EarlySnapshot {
             sleep: Box::pin(tokio::time::sleep_until(now + after)),
             since: now,
             after,

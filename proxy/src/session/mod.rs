@@ -1,0 +1,9 @@
+//! What every client session does whatever its protocol: take part in its cluster's lifecycle
+//! (busy or idle, drains, parking, waking), save early snapshots, and end when told.
+
+mod early;
+mod ending;
+mod membership;
+
+pub use ending::Ending;
+pub use membership::Membership;
