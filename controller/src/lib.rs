@@ -2,10 +2,12 @@
 
 pub mod cluster;
 pub mod driver;
-pub mod process;
 
 pub use cluster::{
     CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCmd, Participant, Rejoin, Resume,
     SleepError,
 };
-pub use driver::{BackendInfo, BackendState, Driver, DriverError, DriverStatus};
+pub use driver::{
+    BackendConfig, BackendInfo, BackendState, BootstrapUser, Driver, DriverError, DriverStatus,
+    Engine,
+};

@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use controller::process::{BootstrapUser, MariadbProcess, ProcessConfig};
-use controller::{BackendState, Driver, DriverError};
+use controller::driver::process::{MariadbProcess, ProcessConfig};
+use controller::{BackendState, BootstrapUser, Driver, DriverError};
 
 /// Quotes, backslashes, a semicolon, a newline and non-ASCII: everything naive SQL building or
 /// the bootstrap reader would trip on.

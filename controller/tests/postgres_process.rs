@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use controller::process::{BootstrapUser, PostgresProcess, ProcessConfig};
-use controller::{Driver, DriverError};
+use controller::driver::process::{PostgresProcess, ProcessConfig};
+use controller::{BootstrapUser, Driver, DriverError};
 
 /// Quotes, a backslash, a semicolon and blank lines: everything that would break naive SQL
 /// building or the `--single -j` statement terminator.

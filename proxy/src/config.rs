@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use controller::process::ProcessConfig;
+use controller::{BackendConfig, Engine};
 use serde::Deserialize;
 use state_store::StoreConfig;
 
@@ -102,6 +102,14 @@ impl ClusterConfig {
 }
 
 impl Protocol {
+    /// The database server a cluster of this protocol runs.
+    pub fn engine(self) -> Engine {
+        match self {
+            Protocol::Postgres => Engine::Postgres,
+            Protocol::Mysql => Engine::Mysql,
+        }
+    }
+
     /// The health checks torpor answers for a cluster unless `health_probes` says otherwise.
     pub fn default_probes(self) -> &'static [&'static str] {
         match self {
@@ -149,12 +157,6 @@ fn duration<'de, D: serde::Deserializer<'de>>(key: &str, d: D) -> Result<Duratio
 
 fn idle_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     duration("idle_timeout", d)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "driver", rename_all = "lowercase", deny_unknown_fields)]
-pub enum BackendConfig {
-    Process(ProcessConfig),
 }
 
 #[derive(Clone, Deserialize)]
@@ -216,15 +218,7 @@ impl Config {
             self.state_store.url = format!("file://{}", base.join(rest).display());
         }
         for c in &mut self.clusters {
-            let BackendConfig::Process(p) = &mut c.backend;
-            if p.data_dir.is_relative() {
-                p.data_dir = base.join(&p.data_dir);
-            }
-            if let Some(bin) = &mut p.bin_dir
-                && bin.is_relative()
-            {
-                *bin = base.join(&*bin);
-            }
+            c.backend.resolve_paths(base);
         }
     }
 
@@ -280,21 +274,22 @@ impl Config {
             if c.idle_timeout.is_zero() {
                 return Err(invalid(key("idle_timeout"), "must be greater than zero"));
             }
-            let BackendConfig::Process(p) = &c.backend;
-            if p.port == 0 {
-                return Err(invalid(key("backend.port"), "must be a fixed port"));
-            }
-            if p.port == listen.port() {
-                return Err(invalid(
-                    key("backend.port"),
-                    "must differ from the cluster's listen port",
-                ));
-            }
-            if !ports.insert(p.port) {
-                return Err(invalid(
-                    key("backend.port"),
-                    format!("port {} is used twice", p.port),
-                ));
+            if let Some(port) = c.backend.local_port() {
+                if port == 0 {
+                    return Err(invalid(key("backend.port"), "must be a fixed port"));
+                }
+                if port == listen.port() {
+                    return Err(invalid(
+                        key("backend.port"),
+                        "must differ from the cluster's listen port",
+                    ));
+                }
+                if !ports.insert(port) {
+                    return Err(invalid(
+                        key("backend.port"),
+                        format!("port {port} is used twice"),
+                    ));
+                }
             }
             if c.users.is_empty() {
                 return Err(invalid(
@@ -394,8 +389,9 @@ password = "secret"
     fn relative_paths_resolve_against_the_file() {
         let cfg = parse(GOOD).unwrap();
         assert_eq!(cfg.state_store.url, "file:///base/state");
-        let BackendConfig::Process(p) = &cfg.clusters[0].backend;
-        assert_eq!(p.data_dir, PathBuf::from("/base/data/a"));
+        match &cfg.clusters[0].backend {
+            BackendConfig::Process(p) => assert_eq!(p.data_dir, PathBuf::from("/base/data/a")),
+        }
         assert_eq!(cfg.clusters[0].idle_timeout, Duration::from_millis(500));
     }
 

@@ -5,16 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use controller::Cluster;
-use controller::Driver;
-use controller::process::{BootstrapUser, MariadbProcess, PostgresProcess};
+use controller::{BootstrapUser, Cluster, Driver};
 use state_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin;
-use crate::config::{BackendConfig, ClusterConfig, Config, Protocol};
+use crate::config::{ClusterConfig, Config, Protocol};
 use crate::registry::Registry;
 use crate::service::Service;
 use crate::{mysql, pg};
@@ -130,7 +128,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
 }
 
 fn driver(c: &ClusterConfig) -> Box<dyn Driver> {
-    let BackendConfig::Process(process) = &c.backend;
     let users = c
         .users
         .iter()
@@ -140,10 +137,7 @@ fn driver(c: &ClusterConfig) -> Box<dyn Driver> {
             superuser: u.superuser,
         })
         .collect();
-    match c.protocol {
-        Protocol::Postgres => Box::new(PostgresProcess::new(&c.name, process.clone(), users)),
-        Protocol::Mysql => Box::new(MariadbProcess::new(&c.name, process.clone(), users)),
-    }
+    c.backend.build(c.protocol.engine(), &c.name, users)
 }
 
 async fn accept_loop(

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use controller::process::lock::DataDirLock;
+use controller::driver::process::lock::DataDirLock;
 use torpor_tests::binary::{self, torpor_bin};
 use torpor_tests::harness::{
     Opts, PASSWORD, SLOW, TestConfig, USER, assert_pid_gone, connect_to, describe, init_tracing,

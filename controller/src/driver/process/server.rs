@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use super::child::{self, Escalation};
 use super::lock::DataDirLock;
 use super::supervisor::{Setup, Supervisor};
-use super::{BootstrapUser, ConfigProblem, ProcessConfig};
+use super::{BootstrapUser, ProcessConfig};
 use crate::driver::{BackendInfo, BackendState, Driver, DriverError, DriverStatus};
 
 /// One kind of database server run from a data directory: only what differs between kinds
@@ -110,19 +110,6 @@ impl<S: Server> ServerProcess<S> {
         }
     }
 
-    /// What `prepare` and `start` would refuse in `cfg`, without touching anything.
-    pub fn check(cfg: &ProcessConfig) -> Result<(), ConfigProblem> {
-        Supervisor::<S>::resolve(cfg).map(drop)
-    }
-
-    /// The pid of a live process that the data directory's pid file names: a server an
-    /// earlier torpor left behind (which `prepare` stops), or another torpor's.
-    pub fn running_on(cfg: &ProcessConfig) -> Option<u32> {
-        let text = std::fs::read_to_string(cfg.data_dir.join(S::PID_FILE)).ok()?;
-        let pid = text.lines().next()?.trim().parse().ok()?;
-        child::is_alive(pid).then_some(pid)
-    }
-
     /// The file the server's stdout and stderr are appended to.
     pub fn log_path(&self) -> PathBuf {
         self.supervisor.log_path()
@@ -213,7 +200,7 @@ async fn detached<S: Server, T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::PostgresProcess;
+    use crate::driver::process::PostgresProcess;
 
     fn status(pid: Option<u32>) -> ProcessStatus {
         ProcessStatus {

@@ -11,6 +11,11 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Serialize;
 
+mod factory;
+pub mod process;
+
+pub use factory::{BackendConfig, BootstrapUser, ConfigProblem, Engine};
+
 /// Where a started backend can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendInfo {
@@ -38,7 +43,7 @@ pub enum BackendState {
 pub struct DriverStatus {
     pub state: BackendState,
     /// What this kind of driver knows about its backend, for operators and tests (the process
-    /// driver: pid, data directory, socket, log; see `process::ProcessStatus`). An object, or
+    /// driver: pid, data directory, socket, log; see [`process::ProcessStatus`]). An object, or
     /// null. The lifecycle never reads it.
     pub details: serde_json::Value,
 }

@@ -1,8 +1,11 @@
 //! The embedded default driver: the database server runs as a child process of torpor.
 //!
-//! `child` holds what any server needs (run-as user, spawning, signals, pid checks); each
-//! database has its own files on top of it (`postgres`, `mariadb`).
+//! `child` holds what any server needs (run-as user, spawning, signals, pid checks);
+//! `supervisor` starts, watches and stops any server; `server` is the driver around it and
+//! what each kind of server must say about itself; each database has its own files on top
+//! (`postgres`, `mariadb`). `check` is what `torpor check` asks of this machine.
 
+mod check;
 pub mod child;
 pub mod lock;
 mod mariadb;
@@ -14,12 +17,38 @@ mod server;
 mod supervisor;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use mariadb::MariadbProcess;
 pub use postgres::PostgresProcess;
 pub use server::ProcessStatus;
+
+use super::Driver;
+use super::factory::{BootstrapUser, ConfigProblem, Engine};
+
+/// A driver running `engine`'s server.
+pub(super) fn build(
+    engine: Engine,
+    cluster: &str,
+    cfg: ProcessConfig,
+    users: Vec<BootstrapUser>,
+) -> Box<dyn Driver> {
+    match engine {
+        Engine::Postgres => Box::new(PostgresProcess::new(cluster, cfg, users)),
+        Engine::Mysql => Box::new(MariadbProcess::new(cluster, cfg, users)),
+    }
+}
+
+/// What a driver running `engine`'s server would refuse on this machine now.
+pub(super) fn check(
+    engine: Engine,
+    cfg: &ProcessConfig,
+) -> Result<Vec<ConfigProblem>, ConfigProblem> {
+    match engine {
+        Engine::Postgres => PostgresProcess::check_machine(cfg),
+        Engine::Mysql => MariadbProcess::check_machine(cfg),
+    }
+}
 
 /// Where and how a local database server runs.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -41,46 +70,17 @@ pub struct ProcessConfig {
     pub settings: BTreeMap<String, String>,
 }
 
-/// A field of a [`ProcessConfig`] that the driver would refuse, with what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{problem}")]
-pub struct ConfigProblem {
-    /// The field's name in the config (`bin_dir`, `run_as`, `settings`, `data_dir`).
-    pub field: &'static str,
-    pub problem: String,
-}
-
-impl ConfigProblem {
-    pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
-        ConfigProblem {
-            field,
-            problem: problem.into(),
+impl ProcessConfig {
+    /// Takes a relative data_dir or bin_dir from `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if self.data_dir.is_relative() {
+            self.data_dir = base.join(&self.data_dir);
         }
-    }
-}
-
-impl From<ConfigProblem> for crate::driver::DriverError {
-    fn from(p: ConfigProblem) -> Self {
-        crate::driver::DriverError::Failed(p.problem)
-    }
-}
-
-/// A database user created when the data directory is first initialised, with a database of
-/// the same name that it owns.
-#[derive(Clone)]
-pub struct BootstrapUser {
-    pub name: String,
-    pub password: String,
-    pub superuser: bool,
-}
-
-impl fmt::Debug for BootstrapUser {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BootstrapUser")
-            .field("name", &self.name)
-            .field("password", &"<redacted>")
-            .field("superuser", &self.superuser)
-            .finish()
+        if let Some(bin) = &mut self.bin_dir
+            && bin.is_relative()
+        {
+            *bin = base.join(&*bin);
+        }
     }
 }
 

@@ -1,0 +1,160 @@
+//! `[cluster.backend]`: which driver runs a cluster's backend, with that driver's settings, and
+//! the one place a driver is built from them. Another driver (docker, kubernetes, command) is
+//! another variant of [`BackendConfig`] and a module of its own beside `process`.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::Driver;
+use super::process::{self, ProcessConfig};
+
+/// Which database server a backend runs. The cluster's wire protocol decides it; each driver
+/// knows what runs it (the process driver: `postgres`, or `mariadbd` for the MySQL family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Mysql,
+}
+
+/// `[cluster.backend]`, tagged by its `driver` key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "driver", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// torpor runs the server itself, as a child process on this machine.
+    Process(ProcessConfig),
+}
+
+impl BackendConfig {
+    /// The driver this config names, for one cluster. Builds nothing on disk: the driver
+    /// claims, creates and starts when asked to.
+    pub fn build(
+        &self,
+        engine: Engine,
+        cluster: &str,
+        users: Vec<BootstrapUser>,
+    ) -> Box<dyn Driver> {
+        match self {
+            BackendConfig::Process(p) => process::build(engine, cluster, p.clone(), users),
+        }
+    }
+
+    /// What the driver would refuse on this machine now (missing binaries, a data directory
+    /// another torpor holds, a port in use), found without starting, creating or changing
+    /// anything. Ok carries warnings about what it copes with.
+    pub fn check(&self, engine: Engine) -> Result<Vec<ConfigProblem>, ConfigProblem> {
+        match self {
+            BackendConfig::Process(p) => process::check(engine, p),
+        }
+    }
+
+    /// Takes relative paths in the config from `base`, the config file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        match self {
+            BackendConfig::Process(p) => p.resolve_paths(base),
+        }
+    }
+
+    /// The TCP port on this machine the backend listens on, which nothing else of torpor's
+    /// may use.
+    pub fn local_port(&self) -> Option<u16> {
+        match self {
+            BackendConfig::Process(p) => Some(p.port),
+        }
+    }
+}
+
+/// A field of a backend's config that its driver would refuse, with what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}")]
+pub struct ConfigProblem {
+    /// The field's name under `[cluster.backend]` (`bin_dir`, `run_as`, `port`, …).
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl ConfigProblem {
+    pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        ConfigProblem {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl From<ConfigProblem> for super::DriverError {
+    fn from(p: ConfigProblem) -> Self {
+        super::DriverError::Failed(p.problem)
+    }
+}
+
+/// A database user created when the backend's data is first initialised, with a database of
+/// the same name that it owns.
+#[derive(Clone)]
+pub struct BootstrapUser {
+    pub name: String,
+    pub password: String,
+    pub superuser: bool,
+}
+
+impl fmt::Debug for BootstrapUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BootstrapUser")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("superuser", &self.superuser)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<BackendConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn the_driver_key_picks_the_variant() {
+        let mut cfg = parse("driver = \"process\"\ndata_dir = \"data\"\nport = 7002\n").unwrap();
+        assert_eq!(cfg.local_port(), Some(7002));
+        cfg.resolve_paths(Path::new("/base"));
+        match &cfg {
+            BackendConfig::Process(p) => assert_eq!(p.data_dir, Path::new("/base/data")),
+        }
+
+        let e = parse("driver = \"teleport\"\nport = 1\n").unwrap_err();
+        assert!(e.to_string().contains("teleport"), "{e}");
+        let e = parse("data_dir = \"/d\"\nport = 1\n").unwrap_err();
+        assert!(e.to_string().contains("driver"), "{e}");
+        let e =
+            parse("driver = \"process\"\ndata_dir = \"/d\"\nport = 1\nsurprise = 1\n").unwrap_err();
+        assert!(e.to_string().contains("surprise"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn build_gives_a_driver_that_has_not_started() {
+        let cfg = parse("driver = \"process\"\ndata_dir = \"/nonexistent/torpor/x\"\nport = 1\n")
+            .unwrap();
+        for engine in [Engine::Postgres, Engine::Mysql] {
+            let driver = cfg.build(engine, "c", vec![]);
+            assert_eq!(
+                driver.status().await.state,
+                super::super::BackendState::Stopped
+            );
+        }
+        assert!(!Path::new("/nonexistent/torpor").exists());
+    }
+
+    #[test]
+    fn users_hide_their_password() {
+        let u = BootstrapUser {
+            name: "app".into(),
+            password: "secret".into(),
+            superuser: false,
+        };
+        assert!(!format!("{u:?}").contains("secret"));
+    }
+}
