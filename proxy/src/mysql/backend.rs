@@ -13,10 +13,11 @@ use protocols::mysql::packet::write_packet;
 use protocols::mysql::response::{ErrPacket, OkPacket};
 
 use super::conn::{Conn, payload, seq};
-use super::error::{SessionError, UNKNOWN};
+use super::error::UNKNOWN;
 use super::startup::Hello;
 use crate::net;
 use crate::service::Greeting;
+use crate::session::Error;
 
 pub struct Backend {
     pub conn: Conn,
@@ -50,8 +51,8 @@ const ALWAYS: u32 = caps::LONG_PASSWORD
 
 const NEVER: u32 = caps::SSL | caps::COMPRESS | caps::LOCAL_FILES | caps::CONNECT_WITH_DB;
 
-fn unreachable_db(why: impl std::fmt::Display) -> SessionError {
-    SessionError::fatal(
+fn unreachable_db(why: impl std::fmt::Display) -> Error {
+    Error::my(
         2013,
         "08S01",
         format!("could not connect to the database: {why}"),
@@ -59,7 +60,7 @@ fn unreachable_db(why: impl std::fmt::Display) -> SessionError {
 }
 
 /// Reads the backend's greeting and hangs up: what clients are shown while it sleeps.
-pub async fn probe(at: &BackendInfo) -> Result<Greeting, SessionError> {
+pub async fn probe(at: &BackendInfo) -> Result<Greeting, Error> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {
@@ -67,7 +68,7 @@ pub async fn probe(at: &BackendInfo) -> Result<Greeting, SessionError> {
             let mut conn = Conn::new(io);
             let packet = conn.recv().await?;
             let hs = Handshake::parse(payload(&packet))?;
-            Ok::<_, SessionError>(greeting_of(&hs))
+            Ok::<_, Error>(greeting_of(&hs))
         };
         match attempt.await {
             Ok(g) => return Ok(g),
@@ -95,7 +96,7 @@ pub async fn connect(
     user: &str,
     password: &str,
     database: Option<&str>,
-) -> Result<Backend, SessionError> {
+) -> Result<Backend, Error> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let io = match net::connect(at).await {
@@ -118,7 +119,7 @@ async fn login(
     user: &str,
     password: &str,
     database: Option<&str>,
-) -> Result<Backend, SessionError> {
+) -> Result<Backend, Error> {
     let packet = conn.recv().await?;
     let hs = Handshake::parse(payload(&packet))?;
     let missing = hello.capabilities & WIRE_SHAPING & !hs.capabilities;
@@ -197,14 +198,10 @@ async fn login(
 }
 
 /// An ERR packet from the backend, to be passed on to the client.
-pub fn backend_err(body: &[u8]) -> SessionError {
+pub fn backend_err(body: &[u8]) -> Error {
     match ErrPacket::parse(body) {
-        Ok(e) => SessionError::Backend {
-            code: e.code,
-            state: e.sql_state,
-            message: e.message,
-        },
-        Err(e) => SessionError::fatal(
+        Ok(e) => Error::my_server(e.code, e.sql_state, e.message),
+        Err(e) => Error::my(
             UNKNOWN,
             "HY000",
             format!("malformed error from the database: {e}"),

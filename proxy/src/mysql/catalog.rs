@@ -13,9 +13,10 @@ use protocols::mysql::response::{OkPacket, SessionChange, session_changes};
 use super::backend::{self, Backend};
 use super::checkpoint;
 use super::conn::payload;
-use super::error::{SessionError, UNKNOWN};
+use super::error::UNKNOWN;
 use super::startup::Hello;
 use crate::service::Service;
+use crate::session::Error;
 
 /// utf8mb4_general_ci: names in the catalog are ASCII anyway.
 const CHARSET: u8 = 45;
@@ -40,7 +41,7 @@ pub async fn keep_learning(service: Arc<Service>) {
     .await;
 }
 
-async fn learn(service: &Service) -> Result<(), SessionError> {
+async fn learn(service: &Service) -> Result<(), Error> {
     let (Some(at), Some(user)) = (service.cluster.running_backend(), &service.first_user) else {
         return Ok(());
     };
@@ -63,13 +64,12 @@ async fn learn(service: &Service) -> Result<(), SessionError> {
     let results = checkpoint::run(&mut b, &queries).await?;
     let mut rows = Vec::new();
     for r in results {
-        let r = r.map_err(|e| {
-            SessionError::fatal(UNKNOWN, "HY000", format!("catalog query: {}", e.message))
-        })?;
+        let r =
+            r.map_err(|e| Error::my(UNKNOWN, "HY000", format!("catalog query: {}", e.message)))?;
         rows.push(r.rows);
     }
     let [vars, charsets, collations] = rows.as_slice() else {
-        return Err(SessionError::Protocol(
+        return Err(Error::Protocol(
             "catalog queries gave the wrong number of results".into(),
         ));
     };
@@ -93,10 +93,7 @@ async fn learn(service: &Service) -> Result<(), SessionError> {
 
 /// Assigns every tracked variable its own value and reads the order the server reports them
 /// in; None when that can't be done (a tracked variable this user may not set).
-async fn report_order(
-    b: &mut Backend,
-    names: &[String],
-) -> Result<Option<Vec<String>>, SessionError> {
+async fn report_order(b: &mut Backend, names: &[String]) -> Result<Option<Vec<String>>, Error> {
     if names.is_empty() {
         return Ok(Some(Vec::new()));
     }

@@ -7,8 +7,9 @@ use protocols::mysql::handshake::{AuthSwitch, NATIVE_PASSWORD, caps};
 use protocols::mysql::packet::{PacketError, Reader, write_packet};
 
 use super::conn::{Conn, payload, seq};
-use super::error::{ACCESS_DENIED, SessionError};
+use super::error::ACCESS_DENIED;
 use crate::service::{Service, User};
+use crate::session::Error;
 
 pub struct Request {
     pub user: String,
@@ -48,7 +49,7 @@ pub async fn authenticate(
     req: &Request,
     seq_id: u8,
     host: &str,
-) -> Result<(Arc<User>, u8), SessionError> {
+) -> Result<(Arc<User>, u8), Error> {
     let mut scramble = [0u8; 20];
     for b in &mut scramble {
         *b = rand::random_range(33..127);
@@ -84,7 +85,7 @@ pub async fn authenticate(
                 &protocols::mysql::response::err_packet(ACCESS_DENIED, "28000", &msg),
             );
             let _ = client.send(&out).await;
-            Err(SessionError::Closed)
+            Err(Error::Closed)
         }
     }
 }

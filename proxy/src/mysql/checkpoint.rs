@@ -12,7 +12,8 @@ use protocols::mysql::tracked::Tracked;
 
 use super::backend::Backend;
 use super::conn::payload;
-use super::error::{SessionError, UNKNOWN};
+use super::error::UNKNOWN;
+use crate::session::Error;
 
 pub enum Capture {
     Snapshot(Box<MySnapshot>),
@@ -20,12 +21,12 @@ pub enum Capture {
     Blocked(Vec<String>),
 }
 
-fn failed(e: impl std::fmt::Display) -> SessionError {
-    SessionError::fatal(UNKNOWN, "HY000", format!("capture failed: {e}"))
+fn failed(e: impl std::fmt::Display) -> Error {
+    Error::my(UNKNOWN, "HY000", format!("capture failed: {e}"))
 }
 
 /// Runs the capture plan round by round.
-pub async fn capture(backend: &mut Backend, tracked: &Tracked) -> Result<Capture, SessionError> {
+pub async fn capture(backend: &mut Backend, tracked: &Tracked) -> Result<Capture, Error> {
     let mut plan = capture::Capture::new(tracked);
     let mut queries = plan.first();
     loop {
@@ -42,7 +43,7 @@ pub async fn capture(backend: &mut Backend, tracked: &Tracked) -> Result<Capture
 pub async fn run(
     backend: &mut Backend,
     queries: &[String],
-) -> Result<Vec<Result<QueryResult, ServerError>>, SessionError> {
+) -> Result<Vec<Result<QueryResult, ServerError>>, Error> {
     let mut flow = Flow::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
     let mut out = Vec::new();
     for q in queries {
@@ -60,7 +61,7 @@ pub async fn run(
         let body = payload(&packet);
         let seen = flow
             .backend_packet(body)
-            .map_err(|e| SessionError::Protocol(format!("from the database: {e}")))?;
+            .map_err(|e| Error::Protocol(format!("from the database: {e}")))?;
         match seen.kind {
             Kind::Err => error = Some(ErrPacket::parse(body)?),
             Kind::Data => match ncols {

@@ -4,8 +4,8 @@ use bytes::BytesMut;
 use protocols::mysql::packet::{self, PacketError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::error::SessionError;
 use crate::net::Stream;
+use crate::session::Error;
 
 pub struct Conn {
     pub io: Stream,
@@ -39,13 +39,13 @@ impl Conn {
     }
 
     /// Waits for one whole packet (header and payload).
-    pub async fn recv(&mut self) -> Result<BytesMut, SessionError> {
+    pub async fn recv(&mut self) -> Result<BytesMut, Error> {
         loop {
             if let Some(p) = self.next_packet()? {
                 return Ok(p);
             }
             if self.fill().await? == 0 {
-                return Err(SessionError::Closed);
+                return Err(Error::Closed);
             }
         }
     }

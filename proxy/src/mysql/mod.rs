@@ -45,7 +45,7 @@ pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationT
             seq,
             error,
         } => {
-            if let Some((code, state, msg)) = error.client_report() {
+            if let Some((code, state, msg)) = error::client_report(&error) {
                 tracing::info!(cluster = %service.name, code, error = %msg, "client login failed");
                 error::report(&mut conn, seq, code, state, &msg).await;
             }

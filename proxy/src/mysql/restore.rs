@@ -10,11 +10,12 @@ use protocols::mysql::snapshot::MySnapshot;
 
 use super::backend::Backend;
 use super::conn::payload;
-use super::error::{SessionError, UNKNOWN};
+use super::error::UNKNOWN;
 use super::statements::Statements;
+use crate::session::Error;
 
-fn failed(what: &str) -> SessionError {
-    SessionError::fatal(
+fn failed(what: &str) -> Error {
+    Error::my(
         UNKNOWN,
         "HY000",
         format!("torpor could not restore this session after the database woke up: {what}"),
@@ -28,7 +29,7 @@ pub async fn restore(
     backend: &mut Backend,
     snap: &MySnapshot,
     stmts: &mut Statements,
-) -> Result<u16, SessionError> {
+) -> Result<u16, Error> {
     let commands = replay::build(snap);
     if commands.is_empty() {
         return Ok(backend.status);
@@ -53,7 +54,7 @@ pub async fn restore(
         let body = payload(&packet);
         let seen = flow
             .backend_packet(body)
-            .map_err(|e| SessionError::Protocol(format!("from the database: {e}")))?;
+            .map_err(|e| Error::Protocol(format!("from the database: {e}")))?;
         let label = || match &commands[done] {
             Command::Query { label, .. }
             | Command::InitDb { label, .. }

@@ -22,13 +22,15 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{self, Backend};
 use super::checkpoint::{self, Capture};
 use super::conn::{Conn, payload, seq};
-use super::error::{SessionError, UNKNOWN};
+use super::error::UNKNOWN;
 use super::kill;
 use super::restore;
 use super::startup::Hello;
 use super::statements::Statements;
 use crate::registry::{BackendKey, Holds, Registration};
 use crate::service::{Service, User};
+use crate::session::Error;
+use crate::session::error::Code;
 use crate::session::{Ending, Membership};
 
 /// While a response is outstanding, stop reading a client that keeps sending past this.
@@ -133,12 +135,15 @@ impl Session {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let result = self.serve(&shutdown).await;
         if let Err(e) = &result {
-            if let Some((code, state, msg)) = e.client_report() {
+            if let Some((code, state, msg)) = super::error::client_report(e) {
                 super::error::report(&mut self.client, self.reply_seq, code, state, &msg).await;
             }
             match e {
-                SessionError::Closed => {}
-                SessionError::Fatal { code, .. } if *code == super::error::SHUTDOWN => {}
+                Error::Closed => {}
+                Error::Fatal {
+                    code: Code::Mysql { errno, .. },
+                    ..
+                } if *errno == super::error::SHUTDOWN => {}
                 other => {
                     tracing::info!(cluster = %self.service.name, session = self.member.id(), error = %other, "session ended")
                 }
@@ -147,7 +152,7 @@ impl Session {
         self.cleanup().await;
     }
 
-    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), SessionError> {
+    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), Error> {
         let key = self.connect_key();
         let known = self.service.cached_status(&key).is_some();
         if !(known && self.service.cluster.running_backend().is_none()) {
@@ -176,7 +181,7 @@ impl Session {
         ]
     }
 
-    async fn step(&mut self, stop: &mut Ending) -> Result<Step, SessionError> {
+    async fn step(&mut self, stop: &mut Ending) -> Result<Step, Error> {
         if (!self.flow.busy() || self.client_continues)
             && let Some(len) = self.client.whole_packet()?
         {
@@ -196,12 +201,12 @@ impl Session {
             _ = self.member.early.elapsed(&self.service.cluster), if early => Event::Quiet,
         };
         match event {
-            Event::Shutdown => Err(SessionError::fatal(
+            Event::Shutdown => Err(Error::my(
                 super::error::SHUTDOWN,
                 "70100",
                 "Connection was killed: the proxy is shutting down",
             )),
-            Event::Killed => Err(SessionError::fatal(
+            Event::Killed => Err(Error::my(
                 super::error::SHUTDOWN,
                 "70100",
                 "Connection was killed",
@@ -226,11 +231,7 @@ impl Session {
                         self.park();
                         return Ok(Step::Continue);
                     }
-                    return Err(SessionError::fatal(
-                        2013,
-                        "HY000",
-                        "Lost connection to the database",
-                    ));
+                    return Err(Error::my(2013, "HY000", "Lost connection to the database"));
                 }
                 self.on_backend_bytes().await
             }
@@ -238,7 +239,7 @@ impl Session {
             Event::Cmd(_) => Ok(Step::Continue),
             Event::Quiet => {
                 let answer = self.checkpoint().await;
-                if let Err(SessionError::Io(_) | SessionError::Closed) = answer {
+                if answer.as_ref().is_err_and(Error::is_disconnect) {
                     return answer.map(|_| Step::Continue);
                 }
                 self.member.early_result(answer.map_err(|e| e.to_string()));
@@ -248,7 +249,7 @@ impl Session {
     }
 
     /// One whole packet from the client: a command, or the continuation of a big one.
-    async fn on_client_packet(&mut self, mut packet: BytesMut) -> Result<Step, SessionError> {
+    async fn on_client_packet(&mut self, mut packet: BytesMut) -> Result<Step, Error> {
         let expected = if self.client_continues {
             self.reply_seq
         } else {
@@ -256,11 +257,7 @@ impl Session {
         };
         if seq(&packet) != expected {
             // What the server does too: a client that lost count can't be followed further.
-            return Err(SessionError::fatal(
-                1156,
-                "08S01",
-                "Got packets out of order",
-            ));
+            return Err(Error::my(1156, "08S01", "Got packets out of order"));
         }
         self.reply_seq = seq(&packet).wrapping_add(1);
         let full = payload(&packet).len() == MAX_PAYLOAD;
@@ -271,7 +268,7 @@ impl Session {
             return Ok(Step::Continue);
         }
         let Some(&cmd) = payload(&packet).first() else {
-            return Err(SessionError::Protocol("empty command packet".into()));
+            return Err(Error::Protocol("empty command packet".into()));
         };
         if !full && self.answer_locally(cmd, &packet).await? {
             return Ok(Step::Continue);
@@ -346,7 +343,7 @@ impl Session {
 
     /// Answers the command without the server when it may: while parked (probes and SETs), or
     /// while the backend is being drained (probes only, so they don't call the drain off).
-    async fn answer_locally(&mut self, cmd: u8, packet: &[u8]) -> Result<bool, SessionError> {
+    async fn answer_locally(&mut self, cmd: u8, packet: &[u8]) -> Result<bool, Error> {
         let probes_only = if self.backend.is_none() {
             false
         } else if !self.flow.busy() && (self.member.prepared || self.service.cluster.is_draining())
@@ -390,7 +387,7 @@ impl Session {
         Ok(true)
     }
 
-    async fn forward_command(&mut self, mut packet: BytesMut) -> Result<Step, SessionError> {
+    async fn forward_command(&mut self, mut packet: BytesMut) -> Result<Step, Error> {
         if self.backend.is_none() {
             self.attach().await?;
         }
@@ -491,7 +488,7 @@ impl Session {
     /// that hasn't seen them (one prepared again by a restore). Returns false when the execute
     /// must not reach the backend: MariaDB 10.11 crashes on an execute without types for a
     /// statement that never had any.
-    fn rewrite_execute(&mut self, packet: &mut BytesMut) -> Result<bool, SessionError> {
+    fn rewrite_execute(&mut self, packet: &mut BytesMut) -> Result<bool, Error> {
         let id = command::stmt_id(payload(packet)).unwrap_or(0);
         self.current.stmt = id;
         let Some(st) = self.stmts.get_mut(id) else {
@@ -523,7 +520,7 @@ impl Session {
         Ok(true)
     }
 
-    async fn on_long_data(&mut self, mut packet: BytesMut) -> Result<Step, SessionError> {
+    async fn on_long_data(&mut self, mut packet: BytesMut) -> Result<Step, Error> {
         let (id, param, data) = command::parse_long_data(payload(&packet))?;
         self.changed = true;
         let Some(st) = self.stmts.get_mut(id) else {
@@ -543,7 +540,7 @@ impl Session {
     /// Passes whole backend packets on. Most go out as they came, in one write straight from
     /// the read buffer; a PrepareOk gets the client's statement id in place, and an OK carrying
     /// session tracking the client didn't ask for is re-encoded without it.
-    async fn on_backend_bytes(&mut self) -> Result<Step, SessionError> {
+    async fn on_backend_bytes(&mut self) -> Result<Step, Error> {
         let Some(b) = self.backend.as_mut() else {
             return Ok(Step::Continue);
         };
@@ -562,7 +559,7 @@ impl Session {
             let seen = self
                 .flow
                 .backend_packet(&b.conn.rbuf[body.clone()])
-                .map_err(|e| SessionError::Protocol(format!("from the database: {e}")))?;
+                .map_err(|e| Error::Protocol(format!("from the database: {e}")))?;
             match seen.kind {
                 Kind::Ok if seen.status.unwrap_or(0) & status::SESSION_STATE_CHANGED != 0 => {
                     let ok = OkPacket::parse(&b.conn.rbuf[body.clone()], b.capabilities)?;
@@ -670,7 +667,7 @@ impl Session {
     }
 
     /// Lets the probes in flight finish, so a drain need not be refused for them.
-    async fn finish_probes(&mut self) -> Result<(), SessionError> {
+    async fn finish_probes(&mut self) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + PROBE_WAIT;
         while self.probing && self.flow.busy() {
             let Some(b) = self.backend.as_mut() else {
@@ -680,11 +677,7 @@ impl Session {
                 Err(_) => return Ok(()),
                 Ok(r) => {
                     if r? == 0 {
-                        return Err(SessionError::fatal(
-                            2013,
-                            "HY000",
-                            "Lost connection to the database",
-                        ));
+                        return Err(Error::my(2013, "HY000", "Lost connection to the database"));
                     }
                 }
             }
@@ -693,7 +686,7 @@ impl Session {
         Ok(())
     }
 
-    async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Step, SessionError> {
+    async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Step, Error> {
         if matches!(cmd, DrainCmd::Checkpoint(_)) {
             self.finish_probes().await?;
         }
@@ -704,7 +697,7 @@ impl Session {
                     // The capture failed; the session itself is still fine unless the
                     // connection broke.
                     self.member.answer(reply, Err(e.to_string()));
-                    if let SessionError::Io(_) | SessionError::Closed = e {
+                    if e.is_disconnect() {
                         return Err(e);
                     }
                 }
@@ -765,7 +758,7 @@ impl Session {
     }
 
     /// Captures this session's state and puts it durably, or says why it can't.
-    async fn checkpoint(&mut self) -> Result<CheckpointReply, SessionError> {
+    async fn checkpoint(&mut self) -> Result<CheckpointReply, Error> {
         if let Some(why) = self.blocker() {
             return Ok(CheckpointReply::Blocked(format!(
                 "{}: {why}",
@@ -799,9 +792,7 @@ impl Session {
             .store
             .put(&self.member.key, &*snap)
             .await
-            .map_err(|e| {
-                SessionError::fatal(UNKNOWN, "HY000", format!("snapshot put failed: {e}"))
-            })?;
+            .map_err(|e| Error::my(UNKNOWN, "HY000", format!("snapshot put failed: {e}")))?;
         self.member.reg.entry.set_holds(Holds::of_mysql(&snap));
         self.member.saved = true;
         self.changed = false;
@@ -821,10 +812,10 @@ impl Session {
     }
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
-    async fn attach(&mut self) -> Result<(), SessionError> {
+    async fn attach(&mut self) -> Result<(), Error> {
         let (at, snap) = self.member.wake_and_load::<MySnapshot>().await;
         let at = at.map_err(|e| {
-            SessionError::fatal(
+            Error::my(
                 UNKNOWN,
                 "08S01",
                 format!("could not wake the database: {e}"),
@@ -841,10 +832,10 @@ impl Session {
         &mut self,
         at: &BackendInfo,
         snap: Option<Result<MySnapshot, StoreError>>,
-    ) -> Result<(), SessionError> {
+    ) -> Result<(), Error> {
         let snap = match snap {
             Some(loaded) => Some(loaded.map_err(|e| {
-                SessionError::fatal(
+                Error::my(
                     UNKNOWN,
                     "HY000",
                     format!(
@@ -900,7 +891,7 @@ impl Session {
 
     /// COM_CHANGE_USER: check the new user's password here, then start over on a fresh
     /// backend connection as that user (the server would reset the session the same way).
-    async fn change_user(&mut self, packet: &[u8]) -> Result<Step, SessionError> {
+    async fn change_user(&mut self, packet: &[u8]) -> Result<Step, Error> {
         let req = super::change_user::parse(payload(packet), self.hello.capabilities)?;
         let seq = self.reply_seq;
         let (user, next) = super::change_user::authenticate(
@@ -940,7 +931,7 @@ impl Session {
         Ok(Step::Continue)
     }
 
-    async fn send_ok(&mut self, seq: u8) -> Result<(), SessionError> {
+    async fn send_ok(&mut self, seq: u8) -> Result<(), Error> {
         let ok = OkPacket {
             status: self.flow.status() & local::SESSION_STATUS,
             ..OkPacket::default()
@@ -953,7 +944,7 @@ impl Session {
         Ok(())
     }
 
-    async fn local_err(&mut self, code: u16, state: &str, msg: &str) -> Result<Step, SessionError> {
+    async fn local_err(&mut self, code: u16, state: &str, msg: &str) -> Result<Step, Error> {
         let mut out = Vec::new();
         write_packet(&mut out, self.reply_seq, &err_packet(code, state, msg));
         self.client.send(&out).await?;

@@ -13,9 +13,10 @@ use protocols::mysql::packet::write_packet;
 use tokio::net::TcpStream;
 
 use super::conn::{Conn, payload, seq};
-use super::error::{ACCESS_DENIED, SessionError};
+use super::error::ACCESS_DENIED;
 use crate::registry::{Identity, Registration};
 use crate::service::{Greeting, Service, User};
+use crate::session::Error;
 
 /// Capabilities torpor offers clients (further limited by what the backend offers). No TLS and
 /// no compression yet; no LOCAL INFILE, whose file requests would come from the backend.
@@ -64,7 +65,7 @@ pub enum Start {
     Failed {
         conn: Conn,
         seq: u8,
-        error: SessionError,
+        error: Error,
     },
 }
 
@@ -109,7 +110,7 @@ pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
     .unwrap_or_else(|_| {
         Err((
             0,
-            SessionError::fatal(
+            Error::my(
                 1158,
                 "08S01",
                 "timed out waiting for the client's handshake",
@@ -141,12 +142,12 @@ pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
 
 /// The greeting to show: what the backend said last time, or (once per torpor process) what it
 /// says now, which may mean waking it.
-async fn greeting(service: &Service) -> Result<Greeting, SessionError> {
+async fn greeting(service: &Service) -> Result<Greeting, Error> {
     if let Some(g) = service.greeting() {
         return Ok(g);
     }
     let info = service.cluster.wake(None).await.map_err(|e| {
-        SessionError::fatal(
+        Error::my(
             super::error::UNKNOWN,
             "08S01",
             format!("could not wake the database: {e}"),
@@ -157,7 +158,7 @@ async fn greeting(service: &Service) -> Result<Greeting, SessionError> {
     Ok(g)
 }
 
-type AuthResult = Result<(Arc<User>, Hello, u8), (u8, SessionError)>;
+type AuthResult = Result<(Arc<User>, Hello, u8), (u8, Error)>;
 
 async fn authenticate(
     conn: &mut Conn,
@@ -167,28 +168,28 @@ async fn authenticate(
     offered: u32,
     host: String,
 ) -> AuthResult {
-    let io_err = |e: SessionError| (0u8, e);
+    let io_err = |e: Error| (0u8, e);
     conn.send(greeting)
         .await
-        .map_err(|e| io_err(SessionError::from(e)))?;
+        .map_err(|e| io_err(Error::from(e)))?;
     let packet = conn.recv().await.map_err(io_err)?;
     let mut next = seq(&packet).wrapping_add(1);
     let body = payload(&packet);
     if handshake::is_ssl_request(body) {
         return Err((
             next,
-            SessionError::fatal(
+            Error::my(
                 1043,
                 "08S01",
                 "torpor does not offer TLS on this port; connect without SSL",
             ),
         ));
     }
-    let resp = HandshakeResponse::parse(body).map_err(|e| (next, SessionError::from(e)))?;
+    let resp = HandshakeResponse::parse(body).map_err(|e| (next, Error::from(e)))?;
     if resp.capabilities & caps::COMPRESS != 0 {
         return Err((
             next,
-            SessionError::fatal(1043, "08S01", "compression was not offered"),
+            Error::my(1043, "08S01", "compression was not offered"),
         ));
     }
     let user = service.user(&resp.username);
@@ -205,9 +206,7 @@ async fn authenticate(
         .write(&mut p);
         let mut out = Vec::new();
         write_packet(&mut out, next, &p);
-        conn.send(&out)
-            .await
-            .map_err(|e| (next, SessionError::from(e)))?;
+        conn.send(&out).await.map_err(|e| (next, Error::from(e)))?;
         let answer = conn.recv().await.map_err(|e| (next, e))?;
         next = seq(&answer).wrapping_add(1);
         response = payload(&answer).to_vec();
@@ -224,7 +223,7 @@ async fn authenticate(
     let Some(user) = user.filter(|_| ok) else {
         return Err((
             next,
-            SessionError::fatal(
+            Error::my(
                 ACCESS_DENIED,
                 "28000",
                 format!(
@@ -241,9 +240,7 @@ async fn authenticate(
         // or TLS) is never needed on this side.
         let mut out = Vec::new();
         next = write_packet(&mut out, next, &[0x01, sha2_auth::FAST_AUTH_OK]);
-        conn.send(&out)
-            .await
-            .map_err(|e| (next, SessionError::from(e)))?;
+        conn.send(&out).await.map_err(|e| (next, Error::from(e)))?;
     }
     let hello = Hello {
         capabilities: resp.capabilities & offered,

@@ -12,9 +12,10 @@ use protocols::pg::message::{self, tag};
 use protocols::pg::parse::{self, Authentication};
 
 use super::conn::{Conn, body};
-use super::error::SessionError;
 use crate::net;
 use crate::service::User;
+use crate::session::Error;
+use crate::session::error::Code;
 
 pub struct Backend {
     pub conn: Conn,
@@ -33,7 +34,7 @@ pub async fn connect(
     at: &BackendInfo,
     startup: &[(String, String)],
     login: &User,
-) -> Result<Backend, SessionError> {
+) -> Result<Backend, Error> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         match try_connect(at, startup, login).await {
@@ -42,7 +43,7 @@ pub async fn connect(
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Err(Retry::Later(why)) => {
-                return Err(SessionError::fatal(
+                return Err(Error::pg(
                     "08006",
                     format!("could not connect to the database: {why}"),
                 ));
@@ -55,11 +56,11 @@ pub async fn connect(
 
 enum Retry {
     Later(String),
-    Never(SessionError),
+    Never(Error),
 }
 
-impl From<SessionError> for Retry {
-    fn from(e: SessionError) -> Self {
+impl From<Error> for Retry {
+    fn from(e: Error) -> Self {
         Retry::Never(e)
     }
 }
@@ -76,7 +77,7 @@ async fn try_connect(
     let mut conn = Conn::new(io, MAX_MESSAGE_LEN);
     let mut out = BytesMut::new();
     message::startup_message(&mut out, startup);
-    conn.send(&out).await.map_err(SessionError::from)?;
+    conn.send(&out).await.map_err(Error::from)?;
 
     let user = startup
         .iter()
@@ -88,13 +89,13 @@ async fn try_connect(
     let mut key = None;
     loop {
         let (t, msg) = conn.recv().await.map_err(|e| match e {
-            SessionError::Closed => Retry::Later("connection closed during startup".into()),
+            Error::Closed => Retry::Later("connection closed during startup".into()),
             other => Retry::Never(other),
         })?;
         let b = body(&msg);
         out.clear();
         match t {
-            tag::AUTHENTICATION => match parse::authentication(b).map_err(SessionError::from)? {
+            tag::AUTHENTICATION => match parse::authentication(b).map_err(Error::from)? {
                 Authentication::Ok => {}
                 Authentication::CleartextPassword => {
                     message::password_message(&mut out, password.as_bytes());
@@ -140,19 +141,19 @@ async fn try_connect(
                 }
             },
             tag::PARAMETER_STATUS => {
-                status.push(parse::parameter_status(b).map_err(SessionError::from)?);
+                status.push(parse::parameter_status(b).map_err(Error::from)?);
             }
             tag::BACKEND_KEY_DATA => {
-                key = Some(parse::backend_key_data(b).map_err(SessionError::from)?);
+                key = Some(parse::backend_key_data(b).map_err(Error::from)?);
             }
             tag::NOTICE_RESPONSE | tag::NEGOTIATE_PROTOCOL_VERSION => {}
             tag::ERROR_RESPONSE => {
-                let f = parse::error_fields(b).map_err(SessionError::from)?;
+                let f = parse::error_fields(b).map_err(Error::from)?;
                 if f.code == CANNOT_CONNECT_NOW {
                     return Err(Retry::Later(f.message));
                 }
-                return Err(Retry::Never(SessionError::Fatal {
-                    code: static_code(&f.code),
+                return Err(Retry::Never(Error::Fatal {
+                    code: Code::Sqlstate(static_code(&f.code)),
                     message: f.message,
                 }));
             }
@@ -167,20 +168,20 @@ async fn try_connect(
                 });
             }
             other => {
-                return Err(Retry::Never(SessionError::Protocol(format!(
+                return Err(Retry::Never(Error::Protocol(format!(
                     "unexpected backend message {:?} during startup",
                     other as char
                 ))));
             }
         }
         if !out.is_empty() {
-            conn.send(&out).await.map_err(SessionError::from)?;
+            conn.send(&out).await.map_err(Error::from)?;
         }
     }
 }
 
-fn backend_auth_error(why: impl Into<String>) -> SessionError {
-    SessionError::fatal(
+fn backend_auth_error(why: impl Into<String>) -> Error {
+    Error::pg(
         "28000",
         format!(
             "torpor could not authenticate to the database: {}",

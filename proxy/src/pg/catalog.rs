@@ -8,8 +8,8 @@ use protocols::pg::local::{CATALOG_QUERY, Catalog};
 
 use super::backend;
 use super::checkpoint::simple_query;
-use super::error::SessionError;
 use crate::service::Service;
+use crate::session::Error;
 
 /// Runs for the service's life: after every start of the server, reads its catalog.
 pub async fn keep_learning(service: Arc<Service>) {
@@ -22,7 +22,7 @@ pub async fn keep_learning(service: Arc<Service>) {
     .await;
 }
 
-async fn learn(service: &Service) -> Result<(), SessionError> {
+async fn learn(service: &Service) -> Result<(), Error> {
     let (Some(at), Some(user)) = (service.cluster.running_backend(), &service.first_user) else {
         return Ok(());
     };
@@ -35,9 +35,7 @@ async fn learn(service: &Service) -> Result<(), SessionError> {
     let mut ignored = BytesMut::new();
     let results = simple_query(&mut b, CATALOG_QUERY, &mut ignored).await?;
     let (Some(settings), Some(version)) = (results.first(), results.get(1)) else {
-        return Err(SessionError::Protocol(
-            "catalog query gave no results".into(),
-        ));
+        return Err(Error::Protocol("catalog query gave no results".into()));
     };
     let version = version
         .rows

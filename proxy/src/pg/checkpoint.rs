@@ -11,7 +11,7 @@ use protocols::pg::txn;
 
 use super::backend::Backend;
 use super::conn::body;
-use super::error::SessionError;
+use crate::session::Error;
 
 pub enum Capture {
     /// The state, and the statement that reopens the session's transaction block if it is in
@@ -28,7 +28,7 @@ pub async fn capture(
     backend: &mut Backend,
     tracker: &Tracker,
     to_client: &mut BytesMut,
-) -> Result<Capture, SessionError> {
+) -> Result<Capture, Error> {
     if tracker.txn_status() != b'T' {
         return capture_state(backend, tracker, to_client).await;
     }
@@ -58,17 +58,17 @@ async fn capture_state(
     backend: &mut Backend,
     tracker: &Tracker,
     to_client: &mut BytesMut,
-) -> Result<Capture, SessionError> {
+) -> Result<Capture, Error> {
     let started = std::time::Instant::now();
     let mut catalog = simple_query(backend, &capture::catalog_query(), to_client).await?;
     let temp = capture::temp_catalog_query(&catalog)
-        .map_err(|e| SessionError::fatal("XX000", format!("capture failed: {e}")))?;
+        .map_err(|e| Error::pg("XX000", format!("capture failed: {e}")))?;
     if let Some(sql) = &temp {
         catalog.extend(simple_query(backend, sql, to_client).await?);
     }
     let catalog_us = started.elapsed().as_micros();
     let mut plan = match capture::plan(&catalog, tracker.on_commit_delete_rows())
-        .map_err(|e| SessionError::fatal("XX000", format!("capture failed: {e}")))?
+        .map_err(|e| Error::pg("XX000", format!("capture failed: {e}")))?
     {
         CatalogOutcome::Blocked(why) => return Ok(Capture::Blocked(why)),
         CatalogOutcome::Continue(plan) => plan,
@@ -80,7 +80,7 @@ async fn capture_state(
     };
     let snap = plan
         .finish(&data)
-        .map_err(|e| SessionError::fatal("XX000", format!("capture failed: {e}")))?;
+        .map_err(|e| Error::pg("XX000", format!("capture failed: {e}")))?;
     tracing::debug!(
         catalog_us,
         temp_schema = temp.is_some(),
@@ -95,7 +95,7 @@ pub(super) async fn simple_query(
     backend: &mut Backend,
     sql: &str,
     to_client: &mut BytesMut,
-) -> Result<Vec<QueryResult>, SessionError> {
+) -> Result<Vec<QueryResult>, Error> {
     let mut out = BytesMut::new();
     message::query(&mut out, sql);
     backend.conn.send(&out).await?;
@@ -129,10 +129,7 @@ pub(super) async fn simple_query(
         }
     }
     match error {
-        Some(e) => Err(SessionError::fatal(
-            "XX000",
-            format!("capture query failed: {e}"),
-        )),
+        Some(e) => Err(Error::pg("XX000", format!("capture query failed: {e}"))),
         None => Ok(results),
     }
 }

@@ -4,8 +4,8 @@ use bytes::BytesMut;
 use protocols::pg::frame::{self, FrameError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::error::SessionError;
 use crate::net::Stream;
+use crate::session::Error;
 
 /// Largest message a client may send. PostgreSQL allows 1 GiB; a proxy that buffers whole
 /// messages needs a tighter bound so one client can't take the machine's memory.
@@ -43,13 +43,13 @@ impl Conn {
     }
 
     /// Waits for one whole message.
-    pub async fn recv(&mut self) -> Result<(u8, BytesMut), SessionError> {
+    pub async fn recv(&mut self) -> Result<(u8, BytesMut), Error> {
         loop {
             if let Some(m) = self.next_message()? {
                 return Ok(m);
             }
             if self.fill().await? == 0 {
-                return Err(SessionError::Closed);
+                return Err(Error::Closed);
             }
         }
     }

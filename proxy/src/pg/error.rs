@@ -1,41 +1,19 @@
-//! How a session ends badly, and what the client is told.
+//! What a PostgreSQL client is told when its session ends badly.
 
-use protocols::pg::frame::FrameError;
+use crate::session::Error;
+use crate::session::error::Code;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("connection closed")]
-    Closed,
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-    /// An error to report to the client with this SQLSTATE before closing.
-    #[error("{message}")]
-    Fatal { code: &'static str, message: String },
-}
-
-impl From<FrameError> for SessionError {
-    fn from(e: FrameError) -> Self {
-        SessionError::Protocol(e.to_string())
-    }
-}
-
-impl SessionError {
-    pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
-        SessionError::Fatal {
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// What the client is told before the connection closes, if anything.
-    pub fn client_report(&self) -> Option<(&'static str, String)> {
-        match self {
-            SessionError::Closed | SessionError::Io(_) => None,
-            SessionError::Protocol(m) => Some(("08P01", format!("invalid message: {m}"))),
-            SessionError::Fatal { code, message } => Some((code, message.clone())),
-        }
+/// The SQLSTATE and message for the client, if anything is to be said.
+pub fn client_report(e: &Error) -> Option<(&'static str, String)> {
+    match e {
+        Error::Closed | Error::Io(_) => None,
+        Error::Protocol(m) => Some(("08P01", format!("invalid message: {m}"))),
+        Error::Fatal {
+            code: Code::Sqlstate(code),
+            message,
+        } => Some((code, message.clone())),
+        // Not a code of this protocol: internal_error.
+        Error::Fatal { message, .. } => Some(("XX000", message.clone())),
     }
 }
 

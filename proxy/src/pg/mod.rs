@@ -34,7 +34,7 @@ pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationT
                 .await;
         }
         Start::Failed { mut conn, error } => {
-            if let Some((code, msg)) = error.client_report() {
+            if let Some((code, msg)) = error::client_report(&error) {
                 tracing::info!(cluster = %service.name, code, error = %msg, "client startup failed");
                 error::report(&mut conn, code, &msg).await;
             }

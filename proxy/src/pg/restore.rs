@@ -8,7 +8,7 @@ use protocols::pg::snapshot::PgSnapshot;
 
 use super::backend::Backend;
 use super::conn::body;
-use super::error::SessionError;
+use crate::session::Error;
 
 /// Sends the whole replay in one write and reads until every ReadyForQuery came back.
 /// Fails naming the first item the backend refused. Notifications go to `to_client`.
@@ -16,7 +16,7 @@ pub async fn restore(
     backend: &mut Backend,
     snap: &PgSnapshot,
     to_client: &mut BytesMut,
-) -> Result<(), SessionError> {
+) -> Result<(), Error> {
     let plan = replay::build(snap);
     if plan.ready_count == 0 {
         return Ok(());
@@ -73,7 +73,7 @@ pub async fn restore(
         "session state replayed"
     );
     match failure {
-        Some(what) => Err(SessionError::fatal(
+        Some(what) => Err(Error::pg(
             "58000",
             format!("torpor could not restore this session after the database woke up: {what}"),
         )),
@@ -83,7 +83,7 @@ pub async fn restore(
 
 /// Opens the transaction block the client believes it is in (carried over a stop, or begun
 /// while the session was parked), before its next statement runs.
-pub async fn begin(backend: &mut Backend, sql: &str) -> Result<(), SessionError> {
+pub async fn begin(backend: &mut Backend, sql: &str) -> Result<(), Error> {
     let mut out = BytesMut::new();
     protocols::pg::message::query(&mut out, sql);
     backend.conn.send(&out).await?;
@@ -92,7 +92,7 @@ pub async fn begin(backend: &mut Backend, sql: &str) -> Result<(), SessionError>
         match t {
             tag::ERROR_RESPONSE => {
                 let f = parse::error_fields(body(&msg))?;
-                return Err(SessionError::fatal(
+                return Err(Error::pg(
                     "58000",
                     format!(
                         "torpor could not reopen this session's transaction: {}",

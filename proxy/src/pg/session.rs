@@ -17,10 +17,11 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{self, Backend};
 use super::checkpoint::{self, Capture};
 use super::conn::Conn;
-use super::error::SessionError;
 use super::restore;
 use crate::registry::{BackendKey, Holds};
 use crate::service::{Service, User};
+use crate::session::Error;
+use crate::session::error::Code;
 use crate::session::{Ending, Membership};
 
 pub struct Session {
@@ -106,12 +107,15 @@ impl Session {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let result = self.serve(&shutdown).await;
         if let Err(e) = &result {
-            if let Some((code, msg)) = e.client_report() {
+            if let Some((code, msg)) = super::error::client_report(e) {
                 super::error::report(&mut self.client, code, &msg).await;
             }
             match e {
-                SessionError::Closed => {}
-                SessionError::Fatal { code: "57P01", .. } => {}
+                Error::Closed => {}
+                Error::Fatal {
+                    code: Code::Sqlstate("57P01"),
+                    ..
+                } => {}
                 other => {
                     tracing::info!(cluster = %self.service.name, session = self.member.id(), error = %other, "session ended")
                 }
@@ -120,7 +124,7 @@ impl Session {
         self.cleanup().await;
     }
 
-    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), SessionError> {
+    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), Error> {
         let cached = self.service.cached_status(&self.startup);
         match cached {
             Some(status) if self.service.cluster.running_backend().is_none() => {
@@ -151,7 +155,7 @@ impl Session {
         Ok(())
     }
 
-    async fn step(&mut self, stop: &mut Ending) -> Result<Flow, SessionError> {
+    async fn step(&mut self, stop: &mut Ending) -> Result<Flow, Error> {
         // Whole client messages go first, including ones that arrived while parked or waking.
         if has_whole_message(&self.client.rbuf)? {
             if self.client.rbuf.first() == Some(&tag::TERMINATE) {
@@ -206,7 +210,7 @@ impl Session {
                         self.park();
                         return Ok(Flow::Continue);
                     }
-                    return Err(SessionError::fatal(
+                    return Err(Error::pg(
                         "57P01",
                         "the connection to the database was lost",
                     ));
@@ -230,7 +234,7 @@ impl Session {
             }
             Event::Quiet => {
                 let answer = self.checkpoint().await;
-                if let Err(SessionError::Io(_) | SessionError::Closed) = answer {
+                if answer.as_ref().is_err_and(Error::is_disconnect) {
                     return answer.map(|_| Flow::Continue);
                 }
                 self.member.early_result(answer.map_err(|e| e.to_string()));
@@ -242,7 +246,7 @@ impl Session {
     /// Answers the client's next request without the server when it may: while parked (probes
     /// and SETs), or while the backend is being drained (probes only, so they don't call the
     /// drain off).
-    async fn answer_locally(&mut self) -> Result<Local, SessionError> {
+    async fn answer_locally(&mut self) -> Result<Local, Error> {
         let probes_only = if self.backend.is_none() {
             !self.overlay.has_room()
         } else if self.tracker.is_idle()
@@ -299,7 +303,7 @@ impl Session {
         Ok(Local::Answered)
     }
 
-    async fn on_client_bytes(&mut self) -> Result<Flow, SessionError> {
+    async fn on_client_bytes(&mut self) -> Result<Flow, Error> {
         // Probes reach a running server but are not activity: they neither call a drain off
         // nor keep the database up.
         let probing = local::is_probe_traffic(
@@ -335,7 +339,7 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    async fn on_backend_bytes(&mut self) -> Result<Flow, SessionError> {
+    async fn on_backend_bytes(&mut self) -> Result<Flow, Error> {
         let Some(b) = self.backend.as_mut() else {
             return Ok(Flow::Continue);
         };
@@ -358,7 +362,7 @@ impl Session {
             }
         })?;
         if let Some(e) = bad_status {
-            return Err(SessionError::Protocol(format!("from backend: {e}")));
+            return Err(Error::Protocol(format!("from backend: {e}")));
         }
         let chunk = b.conn.rbuf.split_to(n);
         // Idle before the client learns its query is done, so what it asks next (the admin
@@ -369,7 +373,7 @@ impl Session {
     }
 
     /// Lets the probes in flight finish, so a drain need not be refused for them.
-    async fn finish_probes(&mut self) -> Result<(), SessionError> {
+    async fn finish_probes(&mut self) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + PROBE_WAIT;
         while self.probing && !self.tracker.is_idle() {
             let Some(b) = self.backend.as_mut() else {
@@ -379,7 +383,7 @@ impl Session {
                 Err(_) => return Ok(()),
                 Ok(r) => {
                     if r? == 0 {
-                        return Err(SessionError::fatal(
+                        return Err(Error::pg(
                             "57P01",
                             "the connection to the database was lost",
                         ));
@@ -391,7 +395,7 @@ impl Session {
         Ok(())
     }
 
-    async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Flow, SessionError> {
+    async fn on_cmd(&mut self, cmd: DrainCmd) -> Result<Flow, Error> {
         if matches!(cmd, DrainCmd::Checkpoint(_)) {
             self.finish_probes().await?;
         }
@@ -402,7 +406,7 @@ impl Session {
                     // The capture failed (e.g. a role without privileges); the session itself
                     // is still fine unless the connection broke.
                     self.member.answer(reply, Err(e.to_string()));
-                    if let SessionError::Io(_) | SessionError::Closed = e {
+                    if e.is_disconnect() {
                         return Err(e);
                     }
                 }
@@ -418,7 +422,7 @@ impl Session {
     }
 
     /// Captures this session's state and puts it durably, or says why it can't.
-    async fn checkpoint(&mut self) -> Result<CheckpointReply, SessionError> {
+    async fn checkpoint(&mut self) -> Result<CheckpointReply, Error> {
         // No whole client message is buffered here: `step` forwards those before it looks at
         // drain commands.
         if let Some(why) = self.tracker.blocker() {
@@ -462,7 +466,7 @@ impl Session {
             .store
             .put(&self.member.key, &*snap)
             .await
-            .map_err(|e| SessionError::fatal("58030", format!("snapshot put failed: {e}")))?;
+            .map_err(|e| Error::pg("58030", format!("snapshot put failed: {e}")))?;
         self.member.reg.entry.set_holds(Holds::of_pg(&snap));
         self.member.saved = true;
         self.tracker.mark_saved();
@@ -485,11 +489,9 @@ impl Session {
     }
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
-    async fn attach(&mut self) -> Result<(), SessionError> {
+    async fn attach(&mut self) -> Result<(), Error> {
         let (at, snap) = self.member.wake_and_load::<PgSnapshot>().await;
-        let at = at.map_err(|e| {
-            SessionError::fatal("08006", format!("could not wake the database: {e}"))
-        })?;
+        let at = at.map_err(|e| Error::pg("08006", format!("could not wake the database: {e}")))?;
         let result = self.connect_and_restore(&at, snap).await;
         self.member.attached();
         if result.is_err() {
@@ -502,11 +504,11 @@ impl Session {
         &mut self,
         at: &BackendInfo,
         snap: Option<Result<PgSnapshot, StoreError>>,
-    ) -> Result<(), SessionError> {
+    ) -> Result<(), Error> {
         let mut b = backend::connect(at, &self.startup, &self.user).await?;
         let snap = match snap {
             Some(loaded) => Some(loaded.map_err(|e| {
-                SessionError::fatal(
+                Error::pg(
                     "58000",
                     format!(
                         "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
@@ -587,14 +589,14 @@ async fn fill(backend: Option<&mut Backend>) -> std::io::Result<usize> {
     }
 }
 
-fn shutting_down() -> SessionError {
-    SessionError::fatal(
+fn shutting_down() -> Error {
+    Error::pg(
         "57P01",
         "terminating connection due to administrator command",
     )
 }
 
-fn has_whole_message(buf: &[u8]) -> Result<bool, SessionError> {
+fn has_whole_message(buf: &[u8]) -> Result<bool, Error> {
     Ok(frame::message_len(buf, super::conn::MAX_CLIENT_MESSAGE)?.is_some())
 }
 

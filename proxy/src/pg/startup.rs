@@ -11,8 +11,8 @@ use protocols::pg::parse;
 use tokio::net::TcpStream;
 
 use super::conn::{Conn, MAX_CLIENT_MESSAGE, body};
-use super::error::SessionError;
 use crate::service::{Service, User};
+use crate::session::Error;
 
 pub enum Start {
     /// An authenticated client, ready for its session.
@@ -24,7 +24,7 @@ pub enum Start {
     /// The connection carried a CancelRequest and is done.
     Cancel { pid: i32, secret: i32 },
     /// Startup failed; the connection is kept so the caller can tell the client why.
-    Failed { conn: Conn, error: SessionError },
+    Failed { conn: Conn, error: Error },
 }
 
 /// SASL messages are small; anything bigger during authentication is an attack or a bug.
@@ -52,14 +52,14 @@ pub async fn accept(io: TcpStream, service: &Service) -> Start {
     }
 }
 
-async fn startup_packet(conn: &mut Conn) -> Result<Packet, SessionError> {
+async fn startup_packet(conn: &mut Conn) -> Result<Packet, Error> {
     loop {
         let len = loop {
             match frame::startup_len(&conn.rbuf)? {
                 Some(len) => break len,
                 None => {
                     if conn.fill().await? == 0 {
-                        return Err(SessionError::Closed);
+                        return Err(Error::Closed);
                     }
                 }
             }
@@ -71,7 +71,7 @@ async fn startup_packet(conn: &mut Conn) -> Result<Packet, SessionError> {
             StartupPacket::Cancel { pid, secret } => return Ok(Packet::Cancel(pid, secret)),
             StartupPacket::Startup { params, .. } => {
                 if !conn.rbuf.is_empty() {
-                    return Err(SessionError::Protocol(
+                    return Err(Error::Protocol(
                         "data after the startup packet before authentication".into(),
                     ));
                 }
@@ -85,9 +85,9 @@ async fn authenticate(
     conn: &mut Conn,
     params: &[(String, String)],
     service: &Service,
-) -> Result<Arc<User>, SessionError> {
+) -> Result<Arc<User>, Error> {
     if params.iter().any(|(k, _)| k == "replication") {
-        return Err(SessionError::fatal(
+        return Err(Error::pg(
             "0A000",
             "replication connections are not supported by torpor",
         ));
@@ -105,7 +105,7 @@ async fn authenticate(
         None => ScramSecret::unknown_user_named(user_name),
     };
     let failed = || {
-        SessionError::fatal(
+        Error::pg(
             "28P01",
             format!("password authentication failed for user \"{user_name}\""),
         )
@@ -117,13 +117,11 @@ async fn authenticate(
 
     let (t, msg) = conn.recv().await?;
     if t != tag::PASSWORD {
-        return Err(SessionError::Protocol(
-            "expected SASLInitialResponse".into(),
-        ));
+        return Err(Error::Protocol("expected SASLInitialResponse".into()));
     }
     let (mechanism, first) = parse::sasl_initial_response(body(&msg))?;
     if mechanism != "SCRAM-SHA-256" {
-        return Err(SessionError::fatal(
+        return Err(Error::pg(
             "28000",
             format!("unsupported SASL mechanism {mechanism:?}"),
         ));
@@ -135,7 +133,7 @@ async fn authenticate(
 
     let (t, msg) = conn.recv().await?;
     if t != tag::PASSWORD {
-        return Err(SessionError::Protocol("expected SASLResponse".into()));
+        return Err(Error::Protocol("expected SASLResponse".into()));
     }
     let server_final = match server.finish(body(&msg)) {
         Ok(v) => v,
@@ -152,6 +150,6 @@ async fn authenticate(
     Ok(user)
 }
 
-fn scram_error(e: ScramError) -> SessionError {
-    SessionError::fatal("08P01", format!("SCRAM authentication failed: {e}"))
+fn scram_error(e: ScramError) -> Error {
+    Error::pg("08P01", format!("SCRAM authentication failed: {e}"))
 }

@@ -3,7 +3,9 @@
 
 mod early;
 mod ending;
+pub mod error;
 mod membership;
 
 pub use ending::Ending;
+pub use error::Error;
 pub use membership::Membership;
