@@ -12,6 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use controller::driver::process::{MariadbProcess, ProcessConfig};
 use controller::{BackendState, BootstrapUser, Driver, DriverError};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 /// Quotes, backslashes, a semicolon, a newline and non-ASCII: everything naive SQL building or
 /// the bootstrap reader would trip on.
@@ -110,18 +113,13 @@ fn mariadb_err(port: u16, user: &str, password: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn kill0(pid: u32) -> std::io::Result<()> {
-    // SAFETY: kill with signal 0 only checks for existence.
-    if unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+fn kill0(pid: u32) -> Result<(), Errno> {
+    kill(Pid::from_raw(pid as i32), None)
 }
 
 fn assert_gone(pid: u32) {
     let err = kill0(pid).expect_err("pid still exists");
-    assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+    assert_eq!(err, Errno::ESRCH);
 }
 
 fn proc_state(pid: u32) -> Option<char> {
@@ -331,8 +329,7 @@ async fn a_killed_server_is_not_alive_and_starts_again() {
     let pid = server_pid(&data);
     assert_eq!(pid_of(&driver), Some(pid));
     assert!(driver.status().await.is_running());
-    // SAFETY: plain kill(2) on the server we started.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    assert_eq!(kill(Pid::from_raw(pid as i32), Signal::SIGKILL), Ok(()));
     wait_dead(pid, Duration::from_secs(5));
     assert!(!driver.status().await.is_running());
     // Recorded until the next start replaces it, and known to have ended on its own.

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use controller::driver::process::{PostgresProcess, ProcessConfig};
 use controller::{BootstrapUser, Driver, DriverError};
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
 
 /// Quotes, a backslash, a semicolon and blank lines: everything that would break naive SQL
 /// building or the `--single -j` statement terminator.
@@ -98,18 +101,13 @@ fn psql_ok(port: u16, user: &str, password: &str, db: &str, sql: &str) -> String
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn kill0(pid: u32) -> std::io::Result<()> {
-    // SAFETY: kill with signal 0 only checks for existence.
-    if unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+fn kill0(pid: u32) -> Result<(), Errno> {
+    kill(Pid::from_raw(pid as i32), None)
 }
 
 fn assert_gone(pid: u32) {
     let err = kill0(pid).expect_err("pid still exists");
-    assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+    assert_eq!(err, Errno::ESRCH);
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
 }
 

@@ -3,7 +3,6 @@
 //! stopped with escalating signals. A MariaDB driver reuses all of this; nothing here knows
 //! PostgreSQL.
 
-use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -12,6 +11,9 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, Uid, User, geteuid, getppid};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
@@ -36,8 +38,7 @@ impl RunAs {
     /// `name`, or when absent: `root_default` if we are root (database servers refuse to run as
     /// root), else the current user.
     pub fn resolve(name: Option<&str>, root_default: &str) -> Result<RunAs, DriverError> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = geteuid().as_raw();
         let user = match name {
             Some(n) => Self::by_name(n)?,
             None if euid == 0 => Self::by_name(root_default)?,
@@ -53,75 +54,43 @@ impl RunAs {
     }
 
     pub fn by_name(name: &str) -> Result<RunAs, DriverError> {
-        let c_name = CString::new(name)
-            .map_err(|_| DriverError::Failed(format!("invalid user name {name:?}")))?;
-        lookup(|pwd, buf, result| {
-            // SAFETY: every pointer is valid for the duration of the call; buf.len() is its size.
-            unsafe { libc::getpwnam_r(c_name.as_ptr(), pwd, buf.as_mut_ptr(), buf.len(), result) }
-        })?
-        .ok_or_else(|| DriverError::Failed(format!("no such OS user {name:?}")))
+        // nix reports a name with a NUL as no such user; say what is wrong with it instead.
+        if name.contains('\0') {
+            return Err(DriverError::Failed(format!("invalid user name {name:?}")));
+        }
+        User::from_name(name)
+            .map_err(|e| io_err("looking up OS user", e.into()))?
+            .map(RunAs::from)
+            .ok_or_else(|| DriverError::Failed(format!("no such OS user {name:?}")))
     }
 
     pub fn by_uid(uid: u32) -> Result<RunAs, DriverError> {
-        lookup(|pwd, buf, result| {
-            // SAFETY: as in by_name.
-            unsafe { libc::getpwuid_r(uid, pwd, buf.as_mut_ptr(), buf.len(), result) }
-        })?
-        .ok_or_else(|| DriverError::Failed(format!("no passwd entry for uid {uid}")))
+        User::from_uid(Uid::from_raw(uid))
+            .map_err(|e| io_err("looking up OS user", e.into()))?
+            .map(RunAs::from)
+            .ok_or_else(|| DriverError::Failed(format!("no passwd entry for uid {uid}")))
     }
 
     /// Whether this user is the one torpor already runs as (then no uid switch is needed).
     fn is_current(&self) -> bool {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        self.uid == unsafe { libc::geteuid() }
+        self.uid == geteuid().as_raw()
     }
 }
 
-fn lookup(
-    mut call: impl FnMut(
-        *mut libc::passwd,
-        &mut Vec<libc::c_char>,
-        *mut *mut libc::passwd,
-    ) -> libc::c_int,
-) -> Result<Option<RunAs>, DriverError> {
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: passwd is plain old data; an all-zero value is valid and is only read after
-        // the call filled it in.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = call(&mut pwd, &mut buf, &mut result);
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            let bigger = buf.len() * 4;
-            buf.resize(bigger, 0);
-            continue;
+impl From<User> for RunAs {
+    fn from(u: User) -> Self {
+        RunAs {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
         }
-        if rc != 0 {
-            return Err(io_err(
-                "looking up OS user",
-                io::Error::from_raw_os_error(rc),
-            ));
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: on success pw_name points to a NUL-terminated string inside buf, which is
-        // still alive here.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) }
-            .to_string_lossy()
-            .into_owned();
-        return Ok(Some(RunAs {
-            name,
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-        }));
     }
 }
 
 /// A command that runs `program` as `user`, in its own process group (a Ctrl-C on torpor's
 /// terminal must not reach the server: torpor stops it in order), with a clean environment,
 /// stdin closed, and a parent-death signal so that a killed torpor does not leave it running.
-pub fn command(program: &Path, user: &RunAs, death_signal: libc::c_int) -> ChildCommand {
+pub fn command(program: &Path, user: &RunAs, death_signal: Signal) -> ChildCommand {
     let mut cmd = Command::new(program);
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -137,9 +106,10 @@ pub fn command(program: &Path, user: &RunAs, death_signal: libc::c_int) -> Child
         // std drops the supplementary groups (setgroups(0)) when it switches uid as root.
         cmd.uid(user.uid).gid(user.gid);
     }
-    let parent = std::process::id();
+    let parent = Pid::this();
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // syscalls (prctl, getppid) without allocating.
+    // syscalls (prctl, getppid) without allocating: nix's wrappers call them directly, and an
+    // Errno becomes an io::Error without allocating either.
     //
     // std runs pre_exec closures after setgid/setuid, which matters: the kernel clears
     // PDEATHSIG when the credentials change, so it must be set after the switch. The kernel
@@ -147,19 +117,11 @@ pub fn command(program: &Path, user: &RunAs, death_signal: libc::c_int) -> Child
     // thread that lives as long as the process.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                death_signal as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl; then nobody will signal us.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::other("parent exited during spawn"));
+            nix::sys::prctl::set_pdeathsig(death_signal)?;
+            // The parent may have died between fork and prctl; then nobody will signal us, nor
+            // read this error, so an errno that needs no allocation says enough.
+            if getppid() != parent {
+                return Err(io::Error::from(Errno::ECHILD));
             }
             Ok(())
         });
@@ -171,7 +133,7 @@ pub fn command(program: &Path, user: &RunAs, death_signal: libc::c_int) -> Child
 /// sends it when the caller stopped waiting before the child could be handed over.
 pub struct ChildCommand {
     cmd: Command,
-    death_signal: libc::c_int,
+    death_signal: Signal,
 }
 
 impl std::ops::Deref for ChildCommand {
@@ -308,21 +270,16 @@ pub async fn run_script(
     Ok(())
 }
 
-pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
-    // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(pid, sig) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+/// Sends `sig` to `pid`; None only checks that the process exists and may be signalled.
+pub fn signal(pid: u32, sig: impl Into<Option<Signal>>) -> Result<(), Errno> {
+    let pid = i32::try_from(pid).map_err(|_| Errno::ESRCH)?;
+    kill(Pid::from_raw(pid), sig)
 }
 
 /// Whether `pid` is a live process: it exists and is not a zombie waiting to be reaped.
 pub fn is_alive(pid: u32) -> bool {
-    match signal(pid, 0) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+    match signal(pid, None) {
+        Ok(()) | Err(Errno::EPERM) => {}
         Err(_) => return false,
     }
     proc_state(pid).is_some_and(|s| s != 'Z' && s != 'X')
@@ -371,8 +328,8 @@ pub fn processes_in(dir: &Path) -> Vec<u32> {
 /// How to stop a server: a polite signal, then harder ones after grace periods.
 #[derive(Debug, Clone, Copy)]
 pub struct Escalation {
-    pub first: libc::c_int,
-    pub second: libc::c_int,
+    pub first: Signal,
+    pub second: Signal,
     /// How long to wait after `first` before sending `second`.
     pub first_grace: Duration,
     /// How long to wait after `second` before SIGKILL.
@@ -396,16 +353,15 @@ pub async fn stop_child(child: &mut Child, how: Escalation) -> Result<ExitStatus
     for (sig, grace) in [
         (how.first, Some(how.first_grace)),
         (how.second, Some(how.second_grace)),
-        (libc::SIGKILL, None),
+        (Signal::SIGKILL, None),
     ] {
         if sig != how.first {
-            tracing::warn!(pid, signal = sig, "server did not stop in time; escalating");
+            tracing::warn!(pid, signal = %sig, "server did not stop in time; escalating");
         }
-        if let Err(e) = signal(pid, sig) {
+        match signal(pid, sig) {
             // ESRCH: it exited on its own just now; wait() below reaps it.
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                return Err(io_err(format!("signalling pid {pid}"), e));
-            }
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => return Err(io_err(format!("signalling pid {pid}"), e.into())),
         }
         let waited = match grace {
             Some(g) => tokio::time::timeout(g, child.wait()).await.ok(),
@@ -425,19 +381,19 @@ pub async fn stop_pid(pid: u32, how: Escalation) -> Result<(), DriverError> {
     for (sig, grace) in [
         (how.first, how.first_grace),
         (how.second, how.second_grace),
-        (libc::SIGKILL, Duration::from_secs(10)),
+        (Signal::SIGKILL, Duration::from_secs(10)),
     ] {
         if sig != how.first {
             tracing::warn!(
                 pid,
-                signal = sig,
+                signal = %sig,
                 "process did not stop in time; escalating"
             );
         }
         match signal(pid, sig) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
-            Err(e) => return Err(io_err(format!("signalling pid {pid}"), e)),
+            Err(Errno::ESRCH) => return Ok(()),
+            Err(e) => return Err(io_err(format!("signalling pid {pid}"), e.into())),
         }
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline {
@@ -599,4 +555,35 @@ pub fn tail(path: &Path, n: usize) -> String {
 /// Whether `path` names an executable regular file.
 pub fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_looked_up_by_name_and_uid() {
+        let root = RunAs::by_uid(0).unwrap();
+        assert_eq!((root.name.as_str(), root.uid, root.gid), ("root", 0, 0));
+        assert_eq!(RunAs::by_name("root").unwrap(), root);
+        let e = RunAs::by_name("no-such-user-torpor")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no such OS user"), "{e}");
+        let e = RunAs::by_name("a\0b").unwrap_err().to_string();
+        assert!(e.contains("invalid user name"), "{e}");
+    }
+
+    #[test]
+    fn liveness_and_signals() {
+        assert!(is_alive(std::process::id()));
+        assert_eq!(signal(std::process::id(), None), Ok(()));
+        // Beyond any pid the kernel hands out.
+        assert!(!is_alive(u32::MAX));
+        assert_eq!(signal(u32::MAX, Signal::SIGTERM), Err(Errno::ESRCH));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!is_alive(pid));
+    }
 }

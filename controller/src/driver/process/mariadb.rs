@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 
 use super::child::{self, Escalation, io_err};
@@ -42,8 +43,8 @@ const LOG_TAIL_LINES: usize = 20;
 /// SIGTERM is mariadbd's normal shutdown (SIGQUIT means the same to it); nothing gentler than
 /// SIGKILL remains after it.
 const SHUTDOWN: Escalation = Escalation {
-    first: libc::SIGTERM,
-    second: libc::SIGKILL,
+    first: Signal::SIGTERM,
+    second: Signal::SIGKILL,
     first_grace: Duration::from_secs(30),
     second_grace: Duration::from_secs(10),
 };
@@ -123,7 +124,7 @@ impl Mariadb {
 
     async fn install_db(&self, setup: &Setup<Binaries>) -> Result<(), DriverError> {
         let started = Instant::now();
-        let mut cmd = child::command(&setup.bins.install_db, &setup.user, libc::SIGKILL);
+        let mut cmd = child::command(&setup.bins.install_db, &setup.user, Signal::SIGKILL);
         cmd.arg("--no-defaults")
             .arg(datadir_arg(self.data_dir()))
             // No DNS lookup of this host's name (it can hang or fail on a broken resolver).
@@ -162,7 +163,7 @@ impl Mariadb {
     /// socket, no login.
     async fn create_users(&self, setup: &Setup<Binaries>) -> Result<(), DriverError> {
         let sql = bootstrap::script(&self.cluster, &self.users)?;
-        let mut cmd = child::command(&setup.bins.server, &setup.user, libc::SIGKILL);
+        let mut cmd = child::command(&setup.bins.server, &setup.user, Signal::SIGKILL);
         cmd.arg("--no-defaults")
             .arg("--bootstrap")
             .arg(datadir_arg(self.data_dir()))

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use nix::sys::signal::Signal;
 
 use super::child::{self, Escalation, io_err};
 use super::postgres_bootstrap as bootstrap;
@@ -20,8 +21,8 @@ const PID_FILE: &str = "postmaster.pid";
 /// SIGINT is PostgreSQL's fast shutdown (roll back sessions, checkpoint, exit); SIGQUIT is its
 /// immediate shutdown (crash recovery on next start).
 const SHUTDOWN: Escalation = Escalation {
-    first: libc::SIGINT,
-    second: libc::SIGQUIT,
+    first: Signal::SIGINT,
+    second: Signal::SIGQUIT,
     first_grace: Duration::from_secs(30),
     second_grace: Duration::from_secs(10),
 };
@@ -62,7 +63,7 @@ impl Postgres {
             .map_err(|e| DriverError::Failed(format!("creating the data directory: {e}")))??;
 
         let started = Instant::now();
-        let mut cmd = child::command(&setup.bins.join("initdb"), &setup.user, libc::SIGKILL);
+        let mut cmd = child::command(&setup.bins.join("initdb"), &setup.user, Signal::SIGKILL);
         cmd.arg("-D")
             .arg(self.data_dir())
             .args(["-U", bootstrap::SUPERUSER])
@@ -108,7 +109,7 @@ impl Postgres {
 
     async fn create_users(&self, setup: &Setup<PathBuf>) -> Result<(), DriverError> {
         let sql = bootstrap::script(&self.cluster, &self.users)?;
-        let mut cmd = child::command(&setup.bins.join("postgres"), &setup.user, libc::SIGKILL);
+        let mut cmd = child::command(&setup.bins.join("postgres"), &setup.user, Signal::SIGKILL);
         cmd.arg("--single").arg("-D").arg(self.data_dir()).arg("-j");
         // An error report would otherwise repeat the statement, password included.
         cmd.args(["-c", "log_min_error_statement=panic"]);
@@ -353,7 +354,7 @@ impl Server for Postgres {
         }
         tracing::warn!(cluster = %self.cluster, count = orphans.len(), "ending server processes orphaned by a dead postmaster");
         for pid in &orphans {
-            let _ = child::signal(*pid, libc::SIGKILL);
+            let _ = child::signal(*pid, Signal::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while orphans.iter().any(|p| child::is_alive(*p)) && Instant::now() < deadline {

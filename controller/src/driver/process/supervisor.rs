@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use tokio::process::Child;
 
 use super::child::{self, RunAs, io_err};
@@ -274,7 +275,7 @@ async fn exit_status<S: Server>(r: &mut Running) -> Result<Option<ExitStatus>, D
 }
 
 /// Asks a server to shut down when a start is abandoned half-way.
-struct StopOnDrop(Option<u32>, libc::c_int);
+struct StopOnDrop(Option<u32>, Signal);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
