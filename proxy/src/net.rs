@@ -6,9 +6,40 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::BytesMut;
 use controller::BackendInfo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+
+/// A connection with a read buffer; each protocol frames what accumulates in it.
+pub struct Conn {
+    pub io: Stream,
+    pub rbuf: BytesMut,
+    /// Largest message accepted from the other end: bounds what a peer can make us buffer.
+    pub max: usize,
+}
+
+impl Conn {
+    pub fn new(io: impl Into<Stream>, max: usize) -> Self {
+        Conn {
+            io: io.into(),
+            rbuf: BytesMut::with_capacity(4096),
+            max,
+        }
+    }
+
+    /// Reads more bytes; Ok(0) at end of stream. Cancel-safe.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.rbuf.capacity() - self.rbuf.len() < 2048 {
+            self.rbuf.reserve(8192);
+        }
+        self.io.read_buf(&mut self.rbuf).await
+    }
+
+    pub async fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.io.write_all(buf).await
+    }
+}
 
 pub enum Stream {
     Tcp(TcpStream),

@@ -12,6 +12,7 @@ use protocols::mysql::handshake::{
 use protocols::mysql::packet::write_packet;
 use protocols::mysql::response::{ErrPacket, OkPacket};
 
+use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
 use super::error::UNKNOWN;
 use super::startup::Hello;
@@ -65,7 +66,7 @@ pub async fn probe(at: &BackendInfo) -> Result<Greeting, Error> {
     loop {
         let attempt = async {
             let io = net::connect(at).await?;
-            let mut conn = Conn::new(io);
+            let mut conn = super::conn::conn(io);
             let packet = conn.recv().await?;
             let hs = Handshake::parse(payload(&packet))?;
             Ok::<_, Error>(greeting_of(&hs))
@@ -108,7 +109,15 @@ pub async fn connect(
             }
             Err(e) => return Err(unreachable_db(e)),
         };
-        return login(Conn::new(io), at.addr, hello, user, password, database).await;
+        return login(
+            super::conn::conn(io),
+            at.addr,
+            hello,
+            user,
+            password,
+            database,
+        )
+        .await;
     }
 }
 

@@ -12,6 +12,7 @@ use protocols::mysql::response::{OkPacket, SessionChange, session_changes};
 
 use super::backend::{self, Backend};
 use super::checkpoint;
+use super::conn::Packets;
 use super::conn::payload;
 use super::error::UNKNOWN;
 use super::startup::Hello;

@@ -6,6 +6,7 @@ use protocols::auth::mysql as auth;
 use protocols::mysql::handshake::{AuthSwitch, NATIVE_PASSWORD, caps};
 use protocols::mysql::packet::{PacketError, Reader, write_packet};
 
+use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
 use super::error::ACCESS_DENIED;
 use crate::service::{Service, User};

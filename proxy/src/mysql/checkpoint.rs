@@ -11,6 +11,7 @@ use protocols::mysql::snapshot::MySnapshot;
 use protocols::mysql::tracked::Tracked;
 
 use super::backend::Backend;
+use super::conn::Packets;
 use super::conn::payload;
 use super::error::UNKNOWN;
 use crate::session::Error;

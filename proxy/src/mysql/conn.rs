@@ -1,45 +1,36 @@
-//! A socket with a read buffer that yields whole MySQL packets.
+//! MySQL framing over a connection's read buffer: whole packets.
 
 use bytes::BytesMut;
 use protocols::mysql::packet::{self, PacketError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::net::Stream;
+pub use crate::net::Conn;
 use crate::session::Error;
 
-pub struct Conn {
-    pub io: Stream,
-    pub rbuf: BytesMut,
+/// A connection for MySQL packets of any size the protocol allows.
+pub fn conn(io: impl Into<crate::net::Stream>) -> Conn {
+    Conn::new(io, packet::MAX_PAYLOAD)
 }
 
-impl Conn {
-    pub fn new(io: impl Into<Stream>) -> Self {
-        Conn {
-            io: io.into(),
-            rbuf: BytesMut::with_capacity(4096),
-        }
-    }
-
-    /// Reads more bytes; Ok(0) at end of stream. Cancel-safe.
-    pub async fn fill(&mut self) -> std::io::Result<usize> {
-        if self.rbuf.capacity() - self.rbuf.len() < 2048 {
-            self.rbuf.reserve(8192);
-        }
-        self.io.read_buf(&mut self.rbuf).await
-    }
-
+/// Whole MySQL packets out of a connection's buffer.
+pub trait Packets {
     /// Length (header included) of the first whole physical packet in the buffer.
-    pub fn whole_packet(&self) -> Result<Option<usize>, PacketError> {
-        packet::packet_len(&self.rbuf, packet::MAX_PAYLOAD)
+    fn whole_packet(&self) -> Result<Option<usize>, PacketError>;
+    /// Splits one whole packet (header and payload) off the buffer, if one is there.
+    fn next_packet(&mut self) -> Result<Option<BytesMut>, PacketError>;
+    /// Waits for one whole packet (header and payload).
+    async fn recv(&mut self) -> Result<BytesMut, Error>;
+}
+
+impl Packets for Conn {
+    fn whole_packet(&self) -> Result<Option<usize>, PacketError> {
+        packet::packet_len(&self.rbuf, self.max)
     }
 
-    /// Splits one whole packet (header and payload) off the buffer, if one is there.
-    pub fn next_packet(&mut self) -> Result<Option<BytesMut>, PacketError> {
+    fn next_packet(&mut self) -> Result<Option<BytesMut>, PacketError> {
         Ok(self.whole_packet()?.map(|len| self.rbuf.split_to(len)))
     }
 
-    /// Waits for one whole packet (header and payload).
-    pub async fn recv(&mut self) -> Result<BytesMut, Error> {
+    async fn recv(&mut self) -> Result<BytesMut, Error> {
         loop {
             if let Some(p) = self.next_packet()? {
                 return Ok(p);
@@ -48,10 +39,6 @@ impl Conn {
                 return Err(Error::Closed);
             }
         }
-    }
-
-    pub async fn send(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.io.write_all(buf).await
     }
 }
 

@@ -9,6 +9,7 @@ use protocols::mysql::response::ErrPacket;
 use protocols::mysql::snapshot::MySnapshot;
 
 use super::backend::Backend;
+use super::conn::Packets;
 use super::conn::payload;
 use super::error::UNKNOWN;
 use super::statements::Statements;

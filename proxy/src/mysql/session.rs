@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::{self, Backend};
 use super::checkpoint::{self, Capture};
+use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
 use super::error::UNKNOWN;
 use super::kill;

@@ -12,6 +12,7 @@ use protocols::mysql::handshake::{
 use protocols::mysql::packet::write_packet;
 use tokio::net::TcpStream;
 
+use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
 use super::error::ACCESS_DENIED;
 use crate::registry::{Identity, Registration};
@@ -70,7 +71,7 @@ pub enum Start {
 }
 
 pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
-    let mut conn = Conn::new(io);
+    let mut conn = super::conn::conn(io);
     let peer = conn.io.peer_addr();
     let host = peer
         .map(|a| a.ip().to_string())

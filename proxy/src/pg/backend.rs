@@ -11,6 +11,7 @@ use protocols::pg::frame::MAX_MESSAGE_LEN;
 use protocols::pg::message::{self, tag};
 use protocols::pg::parse::{self, Authentication};
 
+use super::conn::Messages;
 use super::conn::{Conn, body};
 use crate::net;
 use crate::service::User;

@@ -10,6 +10,7 @@ use protocols::pg::tracker::Tracker;
 use protocols::pg::txn;
 
 use super::backend::Backend;
+use super::conn::Messages;
 use super::conn::body;
 use crate::session::Error;
 

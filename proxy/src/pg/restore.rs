@@ -7,6 +7,7 @@ use protocols::pg::replay;
 use protocols::pg::snapshot::PgSnapshot;
 
 use super::backend::Backend;
+use super::conn::Messages;
 use super::conn::body;
 use crate::session::Error;
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::backend::{self, Backend};
 use super::checkpoint::{self, Capture};
 use super::conn::Conn;
+use super::conn::Messages;
 use super::restore;
 use crate::registry::{BackendKey, Holds};
 use crate::service::{Service, User};

@@ -10,6 +10,7 @@ use protocols::pg::message::{self, tag};
 use protocols::pg::parse;
 use tokio::net::TcpStream;
 
+use super::conn::Messages;
 use super::conn::{Conn, MAX_CLIENT_MESSAGE, body};
 use crate::service::{Service, User};
 use crate::session::Error;
