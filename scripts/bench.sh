@@ -3,9 +3,10 @@
 # Installs pgbouncer and sysbench if missing, builds torpor and the bench driver in release,
 # runs every measure, prints one line per measure and writes BENCHMARKS.md.
 #
-#   scripts/bench.sh                  # whole suite, about 12-15 minutes on 2 cores
+#   scripts/bench.sh                  # whole suite, about 15-18 minutes on 2 cores
 #   BENCH_SECONDS=5 BENCH_RUNS=3 scripts/bench.sh pgbench   # only some groups:
 #                                     # pgbench wake idle restore memory mass sysbench mywake
+#                                     # idlepool probe
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -15,7 +16,10 @@ SECS=${BENCH_SECONDS:-8}       # seconds per pgbench / sysbench run
 SCALE=${BENCH_SCALE:-10}       # pgbench scale factor
 CONNS=${BENCH_CONNS:-10000}    # parked connections for the memory measure
 MASS=${BENCH_MASS:-1000}       # sessions in the mass wake
-groups=${*:-pgbench wake idle restore memory mass sysbench mywake}
+POOL_RUNS=${BENCH_POOL_RUNS:-1}        # 3-minute windows of the idle pool (PG and MariaDB at once)
+POOL_SECONDS=${BENCH_POOL_SECONDS:-180}
+all_groups="pgbench wake idle restore memory mass sysbench mywake idlepool probe"
+groups=${*:-$all_groups}
 want() { [[ " $groups " == *" $1 "* ]]; }
 
 started=$(date +%s)
@@ -312,6 +316,10 @@ fi
 
 want mywake && driver my-wake --runs $((RUNS > 5 ? RUNS : 5))
 
+# --- idle means idle: a pool that only probes, and probe answers while asleep -----------------
+want idlepool && driver idle-pool --runs "$POOL_RUNS" --seconds "$POOL_SECONDS" --conns 20
+want probe && driver probe --samples 2000
+
 # --- BENCHMARKS.md -----------------------------------------------------------------------------
 elapsed=$(( $(date +%s) - started ))
 {
@@ -321,7 +329,7 @@ elapsed=$(( $(date +%s) - started ))
     echo
     echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
     echo "- PostgreSQL $(pgbench --version | awk '{print $3}'), PgBouncer $(pgbouncer --version | awk 'NR==1 {print $2}'), MariaDB $(mariadbd --version 2>/dev/null | awk '{print $3}' || true), sysbench $(sysbench --version | awk '{print $2}')"
-    echo "- runs per configuration: $RUNS (wake and idle measures: at least 5), ${SECS} s per load run; ratios compare runs of this invocation, load runs interleaved (direct, PgBouncer, forwarder, torpor, direct, …)"
+    echo "- runs per configuration: $RUNS (wake and idle measures: at least 5; idle pool: $POOL_RUNS window(s) of ${POOL_SECONDS} s), ${SECS} s per load run; ratios compare runs of this invocation, load runs interleaved (direct, PgBouncer, forwarder, torpor, direct, …)"
     echo "- the machine is shared and noisy: read ratios, not absolute numbers"
     echo
     echo "| measure | median | min | max | runs | unit | ratio | compared with | target | result | note |"
@@ -370,12 +378,37 @@ elapsed=$(( $(date +%s) - started ))
 - **my_cold_wake** (10): as pg_cold_wake, with mysql_async: 10 COM_STMT_PREPARE statements, 5
   session variables, a 1,000-row TEMPORARY table; baseline is a bare `mariadbd` with the process
   driver's flags on the same data dir.
+- **pg_pool_asleep_fraction, my_pool_asleep_fraction** (idle means idle): one torpor with a
+  PostgreSQL and a MariaDB cluster (like examples/torpor.toml), idle_timeout 5 s. First a
+  connection through torpor makes a table in each (so each server has run once and torpor has
+  learned its settings catalog), then both are put to sleep and each app's pool opens 20
+  connections the way its driver does: PostgreSQL `SET extra_float_digits = 3`, `SET
+  application_name = 'PostgreSQL JDBC Driver'` and the empty query (pgjdbc, isValid); MariaDB
+  `SET NAMES utf8mb4`, `SET autocommit = 0` and COM_PING (PyMySQL). Then, for 3 minutes, both
+  apps at once: each pooled connection sends a probe every 2-3 s (random; PostgreSQL `SELECT 1`
+  or the empty query, MariaDB COM_PING or `SELECT 1`), every 20 s one connection is closed and
+  replaced by a new one opened as above, and once a minute one pooled connection runs a real
+  query (`SELECT count(*)` and an `INSERT`, plus `COMMIT` on MariaDB). The phases of the
+  reconnects and the real queries are drawn at random per cluster and run (the real query's in
+  5-50 s, so its awake time ends inside the window). Every 50 ms the sampler reads each
+  cluster's `backend_pid` from `GET /api/clusters` and its pid file and checks /proc/<pid>.
+  Value = share of the window no backend process existed; wakes are `torpor_wakes_total`
+  during the window; client errors count every failed probe, connect, close or query.
+- **pg_probe_asleep_p50, my_probe_asleep_p50** (idle means idle): one torpor with both
+  clusters; a session through torpor wakes each once (the settings catalog is learned), then
+  the cluster sleeps and the parked session sends `SELECT 1` (tokio-postgres `simple_query`,
+  mysql_async `query_drop`), answered by torpor. Baseline: the same client code sending
+  `SELECT 1` over a direct TCP connection to the running server. 2,000 sequential round trips
+  each per run, in 4 alternating blocks of 500 (asleep, direct, direct, asleep, …) with 20
+  unmeasured ones before each block; the cluster is slept before each asleep block and woken
+  through the admin API before each direct one. Value = p50 of each run; p99 in the note;
+  wakes during the asleep blocks must be 0.
 EOF
     echo
     echo "## Commands"
     echo
     echo '```'
-    echo "scripts/bench.sh   # BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS BENCH_SCALE=$SCALE BENCH_CONNS=$CONNS BENCH_MASS=$MASS"
+    echo "scripts/bench.sh   # BENCH_RUNS=$RUNS BENCH_SECONDS=$SECS BENCH_SCALE=$SCALE BENCH_CONNS=$CONNS BENCH_MASS=$MASS BENCH_POOL_RUNS=$POOL_RUNS BENCH_POOL_SECONDS=$POOL_SECONDS"
     for c in "${commands[@]}"; do echo "$c"; done
     echo '```'
     # Why the missed targets are missed, kept by hand beside the driver.
@@ -384,7 +417,7 @@ EOF
         cat "$repo/bench/PROFILE.md"
     fi
 } > "$repo/BENCHMARKS.md.new"
-if [ "$groups" = "pgbench wake idle restore memory mass sysbench mywake" ]; then
+if [ "$groups" = "$all_groups" ]; then
     mv "$repo/BENCHMARKS.md.new" "$repo/BENCHMARKS.md"
     echo "wrote BENCHMARKS.md (${elapsed} s)"
 else

@@ -1,10 +1,12 @@
 //! The benchmark driver behind scripts/bench.sh. Each subcommand runs one measure against a
 //! torpor binary it starts itself and prints one `name value unit ratio=...` line.
 //!
-//! torpor-bench <measure> --torpor PATH --work DIR [--runs N] [--conns N]
+//! torpor-bench <measure> --torpor PATH --work DIR [--runs N] [--conns N] [--seconds N]
+//!     [--samples N]
 //! torpor-bench summarize NAME UNIT TARGET_RATIO SUBJECT_VALUES BASE_VALUES [PEER=VALUES ...]
 
 mod forward;
+mod idle;
 mod my;
 mod pg;
 mod stats;
@@ -20,6 +22,8 @@ struct Args {
     work: PathBuf,
     runs: usize,
     conns: Option<usize>,
+    seconds: Option<u64>,
+    samples: Option<usize>,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -27,6 +31,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
         .next()
         .context("usage: torpor-bench <measure> --torpor PATH --work DIR")?;
     let (mut torpor, mut work, mut runs, mut conns) = (None, None, 3, None);
+    let (mut seconds, mut samples) = (None, None);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -34,6 +39,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
             "--work" => work = Some(PathBuf::from(value)),
             "--runs" => runs = value.parse()?,
             "--conns" => conns = Some(value.parse()?),
+            "--seconds" => seconds = Some(value.parse()?),
+            "--samples" => samples = Some(value.parse()?),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -43,6 +50,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
         work: work.context("--work DIR")?,
         runs,
         conns,
+        seconds,
+        samples,
     })
 }
 
@@ -89,6 +98,9 @@ fn main() {
         "pg-memory" => ("pg_parked_conn_memory", "≤ 16 KiB per connection"),
         "pg-mass-wake" => ("pg_mass_wake_p99", "0 errors, p99 ≤ 2000 ms"),
         "my-wake" => ("my_cold_wake", "p50 ≤ bare + 30 ms"),
+        // These two print their own lines, a PostgreSQL and a MySQL one, failures included.
+        "idle-pool" => ("pg_pool_asleep_fraction", "≥ 90% asleep, 0 client errors"),
+        "probe" => ("pg_probe_asleep_p50", "p50 ≤ direct p50, 0 wakes"),
         other => {
             eprintln!("unknown measure {other}");
             std::process::exit(2);
@@ -103,6 +115,11 @@ fn main() {
             "pg-restore" => pg::restore(bin, work, runs).await,
             "pg-memory" => pg::memory(bin, work, runs, args.conns.unwrap_or(10_000)).await,
             "pg-mass-wake" => pg::mass_wake(bin, work, runs, args.conns.unwrap_or(1000)).await,
+            "idle-pool" => {
+                let (secs, conns) = (args.seconds.unwrap_or(180), args.conns.unwrap_or(20));
+                idle::pool(bin, work, runs, secs, conns).await
+            }
+            "probe" => idle::probe(bin, work, runs, args.samples.unwrap_or(2000)).await,
             _ => my::wake(bin, work, runs).await,
         }
     });

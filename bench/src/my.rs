@@ -53,7 +53,7 @@ pub async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
 }
 
 async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    let mut c = connect(t.listen, &t.cluster).await?;
+    let mut c = connect(t.listen, &t.name).await?;
     c.query_drop(
         "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES', time_zone = '+02:00', \
          sort_buffer_size = 1048576, group_concat_max_len = 4096, wait_timeout = 3600",
@@ -74,7 +74,7 @@ async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     let mut bare = Vec::new();
     for _ in 0..runs {
         t.sleep().await?;
-        bare.push(bare_mariadbd(&t.data_dir, t.backend, &t.cluster).await?);
+        bare.push(bare_mariadbd(&t.data_dir, t.backend, &t.name).await?);
         let s = Instant::now();
         c.query_drop("SELECT 1").await?;
         torpor.push(s.elapsed().as_secs_f64() * 1000.0);

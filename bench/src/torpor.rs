@@ -22,12 +22,49 @@ pub enum Proto {
 pub struct Torpor {
     child: Child,
     pub pid: u32,
-    pub proto: Proto,
-    pub cluster: String,
-    pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// The clusters in config order; the first one is the one `Deref` and the single-cluster
+    /// helpers (`sleep`, `wake`, `backend_pid`, …) act on.
+    pub clusters: Vec<Cluster>,
+}
+
+/// One `[[cluster]]` of a started torpor.
+#[derive(Clone)]
+pub struct Cluster {
+    pub proto: Proto,
+    /// The cluster's name, which is also the MySQL database clients use.
+    pub name: String,
+    pub listen: SocketAddr,
     pub backend: SocketAddr,
     pub data_dir: PathBuf,
+}
+
+/// What to put in one `[[cluster]]`.
+pub struct Spec<'a> {
+    pub proto: Proto,
+    pub idle_timeout: &'a str,
+    /// A TOML inline table of extra backend settings.
+    pub settings: &'a str,
+}
+
+impl std::ops::Deref for Torpor {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.clusters[0]
+    }
+}
+
+impl Cluster {
+    /// The backend server's pid, from its pid file (None while it is stopped).
+    pub fn backend_pid(&self) -> Option<u32> {
+        let file = match self.proto {
+            Proto::Postgres => "postmaster.pid",
+            Proto::Mysql => "mariadbd.pid",
+        };
+        let text = std::fs::read_to_string(self.data_dir.join(file)).ok()?;
+        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
+        alive(pid).then_some(pid)
+    }
 }
 
 /// A port in 15000..32000 that nothing listens on right now (below the ephemeral range).
@@ -60,27 +97,57 @@ impl Torpor {
         idle_timeout: &str,
         settings: &str,
     ) -> Result<Torpor> {
-        std::fs::create_dir_all(dir)?;
-        let (cluster, protocol, data) = match proto {
-            Proto::Postgres => ("pg", "postgres", "pgdata"),
-            Proto::Mysql => ("my", "mysql", "mydata"),
+        let spec = Spec {
+            proto,
+            idle_timeout,
+            settings,
         };
-        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        Self::start_clusters(bin, dir, &[spec]).await
+    }
+
+    /// One torpor with several clusters (like examples/torpor.toml): a PostgreSQL one is named
+    /// `pg` and keeps its data in `pgdata`, a MySQL one `my` in `mydata` (a second of the same
+    /// protocol gets a number).
+    pub async fn start_clusters(bin: &Path, dir: &Path, specs: &[Spec<'_>]) -> Result<Torpor> {
+        std::fs::create_dir_all(dir)?;
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-        let backend = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-        let data_dir = dir.join(data);
-        let toml = format!(
-            r#"[admin]
-listen = "{admin}"
-
-[state_store]
-url = "file://{state}"
-
+        let mut toml = format!(
+            "[admin]\nlisten = \"{admin}\"\n\n[state_store]\nurl = \"file://{}\"\n",
+            dir.join("state").display()
+        );
+        let mut clusters: Vec<Cluster> = Vec::new();
+        for spec in specs {
+            let (base, protocol, data) = match spec.proto {
+                Proto::Postgres => ("pg", "postgres", "pgdata"),
+                Proto::Mysql => ("my", "mysql", "mydata"),
+            };
+            let same = clusters.iter().filter(|c| c.proto == spec.proto).count();
+            let (name, data) = if same == 0 {
+                (base.to_string(), data.to_string())
+            } else {
+                (format!("{base}{same}"), format!("{data}{same}"))
+            };
+            let port = || -> Result<SocketAddr> {
+                loop {
+                    let p = free_port()?;
+                    let taken = p == admin.port()
+                        || clusters
+                            .iter()
+                            .any(|c| c.listen.port() == p || c.backend.port() == p);
+                    if !taken {
+                        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
+                    }
+                }
+            };
+            let (listen, backend) = (port()?, port()?);
+            let data_dir = dir.join(&data);
+            toml.push_str(&format!(
+                r#"
 [[cluster]]
-name = "{cluster}"
+name = "{name}"
 protocol = "{protocol}"
 listen = "{listen}"
-idle_timeout = "{idle_timeout}"
+idle_timeout = "{idle}"
 
 [cluster.backend]
 driver = "process"
@@ -93,17 +160,30 @@ name = "{USER}"
 password = "{PASSWORD}"
 superuser = true
 "#,
-            state = dir.join("state").display(),
-            data = data_dir.display(),
-            port = backend.port(),
-        );
+                idle = spec.idle_timeout,
+                data = data_dir.display(),
+                port = backend.port(),
+                settings = spec.settings,
+            ));
+            clusters.push(Cluster {
+                proto: spec.proto,
+                name,
+                listen,
+                backend,
+                data_dir,
+            });
+        }
         let config = dir.join("torpor.toml");
         std::fs::write(&config, toml)?;
         let log = std::fs::File::create(dir.join("torpor.log"))?;
         let child = Command::new(bin)
             .args(["up", "--config"])
             .arg(&config)
-            .env("TORPOR_LOG", "warn")
+            // BENCH_TORPOR_LOG=info shows every wake and drain in <work>/torpor.log.
+            .env(
+                "TORPOR_LOG",
+                std::env::var("BENCH_TORPOR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
@@ -114,12 +194,8 @@ superuser = true
         let mut t = Torpor {
             child,
             pid,
-            proto,
-            cluster: cluster.into(),
-            listen,
             admin,
-            backend,
-            data_dir,
+            clusters,
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -161,14 +237,19 @@ superuser = true
         Ok((code, body))
     }
 
-    /// Forces a scale-to-zero and waits until the backend process is gone.
+    /// Forces a scale-to-zero of the first cluster and waits until its backend is gone.
     pub async fn sleep(&self) -> Result<()> {
-        let pid = self.backend_pid();
+        self.sleep_cluster(&self.clusters[0]).await
+    }
+
+    /// Forces a scale-to-zero and waits until the backend process is gone.
+    pub async fn sleep_cluster(&self, c: &Cluster) -> Result<()> {
+        let pid = c.backend_pid();
         let (code, body) = self
-            .http("POST", &format!("/api/clusters/{}/sleep", self.cluster))
+            .http("POST", &format!("/api/clusters/{}/sleep", c.name))
             .await?;
         if code != 200 {
-            bail!("sleep refused ({code}): {body}");
+            bail!("{}: sleep refused ({code}): {body}", c.name);
         }
         if let Some(pid) = pid {
             wait_gone(pid, Duration::from_secs(30)).await?;
@@ -177,16 +258,71 @@ superuser = true
     }
 
     pub async fn wake(&self) -> Result<()> {
+        self.wake_cluster(&self.clusters[0]).await
+    }
+
+    pub async fn wake_cluster(&self, c: &Cluster) -> Result<()> {
         let (code, body) = self
-            .http("POST", &format!("/api/clusters/{}/wake", self.cluster))
+            .http("POST", &format!("/api/clusters/{}/wake", c.name))
             .await?;
         if code != 200 {
-            bail!("wake failed ({code}): {body}");
+            bail!("{}: wake failed ({code}): {body}", c.name);
         }
         Ok(())
     }
 
-    /// The cluster's session counts, from the admin API: (attached, parked).
+    /// `backend_pid` of every cluster from `GET /api/clusters`, by cluster name.
+    pub async fn api_pids(&self) -> Result<Vec<(String, Option<u32>)>> {
+        let (code, body) = self.http("GET", "/api/clusters").await?;
+        if code != 200 {
+            bail!("GET /api/clusters: {code}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        Ok(v.as_array()
+            .context("GET /api/clusters: not a list")?
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    c["backend_pid"].as_u64().map(|p| p as u32),
+                )
+            })
+            .collect())
+    }
+
+    /// Every `name{cluster="…"} value` series of `/metrics`, as (name, cluster, value).
+    pub async fn metrics(&self) -> Result<Vec<(String, String, f64)>> {
+        let (code, body) = self.http("GET", "/metrics").await?;
+        if code != 200 {
+            bail!("GET /metrics: {code}");
+        }
+        Ok(body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let (name, labels) = series.split_once('{')?;
+                let cluster = labels
+                    .split(',')
+                    .find_map(|kv| kv.trim().strip_prefix("cluster=\""))?
+                    .trim_end_matches('}')
+                    .trim_end_matches('"');
+                Some((name.to_string(), cluster.to_string(), value.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// One metric of one cluster (0 when absent).
+    pub async fn metric(&self, name: &str, cluster: &str) -> Result<f64> {
+        Ok(self
+            .metrics()
+            .await?
+            .into_iter()
+            .find(|(n, c, _)| n == name && c == cluster)
+            .map_or(0.0, |m| m.2))
+    }
+
+    /// The first cluster's session counts, from the admin API: (attached, parked).
     pub async fn sessions(&self) -> Result<(u64, u64)> {
         let (_, body) = self.http("GET", "/api/clusters").await?;
         let v: serde_json::Value = serde_json::from_str(&body)?;
@@ -197,24 +333,17 @@ superuser = true
         ))
     }
 
-    /// The backend server's pid, from its pid file (None while it is stopped).
-    pub fn backend_pid(&self) -> Option<u32> {
-        let file = match self.proto {
-            Proto::Postgres => "postmaster.pid",
-            Proto::Mysql => "mariadbd.pid",
-        };
-        let text = std::fs::read_to_string(self.data_dir.join(file)).ok()?;
-        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        alive(pid).then_some(pid)
-    }
-
     pub fn rss_kib(&self) -> Result<u64> {
         rss_kib(self.pid)
     }
 
     /// SIGTERM, then SIGKILL after 30 s; then any backend left behind.
     pub async fn stop(mut self) {
-        let backend = self.backend_pid();
+        let backends: Vec<u32> = self
+            .clusters
+            .iter()
+            .filter_map(Cluster::backend_pid)
+            .collect();
         signal(self.pid, libc::SIGTERM);
         if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
@@ -222,12 +351,12 @@ superuser = true
         {
             let _ = self.child.kill().await;
         }
-        if let Some(pid) = backend
-            && alive(pid)
-        {
-            signal(pid, libc::SIGTERM);
-            if wait_gone(pid, Duration::from_secs(20)).await.is_err() {
-                signal(pid, libc::SIGKILL);
+        for pid in backends {
+            if alive(pid) {
+                signal(pid, libc::SIGTERM);
+                if wait_gone(pid, Duration::from_secs(20)).await.is_err() {
+                    signal(pid, libc::SIGKILL);
+                }
             }
         }
     }
