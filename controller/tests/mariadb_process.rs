@@ -1,25 +1,27 @@
 //! The MariaDB process driver against a real mariadbd (run as the `mysql` OS user when the
 //! tests run as root). Skipped, with a message, where mariadbd is not installed.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::{
+    BOB_PW, ProcessDriver, assert_gone, free_port, kill_the_parent_of_a_server, kill0, proc_state,
+    start_for_parent, wait_dead,
+};
 use controller::driver::process::{MariadbProcess, ProcessConfig};
 use controller::{BackendState, BootstrapUser, Driver, DriverError};
-use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// Quotes, backslashes, a semicolon, a newline and non-ASCII: everything naive SQL building or
 /// the bootstrap reader would trip on.
 const ALICE_PW: &str = "it's \"tricky\" \\' ;\nDROP USER x; ü";
-const BOB_PW: &str = "bob-secret-42";
+const PID_FILE: &str = "mariadbd.pid";
 
 fn have_mariadb() -> bool {
     let ok = Path::new("/usr/sbin/mariadbd").exists() || Path::new("/usr/bin/mariadbd").exists();
@@ -29,61 +31,23 @@ fn have_mariadb() -> bool {
     ok
 }
 
-fn free_port() -> u16 {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ SEQ.fetch_add(1, Ordering::SeqCst);
-    loop {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let port = 15000 + (x % 17000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// A temp dir the `mysql` user can traverse (tempdir creates it 0700 for root).
 fn temp_root() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("torpor-mdb")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    common::traversable(
+        tempfile::Builder::new()
+            .prefix("torpor-mdb")
+            .tempdir_in("/tmp")
+            .unwrap(),
+    )
 }
 
 fn config(data_dir: PathBuf, port: u16) -> ProcessConfig {
-    ProcessConfig {
-        data_dir,
-        port,
-        bin_dir: None,
-        run_as: None,
-        // The tests' crash-safety needs are nil; this keeps commit latency out of the timings.
-        settings: BTreeMap::from([(
-            "innodb_flush_log_at_trx_commit".to_string(),
-            "0".to_string(),
-        )]),
-    }
+    // The tests' crash-safety needs are nil; this keeps commit latency out of the timings.
+    common::config(data_dir, port, ("innodb_flush_log_at_trx_commit", "0"))
 }
 
 fn users() -> Vec<BootstrapUser> {
-    vec![
-        BootstrapUser {
-            name: "alice".into(),
-            password: ALICE_PW.into(),
-            superuser: false,
-        },
-        BootstrapUser {
-            name: "bob".into(),
-            password: BOB_PW.into(),
-            superuser: true,
-        },
-    ]
+    common::users(ALICE_PW)
 }
 
 fn mariadb(port: u16, user: &str, password: &str, sql: &str) -> Output {
@@ -113,40 +77,12 @@ fn mariadb_err(port: u16, user: &str, password: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn kill0(pid: u32) -> Result<(), Errno> {
-    kill(Pid::from_raw(pid as i32), None)
-}
-
-fn assert_gone(pid: u32) {
-    let err = kill0(pid).expect_err("pid still exists");
-    assert_eq!(err, Errno::ESRCH);
-}
-
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
-/// The pid the driver reports for its server (what the admin API shows as backend_pid).
 fn pid_of(driver: &MariadbProcess) -> Option<u32> {
-    driver.process_status().pid
+    driver.pid()
 }
 
-/// The pid the running server wrote into its pid file.
 fn server_pid(data: &Path) -> u32 {
-    let text = std::fs::read_to_string(data.join("mariadbd.pid")).unwrap();
-    text.lines().next().unwrap().trim().parse().unwrap()
-}
-
-fn wait_dead(pid: u32, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !matches!(proc_state(pid), None | Some('Z')) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(
-        matches!(proc_state(pid), None | Some('Z')),
-        "pid {pid} alive"
-    );
+    common::server_pid(data, PID_FILE)
 }
 
 #[tokio::test]
@@ -486,23 +422,8 @@ async fn a_cancelled_start_or_stop_still_completes() {
     let driver = MariadbProcess::new("cancel", config(data.clone(), port), vec![]);
     driver.prepare().await.unwrap();
     let rounds = [0, 5, 50];
-    for wait_ms in rounds {
-        let cut = tokio::time::timeout(Duration::from_millis(wait_ms), driver.start()).await;
-        let info = driver.start().await.unwrap();
-        if let Ok(first) = cut {
-            assert_eq!(first.unwrap(), info);
-        }
-        let pid = server_pid(&data);
-        assert_eq!(pid_of(&driver), Some(pid));
-        TcpStream::connect(info.addr).unwrap();
-
-        let _ = tokio::time::timeout(Duration::from_millis(wait_ms), driver.stop()).await;
-        driver.stop().await.unwrap();
-        assert_eq!(pid_of(&driver), None);
-        assert_gone(pid);
-    }
+    let log = common::cut_short_starts_and_stops(&driver, &data, PID_FILE, &rounds).await;
     // One server per round, never two racing for the data directory.
-    let log = std::fs::read_to_string(driver.log_path()).unwrap();
     assert_eq!(
         log.matches("ready for connections").count(),
         rounds.len(),
@@ -511,23 +432,18 @@ async fn a_cancelled_start_or_stop_still_completes() {
     assert!(!log.contains("[ERROR]"), "{log}");
 }
 
+/// Where `a_killed_parent_takes_mariadbd_down` tells its helper where to start mariadbd.
+const DEATHSIG_ENV: &str = "TORPOR_TEST_MDB_DEATHSIG";
+
 /// Runs only as a subprocess of `a_killed_parent_takes_mariadbd_down`: starts mariadbd, says
 /// its pid, and waits to be SIGKILLed.
 #[tokio::test]
 #[ignore]
 async fn mariadb_deathsig_helper() {
-    let Ok(data) = std::env::var("TORPOR_TEST_MDB_DEATHSIG_DATA") else {
-        return;
-    };
-    let port: u16 = std::env::var("TORPOR_TEST_MDB_DEATHSIG_PORT")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let driver = MariadbProcess::new("deathsig", config(data.into(), port), users());
-    driver.prepare().await.unwrap();
-    driver.start().await.unwrap();
-    println!("MARIADBD_PID {}", pid_of(&driver).unwrap());
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    start_for_parent(DEATHSIG_ENV, "MARIADBD_PID", |data, port| {
+        Box::new(MariadbProcess::new("deathsig", config(data, port), users()))
+    })
+    .await;
 }
 
 #[test]
@@ -538,41 +454,21 @@ fn a_killed_parent_takes_mariadbd_down() {
     let root = temp_root();
     let data = root.path().join("data");
     let port = free_port();
-    let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "mariadb_deathsig_helper",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("TORPOR_TEST_MDB_DEATHSIG_DATA", &data)
-        .env("TORPOR_TEST_MDB_DEATHSIG_PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
-    let pid: u32 = loop {
-        let line = lines
-            .next()
-            .expect("helper exited without starting mariadbd")
-            .unwrap();
-        if let Some(p) = line.strip_prefix("MARIADBD_PID ") {
-            break p.parse().unwrap();
-        }
-    };
-    kill0(pid).unwrap();
-    TcpStream::connect(("127.0.0.1", port)).unwrap();
-
+    let pid = kill_the_parent_of_a_server(
+        "mariadb_deathsig_helper",
+        DEATHSIG_ENV,
+        "MARIADBD_PID",
+        &data,
+        port,
+    );
     let t = Instant::now();
-    helper.kill().unwrap(); // SIGKILL: no destructor, no stop() runs
-    helper.wait().unwrap();
     wait_dead(pid, Duration::from_secs(30));
     eprintln!(
         "mariadbd gone after its parent was killed: {:?}",
         t.elapsed()
     );
     // A normal shutdown (SIGTERM), not a crash: mariadbd removed its pid file.
-    assert!(!data.join("mariadbd.pid").exists());
+    assert!(!data.join(PID_FILE).exists());
     let log = std::fs::read_to_string(data.join("torpor-mariadb.log")).unwrap();
     assert!(log.contains("Normal shutdown"), "{log}");
 }

@@ -1,75 +1,37 @@
 //! The PostgreSQL process driver against real postgres binaries (run as the `postgres` OS user
 //! when the tests run as root).
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
+use common::{
+    BOB_PW, ProcessDriver, assert_gone, free_port, kill_the_parent_of_a_server, kill0, proc_state,
+    start_for_parent,
+};
 use controller::driver::process::{PostgresProcess, ProcessConfig};
 use controller::{BootstrapUser, Driver, DriverError};
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
 
 /// Quotes, a backslash, a semicolon and blank lines: everything that would break naive SQL
 /// building or the `--single -j` statement terminator.
 const ALICE_PW: &str = "it's \"tricky\" \\ ;\n\nDROP ROLE x;";
-const BOB_PW: &str = "bob-secret-42";
-
-fn free_port() -> u16 {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ SEQ.fetch_add(1, Ordering::SeqCst);
-    loop {
-        // xorshift: good enough to spread test ports
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let port = 15000 + (x % 17000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+const PID_FILE: &str = "postmaster.pid";
 
 /// A temp dir the `postgres` user can traverse (tempdir creates it 0700 for root).
 fn temp_root() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    common::traversable(tempfile::tempdir().unwrap())
 }
 
 fn config(data_dir: PathBuf, port: u16) -> ProcessConfig {
-    ProcessConfig {
-        data_dir,
-        port,
-        bin_dir: None,
-        run_as: None,
-        settings: BTreeMap::from([("fsync".to_string(), "off".to_string())]),
-    }
+    common::config(data_dir, port, ("fsync", "off"))
 }
 
 fn users() -> Vec<BootstrapUser> {
-    vec![
-        BootstrapUser {
-            name: "alice".into(),
-            password: ALICE_PW.into(),
-            superuser: false,
-        },
-        BootstrapUser {
-            name: "bob".into(),
-            password: BOB_PW.into(),
-            superuser: true,
-        },
-    ]
+    common::users(ALICE_PW)
 }
 
 fn psql(port: u16, user: &str, password: &str, db: &str, sql: &str) -> Output {
@@ -101,16 +63,6 @@ fn psql_ok(port: u16, user: &str, password: &str, db: &str, sql: &str) -> String
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn kill0(pid: u32) -> Result<(), Errno> {
-    kill(Pid::from_raw(pid as i32), None)
-}
-
-fn assert_gone(pid: u32) {
-    let err = kill0(pid).expect_err("pid still exists");
-    assert_eq!(err, Errno::ESRCH);
-    assert!(!Path::new(&format!("/proc/{pid}")).exists());
-}
-
 /// Waits for a pid we cannot reap ourselves (another owner's child) to vanish.
 fn wait_gone(pid: u32, within: Duration) {
     let deadline = Instant::now() + within;
@@ -120,20 +72,12 @@ fn wait_gone(pid: u32, within: Duration) {
     assert_gone(pid);
 }
 
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
-/// The pid the driver reports for its server (what the admin API shows as backend_pid).
 fn pid_of(driver: &PostgresProcess) -> Option<u32> {
-    driver.process_status().pid
+    driver.pid()
 }
 
-/// The pid the running server wrote into its pid file.
-fn server_pid(data: &Path) -> u32 {
-    let text = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
-    text.lines().next().unwrap().trim().parse().unwrap()
+fn server_pid(data: &std::path::Path) -> u32 {
+    common::server_pid(data, PID_FILE)
 }
 
 #[tokio::test]
@@ -332,23 +276,22 @@ async fn a_second_driver_on_the_same_data_dir_is_refused() {
     second.stop().await.unwrap();
 }
 
+/// Where `a_killed_parent_takes_postgres_down` tells its helper where to start postgres.
+const DEATHSIG_ENV: &str = "TORPOR_TEST_DEATHSIG";
+
 /// Runs only as a subprocess of `a_killed_parent_takes_postgres_down`: starts postgres, says
 /// its pid, and waits to be SIGKILLed.
 #[tokio::test]
 #[ignore]
 async fn deathsig_helper() {
-    let Ok(data) = std::env::var("TORPOR_TEST_DEATHSIG_DATA") else {
-        return;
-    };
-    let port: u16 = std::env::var("TORPOR_TEST_DEATHSIG_PORT")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let driver = PostgresProcess::new("deathsig", config(data.into(), port), users());
-    driver.prepare().await.unwrap();
-    driver.start().await.unwrap();
-    println!("POSTGRES_PID {}", pid_of(&driver).unwrap());
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    start_for_parent(DEATHSIG_ENV, "POSTGRES_PID", |data, port| {
+        Box::new(PostgresProcess::new(
+            "deathsig",
+            config(data, port),
+            users(),
+        ))
+    })
+    .await;
 }
 
 #[test]
@@ -356,29 +299,9 @@ fn a_killed_parent_takes_postgres_down() {
     let root = temp_root();
     let data = root.path().join("data");
     let port = free_port();
-    let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "deathsig_helper", "--ignored", "--nocapture"])
-        .env("TORPOR_TEST_DEATHSIG_DATA", &data)
-        .env("TORPOR_TEST_DEATHSIG_PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
-    let pid: u32 = loop {
-        let line = lines
-            .next()
-            .expect("helper exited without starting postgres")
-            .unwrap();
-        if let Some(p) = line.strip_prefix("POSTGRES_PID ") {
-            break p.parse().unwrap();
-        }
-    };
-    kill0(pid).unwrap();
-    TcpStream::connect(("127.0.0.1", port)).unwrap();
-
+    let pid =
+        kill_the_parent_of_a_server("deathsig_helper", DEATHSIG_ENV, "POSTGRES_PID", &data, port);
     let t = Instant::now();
-    helper.kill().unwrap(); // SIGKILL: no destructor, no stop() runs
-    helper.wait().unwrap();
     // Reparented to init, which may or may not reap it; a zombie is a dead process.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !matches!(proc_state(pid), None | Some('Z')) && Instant::now() < deadline {
@@ -390,7 +313,7 @@ fn a_killed_parent_takes_postgres_down() {
     );
     assert!(matches!(proc_state(pid), None | Some('Z')));
     // A clean fast shutdown (SIGINT), not a crash: postgres removed its pid file.
-    assert!(!data.join("postmaster.pid").exists());
+    assert!(!data.join(PID_FILE).exists());
     let log = std::fs::read_to_string(data.join("torpor-postgres.log")).unwrap();
     assert!(log.contains("fast shutdown request"), "{log}");
 }
@@ -483,25 +406,8 @@ async fn a_cancelled_start_or_stop_still_completes() {
     let driver = PostgresProcess::new("cancel", config(data.clone(), port), vec![]);
     driver.prepare().await.unwrap();
     let rounds = [0, 2, 10];
-    for wait_ms in rounds {
-        let cut = tokio::time::timeout(Duration::from_millis(wait_ms), driver.start()).await;
-        // The start went on: the next call returns that same server.
-        let info = driver.start().await.unwrap();
-        if let Ok(first) = cut {
-            assert_eq!(first.unwrap(), info);
-        }
-        let pid = server_pid(&data);
-        assert_eq!(pid_of(&driver), Some(pid));
-        TcpStream::connect(info.addr).unwrap();
-
-        let _ = tokio::time::timeout(Duration::from_millis(wait_ms), driver.stop()).await;
-        // So did the stop: this call waits for it and finds nothing left to do.
-        driver.stop().await.unwrap();
-        assert_eq!(pid_of(&driver), None);
-        assert_gone(pid);
-    }
+    let log = common::cut_short_starts_and_stops(&driver, &data, PID_FILE, &rounds).await;
     // One server per round, never two racing for the data directory.
-    let log = std::fs::read_to_string(driver.log_path()).unwrap();
     assert_eq!(
         log.matches("starting PostgreSQL").count(),
         rounds.len(),
