@@ -333,6 +333,11 @@ impl Tracker {
         self.txn = status;
     }
 
+    /// A request waits for the backend's answer (or a COPY is under way).
+    pub fn in_flight(&self) -> bool {
+        self.copy || self.pending > 0 || self.extended
+    }
+
     pub fn is_idle(&self) -> bool {
         self.blocker().is_none()
     }

@@ -29,7 +29,7 @@ pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationT
     match start {
         Start::Cancel { pid, secret } => cancel::forward(&service.registry, pid, secret).await,
         Start::Session { conn, user, params } => {
-            session::Session::new(service, conn, user, params)
+            session::session(service, conn, user, params)
                 .run(shutdown)
                 .await;
         }

@@ -3,9 +3,13 @@
 
 mod early;
 mod ending;
+mod engine;
 pub mod error;
 mod membership;
+mod protocol;
 
 pub use ending::Ending;
+pub use engine::Session;
 pub use error::Error;
 pub use membership::Membership;
+pub use protocol::{Capture, Protocol, Step};

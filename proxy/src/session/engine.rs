@@ -1,0 +1,289 @@
+//! The loop every client session runs, whatever its protocol: attached to a backend connection
+//! or parked with its state in the store; checkpointing for drains and early snapshots;
+//! parking, waking and restoring; attaching when the backend starts if it listens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller::{CheckpointReply, DrainCmd, Rejoin, Resume};
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{Capture, Protocol, Step};
+use super::{Ending, Error, Membership};
+use crate::net::Conn;
+use crate::service::Service;
+
+/// How long a drain's checkpoint waits for probes in flight to be answered.
+const PROBE_WAIT: Duration = Duration::from_secs(5);
+
+/// One client connection for its whole life.
+pub struct Session<P> {
+    pub service: Arc<Service>,
+    pub member: Membership,
+    /// The protocol's own state: connections, trackers, what the client was told.
+    pub p: P,
+    /// The session was ended from outside (shutdown, KILL): nothing to log.
+    ended: bool,
+}
+
+enum Event {
+    Ended { killed: bool },
+    Client(std::io::Result<usize>),
+    Backend(std::io::Result<usize>),
+    Drain(Option<DrainCmd>),
+    Early,
+    Rejoin(Rejoin),
+}
+
+impl<P: Protocol> Session<P> {
+    pub fn new(service: Arc<Service>, member: Membership, p: P) -> Self {
+        Session {
+            service,
+            member,
+            p,
+            ended: false,
+        }
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let result = self.serve(&shutdown).await;
+        if let Err(e) = &result {
+            self.p.report(e).await;
+            if !self.ended && !matches!(e, Error::Closed) {
+                tracing::info!(cluster = %self.service.name, session = self.member.id(), error = %e, "session ended");
+            }
+        }
+        self.cleanup().await;
+    }
+
+    async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), Error> {
+        P::greet(self).await?;
+        // Made once: a cancellation future registers and unregisters itself each time one is
+        // created, under a lock every session shares.
+        let mut ending = Ending::new(shutdown, &self.member.reg.entry.kill);
+        while let Step::Continue = self.step(&mut ending).await? {}
+        Ok(())
+    }
+
+    async fn step(&mut self, ending: &mut Ending) -> Result<Step, Error> {
+        // Whole client requests go first, including ones that arrived while parked or waking.
+        if let Some(step) = P::on_client(self).await? {
+            return Ok(step);
+        }
+        let read_client = self.p.reads_client();
+        let attached = self.p.attached();
+        let early = self
+            .member
+            .wants_early_snapshot(self.p.settled(), self.p.changed());
+        let (client, backend) = self.p.conns();
+        let event = tokio::select! {
+            _ = ending.shutdown.as_mut() => Event::Ended { killed: false },
+            _ = ending.killed.as_mut() => Event::Ended { killed: true },
+            r = client.fill(), if read_client => Event::Client(r),
+            r = fill(backend) => Event::Backend(r),
+            c = self.member.cmd_rx.recv() => Event::Drain(c),
+            _ = self.member.early.elapsed(&self.service.cluster), if early => Event::Early,
+            Some(rj) = self.member.rejoin_rx.recv(), if !attached => Event::Rejoin(rj),
+        };
+        match event {
+            Event::Ended { killed } => {
+                self.ended = true;
+                Err(P::ended(killed))
+            }
+            Event::Client(r) => {
+                if r? == 0 {
+                    return Ok(Step::Done);
+                }
+                Ok(Step::Continue)
+            }
+            Event::Backend(r) => {
+                let n = match r {
+                    Ok(n) => n,
+                    Err(e) if self.member.prepared => {
+                        tracing::debug!(error = %e, "backend closed during drain");
+                        0
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if n == 0 {
+                    if self.member.prepared {
+                        // The drain committed and the backend went away before our Commit came.
+                        self.park();
+                        return Ok(Step::Continue);
+                    }
+                    return Err(P::lost_backend());
+                }
+                P::on_backend(self).await?;
+                Ok(Step::Continue)
+            }
+            Event::Drain(Some(cmd)) if attached => {
+                self.on_drain(cmd).await?;
+                Ok(Step::Continue)
+            }
+            // Stale drain commands from before we parked.
+            Event::Drain(_) => Ok(Step::Continue),
+            Event::Early => {
+                let answer = self.checkpoint().await;
+                if answer.as_ref().is_err_and(Error::is_disconnect) {
+                    return answer.map(|_| Step::Continue);
+                }
+                self.member.early_result(answer.map_err(|e| e.to_string()));
+                Ok(Step::Continue)
+            }
+            Event::Rejoin(rj) => {
+                // The backend started for someone else: be attached (and listening) before
+                // they run anything.
+                let (at, snap) = self.member.rejoin::<P::Snapshot>(rj).await;
+                let result = P::connect_and_restore(self, &at, snap).await;
+                self.member.attached();
+                if let Err(e) = result {
+                    // The client hasn't asked for anything: it learns of this when it does.
+                    tracing::info!(cluster = %self.service.name, session = self.member.id(), error = %e, "could not attach a listening session at the wake");
+                    self.member.leave();
+                }
+                Ok(Step::Continue)
+            }
+        }
+    }
+
+    async fn on_drain(&mut self, cmd: DrainCmd) -> Result<(), Error> {
+        match cmd {
+            DrainCmd::Checkpoint(reply) => {
+                self.finish_probes().await?;
+                match self.checkpoint().await {
+                    Ok(answer) => self.member.answer(reply, Ok(answer)),
+                    Err(e) => {
+                        // The capture failed (e.g. a role without privileges); the session
+                        // itself is still fine unless the connection broke.
+                        self.member.answer(reply, Err(e.to_string()));
+                        if e.is_disconnect() {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            DrainCmd::Commit => {
+                if self.member.prepared {
+                    self.park();
+                }
+            }
+            DrainCmd::Abort => self.member.prepared = false,
+        }
+        Ok(())
+    }
+
+    /// Lets the probes in flight finish, so a drain need not be refused for them.
+    async fn finish_probes(&mut self) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+        while self.p.probing() && self.p.in_flight() {
+            let (_, Some(backend)) = self.p.conns() else {
+                return Ok(());
+            };
+            match tokio::time::timeout_at(deadline, backend.fill()).await {
+                Err(_) => return Ok(()),
+                Ok(r) => {
+                    if r? == 0 {
+                        return Err(P::lost_backend());
+                    }
+                }
+            }
+            P::on_backend(self).await?;
+        }
+        Ok(())
+    }
+
+    /// Captures this session's state and puts it durably, or says why it can't.
+    pub async fn checkpoint(&mut self) -> Result<CheckpointReply, Error> {
+        // No whole client request is buffered here: `step` hands those on before it looks
+        // at drain commands.
+        if let Some(why) = self.p.blocker() {
+            return Ok(CheckpointReply::Blocked(format!(
+                "{}: {why}",
+                self.member.label()
+            )));
+        }
+        if !self.p.attached() || !self.p.changed() {
+            // Parked, or only plain reads since the last snapshot (or since connecting, when
+            // there is none): what the store holds, or a fresh connection, is this session.
+            return Ok(CheckpointReply::Ready);
+        }
+        let snap = match P::capture(self).await? {
+            Capture::Blocked(why) => {
+                let why = format!("{}: {}", self.member.label(), why.join(", "));
+                self.member.reg.entry.set_found_blocker(Some(why.clone()));
+                return Ok(CheckpointReply::Blocked(why));
+            }
+            Capture::Snapshot(s) => s,
+        };
+        self.service
+            .store
+            .put(&self.member.key, &*snap)
+            .await
+            .map_err(|e| P::put_failed(e.to_string()))?;
+        self.member.reg.entry.set_holds(P::holds(&snap));
+        self.member.saved = true;
+        self.p.saved();
+        Ok(CheckpointReply::Ready)
+    }
+
+    /// Drops the backend connection; the snapshot in the store now holds the session.
+    pub fn park(&mut self) {
+        self.p.detach();
+        self.member.leave();
+        if self.p.listens() {
+            self.member.watch();
+        }
+        self.update_busy();
+    }
+
+    /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
+    pub async fn attach(&mut self) -> Result<(), Error> {
+        let (at, snap) = self.member.wake_and_load::<P::Snapshot>().await;
+        let result = match at {
+            Ok(at) => P::connect_and_restore(self, &at, snap).await,
+            Err(e) => Err(P::wake_failed(e.to_string())),
+        };
+        self.member.attached();
+        if result.is_err() {
+            self.member.leave();
+        }
+        result
+    }
+
+    /// Client bytes are about to go to the backend. During the first phase of a drain they
+    /// call it off; once this session's snapshot is durable it is too late, and then the
+    /// session parks and wakes again with the bytes still buffered.
+    pub async fn activity(&mut self) -> Result<(), Error> {
+        if self.member.activity() == Resume::Parked {
+            self.park();
+            self.attach().await?;
+        }
+        Ok(())
+    }
+
+    /// Shows what keeps this session from being parked now, and tells the cluster when it
+    /// turns busy or idle.
+    pub fn update_busy(&mut self) {
+        let blocker = if self.p.attached() {
+            self.p.blocker()
+        } else {
+            None
+        };
+        self.member.publish(blocker, self.p.probing());
+    }
+
+    async fn cleanup(&mut self) {
+        self.p.goodbye().await;
+        self.park();
+        self.member.unwatch();
+        self.member.forget_snapshot().await;
+    }
+}
+
+/// Reads from the backend, or never completes while parked.
+async fn fill(backend: Option<&mut Conn>) -> std::io::Result<usize> {
+    match backend {
+        Some(b) => b.fill().await,
+        None => std::future::pending().await,
+    }
+}

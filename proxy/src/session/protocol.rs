@@ -1,0 +1,91 @@
+//! What the session engine needs from a wire protocol: framing the client's requests and the
+//! backend's answers, when the session is at a safe point and what it changed, capture and
+//! replay, and how its client is told an error. The engine does the rest.
+
+use controller::BackendInfo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use state_store::StoreError;
+
+use super::{Error, Session};
+use crate::net::Conn;
+use crate::registry::Holds;
+
+/// What the loop does next.
+pub enum Step {
+    Continue,
+    /// The client left, or asked to: end quietly.
+    Done,
+}
+
+/// What a capture found.
+pub enum Capture<S> {
+    Snapshot(Box<S>),
+    /// State that can't be carried over, named for operators.
+    Blocked(Vec<String>),
+}
+
+pub trait Protocol: Sized + Send + 'static {
+    type Snapshot: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The client's connection, and the backend's while attached.
+    fn conns(&mut self) -> (&mut Conn, Option<&mut Conn>);
+    /// Whether to read more from the client now: not while an answer is outstanding and the
+    /// client's next requests pile up.
+    fn reads_client(&self) -> bool {
+        true
+    }
+
+    /// Ends the client's startup: tells it the session is ready, attaching first if needed.
+    async fn greet(s: &mut Session<Self>) -> Result<(), Error>;
+    /// Handles what the client has sent. None when nothing can be done until more arrives.
+    async fn on_client(s: &mut Session<Self>) -> Result<Option<Step>, Error>;
+    /// Passes on what the backend sent.
+    async fn on_backend(s: &mut Session<Self>) -> Result<(), Error>;
+
+    fn attached(&self) -> bool;
+    /// Why this session can't be checkpointed now, from what passed on the wire.
+    fn blocker(&self) -> Option<&'static str>;
+    /// A request is waiting for the backend's answer.
+    fn in_flight(&self) -> bool;
+    /// Everything in flight is health-check probes: not activity.
+    fn probing(&self) -> bool;
+    /// Something may have changed what the session holds since its last snapshot.
+    fn changed(&self) -> bool;
+    /// Attached, idle and outside any transaction: an early snapshot may be taken.
+    fn settled(&self) -> bool;
+    /// While parked, attach whenever the backend starts (LISTEN).
+    fn listens(&self) -> bool {
+        false
+    }
+
+    /// Asks the backend what the session holds, on its own connection, at a safe point.
+    async fn capture(s: &mut Session<Self>) -> Result<Capture<Self::Snapshot>, Error>;
+    /// What a snapshot holds, counted for operators.
+    fn holds(snap: &Self::Snapshot) -> Holds;
+    /// The session's state is what the store now holds.
+    fn saved(&mut self);
+
+    /// Connects to the backend and gives it the session's state: the snapshot's (if any),
+    /// and what the client changed while torpor answered for it.
+    async fn connect_and_restore(
+        s: &mut Session<Self>,
+        at: &BackendInfo,
+        snap: Option<Result<Self::Snapshot, StoreError>>,
+    ) -> Result<(), Error>;
+    /// Drops the backend connection: the session is parked.
+    fn detach(&mut self);
+    /// Tells the backend the session is leaving, if attached.
+    async fn goodbye(&mut self);
+
+    /// The error a client is told when the backend connection was lost.
+    fn lost_backend() -> Error;
+    /// The error for a session ended from outside: torpor shutting down, or a KILL.
+    fn ended(killed: bool) -> Error;
+    /// The error for a wake that failed.
+    fn wake_failed(why: String) -> Error;
+    /// The error for a snapshot that could not be stored.
+    fn put_failed(why: String) -> Error;
+    /// Tells the client why its session ends.
+    async fn report(&mut self, e: &Error);
+}
