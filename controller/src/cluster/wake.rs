@@ -91,6 +91,9 @@ impl Cluster {
         if let Ok(info) = &result {
             self.rejoin_watchers(info).await;
         }
+        // The idle clock starts now, before anyone can see the cluster running: the idle loop
+        // would otherwise measure from before the last stop and drain at once.
+        self.touch();
         let mut inner = self.lock();
         match &result {
             Ok(info) => {
@@ -110,7 +113,6 @@ impl Cluster {
             }
         }
         drop(inner);
-        self.touch();
         result
     }
 
