@@ -36,7 +36,7 @@ pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationT
             reg,
             seq,
         } => {
-            session::Session::new(service, conn, user, hello, reg, seq)
+            session::session(service, conn, user, hello, reg, seq)
                 .run(shutdown)
                 .await;
         }
