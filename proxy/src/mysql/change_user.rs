@@ -11,6 +11,10 @@ use super::conn::{Conn, payload, seq};
 use super::error::ACCESS_DENIED;
 use crate::service::{Service, User};
 use crate::session::Error;
+use protocols::mysql::command;
+
+use super::session::My;
+use crate::session::{Session, Step};
 
 pub struct Request {
     pub user: String,
@@ -88,5 +92,49 @@ pub async fn authenticate(
             let _ = client.send(&out).await;
             Err(Error::Closed)
         }
+    }
+}
+
+impl Session<My> {
+    /// COM_CHANGE_USER: check the new user's password here, then start over on a fresh
+    /// backend connection as that user (the server would reset the session the same way).
+    pub(super) async fn change_user(&mut self, packet: &[u8]) -> Result<Step, Error> {
+        let req = super::change_user::parse(payload(packet), self.p.hello.capabilities)?;
+        let seq = self.p.reply_seq;
+        let (user, next) = super::change_user::authenticate(
+            &mut self.p.client,
+            &self.service,
+            &req,
+            seq,
+            &self.p.hello.host,
+        )
+        .await?;
+        self.p.reply_seq = next;
+        if let Some(b) = self.p.backend.as_mut() {
+            let mut out = Vec::new();
+            write_packet(&mut out, 0, &command::quit());
+            let _ = b.conn.send(&out).await;
+        }
+        self.park();
+        // The server would reset the session: nothing of the old one is restored.
+        self.member.forget_snapshot().await;
+        self.p.tracked.reset();
+        self.p.stmts.clear();
+        self.p.overlay.clear();
+        self.p.customised = false;
+        self.p.user = user;
+        self.p.hello.database = req.database.clone();
+        if let Some(cs) = req.charset {
+            self.p.hello.charset = cs;
+        }
+        self.p.schema = req.database;
+        self.member
+            .reg
+            .entry
+            .set_user(&self.p.user.name, self.p.hello.database.as_deref());
+        self.attach().await?;
+        let seq = self.p.reply_seq;
+        self.p.send_ok(seq).await?;
+        Ok(Step::Continue)
     }
 }

@@ -1,0 +1,276 @@
+//! A client's commands: checked, answered by torpor when it may, or passed to the backend with
+//! what the answer will need (the command, its statement, its text).
+
+use bytes::BytesMut;
+use protocols::mysql::command::{self, com};
+use protocols::mysql::flow::Reply;
+use protocols::mysql::local::{self, View};
+use protocols::mysql::packet::{MAX_PAYLOAD, write_packet};
+use protocols::mysql::response::{OkPacket, err_packet};
+use protocols::mysql::txn;
+
+use super::conn::{payload, seq};
+use super::kill;
+use super::session::My;
+use crate::session::{Error, Session, Step};
+
+impl Session<My> {
+    /// One whole packet from the client: a command, or the continuation of a big one.
+    pub(super) async fn on_client_packet(&mut self, mut packet: BytesMut) -> Result<Step, Error> {
+        let expected = if self.p.client_continues {
+            self.p.reply_seq
+        } else {
+            0
+        };
+        if seq(&packet) != expected {
+            // What the server does too: a client that lost count can't be followed further.
+            return Err(Error::my(1156, "08S01", "Got packets out of order"));
+        }
+        self.p.reply_seq = seq(&packet).wrapping_add(1);
+        let full = payload(&packet).len() == MAX_PAYLOAD;
+        if std::mem::replace(&mut self.p.client_continues, full) {
+            if let Some(b) = self.p.backend.as_mut() {
+                b.conn.send(&packet).await?;
+            }
+            return Ok(Step::Continue);
+        }
+        let Some(&cmd) = payload(&packet).first() else {
+            return Err(Error::Protocol("empty command packet".into()));
+        };
+        if !full && self.answer_locally(cmd, &packet).await? {
+            return Ok(Step::Continue);
+        }
+        match cmd {
+            // A client saying goodbye is not activity: it must not wake the database.
+            com::QUIT => return Ok(Step::Done),
+            com::STMT_CLOSE => {
+                self.p.changed = true;
+                let id = command::stmt_id(payload(&packet)).unwrap_or(0);
+                if let (Some(st), Some(b)) = (self.p.stmts.remove(id), self.p.backend.as_mut()) {
+                    command::set_stmt_id(&mut packet[4..], st.backend_id);
+                    b.conn.send(&packet).await?;
+                }
+                return Ok(Step::Continue);
+            }
+            com::STMT_SEND_LONG_DATA => return self.p.on_long_data(packet).await,
+            com::STMT_EXECUTE | com::STMT_FETCH | com::STMT_RESET => {
+                let id = command::stmt_id(payload(&packet)).unwrap_or(0);
+                if self.p.stmts.get(id).is_none() {
+                    let name = match cmd {
+                        com::STMT_EXECUTE => "mysqld_stmt_execute",
+                        com::STMT_FETCH => "mysqld_stmt_fetch",
+                        _ => "mysqld_stmt_reset",
+                    };
+                    return self
+                        .p
+                        .local_err(
+                            1243,
+                            "HY000",
+                            &format!("Unknown prepared statement handler ({id}) given to {name}"),
+                        )
+                        .await;
+                }
+            }
+            com::CHANGE_USER => return self.change_user(&packet).await,
+            com::QUERY
+            | com::INIT_DB
+            | com::FIELD_LIST
+            | com::PING
+            | com::STATISTICS
+            | com::PROCESS_INFO
+            | com::PROCESS_KILL
+            | com::DEBUG
+            | com::REFRESH
+            | com::CREATE_DB
+            | com::DROP_DB
+            | com::STMT_PREPARE
+            | com::SET_OPTION
+            | com::RESET_CONNECTION => {}
+            _ => {
+                return self.p.local_err(1047, "08S01", "Unknown command").await;
+            }
+        }
+        if cmd == com::QUERY || cmd == com::PROCESS_KILL {
+            match kill::route(&self.service, payload(&packet)) {
+                kill::Route::Forward => {}
+                kill::Route::Rewrite(p) => {
+                    let mut out = Vec::with_capacity(p.len() + 4);
+                    write_packet(&mut out, 0, &p);
+                    packet.clear();
+                    packet.extend_from_slice(&out);
+                }
+                kill::Route::Done => {
+                    let seq = self.p.reply_seq;
+                    self.p.send_ok(seq).await?;
+                    return Ok(Step::Continue);
+                }
+            }
+        }
+        self.forward_command(packet).await
+    }
+
+    /// Answers the command without the server when it may: while parked (probes and SETs), or
+    /// while the backend is being drained (probes only, so they don't call the drain off).
+    pub(super) async fn answer_locally(&mut self, cmd: u8, packet: &[u8]) -> Result<bool, Error> {
+        let probes_only = if self.p.backend.is_none() {
+            false
+        } else if !self.p.flow.busy()
+            && (self.member.prepared || self.service.cluster.is_draining())
+        {
+            true
+        } else {
+            return Ok(false);
+        };
+        let status = self.p.flow.status();
+        let reply = match cmd {
+            com::PING if self.service.my_probes.ping() => {
+                local::ok_packet(self.p.reply_seq, status, self.p.hello.capabilities)
+            }
+            com::QUERY => {
+                let catalog = if probes_only {
+                    None
+                } else {
+                    self.service.my_catalog()
+                };
+                let view = View {
+                    capabilities: self.p.hello.capabilities,
+                    status,
+                    catalog: catalog.as_deref(),
+                    plain_session: !self.p.customised,
+                    probes: &self.service.my_probes,
+                };
+                let Some(answer) = local::answer(&payload(packet)[1..], self.p.reply_seq, &view)
+                else {
+                    return Ok(false);
+                };
+                self.p.flow.set_status(answer.status);
+                self.p.overlay.record(&answer.changes);
+                answer.reply
+            }
+            _ => return Ok(false),
+        };
+        self.service
+            .local_answers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.p.client.send(&reply).await?;
+        Ok(true)
+    }
+
+    pub(super) async fn forward_command(&mut self, mut packet: BytesMut) -> Result<Step, Error> {
+        if self.p.backend.is_none() {
+            self.attach().await?;
+        }
+        // Probes reach a running server but are not activity: they neither call a drain off
+        // nor keep the database up.
+        let body = payload(&packet);
+        let probes = &self.service.my_probes;
+        let probe = (body[0] == com::PING && probes.ping())
+            || (body[0] == com::QUERY && local::is_probe(&body[1..], probes));
+        let probing = probe && !self.member.prepared && !self.service.cluster.is_draining();
+        self.p.probing = probing && (self.p.probing || !self.p.flow.busy());
+        if !probing {
+            self.activity().await?;
+        }
+        let body = payload(&packet);
+        let cmd = body[0];
+        self.p.current.com = cmd;
+        self.p.current.failed = false;
+        self.p.current.cursor = false;
+        self.p.current.stmt = 0;
+        self.p.current.text.clear();
+        let reply = match cmd {
+            com::QUERY | com::STMT_PREPARE | com::INIT_DB => {
+                self.p
+                    .current
+                    .text
+                    .push_str(&String::from_utf8_lossy(&body[1..]));
+                if cmd != com::INIT_DB
+                    && protocols::mysql::sql::worth_scanning(&self.p.current.text)
+                    && local::may_customise(&body[1..])
+                {
+                    self.p.customised = true;
+                }
+                match cmd {
+                    com::QUERY => Reply::Query,
+                    com::STMT_PREPARE => Reply::Prepare,
+                    _ => Reply::Single,
+                }
+            }
+            com::STMT_EXECUTE => {
+                if !self.p.rewrite_execute(&mut packet)? {
+                    return self.p
+                        .local_err(
+                            1210,
+                            "HY000",
+                            "Incorrect arguments to mysqld_stmt_execute: no parameter types were ever bound",
+                        )
+                        .await;
+                }
+                Reply::Execute
+            }
+            com::STMT_FETCH => {
+                self.p.remap_stmt(&mut packet);
+                Reply::Fetch
+            }
+            com::STMT_RESET => {
+                self.p.remap_stmt(&mut packet);
+                Reply::Single
+            }
+            com::FIELD_LIST => Reply::FieldList,
+            com::STATISTICS => Reply::Text,
+            com::PROCESS_INFO => Reply::Query,
+            com::SET_OPTION => {
+                self.p.current.stmt = u32::from(body.get(1).copied().unwrap_or(0));
+                Reply::Single
+            }
+            _ => Reply::Single,
+        };
+        self.p.changed |= match cmd {
+            com::QUERY => !probe && !txn::plainly_reads(&self.p.current.text),
+            com::STMT_EXECUTE => !self
+                .p
+                .stmts
+                .get(self.p.current.stmt)
+                .is_some_and(|s| s.plain),
+            com::STMT_FETCH | com::PING | com::FIELD_LIST | com::STATISTICS | com::PROCESS_INFO => {
+                false
+            }
+            _ => true,
+        };
+        self.p.flow.expect(reply);
+        self.p.client_continues = payload(&packet).len() == MAX_PAYLOAD;
+        // Busy before the backend can answer, so nobody sees a stale idle state.
+        self.update_busy();
+        if let Some(b) = self.p.backend.as_mut() {
+            b.conn.send(&packet).await?;
+        }
+        Ok(Step::Continue)
+    }
+}
+
+impl My {
+    pub(super) async fn send_ok(&mut self, seq: u8) -> Result<(), Error> {
+        let ok = OkPacket {
+            status: self.flow.status() & local::SESSION_STATUS,
+            ..OkPacket::default()
+        };
+        let mut body = Vec::new();
+        ok.write(0x00, self.hello.capabilities, &mut body);
+        let mut out = Vec::new();
+        write_packet(&mut out, seq, &body);
+        self.client.send(&out).await?;
+        Ok(())
+    }
+
+    pub(super) async fn local_err(
+        &mut self,
+        code: u16,
+        state: &str,
+        msg: &str,
+    ) -> Result<Step, Error> {
+        let mut out = Vec::new();
+        write_packet(&mut out, self.reply_seq, &err_packet(code, state, msg));
+        self.client.send(&out).await?;
+        Ok(Step::Continue)
+    }
+}
