@@ -1,0 +1,126 @@
+//! The server side of one exchange: torpor verifying a client's password.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::keys::{hmac, sha256};
+use super::{ScramError, ScramSecret, attr, ct_eq, malformed, random_nonce, utf8, valid_nonce};
+
+/// Server side of one exchange, between server-first and client-final.
+pub struct ScramServer {
+    secret: ScramSecret,
+    gs2_header: String,
+    nonce: String,
+    client_first_bare: String,
+    server_first: String,
+}
+
+impl ScramServer {
+    /// `client_first` is the SASLInitialResponse data. Returns the state and the
+    /// server-first-message to send in AuthenticationSASLContinue.
+    pub fn start(secret: ScramSecret, client_first: &[u8]) -> Result<(Self, Vec<u8>), ScramError> {
+        Self::start_with_nonce(secret, client_first, &random_nonce())
+    }
+
+    pub(super) fn start_with_nonce(
+        secret: ScramSecret,
+        client_first: &[u8],
+        server_nonce: &str,
+    ) -> Result<(Self, Vec<u8>), ScramError> {
+        let msg = utf8(client_first)?;
+        let mut parts = msg.splitn(3, ',');
+        match parts.next() {
+            Some("n") | Some("y") => {}
+            Some(f) if f.starts_with("p=") => {
+                return Err(ScramError::Unsupported("channel binding".into()));
+            }
+            _ => return Err(malformed("bad gs2 channel binding flag")),
+        }
+        match parts.next() {
+            Some("") => {}
+            Some(_) => return Err(ScramError::Unsupported("authorization identity".into())),
+            None => return Err(malformed("truncated gs2 header")),
+        }
+        let bare = parts.next().ok_or_else(|| malformed("missing message"))?;
+        let gs2_header = msg[..msg.len() - bare.len()].to_owned();
+
+        let mut attrs = bare.split(',');
+        let first = attrs.next();
+        if first.is_some_and(|a| a.starts_with("m=")) {
+            return Err(ScramError::Unsupported("mandatory extension".into()));
+        }
+        attr(first, 'n')?; // ignored: the user comes from the startup packet
+        let client_nonce = attr(attrs.next(), 'r')?;
+        if !valid_nonce(client_nonce) {
+            return Err(malformed("invalid client nonce"));
+        }
+        // Further attributes are optional extensions, to be ignored, but they must be well formed.
+        if !attrs.all(|a| {
+            let b = a.as_bytes();
+            b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b'='
+        }) {
+            return Err(malformed("invalid extension attribute"));
+        }
+
+        let nonce = format!("{client_nonce}{server_nonce}");
+        let server_first = format!(
+            "r={nonce},s={},i={}",
+            B64.encode(&secret.salt),
+            secret.iterations
+        );
+        let out = server_first.clone().into_bytes();
+        Ok((
+            ScramServer {
+                secret,
+                gs2_header,
+                nonce,
+                client_first_bare: bare.to_owned(),
+                server_first,
+            },
+            out,
+        ))
+    }
+
+    /// `client_final` is the SASLResponse data. Returns the server-final-message ("v=…") for
+    /// AuthenticationSASLFinal when the proof verifies.
+    pub fn finish(self, client_final: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let msg = utf8(client_final)?;
+        let (without_proof, proof) = msg
+            .rsplit_once(",p=")
+            .ok_or_else(|| malformed("missing proof"))?;
+        let mut attrs = without_proof.split(',');
+        let cbind = B64
+            .decode(attr(attrs.next(), 'c')?)
+            .map_err(|_| malformed("invalid base64 in channel binding"))?;
+        if cbind != self.gs2_header.as_bytes() {
+            return Err(malformed("channel binding does not match gs2 header"));
+        }
+        if attr(attrs.next(), 'r')? != self.nonce {
+            return Err(malformed("nonce mismatch"));
+        }
+        let proof: [u8; 32] = B64
+            .decode(proof)
+            .map_err(|_| malformed("invalid base64 in proof"))?
+            .try_into()
+            .map_err(|_| malformed("proof has wrong length"))?;
+
+        let auth_message = [
+            self.client_first_bare.as_bytes(),
+            b",",
+            self.server_first.as_bytes(),
+            b",",
+            without_proof.as_bytes(),
+        ];
+        let client_signature = hmac(&self.secret.stored_key, &auth_message);
+        let mut client_key = proof;
+        for (k, s) in client_key.iter_mut().zip(client_signature) {
+            *k ^= s;
+        }
+        let ok = ct_eq(&sha256(&client_key), &self.secret.stored_key);
+        if !ok || self.secret.doomed {
+            return Err(ScramError::BadProof);
+        }
+        let server_signature = hmac(&self.secret.server_key, &auth_message);
+        Ok(format!("v={}", B64.encode(server_signature)).into_bytes())
+    }
+}
