@@ -1,0 +1,411 @@
+//! Cheap looks at the queries that pass, for what the tracker can't ask the backend at
+//! checkpoint: whether a query only reads, which temp tables are ON COMMIT DELETE ROWS, which
+//! custom settings were set, whether a transaction can still be carried over a stop.
+
+use super::lexer::{Lexer, Token, ident_name, is_kw, skip_to_semicolon};
+
+/// One SELECT, VALUES, TABLE or SHOW statement without parentheses and without INTO: it calls
+/// no function and creates nothing, so it cannot change what the session holds (settings,
+/// prepared statements, temp tables, sequences, locks, LISTEN). Anything else counts as a
+/// change. A view whose definition has side effects is not looked into.
+pub fn plainly_reads(sql: &str) -> bool {
+    let mut lx = Lexer::new(sql, false);
+    let Some(first) = lx.next() else {
+        return true;
+    };
+    if !["select", "values", "table", "show"]
+        .iter()
+        .any(|k| is_kw(&first, k))
+    {
+        return false;
+    }
+    let mut ended = false;
+    for tok in lx {
+        match tok {
+            _ if ended => return false,
+            Token::Open => return false,
+            Token::Semicolon => ended = true,
+            ref t if is_kw(t, "into") => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// If the first statement of `sql` is `CREATE [GLOBAL|LOCAL] TEMP|TEMPORARY TABLE [IF NOT
+/// EXISTS] name ... ON COMMIT DELETE ROWS`, the table's relname as pg_class stores it.
+/// Cheap for every other query: it stops at the first word unless that word is CREATE.
+pub fn on_commit_delete_rows_table(sql: &str) -> Option<String> {
+    let mut lx = Lexer::new(sql, false);
+    ocdr_statement(&mut lx).unwrap_or(None)
+}
+
+/// Like [`on_commit_delete_rows_table`] but for every statement of a multi-statement query.
+pub fn on_commit_delete_rows_tables(sql: &str) -> Vec<String> {
+    let mut lx = Lexer::new(sql, false);
+    let mut out = Vec::new();
+    loop {
+        match ocdr_statement(&mut lx) {
+            Ok(found) => out.extend(found),
+            Err(End) => return out,
+        }
+    }
+}
+
+struct End;
+
+/// Examines one statement and leaves the lexer after its terminating semicolon.
+/// `Err(End)` when there is no further statement.
+fn ocdr_statement(lx: &mut Lexer<'_>) -> Result<Option<String>, End> {
+    let first = lx.next().ok_or(End)?;
+    if first == Token::Semicolon {
+        return Ok(None);
+    }
+    if !is_kw(&first, "create") {
+        skip_to_semicolon(lx, 0);
+        return Ok(None);
+    }
+    let mut tok = lx.next();
+    if tok
+        .as_ref()
+        .is_some_and(|t| is_kw(t, "global") || is_kw(t, "local"))
+    {
+        tok = lx.next();
+    }
+    if !tok
+        .as_ref()
+        .is_some_and(|t| is_kw(t, "temp") || is_kw(t, "temporary"))
+    {
+        skip_to_semicolon(lx, 0);
+        return Ok(None);
+    }
+    if !lx.next().is_some_and(|t| is_kw(&t, "table")) {
+        skip_to_semicolon(lx, 0);
+        return Ok(None);
+    }
+    let mut tok = lx.next();
+    if tok.as_ref().is_some_and(|t| is_kw(t, "if")) {
+        let not = lx.next();
+        let exists = lx.next();
+        if !(not.is_some_and(|t| is_kw(&t, "not")) && exists.is_some_and(|t| is_kw(&t, "exists"))) {
+            skip_to_semicolon(lx, 0);
+            return Ok(None);
+        }
+        tok = lx.next();
+    }
+    // name or schema.name: the relname is the last part.
+    let Some(mut name) = tok.as_ref().and_then(ident_name) else {
+        skip_to_semicolon(lx, 0);
+        return Ok(None);
+    };
+    let mut next = lx.next();
+    while next == Some(Token::Dot) {
+        match lx.next().as_ref().and_then(ident_name) {
+            Some(part) => name = part,
+            None => {
+                skip_to_semicolon(lx, 0);
+                return Ok(None);
+            }
+        }
+        next = lx.next();
+    }
+    // Look for ON COMMIT DELETE ROWS at depth 0 before AS (CTAS query) or the end.
+    let mut depth = 0usize;
+    let mut window: [Option<Token<'_>>; 4] = [None, None, None, None];
+    let mut cur = next;
+    let mut found = false;
+    while let Some(t) = cur {
+        match t {
+            Token::Semicolon if depth == 0 => break,
+            Token::Open => depth += 1,
+            Token::Close => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth == 0 && is_kw(&t, "as") {
+            skip_to_semicolon(lx, 0);
+            break;
+        }
+        window.rotate_left(1);
+        window[3] = Some(t);
+        if depth == 0
+            && matches!(&window, [Some(a), Some(b), Some(c), Some(d)]
+                if is_kw(a, "on") && is_kw(b, "commit") && is_kw(c, "delete") && is_kw(d, "rows"))
+        {
+            found = true;
+        }
+        cur = lx.next();
+    }
+    Ok(found.then_some(name))
+}
+
+/// Names of custom (dotted, `app.tenant` style) settings that `sql` may set for the session:
+/// `SET [SESSION] a.b ...` and `set_config('a.b', ...)`. pg_settings doesn't list such
+/// placeholders, so the proxy remembers the names and capture asks for their values.
+/// Cheap for queries without a dot or without "set".
+pub fn custom_setting_names(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if !sql.contains('.') || !contains_ignore_case(sql, "set") {
+        return out;
+    }
+    let mut lx = Lexer::new(sql, false);
+    while let Some(first) = lx.next() {
+        if first == Token::Semicolon {
+            continue;
+        }
+        if is_kw(&first, "set") {
+            let mut tok = lx.next();
+            if tok.as_ref().is_some_and(|t| is_kw(t, "session")) {
+                tok = lx.next();
+            }
+            // SET LOCAL ends with the transaction; it never reaches a checkpoint.
+            if let (Some(a), Some(Token::Dot), Some(b)) = (tok, lx.next(), lx.next())
+                && let (Some(a), Some(b)) = (setting_part(a), setting_part(b))
+            {
+                out.push(format!("{a}.{b}"));
+            }
+        }
+        skip_to_semicolon(&mut lx, 0);
+    }
+    let lower = sql.to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    let mut offset = 0;
+    while let Some(i) = rest.find("set_config") {
+        let after = offset + i + "set_config".len();
+        if let Some(name) = first_literal_argument(&sql[after..])
+            && name.contains('.')
+        {
+            out.push(name.to_ascii_lowercase());
+        }
+        offset = after;
+        rest = &lower[after..];
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn setting_part(tok: Token<'_>) -> Option<String> {
+    match tok {
+        Token::Word(w) => Some(w.to_ascii_lowercase()),
+        Token::Quoted(q) => Some(q),
+        _ => None,
+    }
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// `  ( 'a.b' , ...` → `a.b`
+fn first_literal_argument(s: &str) -> Option<String> {
+    let s = s.trim_start().strip_prefix('(')?.trim_start();
+    let body = s.strip_prefix('\'')?;
+    let mut name = String::new();
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            if chars.peek() == Some(&'\'') {
+                chars.next();
+                name.push('\'');
+            } else {
+                return Some(name);
+            }
+        } else {
+            name.push(c);
+        }
+    }
+    None
+}
+
+/// Words after which a transaction can't be carried over a stop whatever the backend says:
+/// settings and notifications the catalogs don't show (`SET LOCAL`, `NOTIFY`), transactional
+/// LISTEN, savepoints, transaction-level advisory locks, and anything that writes or locks,
+/// which the backend would refuse at checkpoint anyway.
+const TAINTS: &[&str] = &[
+    "set",
+    "reset",
+    "set_config",
+    "notify",
+    "pg_notify",
+    "listen",
+    "unlisten",
+    "savepoint",
+    "release",
+    "discard",
+    "load",
+    "lock",
+    "serializable",
+    "repeatable",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "copy",
+    "create",
+    "drop",
+    "alter",
+    "truncate",
+    "grant",
+    "revoke",
+    "call",
+    "do",
+    "prepare",
+    "declare",
+    "vacuum",
+    "analyze",
+    "cluster",
+    "reindex",
+    "refresh",
+    "comment",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+];
+
+/// Whether a statement run in a transaction block means the block can't be carried over a
+/// stop. Words only: strings, quoted names and comments don't count.
+pub fn taints_transaction(sql: &str) -> bool {
+    Lexer::new(sql, false).any(|t| match t {
+        Token::Word(w) => TAINTS.iter().any(|k| w.eq_ignore_ascii_case(k)),
+        _ => false,
+    })
+}
+
+/// Whether `sql`'s first word is PREPARE.
+pub fn prepares(sql: &str) -> bool {
+    matches!(Lexer::new(sql, false).next(), Some(ref t) if is_kw(t, "prepare"))
+}
+
+/// Whether `sql`'s first word is EXECUTE.
+pub fn executes(sql: &str) -> bool {
+    matches!(Lexer::new(sql, false).next(), Some(ref t) if is_kw(t, "execute"))
+}
+
+/// Whether `sql` may open a transaction block: a cheap over-estimate.
+pub fn may_begin(sql: &str) -> bool {
+    contains_ignore_case(sql, "begin") || contains_ignore_case(sql, "start")
+}
+
+/// Whether `sql` may drop prepared statements (DEALLOCATE, DISCARD): a cheap over-estimate.
+pub fn may_drop_statements(sql: &str) -> bool {
+    contains_ignore_case(sql, "deallocate") || contains_ignore_case(sql, "discard")
+}
+
+/// Cheap pre-check for [`on_commit_delete_rows_tables`]: most queries can't contain it.
+pub fn may_create_on_commit_delete_rows(sql: &str) -> bool {
+    contains_ignore_case(sql, "delete") && contains_ignore_case(sql, "create")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ocdr_basic_forms() {
+        let t = on_commit_delete_rows_table;
+        assert_eq!(
+            t("CREATE TEMP TABLE Foo (a int) ON COMMIT DELETE ROWS").as_deref(),
+            Some("foo")
+        );
+        assert_eq!(
+            t("create temporary table \"My T\" (a int) on commit delete rows;").as_deref(),
+            Some("My T")
+        );
+        assert_eq!(
+            t("CREATE GLOBAL TEMPORARY TABLE IF NOT EXISTS pg_temp.x (a text default 'y') WITH (fillfactor=50) ON COMMIT DELETE ROWS").as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            t("  -- hi\n /* a /* nested */ comment */ CREATE LOCAL TEMP TABLE t2 ON COMMIT DELETE ROWS AS SELECT 1").as_deref(),
+            Some("t2")
+        );
+    }
+
+    #[test]
+    fn ocdr_negatives() {
+        let t = on_commit_delete_rows_table;
+        assert_eq!(
+            t("SELECT 'CREATE TEMP TABLE x ON COMMIT DELETE ROWS'"),
+            None
+        );
+        assert_eq!(t("CREATE TABLE x (a int)"), None);
+        assert_eq!(
+            t("CREATE TEMP TABLE x (a int) ON COMMIT PRESERVE ROWS"),
+            None
+        );
+        assert_eq!(
+            t("CREATE TEMP TABLE x (a text default 'ON COMMIT DELETE ROWS')"),
+            None
+        );
+        assert_eq!(
+            t("CREATE TEMP TABLE x (a int); SELECT 'on commit delete rows'"),
+            None
+        );
+        assert_eq!(t("CREATE TEMP TABLE x AS SELECT 1 AS on_commit"), None);
+        assert_eq!(t(""), None);
+        assert_eq!(t("-- only a comment"), None);
+    }
+
+    #[test]
+    fn ocdr_truncates_long_names() {
+        let long = "a".repeat(70);
+        let got = on_commit_delete_rows_table(&format!(
+            "create temp table {long} () on commit delete rows"
+        ));
+        assert_eq!(got, Some("a".repeat(63)));
+    }
+
+    #[test]
+    fn ocdr_every_statement() {
+        let got = on_commit_delete_rows_tables(
+            "select 1; create temp table a () on commit delete rows; create temp table b (); \
+             CREATE TEMP TABLE \"C\" (x int) ON COMMIT DELETE ROWS",
+        );
+        assert_eq!(got, vec!["a".to_string(), "C".to_string()]);
+    }
+
+    #[test]
+    fn plain_reads() {
+        assert!(plainly_reads(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+        ));
+        assert!(plainly_reads("select 1;"));
+        assert!(plainly_reads("SHOW search_path"));
+        assert!(plainly_reads("select ';(' as x"));
+        assert!(plainly_reads(""));
+        assert!(!plainly_reads("select nextval('s')"));
+        assert!(!plainly_reads("select pg_advisory_lock(1)"));
+        assert!(!plainly_reads("SELECT * INTO TEMP t FROM x"));
+        assert!(!plainly_reads("select 1; set a.b = 1"));
+        assert!(!plainly_reads("SET search_path = x"));
+        assert!(!plainly_reads("insert into t values (1)"));
+        assert!(!plainly_reads("/* hi */ prepare p as select 1"));
+        assert!(!plainly_reads("with x as (select 1) select * from x"));
+    }
+
+    #[test]
+    fn finds_set_and_set_config_names() {
+        assert_eq!(
+            custom_setting_names("SET myapp.Tenant = '42'"),
+            vec!["myapp.tenant"]
+        );
+        assert_eq!(
+            custom_setting_names("set session a.b to 1; select 1"),
+            vec!["a.b"]
+        );
+        assert_eq!(
+            custom_setting_names(
+                "select set_config('x.y', '1', false), set_config( 'p.q','2',false)"
+            ),
+            vec!["p.q", "x.y"]
+        );
+        assert!(custom_setting_names("SET LOCAL a.b = 1").is_empty());
+        assert!(custom_setting_names("SET work_mem = '4MB'").is_empty());
+        assert!(custom_setting_names("select 1.5").is_empty());
+        assert!(custom_setting_names("select set_config('search_path', 'a', false)").is_empty());
+    }
+}
