@@ -13,3 +13,6 @@ pub use engine::Session;
 pub use error::Error;
 pub use membership::Membership;
 pub use protocol::{Capture, Protocol, Step};
+
+#[cfg(test)]
+mod tests;
