@@ -26,7 +26,7 @@ const PID_FILE: &str = "mariadbd.pid";
 fn have_mariadb() -> bool {
     let ok = Path::new("/usr/sbin/mariadbd").exists() || Path::new("/usr/bin/mariadbd").exists();
     if !ok {
-        eprintln!("skipping: mariadbd is not installed (apt-get install mariadb-server)");
+        common::missing("mariadbd is not installed (apt-get install mariadb-server)");
     }
     ok
 }

@@ -4,6 +4,8 @@
 //!
 //! Skipped (with a message) when mariadbd or the `mysql` OS user is absent.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
@@ -64,11 +66,11 @@ fn opts(port: u16, user: &str, pass: &str, db: Option<&str>) -> OptsBuilder {
 
 async fn start_server() -> Option<Server> {
     if !Path::new(MARIADBD).exists() || !Path::new(INSTALL_DB).exists() {
-        eprintln!("skipping: no mariadbd");
+        common::missing("mariadbd is not installed");
         return None;
     }
     let Some((uid, gid)) = mysql_ids() else {
-        eprintln!("skipping: no mysql user");
+        common::missing("there is no mysql OS user");
         return None;
     };
     let dir = std::env::temp_dir().join(format!(

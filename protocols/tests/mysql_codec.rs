@@ -1,6 +1,8 @@
 //! The MySQL codec against a real mariadbd (skipped with a message when MariaDB is not
 //! installed), plus fuzz-style robustness checks over every payload the server sent.
 
+mod common;
+
 use protocols::auth::mysql::{native_scramble, sha2_scramble};
 use protocols::mysql::command::{self, PrepareOk};
 use protocols::mysql::handshake::{
@@ -69,7 +71,7 @@ fn chown(p: &Path, ids: (u32, u32)) {
 
 fn start_server() -> Option<Server> {
     if !Path::new(MARIADBD).exists() || !Path::new(INSTALL_DB).exists() {
-        eprintln!("skipping: MariaDB is not installed ({MARIADBD})");
+        common::missing(&format!("MariaDB is not installed ({MARIADBD})"));
         return None;
     }
     let ids = mysql_ids();

@@ -4,6 +4,8 @@
 //!
 //! Skipped (with a message) when the PostgreSQL 15 binaries or the `postgres` user are absent.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -53,11 +55,11 @@ fn free_port() -> u16 {
 
 fn start_server() -> Option<Server> {
     if !Path::new(BIN).join("postgres").exists() {
-        eprintln!("skipping: no PostgreSQL 15 binaries");
+        common::missing("the PostgreSQL 15 binaries are not installed");
         return None;
     }
     let (uid, gid) = postgres_ids().or_else(|| {
-        eprintln!("skipping: no postgres user");
+        common::missing("there is no postgres OS user");
         None
     })?;
     use std::os::unix::process::CommandExt;
