@@ -5,10 +5,12 @@
 mod answer;
 mod catalog;
 mod sql;
+mod traffic;
 
-pub use answer::{Answer, Effect, Outcome, View, answer, is_probe_traffic};
+pub use answer::{Answer, Effect, Outcome, View, answer};
 pub use catalog::{Accepted, Catalog, QUERY as CATALOG_QUERY, SettingDef};
 pub use sql::{Probe, ProbeSet, Statement, probe, single, statements};
+pub use traffic::is_probe_traffic;
 
 use super::snapshot::{PgSnapshot, PreparedStatement, Setting};
 
