@@ -30,6 +30,12 @@ use super::sql::{quote_ident, quote_literal};
 use super::tracked::{Tracked, TrackedPrepare};
 use super::uservars::{sql_prepared, user_value};
 
+mod variables;
+
+pub use variables::EXCLUDED_VARIABLES;
+pub(crate) use variables::variable_rank;
+use variables::{variable_literal, variables_query};
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueryResult {
     pub columns: Vec<ColumnInfo>,
@@ -95,51 +101,6 @@ const NOT_A_TEMP_TABLE: &[u16] = &[
 const META: &str = "SELECT DATABASE(), CURRENT_ROLE(), LAST_INSERT_ID(), \
 @@session.character_set_results, @@session.autocommit";
 
-/// Variables never carried over: volatile per-statement values, values the server derives
-/// (character_set_database follows USE), identities of the old connection, and the
-/// session_track_* settings the proxy sets itself. Read-only ones are filtered by READ_ONLY.
-pub const EXCLUDED_VARIABLES: &[&str] = &[
-    "CHARACTER_SET_DATABASE",
-    "COLLATION_DATABASE",
-    "GTID_SEQ_NO",
-    "IDENTITY",
-    "INSERT_ID",
-    "LAST_INSERT_ID",
-    // Read-only per session, copied from the global at connect: differs after SET GLOBAL.
-    "MAX_ALLOWED_PACKET",
-    "MAX_USER_CONNECTIONS",
-    "NET_BUFFER_LENGTH",
-    "PSEUDO_THREAD_ID",
-    "RAND_SEED1",
-    "RAND_SEED2",
-    "SESSION_TRACK_SCHEMA",
-    "SESSION_TRACK_STATE_CHANGE",
-    "SESSION_TRACK_SYSTEM_VARIABLES",
-    "SESSION_TRACK_TRANSACTION_INFO",
-    "TIMESTAMP",
-    "WSREP_GTID_SEQ_NO",
-];
-
-fn variables_query() -> String {
-    let excluded: Vec<String> = EXCLUDED_VARIABLES
-        .iter()
-        .map(|v| format!("'{v}'"))
-        .collect();
-    // BINARY: a case-only difference is a difference. SESSION ONLY variables have no global
-    // value; their compile-time default is what a fresh session starts with. The handshake
-    // sets the connection character set, so a session that went back to the global one
-    // (SET NAMES latin1) still differs from a fresh connection.
-    format!(
-        "SELECT LOWER(VARIABLE_NAME), SESSION_VALUE, VARIABLE_TYPE \
-         FROM information_schema.SYSTEM_VARIABLES WHERE READ_ONLY = 'NO' \
-         AND ((VARIABLE_SCOPE = 'SESSION' AND NOT (BINARY SESSION_VALUE <=> BINARY GLOBAL_VALUE)) \
-         OR (VARIABLE_SCOPE = 'SESSION ONLY' AND NOT (BINARY SESSION_VALUE <=> BINARY DEFAULT_VALUE)) \
-         OR VARIABLE_NAME IN ({HANDSHAKE_VARIABLES})) \
-         AND VARIABLE_NAME NOT IN ({}) {NO_LIMIT}",
-        excluded.join(", ")
-    )
-}
-
 const LOCKS: &str = "SET STATEMENT sql_select_limit = 18446744073709551615, \
 max_join_size = 18446744073709551615, max_statement_time = 0 FOR SELECT LOCK_TYPE, TABLE_SCHEMA, TABLE_NAME \
 FROM information_schema.METADATA_LOCK_INFO WHERE THREAD_ID = CONNECTION_ID() \
@@ -157,33 +118,8 @@ max_join_size = 18446744073709551615, max_statement_time = 0 FOR ";
 const PLAIN_SHOW: &str = "SET STATEMENT sql_select_limit = 18446744073709551615, \
 max_statement_time = 0, sql_mode = '', sql_quote_show_create = 1 FOR ";
 
-const HANDSHAKE_VARIABLES: &str = "'CHARACTER_SET_CLIENT', 'CHARACTER_SET_CONNECTION', \
-'CHARACTER_SET_RESULTS', 'COLLATION_CONNECTION'";
-
 /// User variables per SELECT (4 columns each).
 const VARS_PER_QUERY: usize = 100;
-
-/// Replay order of variables: a character set before its collation (setting a character set
-/// resets the collation), SET NAMES's trio before collation_connection; then the rest by
-/// name; the transaction characteristics and sql_mode last.
-pub(crate) fn variable_rank(name: &str) -> (u8, u8) {
-    const FIRST: &[&str] = &[
-        "character_set_client",
-        "character_set_results",
-        "character_set_connection",
-        "collation_connection",
-        "character_set_server",
-        "collation_server",
-    ];
-    const LAST: &[&str] = &["autocommit", "tx_isolation", "tx_read_only", "sql_mode"];
-    if let Some(i) = FIRST.iter().position(|n| *n == name) {
-        (0, i as u8)
-    } else if let Some(i) = LAST.iter().position(|n| *n == name) {
-        (2, i as u8)
-    } else {
-        (1, 0)
-    }
-}
 
 /// Where each round-1 query's result lands.
 #[derive(Debug, Clone, Default)]
@@ -574,58 +510,9 @@ fn parse<T: std::str::FromStr>(
         .map_err(|_| unexpected(format!("{what}: not a number: {t:?}")))
 }
 
-/// A system variable's value as a SQL literal for `SET SESSION name = ...`: numbers bare
-/// (a quoted number is refused for numeric variables), everything else quoted.
-fn variable_literal(name: &str, value: Option<&str>, kind: &str) -> String {
-    let Some(v) = value else {
-        return "NULL".to_string();
-    };
-    // These print NULL as '' (and '' is not a valid value); the versioning default prints as
-    // the word DEFAULT, which is only accepted unquoted.
-    match (name, v) {
-        (
-            "default_tmp_storage_engine"
-            | "enforce_storage_engine"
-            | "innodb_ft_user_stopword_table",
-            "",
-        ) => return "NULL".to_string(),
-        ("system_versioning_asof", "DEFAULT") => return "DEFAULT".to_string(),
-        _ => {}
-    }
-    let numeric = kind.contains("INT") || kind == "DOUBLE";
-    if numeric
-        && !v.is_empty()
-        && v.bytes()
-            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'))
-    {
-        v.to_string()
-    } else {
-        quote_literal(v)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn variable_literals() {
-        assert_eq!(
-            variable_literal("x", Some("4096"), "BIGINT UNSIGNED"),
-            "4096"
-        );
-        assert_eq!(variable_literal("x", Some("ON"), "BOOLEAN"), "'ON'");
-        assert_eq!(variable_literal("x", None, "ENUM"), "NULL");
-        assert_eq!(
-            variable_literal("x", Some("10.000000"), "DOUBLE"),
-            "10.000000"
-        );
-        assert_eq!(variable_literal("x", Some("a'b"), "VARCHAR"), "'a''b'");
-        assert_eq!(
-            variable_literal("enforce_storage_engine", Some(""), "VARCHAR"),
-            "NULL"
-        );
-    }
 
     #[test]
     fn round_one_shape() {
