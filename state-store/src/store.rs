@@ -63,8 +63,13 @@ impl Store {
         })
     }
 
-    /// Writes the snapshot; returns once the backend reports it durably stored.
-    pub async fn put<T: Serialize>(&self, key: &SnapshotKey, value: &T) -> Result<(), StoreError> {
+    /// Writes the snapshot; returns once the backend reports it durably stored, with the number
+    /// of bytes stored.
+    pub async fn put<T: Serialize>(
+        &self,
+        key: &SnapshotKey,
+        value: &T,
+    ) -> Result<usize, StoreError> {
         let location = self.location(key)?;
         let started = std::time::Instant::now();
         let bytes = envelope::encode(key, value)?;
@@ -75,7 +80,7 @@ impl Store {
             .await
             .map_err(|e| backend_error("put", key, e))?;
         tracing::debug!(%key, bytes = len, put_us = started.elapsed().as_micros(), "snapshot stored");
-        Ok(())
+        Ok(len)
     }
 
     /// Reads and verifies the snapshot stored for `key`.

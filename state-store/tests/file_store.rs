@@ -46,9 +46,10 @@ async fn roundtrip_delete_not_found() {
         settings: vec![("search_path".into(), "app, public".into())],
         rows: "small".into(),
     };
-    store.put(&k, &snap).await.unwrap();
+    let stored = store.put(&k, &snap).await.unwrap();
     let on_disk = root.join("pg-main").join(k.session.to_string());
     assert!(on_disk.is_file(), "object at <cluster>/<session>");
+    assert_eq!(stored as u64, std::fs::metadata(&on_disk).unwrap().len());
     assert_eq!(&std::fs::read(&on_disk).unwrap()[..4], b"TRPR");
 
     let back: Snap = store.get(&k).await.unwrap();
