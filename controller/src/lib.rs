@@ -5,7 +5,7 @@ pub mod driver;
 
 pub use cluster::{
     CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCmd, Participant, Rejoin, Resume,
-    SleepError,
+    SleepError, WakeCause,
 };
 pub use driver::{
     BackendConfig, BackendInfo, BackendState, BootstrapUser, Driver, DriverError, DriverStatus,

@@ -24,7 +24,7 @@ use crate::driver::{BackendInfo, Driver, DriverError};
 
 pub use drain::{CheckpointReply, DrainCmd, Participant, Resume, SleepError};
 pub use state::ClusterState;
-pub use wake::Rejoin;
+pub use wake::{Rejoin, WakeCause};
 
 struct Inner {
     state: ClusterState,
@@ -67,6 +67,8 @@ pub struct Cluster {
     /// Mirrors `state == Draining` for the per-message check on the hot path.
     draining: AtomicBool,
     pub stats: ClusterStats,
+    /// Time from a wake request to the backend being ready, one per [`WakeCause`].
+    wake_seconds: [metrics::Histogram; WakeCause::ALL.len()],
 }
 
 impl Cluster {
@@ -94,7 +96,17 @@ impl Cluster {
             lifecycle: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
             stats: ClusterStats::default(),
+            wake_seconds: WakeCause::ALL.map(|_| metrics::Histogram::noop()),
         }
+    }
+
+    /// Where the wake latency of each cause is recorded; none by default.
+    pub fn with_wake_histograms(
+        mut self,
+        histogram: impl Fn(WakeCause) -> metrics::Histogram,
+    ) -> Self {
+        self.wake_seconds = WakeCause::ALL.map(histogram);
+        self
     }
 
     pub fn name(&self) -> &str {

@@ -304,3 +304,48 @@ async fn a_failed_stop_keeps_the_cluster_up_only_while_the_backend_runs() {
     c.wake(None).await.unwrap();
     assert_eq!(d.starts.load(Ordering::SeqCst), 2);
 }
+
+/// A histogram that keeps every value it is given.
+#[derive(Default)]
+struct Samples(std::sync::Mutex<Vec<f64>>);
+
+impl metrics::HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+impl Samples {
+    fn values(&self) -> Vec<f64> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_wake_that_starts_the_backend_records_its_latency_under_its_cause() {
+    let d = Arc::new(Counting::default());
+    let client = Arc::new(Samples::default());
+    let admin = Arc::new(Samples::default());
+    let (c_hist, a_hist) = (client.clone(), admin.clone());
+    let c = Cluster::new("t", Duration::from_secs(3600), Box::new(d.clone())).with_wake_histograms(
+        move |cause| match cause {
+            WakeCause::Client => metrics::Histogram::from_arc(c_hist.clone()),
+            WakeCause::Admin => metrics::Histogram::from_arc(a_hist.clone()),
+        },
+    );
+    c.wake_for(WakeCause::Admin, None).await.unwrap();
+    // Already running: nothing started, nothing to record.
+    c.wake(None).await.unwrap();
+    let a = admin.values();
+    assert_eq!(a.len(), 1, "{a:?}");
+    // The counting driver takes 50 ms to start.
+    assert!((0.05..5.0).contains(&a[0]), "{a:?}");
+    assert!(client.values().is_empty(), "{:?}", client.values());
+
+    c.sleep().await.unwrap();
+    c.wake(None).await.unwrap();
+    let cl = client.values();
+    assert_eq!(cl.len(), 1, "{cl:?}");
+    assert!((0.05..5.0).contains(&cl[0]), "{cl:?}");
+    assert_eq!(admin.values().len(), 1);
+}

@@ -20,13 +20,48 @@ pub struct Rejoin {
 /// How long a wake waits for watching sessions to attach before its own caller goes on.
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Who asked for the backend: wake latency is reported per cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeCause {
+    /// A client's request (a query, or a connection that needs the server's greeting).
+    Client,
+    /// `POST /api/clusters/{name}/wake`.
+    Admin,
+}
+
+impl WakeCause {
+    pub const ALL: [WakeCause; 2] = [WakeCause::Client, WakeCause::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WakeCause::Client => "client",
+            WakeCause::Admin => "admin",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 impl Cluster {
     /// The backend to connect to, starting it if needed. Many callers at once cause one start.
     /// Calling this during phase 1 of a drain aborts the drain.
     ///
     /// `join` registers a drain participant in the same step, so no drain can stop the backend
     /// between this call returning and the caller's connection being set up.
-    pub async fn wake(&self, mut join: Option<Participant>) -> Result<BackendInfo, DriverError> {
+    pub async fn wake(&self, join: Option<Participant>) -> Result<BackendInfo, DriverError> {
+        self.wake_for(WakeCause::Client, join).await
+    }
+
+    /// [`Cluster::wake`] on behalf of `cause`; a wake that starts the backend records its latency
+    /// under that cause.
+    pub async fn wake_for(
+        &self,
+        cause: WakeCause,
+        mut join: Option<Participant>,
+    ) -> Result<BackendInfo, DriverError> {
+        let requested = Instant::now();
         let mut rx = self.state_tx.subscribe();
         loop {
             self.forget_exited_backend().await;
@@ -53,7 +88,7 @@ impl Cluster {
                 }
             };
             if start {
-                return self.start_backend(join.take()).await;
+                return self.start_backend(join.take(), cause, requested).await;
             }
             if rx.changed().await.is_err() {
                 return Err(DriverError::Failed("cluster is shutting down".into()));
@@ -84,11 +119,18 @@ impl Cluster {
         }
     }
 
-    async fn start_backend(&self, join: Option<Participant>) -> Result<BackendInfo, DriverError> {
+    async fn start_backend(
+        &self,
+        join: Option<Participant>,
+        cause: WakeCause,
+        requested: Instant,
+    ) -> Result<BackendInfo, DriverError> {
         let _guard = self.lifecycle.lock().await;
         let started = Instant::now();
         let result = self.driver.start().await;
         if let Ok(info) = &result {
+            // Ready: the sessions attaching next are the caller's business, not the wake's.
+            self.wake_seconds[cause.index()].record(requested.elapsed());
             self.rejoin_watchers(info).await;
         }
         // The idle clock starts now, before anyone can see the cluster running: the idle loop
