@@ -1,9 +1,8 @@
 //! The admin HTTP API: cluster status, each cluster's sessions, forced sleep and wake,
 //! Prometheus metrics.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::Router;
@@ -11,10 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use controller::{ClusterState, SleepError};
+use controller::{ClusterState, SleepError, WakeCause};
 use serde::Serialize;
 
 use crate::config::Protocol;
+use crate::metrics::{Metrics, Scrape, label};
 use crate::registry::Registry;
 use crate::service::Service;
 
@@ -22,18 +22,24 @@ use crate::service::Service;
 struct Admin {
     services: Arc<Vec<Arc<Service>>>,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
-pub fn router(services: Vec<Arc<Service>>, registry: Arc<Registry>) -> Router {
+pub fn router(
+    services: Vec<Arc<Service>>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+) -> Router {
     Router::new()
         .route("/api/clusters", get(list))
         .route("/api/clusters/{name}/sessions", get(sessions))
         .route("/api/clusters/{name}/sleep", post(sleep))
         .route("/api/clusters/{name}/wake", post(wake))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(render_metrics))
         .with_state(Admin {
             services: Arc::new(services),
             registry,
+            metrics,
         })
 }
 
@@ -155,160 +161,116 @@ async fn wake(State(admin): State<Admin>, Path(name): Path<String>) -> Response 
         return not_found(&name);
     };
     let cluster = s.cluster.clone();
-    match tokio::spawn(async move { cluster.wake(None).await }).await {
+    match tokio::spawn(async move { cluster.wake_for(WakeCause::Admin, None).await }).await {
         Ok(Ok(_)) => (StatusCode::OK, Json(admin.status(s).await)).into_response(),
         Ok(Err(e)) => internal(e.to_string()),
         Err(e) => internal(e.to_string()),
     }
 }
 
-async fn metrics(State(admin): State<Admin>) -> Response {
+async fn render_metrics(State(admin): State<Admin>) -> Response {
     let statuses = admin.statuses().await;
-    let mut out = String::new();
-    let mut family =
-        |name: &str, kind: &str, help: &str, series: &mut dyn Iterator<Item = (String, f64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in series {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        };
-    let per_cluster = |f: &dyn Fn(&Service, &ClusterStatus) -> f64| {
-        statuses
-            .iter()
-            .map(|(s, st)| (format!("cluster=\"{}\"", s.name), f(s, st)))
-            .collect::<Vec<_>>()
-            .into_iter()
-    };
-    let counter = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
-
-    family(
-        "torpor_cluster_up",
-        "gauge",
-        "1 when the backend is running",
-        &mut per_cluster(&|_, st| f64::from(u8::from(st.state == ClusterState::Running))),
-    );
-    family(
-        "torpor_cluster_state",
-        "gauge",
-        "1 for the cluster's current lifecycle state",
-        &mut statuses.iter().flat_map(|(s, st)| {
-            ["standby", "waking", "running", "draining", "stopping"].map(|state| {
-                (
-                    format!("cluster=\"{}\",state=\"{state}\"", s.name),
-                    f64::from(u8::from(st.state.as_str() == state)),
-                )
-            })
-        }),
-    );
-    family(
-        "torpor_sessions",
-        "gauge",
-        "client sessions by attachment",
-        &mut statuses.iter().flat_map(|(s, st)| {
-            [
-                ("attached", st.sessions.attached),
-                ("parked", st.sessions.parked),
-            ]
-            .map(|(a, n)| {
-                (
-                    format!("cluster=\"{}\",attachment=\"{a}\"", s.name),
-                    n as f64,
-                )
-            })
-        }),
-    );
-    family(
-        "torpor_busy_sessions",
-        "gauge",
-        "sessions with a query, transaction or COPY in progress",
-        &mut per_cluster(&|s, _| s.cluster.busy_sessions() as f64),
-    );
-    family(
-        "torpor_drain_blockers",
-        "gauge",
-        "reasons a drain would be refused now",
-        &mut per_cluster(&|_, st| st.blockers.len() as f64),
-    );
-    family(
-        "torpor_drain_blocker_info",
-        "gauge",
-        "1 for each reason a drain would be refused now, naming the session (user, client address, application_name)",
-        &mut statuses.iter().flat_map(|(s, st)| {
-            st.blockers.iter().map(|b| {
-                (
-                    format!("cluster=\"{}\",blocker=\"{}\"", s.name, label_value(b)),
-                    1.0,
-                )
-            })
-        }),
-    );
-    family(
-        "torpor_wakes_total",
-        "counter",
-        "backend starts",
-        &mut per_cluster(&|s, _| counter(&s.cluster.stats.wakes)),
-    );
-    family(
-        "torpor_wake_failures_total",
-        "counter",
-        "backend starts that failed",
-        &mut per_cluster(&|s, _| counter(&s.cluster.stats.wake_failures)),
-    );
-    family(
-        "torpor_drains_total",
-        "counter",
-        "completed scale-to-zero drains",
-        &mut per_cluster(&|s, _| counter(&s.cluster.stats.drains)),
-    );
-    family(
-        "torpor_drains_refused_total",
-        "counter",
-        "drains refused because of blockers",
-        &mut per_cluster(&|s, _| counter(&s.cluster.stats.drains_refused)),
-    );
-    family(
-        "torpor_drains_aborted_total",
-        "counter",
-        "drains called off by client activity",
-        &mut per_cluster(&|s, _| counter(&s.cluster.stats.drains_aborted)),
-    );
-    family(
-        "torpor_local_answers_total",
-        "counter",
-        "requests torpor answered without the server (probes, SETs)",
-        &mut per_cluster(&|s, _| counter(&s.local_answers)),
-    );
-    family(
-        "torpor_pg_catalog_settings",
-        "gauge",
-        "settings in the catalog learned from the server (0: not learned yet)",
-        &mut per_cluster(&|s, _| s.pg_catalog().map_or(0.0, |c| c.settings.len() as f64)),
-    );
-    family(
-        "torpor_mysql_catalog_variables",
-        "gauge",
-        "MySQL variables in the catalog learned from the server (0: not learned yet)",
-        &mut per_cluster(&|s, _| s.my_catalog().map_or(0.0, |c| c.variables.len() as f64)),
-    );
-    family(
-        "torpor_idle_timeout_seconds",
-        "gauge",
-        "configured idle timeout",
-        &mut per_cluster(&|s, _| s.cluster.idle_timeout().as_secs_f64()),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
-}
-
-/// A Prometheus label value: backslash, double quote and newline escaped.
-fn label_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+    let mut m = Scrape::default();
+    let counter = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    for (s, st) in &statuses {
+        let cluster = label("cluster", &s.name);
+        let of_cluster = std::slice::from_ref(&cluster);
+        m.gauge(
+            "torpor_cluster_up",
+            "1 when the backend is running",
+            of_cluster,
+            f64::from(u8::from(st.state == ClusterState::Running)),
+        );
+        for state in ["standby", "waking", "running", "draining", "stopping"] {
+            m.gauge(
+                "torpor_cluster_state",
+                "1 for the cluster's current lifecycle state",
+                &[cluster.clone(), label("state", state)],
+                f64::from(u8::from(st.state.as_str() == state)),
+            );
         }
+        for (attachment, n) in [
+            ("attached", st.sessions.attached),
+            ("parked", st.sessions.parked),
+        ] {
+            m.gauge(
+                "torpor_sessions",
+                "client sessions by attachment",
+                &[cluster.clone(), label("attachment", attachment)],
+                n as f64,
+            );
+        }
+        m.gauge(
+            "torpor_busy_sessions",
+            "sessions with a query, transaction or COPY in progress",
+            of_cluster,
+            s.cluster.busy_sessions() as f64,
+        );
+        m.gauge(
+            "torpor_drain_blockers",
+            "reasons a drain would be refused now",
+            of_cluster,
+            st.blockers.len() as f64,
+        );
+        for b in &st.blockers {
+            m.gauge(
+                "torpor_drain_blocker_info",
+                "1 for each reason a drain would be refused now, naming the session (user, client address, application_name)",
+                &[cluster.clone(), label("blocker", b)],
+                1.0,
+            );
+        }
+        let stats = &s.cluster.stats;
+        for (name, help, value) in [
+            ("torpor_wakes_total", "backend starts", &stats.wakes),
+            (
+                "torpor_wake_failures_total",
+                "backend starts that failed",
+                &stats.wake_failures,
+            ),
+            (
+                "torpor_drains_total",
+                "completed scale-to-zero drains",
+                &stats.drains,
+            ),
+            (
+                "torpor_drains_refused_total",
+                "drains refused because of blockers",
+                &stats.drains_refused,
+            ),
+            (
+                "torpor_drains_aborted_total",
+                "drains called off by client activity",
+                &stats.drains_aborted,
+            ),
+            (
+                "torpor_local_answers_total",
+                "requests torpor answered without the server (probes, SETs)",
+                &s.local_answers,
+            ),
+        ] {
+            m.counter(name, help, of_cluster, counter(value));
+        }
+        m.gauge(
+            "torpor_pg_catalog_settings",
+            "settings in the catalog learned from the server (0: not learned yet)",
+            of_cluster,
+            s.pg_catalog().map_or(0.0, |c| c.settings.len() as f64),
+        );
+        m.gauge(
+            "torpor_mysql_catalog_variables",
+            "MySQL variables in the catalog learned from the server (0: not learned yet)",
+            of_cluster,
+            s.my_catalog().map_or(0.0, |c| c.variables.len() as f64),
+        );
+        m.gauge(
+            "torpor_idle_timeout_seconds",
+            "configured idle timeout",
+            of_cluster,
+            s.cluster.idle_timeout().as_secs_f64(),
+        );
     }
-    out
+    let mut out = m.render();
+    out.push_str(&admin.metrics.render());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

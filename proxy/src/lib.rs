@@ -4,6 +4,7 @@ pub mod admin;
 pub mod check;
 pub mod config;
 mod learn;
+pub mod metrics;
 mod mysql;
 mod net;
 mod pg;

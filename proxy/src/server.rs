@@ -13,9 +13,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin;
 use crate::config::{ClusterConfig, Config, Protocol};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::Service;
 use crate::{mysql, pg};
+
+/// How often recorded values are folded into the histograms when nobody scrapes: until then
+/// each is kept on its own.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 pub struct Running {
     pub admin_addr: SocketAddr,
@@ -44,6 +49,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     store.probe().await.context("state_store")?;
     tracing::info!(store = %store.describe(), "snapshot store ready");
     let registry = Arc::new(Registry::default());
+    let metrics = Arc::new(Metrics::new().context("metrics")?);
     let shutdown = CancellationToken::new();
     let sessions = TaskTracker::new();
     let background = TaskTracker::new();
@@ -51,7 +57,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let mut services = Vec::new();
     let mut listen_addrs = Vec::new();
     for (c, driver) in cfg.clusters.iter().zip(drivers) {
-        let cluster = Arc::new(Cluster::new(&c.name, c.idle_timeout, driver));
+        let cluster = Arc::new(
+            Cluster::new(&c.name, c.idle_timeout, driver)
+                .with_wake_histograms(|cause| metrics.wake(&c.name, cause)),
+        );
         cluster
             .prepare()
             .await
@@ -60,12 +69,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             .await
             .with_context(|| format!("cluster {}: listening on {}", c.name, c.listen))?;
         listen_addrs.push(listener.local_addr()?);
-        let service = Arc::new(Service::new(
-            c,
-            cluster.clone(),
-            store.clone(),
-            registry.clone(),
-        ));
+        let service = Arc::new(
+            Service::new(c, cluster.clone(), store.clone(), registry.clone())
+                .with_metrics(metrics.cluster(&c.name, c.protocol)),
+        );
         services.push(service.clone());
 
         let token = shutdown.clone();
@@ -107,7 +114,18 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("admin: listening on {}", cfg.admin.listen))?;
     let admin_addr = admin_listener.local_addr()?;
-    let router = admin::router(services.clone(), registry.clone());
+    let token = shutdown.clone();
+    let upkept = metrics.clone();
+    background.spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tokio::select! {
+                _ = every.tick() => upkept.run_upkeep(),
+                _ = token.cancelled() => return,
+            }
+        }
+    });
+    let router = admin::router(services.clone(), registry.clone(), metrics);
     let token = shutdown.clone();
     background.spawn(async move {
         let serve = axum::serve(admin_listener, router)

@@ -10,6 +10,7 @@ use protocols::auth::scram::ScramSecret;
 use state_store::Store;
 
 use crate::config::{ClusterConfig, Protocol, UserConfig};
+use crate::metrics::ClusterMetrics;
 use crate::registry::Registry;
 
 /// Name/value pairs: startup parameters or ParameterStatus values.
@@ -74,6 +75,7 @@ pub struct Service {
     pub first_user: Option<Arc<User>>,
     /// Requests torpor answered itself, without the server.
     pub local_answers: AtomicU64,
+    pub metrics: ClusterMetrics,
     /// The health checks torpor answers for a PostgreSQL cluster.
     pub pg_probes: protocols::pg::local::ProbeSet,
     /// The same for a MySQL cluster.
@@ -113,10 +115,17 @@ impl Service {
             my_catalog: Mutex::new(None),
             first_user,
             local_answers: AtomicU64::new(0),
+            metrics: ClusterMetrics::default(),
             // Checked when the config was validated.
             pg_probes: protocols::pg::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
             my_probes: protocols::mysql::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
         }
+    }
+
+    /// Where this cluster's sessions record their latencies and sizes; nowhere by default.
+    pub fn with_metrics(mut self, metrics: ClusterMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn user(&self, name: &str) -> Option<Arc<User>> {

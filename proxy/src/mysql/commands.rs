@@ -122,10 +122,11 @@ impl Session<My> {
             return Ok(false);
         };
         let status = self.p.flow.status();
-        let reply = match cmd {
-            com::PING if self.service.my_probes.ping() => {
-                local::ok_packet(self.p.reply_seq, status, self.p.hello.capabilities)
-            }
+        let (reply, probe) = match cmd {
+            com::PING if self.service.my_probes.ping() => (
+                local::ok_packet(self.p.reply_seq, status, self.p.hello.capabilities),
+                true,
+            ),
             com::QUERY => {
                 let catalog = if probes_only {
                     None
@@ -145,13 +146,17 @@ impl Session<My> {
                 };
                 self.p.flow.set_status(answer.status);
                 self.p.overlay.record(&answer.changes);
-                answer.reply
+                let probe = local::is_probe(&payload(packet)[1..], &self.service.my_probes);
+                (answer.reply, probe)
             }
             _ => return Ok(false),
         };
         self.service
             .local_answers
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if probe {
+            self.service.metrics.probes_answered.increment(1);
+        }
         self.p.client.send(&reply).await?;
         Ok(true)
     }

@@ -1,5 +1,6 @@
 //! Replaying a snapshot into a fresh backend connection before the client's command runs.
 
+use metrics::Histogram;
 use protocols::mysql::command::{self, PrepareOk};
 use protocols::mysql::flow::{Flow, Kind, Reply};
 use protocols::mysql::handshake::caps;
@@ -25,16 +26,18 @@ fn failed(what: &str) -> Error {
 
 /// Sends the whole replay in one write and reads one response per command. Prepared statements
 /// get new backend ids under the ids the client knows; their long data is sent again. Returns
-/// the server status after the replay.
+/// the server status after the replay. The time a replay takes goes to `replay_seconds`.
 pub async fn restore(
     backend: &mut Backend,
     snap: &MySnapshot,
     stmts: &mut Statements,
+    replay_seconds: &Histogram,
 ) -> Result<u16, Error> {
     let commands = replay::build(snap);
     if commands.is_empty() {
         return Ok(backend.status);
     }
+    let started = std::time::Instant::now();
     let mut flow = Flow::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
     let mut out = Vec::new();
     for c in &commands {
@@ -83,6 +86,13 @@ pub async fn restore(
             done += 1;
         }
     }
+    // Long data has no response: once the commands are answered, the backend is restored.
+    replay_seconds.record(started.elapsed());
+    tracing::debug!(
+        replay_us = started.elapsed().as_micros(),
+        commands = commands.len(),
+        "session state replayed"
+    );
     if let Some(what) = failure {
         return Err(failed(&what));
     }

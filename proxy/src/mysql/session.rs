@@ -255,7 +255,8 @@ impl Protocol for My {
         let mut status = b.status;
         if let Some(mut snap) = snap {
             p.overlay.apply(&mut snap);
-            status = restore::restore(&mut b, &snap, &mut p.stmts).await?;
+            status =
+                restore::restore(&mut b, &snap, &mut p.stmts, &s.service.metrics.replay).await?;
             p.tracked.after_replay();
         }
         p.overlay.clear();

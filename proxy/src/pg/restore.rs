@@ -1,6 +1,7 @@
 //! Replaying a snapshot into a fresh backend connection before the client's query runs.
 
 use bytes::BytesMut;
+use metrics::Histogram;
 use protocols::pg::message::tag;
 use protocols::pg::parse;
 use protocols::pg::replay;
@@ -12,11 +13,13 @@ use super::conn::body;
 use crate::session::Error;
 
 /// Sends the whole replay in one write and reads until every ReadyForQuery came back.
-/// Fails naming the first item the backend refused. Notifications go to `to_client`.
+/// Fails naming the first item the backend refused. Notifications go to `to_client`. The
+/// time a replay takes goes to `replay_seconds`.
 pub async fn restore(
     backend: &mut Backend,
     snap: &PgSnapshot,
     to_client: &mut BytesMut,
+    replay_seconds: &Histogram,
 ) -> Result<(), Error> {
     let plan = replay::build(snap);
     if plan.ready_count == 0 {
@@ -68,6 +71,7 @@ pub async fn restore(
             _ => {}
         }
     }
+    replay_seconds.record(started.elapsed());
     tracing::debug!(
         replay_us = started.elapsed().as_micros(),
         ready = plan.ready_count,

@@ -263,7 +263,7 @@ impl Protocol for Pg {
         if let Some(mut snap) = snap {
             p.overlay.apply(&mut snap);
             let mut to_client = BytesMut::new();
-            restore::restore(&mut b, &snap, &mut to_client).await?;
+            restore::restore(&mut b, &snap, &mut to_client, &s.service.metrics.replay).await?;
             if !to_client.is_empty() {
                 p.client.send(&to_client).await?;
             }
@@ -367,6 +367,11 @@ async fn answer_locally(s: &mut Session<Pg>) -> Result<Local, Error> {
         Outcome::Incomplete => return Ok(Local::Incomplete),
         Outcome::Server => return Ok(Local::Server),
     };
+    let probe = local::is_probe_traffic(
+        &p.client.rbuf[..answer.consumed],
+        p.tracker.canned(),
+        &s.service.pg_probes,
+    );
     let _ = p.client.rbuf.split_to(answer.consumed);
     for e in &answer.effects {
         match e {
@@ -390,6 +395,9 @@ async fn answer_locally(s: &mut Session<Pg>) -> Result<Local, Error> {
     s.service
         .local_answers
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if probe {
+        s.service.metrics.probes_answered.increment(1);
+    }
     p.client.send(&answer.reply).await?;
     Ok(Local::Answered)
 }

@@ -3,7 +3,7 @@
 //! parking, waking and restoring; attaching when the backend starts if it listens.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use controller::{CheckpointReply, DrainCmd, Rejoin, Resume};
 use tokio_util::sync::CancellationToken;
@@ -207,6 +207,7 @@ impl<P: Protocol> Session<P> {
             // there is none): what the store holds, or a fresh connection, is this session.
             return Ok(CheckpointReply::Ready);
         }
+        let started = Instant::now();
         let snap = match P::capture(self).await? {
             Capture::Blocked(why) => {
                 let why = format!("{}: {}", self.member.label(), why.join(", "));
@@ -215,11 +216,17 @@ impl<P: Protocol> Session<P> {
             }
             Capture::Snapshot(s) => s,
         };
-        self.service
+        let metrics = &self.service.metrics;
+        metrics.checkpoint.record(started.elapsed());
+        let started = Instant::now();
+        let bytes = self
+            .service
             .store
             .put(&self.member.key, &*snap)
             .await
             .map_err(|e| P::put_failed(e.to_string()))?;
+        metrics.snapshot_put.record(started.elapsed());
+        metrics.snapshot_bytes.record(bytes as f64);
         self.member.reg.entry.set_holds(P::holds(&snap));
         self.member.saved = true;
         self.p.saved();

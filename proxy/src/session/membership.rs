@@ -2,6 +2,7 @@
 //! counts as busy, how it joins and leaves drains, and the snapshot that holds it while parked.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use controller::{BackendInfo, CheckpointReply, DrainCmd, DriverError, Rejoin, Resume};
 use serde::de::DeserializeOwned;
@@ -141,7 +142,7 @@ impl Membership {
         };
         let load = async {
             if *saved {
-                Some(service.store.get::<T>(key).await)
+                Some(load(service, key).await)
             } else {
                 None
             }
@@ -167,7 +168,7 @@ impl Membership {
             .cluster
             .register(self.id(), self.cmd_tx.clone());
         let snap = if self.saved {
-            Some(self.service.store.get::<T>(&self.key).await)
+            Some(load(&self.service, &self.key).await)
         } else {
             None
         };
@@ -231,4 +232,14 @@ impl Membership {
             tracing::warn!(cluster = %self.service.name, error = %e, "could not delete the snapshot of a closed session");
         }
     }
+}
+
+/// Reads a session's snapshot, timing the reads that succeed.
+async fn load<T: DeserializeOwned>(service: &Service, key: &SnapshotKey) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let snap = service.store.get::<T>(key).await;
+    if snap.is_ok() {
+        service.metrics.snapshot_get.record(started.elapsed());
+    }
+    snap
 }
