@@ -7,6 +7,9 @@ use std::process::Command;
 /// The python of virtualenv `target/<name>`, where `import <imports>` works after installing
 /// `packages` (pinned requirement strings) if it didn't already.
 pub fn venv_python(name: &str, imports: &str, packages: &[&str]) -> PathBuf {
+    // Tests of one binary run at once: the first creates the virtualenv, the others wait.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -34,10 +37,8 @@ pub fn venv_python(name: &str, imports: &str, packages: &[&str]) -> PathBuf {
 }
 
 /// The PostgreSQL Python clients the tests use (psycopg2 with SQLAlchemy, psycopg 3 with its
-/// pool, asyncpg), in one virtualenv; its first install must not race between tests.
+/// pool, asyncpg), in one virtualenv.
 pub fn pg_clients() -> PathBuf {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     venv_python(
         "pyidle",
         "psycopg2, sqlalchemy, psycopg, psycopg_pool, asyncpg",
