@@ -147,6 +147,9 @@ async fn greeting(service: &Service) -> Result<Greeting, Error> {
     if let Some(g) = service.greeting() {
         return Ok(g);
     }
+    // Busy until the greeting is read: a drain between the wake and the probe would stop the
+    // server under us.
+    let _busy = Busy::new(&service.cluster);
     let info = service.cluster.wake(None).await.map_err(|e| {
         Error::my(
             super::error::UNKNOWN,
@@ -157,6 +160,22 @@ async fn greeting(service: &Service) -> Result<Greeting, Error> {
     let g = super::backend::probe(&info).await?;
     service.remember_greeting(g.clone());
     Ok(g)
+}
+
+/// Counts as a busy session for as long as it lives.
+struct Busy<'a>(&'a controller::Cluster);
+
+impl<'a> Busy<'a> {
+    fn new(cluster: &'a controller::Cluster) -> Self {
+        cluster.busy_start();
+        Busy(cluster)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy_end();
+    }
 }
 
 type AuthResult = Result<(Arc<User>, Hello, u8), (u8, Error)>;
