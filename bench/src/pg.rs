@@ -82,7 +82,8 @@ async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         t.sleep().await?;
         bare.push(bare_postgres(&t.data_dir, t.backend).await?);
         let start = Instant::now();
-        c.simple_query("SELECT 1").await?;
+        // Not SELECT 1: torpor answers that probe itself while the database sleeps.
+        c.simple_query("SELECT 2").await?;
         torpor.push(ms(start.elapsed()));
     }
     // The state really came back (not timed).
@@ -153,7 +154,7 @@ async fn bare_postgres(data: &Path, addr: SocketAddr) -> Result<f64> {
 
 /// #5: 100 connected sessions go quiet; time from the last query's answer to the moment the
 /// postmaster pid is gone (polled at 1 ms), with idle_timeout 200 ms. Twice on the same
-/// clients: sessions that only ran `SELECT 1` (the drain skips their capture and put), then
+/// clients: sessions that only ran `SELECT 2` (the drain skips their capture and put), then
 /// sessions that each changed state before going quiet (two settings and a prepared statement,
 /// a new application_name every run), so every stop has all of them to capture and store
 /// (ahead of the drain, by the early snapshot, or in it).
@@ -229,7 +230,7 @@ async fn idle_runs(
             let c = c.clone();
             set.spawn(async move {
                 let stmt = if !stateful {
-                    c.simple_query("SELECT 1").await?;
+                    c.simple_query("SELECT 2").await?;
                     None
                 } else if run == 0 {
                     make_stateful(&c, i).await?
@@ -347,7 +348,7 @@ async fn restore_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> 
     ))
     .await?;
     let empty = connect(t.listen).await?;
-    empty.simple_query("SELECT 1").await?;
+    empty.simple_query("SELECT 2").await?;
 
     // The same rows in COPY binary form, for the baseline.
     let data = {
@@ -369,10 +370,10 @@ async fn restore_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> 
         t.sleep().await?;
         t.wake().await?;
         let s = Instant::now();
-        empty.simple_query("SELECT 1").await?;
+        empty.simple_query("SELECT 2").await?;
         let e = s.elapsed();
         let s = Instant::now();
-        big.simple_query("SELECT 1").await?;
+        big.simple_query("SELECT 2").await?;
         let b = s.elapsed();
         restore_s.push((b.saturating_sub(e)).as_secs_f64());
 
@@ -437,7 +438,7 @@ async fn memory_inner(t: &Torpor, conns: usize) -> Result<f64> {
     // One session first, so torpor knows the server's ParameterStatus values and can greet
     // later clients without waking the database.
     let first = connect(t.listen).await?;
-    first.simple_query("SELECT 1").await?;
+    first.simple_query("SELECT 2").await?;
     t.sleep().await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = t.rss_kib()?;
@@ -565,7 +566,7 @@ async fn mass_inner(
     n: usize,
 ) -> Result<(Wave, Result<Wave>, Result<Wave>)> {
     let first = connect(t.listen).await?;
-    first.simple_query("SELECT 1").await?;
+    first.simple_query("SELECT 2").await?;
     t.sleep().await?;
     let clients = connect_many(t.listen, n).await?;
     let mut reads = Wave::default();
