@@ -1,10 +1,10 @@
 //! MySQL/MariaDB wire protocol (CLIENT_PROTOCOL_41 only), sans-IO.
 
 pub mod command;
-pub mod flow;
 pub mod handshake;
 pub mod packet;
 pub mod response;
+pub mod response_tracker;
 
 // Session state: what a parked session holds, how to capture and replay it.
 pub mod capture;

@@ -364,7 +364,7 @@ impl Tracker {
     }
 
     /// After a replay on a fresh backend the session is idle outside a transaction.
-    pub fn reset_flow(&mut self) {
+    pub fn reset_to_idle(&mut self) {
         self.pending = 0;
         self.extended = false;
         self.txn = b'I';

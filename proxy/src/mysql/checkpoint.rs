@@ -3,10 +3,10 @@
 
 use protocols::mysql::capture::{self, ColumnInfo, QueryResult, ServerError, Step};
 use protocols::mysql::command;
-use protocols::mysql::flow::{Flow, Kind, Reply};
 use protocols::mysql::handshake::caps;
 use protocols::mysql::packet::write_packet;
 use protocols::mysql::response::{Column, ErrPacket, column_count, text_row};
+use protocols::mysql::response_tracker::{Kind, Reply, ResponseTracker};
 use protocols::mysql::snapshot::MySnapshot;
 use protocols::mysql::tracked::Tracked;
 
@@ -45,11 +45,11 @@ pub async fn run(
     backend: &mut Backend,
     queries: &[String],
 ) -> Result<Vec<Result<QueryResult, ServerError>>, Error> {
-    let mut flow = Flow::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
+    let mut responses = ResponseTracker::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
     let mut out = Vec::new();
     for q in queries {
         write_packet(&mut out, 0, &command::query(q));
-        flow.expect(Reply::Query);
+        responses.expect(Reply::Query);
     }
     backend.conn.send(&out).await?;
 
@@ -60,7 +60,7 @@ pub async fn run(
     while results.len() < queries.len() {
         let packet = backend.conn.recv().await?;
         let body = payload(&packet);
-        let seen = flow
+        let seen = responses
             .backend_packet(body)
             .map_err(|e| Error::Protocol(format!("from the database: {e}")))?;
         match seen.kind {

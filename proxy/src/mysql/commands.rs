@@ -3,10 +3,10 @@
 
 use bytes::BytesMut;
 use protocols::mysql::command::{self, com};
-use protocols::mysql::flow::Reply;
 use protocols::mysql::local::{self, View};
 use protocols::mysql::packet::{MAX_PAYLOAD, write_packet};
 use protocols::mysql::response::{OkPacket, err_packet};
+use protocols::mysql::response_tracker::Reply;
 use protocols::mysql::txn;
 
 use super::conn::{payload, seq};
@@ -114,14 +114,14 @@ impl Session<My> {
     pub(super) async fn answer_locally(&mut self, cmd: u8, packet: &[u8]) -> Result<bool, Error> {
         let probes_only = if self.p.backend.is_none() {
             false
-        } else if !self.p.flow.busy()
+        } else if !self.p.responses.busy()
             && (self.member.prepared || self.service.cluster.is_draining())
         {
             true
         } else {
             return Ok(false);
         };
-        let status = self.p.flow.status();
+        let status = self.p.responses.status();
         let (reply, probe) = match cmd {
             com::PING if self.service.my_probes.ping() => (
                 local::ok_packet(self.p.reply_seq, status, self.p.hello.capabilities),
@@ -144,7 +144,7 @@ impl Session<My> {
                 else {
                     return Ok(false);
                 };
-                self.p.flow.set_status(answer.status);
+                self.p.responses.set_status(answer.status);
                 self.p.overlay.record(&answer.changes);
                 let probe = local::is_probe(&payload(packet)[1..], &self.service.my_probes);
                 (answer.reply, probe)
@@ -172,7 +172,7 @@ impl Session<My> {
         let probe = (body[0] == com::PING && probes.ping())
             || (body[0] == com::QUERY && local::is_probe(&body[1..], probes));
         let probing = probe && !self.member.prepared && !self.service.cluster.is_draining();
-        self.p.probing = probing && (self.p.probing || !self.p.flow.busy());
+        self.p.probing = probing && (self.p.probing || !self.p.responses.busy());
         if !probing {
             self.activity().await?;
         }
@@ -242,7 +242,7 @@ impl Session<My> {
             }
             _ => true,
         };
-        self.p.flow.expect(reply);
+        self.p.responses.expect(reply);
         self.p.client_continues = payload(&packet).len() == MAX_PAYLOAD;
         // Busy before the backend can answer, so nobody sees a stale idle state.
         self.update_busy();
@@ -256,7 +256,7 @@ impl Session<My> {
 impl My {
     pub(super) async fn send_ok(&mut self, seq: u8) -> Result<(), Error> {
         let ok = OkPacket {
-            status: self.flow.status() & local::SESSION_STATUS,
+            status: self.responses.status() & local::SESSION_STATUS,
             ..OkPacket::default()
         };
         let mut body = Vec::new();

@@ -2,12 +2,12 @@
 //! statement ids, the schema, cursors, the transaction.
 
 use protocols::mysql::command::{self, com};
-use protocols::mysql::flow::{Kind, Seen};
 use protocols::mysql::handshake::caps;
 use protocols::mysql::packet::{self, MAX_PAYLOAD, write_packet};
 use protocols::mysql::response::{
     OkPacket, SessionChange, session_changes, status, strip_session_track,
 };
+use protocols::mysql::response_tracker::{Kind, Seen};
 use protocols::mysql::txn::{self, TxnEffect};
 
 use super::conn::seq;
@@ -29,14 +29,14 @@ impl Session<My> {
         let mut off = 0;
         loop {
             // Runs of plain rows need no look at each one.
-            off += self.p.flow.rows_prefix(&b.conn.rbuf[off..]);
+            off += self.p.responses.rows_prefix(&b.conn.rbuf[off..]);
             let Some(len) = packet::packet_len(&b.conn.rbuf[off..], MAX_PAYLOAD)? else {
                 break;
             };
             let body = off + 4..off + len;
             let seen = self
                 .p
-                .flow
+                .responses
                 .backend_packet(&b.conn.rbuf[body.clone()])
                 .map_err(|e| Error::Protocol(format!("from the database: {e}")))?;
             match seen.kind {
@@ -149,7 +149,7 @@ impl My {
 
     /// Keeps `txn_explicit`/`txn_dirty` in step with the transaction the backend reports.
     pub(super) fn note_transaction(&mut self) {
-        if !self.flow.in_transaction() {
+        if !self.responses.in_transaction() {
             self.txn_explicit = false;
             self.txn_dirty = false;
             return;

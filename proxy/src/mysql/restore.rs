@@ -2,11 +2,11 @@
 
 use metrics::Histogram;
 use protocols::mysql::command::{self, PrepareOk};
-use protocols::mysql::flow::{Flow, Kind, Reply};
 use protocols::mysql::handshake::caps;
 use protocols::mysql::packet::write_packet;
 use protocols::mysql::replay::{self, Command};
 use protocols::mysql::response::ErrPacket;
+use protocols::mysql::response_tracker::{Kind, Reply, ResponseTracker};
 use protocols::mysql::snapshot::MySnapshot;
 
 use super::backend::Backend;
@@ -38,7 +38,7 @@ pub async fn restore(
         return Ok(backend.status);
     }
     let started = std::time::Instant::now();
-    let mut flow = Flow::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
+    let mut responses = ResponseTracker::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
     let mut out = Vec::new();
     for c in &commands {
         let (body, reply) = match c {
@@ -47,7 +47,7 @@ pub async fn restore(
             Command::Prepare { sql, .. } => (command::stmt_prepare(sql), Reply::Prepare),
         };
         write_packet(&mut out, 0, &body);
-        flow.expect(reply);
+        responses.expect(reply);
     }
     backend.conn.send(&out).await?;
 
@@ -56,7 +56,7 @@ pub async fn restore(
     while done < commands.len() {
         let packet = backend.conn.recv().await?;
         let body = payload(&packet);
-        let seen = flow
+        let seen = responses
             .backend_packet(body)
             .map_err(|e| Error::Protocol(format!("from the database: {e}")))?;
         let label = || match &commands[done] {
@@ -109,5 +109,5 @@ pub async fn restore(
     if !out.is_empty() {
         backend.conn.send(&out).await?;
     }
-    Ok(flow.status())
+    Ok(responses.status())
 }

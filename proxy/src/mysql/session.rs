@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use controller::BackendInfo;
 use protocols::mysql::command;
-use protocols::mysql::flow::Flow;
 use protocols::mysql::handshake::caps;
 use protocols::mysql::local::{self, Overlay};
 use protocols::mysql::packet::write_packet;
 use protocols::mysql::response::status;
+use protocols::mysql::response_tracker::ResponseTracker;
 use protocols::mysql::snapshot::{ClientInfo, MySnapshot};
 use protocols::mysql::tracked::Tracked;
 use state_store::StoreError;
@@ -33,7 +33,8 @@ pub struct My {
     pub(super) user: Arc<User>,
     pub(super) hello: Hello,
     pub(super) backend: Option<Backend>,
-    pub(super) flow: Flow,
+    /// Where each of the backend's answers ends, and the status flags of the last one.
+    pub(super) responses: ResponseTracker,
     pub(super) tracked: Tracked,
     pub(super) stmts: Statements,
     /// Current schema, as the backend last reported it.
@@ -91,7 +92,7 @@ pub fn session(
             user,
             hello,
             backend: None,
-            flow: Flow::new(true),
+            responses: ResponseTracker::new(true),
             tracked: Tracked::default(),
             stmts: Statements::default(),
             schema,
@@ -116,7 +117,7 @@ impl Protocol for My {
     }
 
     fn reads_client(&self) -> bool {
-        !self.flow.busy() || self.client.rbuf.len() < CLIENT_BACKLOG
+        !self.responses.busy() || self.client.rbuf.len() < CLIENT_BACKLOG
     }
 
     async fn greet(s: &mut Session<Self>) -> Result<(), Error> {
@@ -134,7 +135,7 @@ impl Protocol for My {
 
     async fn on_client(s: &mut Session<Self>) -> Result<Option<Step>, Error> {
         // One command at a time: the next waits in the buffer until this one's answer ends.
-        if s.p.flow.busy() && !s.p.client_continues {
+        if s.p.responses.busy() && !s.p.client_continues {
             return Ok(None);
         }
         let Some(len) = s.p.client.whole_packet()? else {
@@ -154,9 +155,9 @@ impl Protocol for My {
 
     fn blocker(&self) -> Option<&'static str> {
         self.backend.as_ref()?;
-        if self.flow.busy() || self.client_continues {
+        if self.responses.busy() || self.client_continues {
             Some("query in progress")
-        } else if self.flow.in_transaction() && (self.txn_explicit || self.txn_dirty) {
+        } else if self.responses.in_transaction() && (self.txn_explicit || self.txn_dirty) {
             Some("open transaction")
         } else if self.tracked.table_locks() {
             Some("LOCK TABLES")
@@ -168,11 +169,11 @@ impl Protocol for My {
     }
 
     fn in_flight(&self) -> bool {
-        self.flow.busy() || self.client_continues
+        self.responses.busy() || self.client_continues
     }
 
     fn probing(&self) -> bool {
-        self.probing && self.flow.busy()
+        self.probing && self.responses.busy()
     }
 
     fn changed(&self) -> bool {
@@ -180,7 +181,7 @@ impl Protocol for My {
     }
 
     fn settled(&self) -> bool {
-        self.backend.is_some() && !self.flow.busy()
+        self.backend.is_some() && !self.responses.busy()
     }
 
     async fn capture(s: &mut Session<Self>) -> Result<Capture<MySnapshot>, Error> {
@@ -260,8 +261,8 @@ impl Protocol for My {
             p.tracked.after_replay();
         }
         p.overlay.clear();
-        p.flow = Flow::new(b.capabilities & caps::DEPRECATE_EOF != 0);
-        p.flow.set_status(status);
+        p.responses = ResponseTracker::new(b.capabilities & caps::DEPRECATE_EOF != 0);
+        p.responses.set_status(status);
         // A fresh connection holds the snapshot's state, or none if there is no snapshot.
         p.changed = overlaid;
         s.member.reg.entry.set_backend(Some(BackendKey {
@@ -275,11 +276,11 @@ impl Protocol for My {
 
     fn detach(&mut self) {
         self.backend = None;
-        self.flow.reset();
+        self.responses.reset();
         // A transaction autocommit=0 opened for reads is not carried over: the session the
         // client gets back has none.
-        self.flow
-            .set_status(self.flow.status() & local::SESSION_STATUS & !status::IN_TRANS);
+        self.responses
+            .set_status(self.responses.status() & local::SESSION_STATUS & !status::IN_TRANS);
     }
 
     async fn goodbye(&mut self) {

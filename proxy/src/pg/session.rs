@@ -273,7 +273,7 @@ impl Protocol for Pg {
             p.listens = false;
         }
         p.overlay.clear();
-        p.tracker.reset_flow();
+        p.tracker.reset_to_idle();
         if let Some(sql) = p.reopen.take() {
             restore::begin(&mut b, &sql).await?;
             p.tracker.reopened(b'T');
@@ -298,7 +298,7 @@ impl Protocol for Pg {
         if self.backend.take().is_some() && self.tracker.txn_status() == b'T' {
             self.reopen = Some(self.carried.clone().unwrap_or_else(|| "BEGIN".into()));
         }
-        self.tracker.reset_flow();
+        self.tracker.reset_to_idle();
     }
 
     async fn goodbye(&mut self) {

@@ -52,7 +52,7 @@ pub struct Seen {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FlowError {
+pub enum ResponseError {
     #[error("the backend sent a packet nobody asked for")]
     Unexpected,
     #[error("malformed {0} packet from the backend")]
@@ -84,8 +84,10 @@ enum Phase {
     Fields,
 }
 
+/// The responses a backend connection owes, oldest first, and how far the oldest has come: a
+/// session is at a safe point only when none is outstanding.
 #[derive(Debug, Clone)]
-pub struct Flow {
+pub struct ResponseTracker {
     deprecate_eof: bool,
     pending: VecDeque<Reply>,
     phase: Phase,
@@ -96,10 +98,10 @@ pub struct Flow {
 
 const FULL: usize = 0xFF_FFFF;
 
-impl Flow {
+impl ResponseTracker {
     /// `deprecate_eof`: whether CLIENT_DEPRECATE_EOF was negotiated with the backend.
-    pub fn new(deprecate_eof: bool) -> Flow {
-        Flow {
+    pub fn new(deprecate_eof: bool) -> ResponseTracker {
+        ResponseTracker {
             deprecate_eof,
             pending: VecDeque::new(),
             phase: Phase::Start,
@@ -160,7 +162,7 @@ impl Flow {
     }
 
     /// Classifies one physical backend packet (its payload) and advances.
-    pub fn backend_packet(&mut self, payload: &[u8]) -> Result<Seen, FlowError> {
+    pub fn backend_packet(&mut self, payload: &[u8]) -> Result<Seen, ResponseError> {
         let full = payload.len() == FULL;
         if std::mem::replace(&mut self.continued, full) {
             return Ok(self.seen(Kind::Data, false, None));
@@ -175,12 +177,12 @@ impl Flow {
                     status: None,
                 });
             }
-            return Err(FlowError::Unexpected);
+            return Err(ResponseError::Unexpected);
         };
         let first = payload
             .first()
             .copied()
-            .ok_or(FlowError::Malformed("empty"))?;
+            .ok_or(ResponseError::Malformed("empty"))?;
         if first == 0xFF && !full {
             // ERR ends the whole response: also in the middle of rows or after earlier results.
             return Ok(self.finish(Kind::Err, None));
@@ -200,7 +202,7 @@ impl Flow {
             (Reply::Text, _) => Ok(self.finish(Kind::Data, None)),
             (Reply::Prepare, Phase::Start) => {
                 if first != 0x00 || payload.len() < 12 {
-                    return Err(FlowError::Malformed("prepare-ok"));
+                    return Err(ResponseError::Malformed("prepare-ok"));
                 }
                 let columns = u16::from_le_bytes([payload[5], payload[6]]);
                 let params = u16::from_le_bytes([payload[7], payload[8]]);
@@ -264,16 +266,16 @@ impl Flow {
             }
             (Reply::Query | Reply::Execute, Phase::Start) => match first {
                 0x00 => {
-                    let status = ok_status(payload).ok_or(FlowError::Malformed("OK"))?;
+                    let status = ok_status(payload).ok_or(ResponseError::Malformed("OK"))?;
                     Ok(self.result_end(Kind::Ok, status))
                 }
-                0xFB => Err(FlowError::Malformed(
+                0xFB => Err(ResponseError::Malformed(
                     "LOCAL INFILE request (not negotiated)",
                 )),
                 _ => {
-                    let n = lenenc(payload).ok_or(FlowError::Malformed("column count"))?;
+                    let n = lenenc(payload).ok_or(ResponseError::Malformed("column count"))?;
                     if n == 0 {
-                        return Err(FlowError::Malformed("column count"));
+                        return Err(ResponseError::Malformed("column count"));
                     }
                     self.phase = Phase::Columns { left: n };
                     Ok(self.seen(Kind::Data, false, None))
@@ -299,12 +301,12 @@ impl Flow {
             (Reply::Query | Reply::Execute, Phase::Rows) => {
                 if terminator {
                     let (kind, status) = terminator_of(payload);
-                    let status = status.ok_or(FlowError::Malformed("terminator"))?;
+                    let status = status.ok_or(ResponseError::Malformed("terminator"))?;
                     return Ok(self.result_end(kind, status));
                 }
                 Ok(self.seen(Kind::Data, false, None))
             }
-            (_, _) => Err(FlowError::Malformed("response")),
+            (_, _) => Err(ResponseError::Malformed("response")),
         }
     }
 
@@ -361,10 +363,10 @@ fn terminator_of(p: &[u8]) -> (Kind, Option<u16>) {
     }
 }
 
-fn expect_eof(payload: &[u8]) -> Result<u16, FlowError> {
+fn expect_eof(payload: &[u8]) -> Result<u16, ResponseError> {
     match terminator_of(payload) {
         (_, Some(status)) if payload.first() == Some(&0xFE) => Ok(status),
-        _ => Err(FlowError::Malformed("EOF")),
+        _ => Err(ResponseError::Malformed("EOF")),
     }
 }
 
@@ -424,16 +426,16 @@ mod tests {
     const COL: &[u8] = &[0x03, b'd', b'e', b'f', 0x00];
     const ROW: &[u8] = &[0x01, b'1'];
 
-    fn feed(flow: &mut Flow, packets: &[&[u8]]) -> Vec<bool> {
+    fn feed(tracker: &mut ResponseTracker, packets: &[&[u8]]) -> Vec<bool> {
         packets
             .iter()
-            .map(|p| flow.backend_packet(p).unwrap().done)
+            .map(|p| tracker.backend_packet(p).unwrap().done)
             .collect()
     }
 
     #[test]
     fn classic_result_set_ends_at_the_second_eof() {
-        let mut f = Flow::new(false);
+        let mut f = ResponseTracker::new(false);
         f.expect(Reply::Query);
         let done = feed(&mut f, &[&[0x02], COL, COL, EOF, ROW, ROW, EOF_TXN]);
         assert_eq!(done, [false, false, false, false, false, false, true]);
@@ -443,7 +445,7 @@ mod tests {
 
     #[test]
     fn deprecate_eof_result_set_ends_at_the_ok_terminator() {
-        let mut f = Flow::new(true);
+        let mut f = ResponseTracker::new(true);
         f.expect(Reply::Query);
         let done = feed(&mut f, &[&[0x01], COL, ROW, TERM]);
         assert_eq!(done, [false, false, false, true]);
@@ -452,7 +454,7 @@ mod tests {
 
     #[test]
     fn more_results_keep_the_response_open() {
-        let mut f = Flow::new(true);
+        let mut f = ResponseTracker::new(true);
         f.expect(Reply::Query);
         let done = feed(&mut f, &[OK_MORE, &[0x01], COL, ROW, TERM]);
         assert_eq!(done, [false, false, false, false, true]);
@@ -460,7 +462,7 @@ mod tests {
 
     #[test]
     fn err_ends_everything() {
-        let mut f = Flow::new(false);
+        let mut f = ResponseTracker::new(false);
         f.expect(Reply::Query);
         f.expect(Reply::Single);
         let done = feed(&mut f, &[&[0x01], COL, EOF, ROW, ERR, OK]);
@@ -499,7 +501,7 @@ mod tests {
                 vec![false, false, true],
             ),
         ] {
-            let mut f = Flow::new(deprecate);
+            let mut f = ResponseTracker::new(deprecate);
             f.expect(Reply::Prepare);
             assert_eq!(
                 feed(&mut f, &packets),
@@ -511,7 +513,7 @@ mod tests {
 
     #[test]
     fn cursor_execute_ends_after_metadata() {
-        let mut f = Flow::new(false);
+        let mut f = ResponseTracker::new(false);
         f.expect(Reply::Execute);
         let cursor_eof: &[u8] = &[0xFE, 0, 0, 0x42, 0];
         let done = feed(&mut f, &[&[0x01], COL, cursor_eof]);
@@ -523,7 +525,7 @@ mod tests {
 
     #[test]
     fn rows_prefix_covers_whole_rows_only() {
-        let mut f = Flow::new(true);
+        let mut f = ResponseTracker::new(true);
         f.expect(Reply::Query);
         assert_eq!(f.rows_prefix(&[1, 0, 0, 0, 0x31]), 0, "not in rows yet");
         feed(&mut f, &[&[0x01], COL]);
@@ -547,7 +549,7 @@ mod tests {
 
     #[test]
     fn a_full_size_packet_is_continued() {
-        let mut f = Flow::new(true);
+        let mut f = ResponseTracker::new(true);
         f.expect(Reply::Query);
         let mut big = vec![0xFC, 0xFF, 0xFF];
         big.resize(FULL, 0xFE);
@@ -557,9 +559,9 @@ mod tests {
 
     #[test]
     fn unsolicited_err_is_passed_on_and_anything_else_is_refused() {
-        let mut f = Flow::new(false);
+        let mut f = ResponseTracker::new(false);
         assert_eq!(f.backend_packet(ERR).unwrap().kind, Kind::Err);
-        assert_eq!(f.backend_packet(OK), Err(FlowError::Unexpected));
+        assert_eq!(f.backend_packet(OK), Err(ResponseError::Unexpected));
         f.expect(Reply::Query);
         assert!(f.backend_packet(&[]).is_err());
         assert!(f.backend_packet(&[0xFB, b'f']).is_err());
