@@ -3,15 +3,28 @@
 # Installs pgbouncer and sysbench if missing, builds torpor and the bench driver in release,
 # runs every measure, prints one line per measure and writes BENCHMARKS.md.
 #
-#   scripts/bench.sh                  # whole suite, about 15-18 minutes on 2 cores
+#   scripts/bench.sh                  # whole suite, about 20 minutes on 2 cores
 #   BENCH_SECONDS=5 BENCH_RUNS=3 scripts/bench.sh pgbench   # only some groups:
 #                                     # pgbench wake idle restore memory mass sysbench mywake
 #                                     # idlepool probe
+#   BENCH_COMPARE="before=/tmp/a/release/torpor after=/tmp/b/release/torpor" \
+#       scripts/bench.sh compare      # two torpor builds, pgbench -S and -M prepared interleaved:
+#                                     # torpor's CPU per transaction, after ÷ before (not in the
+#                                     # default groups; BENCH_COMPARE_LIMIT, default 1.05)
+#   BENCH_QUIET_LOAD=1.5 ...          # before each throughput run, wait (polling every 30 s, at
+#                                     # most BENCH_QUIET_WAIT s, default 1200) until the 1-minute
+#                                     # load average is below 1.5; each run logs the load it saw
+#
+# Every throughput run also reads the CPU time (utime + stime, /proc/<pid>/stat fields 14-15)
+# of the proxy it goes through, before and after, and divides by the transactions the load
+# tool reports: µs of proxy CPU per transaction, steadier than tps on a shared machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 RUNS=${BENCH_RUNS:-3}          # runs per configuration (median, min, max reported)
+# runs per throughput configuration (pgbench, sysbench, compare): at least 5 for the CPU figure
+LOAD_RUNS=${BENCH_LOAD_RUNS:-$((RUNS > 5 ? RUNS : 5))}
 SECS=${BENCH_SECONDS:-8}       # seconds per pgbench / sysbench run
 SCALE=${BENCH_SCALE:-10}       # pgbench scale factor
 CONNS=${BENCH_CONNS:-10000}    # parked connections for the memory measure
@@ -21,6 +34,10 @@ POOL_SECONDS=${BENCH_POOL_SECONDS:-180}
 all_groups="pgbench wake idle restore memory mass sysbench mywake idlepool probe"
 groups=${*:-$all_groups}
 want() { [[ " $groups " == *" $1 "* ]]; }
+if want compare && [ -z "${BENCH_COMPARE:-}" ]; then
+    echo "compare needs BENCH_COMPARE=\"LABEL=/path/to/torpor LABEL=/path/to/torpor\" (base first)" >&2
+    exit 2
+fi
 
 started=$(date +%s)
 if [ "$(id -u)" != 0 ]; then
@@ -52,10 +69,17 @@ fi
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 id mysql >/dev/null 2>&1 || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin mysql
 
-echo "building torpor and torpor-bench (release)"
-cargo build --release -q -p torpor -p torpor-bench
 target=${CARGO_TARGET_DIR:-$repo/target}
-TORPOR=$target/release/torpor
+if [ -n "${BENCH_TORPOR:-}" ]; then
+    # A torpor built elsewhere (another commit, its own target dir); only the driver here.
+    echo "building torpor-bench (release); torpor is $BENCH_TORPOR"
+    cargo build --release -q -p torpor-bench
+    TORPOR=$BENCH_TORPOR
+else
+    echo "building torpor and torpor-bench (release)"
+    cargo build --release -q -p torpor -p torpor-bench
+    TORPOR=$target/release/torpor
+fi
 DRIVER=$target/release/torpor-bench
 
 # 10,000 parked clients need as many descriptors in torpor and in the driver.
@@ -102,8 +126,8 @@ commands=()
 note_cmd() { commands+=("$1"); }
 
 # Starts torpor with one cluster; sets LISTEN, ADMIN, BACKEND, TPID.
-start_torpor() { # dir protocol settings
-    local dir=$1 proto=$2 settings=$3 cluster data
+start_torpor() { # dir protocol settings [torpor binary]
+    local dir=$1 proto=$2 settings=$3 bin=${4:-$TORPOR} cluster data
     mkdir -p "$dir"
     chmod 755 "$dir"
     if [ "$proto" = postgres ]; then cluster=pg data=pgdata; else cluster=my data=mydata; fi
@@ -132,7 +156,7 @@ name = "$USER_NAME"
 password = "$PASS"
 superuser = true
 EOF
-    TORPOR_LOG=warn "$TORPOR" up --config "$dir/torpor.toml" > "$dir/torpor.log" 2>&1 &
+    TORPOR_LOG=warn "$bin" up --config "$dir/torpor.toml" > "$dir/torpor.log" 2>&1 &
     TPID=$!
     pids+=("$TPID")
     for _ in $(seq 600); do
@@ -153,21 +177,78 @@ stop_pid() {
 
 join() { local IFS=,; echo "$*"; }
 
+# --- CPU per transaction of a proxy process -------------------------------------------------------
+HZ=$(getconf CLK_TCK)
+# utime + stime of a process, all its threads, in clock ticks: fields 14 and 15 of
+# /proc/<pid>/stat, counted after the ")" that closes the command name (which may hold spaces).
+cpu_ticks() { # pid
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo ERR
+}
+# µs of CPU per transaction from two tick readings; "-" when there is no reading.
+per_tx_us() { # ticks-before ticks-after transactions
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$HZ" 'BEGIN {
+        if (a !~ /^[0-9]+$/ || b !~ /^[0-9]+$/ || n !~ /^[0-9]+$/ || n == 0) print "-"
+        else printf "%.2f\n", (b - a) * 1e6 / hz / n }'
+}
+# One throughput run: runs the load command while reading the CPU of the proxy it goes through
+# (pid, or - for none) before and after. Sets RUN_TPS (ERR when the tool printed none) and
+# RUN_US (µs of proxy CPU per transaction, or -). kind says how to read the tool's summary.
+load_run() { # pgbench|sysbench pid|- command...
+    local kind=$1 pid=$2 out before=- after=- tx; shift 2
+    [ "$pid" = - ] || before=$(cpu_ticks "$pid")
+    out=$("$@" 2>&1) || true
+    [ "$pid" = - ] || after=$(cpu_ticks "$pid")
+    case $kind in
+        pgbench)
+            RUN_TPS=$(awk '/^tps = / { print $3; f=1 } END { if (!f) print "ERR" }' <<<"$out")
+            # "number of transactions actually processed: 123456" (or 123456/200000 with -t)
+            tx=$(awk -F': *' '/^number of transactions actually processed:/ { split($2, p, "/"); print p[1] }' <<<"$out") ;;
+        sysbench)
+            # "    transactions:   12345  (1543.12 per sec.)"
+            RUN_TPS=$(awk '/transactions:/ { gsub(/[()]/, "", $3); print $3; f=1 } END { if (!f) print "ERR" }' <<<"$out")
+            tx=$(awk '/transactions:/ { print $2 }' <<<"$out") ;;
+    esac
+    RUN_US=$(per_tx_us "$before" "$after" "${tx:-0}")
+    [ "$RUN_TPS" != ERR ] || echo "$out" | tail -3 | sed 's/^/      /' >&2
+}
+# " (24.31 µs/tx)" for the progress lines, or nothing.
+us_note() { [ "$RUN_US" = - ] || echo " ($RUN_US µs/tx)"; }
+# The 1-minute load average now. With BENCH_QUIET_LOAD set, first waits until it is below
+# that (others build and test on the machine), polling every 30 s for at most
+# BENCH_QUIET_WAIT s, then goes on anyway and says so. Sets RUN_LOAD.
+quiet_load() {
+    RUN_LOAD=$(cut -d' ' -f1 /proc/loadavg)
+    [ -n "${BENCH_QUIET_LOAD:-}" ] || return 0
+    local waited=0 limit=${BENCH_QUIET_WAIT:-1200}
+    while awk -v l="$RUN_LOAD" -v q="$BENCH_QUIET_LOAD" 'BEGIN { exit !(l >= q) }'; do
+        if [ "$waited" -ge "$limit" ]; then
+            echo "   load average still $RUN_LOAD after ${waited} s: measuring anyway" >&2
+            return 0
+        fi
+        sleep 30
+        waited=$((waited + 30))
+        RUN_LOAD=$(cut -d' ' -f1 /proc/loadavg)
+    done
+}
+
 # --- 1-3: pgbench, direct vs PgBouncer vs torpor, interleaved ------------------------------------
-pgbench_tps() { # port extra-args...
+pgbench_cmd() { # port extra-args...
     local port=$1; shift
-    PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "$port" -U $USER_NAME -n -c 8 -j 2 -T "$SECS" "$@" $USER_NAME 2>&1 \
-        | awk '/^tps = / { print $3; found=1 } END { if (!found) print "ERR" }'
+    PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "$port" -U $USER_NAME -n -c 8 -j 2 -T "$SECS" "$@" $USER_NAME
+}
+# pgbench -i on a torpor cluster's backend, once the first client has woken it.
+pgbench_init() { # listen-port backend-port
+    PGPASSWORD=$PASS psql -h 127.0.0.1 -p "$1" -U $USER_NAME -d $USER_NAME -qAtc 'select 1' >/dev/null
+    PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "$2" -U $USER_NAME -i -q -s "$SCALE" $USER_NAME >/dev/null 2>&1
 }
 
 if want pgbench; then
-    echo "== pgbench: direct, PgBouncer, forwarder, torpor (${RUNS} x ${SECS}s each, scale $SCALE)"
+    echo "== pgbench: direct, PgBouncer, forwarder, torpor (${LOAD_RUNS} x ${SECS}s each, scale $SCALE)"
     dir=$work/pgbench
     start_torpor "$dir" postgres '{ fsync = "off" }'
     PG_TORPOR=$TPID
     # The first client wakes the backend; the others then reach it directly.
-    PGPASSWORD=$PASS psql -h 127.0.0.1 -p "$LISTEN" -U $USER_NAME -d $USER_NAME -qAtc 'select 1' >/dev/null
-    PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "$BACKEND" -U $USER_NAME -i -q -s "$SCALE" $USER_NAME >/dev/null 2>&1
+    pgbench_init "$LISTEN" "$BACKEND"
 
     # PgBouncer as the postgres user. 1.18 has no prepared statements in transaction pooling,
     # so -M prepared runs go through a second instance in session pooling. Like torpor, it
@@ -196,35 +277,47 @@ EOF
     done
     chown -R postgres: "$bdir"
     chmod 600 "$bdir/users.txt"
+    declare -A bouncer_pid
     for mode in transaction session; do
+        # setpriv execs pgbouncer (in the foreground, no -d): $! is pgbouncer's own pid.
         setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer -q "$bdir/$mode.ini" &
         pids+=($!)
+        bouncer_pid[$mode]=$!
     done
     # The floor for any proxy hop: a forwarder that only copies bytes (bench/src/forward.rs).
     FORWARD=$(free_port)
     "$DRIVER" forward "127.0.0.1:$FORWARD" "$dir/pgdata/.s.PGSQL.$BACKEND" &
-    pids+=($!)
+    PG_FORWARD=$!
+    pids+=($PG_FORWARD)
     for port in $BOUNCER_TX $BOUNCER_SESSION $FORWARD; do
         for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
     done
 
-    declare -A tps
+    declare -A tps cpu
+    loads=""
     for mode in select prepared tpcb; do
         case $mode in
-            select) args=(-S); bouncer=$BOUNCER_TX ;;
-            prepared) args=(-S -M prepared); bouncer=$BOUNCER_SESSION ;;
-            tpcb) args=(); bouncer=$BOUNCER_TX ;;
+            select) args=(-S); bouncer=transaction ;;
+            prepared) args=(-S -M prepared); bouncer=session ;;
+            tpcb) args=(); bouncer=transaction ;;
         esac
-        tps[$mode,direct]=""; tps[$mode,pgbouncer]=""; tps[$mode,forwarder]=""; tps[$mode,torpor]=""
-        for i in $(seq "$RUNS"); do
+        for who in direct pgbouncer forwarder torpor; do tps[$mode,$who]=""; cpu[$mode,$who]=""; done
+        for i in $(seq "$LOAD_RUNS"); do
             for who in direct pgbouncer forwarder torpor; do
                 case $who in
-                    direct) port=$BACKEND ;; pgbouncer) port=$bouncer ;;
-                    forwarder) port=$FORWARD ;; torpor) port=$LISTEN ;;
+                    direct) port=$BACKEND pid=- ;;
+                    pgbouncer)
+                        port=$BOUNCER_TX; [ $bouncer = session ] && port=$BOUNCER_SESSION
+                        pid=${bouncer_pid[$bouncer]} ;;
+                    forwarder) port=$FORWARD pid=$PG_FORWARD ;;
+                    torpor) port=$LISTEN pid=$PG_TORPOR ;;
                 esac
-                v=$(pgbench_tps "$port" "${args[@]}")
-                echo "   $mode run $i $who: $v tps"
-                [ "$v" = ERR ] || tps[$mode,$who]+="$v,"
+                quiet_load
+                load_run pgbench "$pid" pgbench_cmd "$port" "${args[@]}"
+                echo "   $mode run $i $who: $RUN_TPS tps$(us_note), load $RUN_LOAD"
+                loads+="$RUN_LOAD,"
+                [ "$RUN_TPS" = ERR ] || tps[$mode,$who]+="$RUN_TPS,"
+                [ "$RUN_US" = - ] || cpu[$mode,$who]+="$RUN_US,"
             done
         done
     done
@@ -240,10 +333,13 @@ EOF
         esac
         if [ -z "${tps[$mode,torpor]}" ] || [ -z "${tps[$mode,direct]}" ]; then
             echo "$name not-measured - ratio=- (pgbench failed; see $dir)"
-            echo "$name|-|-|-|0|-|-|-|≥ $target× direct|not measured|pgbench failed" >> "$BENCH_RESULTS"
+            echo "$name|-|-|-|0|-|-|-|-|≥ $target× direct|not measured|pgbench failed" >> "$BENCH_RESULTS"
             continue
         fi
-        "$DRIVER" summarize "$name" tps "$target" "${tps[$mode,torpor]}" "${tps[$mode,direct]}" "pgbouncer=${tps[$mode,pgbouncer]}" "forwarder=${tps[$mode,forwarder]}"
+        "$DRIVER" summarize "$name" tps "$target" "${tps[$mode,torpor]}" "${tps[$mode,direct]}" \
+            "pgbouncer=${tps[$mode,pgbouncer]}" "forwarder=${tps[$mode,forwarder]}" \
+            "cpu:torpor=${cpu[$mode,torpor]}" "cpu:pgbouncer=${cpu[$mode,pgbouncer]}" "cpu:forwarder=${cpu[$mode,forwarder]}" \
+            "load=$loads"
     done
     for f in "$bdir"/*.pid; do [ -f "$f" ] && stop_pid "$(cat "$f")"; done
     stop_pid "$PG_TORPOR"
@@ -264,7 +360,7 @@ want mass && driver pg-mass-wake --conns "$MASS"
 
 # --- 9: sysbench oltp_read_only, direct vs torpor (MariaDB) ----------------------------------
 if want sysbench; then
-    echo "== sysbench oltp_read_only: direct, forwarder, torpor (${RUNS} x ${SECS}s each)"
+    echo "== sysbench oltp_read_only: direct, forwarder, torpor (${LOAD_RUNS} x ${SECS}s each)"
     dir=$work/sysbench
     sb_err=""
     if start_torpor "$dir" mysql '{ innodb_flush_log_at_trx_commit = "0" }'; then
@@ -281,18 +377,27 @@ if want sysbench; then
         "$DRIVER" forward "127.0.0.1:$FORWARD" "$dir/mydata/mysqld.sock" &
         MY_FORWARD=$!
         pids+=($MY_FORWARD)
-        direct=""; through=""; forwarded=""
+        direct=""; through=""; forwarded=""; cpu_torpor=""; cpu_forwarder=""; sb_loads=""
         if [ -z "$sb_err" ]; then
-            for i in $(seq "$RUNS"); do
+            for i in $(seq "$LOAD_RUNS"); do
                 for who in direct forwarder torpor; do
-                    case $who in direct) port=$BACKEND ;; forwarder) port=$FORWARD ;; torpor) port=$LISTEN ;; esac
-                    v=$("${sb[@]}" --mysql-port="$port" --threads=8 --time="$SECS" run 2>&1 \
-                        | awk '/transactions:/ { gsub(/[()]/, "", $3); print $3; found=1 } END { if (!found) print "ERR" }')
-                    echo "   run $i $who: $v tps"
-                    if [ "$v" = ERR ]; then
+                    case $who in
+                        direct) port=$BACKEND pid=- ;;
+                        forwarder) port=$FORWARD pid=$MY_FORWARD ;;
+                        torpor) port=$LISTEN pid=$MY_TORPOR ;;
+                    esac
+                    quiet_load
+                    load_run sysbench "$pid" "${sb[@]}" --mysql-port="$port" --threads=8 --time="$SECS" run
+                    echo "   run $i $who: $RUN_TPS tps$(us_note), load $RUN_LOAD"
+                    sb_loads+="$RUN_LOAD,"
+                    if [ "$RUN_TPS" = ERR ]; then
                         sb_err="sysbench run through $who failed"
                     else
-                        case $who in direct) direct+="$v," ;; forwarder) forwarded+="$v," ;; torpor) through+="$v," ;; esac
+                        case $who in
+                            direct) direct+="$RUN_TPS," ;;
+                            forwarder) forwarded+="$RUN_TPS,"; [ "$RUN_US" = - ] || cpu_forwarder+="$RUN_US," ;;
+                            torpor) through+="$RUN_TPS,"; [ "$RUN_US" = - ] || cpu_torpor+="$RUN_US," ;;
+                        esac
                     fi
                 done
             done
@@ -305,12 +410,13 @@ if want sysbench; then
     note_cmd "target/release/torpor-bench forward 127.0.0.1:<port> <data dir>/mysqld.sock   (the byte-copying floor)"
     note_cmd "sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=<direct|torpor> --mysql-user=bench --mysql-db=my --tables=4 --table-size=10000 --threads=8 --time=$SECS run"
     if [ -n "$through" ] && [ -n "$direct" ]; then
-        "$DRIVER" summarize sysbench_oltp_read_only tps 0.85 "$through" "$direct" "forwarder=$forwarded"
+        "$DRIVER" summarize sysbench_oltp_read_only tps 0.85 "$through" "$direct" "forwarder=$forwarded" \
+            "cpu:torpor=$cpu_torpor" "cpu:forwarder=$cpu_forwarder" "load=$sb_loads"
         [ -z "$sb_err" ] || echo "   (some runs failed: $sb_err)"
     else
         sb_err=${sb_err:-no runs}
         echo "sysbench_oltp_read_only not-measured - ratio=- target=\"≥ 0.85× direct\" ($sb_err)"
-        echo "sysbench_oltp_read_only|-|-|-|0|-|-|-|≥ 0.85× direct|not measured|$(echo "$sb_err" | tr '\n|' '  ' | cut -c1-300)" >> "$BENCH_RESULTS"
+        echo "sysbench_oltp_read_only|-|-|-|0|-|-|-|-|≥ 0.85× direct|not measured|$(echo "$sb_err" | tr '\n|' '  ' | cut -c1-300)" >> "$BENCH_RESULTS"
     fi
 fi
 
@@ -319,6 +425,55 @@ want mywake && driver my-wake --runs $((RUNS > 5 ? RUNS : 5))
 # --- idle means idle: a pool that only probes, and probe answers while asleep -----------------
 want idlepool && driver idle-pool --runs "$POOL_RUNS" --seconds "$POOL_SECONDS" --conns 20
 want probe && driver probe --samples 2000
+
+# --- compare: torpor's CPU per transaction, one build against another -----------------------------
+# Each build gets its own torpor and PostgreSQL cluster (pgbench -i at the same scale); the runs
+# go to them in turn, base first, so drift on the machine falls on both alike.
+if want compare; then
+    read -r -a entries <<<"$BENCH_COMPARE"
+    limit=${BENCH_COMPARE_LIMIT:-1.05}
+    labels=()
+    declare -A cmp_port cmp_pid cmp_tps cmp_cpu
+    for e in "${entries[@]}"; do
+        label=${e%%=*}; bin=${e#*=}
+        if [ "$label" = "$e" ] || [ ! -x "$bin" ]; then
+            echo "compare: \"$e\" is not LABEL=/path/to/an/executable/torpor" >&2
+            exit 2
+        fi
+        start_torpor "$work/compare-$label" postgres '{ fsync = "off" }' "$bin"
+        labels+=("$label"); cmp_port[$label]=$LISTEN; cmp_pid[$label]=$TPID
+        pgbench_init "$LISTEN" "$BACKEND"
+        echo "   $label: $bin (pid $TPID, $(sha256sum "$bin" | cut -c1-12))"
+    done
+    echo "== compare: torpor's CPU per transaction, ${labels[*]} (${LOAD_RUNS} x ${SECS}s each, interleaved, scale $SCALE)"
+    for mode in select prepared; do
+        case $mode in select) args=(-S) ;; prepared) args=(-S -M prepared) ;; esac
+        # One unmeasured 2 s run each first: every server's cache and every torpor warm.
+        for label in "${labels[@]}"; do
+            PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "${cmp_port[$label]}" -U $USER_NAME -n -c 8 -j 2 -T 2 "${args[@]}" $USER_NAME >/dev/null 2>&1 || true
+        done
+        loads=""
+        for label in "${labels[@]}"; do cmp_tps[$mode,$label]=""; cmp_cpu[$mode,$label]=""; done
+        for i in $(seq "$LOAD_RUNS"); do
+            for label in "${labels[@]}"; do
+                quiet_load
+                load_run pgbench "${cmp_pid[$label]}" pgbench_cmd "${cmp_port[$label]}" "${args[@]}"
+                echo "   $mode run $i $label: $RUN_TPS tps$(us_note), load $RUN_LOAD"
+                loads+="$RUN_LOAD,"
+                [ "$RUN_TPS" = ERR ] || cmp_tps[$mode,$label]+="$RUN_TPS,"
+                [ "$RUN_US" = - ] || cmp_cpu[$mode,$label]+="$RUN_US,"
+            done
+        done
+        base=${labels[0]}
+        for label in "${labels[@]:1}"; do
+            "$DRIVER" compare "pgbench_${mode}_cpu" µs/tx "$limit" \
+                "$base=${cmp_cpu[$mode,$base]}" "$label=${cmp_cpu[$mode,$label]}" \
+                "tps:$base=${cmp_tps[$mode,$base]}" "tps:$label=${cmp_tps[$mode,$label]}" "load=$loads" || true
+        done
+    done
+    for label in "${labels[@]}"; do stop_pid "${cmp_pid[$label]}"; done
+    note_cmd "BENCH_COMPARE=\"$BENCH_COMPARE\" scripts/bench.sh compare   (each build its own torpor + PostgreSQL, pgbench -i -s $SCALE; then pgbench -h 127.0.0.1 -p <torpor port> -U bench -n -c 8 -j 2 -T $SECS -S [-M prepared] bench, $LOAD_RUNS runs per build, interleaved; torpor's utime+stime from /proc/<pid>/stat ÷ transactions)"
+fi
 
 # --- BENCHMARKS.md -----------------------------------------------------------------------------
 elapsed=$(( $(date +%s) - started ))
@@ -329,11 +484,12 @@ elapsed=$(( $(date +%s) - started ))
     echo
     echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
     echo "- PostgreSQL $(pgbench --version | awk '{print $3}'), PgBouncer $(pgbouncer --version | awk 'NR==1 {print $2}'), MariaDB $(mariadbd --version 2>/dev/null | awk '{print $3}' || true), sysbench $(sysbench --version | awk '{print $2}')"
-    echo "- runs per configuration: $RUNS (wake and idle measures: at least 5; idle pool: $POOL_RUNS window(s) of ${POOL_SECONDS} s), ${SECS} s per load run; ratios compare runs of this invocation, load runs interleaved (direct, PgBouncer, forwarder, torpor, direct, …)"
-    echo "- the machine is shared and noisy: read ratios, not absolute numbers"
+    echo "- runs per configuration: $RUNS (load runs: $LOAD_RUNS; wake and idle measures: at least 5; idle pool: $POOL_RUNS window(s) of ${POOL_SECONDS} s), ${SECS} s per load run; ratios compare runs of this invocation, load runs interleaved (direct, PgBouncer, forwarder, torpor, direct, …)"
+    echo "- CPU µs/tx: each proxy process's utime + stime (/proc/<pid>/stat, $HZ ticks/s) over a load run ÷ the transactions pgbench or sysbench reported; median (min–max) over the load runs"
+    echo "- the machine is shared and noisy: read ratios and CPU per transaction, not absolute throughput"
     echo
-    echo "| measure | median | min | max | runs | unit | ratio | compared with | target | result | note |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| measure | median | min | max | runs | unit | ratio | CPU µs/tx | compared with | target | result | note |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     awk -F'|' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; print "" }' "$BENCH_RESULTS"
     echo
     echo "## How each measure is taken"
@@ -344,6 +500,12 @@ elapsed=$(( $(date +%s) - started ))
   (`torpor-bench forward`, tokio `copy_bidirectional`) only copies bytes: it is the floor for any
   proxy hop on this machine. torpor, PgBouncer and the forwarder all reach the server over its
   Unix socket. The ratio is median(torpor) ÷ median(direct); the peers' ratios are in the note.
+  **CPU µs/tx**: before and after each run the script reads utime + stime (fields 14 and 15 of
+  `/proc/<pid>/stat`, all threads) of the process the run goes through — torpor, the PgBouncer
+  instance in use, or the forwarder — and divides the difference by the transactions pgbench
+  reports ("number of transactions actually processed"), connection setup included. It is far
+  steadier than tps on a shared machine. The column gives each proxy's median (min–max) over
+  the load runs and torpor's median over each peer's.
 - **pg_cold_wake** (4): one session holds 10 protocol-level prepared statements, 5 settings and a
   1,000-row temp table. Each run: forced sleep (admin API) until the postmaster pid is gone; then
   a bare `postgres` on the same data dir (same flags as the process driver) is started, polled
@@ -374,7 +536,14 @@ elapsed=$(( $(date +%s) - started ))
   settings and a prepared statement, so every wake loads and replays a snapshot.
 - **sysbench_oltp_read_only** (9): sysbench prepare on the backend directly (4 tables × 10,000
   rows), then runs over TCP against the backend, the forwarder and torpor in turn (the
-  forwarder and torpor reach mariadbd over its Unix socket).
+  forwarder and torpor reach mariadbd over its Unix socket). CPU µs/tx as for pgbench, with the
+  transactions sysbench reports.
+- **pgbench_select_cpu_*, pgbench_prepared_cpu_*** (`compare`, only when asked for, with
+  `BENCH_COMPARE="before=<torpor> after=<torpor>"`): two torpor builds, each with its own
+  PostgreSQL cluster initialised by `pgbench -i` at the same scale, one unmeasured 2 s run each,
+  then `pgbench -S` (and `-S -M prepared`) runs against them in turn, base first. Value =
+  torpor's CPU µs/tx; ratio = the other build's median ÷ the base's; target ≤
+  BENCH_COMPARE_LIMIT (1.05) × the base.
 - **my_cold_wake** (10): as pg_cold_wake, with mysql_async: 10 COM_STMT_PREPARE statements, 5
   session variables, a 1,000-row TEMPORARY table; baseline is a bare `mariadbd` with the process
   driver's flags on the same data dir.
@@ -423,6 +592,6 @@ if [ "$groups" = "$all_groups" ]; then
 else
     # A partial run must not overwrite the full table.
     mv "$repo/BENCHMARKS.md.new" "$work/BENCHMARKS.partial.md"
-    cat "$work/BENCHMARKS.partial.md" | sed -n '/^| measure/,/^$/p'
+    sed -n '/^| measure | median/,/^$/p' "$work/BENCHMARKS.partial.md"
     echo "partial run (${elapsed} s): BENCHMARKS.md left as it was"
 fi

@@ -4,6 +4,8 @@
 //! torpor-bench <measure> --torpor PATH --work DIR [--runs N] [--conns N] [--seconds N]
 //!     [--samples N]
 //! torpor-bench summarize NAME UNIT TARGET_RATIO SUBJECT_VALUES BASE_VALUES [PEER=VALUES ...]
+//!     [cpu:PROCESS=VALUES ...]
+//! torpor-bench compare NAME UNIT LIMIT BASE=VALUES SUBJECT=VALUES [tps:LABEL=VALUES ...]
 
 mod forward;
 mod idle;
@@ -61,6 +63,14 @@ fn main() {
         let rest: Vec<String> = argv.skip(1).collect();
         if let Err(e) = summarize(&rest) {
             eprintln!("summarize: {e:#}");
+            std::process::exit(2);
+        }
+        return;
+    }
+    if argv.peek().map(String::as_str) == Some("compare") {
+        let rest: Vec<String> = argv.skip(1).collect();
+        if let Err(e) = compare(&rest) {
+            eprintln!("compare: {e:#}");
             std::process::exit(2);
         }
         return;
@@ -134,21 +144,37 @@ fn main() {
     }
 }
 
+/// Comma-separated runs as numbers (empty entries skipped).
+fn nums(s: &str) -> Result<Vec<f64>> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            x.parse::<f64>()
+                .with_context(|| format!("not a number: {x}"))
+        })
+        .collect()
+}
+
+/// `load LO–HI (median M)`: the 1-minute load average the runs started at.
+fn load_note(v: &[f64]) -> String {
+    format!(
+        "1-min load at run starts {:.2}–{:.2} (median {:.2})",
+        stats::min(v),
+        stats::max(v),
+        stats::median(v)
+    )
+}
+
 /// Ratio lines for measures the script takes with external tools (pgbench, sysbench).
 /// Values are comma-separated runs; the subject's median is divided by the base's median.
+/// `cpu:PROCESS=VALUES` are a proxy's µs of CPU per transaction in each run, shown beside the
+/// ratio (the subject's first). `load=VALUES` is the load average each run started at.
 fn summarize(a: &[String]) -> Result<()> {
     if a.len() < 5 {
-        bail!("summarize NAME UNIT TARGET_RATIO SUBJECT BASE [PEER=VALUES ...]");
+        bail!(
+            "summarize NAME UNIT TARGET_RATIO SUBJECT BASE [PEER=VALUES ...] [cpu:PROCESS=VALUES ...]"
+        );
     }
-    let nums = |s: &str| -> Result<Vec<f64>> {
-        s.split(',')
-            .filter(|x| !x.is_empty())
-            .map(|x| {
-                x.parse::<f64>()
-                    .with_context(|| format!("not a number: {x}"))
-            })
-            .collect()
-    };
     let target: f64 = a[2].parse()?;
     let subject = nums(&a[3])?;
     let base = nums(&a[4])?;
@@ -163,10 +189,23 @@ fn summarize(a: &[String]) -> Result<()> {
         stats::fmt(stats::max(&base))
     );
     let mut note = Vec::new();
+    let mut cpu = Vec::new();
+    let mut loads = Vec::new();
     for peer in &a[5..] {
         let (name, values) = peer.split_once('=').context("PEER=VALUES")?;
         let v = nums(values)?;
+        if let Some(who) = name.strip_prefix("cpu:") {
+            cpu.push(stats::Cpu {
+                who: who.to_string(),
+                runs: v,
+            });
+            continue;
+        }
         if v.is_empty() {
+            continue;
+        }
+        if name == "load" {
+            loads = v;
             continue;
         }
         note.push(format!(
@@ -190,8 +229,74 @@ fn summarize(a: &[String]) -> Result<()> {
         ratio: Some(ratio),
         target: format!("≥ {target:.2}× direct"),
         met: ratio >= target,
+        note: note
+            .into_iter()
+            .chain((!loads.is_empty()).then(|| load_note(&loads)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+    .emit_with_cpu(&cpu);
+    Ok(())
+}
+
+/// Before/after of one figure where lower is better (CPU per transaction of two builds, run
+/// interleaved): the subject's median ÷ the base's median must stay ≤ LIMIT. `tps:LABEL=VALUES`
+/// add each build's throughput in the same runs to the note, `load=VALUES` the load average
+/// each run started at.
+fn compare(a: &[String]) -> Result<()> {
+    if a.len() < 5 {
+        bail!("compare NAME UNIT LIMIT BASE=VALUES SUBJECT=VALUES [tps:LABEL=VALUES ...]");
+    }
+    let limit: f64 = a[2].parse()?;
+    let (base_name, base) = a[3].split_once('=').context("BASE=VALUES")?;
+    let (subject_name, subject) = a[4].split_once('=').context("SUBJECT=VALUES")?;
+    let (base, subject) = (nums(base)?, nums(subject)?);
+    if subject.is_empty() || base.is_empty() {
+        bail!("no runs");
+    }
+    let ratio = stats::median(&subject) / stats::median(&base);
+    let spread = |v: &[f64]| {
+        format!(
+            "{} (min {}, max {}, {} runs)",
+            stats::fmt(stats::median(v)),
+            stats::fmt(stats::min(v)),
+            stats::fmt(stats::max(v)),
+            v.len()
+        )
+    };
+    let cpu = [
+        stats::Cpu {
+            who: subject_name.to_string(),
+            runs: subject.clone(),
+        },
+        stats::Cpu {
+            who: base_name.to_string(),
+            runs: base.clone(),
+        },
+    ];
+    let mut note = Vec::new();
+    for extra in &a[5..] {
+        let (name, values) = extra.split_once('=').context("tps:LABEL=VALUES")?;
+        let v = nums(values)?;
+        if v.is_empty() {
+            continue;
+        }
+        if let Some(label) = name.strip_prefix("tps:") {
+            note.push(format!("{label} {} tps", spread(&v)));
+        } else if name == "load" {
+            note.push(load_note(&v));
+        }
+    }
+    stats::Outcome {
+        name: format!("{}_{subject_name}", a[0]),
+        unit: a[1].clone(),
+        runs: subject,
+        baseline: format!("{base_name} {} {}", spread(&base), a[1]),
+        ratio: Some(ratio),
+        target: format!("≤ {limit:.2}× {base_name}"),
+        met: ratio <= limit,
         note: note.join("; "),
     }
-    .emit();
+    .emit_with_cpu(&cpu);
     Ok(())
 }

@@ -45,17 +45,64 @@ pub struct Outcome {
     pub note: String,
 }
 
+/// CPU time one proxy process used per transaction in each run of a load (utime + stime from
+/// /proc/<pid>/stat over the run ÷ the transactions the load tool reported), in µs.
+pub struct Cpu {
+    pub who: String,
+    pub runs: Vec<f64>,
+}
+
+/// `torpor 24.3 (23.9–25.0); forwarder 15.1 (14.8–15.6); torpor ÷ forwarder 1.61`: each
+/// process's median (min–max) in µs/transaction, then the first one's median over each other's.
+pub fn cpu_text(cpu: &[Cpu]) -> String {
+    let cpu: Vec<&Cpu> = cpu.iter().filter(|c| !c.runs.is_empty()).collect();
+    let mut parts: Vec<String> = cpu
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} ({}–{})",
+                c.who,
+                fmt(median(&c.runs)),
+                fmt(min(&c.runs)),
+                fmt(max(&c.runs))
+            )
+        })
+        .collect();
+    if let Some((first, rest)) = cpu.split_first() {
+        for other in rest {
+            parts.push(format!(
+                "{} ÷ {} {:.2}",
+                first.who,
+                other.who,
+                median(&first.runs) / median(&other.runs)
+            ));
+        }
+    }
+    parts.join("; ")
+}
+
 impl Outcome {
     pub fn emit(&self) {
+        self.emit_with_cpu(&[]);
+    }
+
+    /// The line and the row, with the proxies' CPU per transaction beside the ratio.
+    pub fn emit_with_cpu(&self, cpu: &[Cpu]) {
         let value = median(&self.runs);
         let ratio = self.ratio.map_or("-".to_string(), |r| format!("{r:.3}"));
         let verdict = if self.met { "met" } else { "MISSED" };
+        let cpu = cpu_text(cpu);
         println!(
-            "{} {} {} ratio={} target=\"{}\" {}{}",
+            "{} {} {} ratio={}{} target=\"{}\" {}{}",
             self.name,
             fmt(value),
             self.unit,
             ratio,
+            if cpu.is_empty() {
+                String::new()
+            } else {
+                format!(" cpu_us_per_tx=\"{cpu}\"")
+            },
             self.target,
             verdict,
             if self.note.is_empty() {
@@ -65,7 +112,7 @@ impl Outcome {
             }
         );
         let row = format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}\n",
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}\n",
             self.name,
             fmt(value),
             fmt(min(&self.runs)),
@@ -73,6 +120,7 @@ impl Outcome {
             self.runs.len(),
             self.unit,
             ratio,
+            if cpu.is_empty() { "-" } else { &cpu },
             self.baseline,
             self.target,
             verdict,
@@ -99,7 +147,7 @@ pub fn not_measured(name: &str, target: &str, error: &str) {
             .append(true)
             .open(path)
     {
-        let _ = writeln!(f, "{name}|-|-|-|0|-|-|-|{target}|not measured|{error}");
+        let _ = writeln!(f, "{name}|-|-|-|0|-|-|-|-|{target}|not measured|{error}");
     }
 }
 
