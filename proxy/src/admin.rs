@@ -13,20 +13,20 @@ use axum::routing::{get, post};
 use controller::{ClusterState, SleepError, WakeCause};
 use serde::Serialize;
 
+use crate::cluster_front::ClusterFront;
 use crate::config::Protocol;
 use crate::metrics::{Metrics, Scrape, label};
 use crate::registry::Registry;
-use crate::service::Service;
 
 #[derive(Clone)]
 struct Admin {
-    services: Arc<Vec<Arc<Service>>>,
+    fronts: Arc<Vec<Arc<ClusterFront>>>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
 }
 
 pub fn router(
-    services: Vec<Arc<Service>>,
+    fronts: Vec<Arc<ClusterFront>>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
 ) -> Router {
@@ -37,7 +37,7 @@ pub fn router(
         .route("/api/clusters/{name}/wake", post(wake))
         .route("/metrics", get(render_metrics))
         .with_state(Admin {
-            services: Arc::new(services),
+            fronts: Arc::new(fronts),
             registry,
             metrics,
         })
@@ -60,11 +60,11 @@ pub struct ClusterStatus {
 }
 
 impl Admin {
-    fn find(&self, name: &str) -> Option<&Arc<Service>> {
-        self.services.iter().find(|s| s.name == name)
+    fn find(&self, name: &str) -> Option<&Arc<ClusterFront>> {
+        self.fronts.iter().find(|s| s.name == name)
     }
 
-    async fn status(&self, s: &Service) -> ClusterStatus {
+    async fn status(&self, s: &ClusterFront) -> ClusterStatus {
         // Only a driver that runs the server here has a pid; it puts it in its details.
         let backend = s.cluster.backend_status().await;
         let backend_pid = backend.details["pid"]
@@ -86,9 +86,9 @@ impl Admin {
     }
 
     /// Every cluster's status, in config order.
-    async fn statuses(&self) -> Vec<(&Service, ClusterStatus)> {
-        let mut out = Vec::with_capacity(self.services.len());
-        for s in self.services.iter() {
+    async fn statuses(&self) -> Vec<(&ClusterFront, ClusterStatus)> {
+        let mut out = Vec::with_capacity(self.fronts.len());
+        for s in self.fronts.iter() {
             out.push((s.as_ref(), self.status(s).await));
         }
         out

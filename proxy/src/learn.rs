@@ -8,26 +8,26 @@ use std::time::Duration;
 
 use controller::ClusterState;
 
-use crate::service::Service;
+use crate::cluster_front::ClusterFront;
 
 /// After a start, leave the first queries the CPU before asking.
 const SETTLE: Duration = Duration::from_millis(200);
 /// Between attempts that failed.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Runs for the service's life: after every start of the server, `on_start` forgets what
-/// belonged to the last server process, then `learn` runs until it succeeds or the server
-/// stops.
+/// Runs as long as torpor serves the cluster: after every start of the server, `on_start`
+/// forgets what belonged to the last server process, then `learn` runs until it succeeds or the
+/// server stops.
 pub async fn after_every_start<E, F>(
-    service: Arc<Service>,
+    front: Arc<ClusterFront>,
     what: &'static str,
-    on_start: impl Fn(&Service),
-    learn: impl Fn(Arc<Service>) -> F,
+    on_start: impl Fn(&ClusterFront),
+    learn: impl Fn(Arc<ClusterFront>) -> F,
 ) where
     E: Display,
     F: Future<Output = Result<(), E>>,
 {
-    let mut state = service.cluster.subscribe_state();
+    let mut state = front.cluster.subscribe_state();
     loop {
         if state
             .wait_for(|s| *s == ClusterState::Running)
@@ -36,16 +36,16 @@ pub async fn after_every_start<E, F>(
         {
             return;
         }
-        on_start(&service);
+        on_start(&front);
         loop {
             tokio::time::sleep(SETTLE).await;
             if *state.borrow() != ClusterState::Running {
                 break;
             }
-            match learn(service.clone()).await {
+            match learn(front.clone()).await {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::debug!(cluster = %service.name, error = %e, "could not read the {what}");
+                    tracing::debug!(cluster = %front.name, error = %e, "could not read the {what}");
                     tokio::time::sleep(RETRY).await;
                 }
             }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod check;
+pub mod cluster_front;
 pub mod config;
 mod learn;
 pub mod metrics;
@@ -10,6 +11,5 @@ mod net;
 mod pg;
 pub mod registry;
 pub mod server;
-pub mod service;
 mod session;
 pub mod status;

@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin;
+use crate::cluster_front::ClusterFront;
 use crate::config::{ClusterConfig, Config, Protocol};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::service::Service;
 use crate::{mysql, pg};
 
 /// How often recorded values are folded into the histograms when nobody scrapes: until then
@@ -24,7 +24,7 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 pub struct Running {
     pub admin_addr: SocketAddr,
-    pub services: Vec<Arc<Service>>,
+    pub fronts: Vec<Arc<ClusterFront>>,
     /// The address each cluster listens on, in config order.
     pub listen_addrs: Vec<SocketAddr>,
     shutdown: CancellationToken,
@@ -54,7 +54,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let sessions = TaskTracker::new();
     let background = TaskTracker::new();
 
-    let mut services = Vec::new();
+    let mut fronts = Vec::new();
     let mut listen_addrs = Vec::new();
     for (c, driver) in cfg.clusters.iter().zip(drivers) {
         let cluster = Arc::new(
@@ -69,11 +69,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             .await
             .with_context(|| format!("cluster {}: listening on {}", c.name, c.listen))?;
         listen_addrs.push(listener.local_addr()?);
-        let service = Arc::new(
-            Service::new(c, cluster.clone(), store.clone(), registry.clone())
+        let front = Arc::new(
+            ClusterFront::new(c, cluster.clone(), store.clone(), registry.clone())
                 .with_metrics(metrics.cluster(&c.name, c.protocol)),
         );
-        services.push(service.clone());
+        fronts.push(front.clone());
 
         let token = shutdown.clone();
         background.spawn(async move {
@@ -84,7 +84,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         });
         if c.protocol == Protocol::Postgres {
             let token = shutdown.clone();
-            let learner = service.clone();
+            let learner = front.clone();
             background.spawn(async move {
                 tokio::select! {
                     _ = pg::keep_learning(learner) => {}
@@ -94,7 +94,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         }
         if c.protocol == Protocol::Mysql {
             let token = shutdown.clone();
-            let learner = service.clone();
+            let learner = front.clone();
             background.spawn(async move {
                 tokio::select! {
                     _ = mysql::keep_learning(learner) => {}
@@ -104,7 +104,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         }
         background.spawn(accept_loop(
             listener,
-            service,
+            front,
             shutdown.clone(),
             sessions.clone(),
         ));
@@ -125,7 +125,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             }
         }
     });
-    let router = admin::router(services.clone(), registry.clone(), metrics);
+    let router = admin::router(fronts.clone(), registry.clone(), metrics);
     let token = shutdown.clone();
     background.spawn(async move {
         let serve = axum::serve(admin_listener, router)
@@ -137,7 +137,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
 
     Ok(Running {
         admin_addr,
-        services,
+        fronts,
         listen_addrs,
         shutdown,
         sessions,
@@ -160,7 +160,7 @@ fn driver(c: &ClusterConfig) -> Box<dyn Driver> {
 
 async fn accept_loop(
     listener: TcpListener,
-    service: Arc<Service>,
+    front: Arc<ClusterFront>,
     shutdown: CancellationToken,
     sessions: TaskTracker,
 ) {
@@ -170,17 +170,17 @@ async fn accept_loop(
             _ = shutdown.cancelled() => return,
         };
         match accepted {
-            Ok((io, _peer)) => match service.protocol {
+            Ok((io, _peer)) => match front.protocol {
                 Protocol::Postgres => {
-                    sessions.spawn(pg::serve(io, service.clone(), shutdown.clone()));
+                    sessions.spawn(pg::serve(io, front.clone(), shutdown.clone()));
                 }
                 Protocol::Mysql => {
-                    sessions.spawn(mysql::serve(io, service.clone(), shutdown.clone()));
+                    sessions.spawn(mysql::serve(io, front.clone(), shutdown.clone()));
                 }
             },
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(cluster = %service.name, error = %e, "accept failed");
+                tracing::warn!(cluster = %front.name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -200,7 +200,7 @@ impl Running {
         }
         self.background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
-        for s in &self.services {
+        for s in &self.fronts {
             if let Err(e) = s.cluster.shutdown().await {
                 tracing::error!(cluster = %s.name, error = %e, "could not stop backend");
             }

@@ -16,8 +16,8 @@ use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
 use super::error::UNKNOWN;
 use super::startup::Hello;
+use crate::cluster_front::Greeting;
 use crate::net;
-use crate::service::Greeting;
 use crate::session::Error;
 
 pub struct Backend {

@@ -16,22 +16,23 @@ use super::conn::Packets;
 use super::conn::payload;
 use super::error::UNKNOWN;
 use super::startup::Hello;
-use crate::service::Service;
+use crate::cluster_front::ClusterFront;
 use crate::session::Error;
 
 /// utf8mb4_general_ci: names in the catalog are ASCII anyway.
 const CHARSET: u8 = 45;
 
-/// Runs for the service's life: after every start of the server, reads its catalog.
-pub async fn keep_learning(service: Arc<Service>) {
+/// Runs as long as torpor serves the cluster: after every start of the server, reads its
+/// catalog.
+pub async fn keep_learning(front: Arc<ClusterFront>) {
     crate::learn::after_every_start(
-        service,
+        front,
         "variables catalog",
         // The report order belongs to the server process that just stopped; until this one's
         // is known, answers that depend on it go to the server.
-        |service| {
-            if let Some(old) = service.my_catalog() {
-                service.remember_my_catalog(Catalog {
+        |front| {
+            if let Some(old) = front.my_catalog() {
+                front.remember_my_catalog(Catalog {
                     tracked_order: None,
                     ..(*old).clone()
                 });
@@ -42,8 +43,8 @@ pub async fn keep_learning(service: Arc<Service>) {
     .await;
 }
 
-async fn learn(service: &Service) -> Result<(), Error> {
-    let (Some(at), Some(user)) = (service.cluster.running_backend(), &service.first_user) else {
+async fn learn(front: &ClusterFront) -> Result<(), Error> {
+    let (Some(at), Some(user)) = (front.cluster.running_backend(), &front.first_user) else {
         return Ok(());
     };
     let hello = Hello {
@@ -80,12 +81,12 @@ async fn learn(service: &Service) -> Result<(), Error> {
         None => None,
     };
     tracing::debug!(
-        cluster = %service.name,
+        cluster = %front.name,
         variables = catalog.variables.len(),
         order = catalog.tracked_order.is_some(),
         "variables catalog learned"
     );
-    service.remember_my_catalog(catalog);
+    front.remember_my_catalog(catalog);
     let mut out = Vec::new();
     write_packet(&mut out, 0, &command::quit());
     let _ = b.conn.send(&out).await;

@@ -9,7 +9,7 @@ use protocols::mysql::packet::{PacketError, Reader, write_packet};
 use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
 use super::error::ACCESS_DENIED;
-use crate::service::{Service, User};
+use crate::cluster_front::{ClusterFront, User};
 use crate::session::Error;
 use protocols::mysql::command;
 
@@ -50,7 +50,7 @@ pub fn parse(p: &[u8], capabilities: u32) -> Result<Request, PacketError> {
 /// Returns the user and the sequence id for the final OK.
 pub async fn authenticate(
     client: &mut Conn,
-    service: &Service,
+    front: &ClusterFront,
     req: &Request,
     seq_id: u8,
     host: &str,
@@ -71,7 +71,7 @@ pub async fn authenticate(
     let answer = client.recv().await?;
     let next = seq(&answer).wrapping_add(1);
     let response = payload(&answer);
-    let user = service
+    let user = front
         .user(&req.user)
         .filter(|u| auth::native_verify(u.password.as_bytes(), &scramble, response));
     match user {
@@ -103,7 +103,7 @@ impl Session<My> {
         let seq = self.p.reply_seq;
         let (user, next) = super::change_user::authenticate(
             &mut self.p.client,
-            &self.service,
+            &self.front,
             &req,
             seq,
             &self.p.hello.host,

@@ -91,7 +91,7 @@ impl Session<My> {
             }
         }
         if cmd == com::QUERY || cmd == com::PROCESS_KILL {
-            match kill::route(&self.service, payload(&packet)) {
+            match kill::route(&self.front, payload(&packet)) {
                 kill::Route::Forward => {}
                 kill::Route::Rewrite(p) => {
                     let mut out = Vec::with_capacity(p.len() + 4);
@@ -115,7 +115,7 @@ impl Session<My> {
         let probes_only = if self.p.backend.is_none() {
             false
         } else if !self.p.responses.busy()
-            && (self.member.prepared || self.service.cluster.is_draining())
+            && (self.member.prepared || self.front.cluster.is_draining())
         {
             true
         } else {
@@ -123,7 +123,7 @@ impl Session<My> {
         };
         let status = self.p.responses.status();
         let (reply, probe) = match cmd {
-            com::PING if self.service.my_probes.ping() => (
+            com::PING if self.front.my_probes.ping() => (
                 local::ok_packet(self.p.reply_seq, status, self.p.hello.capabilities),
                 true,
             ),
@@ -131,14 +131,14 @@ impl Session<My> {
                 let catalog = if probes_only {
                     None
                 } else {
-                    self.service.my_catalog()
+                    self.front.my_catalog()
                 };
                 let view = View {
                     capabilities: self.p.hello.capabilities,
                     status,
                     catalog: catalog.as_deref(),
                     plain_session: !self.p.customised,
-                    probes: &self.service.my_probes,
+                    probes: &self.front.my_probes,
                 };
                 let Some(answer) = local::answer(&payload(packet)[1..], self.p.reply_seq, &view)
                 else {
@@ -146,16 +146,16 @@ impl Session<My> {
                 };
                 self.p.responses.set_status(answer.status);
                 self.p.overlay.record(&answer.changes);
-                let probe = local::is_probe(&payload(packet)[1..], &self.service.my_probes);
+                let probe = local::is_probe(&payload(packet)[1..], &self.front.my_probes);
                 (answer.reply, probe)
             }
             _ => return Ok(false),
         };
-        self.service
+        self.front
             .local_answers
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if probe {
-            self.service.metrics.probes_answered.increment(1);
+            self.front.metrics.probes_answered.increment(1);
         }
         self.p.client.send(&reply).await?;
         Ok(true)
@@ -168,10 +168,10 @@ impl Session<My> {
         // Probes reach a running server but are not activity: they neither call a drain off
         // nor keep the database up.
         let body = payload(&packet);
-        let probes = &self.service.my_probes;
+        let probes = &self.front.my_probes;
         let probe = (body[0] == com::PING && probes.ping())
             || (body[0] == com::QUERY && local::is_probe(&body[1..], probes));
-        let probing = probe && !self.member.prepared && !self.service.cluster.is_draining();
+        let probing = probe && !self.member.prepared && !self.front.cluster.is_draining();
         self.p.probing = probing && (self.p.probing || !self.p.responses.busy());
         if !probing {
             self.activity().await?;

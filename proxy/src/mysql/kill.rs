@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use protocols::mysql::command::com;
 
-use crate::service::Service;
+use crate::cluster_front::ClusterFront;
 
 pub enum Route {
     /// Not one of ours (another statement, or a real backend thread id): send it on as it is.
@@ -18,7 +18,7 @@ pub enum Route {
 }
 
 /// `payload` is a COM_QUERY or COM_PROCESS_KILL.
-pub fn route(service: &Arc<Service>, payload: &[u8]) -> Route {
+pub fn route(front: &Arc<ClusterFront>, payload: &[u8]) -> Route {
     let Some((&cmd, rest)) = payload.split_first() else {
         return Route::Forward;
     };
@@ -36,7 +36,7 @@ pub fn route(service: &Arc<Service>, payload: &[u8]) -> Route {
             None => return Route::Forward,
         }
     };
-    let Some(target) = service.registry.lookup_mysql(&service.name, id) else {
+    let Some(target) = front.registry.lookup_mysql(&front.name, id) else {
         return Route::Forward;
     };
     match target.backend() {

@@ -22,13 +22,13 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::Service;
+use crate::cluster_front::ClusterFront;
 use startup::Start;
 
 /// Serves one accepted client connection until it closes.
-pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationToken) {
+pub async fn serve(io: TcpStream, front: Arc<ClusterFront>, shutdown: CancellationToken) {
     let start = tokio::select! {
-        s = startup::accept(io, &service) => s,
+        s = startup::accept(io, &front) => s,
         _ = shutdown.cancelled() => return,
     };
     match start {
@@ -39,7 +39,7 @@ pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationT
             reg,
             seq,
         } => {
-            session::session(service, conn, user, hello, reg, seq)
+            session::session(front, conn, user, hello, reg, seq)
                 .run(shutdown)
                 .await;
         }
@@ -49,7 +49,7 @@ pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationT
             error,
         } => {
             if let Some((code, state, msg)) = error::client_report(&error) {
-                tracing::info!(cluster = %service.name, code, error = %msg, "client login failed");
+                tracing::info!(cluster = %front.name, code, error = %msg, "client login failed");
                 error::report(&mut conn, seq, code, state, &msg).await;
             }
         }

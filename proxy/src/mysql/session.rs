@@ -21,8 +21,8 @@ use super::error::UNKNOWN;
 use super::restore;
 use super::startup::Hello;
 use super::statements::Statements;
+use crate::cluster_front::{ClusterFront, User};
 use crate::registry::{BackendKey, Holds, Registration};
-use crate::service::{Service, User};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step};
 
 /// While a response is outstanding, stop reading a client that keeps sending past this.
@@ -75,7 +75,7 @@ pub(super) struct Current {
 
 /// A session for a client that has just logged in.
 pub fn session(
-    service: Arc<Service>,
+    front: Arc<ClusterFront>,
     client: Conn,
     user: Arc<User>,
     hello: Hello,
@@ -83,9 +83,9 @@ pub fn session(
     reply_seq: u8,
 ) -> Session<My> {
     let schema = hello.database.clone();
-    let member = Membership::new(service.clone(), reg);
+    let member = Membership::new(front.clone(), reg);
     Session::new(
-        service,
+        front,
         member,
         My {
             client,
@@ -122,12 +122,12 @@ impl Protocol for My {
 
     async fn greet(s: &mut Session<Self>) -> Result<(), Error> {
         let key = s.p.connect_key();
-        let known = s.service.cached_status(&key).is_some();
-        if !(known && s.service.cluster.running_backend().is_none()) {
+        let known = s.front.cached_status(&key).is_some();
+        if !(known && s.front.cluster.running_backend().is_none()) {
             // The first login with this user and schema goes to the backend, which may refuse
             // the schema; later ones are answered from memory while the database sleeps.
             s.attach().await?;
-            s.service.remember_status(&key, &[]);
+            s.front.remember_status(&key, &[]);
         }
         let seq = s.p.reply_seq;
         s.p.send_ok(seq).await
@@ -249,15 +249,14 @@ impl Protocol for My {
             database.as_deref(),
         )
         .await?;
-        s.service.remember_greeting(b.greeting.clone());
+        s.front.remember_greeting(b.greeting.clone());
         // What the client set while torpor answered for it goes on top of what the store held;
         // the store is behind the session until the next snapshot.
         let overlaid = !p.overlay.is_empty();
         let mut status = b.status;
         if let Some(mut snap) = snap {
             p.overlay.apply(&mut snap);
-            status =
-                restore::restore(&mut b, &snap, &mut p.stmts, &s.service.metrics.replay).await?;
+            status = restore::restore(&mut b, &snap, &mut p.stmts, &s.front.metrics.replay).await?;
             p.tracked.after_replay();
         }
         p.overlay.clear();

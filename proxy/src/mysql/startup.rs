@@ -15,8 +15,8 @@ use tokio::net::TcpStream;
 use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
 use super::error::ACCESS_DENIED;
+use crate::cluster_front::{ClusterFront, Greeting, User};
 use crate::registry::{Identity, Registration};
-use crate::service::{Greeting, Service, User};
 use crate::session::Error;
 
 /// Capabilities torpor offers clients (further limited by what the backend offers). No TLS and
@@ -70,13 +70,13 @@ pub enum Start {
     },
 }
 
-pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
+pub async fn accept(io: TcpStream, front: &Arc<ClusterFront>) -> Start {
     let mut conn = super::conn::conn(io);
     let peer = conn.io.peer_addr();
     let host = peer
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "localhost".into());
-    let greeting = match greeting(service).await {
+    let greeting = match greeting(front).await {
         Ok(g) => g,
         Err(error) => {
             return Start::Failed {
@@ -86,7 +86,7 @@ pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
             };
         }
     };
-    let (id, reg) = service.registry.register_mysql(&service.name);
+    let (id, reg) = front.registry.register_mysql(&front.name);
     let scramble = scramble();
     let offered = OFFERED & (greeting.capabilities | caps::LONG_PASSWORD);
     let hs = Handshake {
@@ -105,7 +105,7 @@ pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
     write_packet(&mut out, 0, &payload_buf);
     let result = tokio::time::timeout(
         Duration::from_secs(30),
-        authenticate(&mut conn, service, &out, &scramble, offered, host),
+        authenticate(&mut conn, front, &out, &scramble, offered, host),
     )
     .await
     .unwrap_or_else(|_| {
@@ -143,14 +143,14 @@ pub async fn accept(io: TcpStream, service: &Arc<Service>) -> Start {
 
 /// The greeting to show: what the backend said last time, or (once per torpor process) what it
 /// says now, which may mean waking it.
-async fn greeting(service: &Service) -> Result<Greeting, Error> {
-    if let Some(g) = service.greeting() {
+async fn greeting(front: &ClusterFront) -> Result<Greeting, Error> {
+    if let Some(g) = front.greeting() {
         return Ok(g);
     }
     // Busy until the greeting is read: a drain between the wake and the probe would stop the
     // server under us.
-    let _busy = Busy::new(&service.cluster);
-    let info = service.cluster.wake(None).await.map_err(|e| {
+    let _busy = Busy::new(&front.cluster);
+    let info = front.cluster.wake(None).await.map_err(|e| {
         Error::my(
             super::error::UNKNOWN,
             "08S01",
@@ -158,7 +158,7 @@ async fn greeting(service: &Service) -> Result<Greeting, Error> {
         )
     })?;
     let g = super::backend::probe(&info).await?;
-    service.remember_greeting(g.clone());
+    front.remember_greeting(g.clone());
     Ok(g)
 }
 
@@ -182,7 +182,7 @@ type AuthResult = Result<(Arc<User>, Hello, u8), (u8, Error)>;
 
 async fn authenticate(
     conn: &mut Conn,
-    service: &Service,
+    front: &ClusterFront,
     greeting: &[u8],
     scramble: &[u8; 20],
     offered: u32,
@@ -212,7 +212,7 @@ async fn authenticate(
             Error::my(1043, "08S01", "compression was not offered"),
         ));
     }
-    let user = service.user(&resp.username);
+    let user = front.user(&resp.username);
     let plugin = resp.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD);
     let mut response = resp.auth_response.clone();
     let mut used_plugin = plugin.to_string();

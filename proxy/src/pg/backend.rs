@@ -13,8 +13,8 @@ use protocols::pg::parse::{self, Authentication};
 
 use super::conn::Messages;
 use super::conn::{Conn, body};
+use crate::cluster_front::User;
 use crate::net;
-use crate::service::User;
 use crate::session::Error;
 use crate::session::error::Code;
 

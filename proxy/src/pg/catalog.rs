@@ -8,13 +8,14 @@ use protocols::pg::local::{CATALOG_QUERY, Catalog};
 
 use super::backend;
 use super::checkpoint::simple_query;
-use crate::service::Service;
+use crate::cluster_front::ClusterFront;
 use crate::session::Error;
 
-/// Runs for the service's life: after every start of the server, reads its catalog.
-pub async fn keep_learning(service: Arc<Service>) {
+/// Runs as long as torpor serves the cluster: after every start of the server, reads its
+/// catalog.
+pub async fn keep_learning(front: Arc<ClusterFront>) {
     crate::learn::after_every_start(
-        service,
+        front,
         "settings catalog",
         |_| {},
         |s| async move { learn(&s).await },
@@ -22,8 +23,8 @@ pub async fn keep_learning(service: Arc<Service>) {
     .await;
 }
 
-async fn learn(service: &Service) -> Result<(), Error> {
-    let (Some(at), Some(user)) = (service.cluster.running_backend(), &service.first_user) else {
+async fn learn(front: &ClusterFront) -> Result<(), Error> {
+    let (Some(at), Some(user)) = (front.cluster.running_backend(), &front.first_user) else {
         return Ok(());
     };
     let startup = vec![
@@ -43,8 +44,8 @@ async fn learn(service: &Service) -> Result<(), Error> {
         .and_then(|r| r.first().cloned().flatten())
         .unwrap_or_default();
     let catalog = Catalog::from_rows(&settings.rows, &version);
-    tracing::debug!(cluster = %service.name, settings = catalog.settings.len(), "settings catalog learned");
-    service.remember_pg_catalog(catalog);
+    tracing::debug!(cluster = %front.name, settings = catalog.settings.len(), "settings catalog learned");
+    front.remember_pg_catalog(catalog);
     let mut out = BytesMut::new();
     protocols::pg::message::terminate(&mut out);
     let _ = b.conn.send(&out).await;

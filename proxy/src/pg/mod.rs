@@ -17,25 +17,25 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::Service;
+use crate::cluster_front::ClusterFront;
 use startup::Start;
 
 /// Serves one accepted client connection until it closes.
-pub async fn serve(io: TcpStream, service: Arc<Service>, shutdown: CancellationToken) {
+pub async fn serve(io: TcpStream, front: Arc<ClusterFront>, shutdown: CancellationToken) {
     let start = tokio::select! {
-        s = startup::accept(io, &service) => s,
+        s = startup::accept(io, &front) => s,
         _ = shutdown.cancelled() => return,
     };
     match start {
-        Start::Cancel { pid, secret } => cancel::forward(&service.registry, pid, secret).await,
+        Start::Cancel { pid, secret } => cancel::forward(&front.registry, pid, secret).await,
         Start::Session { conn, user, params } => {
-            session::session(service, conn, user, params)
+            session::session(front, conn, user, params)
                 .run(shutdown)
                 .await;
         }
         Start::Failed { mut conn, error } => {
             if let Some((code, msg)) = error::client_report(&error) {
-                tracing::info!(cluster = %service.name, code, error = %msg, "client startup failed");
+                tracing::info!(cluster = %front.name, code, error = %msg, "client startup failed");
                 error::report(&mut conn, code, &msg).await;
             }
         }

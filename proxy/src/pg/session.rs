@@ -17,8 +17,8 @@ use super::backend::{self, Backend};
 use super::checkpoint::{self, Capture as PgCapture};
 use super::conn::{Conn, MAX_CLIENT_MESSAGE, Messages};
 use super::restore;
+use crate::cluster_front::{ClusterFront, User};
 use crate::registry::{BackendKey, Holds};
-use crate::service::{Service, User};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step};
 
 pub struct Pg {
@@ -48,17 +48,17 @@ pub struct Pg {
 
 /// A session for a client that has just authenticated.
 pub fn session(
-    service: Arc<Service>,
+    front: Arc<ClusterFront>,
     client: Conn,
     user: Arc<User>,
     startup: Vec<(String, String)>,
 ) -> Session<Pg> {
-    let (virtual_key, reg) = service.registry.register(&service.name);
+    let (virtual_key, reg) = front.registry.register(&front.name);
     reg.entry
         .introduce_pg(&user.name, &startup, client.io.peer_addr());
-    let member = Membership::new(service.clone(), reg);
+    let member = Membership::new(front.clone(), reg);
     Session::new(
-        service,
+        front,
         member,
         Pg {
             client,
@@ -92,9 +92,9 @@ impl Protocol for Pg {
     }
 
     async fn greet(s: &mut Session<Self>) -> Result<(), Error> {
-        let cached = s.service.cached_status(&s.p.startup);
+        let cached = s.front.cached_status(&s.p.startup);
         match cached {
-            Some(status) if s.service.cluster.running_backend().is_none() => {
+            Some(status) if s.front.cluster.running_backend().is_none() => {
                 // The cluster sleeps and we know what it would say: answer without waking it.
                 s.p.told = status;
             }
@@ -102,7 +102,7 @@ impl Protocol for Pg {
                 s.attach().await?;
                 if let Some(b) = &s.p.backend {
                     s.p.told = b.status.clone();
-                    s.service.remember_status(&s.p.startup, &b.status);
+                    s.front.remember_status(&s.p.startup, &b.status);
                 }
             }
         }
@@ -263,7 +263,7 @@ impl Protocol for Pg {
         if let Some(mut snap) = snap {
             p.overlay.apply(&mut snap);
             let mut to_client = BytesMut::new();
-            restore::restore(&mut b, &snap, &mut to_client, &s.service.metrics.replay).await?;
+            restore::restore(&mut b, &snap, &mut to_client, &s.front.metrics.replay).await?;
             if !to_client.is_empty() {
                 p.client.send(&to_client).await?;
             }
@@ -342,12 +342,12 @@ async fn answer_locally(s: &mut Session<Pg>) -> Result<Local, Error> {
     let p = &mut s.p;
     let probes_only = if p.backend.is_none() {
         !p.overlay.has_room()
-    } else if p.tracker.is_idle() && (s.member.prepared || s.service.cluster.is_draining()) {
+    } else if p.tracker.is_idle() && (s.member.prepared || s.front.cluster.is_draining()) {
         true
     } else {
         return Ok(Local::Server);
     };
-    let catalog = s.service.pg_catalog();
+    let catalog = s.front.pg_catalog();
     let txn = match (&p.backend, &p.reopen) {
         (Some(_), _) => p.tracker.txn_status(),
         (None, Some(_)) => b'T',
@@ -359,7 +359,7 @@ async fn answer_locally(s: &mut Session<Pg>) -> Result<Local, Error> {
         initial: &p.initial,
         canned: p.tracker.canned(),
         catalog: catalog.as_deref(),
-        probes: &s.service.pg_probes,
+        probes: &s.front.pg_probes,
         probes_only,
     };
     let answer = match local::answer(&p.client.rbuf, &view) {
@@ -370,7 +370,7 @@ async fn answer_locally(s: &mut Session<Pg>) -> Result<Local, Error> {
     let probe = local::is_probe_traffic(
         &p.client.rbuf[..answer.consumed],
         p.tracker.canned(),
-        &s.service.pg_probes,
+        &s.front.pg_probes,
     );
     let _ = p.client.rbuf.split_to(answer.consumed);
     for e in &answer.effects {
@@ -392,11 +392,11 @@ async fn answer_locally(s: &mut Session<Pg>) -> Result<Local, Error> {
     }
     p.tracker.apply(&answer.effects);
     p.overlay.record(&answer.effects);
-    s.service
+    s.front
         .local_answers
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if probe {
-        s.service.metrics.probes_answered.increment(1);
+        s.front.metrics.probes_answered.increment(1);
     }
     p.client.send(&answer.reply).await?;
     Ok(Local::Answered)
@@ -407,9 +407,9 @@ async fn forward(s: &mut Session<Pg>) -> Result<Step, Error> {
     // Probes reach a running server but are not activity: they neither call a drain off nor
     // keep the database up.
     let probing =
-        local::is_probe_traffic(&s.p.client.rbuf, s.p.tracker.canned(), &s.service.pg_probes)
+        local::is_probe_traffic(&s.p.client.rbuf, s.p.tracker.canned(), &s.front.pg_probes)
             && !s.member.prepared
-            && !s.service.cluster.is_draining();
+            && !s.front.cluster.is_draining();
     s.p.probing = probing && (s.p.probing || !s.p.tracker.in_flight());
     if !probing {
         s.activity().await?;

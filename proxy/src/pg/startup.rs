@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 use super::conn::Messages;
 use super::conn::{Conn, MAX_CLIENT_MESSAGE, body};
-use crate::service::{Service, User};
+use crate::cluster_front::{ClusterFront, User};
 use crate::session::Error;
 
 pub enum Start {
@@ -36,14 +36,14 @@ enum Packet {
     Cancel(i32, i32),
 }
 
-pub async fn accept(io: TcpStream, service: &Service) -> Start {
+pub async fn accept(io: TcpStream, front: &ClusterFront) -> Start {
     let mut conn = Conn::new(io, MAX_AUTH_MESSAGE);
     let params = match startup_packet(&mut conn).await {
         Ok(Packet::Startup(params)) => params,
         Ok(Packet::Cancel(pid, secret)) => return Start::Cancel { pid, secret },
         Err(error) => return Start::Failed { conn, error },
     };
-    match authenticate(&mut conn, &params, service).await {
+    match authenticate(&mut conn, &params, front).await {
         Ok(user) => {
             // From here on messages can be as large as any query.
             conn.max = MAX_CLIENT_MESSAGE;
@@ -85,7 +85,7 @@ async fn startup_packet(conn: &mut Conn) -> Result<Packet, Error> {
 async fn authenticate(
     conn: &mut Conn,
     params: &[(String, String)],
-    service: &Service,
+    front: &ClusterFront,
 ) -> Result<Arc<User>, Error> {
     if params.iter().any(|(k, _)| k == "replication") {
         return Err(Error::pg(
@@ -98,7 +98,7 @@ async fn authenticate(
         .find(|(k, _)| k == "user")
         .map(|(_, v)| v.as_str())
         .unwrap_or_default();
-    let user = service.user(user_name);
+    let user = front.user(user_name);
     // An unknown user goes through the same exchange with a secret that can never match, so
     // the answer doesn't reveal whether the user exists.
     let secret = match &user {

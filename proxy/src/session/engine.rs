@@ -10,15 +10,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::protocol::{Capture, Protocol, Step};
 use super::{Ending, Error, Membership};
+use crate::cluster_front::ClusterFront;
 use crate::net::Conn;
-use crate::service::Service;
 
 /// How long a drain's checkpoint waits for probes in flight to be answered.
 const PROBE_WAIT: Duration = Duration::from_secs(5);
 
 /// One client connection for its whole life.
 pub struct Session<P> {
-    pub service: Arc<Service>,
+    pub front: Arc<ClusterFront>,
     pub member: Membership,
     /// The protocol's own state: connections, trackers, what the client was told.
     pub p: P,
@@ -36,9 +36,9 @@ enum Event {
 }
 
 impl<P: Protocol> Session<P> {
-    pub fn new(service: Arc<Service>, member: Membership, p: P) -> Self {
+    pub fn new(front: Arc<ClusterFront>, member: Membership, p: P) -> Self {
         Session {
-            service,
+            front,
             member,
             p,
             ended: false,
@@ -50,7 +50,7 @@ impl<P: Protocol> Session<P> {
         if let Err(e) = &result {
             self.p.report(e).await;
             if !self.ended && !matches!(e, Error::Closed) {
-                tracing::info!(cluster = %self.service.name, session = self.member.id(), error = %e, "session ended");
+                tracing::info!(cluster = %self.front.name, session = self.member.id(), error = %e, "session ended");
             }
         }
         self.cleanup().await;
@@ -82,7 +82,7 @@ impl<P: Protocol> Session<P> {
             r = client.fill(), if read_client => Event::Client(r),
             r = fill(backend) => Event::Backend(r),
             c = self.member.cmd_rx.recv() => Event::Drain(c),
-            _ = self.member.early.elapsed(&self.service.cluster), if early => Event::Early,
+            _ = self.member.early.elapsed(&self.front.cluster), if early => Event::Early,
             Some(rj) = self.member.rejoin_rx.recv(), if !attached => Event::Rejoin(rj),
         };
         match event {
@@ -138,7 +138,7 @@ impl<P: Protocol> Session<P> {
                 self.member.attached();
                 if let Err(e) = result {
                     // The client hasn't asked for anything: it learns of this when it does.
-                    tracing::info!(cluster = %self.service.name, session = self.member.id(), error = %e, "could not attach a listening session at the wake");
+                    tracing::info!(cluster = %self.front.name, session = self.member.id(), error = %e, "could not attach a listening session at the wake");
                     self.member.leave();
                 }
                 Ok(Step::Continue)
@@ -216,11 +216,11 @@ impl<P: Protocol> Session<P> {
             }
             Capture::Snapshot(s) => s,
         };
-        let metrics = &self.service.metrics;
+        let metrics = &self.front.metrics;
         metrics.checkpoint.record(started.elapsed());
         let started = Instant::now();
         let bytes = self
-            .service
+            .front
             .store
             .put(&self.member.key, &*snap)
             .await

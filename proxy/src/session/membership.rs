@@ -11,11 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::early::EarlySnapshot;
+use crate::cluster_front::ClusterFront;
 use crate::registry::{Holds, Registration};
-use crate::service::Service;
 
 pub struct Membership {
-    service: Arc<Service>,
+    front: Arc<ClusterFront>,
     pub reg: Registration,
     pub key: SnapshotKey,
     cmd_tx: mpsc::UnboundedSender<DrainCmd>,
@@ -37,16 +37,16 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn new(service: Arc<Service>, reg: Registration) -> Membership {
+    pub fn new(front: Arc<ClusterFront>, reg: Registration) -> Membership {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (rejoin_tx, rejoin_rx) = mpsc::unbounded_channel();
         let key = SnapshotKey {
-            cluster: service.name.clone(),
+            cluster: front.name.clone(),
             session: Uuid::new_v4(),
         };
-        let early = EarlySnapshot::new(service.cluster.idle_timeout());
+        let early = EarlySnapshot::new(front.cluster.idle_timeout());
         Membership {
-            service,
+            front,
             reg,
             key,
             cmd_tx,
@@ -81,10 +81,10 @@ impl Membership {
         if busy != self.busy {
             self.busy = busy;
             if busy {
-                self.service.cluster.busy_start();
+                self.front.cluster.busy_start();
             } else {
                 self.early.since = tokio::time::Instant::now();
-                self.service.cluster.busy_end();
+                self.front.cluster.busy_end();
             }
         }
     }
@@ -103,7 +103,7 @@ impl Membership {
             Ok(CheckpointReply::Blocked(why)) | Err(why) => why,
         };
         self.early_held = true;
-        tracing::debug!(cluster = %self.service.name, session = self.id(), %why, "no early snapshot");
+        tracing::debug!(cluster = %self.front.name, session = self.id(), %why, "no early snapshot");
     }
 
     /// Wakes the cluster if needed and joins its drains; while the server starts, reads this
@@ -117,7 +117,7 @@ impl Membership {
         Option<Result<T, StoreError>>,
     ) {
         let Membership {
-            service,
+            front,
             reg,
             key,
             cmd_tx,
@@ -127,14 +127,14 @@ impl Membership {
             ..
         } = self;
         let id = reg.entry.id;
-        service.cluster.unwatch(id);
+        front.cluster.unwatch(id);
         let wake = async {
-            let woke = service.cluster.wake(Some((id, cmd_tx.clone())));
+            let woke = front.cluster.wake(Some((id, cmd_tx.clone())));
             tokio::pin!(woke);
             tokio::select! {
                 r = &mut woke => r,
                 Some(rj) = rejoin_rx.recv() => {
-                    service.cluster.register(id, cmd_tx.clone());
+                    front.cluster.register(id, cmd_tx.clone());
                     *rejoined = Some(rj.done);
                     Ok(rj.backend)
                 }
@@ -142,7 +142,7 @@ impl Membership {
         };
         let load = async {
             if *saved {
-                Some(load(service, key).await)
+                Some(load(front, key).await)
             } else {
                 None
             }
@@ -164,11 +164,9 @@ impl Membership {
         rj: Rejoin,
     ) -> (BackendInfo, Option<Result<T, StoreError>>) {
         self.rejoined = Some(rj.done);
-        self.service
-            .cluster
-            .register(self.id(), self.cmd_tx.clone());
+        self.front.cluster.register(self.id(), self.cmd_tx.clone());
         let snap = if self.saved {
-            Some(load(&self.service, &self.key).await)
+            Some(load(&self.front, &self.key).await)
         } else {
             None
         };
@@ -178,19 +176,17 @@ impl Membership {
     /// While parked, asks to be attached as soon as the backend starts, whoever wakes it
     /// (a session that LISTENs would miss notifications sent after the wake otherwise).
     pub fn watch(&self) {
-        self.service
-            .cluster
-            .watch(self.id(), self.rejoin_tx.clone());
+        self.front.cluster.watch(self.id(), self.rejoin_tx.clone());
     }
 
     pub fn unwatch(&self) {
-        self.service.cluster.unwatch(self.id());
+        self.front.cluster.unwatch(self.id());
     }
 
     /// The backend connection is gone (parked, or it failed): drains no longer ask us.
     pub fn leave(&mut self) {
         self.prepared = false;
-        self.service.cluster.unregister(self.id());
+        self.front.cluster.unregister(self.id());
         self.reg.entry.set_backend(None);
     }
 
@@ -200,9 +196,9 @@ impl Membership {
         self.reg.entry.client_activity();
         self.early_held = false;
         if std::mem::take(&mut self.prepared) {
-            self.service.cluster.resume()
+            self.front.cluster.resume()
         } else {
-            self.service.cluster.client_activity();
+            self.front.cluster.client_activity();
             Resume::Attached
         }
     }
@@ -227,19 +223,22 @@ impl Membership {
     pub async fn forget_snapshot(&mut self) {
         self.reg.entry.set_holds(Holds::default());
         if std::mem::take(&mut self.saved)
-            && let Err(e) = self.service.store.delete(&self.key).await
+            && let Err(e) = self.front.store.delete(&self.key).await
         {
-            tracing::warn!(cluster = %self.service.name, error = %e, "could not delete the snapshot of a closed session");
+            tracing::warn!(cluster = %self.front.name, error = %e, "could not delete the snapshot of a closed session");
         }
     }
 }
 
 /// Reads a session's snapshot, timing the reads that succeed.
-async fn load<T: DeserializeOwned>(service: &Service, key: &SnapshotKey) -> Result<T, StoreError> {
+async fn load<T: DeserializeOwned>(
+    front: &ClusterFront,
+    key: &SnapshotKey,
+) -> Result<T, StoreError> {
     let started = Instant::now();
-    let snap = service.store.get::<T>(key).await;
+    let snap = front.store.get::<T>(key).await;
     if snap.is_ok() {
-        service.metrics.snapshot_get.record(started.elapsed());
+        front.metrics.snapshot_get.record(started.elapsed());
     }
     snap
 }

@@ -23,10 +23,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Capture, Error, Membership, Protocol, Session, Step};
+use crate::cluster_front::ClusterFront;
 use crate::config::Config;
 use crate::net::{Conn, Stream};
 use crate::registry::{Holds, Registry};
-use crate::service::Service;
 
 /// A backend that keeps one map per connection and forgets everything when stopped.
 struct Scripted {
@@ -299,7 +299,7 @@ async fn read_line(b: &mut Conn) -> Result<String, Error> {
 struct Fixture {
     cluster: Arc<Cluster>,
     driver: Arc<Scripted>,
-    service: Arc<Service>,
+    front: Arc<ClusterFront>,
     _dir: tempfile::TempDir,
 }
 
@@ -354,7 +354,7 @@ password = "pw"
     )
     .unwrap();
     let store = Store::open(&StoreConfig::from_url("memory://")).unwrap();
-    let service = Arc::new(Service::new(
+    let front = Arc::new(ClusterFront::new(
         &cfg.clusters[0],
         cluster.clone(),
         store,
@@ -363,7 +363,7 @@ password = "pw"
     Fixture {
         cluster,
         driver,
-        service,
+        front,
         _dir: dir,
     }
 }
@@ -371,10 +371,10 @@ password = "pw"
 /// A session on one end of a socket pair; the test holds the other end as the client.
 fn connect(f: &Fixture) -> (UnixStream, JoinHandle<()>) {
     let (ours, theirs) = UnixStream::pair().unwrap();
-    let (_, reg) = f.service.registry.register(&f.service.name);
+    let (_, reg) = f.front.registry.register(&f.front.name);
     let startup = [("user".to_string(), "app".to_string())];
     reg.entry.introduce_pg("app", &startup, None);
-    let member = Membership::new(f.service.clone(), reg);
+    let member = Membership::new(f.front.clone(), reg);
     let p = Lines {
         client: Conn::new(Stream::Unix(theirs), 1 << 20),
         backend: None,
@@ -382,7 +382,7 @@ fn connect(f: &Fixture) -> (UnixStream, JoinHandle<()>) {
         in_txn: false,
         changed: false,
     };
-    let session = Session::new(f.service.clone(), member, p);
+    let session = Session::new(f.front.clone(), member, p);
     let task = tokio::spawn(session.run(CancellationToken::new()));
     (ours, task)
 }
@@ -422,8 +422,8 @@ async fn a_drain_parks_the_session_and_the_next_request_restores_it() {
     assert_eq!(ask(&mut c, "SET a 1").await, "OK");
     f.cluster.sleep().await.unwrap();
     assert_eq!(f.cluster.state(), ClusterState::Standby);
-    assert_eq!(f.service.registry.counts("t").parked, 1);
-    assert_eq!(f.service.registry.sessions("t")[0].holds.settings, 1);
+    assert_eq!(f.front.registry.counts("t").parked, 1);
+    assert_eq!(f.front.registry.sessions("t")[0].holds.settings, 1);
     // The server forgot everything; the snapshot in the store did not.
     assert_eq!(ask(&mut c, "GET a").await, "1");
     assert_eq!(f.driver.starts.load(Ordering::SeqCst), 2);
@@ -435,7 +435,7 @@ async fn a_session_that_changed_nothing_needs_no_snapshot() {
     let (mut c, _task) = connect(&f);
     assert_eq!(ask(&mut c, "GET a").await, "-");
     f.cluster.sleep().await.unwrap();
-    let sessions = f.service.registry.sessions("t");
+    let sessions = f.front.registry.sessions("t");
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].holds, Holds::default());
     assert_eq!(ask(&mut c, "GET a").await, "-");

@@ -54,7 +54,10 @@ impl User {
     }
 }
 
-pub struct Service {
+/// torpor's side of one cluster, which its listener and every session on it share: the lifecycle,
+/// the store, the registry, the users, what the backend last said (startup status, greeting,
+/// catalogs) and the probes torpor answers.
+pub struct ClusterFront {
     pub name: String,
     pub protocol: Protocol,
     pub cluster: Arc<Cluster>,
@@ -89,7 +92,7 @@ pub struct Greeting {
     pub capabilities: u32,
 }
 
-impl Service {
+impl ClusterFront {
     pub fn new(
         cfg: &ClusterConfig,
         cluster: Arc<Cluster>,
@@ -102,7 +105,7 @@ impl Service {
             .map(|u: &UserConfig| (u.name.clone(), Arc::new(User::new(&u.name, &u.password))))
             .collect();
         let first_user = cfg.users.first().and_then(|u| users.get(&u.name).cloned());
-        Service {
+        ClusterFront {
             name: cfg.name.clone(),
             protocol: cfg.protocol,
             cluster,
@@ -148,7 +151,7 @@ impl Service {
     }
 }
 
-impl Service {
+impl ClusterFront {
     pub fn greeting(&self) -> Option<Greeting> {
         self.greeting
             .lock()
