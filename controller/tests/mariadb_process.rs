@@ -1,6 +1,9 @@
 //! The MariaDB process driver against a real mariadbd (run as the `mysql` OS user when the
 //! tests run as root). Skipped, with a message, where mariadbd is not installed.
 
+// Test code: a step that fails panics with what it got.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::TcpStream;

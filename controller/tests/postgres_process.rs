@@ -1,6 +1,9 @@
 //! The PostgreSQL process driver against real postgres binaries (run as the `postgres` OS user
 //! when the tests run as root).
 
+// Test code: a step that fails panics with what it got.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::TcpStream;

@@ -4,6 +4,9 @@
 //!
 //! Skipped (with a message) when mariadbd or the `mysql` OS user is absent.
 
+// Test code: a step that fails panics with what it got.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::TcpListener;

@@ -1,6 +1,9 @@
 //! The MySQL codec against a real mariadbd (skipped with a message when MariaDB is not
 //! installed), plus fuzz-style robustness checks over every payload the server sent.
 
+// Test code: a step that fails panics with what it got.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use protocols::auth::mysql::{native_scramble, sha2_scramble};

@@ -1,6 +1,9 @@
 //! Capture and replay plans fed with fixtures copied from what a PostgreSQL 15.18 server
 //! printed for the catalog query (no server needed here; pg_capture_replay.rs runs the real one).
 
+// Test code: a step that fails panics with what it got.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bytes::Buf;
 use protocols::pg::capture::{self, CaptureError, CatalogOutcome, QueryResult};
 use protocols::pg::replay;

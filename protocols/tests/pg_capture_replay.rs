@@ -4,6 +4,9 @@
 //!
 //! Skipped (with a message) when the PostgreSQL 15 binaries or the `postgres` user are absent.
 
+// Test code: a step that fails panics with what it got.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{Read, Write};

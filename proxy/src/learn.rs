@@ -18,7 +18,7 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Runs as long as torpor serves the cluster: after every start of the server, `on_start`
 /// forgets what belonged to the last server process, then `learn` runs until it succeeds or the
 /// server stops.
-pub async fn after_every_start<E, F>(
+pub(crate) async fn after_every_start<E, F>(
     front: Arc<ClusterFront>,
     what: &'static str,
     on_start: impl Fn(&ClusterFront),

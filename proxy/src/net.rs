@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 /// A connection with a read buffer; each protocol frames what accumulates in it.
-pub struct Conn {
+pub(crate) struct Conn {
     pub io: Stream,
     pub rbuf: BytesMut,
     /// Largest message accepted from the other end: bounds what a peer can make us buffer.
@@ -20,7 +20,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(io: impl Into<Stream>, max: usize) -> Self {
+    pub(crate) fn new(io: impl Into<Stream>, max: usize) -> Self {
         Conn {
             io: io.into(),
             rbuf: BytesMut::with_capacity(4096),
@@ -29,19 +29,19 @@ impl Conn {
     }
 
     /// Reads more bytes; Ok(0) at end of stream. Cancel-safe.
-    pub async fn fill(&mut self) -> io::Result<usize> {
+    pub(crate) async fn fill(&mut self) -> io::Result<usize> {
         if self.rbuf.capacity() - self.rbuf.len() < 2048 {
             self.rbuf.reserve(8192);
         }
         self.io.read_buf(&mut self.rbuf).await
     }
 
-    pub async fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+    pub(crate) async fn send(&mut self, buf: &[u8]) -> io::Result<()> {
         self.io.write_all(buf).await
     }
 }
 
-pub enum Stream {
+pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
@@ -57,7 +57,7 @@ impl From<TcpStream> for Stream {
 impl Stream {
     /// The address of the other end of a TCP connection; `None` for a Unix socket, or once
     /// the peer has gone.
-    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+    pub(crate) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
             Stream::Tcp(s) => s.peer_addr().ok(),
             Stream::Unix(_) => None,
@@ -66,7 +66,7 @@ impl Stream {
 }
 
 /// Opens a connection to the backend: its Unix socket if it has one, else TCP.
-pub async fn connect(backend: &BackendInfo) -> io::Result<Stream> {
+pub(crate) async fn connect(backend: &BackendInfo) -> io::Result<Stream> {
     match &backend.socket {
         Some(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
         None => Ok(TcpStream::connect(backend.addr).await?.into()),

@@ -1,5 +1,8 @@
 //! The store against a real directory, the way a single-host deployment uses it.
 
+// Test code: a step that fails panics with what it got.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde::{Deserialize, Serialize};
 use state_store::{SnapshotKey, Store, StoreConfig, StoreError};
 

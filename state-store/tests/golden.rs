@@ -4,6 +4,9 @@
 //! for a new version, run `cargo test -p state-store --test golden -- --ignored` and commit it;
 //! never regenerate an existing one.
 
+// Test code: a step that fails panics with what it got.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde::{Deserialize, Serialize};
 use state_store::{SnapshotKey, StoreError, envelope};
 

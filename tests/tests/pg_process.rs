@@ -384,6 +384,8 @@ fn postgres_ids() -> (u32, u32) {
     // SAFETY: getpwnam with a valid C string; the fields are copied out right away.
     let pw = unsafe { libc::getpwnam(name.as_ptr()) };
     assert!(!pw.is_null(), "no postgres user on this machine");
+    // SAFETY: checked non-null just above; getpwnam's static record stays valid until the
+    // next call, and this test makes none in between.
     unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
 }
 

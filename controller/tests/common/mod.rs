@@ -19,9 +19,9 @@ use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-pub const BOB_PW: &str = "bob-secret-42";
+pub(crate) const BOB_PW: &str = "bob-secret-42";
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -41,13 +41,13 @@ pub fn free_port() -> u16 {
 }
 
 /// `dir`, made traversable for the server's OS user (tempdir creates it 0700 for root).
-pub fn traversable(dir: tempfile::TempDir) -> tempfile::TempDir {
+pub(crate) fn traversable(dir: tempfile::TempDir) -> tempfile::TempDir {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
 
 /// A config with one server setting (the tests don't need crash safety).
-pub fn config(data_dir: PathBuf, port: u16, setting: (&str, &str)) -> ProcessConfig {
+pub(crate) fn config(data_dir: PathBuf, port: u16, setting: (&str, &str)) -> ProcessConfig {
     ProcessConfig {
         data_dir,
         port,
@@ -58,7 +58,7 @@ pub fn config(data_dir: PathBuf, port: u16, setting: (&str, &str)) -> ProcessCon
 }
 
 /// alice, with a password built to trip SQL quoting, and bob, a superuser.
-pub fn users(alice_password: &str) -> Vec<BootstrapUser> {
+pub(crate) fn users(alice_password: &str) -> Vec<BootstrapUser> {
     vec![
         BootstrapUser {
             name: "alice".into(),
@@ -73,24 +73,24 @@ pub fn users(alice_password: &str) -> Vec<BootstrapUser> {
     ]
 }
 
-pub fn kill0(pid: u32) -> Result<(), Errno> {
+pub(crate) fn kill0(pid: u32) -> Result<(), Errno> {
     kill(Pid::from_raw(pid as i32), None)
 }
 
 /// The process no longer exists, not even as a zombie.
-pub fn assert_gone(pid: u32) {
+pub(crate) fn assert_gone(pid: u32) {
     let err = kill0(pid).expect_err("pid still exists");
     assert_eq!(err, Errno::ESRCH);
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
 }
 
-pub fn proc_state(pid: u32) -> Option<char> {
+pub(crate) fn proc_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 /// Waits until `pid` is gone or a zombie (a process we cannot reap is dead as a zombie).
-pub fn wait_dead(pid: u32, within: Duration) {
+pub(crate) fn wait_dead(pid: u32, within: Duration) {
     let deadline = Instant::now() + within;
     while !matches!(proc_state(pid), None | Some('Z')) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -102,13 +102,13 @@ pub fn wait_dead(pid: u32, within: Duration) {
 }
 
 /// The pid the running server wrote into `pid_file` in its data directory.
-pub fn server_pid(data: &Path, pid_file: &str) -> u32 {
+pub(crate) fn server_pid(data: &Path, pid_file: &str) -> u32 {
     let text = std::fs::read_to_string(data.join(pid_file)).unwrap();
     text.lines().next().unwrap().trim().parse().unwrap()
 }
 
 /// A process driver, seen the way these tests look at it.
-pub trait ProcessDriver: Driver {
+pub(crate) trait ProcessDriver: Driver {
     /// The pid the driver reports for its server (what the admin API shows as backend_pid).
     fn pid(&self) -> Option<u32>;
     fn log(&self) -> PathBuf;
@@ -135,7 +135,7 @@ impl ProcessDriver for MariadbProcess {
 /// Starts and stops a prepared server once per round, each call first cut short after that
 /// round's milliseconds: the cut call goes on, so the next one returns its server or finds
 /// nothing left to stop. The server's log, for the caller to check.
-pub async fn cut_short_starts_and_stops(
+pub(crate) async fn cut_short_starts_and_stops(
     driver: &impl ProcessDriver,
     data: &Path,
     pid_file: &str,
@@ -164,7 +164,7 @@ pub async fn cut_short_starts_and_stops(
 /// For a test that kills its parent: a helper test (run in a process of its own) prepares and
 /// starts a server on `data` and `port`, which it reads from `{env}_DATA` and `{env}_PORT`,
 /// prints `{marker} <pid>`, and waits to be killed.
-pub async fn start_for_parent(
+pub(crate) async fn start_for_parent(
     env: &str,
     marker: &str,
     driver: impl FnOnce(PathBuf, u16) -> Box<dyn ProcessDriver>,
@@ -186,7 +186,7 @@ pub async fn start_for_parent(
 /// Runs the helper test `helper` (see [`start_for_parent`]) on `data` and `port`, waits for
 /// the pid of the server it started, then SIGKILLs it: no destructor, no stop() runs. The
 /// server's pid, still running when the helper was killed.
-pub fn kill_the_parent_of_a_server(
+pub(crate) fn kill_the_parent_of_a_server(
     helper: &str,
     env: &str,
     marker: &str,
@@ -220,7 +220,7 @@ pub fn kill_the_parent_of_a_server(
 
 /// A server these tests need is missing. In CI (`CI=true`) that is a failure: a suite that
 /// skips itself there would pass without testing anything. Elsewhere the test skips.
-pub fn missing(what: &str) {
+pub(crate) fn missing(what: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what}, and CI=true: this test must run here (scripts/test.sh installs it)");
     }

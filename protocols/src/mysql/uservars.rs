@@ -23,16 +23,16 @@ use super::tracked::TrackedPrepare;
 
 /// MySQL column type codes used here.
 mod ty {
-    pub const DECIMAL: u8 = 0;
-    pub const TINY: u8 = 1;
-    pub const SHORT: u8 = 2;
-    pub const LONG: u8 = 3;
-    pub const FLOAT: u8 = 4;
-    pub const DOUBLE: u8 = 5;
-    pub const NULL: u8 = 6;
-    pub const LONGLONG: u8 = 8;
-    pub const INT24: u8 = 9;
-    pub const NEWDECIMAL: u8 = 246;
+    pub(super) const DECIMAL: u8 = 0;
+    pub(super) const TINY: u8 = 1;
+    pub(super) const SHORT: u8 = 2;
+    pub(super) const LONG: u8 = 3;
+    pub(super) const FLOAT: u8 = 4;
+    pub(super) const DOUBLE: u8 = 5;
+    pub(super) const NULL: u8 = 6;
+    pub(super) const LONGLONG: u8 = 8;
+    pub(super) const INT24: u8 = 9;
+    pub(super) const NEWDECIMAL: u8 = 246;
 }
 const UNSIGNED_FLAG: u16 = 32;
 

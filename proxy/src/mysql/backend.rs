@@ -20,7 +20,7 @@ use crate::cluster_front::Greeting;
 use crate::net;
 use crate::session::Error;
 
-pub struct Backend {
+pub(super) struct Backend {
     pub conn: Conn,
     pub addr: SocketAddr,
     /// The backend's thread id for this connection (what CONNECTION_ID() returns).
@@ -61,7 +61,7 @@ fn unreachable_db(why: impl std::fmt::Display) -> Error {
 }
 
 /// Reads the backend's greeting and hangs up: what clients are shown while it sleeps.
-pub async fn probe(at: &BackendInfo) -> Result<Greeting, Error> {
+pub(super) async fn probe(at: &BackendInfo) -> Result<Greeting, Error> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {
@@ -91,7 +91,7 @@ fn greeting_of(hs: &Handshake) -> Greeting {
 }
 
 /// Connects and authenticates, retrying while the server is still starting up.
-pub async fn connect(
+pub(super) async fn connect(
     at: &BackendInfo,
     hello: &Hello,
     user: &str,
@@ -207,7 +207,7 @@ async fn login(
 }
 
 /// An ERR packet from the backend, to be passed on to the client.
-pub fn backend_err(body: &[u8]) -> Error {
+pub(super) fn backend_err(body: &[u8]) -> Error {
     match ErrPacket::parse(body) {
         Ok(e) => Error::my_server(e.code, e.sql_state, e.message),
         Err(e) => Error::my(

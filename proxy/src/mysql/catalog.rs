@@ -24,7 +24,7 @@ const CHARSET: u8 = 45;
 
 /// Runs as long as torpor serves the cluster: after every start of the server, reads its
 /// catalog.
-pub async fn keep_learning(front: Arc<ClusterFront>) {
+pub(crate) async fn keep_learning(front: Arc<ClusterFront>) {
     crate::learn::after_every_start(
         front,
         "variables catalog",

@@ -16,13 +16,13 @@ use protocols::mysql::command;
 use super::session::My;
 use crate::session::{Session, Step};
 
-pub struct Request {
+pub(super) struct Request {
     pub user: String,
     pub database: Option<String>,
     pub charset: Option<u8>,
 }
 
-pub fn parse(p: &[u8], capabilities: u32) -> Result<Request, PacketError> {
+pub(super) fn parse(p: &[u8], capabilities: u32) -> Result<Request, PacketError> {
     let mut r = Reader::new(p);
     r.u8()?;
     let user = String::from_utf8_lossy(r.nul_bytes()?).into_owned();
@@ -48,7 +48,7 @@ pub fn parse(p: &[u8], capabilities: u32) -> Result<Request, PacketError> {
 
 /// Asks the client for a mysql_native_password answer to a fresh scramble and checks it.
 /// Returns the user and the sequence id for the final OK.
-pub async fn authenticate(
+pub(super) async fn authenticate(
     client: &mut Conn,
     front: &ClusterFront,
     req: &Request,

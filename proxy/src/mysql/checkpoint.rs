@@ -16,7 +16,7 @@ use super::conn::payload;
 use super::error::UNKNOWN;
 use crate::session::Error;
 
-pub enum Capture {
+pub(super) enum Capture {
     Snapshot(Box<MySnapshot>),
     /// Non-transferable state, named for operators.
     Blocked(Vec<String>),
@@ -27,7 +27,7 @@ fn failed(e: impl std::fmt::Display) -> Error {
 }
 
 /// Runs the capture plan round by round.
-pub async fn capture(backend: &mut Backend, tracked: &Tracked) -> Result<Capture, Error> {
+pub(super) async fn capture(backend: &mut Backend, tracked: &Tracked) -> Result<Capture, Error> {
     let mut plan = capture::Capture::new(tracked);
     let mut queries = plan.first();
     loop {
@@ -41,7 +41,7 @@ pub async fn capture(backend: &mut Backend, tracked: &Tracked) -> Result<Capture
 }
 
 /// Sends the queries in one write and collects one text result (or error) per query.
-pub async fn run(
+pub(super) async fn run(
     backend: &mut Backend,
     queries: &[String],
 ) -> Result<Vec<Result<QueryResult, ServerError>>, Error> {

@@ -3,16 +3,16 @@
 use bytes::BytesMut;
 use protocols::mysql::packet::{self, PacketError};
 
-pub use crate::net::Conn;
+pub(super) use crate::net::Conn;
 use crate::session::Error;
 
 /// A connection for MySQL packets of any size the protocol allows.
-pub fn conn(io: impl Into<crate::net::Stream>) -> Conn {
+pub(super) fn conn(io: impl Into<crate::net::Stream>) -> Conn {
     Conn::new(io, packet::MAX_PAYLOAD)
 }
 
 /// Whole MySQL packets out of a connection's buffer.
-pub trait Packets {
+pub(super) trait Packets {
     /// Length (header included) of the first whole physical packet in the buffer.
     fn whole_packet(&self) -> Result<Option<usize>, PacketError>;
     /// Splits one whole packet (header and payload) off the buffer, if one is there.
@@ -43,11 +43,11 @@ impl Packets for Conn {
 }
 
 /// The payload of a whole packet.
-pub fn payload(packet: &[u8]) -> &[u8] {
+pub(super) fn payload(packet: &[u8]) -> &[u8] {
     packet.get(4..).unwrap_or_default()
 }
 
 /// The sequence id of a whole packet.
-pub fn seq(packet: &[u8]) -> u8 {
+pub(super) fn seq(packet: &[u8]) -> u8 {
     packet.get(3).copied().unwrap_or_default()
 }

@@ -7,16 +7,16 @@ use crate::session::Error;
 use crate::session::error::Code;
 
 /// ER_CONNECTION_KILLED: what MariaDB says when it shuts down under a client.
-pub const SHUTDOWN: u16 = 1927;
+pub(super) const SHUTDOWN: u16 = 1927;
 /// ER_UNKNOWN_ERROR.
-pub const UNKNOWN: u16 = 1105;
+pub(super) const UNKNOWN: u16 = 1105;
 /// ER_NET_PACKETS_OUT_OF_ORDER / malformed packets.
-pub const BAD_PACKET: u16 = 1835;
+pub(super) const BAD_PACKET: u16 = 1835;
 /// ER_ACCESS_DENIED_ERROR.
-pub const ACCESS_DENIED: u16 = 1045;
+pub(super) const ACCESS_DENIED: u16 = 1045;
 
 /// The error number, SQLSTATE and message for the client, if anything is to be said.
-pub fn client_report(e: &Error) -> Option<(u16, &str, String)> {
+pub(super) fn client_report(e: &Error) -> Option<(u16, &str, String)> {
     match e {
         Error::Closed | Error::Io(_) => None,
         Error::Protocol(m) => Some((BAD_PACKET, "08S01", format!("malformed packet: {m}"))),
@@ -29,7 +29,7 @@ pub fn client_report(e: &Error) -> Option<(u16, &str, String)> {
 }
 
 /// Sends an ERR packet with sequence id `seq`; the caller closes the connection after.
-pub async fn report(conn: &mut Conn, seq: u8, code: u16, state: &str, message: &str) {
+pub(super) async fn report(conn: &mut Conn, seq: u8, code: u16, state: &str, message: &str) {
     let mut out = Vec::new();
     protocols::mysql::packet::write_packet(&mut out, seq, &err_packet(code, state, message));
     let _ = conn.send(&out).await;

@@ -8,7 +8,7 @@ use protocols::mysql::command::com;
 
 use crate::cluster_front::ClusterFront;
 
-pub enum Route {
+pub(super) enum Route {
     /// Not one of ours (another statement, or a real backend thread id): send it on as it is.
     Forward,
     /// Send this command payload instead.
@@ -18,7 +18,7 @@ pub enum Route {
 }
 
 /// `payload` is a COM_QUERY or COM_PROCESS_KILL.
-pub fn route(front: &Arc<ClusterFront>, payload: &[u8]) -> Route {
+pub(super) fn route(front: &Arc<ClusterFront>, payload: &[u8]) -> Route {
     let Some((&cmd, rest)) = payload.split_first() else {
         return Route::Forward;
     };

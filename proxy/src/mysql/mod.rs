@@ -15,7 +15,7 @@ mod session;
 mod startup;
 mod statements;
 
-pub use catalog::keep_learning;
+pub(crate) use catalog::keep_learning;
 
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ use crate::cluster_front::ClusterFront;
 use startup::Start;
 
 /// Serves one accepted client connection until it closes.
-pub async fn serve(io: TcpStream, front: Arc<ClusterFront>, shutdown: CancellationToken) {
+pub(crate) async fn serve(io: TcpStream, front: Arc<ClusterFront>, shutdown: CancellationToken) {
     let start = tokio::select! {
         s = startup::accept(io, &front) => s,
         _ = shutdown.cancelled() => return,

@@ -27,7 +27,7 @@ fn failed(what: &str) -> Error {
 /// Sends the whole replay in one write and reads one response per command. Prepared statements
 /// get new backend ids under the ids the client knows; their long data is sent again. Returns
 /// the server status after the replay. The time a replay takes goes to `replay_seconds`.
-pub async fn restore(
+pub(super) async fn restore(
     backend: &mut Backend,
     snap: &MySnapshot,
     stmts: &mut Statements,

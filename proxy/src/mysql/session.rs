@@ -28,7 +28,7 @@ use crate::session::{Capture, Error, Membership, Protocol, Session, Step};
 /// While a response is outstanding, stop reading a client that keeps sending past this.
 const CLIENT_BACKLOG: usize = 1 << 20;
 
-pub struct My {
+pub(crate) struct My {
     pub(super) client: Conn,
     pub(super) user: Arc<User>,
     pub(super) hello: Hello,
@@ -74,7 +74,7 @@ pub(super) struct Current {
 }
 
 /// A session for a client that has just logged in.
-pub fn session(
+pub(super) fn session(
     front: Arc<ClusterFront>,
     client: Conn,
     user: Arc<User>,

@@ -21,7 +21,7 @@ use crate::session::Error;
 
 /// Capabilities torpor offers clients (further limited by what the backend offers). No TLS and
 /// no compression yet; no LOCAL INFILE, whose file requests would come from the backend.
-pub const OFFERED: u32 = caps::LONG_PASSWORD
+pub(super) const OFFERED: u32 = caps::LONG_PASSWORD
     | caps::FOUND_ROWS
     | caps::LONG_FLAG
     | caps::CONNECT_WITH_DB
@@ -44,7 +44,7 @@ const AUTOCOMMIT: u16 = 0x0002;
 
 /// What the client asked for at connect time; a new backend connection is opened with it.
 #[derive(Debug, Clone)]
-pub struct Hello {
+pub(super) struct Hello {
     /// Capabilities agreed with the client.
     pub capabilities: u32,
     pub charset: u8,
@@ -54,7 +54,7 @@ pub struct Hello {
     pub host: String,
 }
 
-pub enum Start {
+pub(super) enum Start {
     Session {
         conn: Conn,
         user: Arc<User>,
@@ -70,7 +70,7 @@ pub enum Start {
     },
 }
 
-pub async fn accept(io: TcpStream, front: &Arc<ClusterFront>) -> Start {
+pub(super) async fn accept(io: TcpStream, front: &Arc<ClusterFront>) -> Start {
     let mut conn = super::conn::conn(io);
     let peer = conn.io.peer_addr();
     let host = peer

@@ -7,7 +7,7 @@ use protocols::mysql::snapshot::BinaryStatement;
 use protocols::mysql::txn;
 
 #[derive(Debug, Clone)]
-pub struct Statement {
+pub(super) struct Statement {
     /// The id on the current backend connection (stale while parked).
     pub backend_id: u32,
     pub sql: String,
@@ -29,14 +29,14 @@ pub struct Statement {
 }
 
 #[derive(Debug, Default)]
-pub struct Statements {
+pub(super) struct Statements {
     next_id: u32,
     by_id: BTreeMap<u32, Statement>,
 }
 
 impl Statements {
     /// Registers a statement the backend prepared; returns the id the client gets.
-    pub fn add(
+    pub(super) fn add(
         &mut self,
         backend_id: u32,
         sql: String,
@@ -65,32 +65,32 @@ impl Statements {
         self.next_id
     }
 
-    pub fn get(&self, id: u32) -> Option<&Statement> {
+    pub(super) fn get(&self, id: u32) -> Option<&Statement> {
         self.by_id.get(&id)
     }
 
-    pub fn get_mut(&mut self, id: u32) -> Option<&mut Statement> {
+    pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut Statement> {
         self.by_id.get_mut(&id)
     }
 
-    pub fn remove(&mut self, id: u32) -> Option<Statement> {
+    pub(super) fn remove(&mut self, id: u32) -> Option<Statement> {
         self.by_id.remove(&id)
     }
 
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.by_id.clear();
     }
 
-    pub fn any_cursor_open(&self) -> bool {
+    pub(super) fn any_cursor_open(&self) -> bool {
         self.by_id.values().any(|s| s.cursor_open)
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&u32, &mut Statement)> {
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&u32, &mut Statement)> {
         self.by_id.iter_mut()
     }
 
     /// What a snapshot records, so a restore can prepare them again.
-    pub fn snapshot(&self) -> Vec<BinaryStatement> {
+    pub(super) fn snapshot(&self) -> Vec<BinaryStatement> {
         self.by_id
             .iter()
             .map(|(id, s)| BinaryStatement {

@@ -18,7 +18,7 @@ use crate::net;
 use crate::session::Error;
 use crate::session::error::Code;
 
-pub struct Backend {
+pub(super) struct Backend {
     pub conn: Conn,
     pub addr: SocketAddr,
     pub pid: i32,
@@ -31,7 +31,7 @@ pub struct Backend {
 const CANNOT_CONNECT_NOW: &str = "57P03";
 
 /// Connects and authenticates as `user`, retrying while the server is still starting up.
-pub async fn connect(
+pub(super) async fn connect(
     at: &BackendInfo,
     startup: &[(String, String)],
     login: &User,

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 
 use crate::registry::Registry;
 
-pub async fn forward(registry: &Registry, pid: i32, secret: i32) {
+pub(super) async fn forward(registry: &Registry, pid: i32, secret: i32) {
     let Some(entry) = registry.lookup(pid, secret) else {
         // Unknown keys are ignored silently, as PostgreSQL does.
         return;

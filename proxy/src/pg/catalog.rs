@@ -13,7 +13,7 @@ use crate::session::Error;
 
 /// Runs as long as torpor serves the cluster: after every start of the server, reads its
 /// catalog.
-pub async fn keep_learning(front: Arc<ClusterFront>) {
+pub(crate) async fn keep_learning(front: Arc<ClusterFront>) {
     crate::learn::after_every_start(
         front,
         "settings catalog",

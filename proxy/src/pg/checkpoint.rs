@@ -14,7 +14,7 @@ use super::conn::Messages;
 use super::conn::body;
 use crate::session::Error;
 
-pub enum Capture {
+pub(super) enum Capture {
     /// The state, and the statement that reopens the session's transaction block if it is in
     /// one that can be carried over.
     Snapshot(Box<PgSnapshot>, Option<String>),
@@ -25,7 +25,7 @@ pub enum Capture {
 /// Runs the capture plan. Notifications that arrive meanwhile are appended to `to_client`.
 /// In a transaction block, the backend first judges whether the block can be carried, and
 /// everything runs inside a savepoint that is rolled back to at the end, whatever happened.
-pub async fn capture(
+pub(super) async fn capture(
     backend: &mut Backend,
     tracker: &Tracker,
     to_client: &mut BytesMut,

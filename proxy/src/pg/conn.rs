@@ -3,15 +3,15 @@
 use bytes::BytesMut;
 use protocols::pg::frame::{self, FrameError};
 
-pub use crate::net::Conn;
+pub(super) use crate::net::Conn;
 use crate::session::Error;
 
 /// Largest message a client may send. PostgreSQL allows 1 GiB; a proxy that buffers whole
 /// messages needs a tighter bound so one client can't take the machine's memory.
-pub const MAX_CLIENT_MESSAGE: usize = 256 << 20;
+pub(super) const MAX_CLIENT_MESSAGE: usize = 256 << 20;
 
 /// Whole PostgreSQL messages out of a connection's buffer.
-pub trait Messages {
+pub(super) trait Messages {
     /// Splits one whole message (tag, length and body) off the buffer, if one is there.
     fn next_message(&mut self) -> Result<Option<(u8, BytesMut)>, FrameError>;
     /// Waits for one whole message.
@@ -50,6 +50,6 @@ impl Messages for Conn {
 }
 
 /// The body of a whole message as returned by [`Messages::next_message`].
-pub fn body(msg: &[u8]) -> &[u8] {
+pub(super) fn body(msg: &[u8]) -> &[u8] {
     msg.get(5..).unwrap_or_default()
 }

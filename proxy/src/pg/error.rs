@@ -4,7 +4,7 @@ use crate::session::Error;
 use crate::session::error::Code;
 
 /// The SQLSTATE and message for the client, if anything is to be said.
-pub fn client_report(e: &Error) -> Option<(&'static str, String)> {
+pub(super) fn client_report(e: &Error) -> Option<(&'static str, String)> {
     match e {
         Error::Closed | Error::Io(_) => None,
         Error::Protocol(m) => Some(("08P01", format!("invalid message: {m}"))),
@@ -18,7 +18,7 @@ pub fn client_report(e: &Error) -> Option<(&'static str, String)> {
 }
 
 /// Sends a FATAL ErrorResponse; the caller closes the connection after.
-pub async fn report(conn: &mut super::conn::Conn, code: &str, message: &str) {
+pub(super) async fn report(conn: &mut super::conn::Conn, code: &str, message: &str) {
     let mut out = bytes::BytesMut::new();
     protocols::pg::message::error_response(&mut out, "FATAL", code, message);
     let _ = conn.send(&out).await;

@@ -15,7 +15,7 @@ use crate::session::Error;
 /// Sends the whole replay in one write and reads until every ReadyForQuery came back.
 /// Fails naming the first item the backend refused. Notifications go to `to_client`. The
 /// time a replay takes goes to `replay_seconds`.
-pub async fn restore(
+pub(super) async fn restore(
     backend: &mut Backend,
     snap: &PgSnapshot,
     to_client: &mut BytesMut,
@@ -88,7 +88,7 @@ pub async fn restore(
 
 /// Opens the transaction block the client believes it is in (carried over a stop, or begun
 /// while the session was parked), before its next statement runs.
-pub async fn begin(backend: &mut Backend, sql: &str) -> Result<(), Error> {
+pub(super) async fn begin(backend: &mut Backend, sql: &str) -> Result<(), Error> {
     let mut out = BytesMut::new();
     protocols::pg::message::query(&mut out, sql);
     backend.conn.send(&out).await?;

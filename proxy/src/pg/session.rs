@@ -21,7 +21,7 @@ use crate::cluster_front::{ClusterFront, User};
 use crate::registry::{BackendKey, Holds};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step};
 
-pub struct Pg {
+pub(super) struct Pg {
     client: Conn,
     user: Arc<User>,
     startup: Vec<(String, String)>,
@@ -47,7 +47,7 @@ pub struct Pg {
 }
 
 /// A session for a client that has just authenticated.
-pub fn session(
+pub(super) fn session(
     front: Arc<ClusterFront>,
     client: Conn,
     user: Arc<User>,

@@ -15,7 +15,7 @@ use super::conn::{Conn, MAX_CLIENT_MESSAGE, body};
 use crate::cluster_front::{ClusterFront, User};
 use crate::session::Error;
 
-pub enum Start {
+pub(super) enum Start {
     /// An authenticated client, ready for its session.
     Session {
         conn: Conn,
@@ -36,7 +36,7 @@ enum Packet {
     Cancel(i32, i32),
 }
 
-pub async fn accept(io: TcpStream, front: &ClusterFront) -> Start {
+pub(super) async fn accept(io: TcpStream, front: &ClusterFront) -> Start {
     let mut conn = Conn::new(io, MAX_AUTH_MESSAGE);
     let params = match startup_packet(&mut conn).await {
         Ok(Packet::Startup(params)) => params,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use controller::Cluster;
 use tokio::time::{Instant, Sleep};
 
-pub struct EarlySnapshot {
+pub(crate) struct EarlySnapshot {
     /// Armed lazily: it is only moved when it fires too early, not on every query.
     sleep: Pin<Box<Sleep>>,
     /// Since when this session has had nothing in flight.
@@ -18,7 +18,7 @@ pub struct EarlySnapshot {
 }
 
 impl EarlySnapshot {
-    pub fn new(idle_timeout: Duration) -> EarlySnapshot {
+    pub(crate) fn new(idle_timeout: Duration) -> EarlySnapshot {
         let after = idle_timeout / 2;
         let now = Instant::now();
         EarlySnapshot {
@@ -31,7 +31,7 @@ impl EarlySnapshot {
     /// Completes once this session has been quiet for half the idle timeout while no session
     /// of the cluster has anything in flight. While another session works no drain can come:
     /// look again later, still before the drain could.
-    pub async fn elapsed(&mut self, cluster: &Cluster) {
+    pub(crate) async fn elapsed(&mut self, cluster: &Cluster) {
         loop {
             self.sleep.as_mut().await;
             let now = Instant::now();

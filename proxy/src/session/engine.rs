@@ -17,7 +17,7 @@ use crate::net::Conn;
 const PROBE_WAIT: Duration = Duration::from_secs(5);
 
 /// One client connection for its whole life.
-pub struct Session<P> {
+pub(crate) struct Session<P> {
     pub front: Arc<ClusterFront>,
     pub member: Membership,
     /// The protocol's own state: connections, trackers, what the client was told.
@@ -36,7 +36,7 @@ enum Event {
 }
 
 impl<P: Protocol> Session<P> {
-    pub fn new(front: Arc<ClusterFront>, member: Membership, p: P) -> Self {
+    pub(crate) fn new(front: Arc<ClusterFront>, member: Membership, p: P) -> Self {
         Session {
             front,
             member,
@@ -45,7 +45,7 @@ impl<P: Protocol> Session<P> {
         }
     }
 
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
         let result = self.serve(&shutdown).await;
         if let Err(e) = &result {
             self.p.report(e).await;
@@ -193,7 +193,7 @@ impl<P: Protocol> Session<P> {
     }
 
     /// Captures this session's state and puts it durably, or says why it can't.
-    pub async fn checkpoint(&mut self) -> Result<CheckpointReply, Error> {
+    pub(crate) async fn checkpoint(&mut self) -> Result<CheckpointReply, Error> {
         // No whole client request is buffered here: `step` hands those on before it looks
         // at drain commands.
         if let Some(why) = self.p.blocker() {
@@ -234,7 +234,7 @@ impl<P: Protocol> Session<P> {
     }
 
     /// Drops the backend connection; the snapshot in the store now holds the session.
-    pub fn park(&mut self) {
+    pub(crate) fn park(&mut self) {
         self.p.detach();
         self.member.leave();
         if self.p.listens() {
@@ -244,7 +244,7 @@ impl<P: Protocol> Session<P> {
     }
 
     /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
-    pub async fn attach(&mut self) -> Result<(), Error> {
+    pub(crate) async fn attach(&mut self) -> Result<(), Error> {
         let (at, snap) = self.member.wake_and_load::<P::Snapshot>().await;
         let result = match at {
             Ok(at) => P::connect_and_restore(self, &at, snap).await,
@@ -260,7 +260,7 @@ impl<P: Protocol> Session<P> {
     /// Client bytes are about to go to the backend. During the first phase of a drain they
     /// call it off; once this session's snapshot is durable it is too late, and then the
     /// session parks and wakes again with the bytes still buffered.
-    pub async fn activity(&mut self) -> Result<(), Error> {
+    pub(crate) async fn activity(&mut self) -> Result<(), Error> {
         if self.member.activity() == Resume::Parked {
             self.park();
             self.attach().await?;
@@ -270,7 +270,7 @@ impl<P: Protocol> Session<P> {
 
     /// Shows what keeps this session from being parked now, and tells the cluster when it
     /// turns busy or idle.
-    pub fn update_busy(&mut self) {
+    pub(crate) fn update_busy(&mut self) {
         let blocker = if self.p.attached() {
             self.p.blocker()
         } else {

@@ -8,7 +8,7 @@ use protocols::pg::frame::FrameError;
 
 /// The code a client is told, in its protocol's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Code {
+pub(crate) enum Code {
     /// A PostgreSQL SQLSTATE.
     Sqlstate(&'static str),
     /// A MySQL error number and SQLSTATE.
@@ -19,7 +19,7 @@ pub enum Code {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("connection closed")]
     Closed,
     #[error("i/o: {0}")]
@@ -46,7 +46,7 @@ impl From<PacketError> for Error {
 
 impl Error {
     /// A PostgreSQL error with this SQLSTATE.
-    pub fn pg(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn pg(code: &'static str, message: impl Into<String>) -> Self {
         Error::Fatal {
             code: Code::Sqlstate(code),
             message: message.into(),
@@ -54,7 +54,7 @@ impl Error {
     }
 
     /// A MySQL error with this number and SQLSTATE.
-    pub fn my(errno: u16, state: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn my(errno: u16, state: &'static str, message: impl Into<String>) -> Self {
         Error::Fatal {
             code: Code::Mysql {
                 errno,
@@ -65,7 +65,7 @@ impl Error {
     }
 
     /// A MySQL server's own ERR, passed on as it came.
-    pub fn my_server(errno: u16, state: String, message: String) -> Self {
+    pub(crate) fn my_server(errno: u16, state: String, message: String) -> Self {
         Error::Fatal {
             code: Code::Mysql {
                 errno,
@@ -76,7 +76,7 @@ impl Error {
     }
 
     /// The connection is gone: there is no one left to tell.
-    pub fn is_disconnect(&self) -> bool {
+    pub(crate) fn is_disconnect(&self) -> bool {
         matches!(self, Error::Closed | Error::Io(_))
     }
 }

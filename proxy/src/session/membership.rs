@@ -14,7 +14,7 @@ use super::early::EarlySnapshot;
 use crate::cluster_front::ClusterFront;
 use crate::registry::{Holds, Registration};
 
-pub struct Membership {
+pub(crate) struct Membership {
     front: Arc<ClusterFront>,
     pub reg: Registration,
     pub key: SnapshotKey,
@@ -37,7 +37,7 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn new(front: Arc<ClusterFront>, reg: Registration) -> Membership {
+    pub(crate) fn new(front: Arc<ClusterFront>, reg: Registration) -> Membership {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (rejoin_tx, rejoin_rx) = mpsc::unbounded_channel();
         let key = SnapshotKey {
@@ -62,12 +62,12 @@ impl Membership {
         }
     }
 
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.reg.entry.id
     }
 
     /// How operators see this session named, for blocker reasons and logs.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         self.reg.entry.label()
     }
 
@@ -75,7 +75,7 @@ impl Membership {
     /// session turns busy or idle.
     /// A session whose only work in flight is health-check probes (`probing`) shows its
     /// blocker but does not count as busy: probes must not keep a database awake.
-    pub fn publish(&mut self, blocker: Option<&'static str>, probing: bool) {
+    pub(crate) fn publish(&mut self, blocker: Option<&'static str>, probing: bool) {
         self.reg.entry.set_blocker(blocker);
         let busy = blocker.is_some() && !probing;
         if busy != self.busy {
@@ -91,13 +91,13 @@ impl Membership {
 
     /// Whether a session attached to a backend, whose state changed since its last snapshot,
     /// should save one ahead of the drain once it has been quiet long enough.
-    pub fn wants_early_snapshot(&self, attached: bool, changed: bool) -> bool {
+    pub(crate) fn wants_early_snapshot(&self, attached: bool, changed: bool) -> bool {
         attached && changed && !self.busy && !self.prepared && !self.early_held
     }
 
     /// What an early snapshot came to. The drain asks again anyway; a refusal or failure only
     /// stops further early attempts until the client acts.
-    pub fn early_result(&mut self, answer: Result<CheckpointReply, String>) {
+    pub(crate) fn early_result(&mut self, answer: Result<CheckpointReply, String>) {
         let why = match answer {
             Ok(CheckpointReply::Ready) => return,
             Ok(CheckpointReply::Blocked(why)) | Err(why) => why,
@@ -110,7 +110,7 @@ impl Membership {
     /// session's snapshot if it has one, so the read is off the path from wake to first query.
     /// A watching session that is sent a rejoin meanwhile attaches through it instead, and the
     /// wake that sent it waits until [`Membership::attached`].
-    pub async fn wake_and_load<T: DeserializeOwned>(
+    pub(crate) async fn wake_and_load<T: DeserializeOwned>(
         &mut self,
     ) -> (
         Result<BackendInfo, DriverError>,
@@ -152,14 +152,14 @@ impl Membership {
 
     /// The attach that followed a wake or a rejoin is done, or failed: a wake waiting for this
     /// session goes on.
-    pub fn attached(&mut self) {
+    pub(crate) fn attached(&mut self) {
         self.rejoined = None;
     }
 
     /// Reads this session's snapshot, if it has one, to attach to a backend that started
     /// without our asking (see [`Membership::watch`]), and joins its drains. The wake waits until
     /// [`Membership::attached`].
-    pub async fn rejoin<T: DeserializeOwned>(
+    pub(crate) async fn rejoin<T: DeserializeOwned>(
         &mut self,
         rj: Rejoin,
     ) -> (BackendInfo, Option<Result<T, StoreError>>) {
@@ -175,16 +175,16 @@ impl Membership {
 
     /// While parked, asks to be attached as soon as the backend starts, whoever wakes it
     /// (a session that LISTENs would miss notifications sent after the wake otherwise).
-    pub fn watch(&self) {
+    pub(crate) fn watch(&self) {
         self.front.cluster.watch(self.id(), self.rejoin_tx.clone());
     }
 
-    pub fn unwatch(&self) {
+    pub(crate) fn unwatch(&self) {
         self.front.cluster.unwatch(self.id());
     }
 
     /// The backend connection is gone (parked, or it failed): drains no longer ask us.
-    pub fn leave(&mut self) {
+    pub(crate) fn leave(&mut self) {
         self.prepared = false;
         self.front.cluster.unregister(self.id());
         self.reg.entry.set_backend(None);
@@ -192,7 +192,7 @@ impl Membership {
 
     /// Client bytes arrived. A drain in its first phase is called off; once our snapshot is
     /// durable it may be too late, and then the session must park and wake again.
-    pub fn activity(&mut self) -> Resume {
+    pub(crate) fn activity(&mut self) -> Resume {
         self.reg.entry.client_activity();
         self.early_held = false;
         if std::mem::take(&mut self.prepared) {
@@ -205,7 +205,7 @@ impl Membership {
 
     /// Gives the drain this session's checkpoint answer; a failed capture blocks the drain
     /// with its reason.
-    pub fn answer(
+    pub(crate) fn answer(
         &mut self,
         reply: oneshot::Sender<CheckpointReply>,
         answer: Result<CheckpointReply, String>,
@@ -220,7 +220,7 @@ impl Membership {
     }
 
     /// Deletes the stored snapshot, if there is one (the session ended or was reset).
-    pub async fn forget_snapshot(&mut self) {
+    pub(crate) async fn forget_snapshot(&mut self) {
         self.reg.entry.set_holds(Holds::default());
         if std::mem::take(&mut self.saved)
             && let Err(e) = self.front.store.delete(&self.key).await

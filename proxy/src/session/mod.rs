@@ -4,15 +4,15 @@
 mod early;
 mod ending;
 mod engine;
-pub mod error;
+pub(crate) mod error;
 mod membership;
 mod protocol;
 
-pub use ending::Ending;
-pub use engine::Session;
-pub use error::Error;
-pub use membership::Membership;
-pub use protocol::{Capture, Protocol, Step};
+pub(crate) use ending::Ending;
+pub(crate) use engine::Session;
+pub(crate) use error::Error;
+pub(crate) use membership::Membership;
+pub(crate) use protocol::{Capture, Protocol, Step};
 
 #[cfg(test)]
 mod tests;

@@ -12,20 +12,20 @@ use crate::net::Conn;
 use crate::registry::Holds;
 
 /// What the loop does next.
-pub enum Step {
+pub(crate) enum Step {
     Continue,
     /// The client left, or asked to: end quietly.
     Done,
 }
 
 /// What a capture found.
-pub enum Capture<S> {
+pub(crate) enum Capture<S> {
     Snapshot(Box<S>),
     /// State that can't be carried over, named for operators.
     Blocked(Vec<String>),
 }
 
-pub trait Protocol: Sized + Send + 'static {
+pub(crate) trait Protocol: Sized + Send + 'static {
     type Snapshot: Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// The client's connection, and the backend's while attached.

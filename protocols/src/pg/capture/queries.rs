@@ -156,16 +156,16 @@ pub(super) const TEMP_CATALOG: [&str; 6] = [
 
 /// Where each kind of result sits in what [`super::plan`] is given.
 pub(super) mod at {
-    pub const META: usize = 0;
-    pub const SETTINGS: usize = 1;
-    pub const PREPARED: usize = 2;
-    pub const LISTEN: usize = 3;
-    pub const LOCKS: usize = 4;
-    pub const CURSOR_BLOCKERS: usize = 5;
-    pub const TEMP_BLOCKERS: usize = 6;
-    pub const TABLES: usize = 7;
-    pub const COLUMNS: usize = 8;
-    pub const CONSTRAINTS: usize = 9;
-    pub const INDEXES: usize = 10;
-    pub const SEQUENCES: usize = 11;
+    pub(crate) const META: usize = 0;
+    pub(crate) const SETTINGS: usize = 1;
+    pub(crate) const PREPARED: usize = 2;
+    pub(crate) const LISTEN: usize = 3;
+    pub(crate) const LOCKS: usize = 4;
+    pub(crate) const CURSOR_BLOCKERS: usize = 5;
+    pub(crate) const TEMP_BLOCKERS: usize = 6;
+    pub(crate) const TABLES: usize = 7;
+    pub(crate) const COLUMNS: usize = 8;
+    pub(crate) const CONSTRAINTS: usize = 9;
+    pub(crate) const INDEXES: usize = 10;
+    pub(crate) const SEQUENCES: usize = 11;
 }

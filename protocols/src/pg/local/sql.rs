@@ -129,7 +129,7 @@ impl ProbeSet {
 }
 
 /// Longest text worth looking at: probes and SETs are short, and the check runs on the hot path.
-pub const MAX_LOCAL_TEXT: usize = 1024;
+pub(super) const MAX_LOCAL_TEXT: usize = 1024;
 
 /// Tokens of `sql`, or None at anything outside the tiny grammar (escape strings, dollar
 /// quotes, operators, parameters, backslashes in literals, unterminated comments or quotes).
