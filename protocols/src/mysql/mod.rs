@@ -13,6 +13,8 @@ pub mod replay;
 pub mod rows;
 pub mod snapshot;
 pub mod sql;
+pub mod statements;
 pub mod tracked;
+pub mod tracker;
 pub mod txn;
 pub mod uservars;

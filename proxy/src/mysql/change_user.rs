@@ -118,16 +118,16 @@ impl Session<My> {
         self.park();
         // The server would reset the session: nothing of the old one is restored.
         self.member.forget_snapshot().await;
-        self.p.tracked.reset();
-        self.p.stmts.clear();
+        self.p.tracker.tracked.reset();
+        self.p.tracker.stmts.clear();
         self.p.overlay.clear();
-        self.p.customised = false;
+        self.p.tracker.customised = false;
         self.p.user = user;
         self.p.hello.database = req.database.clone();
         if let Some(cs) = req.charset {
             self.p.hello.charset = cs;
         }
-        self.p.schema = req.database;
+        self.p.tracker.schema = req.database;
         self.member
             .reg
             .entry

@@ -6,8 +6,7 @@ use protocols::mysql::command::{self, com};
 use protocols::mysql::local::{self, View};
 use protocols::mysql::packet::{MAX_PAYLOAD, write_packet};
 use protocols::mysql::response::{OkPacket, err_packet};
-use protocols::mysql::response_tracker::Reply;
-use protocols::mysql::txn;
+use protocols::mysql::tracker::Command;
 
 use super::conn::{payload, seq};
 use super::kill;
@@ -17,7 +16,7 @@ use crate::session::{Error, Session, Step};
 impl Session<My> {
     /// One whole packet from the client: a command, or the continuation of a big one.
     pub(super) async fn on_client_packet(&mut self, mut packet: BytesMut) -> Result<Step, Error> {
-        let expected = if self.p.client_continues {
+        let expected = if self.p.tracker.client_continues {
             self.p.reply_seq
         } else {
             0
@@ -28,7 +27,7 @@ impl Session<My> {
         }
         self.p.reply_seq = seq(&packet).wrapping_add(1);
         let full = payload(&packet).len() == MAX_PAYLOAD;
-        if std::mem::replace(&mut self.p.client_continues, full) {
+        if std::mem::replace(&mut self.p.tracker.client_continues, full) {
             if let Some(b) = self.p.backend.as_mut() {
                 b.conn.send(&packet).await?;
             }
@@ -44,9 +43,11 @@ impl Session<My> {
             // A client saying goodbye is not activity: it must not wake the database.
             com::QUIT => return Ok(Step::Done),
             com::STMT_CLOSE => {
-                self.p.changed = true;
+                self.p.tracker.note_change();
                 let id = command::stmt_id(payload(&packet)).unwrap_or(0);
-                if let (Some(st), Some(b)) = (self.p.stmts.remove(id), self.p.backend.as_mut()) {
+                if let (Some(st), Some(b)) =
+                    (self.p.tracker.stmts.remove(id), self.p.backend.as_mut())
+                {
                     command::set_stmt_id(&mut packet[4..], st.backend_id);
                     b.conn.send(&packet).await?;
                 }
@@ -55,7 +56,7 @@ impl Session<My> {
             com::STMT_SEND_LONG_DATA => return self.p.on_long_data(packet).await,
             com::STMT_EXECUTE | com::STMT_FETCH | com::STMT_RESET => {
                 let id = command::stmt_id(payload(&packet)).unwrap_or(0);
-                if self.p.stmts.get(id).is_none() {
+                if self.p.tracker.stmts.get(id).is_none() {
                     let name = match cmd {
                         com::STMT_EXECUTE => "mysqld_stmt_execute",
                         com::STMT_FETCH => "mysqld_stmt_fetch",
@@ -114,14 +115,14 @@ impl Session<My> {
     pub(super) async fn answer_locally(&mut self, cmd: u8, packet: &[u8]) -> Result<bool, Error> {
         let probes_only = if self.p.backend.is_none() {
             false
-        } else if !self.p.responses.busy()
+        } else if !self.p.tracker.responses.busy()
             && (self.member.prepared || self.front.cluster.is_draining())
         {
             true
         } else {
             return Ok(false);
         };
-        let status = self.p.responses.status();
+        let status = self.p.tracker.responses.status();
         let (reply, probe) = match cmd {
             com::PING if self.front.my_probes.ping() => (
                 local::ok_packet(self.p.reply_seq, status, self.p.hello.capabilities),
@@ -137,14 +138,14 @@ impl Session<My> {
                     capabilities: self.p.hello.capabilities,
                     status,
                     catalog: catalog.as_deref(),
-                    plain_session: !self.p.customised,
+                    plain_session: !self.p.tracker.customised,
                     probes: &self.front.my_probes,
                 };
                 let Some(answer) = local::answer(&payload(packet)[1..], self.p.reply_seq, &view)
                 else {
                     return Ok(false);
                 };
-                self.p.responses.set_status(answer.status);
+                self.p.tracker.responses.set_status(answer.status);
                 self.p.overlay.record(&answer.changes);
                 let probe = local::is_probe(&payload(packet)[1..], &self.front.my_probes);
                 (answer.reply, probe)
@@ -172,78 +173,20 @@ impl Session<My> {
         let probe = (body[0] == com::PING && probes.ping())
             || (body[0] == com::QUERY && local::is_probe(&body[1..], probes));
         let probing = probe && !self.member.prepared && !self.front.cluster.is_draining();
-        self.p.probing = probing && (self.p.probing || !self.p.responses.busy());
+        self.p.probing = probing && (self.p.probing || !self.p.tracker.responses.busy());
         if !probing {
             self.activity().await?;
         }
-        let body = payload(&packet);
-        let cmd = body[0];
-        self.p.current.com = cmd;
-        self.p.current.failed = false;
-        self.p.current.cursor = false;
-        self.p.current.stmt = 0;
-        self.p.current.text.clear();
-        let reply = match cmd {
-            com::QUERY | com::STMT_PREPARE | com::INIT_DB => {
-                self.p
-                    .current
-                    .text
-                    .push_str(&String::from_utf8_lossy(&body[1..]));
-                if cmd != com::INIT_DB
-                    && protocols::mysql::sql::worth_scanning(&self.p.current.text)
-                    && local::may_customise(&body[1..])
-                {
-                    self.p.customised = true;
-                }
-                match cmd {
-                    com::QUERY => Reply::Query,
-                    com::STMT_PREPARE => Reply::Prepare,
-                    _ => Reply::Single,
-                }
-            }
-            com::STMT_EXECUTE => {
-                if !self.p.rewrite_execute(&mut packet)? {
-                    return self.p
-                        .local_err(
-                            1210,
-                            "HY000",
-                            "Incorrect arguments to mysqld_stmt_execute: no parameter types were ever bound",
-                        )
-                        .await;
-                }
-                Reply::Execute
-            }
-            com::STMT_FETCH => {
-                self.p.remap_stmt(&mut packet);
-                Reply::Fetch
-            }
-            com::STMT_RESET => {
-                self.p.remap_stmt(&mut packet);
-                Reply::Single
-            }
-            com::FIELD_LIST => Reply::FieldList,
-            com::STATISTICS => Reply::Text,
-            com::PROCESS_INFO => Reply::Query,
-            com::SET_OPTION => {
-                self.p.current.stmt = u32::from(body.get(1).copied().unwrap_or(0));
-                Reply::Single
-            }
-            _ => Reply::Single,
-        };
-        self.p.changed |= match cmd {
-            com::QUERY => !probe && !txn::plainly_reads(&self.p.current.text),
-            com::STMT_EXECUTE => !self
+        if self.p.tracker.command(&mut packet, probe)? == Command::RefuseExecute {
+            return self
                 .p
-                .stmts
-                .get(self.p.current.stmt)
-                .is_some_and(|s| s.plain),
-            com::STMT_FETCH | com::PING | com::FIELD_LIST | com::STATISTICS | com::PROCESS_INFO => {
-                false
-            }
-            _ => true,
-        };
-        self.p.responses.expect(reply);
-        self.p.client_continues = payload(&packet).len() == MAX_PAYLOAD;
+                .local_err(
+                    1210,
+                    "HY000",
+                    "Incorrect arguments to mysqld_stmt_execute: no parameter types were ever bound",
+                )
+                .await;
+        }
         // Busy before the backend can answer, so nobody sees a stale idle state.
         self.update_busy();
         if let Some(b) = self.p.backend.as_mut() {
@@ -254,9 +197,27 @@ impl Session<My> {
 }
 
 impl My {
+    /// COM_STMT_SEND_LONG_DATA: kept for a restore, passed on while attached.
+    pub(super) async fn on_long_data(&mut self, mut packet: BytesMut) -> Result<Step, Error> {
+        let (id, param, data) = command::parse_long_data(payload(&packet))?;
+        self.tracker.note_change();
+        let Some(st) = self.tracker.stmts.get_mut(id) else {
+            // The server ignores long data for unknown statements until the execute fails.
+            return Ok(Step::Continue);
+        };
+        st.long_data.push((param, data.to_vec()));
+        let backend_id = st.backend_id;
+        // No answer is due, and a restore re-sends what was recorded: no need to wake.
+        if let Some(b) = self.backend.as_mut() {
+            command::set_stmt_id(&mut packet[4..], backend_id);
+            b.conn.send(&packet).await?;
+        }
+        Ok(Step::Continue)
+    }
+
     pub(super) async fn send_ok(&mut self, seq: u8) -> Result<(), Error> {
         let ok = OkPacket {
-            status: self.responses.status() & local::SESSION_STATUS,
+            status: self.tracker.responses.status() & local::SESSION_STATUS,
             ..OkPacket::default()
         };
         let mut body = Vec::new();

@@ -8,12 +8,10 @@ mod commands;
 mod conn;
 mod error;
 mod kill;
-mod prepared;
 mod responses;
 mod restore;
 mod session;
 mod startup;
-mod statements;
 
 pub(crate) use catalog::keep_learning;
 

@@ -13,8 +13,8 @@ use super::backend::Backend;
 use super::conn::Packets;
 use super::conn::payload;
 use super::error::UNKNOWN;
-use super::statements::Statements;
 use crate::session::Error;
+use protocols::mysql::statements::Statements;
 
 fn failed(what: &str) -> Error {
     Error::my(

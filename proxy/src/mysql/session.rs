@@ -11,7 +11,6 @@ use protocols::mysql::packet::write_packet;
 use protocols::mysql::response::status;
 use protocols::mysql::response_tracker::ResponseTracker;
 use protocols::mysql::snapshot::{ClientInfo, MySnapshot};
-use protocols::mysql::tracked::Tracked;
 use state_store::StoreError;
 
 use super::backend::{self, Backend};
@@ -20,10 +19,10 @@ use super::conn::{Conn, Packets};
 use super::error::UNKNOWN;
 use super::restore;
 use super::startup::Hello;
-use super::statements::Statements;
 use crate::cluster_front::{ClusterFront, User};
 use crate::registry::{BackendKey, Holds, Registration};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step};
+use protocols::mysql::tracker::Tracker;
 
 /// While a response is outstanding, stop reading a client that keeps sending past this.
 const CLIENT_BACKLOG: usize = 1 << 20;
@@ -33,44 +32,14 @@ pub(crate) struct My {
     pub(super) user: Arc<User>,
     pub(super) hello: Hello,
     pub(super) backend: Option<Backend>,
-    /// Where each of the backend's answers ends, and the status flags of the last one.
-    pub(super) responses: ResponseTracker,
-    pub(super) tracked: Tracked,
-    pub(super) stmts: Statements,
-    /// Current schema, as the backend last reported it.
-    pub(super) schema: Option<String>,
-    /// The open transaction was started on purpose (BEGIN), or has run something that may
-    /// have written: it can't be dropped. A transaction that autocommit=0 opened for reads
-    /// only can.
-    pub(super) txn_explicit: bool,
-    pub(super) txn_dirty: bool,
-    /// The command whose response is outstanding.
-    pub(super) current: Current,
-    /// The last client packet had the maximum size: the next one continues it.
-    pub(super) client_continues: bool,
+    /// What the session's commands and their answers tell: in flight, transaction, changed.
+    pub(super) tracker: Tracker,
     /// Sequence id for torpor's own answer to the client's current command.
     pub(super) reply_seq: u8,
-    /// The client sent something since the last snapshot (or since the backend connection was
-    /// made) that may have changed what the session holds.
-    pub(super) changed: bool,
     /// What the client set while torpor answered for it, for the next replay.
     pub(super) overlay: Overlay,
     /// What is in flight on the backend is health-check probes only.
     pub(super) probing: bool,
-    /// The session may have changed its session tracking or old_mode: torpor no longer knows
-    /// what the server would report for a SET, or how it reads `utf8`.
-    pub(super) customised: bool,
-}
-
-#[derive(Debug, Default)]
-pub(super) struct Current {
-    pub(super) com: u8,
-    /// The client-visible statement id of a statement command.
-    pub(super) stmt: u32,
-    pub(super) cursor: bool,
-    pub(super) failed: bool,
-    /// Query text, prepared statement text or schema name; the buffer is reused.
-    pub(super) text: String,
 }
 
 /// A session for a client that has just logged in.
@@ -92,19 +61,10 @@ pub(super) fn session(
             user,
             hello,
             backend: None,
-            responses: ResponseTracker::new(true),
-            tracked: Tracked::default(),
-            stmts: Statements::default(),
-            schema,
-            txn_explicit: false,
-            txn_dirty: false,
-            current: Current::default(),
-            client_continues: false,
+            tracker: Tracker::new(schema),
             reply_seq,
-            changed: false,
             overlay: Overlay::default(),
             probing: false,
-            customised: false,
         },
     )
 }
@@ -117,7 +77,7 @@ impl Protocol for My {
     }
 
     fn reads_client(&self) -> bool {
-        !self.responses.busy() || self.client.rbuf.len() < CLIENT_BACKLOG
+        !self.tracker.responses.busy() || self.client.rbuf.len() < CLIENT_BACKLOG
     }
 
     async fn greet(s: &mut Session<Self>) -> Result<(), Error> {
@@ -135,7 +95,7 @@ impl Protocol for My {
 
     async fn on_client(s: &mut Session<Self>) -> Result<Option<Step>, Error> {
         // One command at a time: the next waits in the buffer until this one's answer ends.
-        if s.p.responses.busy() && !s.p.client_continues {
+        if s.p.tracker.responses.busy() && !s.p.tracker.client_continues {
             return Ok(None);
         }
         let Some(len) = s.p.client.whole_packet()? else {
@@ -155,33 +115,23 @@ impl Protocol for My {
 
     fn blocker(&self) -> Option<&'static str> {
         self.backend.as_ref()?;
-        if self.responses.busy() || self.client_continues {
-            Some("query in progress")
-        } else if self.responses.in_transaction() && (self.txn_explicit || self.txn_dirty) {
-            Some("open transaction")
-        } else if self.tracked.table_locks() {
-            Some("LOCK TABLES")
-        } else if self.stmts.any_cursor_open() {
-            Some("open cursor")
-        } else {
-            None
-        }
+        self.tracker.blocker()
     }
 
     fn in_flight(&self) -> bool {
-        self.responses.busy() || self.client_continues
+        self.tracker.in_flight()
     }
 
     fn probing(&self) -> bool {
-        self.probing && self.responses.busy()
+        self.probing && self.tracker.responses.busy()
     }
 
     fn changed(&self) -> bool {
-        self.changed
+        self.tracker.changed()
     }
 
     fn settled(&self) -> bool {
-        self.backend.is_some() && !self.responses.busy()
+        self.backend.is_some() && !self.tracker.responses.busy()
     }
 
     async fn capture(s: &mut Session<Self>) -> Result<Capture<MySnapshot>, Error> {
@@ -189,7 +139,7 @@ impl Protocol for My {
         let Some(b) = p.backend.as_mut() else {
             return Err(Self::lost_backend());
         };
-        let mut snap = match checkpoint::capture(b, &p.tracked).await? {
+        let mut snap = match checkpoint::capture(b, &p.tracker.tracked).await? {
             MyCapture::Blocked(why) => return Ok(Capture::Blocked(why)),
             MyCapture::Snapshot(s) => s,
         };
@@ -199,7 +149,7 @@ impl Protocol for My {
             user: p.user.name.clone(),
             database: p.hello.database.clone(),
         };
-        snap.statements = p.stmts.snapshot();
+        snap.statements = p.tracker.stmts.snapshot();
         Ok(Capture::Snapshot(snap))
     }
 
@@ -208,7 +158,7 @@ impl Protocol for My {
     }
 
     fn saved(&mut self) {
-        self.changed = false;
+        self.tracker.mark_saved();
     }
 
     async fn connect_and_restore(
@@ -230,7 +180,7 @@ impl Protocol for My {
             // Only what torpor answered for: the replay is those settings, in the session's
             // schema.
             None if !p.overlay.is_empty() => Some(MySnapshot {
-                schema: p.schema.clone(),
+                schema: p.tracker.schema.clone(),
                 ..MySnapshot::default()
             }),
             None => None,
@@ -239,7 +189,7 @@ impl Protocol for My {
         let database = if snap.is_some() {
             None
         } else {
-            p.schema.clone()
+            p.tracker.schema.clone()
         };
         let mut b = backend::connect(
             at,
@@ -256,14 +206,19 @@ impl Protocol for My {
         let mut status = b.status;
         if let Some(mut snap) = snap {
             p.overlay.apply(&mut snap);
-            status = restore::restore(&mut b, &snap, &mut p.stmts, &s.front.metrics.replay).await?;
-            p.tracked.after_replay();
+            status = restore::restore(&mut b, &snap, &mut p.tracker.stmts, &s.front.metrics.replay)
+                .await?;
+            p.tracker.tracked.after_replay();
         }
         p.overlay.clear();
-        p.responses = ResponseTracker::new(b.capabilities & caps::DEPRECATE_EOF != 0);
-        p.responses.set_status(status);
+        p.tracker.responses = ResponseTracker::new(b.capabilities & caps::DEPRECATE_EOF != 0);
+        p.tracker.responses.set_status(status);
         // A fresh connection holds the snapshot's state, or none if there is no snapshot.
-        p.changed = overlaid;
+        if overlaid {
+            p.tracker.note_change();
+        } else {
+            p.tracker.mark_saved();
+        }
         s.member.reg.entry.set_backend(Some(BackendKey {
             addr: b.addr,
             pid: b.id as i32,
@@ -275,11 +230,12 @@ impl Protocol for My {
 
     fn detach(&mut self) {
         self.backend = None;
-        self.responses.reset();
+        self.tracker.responses.reset();
         // A transaction autocommit=0 opened for reads is not carried over: the session the
         // client gets back has none.
-        self.responses
-            .set_status(self.responses.status() & local::SESSION_STATUS & !status::IN_TRANS);
+        self.tracker.responses.set_status(
+            self.tracker.responses.status() & local::SESSION_STATUS & !status::IN_TRANS,
+        );
     }
 
     async fn goodbye(&mut self) {

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use protocols::mysql::snapshot::BinaryStatement;
-use protocols::mysql::txn;
+use super::snapshot::BinaryStatement;
+use super::txn;
 
 #[derive(Debug, Clone)]
-pub(super) struct Statement {
+pub struct Statement {
     /// The id on the current backend connection (stale while parked).
     pub backend_id: u32,
     pub sql: String,
@@ -29,14 +29,14 @@ pub(super) struct Statement {
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Statements {
+pub struct Statements {
     next_id: u32,
     by_id: BTreeMap<u32, Statement>,
 }
 
 impl Statements {
     /// Registers a statement the backend prepared; returns the id the client gets.
-    pub(super) fn add(
+    pub fn add(
         &mut self,
         backend_id: u32,
         sql: String,
@@ -65,32 +65,32 @@ impl Statements {
         self.next_id
     }
 
-    pub(super) fn get(&self, id: u32) -> Option<&Statement> {
+    pub fn get(&self, id: u32) -> Option<&Statement> {
         self.by_id.get(&id)
     }
 
-    pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut Statement> {
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Statement> {
         self.by_id.get_mut(&id)
     }
 
-    pub(super) fn remove(&mut self, id: u32) -> Option<Statement> {
+    pub fn remove(&mut self, id: u32) -> Option<Statement> {
         self.by_id.remove(&id)
     }
 
-    pub(super) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.by_id.clear();
     }
 
-    pub(super) fn any_cursor_open(&self) -> bool {
+    pub fn any_cursor_open(&self) -> bool {
         self.by_id.values().any(|s| s.cursor_open)
     }
 
-    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&u32, &mut Statement)> {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&u32, &mut Statement)> {
         self.by_id.iter_mut()
     }
 
     /// What a snapshot records, so a restore can prepare them again.
-    pub(super) fn snapshot(&self) -> Vec<BinaryStatement> {
+    pub fn snapshot(&self) -> Vec<BinaryStatement> {
         self.by_id
             .iter()
             .map(|(id, s)| BinaryStatement {
