@@ -6,18 +6,16 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    BOB_PW, ProcessDriver, assert_gone, free_port, kill_the_parent_of_a_server, kill0, proc_state,
-    start_for_parent, wait_dead,
+    BOB_PW, ParentTest, ProcessDriver, Scratch, assert_gone, start_for_parent, wait_dead,
 };
 use controller::driver::process::{MariadbProcess, ProcessConfig};
-use controller::{BackendState, BootstrapUser, Driver, DriverError};
+use controller::{BackendState, BootstrapUser, Driver};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -34,14 +32,17 @@ fn have_mariadb() -> bool {
     ok
 }
 
-/// A temp dir the `mysql` user can traverse (tempdir creates it 0700 for root).
-fn temp_root() -> tempfile::TempDir {
-    common::traversable(
-        tempfile::Builder::new()
-            .prefix("torpor-mdb")
-            .tempdir_in("/tmp")
-            .unwrap(),
-    )
+/// A temp dir the `mysql` user can traverse, with a data dir to be and a port; None (the test
+/// skips) without mariadbd.
+fn scratch() -> Option<Scratch> {
+    have_mariadb().then(|| {
+        Scratch::new(
+            tempfile::Builder::new()
+                .prefix("torpor-mdb")
+                .tempdir_in("/tmp")
+                .unwrap(),
+        )
+    })
 }
 
 fn config(data_dir: PathBuf, port: u16) -> ProcessConfig {
@@ -51,6 +52,11 @@ fn config(data_dir: PathBuf, port: u16) -> ProcessConfig {
 
 fn users() -> Vec<BootstrapUser> {
     common::users(ALICE_PW)
+}
+
+/// A driver for `s`'s data dir and port.
+fn driver(name: &str, s: &Scratch, users: Vec<BootstrapUser>) -> MariadbProcess {
+    MariadbProcess::new(name, config(s.data.clone(), s.port), users)
 }
 
 fn mariadb(port: u16, user: &str, password: &str, sql: &str) -> Output {
@@ -80,25 +86,14 @@ fn mariadb_err(port: u16, user: &str, password: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn pid_of(driver: &MariadbProcess) -> Option<u32> {
-    driver.pid()
-}
-
-fn server_pid(data: &Path) -> u32 {
-    common::server_pid(data, PID_FILE)
-}
-
 #[tokio::test]
 async fn install_users_start_stop_restart() {
-    if !have_mariadb() {
-        return;
-    }
-    let root = temp_root();
+    let Some(s) = scratch() else { return };
     // Two missing levels: the driver creates the parents too.
-    let data = root.path().join("clusters").join("app");
-    let port = free_port();
+    let data = s.root.path().join("clusters").join("app");
+    let port = s.port;
     let driver = MariadbProcess::new("app", config(data.clone(), port), users());
-    assert_eq!(pid_of(&driver), None);
+    assert_eq!(driver.pid(), None);
     assert!(!driver.status().await.is_running());
 
     let t = Instant::now();
@@ -121,8 +116,8 @@ async fn install_users_start_stop_restart() {
         "start -> ready: {ready:?}; -> first query done: {:?}",
         t.elapsed()
     );
-    let pid = server_pid(&data);
-    assert_eq!(pid_of(&driver), Some(pid));
+    let pid = driver.server_pid();
+    assert_eq!(driver.pid(), Some(pid));
     assert!(driver.status().await.is_running());
     assert_eq!(info.addr.to_string(), format!("127.0.0.1:{port}"));
     // A second start while running returns the same backend.
@@ -167,28 +162,9 @@ async fn install_users_start_stop_restart() {
         format!("1\n0\t1\t{}", 32 * 1024 * 1024)
     );
 
-    let t = Instant::now();
-    driver.stop().await.unwrap();
-    eprintln!("stop: {:?}", t.elapsed());
-    assert_gone(pid);
-    assert_eq!(pid_of(&driver), None);
-    assert!(!driver.status().await.is_running());
-    assert!(TcpStream::connect(info.addr).is_err());
-    driver.stop().await.unwrap();
-
-    // Existing data directory: no install-db, the users and the data are still there. The
-    // first driver goes first, as its torpor would: it holds the directory's lock while it lives.
-    drop(driver);
-    let again = MariadbProcess::new("app", config(data.clone(), port), users());
-    let t = Instant::now();
-    again.prepare().await.unwrap();
-    eprintln!("prepare on existing data: {:?}", t.elapsed());
-    let t = Instant::now();
-    again.start().await.unwrap();
-    eprintln!("second start -> ready: {:?}", t.elapsed());
-    let pid2 = server_pid(&data);
-    assert_eq!(pid_of(&again), Some(pid2));
-    assert_ne!(pid2, pid);
+    // Existing data directory: no install-db, the users and the data are still there.
+    let next = || MariadbProcess::new("app", config(data.clone(), port), users());
+    let (again, pid2) = common::stop_and_start_over(driver, next, (pid, info.addr)).await;
     assert_eq!(
         mariadb_ok(port, "alice", ALICE_PW, "SELECT v FROM app.t WHERE id = 1"),
         "kept"
@@ -197,45 +173,17 @@ async fn install_users_start_stop_restart() {
         mariadb_ok(port, "bob", BOB_PW, "SELECT CURRENT_USER()"),
         "bob@%"
     );
-    again.stop().await.unwrap();
-    assert_gone(pid2);
-
-    let log = std::fs::read_to_string(again.log_path()).unwrap();
+    let log = common::stopped_without_secrets(&again, pid2).await;
     assert!(log.contains("ready for connections"), "{log}");
-    assert!(!log.contains("tricky") && !log.contains(BOB_PW), "{log}");
 }
 
 #[tokio::test]
 async fn prepare_stops_a_server_left_by_a_crashed_run() {
-    if !have_mariadb() {
-        return;
-    }
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
-    let first = MariadbProcess::new("orphan", config(data.clone(), port), users());
-    first.prepare().await.unwrap();
-    let info = first.start().await.unwrap();
-    let old = server_pid(&data);
-    assert_eq!(pid_of(&first), Some(old));
-    assert_eq!(first.abandon().await, Some(old));
-    assert_eq!(pid_of(&first), None);
-    kill0(old).unwrap();
-    TcpStream::connect(info.addr).unwrap();
-
-    let second = MariadbProcess::new("orphan", config(data.clone(), port), users());
-    let t = Instant::now();
-    second.prepare().await.unwrap();
-    eprintln!("prepare stopping a leftover: {:?}", t.elapsed());
-    // Still this test process's child, so it may briefly be a zombie; it must not run.
-    assert!(matches!(proc_state(old), None | Some('Z')));
-
-    second.start().await.unwrap();
-    let new = server_pid(&data);
-    assert_eq!(pid_of(&second), Some(new));
-    assert_ne!(new, old);
+    let Some(s) = scratch() else { return };
+    let (second, _, new) =
+        common::the_successor_of_a_crashed_run(|| driver("orphan", &s, users()), |_| {}).await;
     assert_eq!(
-        mariadb_ok(port, "bob", BOB_PW, "SELECT CURRENT_USER()"),
+        mariadb_ok(s.port, "bob", BOB_PW, "SELECT CURRENT_USER()"),
         "bob@%"
     );
     second.stop().await.unwrap();
@@ -247,12 +195,8 @@ async fn prepare_stops_a_server_left_by_a_crashed_run() {
 
 #[tokio::test]
 async fn a_killed_server_is_not_alive_and_starts_again() {
-    if !have_mariadb() {
-        return;
-    }
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
+    let Some(s) = scratch() else { return };
+    let (data, port) = (s.data.clone(), s.port);
     let mut cfg = config(data.clone(), port);
     // Durable commits: the row must survive the kill.
     cfg.settings.clear();
@@ -265,8 +209,8 @@ async fn a_killed_server_is_not_alive_and_starts_again() {
         ALICE_PW,
         "CREATE TABLE crash.t (id INT); INSERT INTO crash.t VALUES (7)",
     );
-    let pid = server_pid(&data);
-    assert_eq!(pid_of(&driver), Some(pid));
+    let pid = driver.server_pid();
+    assert_eq!(driver.pid(), Some(pid));
     assert!(driver.status().await.is_running());
     assert_eq!(kill(Pid::from_raw(pid as i32), Signal::SIGKILL), Ok(()));
     wait_dead(pid, Duration::from_secs(5));
@@ -277,12 +221,7 @@ async fn a_killed_server_is_not_alive_and_starts_again() {
     assert_eq!(status.details["pid"], pid);
 
     // Crash recovery on the next start; the committed row is back.
-    let t = Instant::now();
-    driver.start().await.unwrap();
-    eprintln!("start after kill -9: {:?}", t.elapsed());
-    let pid2 = server_pid(&data);
-    assert_eq!(pid_of(&driver), Some(pid2));
-    assert_ne!(pid2, pid);
+    let pid2 = common::started_anew(&driver, pid, "start after kill -9").await;
     assert!(driver.status().await.is_running());
     assert_eq!(
         mariadb_ok(port, "alice", ALICE_PW, "SELECT id FROM crash.t"),
@@ -294,12 +233,8 @@ async fn a_killed_server_is_not_alive_and_starts_again() {
 
 #[tokio::test]
 async fn a_cut_short_initialisation_is_redone_and_an_existing_one_adopted() {
-    if !have_mariadb() {
-        return;
-    }
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
+    let Some(s) = scratch() else { return };
+    let (data, port) = (s.data.clone(), s.port);
     let driver = MariadbProcess::new("redo", config(data.clone(), port), vec![]);
     driver.prepare().await.unwrap();
     driver.start().await.unwrap();
@@ -348,14 +283,11 @@ async fn a_cut_short_initialisation_is_redone_and_an_existing_one_adopted() {
 
 #[tokio::test]
 async fn a_foreign_directory_is_not_initialised_over() {
-    if !have_mariadb() {
-        return;
-    }
-    let root = temp_root();
-    let data = root.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    let Some(s) = scratch() else { return };
+    let data = &s.data;
+    std::fs::create_dir(data).unwrap();
     std::fs::write(data.join("precious.txt"), "keep me").unwrap();
-    let driver = MariadbProcess::new("foreign", config(data.clone(), free_port()), users());
+    let driver = driver("foreign", &s, users());
     let msg = driver.prepare().await.unwrap_err().to_string();
     assert!(msg.contains("not empty"), "{msg}");
     assert_eq!(
@@ -366,23 +298,13 @@ async fn a_foreign_directory_is_not_initialised_over() {
 
 #[tokio::test]
 async fn bad_settings_and_bin_dir_are_clear_errors() {
-    if !have_mariadb() {
-        return;
-    }
-    let root = temp_root();
-    let mut cfg = config(root.path().join("data"), free_port());
+    let Some(s) = scratch() else { return };
+    let mut cfg = config(s.data.clone(), s.port);
     cfg.bin_dir = Some("/nonexistent/mariadb/bin".into());
     let driver = MariadbProcess::new("bad", cfg, users());
-    for err in [
-        driver.prepare().await.unwrap_err(),
-        driver.start().await.unwrap_err(),
-    ] {
-        let msg = err.to_string();
-        assert!(matches!(err, DriverError::Failed(_)), "{msg}");
-        assert!(msg.contains("/nonexistent/mariadb/bin"), "{msg}");
-    }
+    common::bin_dir_is_refused(&driver, "/nonexistent/mariadb/bin").await;
     drop(driver);
-    let mut cfg = config(root.path().join("data"), free_port());
+    let mut cfg = config(s.data.clone(), s.port);
     cfg.settings.insert("bind_address".into(), "0.0.0.0".into());
     let msg = MariadbProcess::new("bad", cfg, users())
         .prepare()
@@ -390,60 +312,42 @@ async fn bad_settings_and_bin_dir_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("managed by torpor"), "{msg}");
-    assert!(!root.path().join("data").exists());
+    assert!(!s.data.exists());
 }
 
 #[tokio::test]
 async fn a_server_that_exits_at_start_reports_its_log() {
-    if !have_mariadb() {
-        return;
-    }
-    let root = temp_root();
-    let mut cfg = config(root.path().join("data"), free_port());
-    let driver = MariadbProcess::new("exits", cfg.clone(), vec![]);
-    driver.prepare().await.unwrap();
-    cfg.settings
-        .insert("no_such_option_torpor".into(), "1".into());
-    drop(driver);
-    let driver = MariadbProcess::new("exits", cfg, vec![]);
-    let t = Instant::now();
-    let err = driver.start().await.unwrap_err().to_string();
-    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    assert!(err.contains("exited"), "{err}");
-    assert!(err.contains("no_such_option_torpor"), "{err}");
-    assert_eq!(pid_of(&driver), None);
+    let Some(s) = scratch() else { return };
+    let took = common::exits_at_start(
+        |cfg| MariadbProcess::new("exits", cfg, vec![]),
+        config(s.data.clone(), s.port),
+        ("no_such_option_torpor", "1"),
+    )
+    .await;
+    assert!(took < Duration::from_secs(30), "{took:?}");
 }
 
 #[tokio::test]
 async fn a_cancelled_start_or_stop_still_completes() {
-    if !have_mariadb() {
-        return;
-    }
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
-    let driver = MariadbProcess::new("cancel", config(data.clone(), port), vec![]);
-    driver.prepare().await.unwrap();
+    let Some(s) = scratch() else { return };
+    let driver = driver("cancel", &s, vec![]);
     let rounds = [0, 5, 50];
-    let log = common::cut_short_starts_and_stops(&driver, &data, PID_FILE, &rounds).await;
-    // One server per round, never two racing for the data directory.
-    assert_eq!(
-        log.matches("ready for connections").count(),
-        rounds.len(),
-        "{log}"
-    );
+    let log = common::cut_short_starts_and_stops(&driver, &rounds, "ready for connections").await;
     assert!(!log.contains("[ERROR]"), "{log}");
 }
 
-/// Where `a_killed_parent_takes_mariadbd_down` tells its helper where to start mariadbd.
-const DEATHSIG_ENV: &str = "TORPOR_TEST_MDB_DEATHSIG";
+const DEATHSIG: ParentTest = ParentTest {
+    helper: "mariadb_deathsig_helper",
+    env: "TORPOR_TEST_MDB_DEATHSIG",
+    marker: "MARIADBD_PID",
+};
 
 /// Runs only as a subprocess of `a_killed_parent_takes_mariadbd_down`: starts mariadbd, says
 /// its pid, and waits to be SIGKILLed.
 #[tokio::test]
 #[ignore]
 async fn mariadb_deathsig_helper() {
-    start_for_parent(DEATHSIG_ENV, "MARIADBD_PID", |data, port| {
+    start_for_parent(&DEATHSIG, |data, port| {
         Box::new(MariadbProcess::new("deathsig", config(data, port), users()))
     })
     .await;
@@ -451,27 +355,14 @@ async fn mariadb_deathsig_helper() {
 
 #[test]
 fn a_killed_parent_takes_mariadbd_down() {
-    if !have_mariadb() {
-        return;
-    }
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
-    let pid = kill_the_parent_of_a_server(
-        "mariadb_deathsig_helper",
-        DEATHSIG_ENV,
-        "MARIADBD_PID",
-        &data,
-        port,
+    let Some(s) = scratch() else { return };
+    let log = common::a_killed_parent_takes_its_server_down(
+        &DEATHSIG,
+        &s,
+        PID_FILE,
+        "torpor-mariadb.log",
+        Duration::from_secs(30),
     );
-    let t = Instant::now();
-    wait_dead(pid, Duration::from_secs(30));
-    eprintln!(
-        "mariadbd gone after its parent was killed: {:?}",
-        t.elapsed()
-    );
-    // A normal shutdown (SIGTERM), not a crash: mariadbd removed its pid file.
-    assert!(!data.join(PID_FILE).exists());
-    let log = std::fs::read_to_string(data.join("torpor-mariadb.log")).unwrap();
+    // A normal shutdown (SIGTERM), not a crash.
     assert!(log.contains("Normal shutdown"), "{log}");
 }

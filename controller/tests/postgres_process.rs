@@ -12,10 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{
-    BOB_PW, ProcessDriver, assert_gone, free_port, kill_the_parent_of_a_server, kill0, proc_state,
-    start_for_parent,
-};
+use common::{BOB_PW, ParentTest, ProcessDriver, Scratch, assert_gone, kill0, start_for_parent};
 use controller::driver::process::{PostgresProcess, ProcessConfig};
 use controller::{BootstrapUser, Driver, DriverError};
 
@@ -24,13 +21,18 @@ use controller::{BootstrapUser, Driver, DriverError};
 const ALICE_PW: &str = "it's \"tricky\" \\ ;\n\nDROP ROLE x;";
 const PID_FILE: &str = "postmaster.pid";
 
-/// A temp dir the `postgres` user can traverse (tempdir creates it 0700 for root).
-fn temp_root() -> tempfile::TempDir {
-    common::traversable(tempfile::tempdir().unwrap())
+/// A temp dir the `postgres` user can traverse, with a data dir to be and a port.
+fn scratch() -> Scratch {
+    Scratch::new(tempfile::tempdir().unwrap())
 }
 
 fn config(data_dir: PathBuf, port: u16) -> ProcessConfig {
     common::config(data_dir, port, ("fsync", "off"))
+}
+
+/// A driver for `s`'s data dir and port.
+fn driver(name: &str, s: &Scratch, users: Vec<BootstrapUser>) -> PostgresProcess {
+    PostgresProcess::new(name, config(s.data.clone(), s.port), users)
 }
 
 fn users() -> Vec<BootstrapUser> {
@@ -75,22 +77,14 @@ fn wait_gone(pid: u32, within: Duration) {
     assert_gone(pid);
 }
 
-fn pid_of(driver: &PostgresProcess) -> Option<u32> {
-    driver.pid()
-}
-
-fn server_pid(data: &std::path::Path) -> u32 {
-    common::server_pid(data, PID_FILE)
-}
-
 #[tokio::test]
 async fn initdb_users_start_stop_restart() {
-    let root = temp_root();
+    let s = scratch();
     // Two missing levels: the driver creates the parents too.
-    let data = root.path().join("clusters").join("app");
-    let port = free_port();
+    let data = s.root.path().join("clusters").join("app");
+    let port = s.port;
     let driver = PostgresProcess::new("app", config(data.clone(), port), users());
-    assert_eq!(pid_of(&driver), None);
+    assert_eq!(driver.pid(), None);
 
     let t = Instant::now();
     driver.prepare().await.unwrap();
@@ -102,8 +96,8 @@ async fn initdb_users_start_stop_restart() {
     let t = Instant::now();
     let info = driver.start().await.unwrap();
     eprintln!("start -> ready: {:?}", t.elapsed());
-    let pid = server_pid(&data);
-    assert_eq!(pid_of(&driver), Some(pid));
+    let pid = driver.server_pid();
+    assert_eq!(driver.pid(), Some(pid));
     assert_eq!(info.addr.to_string(), format!("127.0.0.1:{port}"));
     kill0(pid).unwrap();
     TcpStream::connect(info.addr).unwrap();
@@ -175,65 +169,24 @@ async fn initdb_users_start_stop_restart() {
         String::from_utf8_lossy(&wrong.stderr)
     );
 
-    let t = Instant::now();
-    driver.stop().await.unwrap();
-    eprintln!("stop: {:?}", t.elapsed());
-    assert_gone(pid);
-    assert_eq!(pid_of(&driver), None);
-    assert!(TcpStream::connect(info.addr).is_err());
-    driver.stop().await.unwrap();
-
-    // Existing data directory: no initdb, the users are still there. The first driver goes
-    // first, as its torpor would: it holds the directory's lock while it lives.
-    drop(driver);
-    let again = PostgresProcess::new("app", config(data.clone(), port), users());
-    let t = Instant::now();
-    again.prepare().await.unwrap();
-    again.start().await.unwrap();
-    eprintln!("prepare + start on existing data: {:?}", t.elapsed());
-    let pid2 = server_pid(&data);
-    assert_eq!(pid_of(&again), Some(pid2));
-    assert_ne!(pid2, pid);
+    // Existing data directory: no initdb, the users are still there.
+    let next = || PostgresProcess::new("app", config(data.clone(), port), users());
+    let (again, pid2) = common::stop_and_start_over(driver, next, (pid, info.addr)).await;
     assert_eq!(
         psql_ok(port, "bob", BOB_PW, "app", "select current_user"),
         "bob"
     );
-    again.stop().await.unwrap();
-    assert_gone(pid2);
-
-    let log = std::fs::read_to_string(again.log_path()).unwrap();
-    assert!(!log.contains("tricky") && !log.contains(BOB_PW));
+    common::stopped_without_secrets(&again, pid2).await;
 }
 
 #[tokio::test]
 async fn prepare_stops_a_server_left_by_a_crashed_run() {
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
-    let first = PostgresProcess::new("orphan", config(data.clone(), port), users());
-    first.prepare().await.unwrap();
-    let info = first.start().await.unwrap();
-    let old = server_pid(&data);
-    assert_eq!(pid_of(&first), Some(old));
-    assert_eq!(first.abandon().await, Some(old));
-    assert_eq!(pid_of(&first), None);
-    kill0(old).unwrap();
-    TcpStream::connect(info.addr).unwrap();
-
-    let second = PostgresProcess::new("orphan", config(data.clone(), port), users());
-    let t = Instant::now();
-    second.prepare().await.unwrap();
-    eprintln!("prepare stopping a leftover: {:?}", t.elapsed());
-    // The leftover is still this test process's child (tokio reaps it in the background), so
-    // right after prepare it may briefly be a zombie; it must not be running.
-    assert!(matches!(proc_state(old), None | Some('Z')));
-    wait_gone(old, Duration::from_secs(5));
-
-    let info2 = second.start().await.unwrap();
-    let new = server_pid(&data);
-    assert_eq!(pid_of(&second), Some(new));
-    assert_ne!(new, old);
-    TcpStream::connect(info2.addr).unwrap();
+    let s = scratch();
+    let (second, _, new) = common::the_successor_of_a_crashed_run(
+        || driver("orphan", &s, users()),
+        |old| wait_gone(old, Duration::from_secs(5)),
+    )
+    .await;
     second.stop().await.unwrap();
     assert_gone(new);
 }
@@ -243,15 +196,14 @@ async fn prepare_stops_a_server_left_by_a_crashed_run() {
 /// and keeps running, in standby as when up.
 #[tokio::test]
 async fn a_second_driver_on_the_same_data_dir_is_refused() {
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
-    let first = PostgresProcess::new("first", config(data.clone(), port), users());
+    let s = scratch();
+    let (data, port) = (&s.data, s.port);
+    let first = driver("first", &s, users());
     first.prepare().await.unwrap();
     first.start().await.unwrap();
-    let pid = server_pid(&data);
+    let pid = first.server_pid();
 
-    let second = PostgresProcess::new("second", config(data.clone(), port), users());
+    let second = driver("second", &s, users());
     for err in [
         second.prepare().await.unwrap_err(),
         second.start().await.unwrap_err(),
@@ -264,9 +216,9 @@ async fn a_second_driver_on_the_same_data_dir_is_refused() {
             "{msg}"
         );
     }
-    assert_eq!(pid_of(&second), None);
+    assert_eq!(second.pid(), None);
     kill0(pid).unwrap();
-    assert_eq!(pid_of(&first), Some(pid));
+    assert_eq!(first.pid(), Some(pid));
     assert_eq!(psql_ok(port, "bob", BOB_PW, "first", "select 1"), "1");
 
     // Stopped, the directory is still the first driver's.
@@ -275,19 +227,22 @@ async fn a_second_driver_on_the_same_data_dir_is_refused() {
     drop(first);
     second.prepare().await.unwrap();
     second.start().await.unwrap();
-    assert_ne!(pid_of(&second), Some(pid));
+    assert_ne!(second.pid(), Some(pid));
     second.stop().await.unwrap();
 }
 
-/// Where `a_killed_parent_takes_postgres_down` tells its helper where to start postgres.
-const DEATHSIG_ENV: &str = "TORPOR_TEST_DEATHSIG";
+const DEATHSIG: ParentTest = ParentTest {
+    helper: "deathsig_helper",
+    env: "TORPOR_TEST_DEATHSIG",
+    marker: "POSTGRES_PID",
+};
 
 /// Runs only as a subprocess of `a_killed_parent_takes_postgres_down`: starts postgres, says
 /// its pid, and waits to be SIGKILLed.
 #[tokio::test]
 #[ignore]
 async fn deathsig_helper() {
-    start_for_parent(DEATHSIG_ENV, "POSTGRES_PID", |data, port| {
+    start_for_parent(&DEATHSIG, |data, port| {
         Box::new(PostgresProcess::new(
             "deathsig",
             config(data, port),
@@ -299,53 +254,35 @@ async fn deathsig_helper() {
 
 #[test]
 fn a_killed_parent_takes_postgres_down() {
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
-    let pid =
-        kill_the_parent_of_a_server("deathsig_helper", DEATHSIG_ENV, "POSTGRES_PID", &data, port);
-    let t = Instant::now();
-    // Reparented to init, which may or may not reap it; a zombie is a dead process.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !matches!(proc_state(pid), None | Some('Z')) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    eprintln!(
-        "postgres gone after its parent was killed: {:?}",
-        t.elapsed()
+    let log = common::a_killed_parent_takes_its_server_down(
+        &DEATHSIG,
+        &scratch(),
+        PID_FILE,
+        "torpor-postgres.log",
+        Duration::from_secs(10),
     );
-    assert!(matches!(proc_state(pid), None | Some('Z')));
-    // A clean fast shutdown (SIGINT), not a crash: postgres removed its pid file.
-    assert!(!data.join(PID_FILE).exists());
-    let log = std::fs::read_to_string(data.join("torpor-postgres.log")).unwrap();
+    // A clean fast shutdown (SIGINT), not a crash.
     assert!(log.contains("fast shutdown request"), "{log}");
 }
 
 #[tokio::test]
 async fn bad_bin_dir_is_a_clear_error() {
-    let root = temp_root();
-    let mut cfg = config(root.path().join("data"), free_port());
+    let s = scratch();
+    let mut cfg = config(s.data.clone(), s.port);
     cfg.bin_dir = Some("/nonexistent/pg/bin".into());
     let driver = PostgresProcess::new("bad", cfg, users());
-    for err in [
-        driver.prepare().await.unwrap_err(),
-        driver.start().await.unwrap_err(),
-    ] {
-        let msg = err.to_string();
-        assert!(matches!(err, DriverError::Failed(_)), "{msg}");
-        assert!(msg.contains("/nonexistent/pg/bin"), "{msg}");
-    }
-    assert!(!root.path().join("data").exists());
-    assert_eq!(pid_of(&driver), None);
+    common::bin_dir_is_refused(&driver, "/nonexistent/pg/bin").await;
+    assert!(!s.data.exists());
+    assert_eq!(driver.pid(), None);
 }
 
 #[tokio::test]
 async fn unreachable_parent_is_a_clear_error() {
-    let root = temp_root();
-    let locked = root.path().join("locked");
+    let s = scratch();
+    let locked = s.root.path().join("locked");
     std::fs::create_dir(&locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let driver = PostgresProcess::new("locked", config(locked.join("data"), free_port()), users());
+    let driver = PostgresProcess::new("locked", config(locked.join("data"), s.port), users());
     let msg = driver.prepare().await.unwrap_err().to_string();
     assert!(
         msg.contains("cannot reach") && msg.contains("locked"),
@@ -355,25 +292,19 @@ async fn unreachable_parent_is_a_clear_error() {
 
 #[tokio::test]
 async fn a_server_that_exits_at_start_reports_its_log() {
-    let root = temp_root();
-    let mut cfg = config(root.path().join("data"), free_port());
-    let driver = PostgresProcess::new("exits", cfg.clone(), vec![]);
-    driver.prepare().await.unwrap();
-    cfg.settings
-        .insert("shared_buffers".into(), "not-a-size".into());
-    drop(driver);
-    let driver = PostgresProcess::new("exits", cfg, vec![]);
-    let err = driver.start().await.unwrap_err().to_string();
-    assert!(err.contains("exited"), "{err}");
-    assert!(err.contains("shared_buffers"), "{err}");
-    assert_eq!(pid_of(&driver), None);
+    let s = scratch();
+    common::exits_at_start(
+        |cfg| PostgresProcess::new("exits", cfg, vec![]),
+        config(s.data.clone(), s.port),
+        ("shared_buffers", "not-a-size"),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_failed_bootstrap_leaves_no_half_initialised_directory() {
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
+    let s = scratch();
+    let (data, port) = (s.data.clone(), s.port);
     // CREATE DATABASE "template1" fails: that database always exists.
     let bad = vec![BootstrapUser {
         name: "template1".into(),
@@ -403,18 +334,9 @@ async fn a_failed_bootstrap_leaves_no_half_initialised_directory() {
 
 #[tokio::test]
 async fn a_cancelled_start_or_stop_still_completes() {
-    let root = temp_root();
-    let data = root.path().join("data");
-    let port = free_port();
-    let driver = PostgresProcess::new("cancel", config(data.clone(), port), vec![]);
-    driver.prepare().await.unwrap();
+    let s = scratch();
+    let driver = driver("cancel", &s, vec![]);
     let rounds = [0, 2, 10];
-    let log = common::cut_short_starts_and_stops(&driver, &data, PID_FILE, &rounds).await;
-    // One server per round, never two racing for the data directory.
-    assert_eq!(
-        log.matches("starting PostgreSQL").count(),
-        rounds.len(),
-        "{log}"
-    );
+    let log = common::cut_short_starts_and_stops(&driver, &rounds, "starting PostgreSQL").await;
     assert!(!log.contains("FATAL"), "{log}");
 }
