@@ -97,6 +97,13 @@ impl Proc {
         assert_eq!(r, 0, "kill({}, {sig})", self.pid());
     }
 
+    /// SIGTERM, and torpor must exit 0.
+    pub async fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait().await;
+        assert!(status.success(), "torpor exited with {status}");
+    }
+
     pub async fn wait(&mut self) -> std::process::ExitStatus {
         tokio::time::timeout(Duration::from_secs(90), self.child.wait())
             .await

@@ -65,6 +65,15 @@ impl Opts {
             ..Opts::default()
         }
     }
+
+    /// The idle timer stops the database after `timeout` (a humantime duration) without a
+    /// busy session.
+    pub fn idle_after(self, timeout: &str) -> Opts {
+        Opts {
+            idle_timeout: timeout.into(),
+            ..self
+        }
+    }
 }
 
 /// Logs of the in-process proxy go to the test's captured output, shown when it fails.

@@ -1,5 +1,8 @@
 //! shared helpers for end-to-end tests
+pub mod asleep;
 pub mod binary;
+pub mod clients;
+pub mod fixture;
 pub mod harness;
 pub mod http;
 pub mod java;
@@ -7,6 +10,7 @@ pub mod mysql;
 pub mod mywire;
 pub mod node;
 pub mod ports;
+pub mod probes;
 pub mod python;
 pub mod s3;
 pub mod script;

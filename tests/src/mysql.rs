@@ -6,6 +6,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
 use crate::harness::{SLOW, TestEnv};
+use crate::mywire::MyRaw;
 
 /// Where the process driver keeps mariadbd's pid file, inside the data dir.
 pub const PID_FILE: &str = "mariadbd.pid";
@@ -53,6 +54,13 @@ pub async fn exec(c: &mut Conn, sql: &str) {
         .await
         .unwrap_or_else(|_| panic!("{sql}: timed out"))
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// [`exec`] of each statement in turn, each a query of its own.
+pub async fn exec_each(c: &mut Conn, statements: &[&str]) {
+    for sql in statements {
+        exec(c, sql).await;
+    }
 }
 
 /// The first column of the first row, as text (NULL → None).
@@ -144,14 +152,31 @@ pub async fn connect_quiet(addr: SocketAddr, db: Option<&str>) -> Conn {
 impl TestEnv {
     /// Connects straight to the backend (not through torpor), to compare answers.
     pub async fn my_direct(&self) -> Conn {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.backend_port));
         try_connect_my(
-            addr,
+            self.backend_addr(),
             crate::harness::USER,
             crate::harness::PASSWORD,
             Some(&self.cluster),
         )
         .await
         .unwrap_or_else(|e| panic!("direct mysql connect: {e}"))
+    }
+
+    /// A raw client logged in to `addr` (torpor's listener or the server's own port) as the
+    /// test user, in the cluster's database.
+    pub async fn my_raw_to(&self, addr: SocketAddr) -> MyRaw {
+        MyRaw::login(
+            addr,
+            crate::harness::USER,
+            crate::harness::PASSWORD,
+            Some(&self.cluster),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("raw login to {addr}: {e:#}"))
+    }
+
+    /// A raw client through torpor: see [`TestEnv::my_raw_to`].
+    pub async fn my_raw(&self) -> MyRaw {
+        self.my_raw_to(self.listen).await
     }
 }

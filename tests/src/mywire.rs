@@ -371,6 +371,13 @@ impl MyRaw {
         }
     }
 
+    /// [`MyRaw::query_value`] of a query that must answer with a row.
+    pub async fn value(&mut self, sql: &str) -> Option<String> {
+        self.query_value(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:#}"))
+    }
+
     /// COM_STMT_PREPARE: (statement id, number of parameters), or the server's error.
     pub async fn prepare(&mut self, sql: &str) -> anyhow::Result<Result<(u32, u16), MyErr>> {
         let mut p = vec![com::STMT_PREPARE];

@@ -51,3 +51,20 @@ pub fn pg_clients() -> PathBuf {
         ],
     )
 }
+
+/// The MySQL Python clients the tests use (PyMySQL, MySQL Connector/Python), in one virtualenv.
+pub fn my_clients() -> PathBuf {
+    venv_python(
+        "pymyclients",
+        "pymysql, mysql.connector",
+        &["PyMySQL==1.1.1", "mysql-connector-python==9.1.0"],
+    )
+}
+
+/// The python of `venv` ([`pg_clients`] or [`my_clients`]), from an async test: a first install
+/// takes a while, so it runs on a blocking thread.
+pub async fn python(venv: fn() -> PathBuf) -> PathBuf {
+    tokio::task::spawn_blocking(venv)
+        .await
+        .expect("the virtualenv install panicked")
+}

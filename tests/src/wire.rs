@@ -179,7 +179,13 @@ impl Raw {
     pub async fn query(&mut self, sql: &str) -> anyhow::Result<Vec<(u8, BytesMut)>> {
         let mut out = BytesMut::new();
         frontend::query(sql, &mut out)?;
-        self.send(&out).await?;
+        self.exchange(&out).await
+    }
+
+    /// Sends a request as it is (one or more messages ending in Sync or a Query) and reads
+    /// through its ReadyForQuery.
+    pub async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<Vec<(u8, BytesMut)>> {
+        self.send(request).await?;
         self.until_ready().await
     }
 }
@@ -218,6 +224,26 @@ pub fn error_fields(body: &[u8]) -> HashMap<char, String> {
 
 pub fn tags(msgs: &[(u8, BytesMut)]) -> String {
     msgs.iter().map(|(t, _)| *t as char).collect()
+}
+
+/// The first column of the first DataRow, as text.
+pub fn first_value(msgs: &[(u8, BytesMut)]) -> String {
+    let (_, row) = msgs
+        .iter()
+        .find(|(t, _)| *t == b'D')
+        .unwrap_or_else(|| panic!("no DataRow in {}", tags(msgs)));
+    // DataRow: i16 column count, i32 length, value.
+    let len = i32::from_be_bytes([row[2], row[3], row[4], row[5]]) as usize;
+    String::from_utf8_lossy(&row[6..6 + len]).into_owned()
+}
+
+/// The transaction status of the last ReadyForQuery: I idle, T in a transaction, E failed.
+pub fn status(msgs: &[(u8, BytesMut)]) -> u8 {
+    msgs.iter()
+        .rev()
+        .find(|(t, _)| *t == b'Z')
+        .map(|(_, b)| b[0])
+        .unwrap_or_else(|| panic!("no ReadyForQuery in {}", tags(msgs)))
 }
 
 /// A message with an arbitrary tag and a length field that may lie.

@@ -169,8 +169,7 @@ async fn postgres_sessions_show_who_blocks_and_who_is_parked() {
         assert!(start.elapsed() < Duration::from_secs(10), "b never left");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drop(a);
-    env.shutdown().await;
+    env.shutdown_after(a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,8 +266,7 @@ async fn mysql_sessions_take_the_application_from_program_name() {
     assert_eq!(sc["client_addr"], ca.to_string().as_str(), "{sc}");
     assert_eq!(sc["holds"]["temp_tables"], 0, "{sc}");
 
-    drop((c, other));
-    env.shutdown().await;
+    env.shutdown_after((c, other)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

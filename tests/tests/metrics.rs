@@ -145,14 +145,30 @@ fn check_lifecycle(text: &str, cluster: &str, protocol: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_lifecycle_shows_in_the_histograms() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
-    s.exec("SET myapp.who = 'metrics'").await;
+/// The first drain, once torpor knows the catalog (so it answers probes itself); the wake
+/// count after it.
+async fn first_drain(env: &TestEnv) -> f64 {
     env.wait_for_catalog().await;
     env.sleep_ok().await;
-    let wakes = env.metric("torpor_wakes_total").await;
+    env.metric("torpor_wakes_total").await
+}
+
+/// The second drain and the admin wake, then what /metrics shows of it all; `catalog` is the
+/// gauge of the protocol's settings catalog.
+async fn finish(env: TestEnv, protocol: &str, catalog: &str) {
+    env.sleep_ok().await;
+    env.wake_ok().await;
+    let text = env.metrics().await;
+    check_lifecycle(&text, &env.cluster, protocol);
+    assert!(env.metric(catalog).await > 100.0, "{text}");
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lifecycle_shows_in_the_histograms() {
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
+    s.exec("SET myapp.who = 'metrics'").await;
+    let wakes = first_drain(&env).await;
     assert_eq!(s.text("SELECT 1").await, "1");
     assert_eq!(
         env.metric("torpor_wakes_total").await,
@@ -163,27 +179,14 @@ async fn postgres_lifecycle_shows_in_the_histograms() {
         s.text("SELECT current_setting('myapp.who')").await,
         "metrics"
     );
-    env.sleep_ok().await;
-    let (status, body) = env.wake().await;
-    assert_eq!(status, 200, "{body}");
-
-    let text = env.metrics().await;
-    check_lifecycle(&text, &env.cluster, "postgres");
-    assert!(
-        env.metric("torpor_pg_catalog_settings").await > 100.0,
-        "{text}"
-    );
-    env.shutdown().await;
+    finish(env, "postgres", "torpor_pg_catalog_settings").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_lifecycle_shows_in_the_histograms() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     exec(&mut c, "SET @who = 'metrics'").await;
-    env.wait_for_catalog().await;
-    env.sleep_ok().await;
-    let wakes = env.metric("torpor_wakes_total").await;
+    let wakes = first_drain(&env).await;
     c.ping().await.unwrap();
     assert_eq!(
         env.metric("torpor_wakes_total").await,
@@ -191,15 +194,5 @@ async fn mysql_lifecycle_shows_in_the_histograms() {
         "a ping woke it"
     );
     assert_eq!(text(&mut c, "SELECT @who").await, "metrics");
-    env.sleep_ok().await;
-    let (status, body) = env.wake().await;
-    assert_eq!(status, 200, "{body}");
-
-    let text = env.metrics().await;
-    check_lifecycle(&text, &env.cluster, "mysql");
-    assert!(
-        env.metric("torpor_mysql_catalog_variables").await > 100.0,
-        "{text}"
-    );
-    env.shutdown().await;
+    finish(env, "mysql", "torpor_mysql_catalog_variables").await;
 }

@@ -15,15 +15,14 @@ fn refused(r: Result<mysql_async::Conn, mysql_async::Error>) -> (u16, String, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_user_get_1045() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut ok = env.my().await;
+    let (env, mut ok) = TestEnv::my_session(Opts::default()).await;
     assert_eq!(text(&mut ok, "SELECT CURRENT_USER()").await, "app@%");
 
     let (c, state, msg) =
         refused(try_connect_my(env.listen, USER, "not-the-password", Some("my")).await);
     assert_eq!((c, state.as_str()), (1045, "28000"), "{msg}");
     // The same words the server itself uses.
-    let direct = std::net::SocketAddr::from(([127, 0, 0, 1], env.backend_port));
+    let direct = env.backend_addr();
     let (dc, dstate, dmsg) =
         refused(try_connect_my(direct, USER, "not-the-password", Some("my")).await);
     assert_eq!(
@@ -52,14 +51,12 @@ async fn wrong_password_and_unknown_user_get_1045() {
     assert_eq!(text(&mut other, "SELECT DATABASE()").await, "my");
     // Failed logins hurt nobody else.
     assert_eq!(text(&mut ok, "SELECT 1").await, "1");
-    drop((ok, other));
-    env.shutdown().await;
+    env.shutdown_after((ok, other)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_during_standby_do_not_wake() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut s = env.my().await;
+    let (env, mut s) = TestEnv::my_session(Opts::default()).await;
     env.sleep_ok().await;
     let wakes = env.metric("torpor_wakes_total").await;
     for (user, pw) in [(USER, "wrong"), ("ghost", "wrong"), (OTHER_USER, PASSWORD)] {
@@ -73,15 +70,13 @@ async fn failed_logins_during_standby_do_not_wake() {
     // A real query (SELECT 1 is a probe torpor answers itself) wakes it.
     assert_eq!(text(&mut s, "SELECT CURRENT_USER()").await, "app@%");
     assert_eq!(env.metric("torpor_wakes_total").await, wakes + 1.0);
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 /// COM_CHANGE_USER: checked by torpor, a fresh session as the new user, also after a sleep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_user_across_a_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     torpor_tests::mysql::exec(&mut c, "SET @gone = 1").await;
     env.sleep_ok().await;
     c.change_user(

@@ -2,9 +2,10 @@
 //! scales to zero under it.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::Command;
+use torpor_tests::clients::output_text;
 use torpor_tests::harness::{Opts, PASSWORD, TestEnv, USER};
 
 fn sysbench(env: &TestEnv, args: &[&str]) -> Command {
@@ -34,12 +35,8 @@ fn sysbench(env: &TestEnv, args: &[&str]) -> Command {
 async fn sysbench_survives_repeated_scale_to_zero() {
     let env = TestEnv::start(Opts::mysql()).await;
     let prep = sysbench(&env, &["prepare"]).output().await.unwrap();
-    assert!(
-        prep.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&prep.stdout),
-        String::from_utf8_lossy(&prep.stderr)
-    );
+    let (stdout, stderr) = output_text(&prep);
+    assert!(prep.status.success(), "{stdout}\n{stderr}");
 
     let drains0 = env.metric("torpor_drains_total").await;
     let run = sysbench(
@@ -54,18 +51,9 @@ async fn sysbench_survives_repeated_scale_to_zero() {
     )
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(12);
-    let mut slept = 0;
-    while Instant::now() < deadline {
-        let (status, _) = env.sleep().await;
-        if status == 200 {
-            slept += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let slept = env.sleep_repeatedly(Duration::from_secs(12)).await;
     let out = run.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "sysbench failed:\n{stdout}\n{stderr}");
     let line = |name: &str| {
         stdout

@@ -3,14 +3,13 @@
 //! COM_STMT_FETCH (an open cursor blocks the drain), COM_SET_OPTION and COM_STATISTICS.
 
 use mysql_async::prelude::Queryable;
-use torpor_tests::harness::{Opts, PASSWORD, TestEnv, USER};
+use torpor_tests::harness::{Opts, TestEnv};
 use torpor_tests::mysql::{exec, value};
-use torpor_tests::mywire::{MyRaw, Resp, com};
+use torpor_tests::mywire::{Resp, com};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_statements_and_multi_results() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     exec(
         &mut c,
         "CREATE PROCEDURE two() BEGIN SELECT 1 AS a; SELECT 2 AS b, 3 AS c; END",
@@ -40,8 +39,7 @@ async fn multi_statements_and_multi_results() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_connection_forgets_state_also_after_a_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     exec(&mut c, "SET @x = 1, time_zone = '+04:00'").await;
     exec(&mut c, "CREATE TEMPORARY TABLE gone (id INT)").await;
     env.sleep_ok().await;
@@ -61,16 +59,9 @@ async fn reset_connection_forgets_state_also_after_a_sleep() {
     env.shutdown().await;
 }
 
-async fn raw(env: &TestEnv) -> MyRaw {
-    MyRaw::login(env.listen, USER, PASSWORD, Some(&env.cluster))
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn field_list_statistics_and_set_option() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut r = raw(&env).await;
+    let (env, mut r) = TestEnv::my_raw_session().await;
     assert!(matches!(
         r.query("CREATE TABLE f (id INT, name VARCHAR(9))")
             .await
@@ -119,8 +110,7 @@ async fn field_list_statistics_and_set_option() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_cursor_blocks_the_drain_until_fetched_to_the_end() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut r = raw(&env).await;
+    let (env, mut r) = TestEnv::my_raw_session().await;
     let (id, _) = r
         .prepare("SELECT seq FROM seq_1_to_5")
         .await
@@ -141,8 +131,7 @@ async fn an_open_cursor_blocks_the_drain_until_fetched_to_the_end() {
         }
     };
     assert_ne!(status & 0x40, 0, "no cursor opened");
-    let (code, body) = env.sleep().await;
-    assert_eq!(code, 409, "{body}");
+    let body = env.sleep_refused().await;
     assert!(body.to_string().contains("open cursor"), "{body}");
     // Fetch everything: 5 rows, then an EOF saying the last row was sent.
     let mut fetch = vec![com::STMT_FETCH];
@@ -165,10 +154,7 @@ async fn an_open_cursor_blocks_the_drain_until_fetched_to_the_end() {
     }
     assert_eq!(rows, 5);
     env.sleep_ok().await;
-    assert_eq!(
-        r.query_value("SELECT 7").await.unwrap().as_deref(),
-        Some("7")
-    );
+    assert_eq!(r.value("SELECT 7").await.as_deref(), Some("7"));
     env.shutdown().await;
 }
 
@@ -176,8 +162,7 @@ async fn an_open_cursor_blocks_the_drain_until_fetched_to_the_end() {
 /// tracking gets plain OK packets although torpor always asks the backend for tracking.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_db_and_oks_without_session_tracking() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut r = raw(&env).await;
+    let (env, mut r) = TestEnv::my_raw_session().await;
     let ok_of = |what: &str, p: Vec<u8>| {
         assert_eq!(p.first(), Some(&0x00), "{what}: {p:?}");
         // header, affected rows, insert id, status (2), warnings (2): nothing after that, and
@@ -207,11 +192,11 @@ async fn init_db_and_oks_without_session_tracking() {
     }
     env.sleep_ok().await;
     assert_eq!(
-        r.query_value("SELECT DATABASE()").await.unwrap().as_deref(),
+        r.value("SELECT DATABASE()").await.as_deref(),
         Some("information_schema")
     );
     assert_eq!(
-        r.query_value("SELECT @@sql_mode").await.unwrap().as_deref(),
+        r.value("SELECT @@sql_mode").await.as_deref(),
         Some("REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI")
     );
     env.shutdown().await;

@@ -6,38 +6,22 @@
 //! Each client runs `tests/clients/my_probes.{py,js}`: it connects and pings, says "asleep" and
 //! waits; on a line from the test it reads the session's settings and prints them.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
-use torpor_tests::harness::{Opts, PASSWORD, SLOW, TestEnv, USER, assert_pid_gone};
-
-fn client_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("clients")
-        .join(name)
-}
-
-async fn python() -> PathBuf {
-    tokio::task::spawn_blocking(|| {
-        torpor_tests::python::venv_python(
-            "pymyclients",
-            "pymysql, mysql.connector",
-            &["PyMySQL==1.1.1", "mysql-connector-python==9.1.0"],
-        )
-    })
-    .await
-    .unwrap()
-}
+use torpor_tests::asleep::Asleep;
+use torpor_tests::clients::{client_file, my_env};
+use torpor_tests::harness::{Opts, SLOW, TestEnv};
+use torpor_tests::python;
 
 /// The command that runs one client against `addr`.
 type MakeCommand = dyn Fn(SocketAddr) -> Command;
 
 async fn python_client(kind: &'static str) -> Box<MakeCommand> {
-    let python = python().await;
+    let python = python::python(python::my_clients).await;
     Box::new(move |addr| {
         let mut c = Command::new(&python);
         c.arg(client_file("my_probes.py")).arg(kind);
@@ -58,10 +42,7 @@ async fn node_client() -> Box<MakeCommand> {
 }
 
 fn with_env(c: &mut Command, addr: SocketAddr) {
-    c.env("TORPOR_HOST", addr.ip().to_string())
-        .env("TORPOR_PORT", addr.port().to_string())
-        .env("TORPOR_USER", USER)
-        .env("TORPOR_PASSWORD", PASSWORD)
+    my_env(c, addr)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -126,8 +107,7 @@ async fn ending(child: &mut Child) -> String {
 
 /// The client's settings after its default connect, on a direct connection to the server.
 async fn direct_settings(env: &TestEnv, make: &MakeCommand) -> String {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, env.backend_port));
-    let mut run = Running::start(make(addr), &env.cluster);
+    let mut run = Running::start(make(env.backend_addr()), &env.cluster);
     assert_eq!(run.line().await, "asleep");
     run.go().await;
     let settings = run.line().await;
@@ -144,43 +124,17 @@ async fn stays_asleep_until_a_real_query(make: Box<MakeCommand>) {
     env.wait_for_catalog().await;
     let want = direct_settings(&env, &*make).await;
 
-    let pid = env.backend_pid().await.expect("running");
-    env.sleep_ok().await;
-    let wakes = env.metric("torpor_wakes_total").await;
-    let answered = env.metric("torpor_local_answers_total").await;
+    let asleep = Asleep::start(&env).await;
     let mut run = Running::start(make(env.listen), &env.cluster);
-    let mut woke = None;
-    let said = loop {
-        tokio::select! {
-            l = run.line() => break l,
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                let c = env.cluster_status().await;
-                if woke.is_none()
-                    && (c["state"] != "standby"
-                        || !c["backend_pid"].is_null()
-                        || Path::new(&format!("/proc/{pid}")).exists())
-                {
-                    woke = Some(c);
-                }
-            }
-        }
-    };
+    let (said, woke) = asleep.watch(&env, run.line()).await;
     assert_eq!(said, "asleep");
-    assert!(
-        woke.is_none(),
-        "the database woke while the client only connected and pinged: {woke:?}"
-    );
-    let c = env.cluster_status().await;
-    assert_eq!(c["state"], "standby", "{c}");
-    assert!(c["backend_pid"].is_null(), "{c}");
-    assert_pid_gone(pid);
-    assert_eq!(env.metric("torpor_wakes_total").await, wakes);
-    assert!(env.metric("torpor_local_answers_total").await >= answered + 5.0);
+    asleep.check(&env, woke, "").await;
+    assert!(env.metric("torpor_local_answers_total").await >= asleep.answers + 5.0);
 
     run.go().await;
     assert_eq!(run.line().await, want, "the session after the wake");
     run.finish().await;
-    assert_eq!(env.metric("torpor_wakes_total").await, wakes + 1.0);
+    assert_eq!(env.metric("torpor_wakes_total").await, asleep.wakes + 1.0);
     env.shutdown().await;
 }
 

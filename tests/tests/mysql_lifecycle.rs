@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use torpor_tests::harness::{Opts, PASSWORD, SLOW, TestEnv, USER, assert_pid_gone};
-use torpor_tests::mysql::{code, connect_quiet, exec, text, value};
-use torpor_tests::mywire::{MyRaw, com};
+use torpor_tests::asleep::Cycles;
+use torpor_tests::clients::output_text;
+use torpor_tests::harness::{Opts, PASSWORD, SLOW, TestEnv, USER};
+use torpor_tests::mysql::{code, connect_quiet, exec, exec_each, text, value};
+use torpor_tests::mywire::com;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sleep_wake_cycles_without_client_errors() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     exec(
         &mut c,
         "CREATE TEMPORARY TABLE log (i INT PRIMARY KEY, conn BIGINT)",
@@ -29,9 +30,7 @@ async fn ten_sleep_wake_cycles_without_client_errors() {
         .prep("SELECT COUNT(*), COALESCE(SUM(i), 0) FROM log")
         .await
         .unwrap();
-    let wakes0 = env.metric("torpor_wakes_total").await;
-    let drains0 = env.metric("torpor_drains_total").await;
-    let mut pids = Vec::new();
+    let mut cycles = Cycles::start(&env).await;
     for i in 0..10i64 {
         c.query_drop(format!("SET @i = {i}"))
             .await
@@ -45,110 +44,72 @@ async fn ten_sleep_wake_cycles_without_client_errors() {
             .unwrap_or_else(|e| panic!("cycle {i}: {e}"));
         assert_eq!(row, Some((i + 1, i * (i + 1) / 2)), "cycle {i}");
         assert_eq!(text(&mut c, "SELECT @tag").await, "cycler", "cycle {i}");
-        let pid = env.backend_pid().await.expect("running");
-        pids.push(pid);
-        env.sleep_ok().await;
-        assert_pid_gone(pid);
+        cycles.sleep(&env).await;
     }
     // Every cycle ran on its own mariadbd.
     assert_eq!(text(&mut c, "SELECT COUNT(*) FROM log").await, "10");
-    let mut distinct = pids.clone();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), 10, "{pids:?}");
-    assert_eq!(env.metric("torpor_drains_total").await - drains0, 10.0);
-    assert_eq!(env.metric("torpor_wakes_total").await - wakes0, 10.0);
+    cycles.check(&env, 10, 10.0).await;
     c.ping().await.unwrap();
     c.disconnect().await.unwrap();
     env.shutdown().await;
 }
 
-/// The 409, the reason in the response, in /api/clusters and in metrics; the pid unchanged.
-async fn expect_refused(env: &TestEnv, reason: &str, pid: u32) {
-    let refused0 = env.metric("torpor_drains_refused_total").await;
-    let (status, body) = env.sleep().await;
-    assert_eq!(status, 409, "{body}");
-    assert!(
-        body["blockers"].to_string().contains(reason),
-        "expected {reason:?} in {body}"
-    );
-    let c = env.cluster_status().await;
-    assert_eq!(c["state"], "running", "{c}");
-    assert!(c["blockers"].to_string().contains(reason), "{c}");
-    assert_eq!(
-        env.backend_pid().await,
-        Some(pid),
-        "backend restarted under a blocker"
-    );
-    assert_eq!(
-        env.metric("torpor_drains_refused_total").await - refused0,
-        1.0
-    );
-    assert!(env.metric("torpor_drain_blockers").await >= 1.0);
-}
-
-async fn expect_unblocked(env: &TestEnv) {
-    let c = env.cluster_status().await;
-    assert_eq!(c["blockers"], serde_json::json!([]), "stale blocker: {c}");
-    env.sleep_ok().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_transaction_blocks_the_drain() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     let mut idle = env.my().await;
     exec(&mut idle, "SET @who = 'bystander'").await;
-    exec(&mut c, "CREATE TABLE t (x INT) ENGINE=InnoDB").await;
-    exec(&mut c, "BEGIN").await;
-    exec(&mut c, "INSERT INTO t VALUES (1)").await;
-    let pid = env.backend_pid().await.expect("running");
-    expect_refused(&env, "open transaction", pid).await;
+    exec_each(
+        &mut c,
+        &[
+            "CREATE TABLE t (x INT) ENGINE=InnoDB",
+            "BEGIN",
+            "INSERT INTO t VALUES (1)",
+        ],
+    )
+    .await;
+    let pid = env.running_pid().await;
+    env.expect_refused("open transaction", pid).await;
     // Nothing was lost: the transaction goes on and commits.
     exec(&mut c, "INSERT INTO t VALUES (2)").await;
     exec(&mut c, "COMMIT").await;
     assert_eq!(text(&mut idle, "SELECT @who").await, "bystander");
-    expect_unblocked(&env).await;
+    env.expect_unblocked().await;
     assert_eq!(text(&mut c, "SELECT SUM(x) FROM t").await, "3");
-    drop((c, idle));
-    env.shutdown().await;
+    env.shutdown_after((c, idle)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autocommit_off_with_uncommitted_work_blocks_the_drain() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     exec(&mut c, "CREATE TABLE t (x INT) ENGINE=InnoDB").await;
     exec(&mut c, "SET autocommit = 0").await;
     // No work yet: nothing to block.
     env.sleep_ok().await;
     assert_eq!(text(&mut c, "SELECT @@autocommit").await, "0");
     exec(&mut c, "INSERT INTO t VALUES (5)").await;
-    let pid = env.backend_pid().await.expect("running");
-    expect_refused(&env, "transaction", pid).await;
+    let pid = env.running_pid().await;
+    env.expect_refused("transaction", pid).await;
     exec(&mut c, "COMMIT").await;
-    expect_unblocked(&env).await;
+    env.expect_unblocked().await;
     assert_eq!(text(&mut c, "SELECT @@autocommit").await, "0");
     let mut other = env.my().await;
     assert_eq!(text(&mut other, "SELECT SUM(x) FROM t").await, "5");
-    drop((c, other));
-    env.shutdown().await;
+    env.shutdown_after((c, other)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_tables_blocks_the_drain() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     exec(&mut c, "CREATE TABLE t (x INT)").await;
     exec(&mut c, "LOCK TABLES t WRITE").await;
-    let pid = env.backend_pid().await.expect("running");
-    expect_refused(&env, "LOCK TABLES", pid).await;
+    let pid = env.running_pid().await;
+    env.expect_refused("LOCK TABLES", pid).await;
     exec(&mut c, "INSERT INTO t VALUES (1)").await;
     exec(&mut c, "UNLOCK TABLES").await;
-    expect_unblocked(&env).await;
+    env.expect_unblocked().await;
     assert_eq!(text(&mut c, "SELECT COUNT(*) FROM t").await, "1");
-    drop(c);
-    env.shutdown().await;
+    env.shutdown_after(c).await;
 }
 
 /// Waits until a statement containing `marker` is running, seen from another session.
@@ -166,10 +127,9 @@ async fn wait_running(watch: &mut Conn, marker: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_query_blocks_the_drain() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     let mut watch = env.my().await;
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     let running = tokio::spawn(async move {
         let r: Option<i64> = c
             .query_first("SELECT SLEEP(4) /* blocker-q */")
@@ -178,24 +138,20 @@ async fn running_query_blocks_the_drain() {
         (r, c)
     });
     wait_running(&mut watch, "blocker-q").await;
-    expect_refused(&env, "query in progress", pid).await;
+    env.expect_refused("query in progress", pid).await;
     let (r, mut c) = tokio::time::timeout(SLOW, running).await.unwrap().unwrap();
     assert_eq!(r, Some(0));
-    expect_unblocked(&env).await;
+    env.expect_unblocked().await;
     assert_eq!(text(&mut c, "SELECT 1").await, "1");
-    drop((c, watch));
-    env.shutdown().await;
+    env.shutdown_after((c, watch)).await;
 }
 
 /// A client that stops reading in the middle of a big result: the rest of the stream is still
 /// the backend's to send, so the drain must wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_result_stream_blocks_the_drain() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut raw = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
-    let pid = env.backend_pid().await.expect("running");
+    let (env, mut raw) = TestEnv::my_raw_session().await;
+    let pid = env.running_pid().await;
     let mut p = vec![com::QUERY];
     p.extend_from_slice(b"SELECT seq, REPEAT('x', 1000) FROM seq_1_to_100000");
     raw.command(&p).await.unwrap();
@@ -203,7 +159,7 @@ async fn unfinished_result_stream_blocks_the_drain() {
     let (_, first) = raw.recv().await.unwrap().expect("a column count");
     assert_eq!(first, vec![2]);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    expect_refused(&env, "query in progress", pid).await;
+    env.expect_refused("query in progress", pid).await;
     // Read the rest: 100000 rows, then the stream is done and the drain can happen.
     let mut rows = 0;
     let mut eofs = 0;
@@ -216,18 +172,14 @@ async fn unfinished_result_stream_blocks_the_drain() {
         }
     }
     assert_eq!(rows, 100000);
-    expect_unblocked(&env).await;
-    assert_eq!(
-        raw.query_value("SELECT 7").await.unwrap().as_deref(),
-        Some("7")
-    );
+    env.expect_unblocked().await;
+    assert_eq!(raw.value("SELECT 7").await.as_deref(), Some("7"));
     env.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_query_with_the_handshake_id_after_a_wake() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     let id = c.id();
     exec(&mut c, "SET @keep = 'still here'").await;
     env.sleep_ok().await;
@@ -256,14 +208,12 @@ async fn kill_query_with_the_handshake_id_after_a_wake() {
     exec(&mut killer, &format!("KILL {id}")).await;
     let r = c.query_drop("SELECT 1").await;
     assert!(r.is_err(), "the killed connection still answers");
-    drop(killer);
-    env.shutdown().await;
+    env.shutdown_after(killer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_and_metrics_cover_mysql_clusters() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut a = env.my().await;
+    let (env, mut a) = TestEnv::my_session(Opts::default()).await;
     let mut b = env.my().await;
     exec(&mut a, "SELECT 1").await;
     exec(&mut b, "SELECT 1").await;
@@ -307,8 +257,7 @@ async fn admin_api_and_metrics_cover_mysql_clusters() {
     // A parked session attaches on its next query.
     assert_eq!(text(&mut a, "SELECT 2").await, "2");
     assert_eq!(env.cluster_status().await["sessions"]["attached"], 2);
-    drop((a, b, late));
-    env.shutdown().await;
+    env.shutdown_after((a, b, late)).await;
 }
 
 fn mariadb_bin(names: &[&str]) -> String {
@@ -383,8 +332,7 @@ async fn mariadb_cli_works_across_a_sleep() {
         .await
         .unwrap()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "mariadb failed: {stderr}\n{stdout}");
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
@@ -432,8 +380,7 @@ async fn mariadb_slap_works_across_a_sleep() {
         sleeper
     );
     let out = out.expect("mariadb-slap timed out").unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stderr) = output_text(&out);
     assert!(
         out.status.success(),
         "mariadb-slap failed (slept {slept}x): {stderr}\n{stdout}"
@@ -452,16 +399,14 @@ async fn mariadb_slap_works_across_a_sleep() {
     env.sleep_ok().await;
     let mut c = env.my().await;
     assert_eq!(value(&mut c, "SELECT 1").await.as_deref(), Some("1"));
-    drop(c);
-    env.shutdown().await;
+    env.shutdown_after(c).await;
 }
 
 /// torpor reaches the mariadbd it runs over the server's Unix socket (cheaper per query than
 /// loopback TCP), before and after a scale-to-zero; TCP clients of the server still work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_reach_the_backend_over_its_unix_socket() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     // The host part of USER() is what the server saw: `localhost` for its socket.
     let user = "SELECT USER()";
     assert_eq!(text(&mut c, user).await, format!("{USER}@localhost"));
@@ -469,8 +414,7 @@ async fn sessions_reach_the_backend_over_its_unix_socket() {
     assert_eq!(text(&mut c, user).await, format!("{USER}@localhost"));
     let mut direct = env.my_direct().await;
     assert_eq!(text(&mut direct, user).await, format!("{USER}@127.0.0.1"));
-    drop((c, direct));
-    env.shutdown().await;
+    env.shutdown_after((c, direct)).await;
 }
 
 /// A session that changed state saves its snapshot once it has been quiet for half the idle
@@ -478,16 +422,17 @@ async fn sessions_reach_the_backend_over_its_unix_socket() {
 /// what changed after that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
-    let env = TestEnv::start(Opts {
-        idle_timeout: "10s".into(),
-        ..Opts::mysql()
-    })
+    let (env, mut c) = TestEnv::my_session(Opts::default().idle_after("10s")).await;
+    exec_each(
+        &mut c,
+        &[
+            "CREATE TEMPORARY TABLE t (x INT)",
+            "INSERT INTO t VALUES (7)",
+            "SET @v = 'early'",
+        ],
+    )
     .await;
-    let mut c = env.my().await;
-    exec(&mut c, "CREATE TEMPORARY TABLE t (x INT)").await;
-    exec(&mut c, "INSERT INTO t VALUES (7)").await;
-    exec(&mut c, "SET @v = 'early'").await;
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     env.wait_for_early_snapshot().await;
     assert_eq!(env.backend_pid().await, Some(pid));
     assert_eq!(env.stored_snapshots().len(), 1);
@@ -495,11 +440,7 @@ async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
     // A change after the early snapshot is captured by the drain.
     exec(&mut c, "SET @v = 'later'").await;
     exec(&mut c, "INSERT INTO t VALUES (8)").await;
-    env.wait_for(SLOW, "standby by the idle timer", |c| {
-        c["state"] == "standby" && c["backend_pid"].is_null()
-    })
-    .await;
-    assert_pid_gone(pid);
+    env.wait_for_idle_stop(pid).await;
     assert_eq!(env.metric("torpor_drains_total").await, 1.0);
     assert_eq!(
         text(
@@ -509,6 +450,5 @@ async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
         .await,
         "7,8later"
     );
-    drop(c);
-    env.shutdown().await;
+    env.shutdown_after(c).await;
 }

@@ -4,13 +4,11 @@
 //! next real query.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use torpor_tests::harness::{
-    OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestEnv, USER, assert_pid_gone,
-};
+use torpor_tests::harness::{OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, TestEnv, USER};
 use torpor_tests::mysql::{exec, value};
 use torpor_tests::mywire::{Hello, MyRaw, caps};
+use torpor_tests::probes::Probers;
 
 const PING: &[u8] = &[0x0e];
 
@@ -164,7 +162,7 @@ async fn probes_and_sets_are_answered_byte_for_byte_without_waking() {
     }
     let mysql2_state = exchange(&mut mysql2_reference, &query(STATE)).await;
 
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     env.sleep_ok().await;
     let wakes = env.metric("torpor_wakes_total").await;
     let answered = env.metric("torpor_local_answers_total").await;
@@ -274,18 +272,12 @@ async fn sets_torpor_cannot_vouch_for_wake_the_server_and_get_its_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_do_not_keep_the_database_awake_or_call_drains_off() {
-    let env = TestEnv::start(Opts {
-        idle_timeout: "1s".into(),
-        ..Opts::mysql()
-    })
-    .await;
-    let mut my = env.my().await;
+    let (env, mut my) = TestEnv::my_session(Opts::default().idle_after("1s")).await;
     exec(&mut my, "SET @busy = 'once'").await;
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
 
     // Pooled connections, each probing every 100 ms in its own way.
-    let stop = tokio_util::sync::CancellationToken::new();
-    let mut probers = Vec::new();
+    let mut probers = Probers::default();
     let probes: [&[u8]; 4] = [
         PING,
         b"\x03SELECT 1",
@@ -301,41 +293,23 @@ async fn probes_do_not_keep_the_database_awake_or_call_drains_off() {
             },
             ..Hello::default()
         };
-        let mut raw = login(env.listen, &env, USER, PASSWORD, hello).await;
+        let raw = login(env.listen, &env, USER, PASSWORD, hello).await;
         let probe = probes[i % probes.len()];
-        let stop = stop.clone();
-        probers.push(tokio::spawn(async move {
-            let mut answered = 0u32;
-            while !stop.is_cancelled() {
-                let reply = raw.exchange(probe).await.expect("probe answered");
-                let first = reply.first().and_then(|p| p.get(4)).copied();
-                assert!(matches!(first, Some(0x00 | 0x01)), "{reply:?}");
-                answered += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            answered
-        }));
+        probers.spawn(raw, move |mut raw| async move {
+            let reply = raw.exchange(probe).await.expect("probe answered");
+            let first = reply.first().and_then(|p| p.get(4)).copied();
+            assert!(matches!(first, Some(0x00 | 0x01)), "{reply:?}");
+            raw
+        });
     }
-    // Idle means idle: the probes don't hold the server up.
-    env.wait_for(SLOW, "standby while probes run", |c| {
-        c["state"] == "standby"
-    })
-    .await;
-    assert_pid_gone(pid);
-    // Wake and sleep again a few times with the probers running: no drain is called off.
-    for _ in 0..3 {
-        assert_eq!(
-            value(&mut my, "SELECT @busy").await.as_deref(),
-            Some("once")
-        );
-        env.wait_for(SLOW, "standby again", |c| c["state"] == "standby")
-            .await;
-    }
-    stop.cancel();
-    for p in probers {
-        assert!(p.await.unwrap() > 0);
-    }
-    assert_eq!(env.metric("torpor_drains_aborted_total").await, 0.0);
+    probers
+        .check_idle(&env, pid, async || {
+            assert_eq!(
+                value(&mut my, "SELECT @busy").await.as_deref(),
+                Some("once")
+            );
+        })
+        .await;
     assert!(env.metric("torpor_local_answers_total").await > 0.0);
     env.shutdown().await;
 }

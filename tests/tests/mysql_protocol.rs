@@ -2,7 +2,6 @@
 //! a closed connection without touching anyone else; errors torpor answers itself match the
 //! server's; what a client is told (its connection id, the greeting) stays the same.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use mysql_async::Conn;
@@ -10,10 +9,6 @@ use tokio::io::AsyncWriteExt;
 use torpor_tests::harness::{Opts, PASSWORD, TestEnv, USER};
 use torpor_tests::mysql::{exec, text};
 use torpor_tests::mywire::{MyRaw, Resp, com, packet, packet_with_len, parse_err};
-
-fn direct(env: &TestEnv) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], env.backend_port))
-}
 
 async fn still_fine(c: &mut Conn, what: &str) {
     assert_eq!(
@@ -40,13 +35,8 @@ async fn expect_err_and_close(raw: &mut MyRaw, what: &str) -> Vec<torpor_tests::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_statement_and_command_errors_match_the_server() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut via = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
-    let mut real = MyRaw::login(direct(&env), USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
+    let (env, mut via) = TestEnv::my_raw_session().await;
+    let mut real = env.my_raw_to(env.backend_addr()).await;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("execute 12345", {
             let mut p = vec![com::STMT_EXECUTE];
@@ -84,28 +74,15 @@ async fn unknown_statement_and_command_errors_match_the_server() {
         st["backend_pid"].is_null(),
         "an unknown statement id woke the cluster: {st}"
     );
-    let mut real = MyRaw::login(direct_after_wake(&env).await, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
+    // Wakes the cluster (admin API) so a direct connection has a server to talk to.
+    env.wake_ok().await;
+    let mut real = env.my_raw_to(env.backend_addr()).await;
     real.command(&cases[0].1).await.unwrap();
     assert_eq!(a, real.response().await.unwrap(), "parked execute 12345");
     // Both connections still work after their errors.
-    assert_eq!(
-        via.query_value("SELECT 1").await.unwrap().as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        real.query_value("SELECT 1").await.unwrap().as_deref(),
-        Some("1")
-    );
+    assert_eq!(via.value("SELECT 1").await.as_deref(), Some("1"));
+    assert_eq!(real.value("SELECT 1").await.as_deref(), Some("1"));
     env.shutdown().await;
-}
-
-/// Wakes the cluster (admin API) so a direct connection has a server to talk to.
-async fn direct_after_wake(env: &TestEnv) -> SocketAddr {
-    let (status, body) = env.wake().await;
-    assert_eq!(status, 200, "{body}");
-    direct(env)
 }
 
 async fn execute_12345_code(raw: &mut MyRaw) -> u16 {
@@ -127,13 +104,8 @@ async fn execute_12345_code(raw: &mut MyRaw) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_command_byte_gets_the_server_error() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut via = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
-    let mut real = MyRaw::login(direct(&env), USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
+    let (env, mut via) = TestEnv::my_raw_session().await;
+    let mut real = env.my_raw_to(env.backend_addr()).await;
     via.command(&[0xee, 1, 2, 3]).await.unwrap();
     real.command(&[0xee, 1, 2, 3]).await.unwrap();
     let a = via.response().await.unwrap();
@@ -144,31 +116,23 @@ async fn unknown_command_byte_gets_the_server_error() {
         "{a:?} vs {b:?}"
     );
     assert_eq!(a.err().map(|e| e.code), Some(1047), "{a:?}");
-    assert_eq!(
-        via.query_value("SELECT 2").await.unwrap().as_deref(),
-        Some("2")
-    );
+    assert_eq!(via.value("SELECT 2").await.as_deref(), Some("2"));
     env.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_packets_after_login() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut bystander = env.my().await;
+    let (env, mut bystander) = TestEnv::my_session(Opts::default()).await;
     exec(&mut bystander, "SET @mine = 'bystander'").await;
 
     // Header says 100 bytes, 10 arrive, then the client closes its side.
-    let mut raw = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
-    raw.send(&packet_with_len(100, 0, b"\x03SELECT 1;"))
-        .await
-        .unwrap();
-    raw.io.shutdown().await.unwrap();
-    let left = tokio::time::timeout(Duration::from_secs(60), raw.until_closed())
-        .await
-        .expect("truncated packet + half close: the proxy kept the connection open")
-        .unwrap();
+    let mut raw = env.my_raw().await;
+    let left = half_close_after(
+        &mut raw,
+        &packet_with_len(100, 0, b"\x03SELECT 1;"),
+        "truncated packet + half close",
+    )
+    .await;
     for p in &left {
         assert!(
             parse_err(p).is_ok(),
@@ -179,9 +143,7 @@ async fn malformed_packets_after_login() {
 
     // Header says 16 MiB - 1 (a packet to be continued), the bytes are a COM_QUERY and then
     // garbage, and the continuation is garbage too: too big for the server; an ERR, a close.
-    let mut raw = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
+    let mut raw = env.my_raw().await;
     let mut body = b"\x03SELECT '".to_vec();
     body.resize(0xff_ffff, 0xa5);
     raw.send(&packet_with_len(0xff_ffff, 0, &body))
@@ -193,26 +155,20 @@ async fn malformed_packets_after_login() {
     still_fine(&mut bystander, "16 MiB lie").await;
 
     // A length field of 0: an empty command.
-    let mut raw = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
+    let mut raw = env.my_raw().await;
     raw.send(&packet_with_len(0, 0, b"")).await.unwrap();
     let errs = expect_err_and_close(&mut raw, "empty packet").await;
     eprintln!("empty packet -> {errs:?}");
     still_fine(&mut bystander, "empty packet").await;
 
     // Long data for a statement with a truncated header (no parameter id).
-    let mut raw = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
-    raw.send(&packet(0, &[com::STMT_SEND_LONG_DATA, 1, 0]))
-        .await
-        .unwrap();
-    raw.io.shutdown().await.unwrap();
-    let left = tokio::time::timeout(Duration::from_secs(60), raw.until_closed())
-        .await
-        .expect("short long-data packet: no close")
-        .unwrap();
+    let mut raw = env.my_raw().await;
+    let left = half_close_after(
+        &mut raw,
+        &packet(0, &[com::STMT_SEND_LONG_DATA, 1, 0]),
+        "short long-data packet",
+    )
+    .await;
     assert!(
         left.last()
             .is_some_and(|p| parse_err(p).is_ok_and(|e| e.code == 1835)),
@@ -221,30 +177,33 @@ async fn malformed_packets_after_login() {
     still_fine(&mut bystander, "short long data").await;
 
     // The same truncation while the session is parked: no wake, a close.
-    let mut raw = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
-    assert_eq!(
-        raw.query_value("SELECT 3").await.unwrap().as_deref(),
-        Some("3")
-    );
+    let mut raw = env.my_raw().await;
+    assert_eq!(raw.value("SELECT 3").await.as_deref(), Some("3"));
     env.sleep_ok().await;
-    raw.send(&packet_with_len(100, 0, b"\x03SELECT 1;"))
-        .await
-        .unwrap();
-    raw.io.shutdown().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), raw.until_closed())
-        .await
-        .expect("parked truncated packet: no close")
-        .unwrap();
+    half_close_after(
+        &mut raw,
+        &packet_with_len(100, 0, b"\x03SELECT 1;"),
+        "parked truncated packet",
+    )
+    .await;
     let st = env.cluster_status().await;
     assert!(
         st["backend_pid"].is_null(),
         "a truncated packet woke the cluster: {st}"
     );
     still_fine(&mut bystander, "parked truncated packet").await;
-    drop(bystander);
-    env.shutdown().await;
+    env.shutdown_after(bystander).await;
+}
+
+/// Sends `bytes`, closes the client's side, and waits for the proxy to close the connection
+/// too (a proxy that waits for the rest of a packet would keep it open); what it sent meanwhile.
+async fn half_close_after(raw: &mut MyRaw, bytes: &[u8], what: &str) -> Vec<Vec<u8>> {
+    raw.send(bytes).await.unwrap();
+    raw.io.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), raw.until_closed())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the proxy kept the connection open"))
+        .unwrap()
 }
 
 /// Builds a HandshakeResponse payload for a connection's greeting.
@@ -252,8 +211,7 @@ type MakeResponse = Box<dyn Fn(&MyRaw) -> Vec<u8>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_handshake_responses() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut bystander = env.my().await;
+    let (env, mut bystander) = TestEnv::my_session(Opts::default()).await;
     exec(&mut bystander, "SET @mine = 'bystander'").await;
 
     let lying_auth = |raw: &MyRaw| {
@@ -291,14 +249,12 @@ async fn malformed_handshake_responses() {
 
     // Truncated: header says 100 bytes, 10 arrive, then the client closes its side.
     let mut raw = MyRaw::connect(env.listen).await.unwrap();
-    raw.send(&packet_with_len(100, 1, &[0u8; 10]))
-        .await
-        .unwrap();
-    raw.io.shutdown().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), raw.until_closed())
-        .await
-        .expect("truncated handshake response: no close")
-        .unwrap();
+    half_close_after(
+        &mut raw,
+        &packet_with_len(100, 1, &[0u8; 10]),
+        "truncated handshake response",
+    )
+    .await;
     still_fine(&mut bystander, "truncated handshake").await;
 
     // Truncated, and the client just waits: the handshake times out with an ERR.
@@ -313,8 +269,7 @@ async fn malformed_handshake_responses() {
     // The proxy still accepts new clients.
     let mut late = env.my().await;
     assert_eq!(text(&mut late, "SELECT 1").await, "1");
-    drop((bystander, late));
-    env.shutdown().await;
+    env.shutdown_after((bystander, late)).await;
 }
 
 /// The connection id and the greeting a client got stay valid across backends.
@@ -324,7 +279,7 @@ async fn the_client_sees_no_backend_change() {
     let raw = MyRaw::connect(env.listen).await.unwrap();
     let hello = raw.greeting.clone();
     drop(raw);
-    let real = MyRaw::connect(direct(&env)).await.unwrap();
+    let real = MyRaw::connect(env.backend_addr()).await.unwrap();
     assert_eq!(hello.server_version, real.greeting.server_version);
     drop(real);
     let mut c = env.my().await;
@@ -336,13 +291,10 @@ async fn the_client_sees_no_backend_change() {
     }
     // A client connecting during standby is greeted the same way, with its own id.
     env.sleep_ok().await;
-    let late = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
+    let late = env.my_raw().await;
     assert!(env.cluster_status().await["backend_pid"].is_null());
     assert_eq!(late.greeting.server_version, hello.server_version);
     assert_ne!(late.greeting.connection_id, hello.connection_id);
     assert_ne!(late.greeting.connection_id, id);
-    drop((c, late));
-    env.shutdown().await;
+    env.shutdown_after((c, late)).await;
 }

@@ -2,41 +2,17 @@
 //! auth, server-side prepared statements) through torpor across scale-to-zero cycles. The
 //! clients are installed into a virtualenv under the target directory on first use (PyPI).
 
-use std::path::PathBuf;
-
-use torpor_tests::harness::{Opts, PASSWORD, TestEnv, USER};
+use torpor_tests::clients::{client_file, my_env, run_to_end};
+use torpor_tests::harness::{Opts, TestEnv};
+use torpor_tests::python;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymysql_and_connector_survive_scale_to_zero() {
-    let python = tokio::task::spawn_blocking(|| {
-        torpor_tests::python::venv_python(
-            "pymyclients",
-            "pymysql, mysql.connector",
-            &["PyMySQL==1.1.1", "mysql-connector-python==9.1.0"],
-        )
-    })
-    .await
-    .unwrap();
+    let python = python::python(python::my_clients).await;
     let env = TestEnv::start(Opts::mysql()).await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/my_clients.py");
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .env("TORPOR_HOST", env.listen.ip().to_string())
-        .env("TORPOR_PORT", env.listen.port().to_string())
-        .env("TORPOR_USER", USER)
-        .env("TORPOR_PASSWORD", PASSWORD)
-        .env("TORPOR_DB", &env.cluster)
-        .env("TORPOR_ADMIN", format!("http://{}", env.admin))
-        .env("TORPOR_CLUSTER", &env.cluster)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("python mysql clients ok"),
-        "{stdout}\n{stderr}"
-    );
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(client_file("my_clients.py"));
+    my_env(&mut cmd, env.listen).env("TORPOR_DB", &env.cluster);
+    run_to_end(env.admin_env(&mut cmd), "python mysql clients ok").await;
     env.shutdown().await;
 }

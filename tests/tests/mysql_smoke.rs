@@ -7,8 +7,7 @@ use torpor_tests::mysql::{exec, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_sleep_query() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     assert_eq!(text(&mut c, "SELECT 1 + 1").await, "2");
     exec(&mut c, "SET @x = 41").await;
     exec(

@@ -4,49 +4,29 @@
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use torpor_tests::harness::{Opts, PASSWORD, TestEnv, USER, assert_pid_gone};
-use torpor_tests::mysql::{exec, exec_err, rows, text, value};
-use torpor_tests::mywire::{MyRaw, Resp, binary_string_cell};
-
-/// Sleeps the cluster and checks explicitly that the mariadbd that ran before is gone.
-async fn sleep_and_check(env: &TestEnv) -> u32 {
-    let pid = env
-        .backend_pid()
-        .await
-        .expect("a running backend before the sleep");
-    env.sleep_ok().await;
-    assert_pid_gone(pid);
-    assert!(env.backend_pid().await.is_none());
-    pid
-}
-
-async fn check_new_backend(env: &TestEnv, old: u32) {
-    let now = env.backend_pid().await.expect("woken");
-    assert_ne!(now, old, "the session should be on a new mariadbd");
-}
+use torpor_tests::harness::{Opts, TestEnv, USER};
+use torpor_tests::mysql::{exec, exec_each, exec_err, rows, text, value};
+use torpor_tests::mywire::{Resp, binary_string_cell};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_variables_survive_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
-    exec(
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
+    exec_each(
         &mut c,
-        "SET SESSION sql_mode = 'PIPES_AS_CONCAT,ANSI_QUOTES,STRICT_ALL_TABLES'",
+        &[
+            "SET SESSION sql_mode = 'PIPES_AS_CONCAT,ANSI_QUOTES,STRICT_ALL_TABLES'",
+            "SET time_zone = '+05:30'",
+            "SET NAMES latin1 COLLATE latin1_german2_ci",
+            "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET SESSION TRANSACTION READ ONLY",
+            "SET div_precision_increment = 9",
+            "SET max_statement_time = 12.5",
+            "SET group_concat_max_len = 7",
+            "SET sql_select_limit = 3",
+            "SET wait_timeout = 1234",
+        ],
     )
     .await;
-    exec(&mut c, "SET time_zone = '+05:30'").await;
-    exec(&mut c, "SET NAMES latin1 COLLATE latin1_german2_ci").await;
-    exec(
-        &mut c,
-        "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE",
-    )
-    .await;
-    exec(&mut c, "SET SESSION TRANSACTION READ ONLY").await;
-    exec(&mut c, "SET div_precision_increment = 9").await;
-    exec(&mut c, "SET max_statement_time = 12.5").await;
-    exec(&mut c, "SET group_concat_max_len = 7").await;
-    exec(&mut c, "SET sql_select_limit = 3").await;
-    exec(&mut c, "SET wait_timeout = 1234").await;
     let probe = "SELECT CONCAT_WS(' ', @@sql_mode, @@time_zone, @@character_set_client, \
                  @@character_set_connection, @@character_set_results, @@collation_connection, \
                  @@tx_isolation, @@tx_read_only, @@div_precision_increment, @@max_statement_time, \
@@ -60,14 +40,20 @@ async fn session_variables_survive_sleep() {
 
     // autocommit=0 with no uncommitted work, in a second session: must not block the drain.
     let mut ac = env.my().await;
-    exec(&mut ac, "CREATE TABLE IF NOT EXISTS ac_probe (x INT)").await;
-    exec(&mut ac, "SET autocommit = 0").await;
+    exec_each(
+        &mut ac,
+        &[
+            "CREATE TABLE IF NOT EXISTS ac_probe (x INT)",
+            "SET autocommit = 0",
+        ],
+    )
+    .await;
     assert_eq!(text(&mut ac, "SELECT @@autocommit").await, "0");
 
-    let old = sleep_and_check(&env).await;
+    let old = env.sleep_from_running().await;
 
     assert_eq!(text(&mut c, probe).await, before);
-    check_new_backend(&env, old).await;
+    env.assert_on_new_backend(old).await;
     // Each one is really in effect, not just displayed.
     assert_eq!(
         text(&mut c, "SELECT 'a' || 'b'").await,
@@ -112,31 +98,27 @@ async fn session_variables_survive_sleep() {
         "1"
     );
 
-    drop((c, ac, other));
-    env.shutdown().await;
+    env.shutdown_after((c, ac, other)).await;
 }
 
 /// SET NAMES utf8mb4 with a non-default collation, separately from the latin1 case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_names_utf8mb4_collation_survives_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     exec(&mut c, "SET NAMES utf8mb4 COLLATE utf8mb4_bin").await;
     let probe = "SELECT CONCAT_WS(' ', @@character_set_client, @@character_set_connection, \
                  @@character_set_results, @@collation_connection, 'a' = 'A')";
     let before = text(&mut c, probe).await;
     assert_eq!(before, "utf8mb4 utf8mb4 utf8mb4 utf8mb4_bin 0");
-    let old = sleep_and_check(&env).await;
+    let old = env.sleep_from_running().await;
     assert_eq!(text(&mut c, probe).await, before);
-    check_new_backend(&env, old).await;
-    drop(c);
-    env.shutdown().await;
+    env.assert_on_new_backend(old).await;
+    env.shutdown_after(c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_variables_keep_value_and_type() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     exec(
         &mut c,
         "SET @i = -5, @u = 18446744073709551615, @d = 1.50, @f = 1e-3, \
@@ -178,49 +160,55 @@ async fn user_variables_keep_value_and_type() {
     let types_before = rows(&mut c, "SHOW CREATE TABLE vt").await;
     exec(&mut c, "DROP TEMPORARY TABLE vt").await;
 
-    let old = sleep_and_check(&env).await;
+    let old = env.sleep_from_running().await;
 
     assert_eq!(rows(&mut c, values).await, before);
-    check_new_backend(&env, old).await;
+    env.assert_on_new_backend(old).await;
     exec(&mut c, types).await;
     assert_eq!(rows(&mut c, "SHOW CREATE TABLE vt").await, types_before);
-    drop(c);
-    env.shutdown().await;
+    env.shutdown_after(c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_role_and_last_insert_id_survive_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
-    exec(
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
+    exec_each(
         &mut c,
-        "CREATE TABLE ai_log (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+        &[
+            "CREATE TABLE ai_log (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "INSERT INTO ai_log (v) VALUES (1), (2), (3)",
+            "INSERT INTO ai_log (v) VALUES (4)",
+        ],
     )
     .await;
-    exec(&mut c, "INSERT INTO ai_log (v) VALUES (1), (2), (3)").await;
-    exec(&mut c, "INSERT INTO ai_log (v) VALUES (4)").await;
     assert_eq!(text(&mut c, "SELECT LAST_INSERT_ID()").await, "4");
     exec(&mut c, "USE information_schema").await;
 
     // Another database, and a role, in a second session (app is a superuser).
     let mut r = env.my().await;
-    exec(&mut r, "CREATE DATABASE IF NOT EXISTS other_db").await;
-    exec(&mut r, "CREATE TABLE other_db.here (x INT)").await;
-    exec(&mut r, "CREATE ROLE IF NOT EXISTS reporter").await;
-    exec(&mut r, "GRANT SELECT ON my.* TO reporter").await;
-    exec(&mut r, &format!("GRANT reporter TO {USER}")).await;
-    exec(&mut r, "USE other_db").await;
-    exec(&mut r, "SET ROLE reporter").await;
-    exec(&mut r, "SELECT LAST_INSERT_ID(777)").await;
+    exec_each(
+        &mut r,
+        &[
+            "CREATE DATABASE IF NOT EXISTS other_db",
+            "CREATE TABLE other_db.here (x INT)",
+            "CREATE ROLE IF NOT EXISTS reporter",
+            "GRANT SELECT ON my.* TO reporter",
+            &format!("GRANT reporter TO {USER}"),
+            "USE other_db",
+            "SET ROLE reporter",
+            "SELECT LAST_INSERT_ID(777)",
+        ],
+    )
+    .await;
     assert_eq!(text(&mut r, "SELECT CURRENT_ROLE()").await, "reporter");
 
-    let old = sleep_and_check(&env).await;
+    let old = env.sleep_from_running().await;
 
     assert_eq!(
         text(&mut c, "SELECT DATABASE()").await,
         "information_schema"
     );
-    check_new_backend(&env, old).await;
+    env.assert_on_new_backend(old).await;
     assert_eq!(text(&mut c, "SELECT LAST_INSERT_ID()").await, "4");
     // Unqualified names resolve in the restored schema.
     assert_eq!(
@@ -238,14 +226,12 @@ async fn schema_role_and_last_insert_id_survive_sleep() {
         value(&mut r, "SELECT CURRENT_ROLE()").await.as_deref(),
         Some("reporter")
     );
-    drop((c, r));
-    env.shutdown().await;
+    env.shutdown_after((c, r)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_prepared_statements_survive_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     let double = c.prep("SELECT ? * 2").await.unwrap();
     let join = c.prep("SELECT CONCAT(?, '-', ?)").await.unwrap();
     let gone = c.prep("SELECT ? + 100").await.unwrap();
@@ -257,11 +243,11 @@ async fn binary_prepared_statements_survive_sleep() {
     let ids_before = [double.id(), join.id(), none.id()];
     c.close(gone).await.unwrap();
 
-    let old = sleep_and_check(&env).await;
+    let old = env.sleep_from_running().await;
 
     let r: Option<i64> = c.exec_first(&double, (50,)).await.unwrap();
     assert_eq!(r, Some(100));
-    check_new_backend(&env, old).await;
+    env.assert_on_new_backend(old).await;
     let r: Option<String> = c.exec_first(&join, ("x", "y")).await.unwrap();
     assert_eq!(r.as_deref(), Some("x-y"));
     let r: Option<String> = c.exec_first(&none, ()).await.unwrap();
@@ -277,23 +263,19 @@ async fn binary_prepared_statements_survive_sleep() {
     let r: Option<i64> = c.exec_first(&fresh, (1,)).await.unwrap();
     assert_eq!(r, Some(0));
     // Twice more through a second cycle.
-    sleep_and_check(&env).await;
+    env.sleep_from_running().await;
     let r: Option<i64> = c.exec_first(&double, (-4,)).await.unwrap();
     assert_eq!(r, Some(-8));
     let r: Option<i64> = c.exec_first(&fresh, (10,)).await.unwrap();
     assert_eq!(r, Some(9));
-    drop(c);
-    env.shutdown().await;
+    env.shutdown_after(c).await;
 }
 
 /// What mysql_async never does: execute relying on types bound by an earlier execute, long
 /// data sent before the sleep, and a statement closed before the sleep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_statement_types_long_data_and_closed_ids_survive_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut raw = MyRaw::login(env.listen, USER, PASSWORD, Some("my"))
-        .await
-        .unwrap();
+    let (env, mut raw) = TestEnv::my_raw_session().await;
     let (wrap, n) = raw
         .prepare("SELECT CONCAT('<', ?, '>')")
         .await
@@ -312,17 +294,14 @@ async fn raw_statement_types_long_data_and_closed_ids_survive_sleep() {
 
     let (closed, _) = raw.prepare("SELECT 1").await.unwrap().unwrap();
     raw.close_stmt(closed).await.unwrap();
-    assert_eq!(
-        raw.query_value("SELECT 5").await.unwrap().as_deref(),
-        Some("5")
-    );
+    assert_eq!(raw.value("SELECT 5").await.as_deref(), Some("5"));
 
-    let old = sleep_and_check(&env).await;
+    let old = env.sleep_from_running().await;
 
     // new_params_bound = 0 after the wake: the types bound before the sleep still apply.
     let r = raw.execute(wrap, &[Some(b"z")], false).await.unwrap();
     assert_eq!(first_string(&r), Some("<z>".into()), "{r:?}");
-    check_new_backend(&env, old).await;
+    env.assert_on_new_backend(old).await;
     // The long data sent before the sleep is param 0; param 1 is sent inline.
     let r = raw.execute(glue, &[None, Some(b"!")], true).await.unwrap();
     assert_eq!(first_string(&r), Some("abcdef!".into()), "{r:?}");
@@ -347,28 +326,32 @@ fn first_string(r: &Resp) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_prepare_survives_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
-    exec(&mut c, "PREPARE s FROM 'SELECT ? * 2'").await;
-    exec(&mut c, "SET @q = 'SELECT CONCAT(?, ''!'')'").await;
-    exec(&mut c, "PREPARE from_var FROM @q").await;
-    exec(&mut c, "PREPARE dropped FROM 'SELECT 1'").await;
-    exec(&mut c, "DEALLOCATE PREPARE dropped").await;
-    // Replaced: the second text wins.
-    exec(&mut c, "PREPARE again FROM 'SELECT 1'").await;
-    exec(&mut c, "PREPARE again FROM 'SELECT 2'").await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
+    exec_each(
+        &mut c,
+        &[
+            "PREPARE s FROM 'SELECT ? * 2'",
+            "SET @q = 'SELECT CONCAT(?, ''!'')'",
+            "PREPARE from_var FROM @q",
+            "PREPARE dropped FROM 'SELECT 1'",
+            "DEALLOCATE PREPARE dropped",
+            // Replaced: the second text wins.
+            "PREPARE again FROM 'SELECT 1'",
+            "PREPARE again FROM 'SELECT 2'",
+        ],
+    )
+    .await;
 
-    let old = sleep_and_check(&env).await;
+    let old = env.sleep_from_running().await;
 
     exec(&mut c, "SET @a = 21").await;
-    check_new_backend(&env, old).await;
+    env.assert_on_new_backend(old).await;
     assert_eq!(text(&mut c, "EXECUTE s USING @a").await, "42");
     assert_eq!(text(&mut c, "EXECUTE from_var USING 'hey'").await, "hey!");
     assert_eq!(text(&mut c, "EXECUTE again").await, "2");
     let (code, msg) = exec_err(&mut c, "EXECUTE dropped").await;
     assert_eq!(code, 1243, "{msg}");
-    drop(c);
-    env.shutdown().await;
+    env.shutdown_after(c).await;
 }
 
 /// SHOW INDEX without the cardinality estimate, which a rebuilt table may estimate differently.
@@ -395,8 +378,7 @@ fn all_bytes_hex() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temp_tables_survive_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     exec(&mut c, "SET time_zone = '+03:00'").await;
     exec(
         &mut c,
@@ -473,23 +455,21 @@ async fn temp_tables_survive_sleep() {
     assert!(big_before.starts_with("12000:"), "{big_before}");
     let checksum_before = rows(&mut c, "CHECKSUM TABLE big").await;
     // A MEMORY and a MyISAM temp table, too.
-    exec(
+    exec_each(
         &mut c,
-        "CREATE TEMPORARY TABLE mem (k INT PRIMARY KEY, v VARCHAR(10)) ENGINE=MEMORY",
+        &[
+            "CREATE TEMPORARY TABLE mem (k INT PRIMARY KEY, v VARCHAR(10)) ENGINE=MEMORY",
+            "INSERT INTO mem VALUES (1, 'm1'), (2, 'm2')",
+            "CREATE TEMPORARY TABLE isam (k INT PRIMARY KEY, v VARCHAR(10)) ENGINE=MyISAM",
+            "INSERT INTO isam VALUES (1, 'i1')",
+        ],
     )
     .await;
-    exec(&mut c, "INSERT INTO mem VALUES (1, 'm1'), (2, 'm2')").await;
-    exec(
-        &mut c,
-        "CREATE TEMPORARY TABLE isam (k INT PRIMARY KEY, v VARCHAR(10)) ENGINE=MyISAM",
-    )
-    .await;
-    exec(&mut c, "INSERT INTO isam VALUES (1, 'i1')").await;
 
-    let old = sleep_and_check(&env).await;
+    let old = env.sleep_from_running().await;
 
     assert_eq!(rows(&mut c, dump).await, before);
-    check_new_backend(&env, old).await;
+    env.assert_on_new_backend(old).await;
     assert_eq!(rows(&mut c, "SHOW CREATE TABLE kinds").await, create_before);
     assert_eq!(index_shape(&mut c, "kinds").await, index_before);
     assert_eq!(text(&mut c, sum).await, big_before);
@@ -524,24 +504,22 @@ async fn temp_tables_survive_sleep() {
     let mut other = env.my().await;
     let (code, msg) = exec_err(&mut other, "SELECT * FROM kinds").await;
     assert_eq!(code, 1146, "{msg}");
-    drop((c, other));
-    env.shutdown().await;
+    env.shutdown_after((c, other)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_locks_survive_sleep() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     assert_eq!(text(&mut c, "SELECT GET_LOCK('x', 0)").await, "1");
     assert_eq!(text(&mut c, "SELECT GET_LOCK('other lock', 0)").await, "1");
 
-    let old = sleep_and_check(&env).await;
+    let old = env.sleep_from_running().await;
 
     assert_eq!(
         text(&mut c, "SELECT IS_USED_LOCK('x') = CONNECTION_ID()").await,
         "1"
     );
-    check_new_backend(&env, old).await;
+    env.assert_on_new_backend(old).await;
     let mut other = env.my().await;
     assert_eq!(text(&mut other, "SELECT GET_LOCK('x', 0)").await, "0");
     assert_eq!(
@@ -554,40 +532,34 @@ async fn named_locks_survive_sleep() {
         value(&mut c, "SELECT RELEASE_LOCK('x')").await.as_deref(),
         Some("0")
     );
-    drop((c, other));
-    env.shutdown().await;
+    env.shutdown_after((c, other)).await;
 }
 
 /// Several kinds at once in one session, over three cycles: they all come back every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_state_over_three_cycles() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c: Conn = env.my().await;
-    exec(&mut c, "SET @n = 0, time_zone = '-02:00'").await;
-    exec(
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
+    exec_each(
         &mut c,
-        "CREATE TEMPORARY TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, at_n INT)",
-    )
-    .await;
-    exec(
-        &mut c,
-        "PREPARE bump FROM 'INSERT INTO t (at_n) VALUES (?)'",
+        &[
+            "SET @n = 0, time_zone = '-02:00'",
+            "CREATE TEMPORARY TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, at_n INT)",
+            "PREPARE bump FROM 'INSERT INTO t (at_n) VALUES (?)'",
+        ],
     )
     .await;
     let count = c.prep("SELECT COUNT(*) FROM t").await.unwrap();
     for cycle in 0..3 {
-        exec(&mut c, "SET @n = @n + 1").await;
-        exec(&mut c, "EXECUTE bump USING @n").await;
+        exec_each(&mut c, &["SET @n = @n + 1", "EXECUTE bump USING @n"]).await;
         let n: Option<i64> = c.exec_first(&count, ()).await.unwrap();
         assert_eq!(n, Some(cycle + 1), "cycle {cycle}");
-        sleep_and_check(&env).await;
+        env.sleep_from_running().await;
     }
     assert_eq!(
         text(&mut c, "SELECT CONCAT(@n, @@time_zone, SUM(at_n)) FROM t").await,
         "3-02:006"
     );
-    drop(c);
-    env.shutdown().await;
+    env.shutdown_after(c).await;
 }
 
 /// A session that only read since its last snapshot keeps that snapshot (the next drain puts
@@ -595,16 +567,17 @@ async fn mixed_state_over_three_cycles() {
 /// needs no snapshot at all; a change is captured again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_that_only_read_keep_their_snapshot() {
-    let env = TestEnv::start(Opts::mysql()).await;
-    let mut c = env.my().await;
+    let (env, mut c) = TestEnv::my_session(Opts::default()).await;
     let mut reader = env.my().await;
-    exec(
+    exec_each(
         &mut c,
-        "CREATE TEMPORARY TABLE k (id INT PRIMARY KEY, v TEXT)",
+        &[
+            "CREATE TEMPORARY TABLE k (id INT PRIMARY KEY, v TEXT)",
+            "INSERT INTO k VALUES (1, 'a'), (2, 'b')",
+            "SET time_zone = '+05:00'",
+        ],
     )
     .await;
-    exec(&mut c, "INSERT INTO k VALUES (1, 'a'), (2, 'b')").await;
-    exec(&mut c, "SET time_zone = '+05:00'").await;
     exec(&mut reader, "SELECT 1").await;
     env.sleep_ok().await;
     let first = env.stored_snapshots();

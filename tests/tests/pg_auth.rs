@@ -1,6 +1,6 @@
 //! Client authentication at the proxy: SCRAM-SHA-256 against the configured users.
 
-use torpor_tests::harness::{OTHER_PASSWORD, OTHER_USER, PASSWORD, TestEnv, USER, describe};
+use torpor_tests::harness::{OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, TestEnv, USER, describe};
 
 fn auth_failure(r: Result<torpor_tests::harness::Pg, tokio_postgres::Error>) -> (String, String) {
     let err = match r {
@@ -15,8 +15,7 @@ fn auth_failure(r: Result<torpor_tests::harness::Pg, tokio_postgres::Error>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_user_look_the_same() {
-    let env = TestEnv::default().await;
-    let ok = env.connect().await;
+    let (env, ok) = TestEnv::pg_session(Opts::default()).await;
     assert_eq!(ok.text("SELECT current_user").await, USER);
 
     let (code, msg) = auth_failure(env.try_connect(USER, "not-the-password").await);
@@ -43,14 +42,12 @@ async fn wrong_password_and_unknown_user_look_the_same() {
 
     // Failed logins hurt nobody else.
     assert_eq!(ok.text("SELECT 1").await, "1");
-    drop((ok, other));
-    env.shutdown().await;
+    env.shutdown_after((ok, other)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_during_standby_do_not_wake() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     env.sleep_ok().await;
     let wakes = env.metric("torpor_wakes_total").await;
     let (code, _) = auth_failure(env.try_connect(USER, "wrong").await);
@@ -61,16 +58,14 @@ async fn failed_logins_during_standby_do_not_wake() {
     assert_eq!(c["state"], "standby", "{c}");
     assert_eq!(env.metric("torpor_wakes_total").await, wakes);
     assert_eq!(s.text("SELECT 1").await, "1");
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 /// The backend asks for md5 (then cleartext) instead of SCRAM: torpor answers what it's asked,
 /// on the first connection and again after a scale-to-zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_md5_and_cleartext_auth() {
-    let env = TestEnv::default().await;
-    let admin = env.connect().await;
+    let (env, admin) = TestEnv::pg_session(Opts::default()).await;
     // Store an md5 verifier for the other user and make the server ask for md5.
     admin.exec("SET password_encryption = 'md5'").await;
     admin
@@ -123,6 +118,5 @@ async fn backend_md5_and_cleartext_auth() {
         std::fs::write(&hba, original).unwrap();
         assert_eq!(admin.text("SELECT pg_reload_conf()").await, "t");
     }
-    drop(admin);
-    env.shutdown().await;
+    env.shutdown_after(admin).await;
 }

@@ -1,9 +1,10 @@
 //! Client programs other than tokio-postgres, through torpor while it scales to zero under them.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::Command;
+use torpor_tests::clients::output_text;
 use torpor_tests::harness::{PASSWORD, TestEnv, USER};
 
 fn pg_bin(name: &str) -> std::path::PathBuf {
@@ -62,18 +63,9 @@ async fn pgbench_prepared_survives_repeated_scale_to_zero() {
     .spawn()
     .unwrap();
     // Put the cluster to sleep whenever every pgbench session is between transactions.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut slept = 0;
-    while Instant::now() < deadline {
-        let (status, _) = env.sleep().await;
-        if status == 200 {
-            slept += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let slept = env.sleep_repeatedly(Duration::from_secs(15)).await;
     let out = run.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "pgbench failed:\n{stdout}\n{stderr}");
     assert!(
         stdout.contains("number of failed transactions: 0 (0.000%)"),

@@ -10,106 +10,23 @@
 //! the backend), "asleep" (the test has put the database to sleep and watches it stay so while
 //! the client connects and pings), and the wake.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use serde_json::Value;
 use tokio_postgres::{Client, SimpleQueryMessage};
-use torpor_tests::harness::{PASSWORD, Pg, TestEnv, USER, assert_pid_gone, connect_to, describe};
+use torpor_tests::asleep::Asleep;
+use torpor_tests::clients::{client_file, pg_python, pg_url};
+use torpor_tests::harness::{PASSWORD, Pg, TestEnv, USER, connect_to, describe};
 use torpor_tests::script::Script;
-
-fn client_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("clients")
-        .join(name)
-}
-
-fn url(addr: SocketAddr) -> String {
-    format!("postgres://{USER}:{PASSWORD}@{addr}/{USER}")
-}
-
-/// What the asleep phase starts from.
-struct Asleep {
-    /// The server process that ran before the sleep.
-    pid: u32,
-    wakes: f64,
-    answers: f64,
-}
-
-/// Puts the database to sleep once the catalog is known (`sleep_ok` checks the server process
-/// is gone).
-async fn put_to_sleep(env: &TestEnv) -> Asleep {
-    env.wait_for_catalog().await;
-    let pid = env
-        .backend_pid()
-        .await
-        .expect("the server runs after the client's first connect");
-    env.sleep_ok().await;
-    Asleep {
-        pid,
-        wakes: env.metric("torpor_wakes_total").await,
-        answers: env.metric("torpor_local_answers_total").await,
-    }
-}
-
-/// Runs `work` while checking every 50 ms that the database stays asleep: standby, no backend
-/// pid, the old server process gone. Returns what `work` returned and the first cluster status
-/// that broke this, if any.
-async fn while_asleep<T>(
-    env: &TestEnv,
-    asleep: &Asleep,
-    work: impl Future<Output = T>,
-) -> (T, Option<Value>) {
-    tokio::pin!(work);
-    let mut woke = None;
-    loop {
-        tokio::select! {
-            out = &mut work => return (out, woke),
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                let c = env.cluster_status().await;
-                let proc_exists = Path::new(&format!("/proc/{}", asleep.pid)).exists();
-                if woke.is_none()
-                    && (c["state"] != "standby" || !c["backend_pid"].is_null() || proc_exists)
-                {
-                    woke = Some(c);
-                }
-            }
-        }
-    }
-}
-
-/// After the asleep phase: no server ran meanwhile, and torpor did answer the client.
-async fn assert_stayed_asleep(env: &TestEnv, asleep: &Asleep, woke: Option<Value>, output: &str) {
-    assert!(
-        woke.is_none(),
-        "the database woke while the client only connected and pinged: {}\n{output}",
-        woke.unwrap_or_default()
-    );
-    let c = env.cluster_status().await;
-    assert_eq!(c["state"], "standby", "{c}\n{output}");
-    assert!(c["backend_pid"].is_null(), "{c}\n{output}");
-    assert_pid_gone(asleep.pid);
-    assert_eq!(
-        env.metric("torpor_wakes_total").await,
-        asleep.wakes,
-        "{output}"
-    );
-    assert!(
-        env.metric("torpor_local_answers_total").await > asleep.answers,
-        "torpor answered nothing itself\n{output}"
-    );
-}
 
 /// Steps a client program through its phases (see the module doc) and checks the database
 /// slept through the middle one and woke exactly once for the last.
 async fn run_phases(env: &TestEnv, mut script: Script) {
     script.expect("awake").await;
-    let asleep = put_to_sleep(env).await;
+    let asleep = Asleep::start(env).await;
     script.go().await;
-    let ((), woke) = while_asleep(env, &asleep, script.expect("asleep")).await;
-    assert_stayed_asleep(env, &asleep, woke, &script.output()).await;
+    let ((), woke) = asleep.watch(env, script.expect("asleep")).await;
+    asleep.check(env, woke, &script.output()).await;
     script.go().await;
     // Shown with --nocapture or when a later check fails: what the client counted.
     eprintln!("{}", script.finish().await);
@@ -164,15 +81,9 @@ async fn hikaricp_validates_and_replaces_connections_without_waking() {
 // --- Python: psycopg2 + SQLAlchemy, psycopg 3 + psycopg_pool, asyncpg ---------------------------
 
 async fn python_client(client: &str) {
-    let python = tokio::task::spawn_blocking(torpor_tests::python::pg_clients)
-        .await
-        .unwrap();
-    let env = TestEnv::default().await;
-    let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(client_file("pg_idle.py"))
-        .arg(client)
-        .env("TORPOR_URL", url(env.listen))
-        .env("DIRECT_URL", url(env.backend_addr()));
+    let (env, mut cmd) = pg_python("pg_idle.py").await;
+    cmd.arg(client)
+        .env("DIRECT_URL", pg_url(env.backend_addr()));
     run_phases(&env, Script::spawn(cmd)).await;
     env.shutdown().await;
 }
@@ -210,8 +121,8 @@ async fn node_pg_client_and_pool_without_waking() {
         .unwrap();
     let env = TestEnv::default().await;
     let mut cmd = torpor_tests::node::node_command(&modules, &client_file("pg_idle.js"));
-    cmd.env("TORPOR_URL", url(env.listen))
-        .env("DIRECT_URL", url(env.backend_addr()));
+    cmd.env("TORPOR_URL", pg_url(env.listen))
+        .env("DIRECT_URL", pg_url(env.backend_addr()));
     run_phases(&env, Script::spawn(cmd)).await;
     env.shutdown().await;
 }
@@ -290,21 +201,22 @@ async fn tokio_postgres_pings_without_waking() {
     drop(direct);
     assert_eq!(tokio_check(&early).await, want, "awake");
 
-    let asleep = put_to_sleep(&env).await;
-    let (late, woke) = while_asleep(&env, &asleep, async {
-        assert_eq!(tokio_check(&early).await, want, "parked connection");
-        for i in 0..2 {
-            // Dropping the client sends Terminate, as a pool closing a connection does.
-            let c = env.connect().await;
-            assert_eq!(tokio_check(&c).await, want, "new connection {i}");
-        }
-        let late: Pg = env.connect().await;
-        // Kept past the wake: the server must have it then.
-        let kept = late.prepare("SELECT 1").await.unwrap();
-        (late, kept)
-    })
-    .await;
-    assert_stayed_asleep(&env, &asleep, woke, "").await;
+    let asleep = Asleep::start(&env).await;
+    let (late, woke) = asleep
+        .watch(&env, async {
+            assert_eq!(tokio_check(&early).await, want, "parked connection");
+            for i in 0..2 {
+                // Dropping the client sends Terminate, as a pool closing a connection does.
+                let c = env.connect().await;
+                assert_eq!(tokio_check(&c).await, want, "new connection {i}");
+            }
+            let late: Pg = env.connect().await;
+            // Kept past the wake: the server must have it then.
+            let kept = late.prepare("SELECT 1").await.unwrap();
+            (late, kept)
+        })
+        .await;
+    asleep.check(&env, woke, "").await;
 
     let (late, kept) = late;
     // A real query wakes the database; the statement prepared while it slept is the server's.
@@ -320,6 +232,5 @@ async fn tokio_postgres_pings_without_waking() {
         .unwrap_or_else(|e| panic!("{}", describe(&e)));
     assert_eq!(rows_text(&rows), want[want.len() - 1]);
     assert_eq!(env.metric("torpor_wakes_total").await, asleep.wakes + 1.0);
-    drop(early);
-    env.shutdown().await;
+    env.shutdown_after(early).await;
 }

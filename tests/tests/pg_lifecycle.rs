@@ -4,23 +4,21 @@
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
+use torpor_tests::asleep::Cycles;
 use torpor_tests::harness::{
     Opts, PASSWORD, Pg, SLOW, TestEnv, USER, assert_pid_gone, connect_to, describe, sqlstate,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sleep_wake_cycles_without_client_errors() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     s.exec("CREATE TEMP TABLE log(i int PRIMARY KEY, at_pid int); SET application_name = 'cycler'; PREPARE bump(int) AS INSERT INTO log VALUES ($1, pg_backend_pid())")
         .await;
     let stmt = s
         .prepare("SELECT count(*)::int4, coalesce(sum(i), 0)::int4 FROM log")
         .await
         .unwrap();
-    let wakes0 = env.metric("torpor_wakes_total").await;
-    let drains0 = env.metric("torpor_drains_total").await;
-    let mut pids = Vec::new();
+    let mut cycles = Cycles::start(&env).await;
     for i in 0..10 {
         s.exec(&format!("EXECUTE bump({i})")).await;
         let row = s
@@ -30,54 +28,26 @@ async fn ten_sleep_wake_cycles_without_client_errors() {
         assert_eq!(row.get::<_, i32>(0), i + 1, "cycle {i}");
         assert_eq!(row.get::<_, i32>(1), i * (i + 1) / 2, "cycle {i}");
         assert_eq!(s.text("SHOW application_name").await, "cycler", "cycle {i}");
-        pids.push(env.backend_pid().await.expect("running"));
-        env.sleep_ok().await;
+        cycles.sleep(&env).await;
     }
     // Every cycle ran on its own backend process.
     assert_eq!(s.text("SELECT count(DISTINCT at_pid) FROM log").await, "10");
-    pids.dedup();
-    assert_eq!(pids.len(), 10, "{pids:?}");
-    assert_eq!(env.metric("torpor_drains_total").await - drains0, 10.0);
     // Nine wakes inside the loop (cycle 0 ran on the backend started at connect) + one for count.
-    assert_eq!(env.metric("torpor_wakes_total").await - wakes0, 10.0);
+    cycles.check(&env, 10, 10.0).await;
     assert!(!s.is_closed());
     assert!(!s.done.is_finished(), "the client connection ended");
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_transaction_blocks_the_drain() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     let idle = env.connect().await;
     idle.exec("SET application_name = 'bystander'").await;
     s.exec("CREATE TEMP TABLE t(x int); BEGIN; INSERT INTO t VALUES (1)")
         .await;
-    let pid = env.backend_pid().await.expect("running");
-    let refused0 = env.metric("torpor_drains_refused_total").await;
-
-    let (status, body) = env.sleep().await;
-    assert_eq!(status, 409, "{body}");
-    let blockers = body["blockers"].to_string();
-    assert!(blockers.contains("open transaction"), "{body}");
-
-    let c = env.cluster_status().await;
-    assert_eq!(c["state"], "running", "{c}");
-    assert!(
-        c["blockers"].to_string().contains("open transaction"),
-        "{c}"
-    );
-    assert_eq!(
-        env.backend_pid().await,
-        Some(pid),
-        "backend restarted under a transaction"
-    );
-    assert_eq!(
-        env.metric("torpor_drains_refused_total").await - refused0,
-        1.0
-    );
-    assert!(env.metric("torpor_drain_blockers").await >= 1.0);
+    let pid = env.running_pid().await;
+    env.expect_refused("open transaction", pid).await;
 
     // Nothing was lost: the transaction goes on and commits.
     s.exec("INSERT INTO t VALUES (2)").await;
@@ -87,19 +57,16 @@ async fn open_transaction_blocks_the_drain() {
 
     env.sleep_ok().await;
     assert_eq!(s.text("SELECT sum(x) FROM t").await, "3");
-    drop((s, idle));
-    env.shutdown().await;
+    env.shutdown_after((s, idle)).await;
 }
 
 /// `blockers` in /api/clusters names why a drain would be refused *now*: once the transaction
 /// that blocked a drain ends, it is no longer listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blockers_list_clears_when_the_blocker_ends() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     s.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
-    let (status, body) = env.sleep().await;
-    assert_eq!(status, 409, "{body}");
+    env.sleep_refused().await;
     s.exec("COMMIT").await;
     let c = env.cluster_status().await;
     assert_eq!(
@@ -108,21 +75,18 @@ async fn blockers_list_clears_when_the_blocker_ends() {
         "stale blocker after COMMIT: {c}"
     );
     assert_eq!(env.metric("torpor_drain_blockers").await, 0.0);
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_hold_cursor_blocks_the_drain() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     s.exec("DECLARE c CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 5) g")
         .await;
     assert_eq!(s.text("FETCH 1 FROM c").await, "1");
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
 
-    let (status, body) = env.sleep().await;
-    assert_eq!(status, 409, "{body}");
+    let body = env.sleep_refused().await;
     assert!(
         body["blockers"]
             .to_string()
@@ -142,24 +106,21 @@ async fn with_hold_cursor_blocks_the_drain() {
     s.exec("CLOSE c").await;
     env.sleep_ok().await;
     assert_eq!(s.text("SELECT 1").await, "1");
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_copy_blocks_the_drain() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     s.exec("CREATE TEMP TABLE t(x int)").await;
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     let sink = s
         .copy_in::<_, bytes::Bytes>("COPY t FROM STDIN")
         .await
         .unwrap();
     let mut sink = pin!(sink);
 
-    let (status, body) = env.sleep().await;
-    assert_eq!(status, 409, "{body}");
+    let body = env.sleep_refused().await;
     assert!(body["blockers"].to_string().contains("COPY"), "{body}");
     assert_eq!(env.backend_pid().await, Some(pid));
 
@@ -169,8 +130,7 @@ async fn unfinished_copy_blocks_the_drain() {
     // The COPY is over, so it no longer blocks.
     env.sleep_ok().await;
     assert_eq!(s.text("SELECT count(*) FROM t").await, "0");
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 /// Waits until a `pg_sleep` from `s` is running, seen from another session.
@@ -234,8 +194,7 @@ async fn cancel_reaches_the_current_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connecting_during_standby_does_not_wake() {
-    let env = TestEnv::default().await;
-    let first = env.connect().await;
+    let (env, first) = TestEnv::pg_session(Opts::default()).await;
     assert_eq!(first.text("SELECT 1").await, "1");
     env.sleep_ok().await;
     let wakes0 = env.metric("torpor_wakes_total").await;
@@ -269,22 +228,17 @@ async fn connecting_during_standby_does_not_wake() {
     late.exec("SET application_name = 'late'").await;
     env.sleep_ok().await;
     assert_eq!(late.text("SHOW application_name").await, "late");
-    drop((first, late));
-    env.shutdown().await;
+    env.shutdown_after((first, late)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_parked_sessions_wake_with_one_backend_start() {
     let env = TestEnv::default().await;
-    let mut sessions = Vec::new();
-    for i in 0..20 {
-        let s = env.connect().await;
-        s.exec(&format!(
-            "SET myapp.n = '{i}'; CREATE TEMP TABLE mine AS SELECT {i} AS n"
-        ))
+    let mut sessions = env
+        .connect_each(20, |i| {
+            format!("SET myapp.n = '{i}'; CREATE TEMP TABLE mine AS SELECT {i} AS n")
+        })
         .await;
-        sessions.push(s);
-    }
     env.sleep_ok().await;
     let c = env.cluster_status().await;
     let ended: Vec<usize> = sessions
@@ -331,18 +285,15 @@ async fn twenty_parked_sessions_wake_with_one_backend_start() {
     assert_eq!(env.metric("torpor_wakes_total").await, wakes0 + 1.0);
     let c = env.cluster_status().await;
     assert_eq!(c["sessions"]["attached"], 20, "{c}");
-    drop(keep);
-    env.shutdown().await;
+    env.shutdown_after(keep).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_wake_starts_the_backend() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     s.exec("SET application_name = 'woken'").await;
     env.sleep_ok().await;
-    let (status, body) = env.wake().await;
-    assert_eq!(status, 200, "{body}");
+    env.wake_ok().await;
     let c = env.cluster_status().await;
     assert_eq!(c["state"], "running", "{c}");
     let pid = c["backend_pid"].as_u64().expect("pid after wake") as u32;
@@ -355,18 +306,12 @@ async fn admin_wake_starts_the_backend() {
     // Unknown cluster names are a 404.
     let r = env.admin("POST", "/api/clusters/nope/sleep").await;
     assert_eq!(r.status, 404, "{}", r.body);
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timer_parks_quiet_clients() {
-    let env = TestEnv::start(Opts {
-        idle_timeout: "300ms".into(),
-        ..Opts::default()
-    })
-    .await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default().idle_after("300ms")).await;
     s.exec("CREATE TEMP TABLE t AS SELECT 7 AS x; SET application_name = 'quiet'")
         .await;
     // The quiet, connected client does not keep the cluster up.
@@ -378,42 +323,32 @@ async fn idle_timer_parks_quiet_clients() {
     assert_eq!(c["sessions"]["parked"], 1, "{c}");
     assert_eq!(s.text("SELECT x || application_name FROM t, (SELECT current_setting('application_name') AS application_name) a").await, "7quiet");
     // And again: the timer keeps working after a wake.
-    let pid = env.backend_pid().await.expect("woken");
-    env.wait_for(SLOW, "second idle standby", |c| c["state"] == "standby")
-        .await;
+    let pid = env.running_pid().await;
+    env.wait_for_standby("second idle standby").await;
     assert_pid_gone(pid);
     assert_eq!(s.text("SELECT x FROM t").await, "7");
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timer_waits_for_an_open_transaction() {
-    let env = TestEnv::start(Opts {
-        idle_timeout: "200ms".into(),
-        ..Opts::default()
-    })
-    .await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default().idle_after("200ms")).await;
     s.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     // Ten idle timeouts later the transaction still holds the backend.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let c = env.cluster_status().await;
     assert_eq!(c["state"], "running", "{c}");
     assert_eq!(env.backend_pid().await, Some(pid));
     s.exec("COMMIT").await;
-    env.wait_for(SLOW, "standby after COMMIT", |c| c["state"] == "standby")
-        .await;
+    env.wait_for_standby("standby after COMMIT").await;
     assert_pid_gone(pid);
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_tells_clients_57p01() {
-    let env = TestEnv::default().await;
-    let attached = env.connect().await;
+    let (env, attached) = TestEnv::pg_session(Opts::default()).await;
     assert_eq!(attached.text("SELECT 1 + 0").await, "1");
     let parked = env.connect().await;
     parked.exec("SET application_name = 'parked'").await;
@@ -434,12 +369,9 @@ async fn shutdown_tells_clients_57p01() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_sessions_many_cycles_lose_nothing() {
     let env = TestEnv::default().await;
-    let mut sessions = Vec::new();
-    for i in 0..20 {
-        let s = env.connect().await;
-        s.exec(&format!("SET myapp.n = '{i}'")).await;
-        sessions.push(s);
-    }
+    let mut sessions = env
+        .connect_each(20, |i| format!("SET myapp.n = '{i}'"))
+        .await;
     for cycle in 0..5 {
         env.sleep_ok().await;
         if let Some(i) = sessions
@@ -459,8 +391,7 @@ async fn many_sessions_many_cycles_lose_nothing() {
             );
         }
     }
-    drop(sessions);
-    env.shutdown().await;
+    env.shutdown_after(sessions).await;
 }
 
 /// The postmaster dies under torpor (kill -9). A session attached to it loses its connection
@@ -468,8 +399,7 @@ async fn many_sessions_many_cycles_lose_nothing() {
 /// the next wake starts a new one, parked sessions restore onto it, new clients connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_dies_is_started_again() {
-    let env = TestEnv::default().await;
-    let parked = env.connect().await;
+    let (env, parked) = TestEnv::pg_session(Opts::default()).await;
     parked
         .exec("CREATE TEMP TABLE keep(x int); INSERT INTO keep VALUES (7)")
         .await;
@@ -477,7 +407,7 @@ async fn a_backend_that_dies_is_started_again() {
 
     let attached = env.connect().await;
     assert_eq!(attached.text("SELECT 1 + 0").await, "1");
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     // SAFETY: kill(2) on the postmaster this test's torpor started.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
     // Gone, or a zombie nobody has reaped yet.
@@ -510,30 +440,23 @@ async fn a_backend_that_dies_is_started_again() {
     );
     let fresh = env.connect().await;
     assert_eq!(fresh.text("SELECT 3").await, "3");
-    drop((parked, attached, fresh));
-    env.shutdown().await;
+    env.shutdown_after((parked, attached, fresh)).await;
 }
 
 /// torpor reaches the server it runs over the server's Unix socket (cheaper per query than
 /// loopback TCP), before and after a scale-to-zero; TCP clients of the server still work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_reach_the_backend_over_its_unix_socket() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     let how = "SELECT coalesce(host(inet_server_addr()), 'unix socket')";
     assert_eq!(s.text(how).await, "unix socket");
     env.sleep_ok().await;
     assert_eq!(s.text(how).await, "unix socket");
-    let direct = connect_to(
-        std::net::SocketAddr::from(([127, 0, 0, 1], env.backend_port)),
-        USER,
-        PASSWORD,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("direct: {}", describe(&e)));
+    let direct = connect_to(env.backend_addr(), USER, PASSWORD)
+        .await
+        .unwrap_or_else(|e| panic!("direct: {}", describe(&e)));
     assert_eq!(direct.text(how).await, "127.0.0.1");
-    drop((s, direct));
-    env.shutdown().await;
+    env.shutdown_after((s, direct)).await;
 }
 
 /// A session that changed state saves its snapshot once it has been quiet for half the idle
@@ -541,15 +464,10 @@ async fn sessions_reach_the_backend_over_its_unix_socket() {
 /// what changed after that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
-    let env = TestEnv::start(Opts {
-        idle_timeout: "10s".into(),
-        ..Opts::default()
-    })
-    .await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default().idle_after("10s")).await;
     s.exec("CREATE TEMP TABLE t AS SELECT 7 AS x; SET application_name = 'early'")
         .await;
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     env.wait_for_early_snapshot().await;
     assert_eq!(env.backend_pid().await, Some(pid));
     let early = env.stored_snapshots();
@@ -558,31 +476,21 @@ async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
     // A change after the early snapshot is captured by the drain.
     s.exec("SET application_name = 'later'; INSERT INTO t VALUES (8)")
         .await;
-    env.wait_for(SLOW, "standby by the idle timer", |c| {
-        c["state"] == "standby" && c["backend_pid"].is_null()
-    })
-    .await;
-    assert_pid_gone(pid);
+    env.wait_for_idle_stop(pid).await;
     assert_eq!(env.metric("torpor_drains_total").await, 1.0);
     assert_eq!(
         s.text("SELECT string_agg(x::text, ',' ORDER BY x) || current_setting('application_name') FROM t")
             .await,
         "7,8later"
     );
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 /// Early snapshots wait for the whole cluster to be quiet: while another session holds a
 /// transaction open no drain can come, so none is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_session_holds_off_early_snapshots() {
-    let env = TestEnv::start(Opts {
-        idle_timeout: "6s".into(),
-        ..Opts::default()
-    })
-    .await;
-    let quiet = env.connect().await;
+    let (env, quiet) = TestEnv::pg_session(Opts::default().idle_after("6s")).await;
     quiet.exec("SET application_name = 'quiet'").await;
     let busy = env.connect().await;
     busy.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
@@ -596,6 +504,5 @@ async fn a_busy_session_holds_off_early_snapshots() {
     busy.exec("COMMIT").await;
     env.wait_for_early_snapshot().await;
     assert_eq!(quiet.text("SHOW application_name").await, "quiet");
-    drop((quiet, busy));
-    env.shutdown().await;
+    env.shutdown_after((quiet, busy)).await;
 }

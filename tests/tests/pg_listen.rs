@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use torpor_tests::harness::{SLOW, TestEnv};
+use torpor_tests::harness::{Opts, SLOW, TestEnv};
 
 async fn next_notification(pg: &mut torpor_tests::harness::Pg) -> tokio_postgres::Notification {
     tokio::time::timeout(SLOW, pg.notifications.recv())
@@ -15,12 +15,7 @@ async fn next_notification(pg: &mut torpor_tests::harness::Pg) -> tokio_postgres
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_hear_the_notify_that_woke_the_database() {
     let env = TestEnv::default().await;
-    let mut listeners = Vec::new();
-    for _ in 0..5 {
-        let l = env.connect().await;
-        l.exec("LISTEN orders").await;
-        listeners.push(l);
-    }
+    let mut listeners = env.connect_each(5, |_| "LISTEN orders".into()).await;
     env.sleep_ok().await;
     assert_eq!(env.cluster_status().await["sessions"]["parked"], 5);
 
@@ -42,15 +37,13 @@ async fn listeners_hear_the_notify_that_woke_the_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wake_for_any_reason_attaches_the_listeners_at_once() {
-    let env = TestEnv::default().await;
-    let mut listener = env.connect().await;
+    let (env, mut listener) = TestEnv::pg_session(Opts::default()).await;
     listener.exec("LISTEN jobs").await;
     let quiet = env.connect().await;
     quiet.exec("SET application_name = 'not listening'").await;
     env.sleep_ok().await;
 
-    let (status, body) = env.wake().await;
-    assert_eq!(status, 200, "{body}");
+    env.wake_ok().await;
     // The listener is attached without its client saying anything; the other is not.
     let c = env.cluster_status().await;
     assert_eq!(c["sessions"]["attached"], 1, "{c}");

@@ -1,14 +1,13 @@
 //! Health-check probes and connect-time SETs while the database sleeps: torpor answers them
 //! itself, byte for byte as the server does, and they never wake the server or keep it awake.
 
-use std::time::Duration;
+use std::collections::HashMap;
 
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
-use torpor_tests::harness::{
-    OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestEnv, USER, assert_pid_gone,
-};
-use torpor_tests::wire::{Raw, error_fields, tags};
+use torpor_tests::harness::{OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, TestEnv, USER};
+use torpor_tests::probes::Probers;
+use torpor_tests::wire::{Hello, Raw, error_fields, first_value, tags};
 
 /// Requests a pool or driver sends to check a connection, each as the bytes on the wire.
 fn probes() -> Vec<(&'static str, Vec<u8>)> {
@@ -48,21 +47,7 @@ fn probes() -> Vec<(&'static str, Vec<u8>)> {
 fn extended(name: &str, sql: &str, format: i16, describe: u8) -> Vec<u8> {
     let mut b = BytesMut::new();
     frontend::parse(name, sql, std::iter::empty(), &mut b).unwrap();
-    frontend::bind(
-        "",
-        name,
-        std::iter::empty::<i16>(),
-        std::iter::empty::<i32>(),
-        |_: i32,
-         _: &mut BytesMut|
-         -> Result<postgres_protocol::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-            Ok(postgres_protocol::IsNull::No)
-        },
-        [format],
-        &mut b,
-    )
-    .map_err(|_| "bind")
-    .unwrap();
+    bind(name, &[format], &mut b);
     frontend::describe(describe, if describe == b'S' { name } else { "" }, &mut b).unwrap();
     frontend::execute("", 0, &mut b).unwrap();
     frontend::sync(&mut b);
@@ -72,6 +57,14 @@ fn extended(name: &str, sql: &str, format: i16, describe: u8) -> Vec<u8> {
 /// Bind/Execute/Sync of an existing named statement.
 fn bind_execute(name: &str) -> Vec<u8> {
     let mut b = BytesMut::new();
+    bind(name, &[], &mut b);
+    frontend::execute("", 0, &mut b).unwrap();
+    frontend::sync(&mut b);
+    b.to_vec()
+}
+
+/// A Bind of statement `name` to the unnamed portal, without parameters.
+fn bind(name: &str, result_formats: &[i16], b: &mut BytesMut) {
     frontend::bind(
         "",
         name,
@@ -82,14 +75,11 @@ fn bind_execute(name: &str) -> Vec<u8> {
          -> Result<postgres_protocol::IsNull, Box<dyn std::error::Error + Sync + Send>> {
             Ok(postgres_protocol::IsNull::No)
         },
-        std::iter::empty::<i16>(),
-        &mut b,
+        result_formats.iter().copied(),
+        b,
     )
     .map_err(|_| "bind")
     .unwrap();
-    frontend::execute("", 0, &mut b).unwrap();
-    frontend::sync(&mut b);
-    b.to_vec()
 }
 
 fn simple(sql: &str) -> Vec<u8> {
@@ -98,25 +88,26 @@ fn simple(sql: &str) -> Vec<u8> {
     b.to_vec()
 }
 
-/// Sends a request and reads through its ReadyForQuery; the raw messages, re-framed.
-async fn exchange(raw: &mut Raw, request: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    raw.send(request).await.unwrap();
-    raw.until_ready()
+/// Sends a request and reads through its ReadyForQuery.
+async fn exchange(raw: &mut Raw, request: &[u8]) -> Vec<(u8, BytesMut)> {
+    raw.exchange(request).await.unwrap()
+}
+
+/// A session through torpor and a direct one to the server, both as `user`, once torpor knows
+/// the server's settings (only then does it answer SETs itself); the first session's startup.
+async fn through_and_direct(env: &TestEnv, user: &str, password: &str) -> (Raw, Hello, Raw) {
+    let (through, hello) = Raw::login(env.listen, user, password).await.unwrap();
+    let (direct, _) = Raw::login(env.backend_addr(), user, password)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|(t, b)| (t, b.to_vec()))
-        .collect()
+        .unwrap();
+    env.wait_for_catalog().await;
+    (through, hello, direct)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_are_answered_byte_for_byte_without_waking() {
     let env = TestEnv::default().await;
-    let (mut through, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
-    let (mut direct, _) = Raw::login(env.backend_addr(), USER, PASSWORD)
-        .await
-        .unwrap();
-    env.wait_for_catalog().await;
+    let (mut through, _, mut direct) = through_and_direct(&env, USER, PASSWORD).await;
 
     let mut expected = Vec::new();
     for (what, req) in probes() {
@@ -128,7 +119,7 @@ async fn probes_are_answered_byte_for_byte_without_waking() {
     let named_again = exchange(&mut direct, &bind_execute("S_1")).await;
     drop(direct);
 
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     env.sleep_ok().await;
     for (what, req, want) in &expected {
         let got = exchange(&mut through, req).await;
@@ -168,11 +159,7 @@ async fn probes_are_answered_byte_for_byte_without_waking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_time_sets_are_answered_and_carried_to_the_server() {
     let env = TestEnv::default().await;
-    let (mut through, hello) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
-    let (mut direct, _) = Raw::login(env.backend_addr(), USER, PASSWORD)
-        .await
-        .unwrap();
-    env.wait_for_catalog().await;
+    let (mut through, hello, mut direct) = through_and_direct(&env, USER, PASSWORD).await;
     let initial_app = hello
         .params
         .iter()
@@ -199,7 +186,7 @@ async fn connect_time_sets_are_answered_and_carried_to_the_server() {
     }
     drop(direct);
 
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     env.sleep_ok().await;
     for (req, want) in sets.iter().zip(&expected) {
         assert_eq!(
@@ -232,34 +219,22 @@ async fn connect_time_sets_are_answered_and_carried_to_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sets_torpor_cannot_vouch_for_wake_the_server_and_get_its_error() {
     let env = TestEnv::default().await;
-    let (mut viewer, _) = Raw::login(env.listen, OTHER_USER, OTHER_PASSWORD)
-        .await
-        .unwrap();
-    let (mut direct, _) = Raw::login(env.backend_addr(), OTHER_USER, OTHER_PASSWORD)
-        .await
-        .unwrap();
-    env.wait_for_catalog().await;
+    let (mut viewer, _, mut direct) = through_and_direct(&env, OTHER_USER, OTHER_PASSWORD).await;
     for sql in [
         "SET extra_float_digits = 99",
         "SET no_such_setting = 1",
         "SET log_statement_stats = on",
         "SET shared_buffers = '1GB'",
     ] {
-        let want = exchange(&mut direct, &simple(sql)).await;
-        let want_err = want
-            .iter()
-            .find(|(t, _)| *t == b'E')
-            .map(|(_, b)| error_fields(b))
-            .unwrap_or_else(|| panic!("{sql}: the server accepted it: {want:?}"));
+        let want_err = error_of(
+            &exchange(&mut direct, &simple(sql)).await,
+            sql,
+            "the server",
+        );
 
         env.sleep_ok().await;
         let wakes = env.metric("torpor_wakes_total").await;
-        let got = exchange(&mut viewer, &simple(sql)).await;
-        let got_err = got
-            .iter()
-            .find(|(t, _)| *t == b'E')
-            .map(|(_, b)| error_fields(b))
-            .unwrap_or_else(|| panic!("{sql}: torpor accepted it: {got:?}"));
+        let got_err = error_of(&exchange(&mut viewer, &simple(sql)).await, sql, "torpor");
         assert_eq!(got_err.get(&'C'), want_err.get(&'C'), "{sql}");
         assert_eq!(got_err.get(&'M'), want_err.get(&'M'), "{sql}");
         assert_eq!(
@@ -278,66 +253,42 @@ async fn sets_torpor_cannot_vouch_for_wake_the_server_and_get_its_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_do_not_keep_the_database_awake_or_call_drains_off() {
-    let env = TestEnv::start(Opts {
-        idle_timeout: "1s".into(),
-        ..Opts::default()
-    })
-    .await;
-    let pg = env.connect().await;
+    let (env, pg) = TestEnv::pg_session(Opts::default().idle_after("1s")).await;
     pg.exec("SET application_name = 'busy once'").await;
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
 
     // Twenty pooled connections, each probing every 100 ms.
-    let stop = tokio_util::sync::CancellationToken::new();
-    let mut probers = Vec::new();
+    let mut probers = Probers::default();
     for _ in 0..20 {
-        let (mut raw, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
-        let stop = stop.clone();
-        probers.push(tokio::spawn(async move {
-            let mut answered = 0u32;
-            while !stop.is_cancelled() {
-                let msgs = exchange(&mut raw, &simple("SELECT 1")).await;
-                assert_eq!(tags_of(&msgs), "TDCZ", "{msgs:?}");
-                answered += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            answered
-        }));
+        let (raw, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
+        probers.spawn(raw, |mut raw| async move {
+            let msgs = exchange(&mut raw, &simple("SELECT 1")).await;
+            assert_eq!(tags(&msgs), "TDCZ", "{msgs:?}");
+            raw
+        });
     }
-    // Idle means idle: the probes don't hold the server up.
-    env.wait_for(SLOW, "standby while probes run", |c| {
-        c["state"] == "standby"
-    })
-    .await;
-    assert_pid_gone(pid);
-    // Wake and sleep again a few times with the probers running: no drain is called off.
-    for _ in 0..3 {
-        assert_eq!(
-            pg.text("SELECT current_setting('application_name')").await,
-            "busy once"
-        );
-        env.wait_for(SLOW, "standby again", |c| c["state"] == "standby")
-            .await;
-    }
-    stop.cancel();
-    for p in probers {
-        assert!(p.await.unwrap() > 0);
-    }
-    assert_eq!(env.metric("torpor_drains_aborted_total").await, 0.0);
+    probers
+        .check_idle(&env, pid, async || {
+            assert_eq!(
+                pg.text("SELECT current_setting('application_name')").await,
+                "busy once"
+            );
+        })
+        .await;
     env.shutdown().await;
+}
+
+/// The fields of the ErrorResponse `who` answered `sql` with.
+fn error_of(msgs: &[(u8, BytesMut)], sql: &str, who: &str) -> HashMap<char, String> {
+    msgs.iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, b)| error_fields(b))
+        .unwrap_or_else(|| panic!("{sql}: {who} accepted it: {msgs:?}"))
 }
 
 /// The text of the first column of the first row `sql` returns.
 async fn show(raw: &mut Raw, sql: &str) -> String {
-    let msgs = exchange(raw, &simple(sql)).await;
-    msgs.iter()
-        .find(|(t, _)| *t == b'D')
-        .map(|(_, b)| String::from_utf8_lossy(&b[6..]).into_owned())
-        .unwrap_or_else(|| panic!("{sql}: {msgs:?}"))
-}
-
-fn tags_of(msgs: &[(u8, Vec<u8>)]) -> String {
-    msgs.iter().map(|(t, _)| *t as char).collect()
+    first_value(&exchange(raw, &simple(sql)).await)
 }
 
 /// What asyncpg's pool sends on every release, answered while asleep as the server answers
@@ -346,11 +297,7 @@ fn tags_of(msgs: &[(u8, Vec<u8>)]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pools_cleanup_is_answered_and_carried() {
     let env = TestEnv::default().await;
-    let (mut through, hello) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
-    let (mut direct, _) = Raw::login(env.backend_addr(), USER, PASSWORD)
-        .await
-        .unwrap();
-    env.wait_for_catalog().await;
+    let (mut through, hello, mut direct) = through_and_direct(&env, USER, PASSWORD).await;
     // Each its own lock: the second would wait for the first.
     for (raw, key) in [(&mut through, 77), (&mut direct, 78)] {
         let setup = simple(&format!(
@@ -364,11 +311,11 @@ async fn a_pools_cleanup_is_answered_and_carried() {
     assert!(
         want.iter().any(|(t, _)| *t == b'S'),
         "RESET ALL reports the settings it changes: {}",
-        tags_of(&want)
+        tags(&want)
     );
     drop(direct);
 
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     env.sleep_ok().await;
     assert_eq!(exchange(&mut through, &cleanup).await, want);
     env.assert_asleep(pid).await;

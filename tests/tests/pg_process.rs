@@ -6,10 +6,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use controller::driver::process::lock::DataDirLock;
-use torpor_tests::binary::{self, torpor_bin};
+use torpor_tests::binary::{self, Proc, torpor_bin};
 use torpor_tests::harness::{
-    Opts, PASSWORD, SLOW, TestConfig, USER, assert_pid_gone, connect_to, describe, init_tracing,
-    sqlstate,
+    Opts, PASSWORD, Pg, SLOW, TestConfig, USER, assert_pid_gone, connect_to, init_tracing,
 };
 use torpor_tests::http;
 
@@ -53,11 +52,21 @@ async fn wait_exited(pid: u32) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_closes_clients_with_57p01_and_stops_postgres() {
+/// A config of its own and `torpor up` on it.
+async fn up() -> (TestConfig, Proc) {
     init_tracing();
     let cfg = TestConfig::new(&Opts::default()).await;
-    let mut proc = binary::up(&cfg.config_path).await;
+    let proc = binary::up(&cfg.config_path).await;
+    (cfg, proc)
+}
+
+async fn connect(cfg: &TestConfig) -> Pg {
+    connect_to(cfg.listen, USER, PASSWORD).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_clients_with_57p01_and_stops_postgres() {
+    let (cfg, mut proc) = up().await;
     assert!(
         proc.banner
             .iter()
@@ -71,17 +80,13 @@ async fn sigterm_closes_clients_with_57p01_and_stops_postgres() {
         proc.banner
     );
 
-    let attached = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    let attached = connect(&cfg).await;
     assert_eq!(attached.text("SELECT 1").await, "1");
     let pid = backend_pid(&cfg).await.expect("backend running");
     assert_eq!(cfg.postmaster_pid(), Some(pid));
 
     proc.signal(libc::SIGTERM);
-    let err = attached
-        .ended()
-        .await
-        .expect_err("connection ended without an error");
-    assert_eq!(sqlstate(&err), Some("57P01"), "{}", describe(&err));
+    attached.assert_ended_with("57P01").await;
     let status = proc.wait().await;
     assert!(status.success(), "torpor exited with {status}");
     assert_pid_gone(pid);
@@ -93,28 +98,20 @@ async fn sigterm_closes_clients_with_57p01_and_stops_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_also_shuts_down_cleanly() {
-    init_tracing();
-    let cfg = TestConfig::new(&Opts::default()).await;
-    let mut proc = binary::up(&cfg.config_path).await;
-    let s = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    let (cfg, mut proc) = up().await;
+    let s = connect(&cfg).await;
     assert_eq!(s.text("SELECT 1").await, "1");
     let pid = backend_pid(&cfg).await.expect("backend running");
     proc.signal(libc::SIGINT);
-    let err = s
-        .ended()
-        .await
-        .expect_err("connection ended without an error");
-    assert_eq!(sqlstate(&err), Some("57P01"), "{}", describe(&err));
+    s.assert_ended_with("57P01").await;
     assert!(proc.wait().await.success());
     assert_pid_gone(pid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_a_crash_leaves_no_orphan() {
-    init_tracing();
-    let cfg = TestConfig::new(&Opts::default()).await;
-    let mut first = binary::up(&cfg.config_path).await;
-    let s = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    let (cfg, mut first) = up().await;
+    let s = connect(&cfg).await;
     s.exec("CREATE TABLE survives(x int); INSERT INTO survives VALUES (1)")
         .await;
     let old = backend_pid(&cfg).await.expect("backend running");
@@ -126,7 +123,7 @@ async fn restart_after_a_crash_leaves_no_orphan() {
     let _ = s.ended().await;
 
     let mut second = binary::up(&cfg.config_path).await;
-    let c = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    let c = connect(&cfg).await;
     assert_eq!(c.text("SELECT x FROM survives").await, "1");
     let new = backend_pid(&cfg).await.expect("backend running");
     assert_ne!(new, old);
@@ -135,17 +132,14 @@ async fn restart_after_a_crash_leaves_no_orphan() {
     assert_exited(old);
     assert_eq!(cfg.postmaster_pid(), Some(new));
 
-    second.signal(libc::SIGTERM);
-    assert!(second.wait().await.success());
+    second.stop().await;
     assert_pid_gone(new);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_prints_the_clusters() {
-    init_tracing();
-    let cfg = TestConfig::new(&Opts::default()).await;
-    let mut proc = binary::up(&cfg.config_path).await;
-    let s = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    let (cfg, mut proc) = up().await;
+    let s = connect(&cfg).await;
     assert_eq!(s.text("SELECT 1").await, "1");
     let out = tokio::process::Command::new(torpor_bin())
         .args(["status", "--admin", &cfg.admin.to_string()])
@@ -163,8 +157,7 @@ async fn status_prints_the_clusters() {
         "{text}"
     );
     drop(s);
-    proc.signal(libc::SIGTERM);
-    assert!(proc.wait().await.success());
+    proc.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,10 +270,8 @@ async fn check_names_the_bad_key() {
 /// leftover and stopped, and its sessions keep their state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_torpor_on_the_same_data_dir_refuses_to_start() {
-    init_tracing();
-    let cfg = TestConfig::new(&Opts::default()).await;
-    let mut first = binary::up(&cfg.config_path).await;
-    let s = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    let (cfg, mut first) = up().await;
+    let s = connect(&cfg).await;
     s.exec("SET app.marker = 'still-here'").await;
     let pid = backend_pid(&cfg).await.expect("backend running");
 
@@ -328,8 +319,7 @@ async fn startup_stops_a_leftover_postgres() {
     let cfg = TestConfig::new(&Opts::default()).await;
     // A first run creates the data dir and users.
     let mut first = binary::up(&cfg.config_path).await;
-    first.signal(libc::SIGTERM);
-    assert!(first.wait().await.success());
+    first.stop().await;
 
     // Start postgres on that data dir behind torpor's back.
     let (uid, gid) = postgres_ids();
@@ -369,12 +359,11 @@ async fn startup_stops_a_leftover_postgres() {
         .expect("torpor did not stop the leftover postgres")
         .unwrap();
     eprintln!("leftover postgres exited: {exit}");
-    let c = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    let c = connect(&cfg).await;
     assert_eq!(c.text("SELECT 1").await, "1");
     let new = backend_pid(&cfg).await.expect("backend running");
     assert_ne!(new, leftover_pid);
-    second.signal(libc::SIGTERM);
-    assert!(second.wait().await.success());
+    second.stop().await;
     assert_pid_gone(new);
     assert_pid_gone(leftover_pid);
 }
@@ -401,7 +390,7 @@ async fn the_log_holds_no_passwords_or_row_data() {
 
     assert!(connect_to(cfg.listen, USER, WRONG).await.is_err());
     assert!(connect_to(cfg.listen, "ghost", WRONG).await.is_err());
-    let s = connect_to(cfg.listen, USER, PASSWORD).await.unwrap();
+    let s = connect(&cfg).await;
     s.exec(&format!(
         "CREATE TEMP TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, '{ROW}')"
     ))
@@ -425,8 +414,7 @@ async fn the_log_holds_no_passwords_or_row_data() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(s.text("SELECT v FROM t").await, ROW);
 
-    proc.signal(libc::SIGTERM);
-    assert!(proc.wait().await.success());
+    proc.stop().await;
     let log = proc.log.lock().unwrap().join("\n");
     assert!(log.contains("drain"), "the debug log is empty?\n{log}");
     for secret in [PASSWORD, WRONG, ROW, "r=", "p="] {

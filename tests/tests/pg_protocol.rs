@@ -2,8 +2,8 @@
 //! closed connection without touching anyone else, and what a client is told (BackendKeyData,
 //! ParameterStatus) stays the same across backends.
 
-use torpor_tests::harness::{PASSWORD, Pg, TestEnv, USER};
-use torpor_tests::wire::{Raw, error_fields, message_with_len, tags};
+use torpor_tests::harness::{Opts, PASSWORD, Pg, TestEnv, USER};
+use torpor_tests::wire::{Raw, error_fields, first_value, message_with_len, tags};
 
 /// The proxy answers with one ErrorResponse and closes; returns its fields.
 async fn expect_error_and_close(
@@ -30,6 +30,16 @@ async fn expect_error_and_close(
     error_fields(&errors[0].1)
 }
 
+/// Sends `bytes`; the proxy must refuse them with a protocol violation (08xxx) and close.
+async fn refused_and_closed(raw: &mut Raw, bytes: &[u8], what: &str) {
+    raw.send(bytes).await.unwrap();
+    let f = expect_error_and_close(raw, what).await;
+    assert!(
+        f.get(&'C').is_some_and(|c| c.starts_with("08")),
+        "{what}: {f:?}"
+    );
+}
+
 async fn still_fine(s: &Pg, what: &str) {
     assert_eq!(
         s.text("SELECT 40 + 2").await,
@@ -40,8 +50,7 @@ async fn still_fine(s: &Pg, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_startup_packets() {
-    let env = TestEnv::default().await;
-    let bystander = env.connect().await;
+    let (env, bystander) = TestEnv::pg_session(Opts::default()).await;
     still_fine(&bystander, "start").await;
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -66,25 +75,18 @@ async fn malformed_startup_packets() {
     ];
     for (what, bytes) in cases {
         let mut raw = Raw::connect(env.listen).await.unwrap();
-        raw.send(&bytes).await.unwrap();
-        let f = expect_error_and_close(&mut raw, what).await;
-        assert!(
-            f.get(&'C').is_some_and(|c| c.starts_with("08")),
-            "{what}: {f:?}"
-        );
+        refused_and_closed(&mut raw, &bytes, what).await;
         still_fine(&bystander, what).await;
     }
     // The proxy still accepts new clients.
     let late = env.connect().await;
     still_fine(&late, "all malformed startups").await;
-    drop((bystander, late));
-    env.shutdown().await;
+    env.shutdown_after((bystander, late)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_after_auth() {
-    let env = TestEnv::default().await;
-    let bystander = env.connect().await;
+    let (env, bystander) = TestEnv::pg_session(Opts::default()).await;
     bystander.exec("SET application_name = 'bystander'").await;
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -98,12 +100,7 @@ async fn malformed_messages_after_auth() {
     ];
     for (what, bytes) in cases {
         let (mut raw, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
-        raw.send(&bytes).await.unwrap();
-        let f = expect_error_and_close(&mut raw, what).await;
-        assert!(
-            f.get(&'C').is_some_and(|c| c.starts_with("08")),
-            "{what}: {f:?}"
-        );
+        refused_and_closed(&mut raw, &bytes, what).await;
         still_fine(&bystander, what).await;
         assert_eq!(bystander.text("SHOW application_name").await, "bystander");
     }
@@ -111,12 +108,10 @@ async fn malformed_messages_after_auth() {
     let (mut raw, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
     raw.query("SET application_name = 'raw'").await.unwrap();
     env.sleep_ok().await;
-    raw.send(&message_with_len(b'Q', 3, b"")).await.unwrap();
-    let f = expect_error_and_close(&mut raw, "parked Query with length 3").await;
-    assert!(f.get(&'C').is_some_and(|c| c.starts_with("08")), "{f:?}");
+    let parked = "parked Query with length 3";
+    refused_and_closed(&mut raw, &message_with_len(b'Q', 3, b""), parked).await;
     still_fine(&bystander, "parked malformed").await;
-    drop(bystander);
-    env.shutdown().await;
+    env.shutdown_after(bystander).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,11 +185,4 @@ async fn the_client_sees_no_backend_change() {
     assert_eq!(late_hello.params, hello.params);
     assert_ne!(late_hello.key, hello.key);
     env.shutdown().await;
-}
-
-fn first_value(msgs: &[(u8, bytes::BytesMut)]) -> String {
-    let (_, row) = msgs.iter().find(|(t, _)| *t == b'D').expect("a DataRow");
-    // DataRow: i16 column count, i32 length, value.
-    let len = i32::from_be_bytes([row[2], row[3], row[4], row[5]]) as usize;
-    String::from_utf8_lossy(&row[6..6 + len]).into_owned()
 }

@@ -1,12 +1,11 @@
 //! Each kind of session state survives a forced scale-to-zero: set it up through torpor, sleep
 //! the cluster (the backend pid must be gone), then use the state on the new backend.
 
-use torpor_tests::harness::{OTHER_USER, TestEnv, USER, describe, sqlstate};
+use torpor_tests::harness::{OTHER_USER, Opts, TestEnv, USER, describe, sqlstate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_survive_sleep() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     let setup = env.connect().await;
     setup
         .exec("CREATE SCHEMA IF NOT EXISTS tenant_a; CREATE ROLE reporter NOLOGIN; GRANT reporter TO app;")
@@ -70,14 +69,12 @@ async fn settings_survive_sleep() {
         assert_eq!(told_before.get(k), told_after.get(k), "ParameterStatus {k}");
     }
 
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_role_and_session_authorization_survive_sleep() {
-    let env = TestEnv::default().await;
-    let admin = env.connect().await;
+    let (env, admin) = TestEnv::pg_session(Opts::default()).await;
     admin
         .exec("CREATE ROLE auditor NOLOGIN; GRANT auditor TO app; CREATE TABLE secret_stuff(x int); REVOKE ALL ON secret_stuff FROM PUBLIC;")
         .await;
@@ -122,14 +119,12 @@ async fn set_role_and_session_authorization_survive_sleep() {
     auth.exec("RESET SESSION AUTHORIZATION").await;
     assert_eq!(auth.text("SELECT session_user").await, USER);
 
-    drop((admin, role, auth));
-    env.shutdown().await;
+    env.shutdown_after((admin, role, auth)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_survive_sleep() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
 
     // Protocol-level named statements (Parse with a name), with parameter types.
     let typed = s
@@ -192,16 +187,14 @@ async fn prepared_statements_survive_sleep() {
         "{err}"
     );
 
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 /// pg_prepared_statements shows a SQL PREPARE's own text after a wake, as before the sleep, not
 /// the replay torpor sent to restore it among other state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_prepare_shows_its_own_text_after_sleep() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     s.exec("SET application_name = 'prepare-text'").await;
     s.exec("PREPARE s AS SELECT $1::int + 1").await;
     s.exec("PREPARE other AS SELECT 'two'").await;
@@ -223,8 +216,7 @@ async fn sql_prepare_shows_its_own_text_after_sleep() {
     assert_eq!(s.text("EXECUTE other").await, "two");
     assert_eq!(s.text("SHOW application_name").await, "prepare-text");
 
-    drop(s);
-    env.shutdown().await;
+    env.shutdown_after(s).await;
 }
 
 async fn prepared_names(s: &torpor_tests::harness::Pg) -> Vec<String> {
@@ -244,8 +236,7 @@ async fn prepared_names(s: &torpor_tests::harness::Pg) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temp_tables_survive_sleep() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     s.exec(
         r#"CREATE TEMP TABLE kinds(
              id serial PRIMARY KEY,
@@ -291,31 +282,23 @@ async fn temp_tables_survive_sleep() {
         "4,4,none"
     );
     // Constraints are enforced.
-    let err = s
-        .simple_query("INSERT INTO kinds(code, n) VALUES ('a', 3)")
-        .await
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some("23505"), "{}", describe(&err));
-    let err = s
-        .simple_query("INSERT INTO kinds(id, code, n) VALUES (1, 'zz', 3)")
-        .await
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some("23505"), "{}", describe(&err));
-    let err = s
-        .simple_query("INSERT INTO kinds(code, n) VALUES ('e', -1)")
-        .await
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some("23514"), "{}", describe(&err));
-    let err = s
-        .simple_query("INSERT INTO kinds(ident, code, n) VALUES (99, 'f', 1)")
-        .await
-        .unwrap_err();
-    assert_eq!(
-        sqlstate(&err),
-        Some("428C9"),
-        "identity GENERATED ALWAYS: {}",
-        describe(&err)
-    );
+    for (sql, code, what) in [
+        ("INSERT INTO kinds(code, n) VALUES ('a', 3)", "23505", ""),
+        (
+            "INSERT INTO kinds(id, code, n) VALUES (1, 'zz', 3)",
+            "23505",
+            "",
+        ),
+        ("INSERT INTO kinds(code, n) VALUES ('e', -1)", "23514", ""),
+        (
+            "INSERT INTO kinds(ident, code, n) VALUES (99, 'f', 1)",
+            "428C9",
+            "identity GENERATED ALWAYS: ",
+        ),
+    ] {
+        let err = s.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), Some(code), "{what}{}", describe(&err));
+    }
     // The extra index exists on the temp table.
     assert_eq!(
         s.text("SELECT count(*) FROM pg_indexes WHERE tablename = 'kinds' AND indexname = 'kinds_amount_idx' AND schemaname LIKE 'pg_temp%'").await,
@@ -335,14 +318,12 @@ async fn temp_tables_survive_sleep() {
     s.exec("COMMIT").await;
     assert_eq!(s.text("SELECT count(*) FROM scratch").await, "0");
 
-    drop((s, other));
-    env.shutdown().await;
+    env.shutdown_after((s, other)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_survives_sleep() {
-    let env = TestEnv::default().await;
-    let mut s = env.connect().await;
+    let (env, mut s) = TestEnv::pg_session(Opts::default()).await;
     s.exec("LISTEN jobs; LISTEN \"Mixed Case\"").await;
 
     env.sleep_ok().await;
@@ -368,14 +349,12 @@ async fn listen_survives_sleep() {
     got.sort();
     assert_eq!(got, vec!["Mixed Case:payload-2", "jobs:payload-1"]);
 
-    drop((s, other));
-    env.shutdown().await;
+    env.shutdown_after((s, other)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advisory_locks_survive_sleep() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     s.exec("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(7, 8); SELECT pg_advisory_lock_shared(99);")
         .await;
     let held = "SELECT string_agg(classid || '/' || objid || '/' || objsubid || '/' || mode, ',' ORDER BY classid, objid, mode) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()";
@@ -403,16 +382,14 @@ async fn advisory_locks_survive_sleep() {
     assert_eq!(other.text("SELECT pg_try_advisory_lock(42)").await, "t");
     assert_eq!(s.text("SELECT pg_advisory_unlock(42)").await, "f");
 
-    drop((s, other));
-    env.shutdown().await;
+    env.shutdown_after((s, other)).await;
 }
 
 /// Session advisory locks are re-entrant: taken twice, they need two unlocks. pg_locks shows one
 /// row either way, so the count has to be carried some other way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advisory_lock_taken_twice_needs_two_unlocks_after_sleep() {
-    let env = TestEnv::default().await;
-    let s = env.connect().await;
+    let (env, s) = TestEnv::pg_session(Opts::default()).await;
     s.exec("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(42);")
         .await;
 
@@ -428,8 +405,7 @@ async fn advisory_lock_taken_twice_needs_two_unlocks_after_sleep() {
     assert_eq!(s.text("SELECT pg_advisory_unlock(42)").await, "t");
     assert_eq!(other.text("SELECT pg_try_advisory_lock(42)").await, "t");
 
-    drop((s, other));
-    env.shutdown().await;
+    env.shutdown_after((s, other)).await;
 }
 
 /// A session that only read since its last snapshot keeps that snapshot (the next drain puts
@@ -437,8 +413,7 @@ async fn advisory_lock_taken_twice_needs_two_unlocks_after_sleep() {
 /// needs no snapshot at all; a change is captured again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_that_only_read_keep_their_snapshot() {
-    let env = TestEnv::default().await;
-    let c = env.connect().await;
+    let (env, c) = TestEnv::pg_session(Opts::default()).await;
     let reader = env.connect().await;
     c.exec(
         "CREATE TEMP TABLE k (id int PRIMARY KEY, v text);

@@ -159,8 +159,7 @@ async fn corrupt_snapshot_is_a_clear_error() {
             .await,
         "other2"
     );
-    drop(other);
-    env.shutdown().await;
+    env.shutdown_after(other).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,14 +176,12 @@ async fn missing_snapshot_is_a_clear_error() {
     let msg = expect_restore_error(victim, &["restore", "snapshot"]).await;
     eprintln!("victim was told: {msg}");
     assert_eq!(other.text("SELECT 1").await, "1");
-    drop(other);
-    env.shutdown().await;
+    env.shutdown_after(other).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_replay_statement_names_what_was_lost() {
-    let env = TestEnv::default().await;
-    let admin = env.connect().await;
+    let (env, admin) = TestEnv::pg_session(Opts::default()).await;
     admin
         .exec("CREATE ROLE doomed NOLOGIN; GRANT doomed TO app; CREATE TABLE shared_t(x int); INSERT INTO shared_t VALUES (5);")
         .await;
@@ -203,16 +200,14 @@ async fn failed_replay_statement_names_what_was_lost() {
     let msg = expect_restore_error(prep, &["restore", "uses_shared"]).await;
     eprintln!("prepared-statement session was told: {msg}");
     assert_eq!(admin.text("SELECT 1").await, "1");
-    drop(admin);
-    env.shutdown().await;
+    env.shutdown_after(admin).await;
 }
 
 /// SQL PREPAREs are replayed in queries of their own; a failure in a later one is still
 /// named by its own item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_after_a_sql_prepare_names_its_own_item() {
-    let env = TestEnv::default().await;
-    let holder = env.connect().await;
+    let (env, holder) = TestEnv::pg_session(Opts::default()).await;
     holder
         .exec("SET app.x = '1'; PREPARE p AS SELECT 1; SELECT pg_advisory_lock(4343)")
         .await;
@@ -227,16 +222,14 @@ async fn a_failure_after_a_sql_prepare_names_its_own_item() {
     let msg = describe(&err);
     assert!(msg.contains("woke up: advisory lock 4343: "), "{msg}");
     let _ = holder.ended().await;
-    drop(thief);
-    env.shutdown().await;
+    env.shutdown_after(thief).await;
 }
 
 /// A parked session's advisory lock is not held by anyone while the cluster sleeps; if another
 /// session takes it first, the parked session must fail loudly rather than run without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advisory_lock_taken_while_parked_fails_the_wake_loudly() {
-    let env = TestEnv::default().await;
-    let holder = env.connect().await;
+    let (env, holder) = TestEnv::pg_session(Opts::default()).await;
     holder.exec("SELECT pg_advisory_lock(4242)").await;
     env.sleep_ok().await;
     let thief = env.connect().await;
@@ -244,6 +237,5 @@ async fn advisory_lock_taken_while_parked_fails_the_wake_loudly() {
     let msg = expect_restore_error(holder, &["restore", "lock"]).await;
     eprintln!("holder was told: {msg}");
     assert_eq!(thief.text("SELECT 1").await, "1");
-    drop(thief);
-    env.shutdown().await;
+    env.shutdown_after(thief).await;
 }

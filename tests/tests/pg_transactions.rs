@@ -2,24 +2,9 @@
 //! carried over and reopened; anything more still blocks, and a drain called off leaves the
 //! block as it was.
 
-use torpor_tests::harness::{PASSWORD, TestEnv, USER};
-use torpor_tests::wire::{Raw, tags};
-
-/// The ReadyForQuery status of a reply.
-fn status(msgs: &[(u8, bytes::BytesMut)]) -> u8 {
-    msgs.iter()
-        .rev()
-        .find(|(t, _)| *t == b'Z')
-        .map(|(_, b)| b[0])
-        .unwrap_or_else(|| panic!("no ReadyForQuery in {}", tags(msgs)))
-}
-
-fn first_value(msgs: &[(u8, bytes::BytesMut)]) -> String {
-    msgs.iter()
-        .find(|(t, _)| *t == b'D')
-        .map(|(_, b)| String::from_utf8_lossy(&b[6..]).into_owned())
-        .unwrap_or_else(|| panic!("no row in {}", tags(msgs)))
-}
+use torpor_tests::clients::pg_python;
+use torpor_tests::harness::{Opts, PASSWORD, TestEnv, USER};
+use torpor_tests::wire::{Raw, first_value, status, tags};
 
 async fn query(raw: &mut Raw, sql: &str) -> Vec<(u8, bytes::BytesMut)> {
     let msgs = raw.query(sql).await.unwrap();
@@ -33,8 +18,7 @@ async fn query(raw: &mut Raw, sql: &str) -> Vec<(u8, bytes::BytesMut)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_transactions_are_carried_over_a_stop() {
-    let env = TestEnv::default().await;
-    let setup = env.connect().await;
+    let (env, setup) = TestEnv::pg_session(Opts::default()).await;
     setup
         .exec("CREATE TABLE items(x int); INSERT INTO items SELECT generate_series(1, 10)")
         .await;
@@ -76,10 +60,9 @@ async fn read_only_transactions_are_carried_over_a_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_that_did_more_than_read_still_block() {
-    let env = TestEnv::default().await;
-    let setup = env.connect().await;
+    let (env, setup) = TestEnv::pg_session(Opts::default()).await;
     setup.exec("CREATE TABLE items(x int)").await;
-    let pid = env.backend_pid().await.expect("running");
+    let pid = env.running_pid().await;
     for (begin, statement, why) in [
         // Nothing in the text says it wrote: the backend does.
         ("BEGIN", "SELECT pg_current_xact_id()::text", "wrote"),
@@ -138,8 +121,7 @@ async fn a_refused_drain_leaves_a_carriable_transaction_intact() {
     // B wrote: the drain asks A, then is refused because of B.
     query(&mut b, "BEGIN").await;
     query(&mut b, "SELECT pg_current_xact_id()::text").await;
-    let (code, body) = env.sleep().await;
-    assert_eq!(code, 409, "{body}");
+    let body = env.sleep_refused().await;
     assert!(body["blockers"].to_string().contains("wrote"), "{body}");
 
     let msgs = query(
@@ -173,16 +155,7 @@ async fn a_refused_drain_leaves_a_carriable_transaction_intact() {
 /// the database still stops; afterwards psycopg2 goes on in its transaction without a BEGIN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg2_idle_in_a_read_transaction_lets_the_database_stop() {
-    let python = tokio::task::spawn_blocking(torpor_tests::python::pg_clients)
-        .await
-        .unwrap();
-    let env = TestEnv::default().await;
-    let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/pg_txn.py"))
-        .env(
-            "TORPOR_URL",
-            format!("postgres://{USER}:{PASSWORD}@{}/{USER}", env.listen),
-        );
+    let (env, cmd) = pg_python("pg_txn.py").await;
     let mut client = torpor_tests::script::Script::spawn(cmd);
     client.expect("in transaction").await;
     // Idle in a transaction that only read: the drain carries it.
