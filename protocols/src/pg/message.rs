@@ -69,6 +69,15 @@ pub mod request_code {
     pub const PROTOCOL_3_0: i32 = 196_608;
 }
 
+/// `pub fn name(out)` for each message that is only its tag and length.
+macro_rules! bodiless {
+    ($($name:ident = $tag:ident),* $(,)?) => {$(
+        pub fn $name(out: &mut BytesMut) {
+            tagged(out, tag::$tag, |_| {});
+        }
+    )*};
+}
+
 /// Writes `tag`, a length placeholder, runs `body`, then patches the length. The length field
 /// counts itself but not the tag.
 fn tagged(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
@@ -198,25 +207,14 @@ pub fn command_complete(out: &mut BytesMut, command_tag: &str) {
     });
 }
 
-pub fn empty_query_response(out: &mut BytesMut) {
-    tagged(out, tag::EMPTY_QUERY_RESPONSE, |_| {});
-}
-
-pub fn parse_complete(out: &mut BytesMut) {
-    tagged(out, tag::PARSE_COMPLETE, |_| {});
-}
-
-pub fn bind_complete(out: &mut BytesMut) {
-    tagged(out, tag::BIND_COMPLETE, |_| {});
-}
-
-pub fn portal_suspended(out: &mut BytesMut) {
-    tagged(out, tag::PORTAL_SUSPENDED, |_| {});
-}
-
-pub fn no_data(out: &mut BytesMut) {
-    tagged(out, tag::NO_DATA, |_| {});
-}
+bodiless!(
+    empty_query_response = EMPTY_QUERY_RESPONSE,
+    parse_complete = PARSE_COMPLETE,
+    bind_complete = BIND_COMPLETE,
+    portal_suspended = PORTAL_SUSPENDED,
+    no_data = NO_DATA,
+    close_complete = CLOSE_COMPLETE,
+);
 
 /// ParameterDescription with these type oids.
 pub fn parameter_description(out: &mut BytesMut, types: &[u32]) {
@@ -253,10 +251,6 @@ pub fn row_description(out: &mut BytesMut, fields: &[Field<'_>]) {
             o.put_i16(f.format);
         }
     });
-}
-
-pub fn close_complete(out: &mut BytesMut) {
-    tagged(out, tag::CLOSE_COMPLETE, |_| {});
 }
 
 pub fn notification_response(out: &mut BytesMut, pid: i32, channel: &str, payload: &str) {
@@ -386,25 +380,16 @@ pub fn close(out: &mut BytesMut, kind: u8, name: &str) {
     });
 }
 
-pub fn sync(out: &mut BytesMut) {
-    tagged(out, tag::SYNC, |_| {});
-}
-
-pub fn flush(out: &mut BytesMut) {
-    tagged(out, tag::FLUSH, |_| {});
-}
-
-pub fn terminate(out: &mut BytesMut) {
-    tagged(out, tag::TERMINATE, |_| {});
-}
+bodiless!(
+    sync = SYNC,
+    flush = FLUSH,
+    terminate = TERMINATE,
+    copy_done = COPY_DONE,
+);
 
 /// CopyData; the same bytes are valid in both directions.
 pub fn copy_data(out: &mut BytesMut, data: &[u8]) {
     tagged(out, tag::COPY_DATA, |o| o.put_slice(data));
-}
-
-pub fn copy_done(out: &mut BytesMut) {
-    tagged(out, tag::COPY_DONE, |_| {});
 }
 
 pub fn copy_fail(out: &mut BytesMut, msg: &str) {

@@ -336,29 +336,25 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
     }
     // What we created belongs to the login user; give the rest back to their owners.
     if let Some(creator) = login_user {
-        for t in snap.temp_tables.iter().filter(|t| t.owner != creator) {
-            // Owned (serial and identity) sequences follow their table.
-            b.push(
-                format!(
-                    "ALTER TABLE {} OWNER TO {}",
-                    table_ref(&t.name),
-                    quote_ident(&t.owner)
-                ),
-                format!("owner of temp table {}", t.name),
-            );
-        }
-        for s in snap
+        let tables = snap
+            .temp_tables
+            .iter()
+            .filter(|t| t.owner != creator)
+            .map(|t| ("TABLE", "table", &t.name, &t.owner));
+        // Owned (serial and identity) sequences follow their table.
+        let sequences = snap
             .sequences
             .iter()
             .filter(|s| s.owned_by.is_none() && s.owner != creator)
-        {
+            .map(|s| ("SEQUENCE", "sequence", &s.name, &s.owner));
+        for (kind, what, name, owner) in tables.chain(sequences) {
             b.push(
                 format!(
-                    "ALTER SEQUENCE {} OWNER TO {}",
-                    table_ref(&s.name),
-                    quote_ident(&s.owner)
+                    "ALTER {kind} {} OWNER TO {}",
+                    table_ref(name),
+                    quote_ident(owner)
                 ),
-                format!("owner of temp sequence {}", s.name),
+                format!("owner of temp {what} {name}"),
             );
         }
     }

@@ -25,8 +25,22 @@ ORDER BY l.classid, l.objid, l.objsubid, l.mode";
 const CURSOR_BLOCKERS: &str = "SELECT 'WITH HOLD cursor ' || pg_catalog.quote_ident(k.name) \
 || ' is open' FROM pg_catalog.pg_cursors k WHERE k.is_holdable";
 
+/// One blocker row per object of each kind in the temp schema: what it is, its catalog, and
+/// the catalog's name and namespace columns. Each clause ends in a space, as the text around
+/// it does.
+macro_rules! temp_schema_objects {
+    ($(($what:literal, $catalog:ident, $name:ident, $nsp:ident)),* $(,)?) => {
+        concat!($(
+            "UNION ALL SELECT 'temporary ", $what, " ' || pg_catalog.quote_ident(o.",
+            stringify!($name), ") || ' cannot be carried over' FROM pg_catalog.",
+            stringify!($catalog), " o, t WHERE o.", stringify!($nsp), " = t.nsp ",
+        )*)
+    };
+}
+
 /// Every kind of temp-schema object we cannot recreate, one text row per item.
-const TEMP_BLOCKERS: &str = "WITH t AS (SELECT pg_catalog.pg_my_temp_schema() AS nsp) \
+const TEMP_BLOCKERS: &str = concat!(
+    "WITH t AS (SELECT pg_catalog.pg_my_temp_schema() AS nsp) \
 SELECT 'temporary ' || CASE c.relkind WHEN 'v' THEN 'view' \
  WHEN 'm' THEN 'materialized view' WHEN 'c' THEN 'composite type' \
  WHEN 'p' THEN 'partitioned table' WHEN 'I' THEN 'partitioned index' \
@@ -73,23 +87,33 @@ UNION ALL SELECT 'temporary function ' || pg_catalog.quote_ident(f.proname) || '
  FROM pg_catalog.pg_proc f, t WHERE f.pronamespace = t.nsp \
 UNION ALL SELECT 'temporary operator ' || o.oprname || ' cannot be carried over' \
  FROM pg_catalog.pg_operator o, t WHERE o.oprnamespace = t.nsp \
-UNION ALL SELECT 'temporary collation ' || pg_catalog.quote_ident(o.collname) || ' cannot be carried over' \
- FROM pg_catalog.pg_collation o, t WHERE o.collnamespace = t.nsp \
-UNION ALL SELECT 'temporary conversion ' || pg_catalog.quote_ident(o.conname) || ' cannot be carried over' \
- FROM pg_catalog.pg_conversion o, t WHERE o.connamespace = t.nsp \
-UNION ALL SELECT 'temporary operator family ' || pg_catalog.quote_ident(o.opfname) || ' cannot be carried over' \
- FROM pg_catalog.pg_opfamily o, t WHERE o.opfnamespace = t.nsp \
-UNION ALL SELECT 'temporary operator class ' || pg_catalog.quote_ident(o.opcname) || ' cannot be carried over' \
- FROM pg_catalog.pg_opclass o, t WHERE o.opcnamespace = t.nsp \
-UNION ALL SELECT 'temporary text search configuration ' || pg_catalog.quote_ident(o.cfgname) || ' cannot be carried over' \
- FROM pg_catalog.pg_ts_config o, t WHERE o.cfgnamespace = t.nsp \
-UNION ALL SELECT 'temporary text search dictionary ' || pg_catalog.quote_ident(o.dictname) || ' cannot be carried over' \
- FROM pg_catalog.pg_ts_dict o, t WHERE o.dictnamespace = t.nsp \
-UNION ALL SELECT 'temporary text search parser ' || pg_catalog.quote_ident(o.prsname) || ' cannot be carried over' \
- FROM pg_catalog.pg_ts_parser o, t WHERE o.prsnamespace = t.nsp \
-UNION ALL SELECT 'temporary text search template ' || pg_catalog.quote_ident(o.tmplname) || ' cannot be carried over' \
- FROM pg_catalog.pg_ts_template o, t WHERE o.tmplnamespace = t.nsp \
-UNION ALL SELECT 'temporary ' || CASE c.relkind WHEN 'S' THEN 'sequence ' ELSE 'table ' END \
+",
+    temp_schema_objects![
+        ("collation", pg_collation, collname, collnamespace),
+        ("conversion", pg_conversion, conname, connamespace),
+        ("operator family", pg_opfamily, opfname, opfnamespace),
+        ("operator class", pg_opclass, opcname, opcnamespace),
+        (
+            "text search configuration",
+            pg_ts_config,
+            cfgname,
+            cfgnamespace
+        ),
+        (
+            "text search dictionary",
+            pg_ts_dict,
+            dictname,
+            dictnamespace
+        ),
+        ("text search parser", pg_ts_parser, prsname, prsnamespace),
+        (
+            "text search template",
+            pg_ts_template,
+            tmplname,
+            tmplnamespace
+        ),
+    ],
+    "UNION ALL SELECT 'temporary ' || CASE c.relkind WHEN 'S' THEN 'sequence ' ELSE 'table ' END \
  || pg_catalog.quote_ident(c.relname) || ' is not readable by the current role ' \
  || pg_catalog.quote_ident(current_user) \
  FROM pg_catalog.pg_class c, t WHERE c.relnamespace = t.nsp AND c.relkind IN ('r', 'S') \
@@ -97,7 +121,8 @@ UNION ALL SELECT 'temporary ' || CASE c.relkind WHEN 'S' THEN 'sequence ' ELSE '
 UNION ALL SELECT 'constraint trigger ' || pg_catalog.quote_ident(k.conname) || ' on temporary table ' \
  || pg_catalog.quote_ident(c.relname) || ' cannot be carried over' \
  FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid, t \
- WHERE c.relnamespace = t.nsp AND k.contype = 't'";
+ WHERE c.relnamespace = t.nsp AND k.contype = 't'"
+);
 
 const TABLES: &str = "SELECT c.oid, c.relname, pg_catalog.pg_get_userbyid(c.relowner), \
 c.reloptions::pg_catalog.text FROM pg_catalog.pg_class c \

@@ -169,90 +169,30 @@ fn tokens(sql: &str) -> Option<Vec<Tok>> {
                     }
                 }
             }
-            b';' => {
-                out.push(Tok::Semicolon);
-                i += 1;
-            }
-            b'(' => {
-                out.push(Tok::Open);
-                i += 1;
-            }
-            b')' => {
-                out.push(Tok::Close);
-                i += 1;
-            }
             b'.' if !b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 out.push(Tok::Dot);
                 i += 1;
             }
-            b'=' => {
-                out.push(Tok::Equals);
-                i += 1;
-            }
-            b'-' => {
-                out.push(Tok::Minus);
-                i += 1;
-            }
-            b'*' => {
-                out.push(Tok::Star);
-                i += 1;
-            }
-            b'+' => {
-                out.push(Tok::Plus);
+            c if let Some(tok) = punctuation(c) => {
+                out.push(tok);
                 i += 1;
             }
             b'\'' => {
-                let mut s = Vec::new();
-                i += 1;
-                loop {
-                    match b.get(i) {
-                        None => return None,
-                        Some(b'\'') if b.get(i + 1) == Some(&b'\'') => {
-                            s.push(b'\'');
-                            i += 2;
-                        }
-                        Some(b'\'') => {
-                            i += 1;
-                            break;
-                        }
-                        // Its meaning depends on standard_conforming_strings.
-                        Some(b'\\') => return None,
-                        Some(&ch) => {
-                            s.push(ch);
-                            i += 1;
-                        }
-                    }
-                }
+                let s;
+                (s, i) = quoted(b, i)?;
                 // 'a' 'b' on separate lines concatenate; not worth knowing.
                 if b.get(i) == Some(&b'\'') {
                     return None;
                 }
-                out.push(Tok::Str(String::from_utf8(s).ok()?));
+                out.push(Tok::Str(s));
             }
             b'"' => {
-                let mut s = Vec::new();
-                i += 1;
-                loop {
-                    match b.get(i) {
-                        None => return None,
-                        Some(b'"') if b.get(i + 1) == Some(&b'"') => {
-                            s.push(b'"');
-                            i += 2;
-                        }
-                        Some(b'"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(&ch) => {
-                            s.push(ch);
-                            i += 1;
-                        }
-                    }
-                }
+                let s;
+                (s, i) = quoted(b, i)?;
                 if s.is_empty() {
                     return None;
                 }
-                out.push(Tok::Quoted(String::from_utf8(s).ok()?));
+                out.push(Tok::Quoted(s));
             }
             c if c.is_ascii_digit() || c == b'.' => {
                 let start = i;
@@ -289,6 +229,45 @@ fn tokens(sql: &str) -> Option<Vec<Tok>> {
         }
     }
     Some(out)
+}
+
+/// The one-byte token `c` is, if any (`.` is a token only when no digit follows it).
+fn punctuation(c: u8) -> Option<Tok> {
+    Some(match c {
+        b';' => Tok::Semicolon,
+        b'(' => Tok::Open,
+        b')' => Tok::Close,
+        b'=' => Tok::Equals,
+        b'-' => Tok::Minus,
+        b'*' => Tok::Star,
+        b'+' => Tok::Plus,
+        _ => return None,
+    })
+}
+
+/// The contents of the literal or quoted identifier that opens at `b[start]` (its quote
+/// doubled inside stands for itself), and where it ends. None when it doesn't end, or for a
+/// backslash in a literal, whose meaning depends on standard_conforming_strings.
+fn quoted(b: &[u8], start: usize) -> Option<(String, usize)> {
+    let q = b[start];
+    let mut s = Vec::new();
+    let mut i = start + 1;
+    loop {
+        match b.get(i) {
+            None => return None,
+            Some(&c) if c == q && b.get(i + 1) == Some(&q) => {
+                s.push(q);
+                i += 2;
+            }
+            Some(&c) if c == q => break,
+            Some(b'\\') if q == b'\'' => return None,
+            Some(&c) => {
+                s.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some((String::from_utf8(s).ok()?, i + 1))
 }
 
 fn word(t: Option<&Tok>, w: &str) -> bool {

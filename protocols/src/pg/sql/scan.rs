@@ -306,48 +306,43 @@ mod tests {
 
     #[test]
     fn ocdr_basic_forms() {
-        let t = on_commit_delete_rows_table;
-        assert_eq!(
-            t("CREATE TEMP TABLE Foo (a int) ON COMMIT DELETE ROWS").as_deref(),
-            Some("foo")
-        );
-        assert_eq!(
-            t("create temporary table \"My T\" (a int) on commit delete rows;").as_deref(),
-            Some("My T")
-        );
-        assert_eq!(
-            t("CREATE GLOBAL TEMPORARY TABLE IF NOT EXISTS pg_temp.x (a text default 'y') WITH (fillfactor=50) ON COMMIT DELETE ROWS").as_deref(),
-            Some("x")
-        );
-        assert_eq!(
-            t("  -- hi\n /* a /* nested */ comment */ CREATE LOCAL TEMP TABLE t2 ON COMMIT DELETE ROWS AS SELECT 1").as_deref(),
-            Some("t2")
-        );
+        for (sql, table) in [
+            ("CREATE TEMP TABLE Foo (a int) ON COMMIT DELETE ROWS", "foo"),
+            (
+                "create temporary table \"My T\" (a int) on commit delete rows;",
+                "My T",
+            ),
+            (
+                "CREATE GLOBAL TEMPORARY TABLE IF NOT EXISTS pg_temp.x (a text default 'y') WITH (fillfactor=50) ON COMMIT DELETE ROWS",
+                "x",
+            ),
+            (
+                "  -- hi\n /* a /* nested */ comment */ CREATE LOCAL TEMP TABLE t2 ON COMMIT DELETE ROWS AS SELECT 1",
+                "t2",
+            ),
+        ] {
+            assert_eq!(
+                on_commit_delete_rows_table(sql).as_deref(),
+                Some(table),
+                "{sql}"
+            );
+        }
     }
 
     #[test]
     fn ocdr_negatives() {
-        let t = on_commit_delete_rows_table;
-        assert_eq!(
-            t("SELECT 'CREATE TEMP TABLE x ON COMMIT DELETE ROWS'"),
-            None
-        );
-        assert_eq!(t("CREATE TABLE x (a int)"), None);
-        assert_eq!(
-            t("CREATE TEMP TABLE x (a int) ON COMMIT PRESERVE ROWS"),
-            None
-        );
-        assert_eq!(
-            t("CREATE TEMP TABLE x (a text default 'ON COMMIT DELETE ROWS')"),
-            None
-        );
-        assert_eq!(
-            t("CREATE TEMP TABLE x (a int); SELECT 'on commit delete rows'"),
-            None
-        );
-        assert_eq!(t("CREATE TEMP TABLE x AS SELECT 1 AS on_commit"), None);
-        assert_eq!(t(""), None);
-        assert_eq!(t("-- only a comment"), None);
+        for sql in [
+            "SELECT 'CREATE TEMP TABLE x ON COMMIT DELETE ROWS'",
+            "CREATE TABLE x (a int)",
+            "CREATE TEMP TABLE x (a int) ON COMMIT PRESERVE ROWS",
+            "CREATE TEMP TABLE x (a text default 'ON COMMIT DELETE ROWS')",
+            "CREATE TEMP TABLE x (a int); SELECT 'on commit delete rows'",
+            "CREATE TEMP TABLE x AS SELECT 1 AS on_commit",
+            "",
+            "-- only a comment",
+        ] {
+            assert_eq!(on_commit_delete_rows_table(sql), None, "{sql}");
+        }
     }
 
     #[test]

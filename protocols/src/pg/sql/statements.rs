@@ -93,14 +93,12 @@ mod tests {
 
     #[test]
     fn prepare_names() {
-        assert_eq!(
-            prepare_name("PREPARE Foo (int) AS SELECT $1").as_deref(),
-            Some("foo")
-        );
-        assert_eq!(
-            prepare_name("/* c */ prepare \"Q\" AS SELECT 1").as_deref(),
-            Some("Q")
-        );
+        for (sql, name) in [
+            ("PREPARE Foo (int) AS SELECT $1", "foo"),
+            ("/* c */ prepare \"Q\" AS SELECT 1", "Q"),
+        ] {
+            assert_eq!(prepare_name(sql).as_deref(), Some(name), "{sql}");
+        }
         assert_eq!(prepare_name("SELECT 1"), None);
     }
 

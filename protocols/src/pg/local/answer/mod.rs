@@ -436,6 +436,14 @@ mod tests {
                 },
             )
         }
+
+        /// [`Fixture::answer`] that torpor must give itself.
+        fn answered(&self, buf: &[u8], txn: u8) -> Answer {
+            match self.answer(buf, txn) {
+                Outcome::Answered(a) => a,
+                _ => panic!("not answered"),
+            }
+        }
     }
 
     fn tags(b: &[u8]) -> String {
@@ -453,9 +461,7 @@ mod tests {
         let f = Fixture::new();
         let mut buf = query("SELECT 1");
         buf.extend_from_slice(&query("SELECT 2"));
-        let Outcome::Answered(a) = f.answer(&buf, b'I') else {
-            panic!("not answered");
-        };
+        let a = f.answered(&buf, b'I');
         assert_eq!(tags(&a.reply), "TDCZ");
         assert_eq!(a.consumed, query("SELECT 1").len());
         assert!(matches!(
@@ -485,13 +491,9 @@ mod tests {
     #[test]
     fn a_set_reports_only_a_change_and_not_inside_a_transaction() {
         let f = Fixture::new();
-        let Outcome::Answered(a) = f.answer(&query("SET application_name = 'x'"), b'I') else {
-            panic!("not answered");
-        };
+        let a = f.answered(&query("SET application_name = 'x'"), b'I');
         assert_eq!(tags(&a.reply), "CSZ");
-        let Outcome::Answered(a) = f.answer(&query("SET application_name = ''"), b'I') else {
-            panic!("not answered");
-        };
+        let a = f.answered(&query("SET application_name = ''"), b'I');
         assert_eq!(tags(&a.reply), "CZ");
         assert!(matches!(
             f.answer(&query("SET application_name = 'x'"), b'T'),
@@ -502,17 +504,13 @@ mod tests {
     #[test]
     fn plain_transaction_control_around_probes() {
         let f = Fixture::new();
-        let Outcome::Answered(a) = f.answer(&query("BEGIN; SELECT 1"), b'I') else {
-            panic!("not answered");
-        };
+        let a = f.answered(&query("BEGIN; SELECT 1"), b'I');
         assert_eq!(tags(&a.reply), "CTDCZ");
         assert_eq!(a.reply.last(), Some(&b'T'));
         assert_eq!(a.effects, vec![Effect::Begin]);
         assert!(matches!(f.answer(&query("BEGIN"), b'T'), Outcome::Server));
         assert!(matches!(f.answer(&query("COMMIT"), b'I'), Outcome::Server));
-        let Outcome::Answered(a) = f.answer(&query("ROLLBACK"), b'T') else {
-            panic!("not answered");
-        };
+        let a = f.answered(&query("ROLLBACK"), b'T');
         assert_eq!(a.effects, vec![Effect::End]);
     }
 
@@ -527,9 +525,7 @@ mod tests {
             Outcome::Incomplete
         ));
         message::flush(&mut parse_describe);
-        let Outcome::Answered(a) = f.answer(&parse_describe, b'I') else {
-            panic!("not answered");
-        };
+        let a = f.answered(&parse_describe, b'I');
         assert_eq!(tags(&a.reply), "1tT");
         assert!(matches!(a.effects.as_slice(), [Effect::Parsed { name, .. }] if name == "s1"));
         // An unnamed statement can't be left for the server to know of.
