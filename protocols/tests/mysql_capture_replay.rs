@@ -9,9 +9,8 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
+use common::Server;
+
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
@@ -20,42 +19,6 @@ use protocols::mysql::capture::{Capture, ColumnInfo, QueryResult, ServerError, S
 use protocols::mysql::replay::{self, Command};
 use protocols::mysql::snapshot::{BinaryStatement, MySnapshot, UserValue};
 use protocols::mysql::tracked::Tracked;
-
-const MARIADBD: &str = "/usr/sbin/mariadbd";
-const INSTALL_DB: &str = "/usr/bin/mariadb-install-db";
-
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Process::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn mysql_ids() -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = passwd.lines().find(|l| l.starts_with("mysql:"))?;
-    let f: Vec<&str> = line.split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
-
-fn free_port() -> u16 {
-    loop {
-        let p = 15000 + rand::random::<u16>() % 17000;
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
 
 fn opts(port: u16, user: &str, pass: &str, db: Option<&str>) -> OptsBuilder {
     OptsBuilder::default()
@@ -67,57 +30,10 @@ fn opts(port: u16, user: &str, pass: &str, db: Option<&str>) -> OptsBuilder {
         .prefer_socket(false)
 }
 
+/// A MariaDB with the database, users and role the tests use.
 async fn start_server() -> Option<Server> {
-    if !Path::new(MARIADBD).exists() || !Path::new(INSTALL_DB).exists() {
-        common::missing("mariadbd is not installed");
-        return None;
-    }
-    let Some((uid, gid)) = mysql_ids() else {
-        common::missing("there is no mysql OS user");
-        return None;
-    };
-    let dir = std::env::temp_dir().join(format!(
-        "torpor-my-capture-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
-    let data = dir.join("data");
-    // Its own tmpdir: a mariadbd starting up deletes every `#sql*` file in its tmpdir, which in
-    // a shared /tmp are other servers' temporary tables.
-    let tmpdir = format!("--tmpdir={}", data.display());
-    let ok = Process::new(INSTALL_DB)
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", data.display()))
-        .arg(&tmpdir)
-        .args(["--user=mysql", "--auth-root-authentication-method=normal"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mariadb-install-db failed");
-    let port = free_port();
-    let child = Process::new(MARIADBD)
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", data.display()))
-        .arg(&tmpdir)
-        .arg(format!("--port={port}"))
-        .arg(format!("--socket={}", dir.join("sock").display()))
-        .arg(format!("--pid-file={}", dir.join("pid").display()))
-        .args([
-            "--bind-address=127.0.0.1",
-            "--user=mysql",
-            "--plugin-load-add=metadata_lock_info",
-            "--skip-name-resolve",
-            "--innodb-buffer-pool-size=32M",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, dir, port };
+    let server = common::start_mariadb()?;
+    let port = server.port;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut root = loop {
         if let Ok(c) = Conn::new(opts(port, "root", "", None)).await {
@@ -146,19 +62,21 @@ async fn app(port: u16, db: Option<&str>) -> Conn {
     Conn::new(opts(port, "app", "pw", db)).await.unwrap()
 }
 
+/// The server's refusal of `sql`, as the capture sees one; any other failure ends the test.
+fn refusal(sql: &str, e: mysql_async::Error) -> ServerError {
+    match e {
+        mysql_async::Error::Server(e) => ServerError {
+            code: e.code,
+            sql_state: e.state,
+            message: e.message,
+        },
+        e => panic!("{sql}: {e}"),
+    }
+}
+
 /// Runs one text-protocol query the way the proxy would, converting its result.
 async fn run(conn: &mut Conn, sql: &str) -> Result<QueryResult, ServerError> {
-    let mut r = match conn.query_iter(sql).await {
-        Ok(r) => r,
-        Err(mysql_async::Error::Server(e)) => {
-            return Err(ServerError {
-                code: e.code,
-                sql_state: e.state,
-                message: e.message,
-            });
-        }
-        Err(e) => panic!("{sql}: {e}"),
-    };
+    let mut r = conn.query_iter(sql).await.map_err(|e| refusal(sql, e))?;
     let columns = r
         .columns()
         .map(|cols| {
@@ -173,17 +91,7 @@ async fn run(conn: &mut Conn, sql: &str) -> Result<QueryResult, ServerError> {
                 .collect()
         })
         .unwrap_or_default();
-    let rows: Vec<Row> = match r.collect().await {
-        Ok(rows) => rows,
-        Err(mysql_async::Error::Server(e)) => {
-            return Err(ServerError {
-                code: e.code,
-                sql_state: e.state,
-                message: e.message,
-            });
-        }
-        Err(e) => panic!("{sql}: {e}"),
-    };
+    let rows: Vec<Row> = r.collect().await.map_err(|e| refusal(sql, e))?;
     r.drop_result().await.unwrap();
     let rows = rows
         .into_iter()
@@ -367,19 +275,11 @@ async fn globals_changed_after_connect(port: u16) {
     a.disconnect().await.unwrap();
     let mut b = app(port, None).await;
     replay_on(&mut b, &snap).await.unwrap();
-    let format: Option<String> = b
-        .query_first("SELECT @@session.binlog_format")
-        .await
-        .unwrap();
-    assert_eq!(format.as_deref(), Some("ROW"));
+    assert_eq!(binlog_format(&mut b).await.as_deref(), Some("ROW"));
     // A user who may set it gets the session's value back.
     let mut r = Conn::new(opts(port, "root", "", None)).await.unwrap();
     replay_on(&mut r, &snap).await.unwrap();
-    let format: Option<String> = r
-        .query_first("SELECT @@session.binlog_format")
-        .await
-        .unwrap();
-    assert_eq!(format.as_deref(), Some("MIXED"));
+    assert_eq!(binlog_format(&mut r).await.as_deref(), Some("MIXED"));
     root.query_drop("SET GLOBAL binlog_format = 'MIXED', max_allowed_packet = DEFAULT")
         .await
         .unwrap();
@@ -440,6 +340,12 @@ const TABLE_PROBES: &[&str] = &[
     "SELECT * FROM seq",
 ];
 
+async fn binlog_format(conn: &mut Conn) -> Option<String> {
+    conn.query_first("SELECT @@session.binlog_format")
+        .await
+        .unwrap()
+}
+
 async fn probe(conn: &mut Conn, queries: &[&str]) -> Vec<QueryResult> {
     let mut out = Vec::new();
     for q in queries {
@@ -464,69 +370,33 @@ async fn full_session_round_trips(port: u16) {
     }
     // Temp tables: every column family; a shadowing temp table; a dropped one; a MyISAM one
     // whose counter is ahead of its rows.
-    exec(&mut a, &mut t, CART).await;
-    exec(&mut a, &mut t, CART_ROWS).await;
-    exec(&mut a, &mut t, "DELETE FROM cart WHERE id = 4").await;
-    exec(
-        &mut a,
-        &mut t,
+    for q in [
+        CART,
+        CART_ROWS,
+        "DELETE FROM cart WHERE id = 4",
         "CREATE TEMPORARY TABLE shadow (tmp VARCHAR(3)); INSERT INTO shadow VALUES ('tmp')",
-    )
-    .await;
-    exec(
-        &mut a,
-        &mut t,
         "CREATE TEMPORARY TABLE plain (x INT); DROP TEMPORARY TABLE plain",
-    )
-    .await;
-    exec(&mut a, &mut t, "CREATE TEMPORARY TABLE gone (x INT)").await;
-    exec(&mut a, &mut t, "DROP TEMPORARY TABLE gone").await;
-    exec(
-        &mut a,
-        &mut t,
+        "CREATE TEMPORARY TABLE gone (x INT)",
+        "DROP TEMPORARY TABLE gone",
         "CREATE TEMPORARY TABLE logbook (n INT AUTO_INCREMENT PRIMARY KEY, msg VARCHAR(10)) \
          ENGINE=MyISAM",
-    )
-    .await;
-    exec(
-        &mut a,
-        &mut t,
         "INSERT INTO logbook (msg) VALUES ('a'), ('b'), ('c'); DELETE FROM logbook WHERE n = 3",
-    )
-    .await;
-    // A temporary sequence, and rows that need several INSERTs.
-    exec(
-        &mut a,
-        &mut t,
+        // A temporary sequence, and rows that need several INSERTs.
         "CREATE TEMPORARY SEQUENCE seq START WITH 10",
-    )
-    .await;
-    exec(&mut a, &mut t, "SELECT NEXTVAL(seq), NEXTVAL(seq)").await;
-    exec(
-        &mut a,
-        &mut t,
+        "SELECT NEXTVAL(seq), NEXTVAL(seq)",
         "CREATE TEMPORARY TABLE big (id INT PRIMARY KEY, data LONGBLOB) ENGINE=Aria",
-    )
-    .await;
-    exec(
-        &mut a,
-        &mut t,
         "INSERT INTO big SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_1500",
-    )
-    .await;
-    // Prepared statements, named locks, role, LAST_INSERT_ID.
-    exec(&mut a, &mut t, "PREPARE ps FROM 'SELECT ? * 2 AS doubled'").await;
-    exec(&mut a, &mut t, "PREPARE ps2 FROM @q").await;
-    exec(&mut a, &mut t, "PREPARE gone FROM 'SELECT 1'").await;
-    exec(&mut a, &mut t, "DEALLOCATE PREPARE gone").await;
-    exec(
-        &mut a,
-        &mut t,
+        // Prepared statements, named locks, role, LAST_INSERT_ID.
+        "PREPARE ps FROM 'SELECT ? * 2 AS doubled'",
+        "PREPARE ps2 FROM @q",
+        "PREPARE gone FROM 'SELECT 1'",
+        "DEALLOCATE PREPARE gone",
         "SELECT GET_LOCK('job-1', 0), GET_LOCK('it''s locked', 0)",
-    )
-    .await;
-    exec(&mut a, &mut t, "SET ROLE reader").await;
-    exec(&mut a, &mut t, "SELECT LAST_INSERT_ID(777)").await;
+        "SET ROLE reader",
+        "SELECT LAST_INSERT_ID(777)",
+    ] {
+        exec(&mut a, &mut t, q).await;
+    }
     let before_tables = probe(&mut a, TABLE_PROBES).await;
     // Session variables last: autocommit=0 would otherwise open transactions above.
     for q in [

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Server;
+
 use protocols::auth::mysql::{native_scramble, sha2_scramble};
 use protocols::mysql::command::{self, PrepareOk};
 use protocols::mysql::handshake::{
@@ -17,142 +19,25 @@ use protocols::mysql::response::{
     self, Column, ErrPacket, OkPacket, SessionChange, column_type, status,
 };
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
 
-const MARIADBD: &str = "/usr/sbin/mariadbd";
-const INSTALL_DB: &str = "/usr/bin/mariadb-install-db";
 const CLIENT: &str = "/usr/bin/mariadb";
 
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self._dir.path().join("err.log"));
-            eprintln!("mariadbd log:\n{}", log.unwrap_or_default());
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn mysql_ids() -> (u32, u32) {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let line = passwd
-        .lines()
-        .find(|l| l.starts_with("mysql:"))
-        .expect("no mysql user");
-    let f: Vec<&str> = line.split(':').collect();
-    (f[2].parse().unwrap(), f[3].parse().unwrap())
-}
-
-fn free_port() -> u16 {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        ^ std::process::id();
-    for i in 0..1000u32 {
-        let port = 15000 + (seed.wrapping_add(i.wrapping_mul(7919)) % 17000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-fn chown(p: &Path, ids: (u32, u32)) {
-    std::os::unix::fs::chown(p, Some(ids.0), Some(ids.1)).unwrap();
-}
-
+/// A MariaDB with a user `t` (password `pw`) that may do anything.
 fn start_server() -> Option<Server> {
-    if !Path::new(MARIADBD).exists() || !Path::new(INSTALL_DB).exists() {
-        common::missing(&format!("MariaDB is not installed ({MARIADBD})"));
-        return None;
-    }
-    let ids = mysql_ids();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    chown(dir.path(), ids);
-    let data: PathBuf = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    chown(&data, ids);
-    // Each server gets its own tmpdir: a mariadbd starting up deletes every `#sql*` file in
-    // its tmpdir, which in a shared /tmp are another test's server's temporary tables.
-    let tmpdir = format!("--tmpdir={}", data.display());
-    let st = Command::new(INSTALL_DB)
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", data.display()))
-        .arg(&tmpdir)
-        .args([
-            "--user=mysql",
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "mariadb-install-db failed: {}{}",
-        String::from_utf8_lossy(&st.stdout),
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let port = free_port();
-    let sock = dir.path().join("sock");
-    let child = Command::new(MARIADBD)
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", data.display()))
-        .arg(&tmpdir)
-        .arg(format!("--port={port}"))
-        .arg(format!("--socket={}", sock.display()))
-        .arg(format!(
-            "--log-error={}",
-            dir.path().join("err.log").display()
-        ))
-        .args([
-            "--bind-address=127.0.0.1",
-            "--user=mysql",
-            "--skip-name-resolve",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        port,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() || !sock.exists() {
-        assert!(Instant::now() < deadline, "mariadbd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = Command::new(CLIENT)
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", sock.display()))
-        .args([
-            "-uroot",
-            "-e",
-            "CREATE USER t@'%' IDENTIFIED BY 'pw'; GRANT ALL ON *.* TO t@'%';",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let server = common::start_mariadb()?;
+    let sock = common::mariadb_socket(server.dir.path());
+    common::run_ok(
+        Command::new(CLIENT)
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", sock.display()))
+            .args([
+                "-uroot",
+                "-e",
+                "CREATE USER t@'%' IDENTIFIED BY 'pw'; GRANT ALL ON *.* TO t@'%';",
+            ]),
     );
     Some(server)
 }

@@ -9,10 +9,12 @@
 
 mod common;
 
+use common::Server;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -23,91 +25,45 @@ use protocols::pg::snapshot::PgSnapshot;
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-INT")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn postgres_ids() -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = passwd.lines().find(|l| l.starts_with("postgres:"))?;
-    let f: Vec<&str> = line.split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
-
-fn free_port() -> u16 {
-    loop {
-        let p = 15000 + rand::random::<u16>() % 17000;
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
 fn start_server() -> Option<Server> {
     if !Path::new(BIN).join("postgres").exists() {
         common::missing("the PostgreSQL 15 binaries are not installed");
         return None;
     }
-    let (uid, gid) = postgres_ids().or_else(|| {
+    let ids = common::os_user("postgres").or_else(|| {
         common::missing("there is no postgres OS user");
         None
     })?;
     use std::os::unix::process::CommandExt;
-    let dir = std::env::temp_dir().join(format!(
-        "torpor-capture-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
-    let data = dir.join("data");
-    let ok = Command::new(Path::new(BIN).join("initdb"))
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "-D",
-        ])
-        .arg(&data)
-        .uid(uid)
-        .gid(gid)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "initdb failed");
-    let port = free_port();
-    let child = Command::new(Path::new(BIN).join("postgres"))
+    let dir = common::server_dir(ids);
+    let data = dir.path().join("data");
+    common::run_ok(
+        Command::new(Path::new(BIN).join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-D",
+            ])
+            .arg(&data)
+            .uid(ids.0)
+            .gid(ids.1),
+    );
+    let port = common::free_port();
+    let mut postgres = Command::new(Path::new(BIN).join("postgres"));
+    postgres
         .arg("-D")
         .arg(&data)
         .args(["-p", &port.to_string(), "-k"])
-        .arg(&dir)
+        .arg(dir.path())
         .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-        .uid(uid)
-        .gid(gid)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, dir, port };
+        .uid(ids.0)
+        .gid(ids.1);
+    let server = Server::spawn(postgres, dir, port, "INT");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(mut c) = Conn::try_connect(port)
