@@ -412,32 +412,49 @@ password = "secret"
 
     #[test]
     fn errors_name_the_key() {
-        let bad = GOOD.replace("listen = \"127.0.0.1:7001\"", "listen = \"nope\"");
-        let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.starts_with("cluster[0].listen:"), "{e}");
-
-        let bad = GOOD.replace("idle_timeout = \"500ms\"", "idle_timeout = \"soon\"");
-        let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.contains("idle_timeout"), "{e}");
-
-        let bad = GOOD.replace("port = 7002", "port = 7001");
-        let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.starts_with("cluster[0].backend.port:"), "{e}");
-
-        let bad = GOOD.replace("driver = \"process\"", "driver = \"teleport\"");
-        let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.contains("teleport"), "{e}");
-
-        let bad = GOOD.replace(
-            "[[cluster.users]]\nname = \"app\"\npassword = \"secret\"\n",
-            "",
-        );
-        let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.starts_with("cluster[0].users:"), "{e}");
-
-        let bad = GOOD.replace("url = \"file://state\"", "url = \"ftp://x\"");
-        let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.starts_with("state_store.url:"), "{e}");
+        let users = "[[cluster.users]]\nname = \"app\"\npassword = \"secret\"\n";
+        // (what GOOD says, what a bad config says instead, the start of its error or, when
+        // not at the start, something the error says)
+        for (from, to, key, at_start) in [
+            (
+                "listen = \"127.0.0.1:7001\"",
+                "listen = \"nope\"",
+                "cluster[0].listen:",
+                true,
+            ),
+            (
+                "idle_timeout = \"500ms\"",
+                "idle_timeout = \"soon\"",
+                "idle_timeout",
+                false,
+            ),
+            (
+                "port = 7002",
+                "port = 7001",
+                "cluster[0].backend.port:",
+                true,
+            ),
+            (
+                "driver = \"process\"",
+                "driver = \"teleport\"",
+                "teleport",
+                false,
+            ),
+            (users, "", "cluster[0].users:", true),
+            (
+                "url = \"file://state\"",
+                "url = \"ftp://x\"",
+                "state_store.url:",
+                true,
+            ),
+        ] {
+            let e = parse(&GOOD.replace(from, to)).unwrap_err().to_string();
+            if at_start {
+                assert!(e.starts_with(key), "{e}");
+            } else {
+                assert!(e.contains(key), "{e}");
+            }
+        }
 
         let bad = format!("{GOOD}\nsurprise = 1\n");
         let e = parse(&bad).unwrap_err().to_string();

@@ -12,7 +12,9 @@
 use std::collections::HashSet;
 
 use controller::WakeCause;
-use metrics::{Counter, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
+use metrics::{
+    Counter, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit,
+};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusRecorder};
 
 use crate::config::Protocol;
@@ -177,10 +179,7 @@ impl Default for Scrape {
 
 impl Scrape {
     pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: &[Label], value: f64) {
-        if self.described.insert(name) {
-            self.recorder
-                .describe_gauge(KeyName::from_const_str(name), None, help.into());
-        }
+        self.describe(name, help, PrometheusRecorder::describe_gauge);
         self.recorder
             .register_gauge(&Key::from_parts(name, labels.to_vec()), &METADATA)
             .set(value);
@@ -193,13 +192,28 @@ impl Scrape {
         labels: &[Label],
         value: u64,
     ) {
-        if self.described.insert(name) {
-            self.recorder
-                .describe_counter(KeyName::from_const_str(name), None, help.into());
-        }
+        self.describe(name, help, PrometheusRecorder::describe_counter);
         self.recorder
             .register_counter(&Key::from_parts(name, labels.to_vec()), &METADATA)
             .absolute(value);
+    }
+
+    /// The first series of `name` in a scrape gives it its HELP text (`describe` is the
+    /// recorder's call for its kind).
+    fn describe(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        describe: fn(&PrometheusRecorder, KeyName, Option<Unit>, SharedString),
+    ) {
+        if self.described.insert(name) {
+            describe(
+                &self.recorder,
+                KeyName::from_const_str(name),
+                None,
+                help.into(),
+            );
+        }
     }
 
     pub fn render(&self) -> String {

@@ -1,5 +1,6 @@
 //! Starting and stopping everything a config describes: stores, clusters, listeners, admin API.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,21 @@ pub struct Running {
     shutdown: CancellationToken,
     sessions: TaskTracker,
     background: TaskTracker,
+}
+
+/// Runs `work` as a background task until it ends or torpor shuts down.
+fn until_shutdown(
+    background: &TaskTracker,
+    shutdown: &CancellationToken,
+    work: impl Future<Output = ()> + Send + 'static,
+) {
+    let token = shutdown.clone();
+    background.spawn(async move {
+        tokio::select! {
+            _ = work => {}
+            _ = token.cancelled() => {}
+        }
+    });
 }
 
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
@@ -75,32 +91,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         );
         fronts.push(front.clone());
 
-        let token = shutdown.clone();
-        background.spawn(async move {
-            tokio::select! {
-                _ = cluster.idle_loop() => {}
-                _ = token.cancelled() => {}
-            }
+        until_shutdown(&background, &shutdown, async move {
+            cluster.idle_loop().await;
         });
-        if c.protocol == Protocol::Postgres {
-            let token = shutdown.clone();
-            let learner = front.clone();
-            background.spawn(async move {
-                tokio::select! {
-                    _ = pg::keep_learning(learner) => {}
-                    _ = token.cancelled() => {}
-                }
-            });
-        }
-        if c.protocol == Protocol::Mysql {
-            let token = shutdown.clone();
-            let learner = front.clone();
-            background.spawn(async move {
-                tokio::select! {
-                    _ = mysql::keep_learning(learner) => {}
-                    _ = token.cancelled() => {}
-                }
-            });
+        match c.protocol {
+            Protocol::Postgres => {
+                until_shutdown(&background, &shutdown, pg::keep_learning(front.clone()));
+            }
+            Protocol::Mysql => {
+                until_shutdown(&background, &shutdown, mysql::keep_learning(front.clone()));
+            }
         }
         background.spawn(accept_loop(
             listener,
