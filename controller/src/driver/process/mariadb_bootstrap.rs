@@ -5,8 +5,8 @@
 
 use sha1::{Digest, Sha1};
 
-use super::BootstrapUser;
 use super::child::Script;
+use super::{BootstrapUser, each_user_once};
 use crate::driver::DriverError;
 
 /// MariaDB's limits on database and user names, in characters.
@@ -71,14 +71,8 @@ pub(crate) fn script(cluster: &str, users: &[BootstrapUser]) -> Result<String, D
     sql.push_str("SET SESSION sql_mode = '';\n");
     sql.push_str("DROP USER IF EXISTS ''@'localhost', ''@'127.0.0.1', ''@'%';\n");
     sql.push_str(&format!("CREATE DATABASE IF NOT EXISTS {db};\n"));
-    let mut seen = std::collections::BTreeSet::new();
-    for u in users {
-        if !seen.insert(u.name.as_str()) {
-            return Err(DriverError::Failed(format!(
-                "bootstrap user {:?} is listed twice",
-                u.name
-            )));
-        }
+    for u in each_user_once(users) {
+        let u = u?;
         let account = format!("{}@'%'", quote_user(&u.name)?);
         let hash = native_hash(&u.password);
         sql.push_str(&format!("CREATE USER IF NOT EXISTS {account};\n"));
@@ -119,14 +113,7 @@ pub(crate) fn errors(output: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(name: &str, password: &str, superuser: bool) -> BootstrapUser {
-        BootstrapUser {
-            name: name.into(),
-            password: password.into(),
-            superuser,
-        }
-    }
+    use crate::driver::process::user;
 
     #[test]
     fn quoting() {

@@ -54,20 +54,8 @@ pub(crate) fn check_setting(key: &str, value: &str) -> Result<(), DriverError> {
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !key_ok {
-        return Err(DriverError::Failed(format!("invalid setting name {key:?}")));
-    }
-    if RESERVED_SETTINGS.contains(&normalise(key).as_str()) {
-        return Err(DriverError::Failed(format!(
-            "setting {key:?} is managed by torpor (use the port and data_dir fields)"
-        )));
-    }
-    if value.contains('\0') {
-        return Err(DriverError::Failed(format!(
-            "setting {key:?} has a NUL character"
-        )));
-    }
-    Ok(())
+    let reserved = RESERVED_SETTINGS.contains(&normalise(key).as_str());
+    super::check_setting(key, value, key_ok, reserved, "port and data_dir fields")
 }
 
 /// The server and install-db executables.
@@ -135,10 +123,9 @@ mod tests {
         ] {
             assert!(check_setting(reserved, "x").is_err(), "{reserved}");
         }
-        assert!(check_setting("a=b", "1").is_err());
-        assert!(check_setting("", "1").is_err());
-        assert!(check_setting("-x", "1").is_err());
-        assert!(check_setting("sql_mode", "a\0b").is_err());
+        for (key, value) in [("a=b", "1"), ("", "1"), ("-x", "1"), ("sql_mode", "a\0b")] {
+            assert!(check_setting(key, value).is_err(), "{key:?} = {value:?}");
+        }
     }
 
     #[test]
@@ -157,22 +144,17 @@ mod tests {
         assert!(err.contains("mariadbd") && err.contains("sbin"), "{err}");
         make(sbin.join(SERVER));
         assert!(find_binaries(Some(&sbin)).is_err());
-        make(bin.join(INSTALL_DB));
-        assert_eq!(
-            find_binaries(Some(&sbin)).unwrap(),
-            Binaries {
-                server: sbin.join(SERVER),
-                install_db: bin.join(INSTALL_DB)
-            }
-        );
-        make(sbin.join(INSTALL_DB));
-        assert_eq!(
-            find_binaries(Some(&sbin)).unwrap(),
-            Binaries {
-                server: sbin.join(SERVER),
-                install_db: sbin.join(INSTALL_DB)
-            }
-        );
+        // install-db beside the server wins over the one in the sibling bin.
+        for dir in [&bin, &sbin] {
+            make(dir.join(INSTALL_DB));
+            assert_eq!(
+                find_binaries(Some(&sbin)).unwrap(),
+                Binaries {
+                    server: sbin.join(SERVER),
+                    install_db: dir.join(INSTALL_DB)
+                }
+            );
+        }
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub use mariadb::MariadbProcess;
 pub use postgres::PostgresProcess;
 pub use server::ProcessStatus;
 
-use super::Driver;
 use super::factory::{BootstrapUser, ConfigProblem, Engine};
+use super::{Driver, DriverError};
 
 /// A driver running `engine`'s server.
 pub(super) fn build(
@@ -81,6 +81,59 @@ impl ProcessConfig {
         {
             *bin = base.join(&*bin);
         }
+    }
+}
+
+/// The checks every server's settings get, in this order: a name the server's syntax allows
+/// (`name_ok`), not one torpor sets itself (`reserved`: the config's `fields` set it), and a
+/// value without a NUL.
+pub(crate) fn check_setting(
+    key: &str,
+    value: &str,
+    name_ok: bool,
+    reserved: bool,
+    fields: &str,
+) -> Result<(), DriverError> {
+    if !name_ok {
+        return Err(DriverError::Failed(format!("invalid setting name {key:?}")));
+    }
+    if reserved {
+        return Err(DriverError::Failed(format!(
+            "setting {key:?} is managed by torpor (use the {fields})"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(DriverError::Failed(format!(
+            "setting {key:?} has a NUL character"
+        )));
+    }
+    Ok(())
+}
+
+/// The users in order, each an error if it was listed before: a bootstrap script would create
+/// it twice, or let the second entry win in silence.
+pub(crate) fn each_user_once(
+    users: &[BootstrapUser],
+) -> impl Iterator<Item = Result<&BootstrapUser, DriverError>> {
+    let mut seen = std::collections::BTreeSet::new();
+    users.iter().map(move |u| {
+        if seen.insert(u.name.as_str()) {
+            Ok(u)
+        } else {
+            Err(DriverError::Failed(format!(
+                "bootstrap user {:?} is listed twice",
+                u.name
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+pub(crate) fn user(name: &str, password: &str, superuser: bool) -> BootstrapUser {
+    BootstrapUser {
+        name: name.into(),
+        password: password.into(),
+        superuser,
     }
 }
 

@@ -1,8 +1,8 @@
 //! The SQL that creates the bootstrap users and databases, fed to `postgres --single` on stdin.
 //! Passwords never appear on a command line or in a log.
 
-use super::BootstrapUser;
 use super::child::Script;
+use super::{BootstrapUser, each_user_once};
 use crate::driver::DriverError;
 
 /// The superuser initdb creates (`initdb -U postgres`); it and its database already exist.
@@ -50,14 +50,8 @@ pub(crate) fn quote_literal(value: &str) -> Result<String, DriverError> {
 /// The statements, each ended by ";\n\n" as `postgres --single -j` expects.
 pub(crate) fn script(cluster: &str, users: &[BootstrapUser]) -> Result<String, DriverError> {
     let mut sql = String::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for u in users {
-        if !seen.insert(u.name.as_str()) {
-            return Err(DriverError::Failed(format!(
-                "bootstrap user {:?} is listed twice",
-                u.name
-            )));
-        }
+    for u in each_user_once(users) {
+        let u = u?;
         let name = quote_ident(&u.name)?;
         let password = quote_literal(&u.password)?;
         if u.name == SUPERUSER {
@@ -104,14 +98,7 @@ pub(crate) fn errors(output: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(name: &str, password: &str, superuser: bool) -> BootstrapUser {
-        BootstrapUser {
-            name: name.into(),
-            password: password.into(),
-            superuser,
-        }
-    }
+    use crate::driver::process::user;
 
     #[test]
     fn quoting() {
