@@ -192,6 +192,14 @@ impl Protocol for Pg {
         self.tracker.changed()
     }
 
+    fn saved(&mut self) {
+        self.tracker.mark_saved();
+    }
+
+    fn holds(snap: &PgSnapshot) -> Holds {
+        Holds::of_pg(snap)
+    }
+
     fn settled(&self) -> bool {
         self.backend.is_some() && self.tracker.is_idle() && self.tracker.txn_status() == b'I'
     }
@@ -227,21 +235,13 @@ impl Protocol for Pg {
         }
     }
 
-    fn holds(snap: &PgSnapshot) -> Holds {
-        Holds::of_pg(snap)
-    }
-
-    fn saved(&mut self) {
-        self.tracker.mark_saved();
-    }
-
     async fn connect_and_restore(
         s: &mut Session<Self>,
         at: &BackendInfo,
         snap: Option<Result<PgSnapshot, StoreError>>,
     ) -> Result<(), Error> {
+        let mut b = backend::connect(at, &s.p.startup, &s.p.user).await?;
         let p = &mut s.p;
-        let mut b = backend::connect(at, &p.startup, &p.user).await?;
         let snap = match snap {
             Some(loaded) => Some(loaded.map_err(|e| {
                 Error::pg(
