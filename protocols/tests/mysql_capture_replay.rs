@@ -118,6 +118,13 @@ async fn exec(conn: &mut Conn, tracked: &mut Tracked, sql: &str) {
     }
 }
 
+/// [`exec`] of each statement in turn.
+async fn exec_all(conn: &mut Conn, tracked: &mut Tracked, statements: &[&str]) {
+    for sql in statements {
+        exec(conn, tracked, sql).await;
+    }
+}
+
 /// Runs every capture round on `conn`; `tamper` may change round 1's results.
 async fn capture_with(
     conn: &mut Conn,
@@ -358,59 +365,68 @@ async fn full_session_round_trips(port: u16) {
     let mut t = Tracked::default();
     let mut a = app(port, Some("shop")).await;
     // User variables of every type, set while the connection is still utf8mb4.
-    for q in [
-        "SET @i = CAST(-9223372036854775808 AS SIGNED), @u = 18446744073709551615",
-        "SET @d = -12.50, @dz = CAST(5 AS DECIMAL(10,0)), @f = 0.1e0 + 0.2e0",
-        "SET @b = _binary X'00FF10', @s_latin = _latin1 X'E9' COLLATE latin1_german1_ci",
-        "SET @s_utf = _utf8mb4 'héllo 😀', @n = NULL, @`weird name` = 'it''s', @empty = ''",
-        "SET @q = 'SELECT ? + 1 AS r'",
-        "SELECT @never_set",
-    ] {
-        exec(&mut a, &mut t, q).await;
-    }
+    exec_all(
+        &mut a,
+        &mut t,
+        &[
+            "SET @i = CAST(-9223372036854775808 AS SIGNED), @u = 18446744073709551615",
+            "SET @d = -12.50, @dz = CAST(5 AS DECIMAL(10,0)), @f = 0.1e0 + 0.2e0",
+            "SET @b = _binary X'00FF10', @s_latin = _latin1 X'E9' COLLATE latin1_german1_ci",
+            "SET @s_utf = _utf8mb4 'héllo 😀', @n = NULL, @`weird name` = 'it''s', @empty = ''",
+            "SET @q = 'SELECT ? + 1 AS r'",
+            "SELECT @never_set",
+        ],
+    )
+    .await;
     // Temp tables: every column family; a shadowing temp table; a dropped one; a MyISAM one
     // whose counter is ahead of its rows.
-    for q in [
-        CART,
-        CART_ROWS,
-        "DELETE FROM cart WHERE id = 4",
-        "CREATE TEMPORARY TABLE shadow (tmp VARCHAR(3)); INSERT INTO shadow VALUES ('tmp')",
-        "CREATE TEMPORARY TABLE plain (x INT); DROP TEMPORARY TABLE plain",
-        "CREATE TEMPORARY TABLE gone (x INT)",
-        "DROP TEMPORARY TABLE gone",
-        "CREATE TEMPORARY TABLE logbook (n INT AUTO_INCREMENT PRIMARY KEY, msg VARCHAR(10)) \
-         ENGINE=MyISAM",
-        "INSERT INTO logbook (msg) VALUES ('a'), ('b'), ('c'); DELETE FROM logbook WHERE n = 3",
-        // A temporary sequence, and rows that need several INSERTs.
-        "CREATE TEMPORARY SEQUENCE seq START WITH 10",
-        "SELECT NEXTVAL(seq), NEXTVAL(seq)",
-        "CREATE TEMPORARY TABLE big (id INT PRIMARY KEY, data LONGBLOB) ENGINE=Aria",
-        "INSERT INTO big SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_1500",
-        // Prepared statements, named locks, role, LAST_INSERT_ID.
-        "PREPARE ps FROM 'SELECT ? * 2 AS doubled'",
-        "PREPARE ps2 FROM @q",
-        "PREPARE gone FROM 'SELECT 1'",
-        "DEALLOCATE PREPARE gone",
-        "SELECT GET_LOCK('job-1', 0), GET_LOCK('it''s locked', 0)",
-        "SET ROLE reader",
-        "SELECT LAST_INSERT_ID(777)",
-    ] {
-        exec(&mut a, &mut t, q).await;
-    }
+    exec_all(
+        &mut a,
+        &mut t,
+        &[
+            CART,
+            CART_ROWS,
+            "DELETE FROM cart WHERE id = 4",
+            "CREATE TEMPORARY TABLE shadow (tmp VARCHAR(3)); INSERT INTO shadow VALUES ('tmp')",
+            "CREATE TEMPORARY TABLE plain (x INT); DROP TEMPORARY TABLE plain",
+            "CREATE TEMPORARY TABLE gone (x INT)",
+            "DROP TEMPORARY TABLE gone",
+            "CREATE TEMPORARY TABLE logbook (n INT AUTO_INCREMENT PRIMARY KEY, msg VARCHAR(10)) \
+             ENGINE=MyISAM",
+            "INSERT INTO logbook (msg) VALUES ('a'), ('b'), ('c'); DELETE FROM logbook WHERE n = 3",
+            // A temporary sequence, and rows that need several INSERTs.
+            "CREATE TEMPORARY SEQUENCE seq START WITH 10",
+            "SELECT NEXTVAL(seq), NEXTVAL(seq)",
+            "CREATE TEMPORARY TABLE big (id INT PRIMARY KEY, data LONGBLOB) ENGINE=Aria",
+            "INSERT INTO big SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_1500",
+            // Prepared statements, named locks, role, LAST_INSERT_ID.
+            "PREPARE ps FROM 'SELECT ? * 2 AS doubled'",
+            "PREPARE ps2 FROM @q",
+            "PREPARE gone FROM 'SELECT 1'",
+            "DEALLOCATE PREPARE gone",
+            "SELECT GET_LOCK('job-1', 0), GET_LOCK('it''s locked', 0)",
+            "SET ROLE reader",
+            "SELECT LAST_INSERT_ID(777)",
+        ],
+    )
+    .await;
     let before_tables = probe(&mut a, TABLE_PROBES).await;
     // Session variables last: autocommit=0 would otherwise open transactions above.
-    for q in [
-        "SET NAMES latin1",
-        "SET time_zone = '+05:30', group_concat_max_len = 5000, div_precision_increment = 8",
-        "SET lc_time_names = 'de_DE', check_constraint_checks = OFF, sql_select_limit = 1",
-        "SET max_join_size = 1000000",
-        "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE",
-        "SET SESSION TRANSACTION READ ONLY",
-        "SET sql_mode = 'ANSI_QUOTES,PIPES_AS_CONCAT,NO_BACKSLASH_ESCAPES'",
-        "SET autocommit = 0",
-    ] {
-        exec(&mut a, &mut t, q).await;
-    }
+    exec_all(
+        &mut a,
+        &mut t,
+        &[
+            "SET NAMES latin1",
+            "SET time_zone = '+05:30', group_concat_max_len = 5000, div_precision_increment = 8",
+            "SET lc_time_names = 'de_DE', check_constraint_checks = OFF, sql_select_limit = 1",
+            "SET max_join_size = 1000000",
+            "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET SESSION TRANSACTION READ ONLY",
+            "SET sql_mode = 'ANSI_QUOTES,PIPES_AS_CONCAT,NO_BACKSLASH_ESCAPES'",
+            "SET autocommit = 0",
+        ],
+    )
+    .await;
     let before = probe(&mut a, PROBES).await;
 
     let snap = capture(&mut a, &t).await;

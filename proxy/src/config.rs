@@ -333,15 +333,10 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
+/// A valid config of one PostgreSQL cluster `a`, for the tests of this crate: each changes
+/// the part it is about.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Path::new("/base"))
-    }
-
-    const GOOD: &str = r#"
+pub(crate) const TEST_CONFIG: &str = r#"
 [admin]
 listen = "127.0.0.1:7000"
 [state_store]
@@ -359,6 +354,16 @@ port = 7002
 name = "app"
 password = "secret"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/base"))
+    }
+
+    const GOOD: &str = TEST_CONFIG;
 
     #[test]
     fn default_config_is_valid() {

@@ -69,6 +69,13 @@ fn cluster(idle: Duration) -> (Arc<Cluster>, Arc<Counting>) {
     (Arc::new(Cluster::new("t", idle, Box::new(d.clone()))), d)
 }
 
+/// A cluster with no idle timeout to speak of, its backend started.
+async fn running() -> (Arc<Cluster>, Arc<Counting>) {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    (c, d)
+}
+
 /// A participant that answers every checkpoint with `reply` and reports what it got.
 fn participant(
     c: &Arc<Cluster>,
@@ -116,8 +123,7 @@ async fn concurrent_wakes_start_once() {
 
 #[tokio::test]
 async fn drain_commits_when_every_participant_is_ready() {
-    let (c, d) = cluster(Duration::from_secs(3600));
-    c.wake(None).await.unwrap();
+    let (c, d) = running().await;
     let mut a = participant(&c, 1, CheckpointReply::Ready);
     let mut b = participant(&c, 2, CheckpointReply::Ready);
     c.sleep().await.unwrap();
@@ -131,8 +137,7 @@ async fn drain_commits_when_every_participant_is_ready() {
 
 #[tokio::test]
 async fn a_blocker_refuses_the_drain_and_keeps_the_backend() {
-    let (c, d) = cluster(Duration::from_secs(3600));
-    c.wake(None).await.unwrap();
+    let (c, d) = running().await;
     let mut ready = participant(&c, 1, CheckpointReply::Ready);
     let _blocked = participant(&c, 2, CheckpointReply::Blocked("open transaction".into()));
     match c.sleep().await {
@@ -147,8 +152,7 @@ async fn a_blocker_refuses_the_drain_and_keeps_the_backend() {
 
 #[tokio::test]
 async fn activity_during_phase_one_aborts_the_drain() {
-    let (c, d) = cluster(Duration::from_secs(3600));
-    c.wake(None).await.unwrap();
+    let (c, d) = running().await;
     // This participant sees client bytes right after it checkpointed.
     let (tx, mut rx) = mpsc::unbounded_channel();
     c.register(1, tx);
@@ -169,8 +173,7 @@ async fn activity_during_phase_one_aborts_the_drain() {
 
 #[tokio::test]
 async fn a_busy_session_refuses_the_drain_without_being_asked() {
-    let (c, d) = cluster(Duration::from_secs(3600));
-    c.wake(None).await.unwrap();
+    let (c, d) = running().await;
     // A participant that never answers: sleep must not wait for it while it is busy.
     let (tx, _rx) = mpsc::unbounded_channel();
     c.register(1, tx);
@@ -234,8 +237,7 @@ async fn a_wake_waits_for_watching_sessions_to_attach() {
 
 #[tokio::test]
 async fn wake_during_phase_one_aborts_the_drain() {
-    let (c, d) = cluster(Duration::from_secs(3600));
-    c.wake(None).await.unwrap();
+    let (c, d) = running().await;
     // A participant slow to checkpoint keeps the drain in phase 1.
     let (tx, mut rx) = mpsc::unbounded_channel();
     c.register(1, tx);
@@ -266,8 +268,7 @@ async fn wake_during_phase_one_aborts_the_drain() {
 
 #[tokio::test]
 async fn a_backend_that_exited_is_started_again_at_the_next_wake() {
-    let (c, d) = cluster(Duration::from_secs(3600));
-    c.wake(None).await.unwrap();
+    let (c, d) = running().await;
     c.wake(None).await.unwrap();
     assert_eq!(
         d.starts.load(Ordering::SeqCst),
@@ -288,8 +289,7 @@ async fn a_backend_that_exited_is_started_again_at_the_next_wake() {
 
 #[tokio::test]
 async fn a_failed_stop_keeps_the_cluster_up_only_while_the_backend_runs() {
-    let (c, d) = cluster(Duration::from_secs(3600));
-    c.wake(None).await.unwrap();
+    let (c, d) = running().await;
     d.stop_fails.store(true, Ordering::SeqCst);
     assert!(matches!(c.sleep().await, Err(SleepError::Driver(_))));
     assert_eq!(c.state(), ClusterState::Running);

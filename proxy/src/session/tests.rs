@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Capture, Error, Membership, Protocol, Session, Step};
 use crate::cluster_front::ClusterFront;
-use crate::config::Config;
+use crate::config::{Config, TEST_CONFIG};
 use crate::net::{Conn, Stream};
 use crate::registry::{Holds, Registry};
 
@@ -335,21 +335,7 @@ fn fixture() -> Fixture {
         Box::new(Handle(driver.clone())),
     ));
     let cfg = Config::parse(
-        r#"
-[state_store]
-url = "memory://"
-[[cluster]]
-name = "t"
-protocol = "postgres"
-listen = "127.0.0.1:7001"
-[cluster.backend]
-driver = "process"
-data_dir = "unused"
-port = 7002
-[[cluster.users]]
-name = "app"
-password = "pw"
-"#,
+        &TEST_CONFIG.replace("name = \"a\"", "name = \"t\""),
         dir.path(),
     )
     .unwrap();
