@@ -61,15 +61,18 @@ impl TestEnv {
     }
 
     /// Sleeps a running cluster ([`TestEnv::sleep_ok`] checks its server is gone); the pid the
-    /// server had, for [`TestEnv::assert_on_new_backend`].
+    /// server had.
     pub async fn sleep_from_running(&self) -> u32 {
         let pid = self.running_pid().await;
         self.sleep_ok().await;
         pid
     }
 
-    /// The session has woken onto a server other than `old`.
-    pub async fn assert_on_new_backend(&self, old: u32) {
+    /// Sleeps a running cluster, then runs `wake`: the query that wakes it, and what it checks
+    /// of the state the session got back. The session must be on a new server then.
+    pub async fn across_a_sleep(&self, wake: impl AsyncFnOnce()) {
+        let old = self.sleep_from_running().await;
+        wake().await;
         let now = self.backend_pid().await.expect("woken");
         assert_ne!(now, old, "the session should be on a new server");
     }

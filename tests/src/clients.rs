@@ -65,6 +65,25 @@ impl TestEnv {
             .env("TORPOR_CLUSTER", &self.cluster)
     }
 
+    /// Runs a load tool (its output piped) while forcing sleeps for `period`: the tool must
+    /// succeed, and at least one sleep must have drained the database under it. What it
+    /// printed on stdout and on stderr.
+    pub async fn under_forced_sleeps(
+        &self,
+        mut tool: Command,
+        period: Duration,
+    ) -> (String, String) {
+        let drains0 = self.metric("torpor_drains_total").await;
+        let run = tool.spawn().unwrap();
+        let slept = self.sleep_repeatedly(period).await;
+        let out = run.wait_with_output().await.unwrap();
+        let (stdout, stderr) = output_text(&out);
+        assert!(out.status.success(), "{tool:?} failed:\n{stdout}\n{stderr}");
+        assert!(slept >= 1, "no drain succeeded in {period:?} of trying");
+        assert!(self.metric("torpor_drains_total").await - drains0 >= 1.0);
+        (stdout, stderr)
+    }
+
     /// Forces a sleep every 300 ms for `period`, while a load tool runs; how many succeeded.
     /// A refusal is no failure: the tool may have a transaction in flight.
     pub async fn sleep_repeatedly(&self, period: Duration) -> u32 {

@@ -38,7 +38,6 @@ async fn sysbench_survives_repeated_scale_to_zero() {
     let (stdout, stderr) = output_text(&prep);
     assert!(prep.status.success(), "{stdout}\n{stderr}");
 
-    let drains0 = env.metric("torpor_drains_total").await;
     let run = sysbench(
         &env,
         &[
@@ -48,13 +47,8 @@ async fn sysbench_survives_repeated_scale_to_zero() {
             "--skip_trx=on",
             "run",
         ],
-    )
-    .spawn()
-    .unwrap();
-    let slept = env.sleep_repeatedly(Duration::from_secs(12)).await;
-    let out = run.wait_with_output().await.unwrap();
-    let (stdout, stderr) = output_text(&out);
-    assert!(out.status.success(), "sysbench failed:\n{stdout}\n{stderr}");
+    );
+    let (stdout, _) = env.under_forced_sleeps(run, Duration::from_secs(12)).await;
     let line = |name: &str| {
         stdout
             .lines()
@@ -70,7 +64,5 @@ async fn sysbench_survives_repeated_scale_to_zero() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no query count in {stdout}"));
     assert!(queries > 0, "{stdout}");
-    assert!(slept >= 1, "no drain succeeded in 12 s of trying");
-    assert!(env.metric("torpor_drains_total").await - drains0 >= 1.0);
     env.shutdown().await;
 }

@@ -50,10 +50,10 @@ async fn session_variables_survive_sleep() {
     .await;
     assert_eq!(text(&mut ac, "SELECT @@autocommit").await, "0");
 
-    let old = env.sleep_from_running().await;
-
-    assert_eq!(text(&mut c, probe).await, before);
-    env.assert_on_new_backend(old).await;
+    env.across_a_sleep(async || {
+        assert_eq!(text(&mut c, probe).await, before);
+    })
+    .await;
     // Each one is really in effect, not just displayed.
     assert_eq!(
         text(&mut c, "SELECT 'a' || 'b'").await,
@@ -110,9 +110,10 @@ async fn set_names_utf8mb4_collation_survives_sleep() {
                  @@character_set_results, @@collation_connection, 'a' = 'A')";
     let before = text(&mut c, probe).await;
     assert_eq!(before, "utf8mb4 utf8mb4 utf8mb4 utf8mb4_bin 0");
-    let old = env.sleep_from_running().await;
-    assert_eq!(text(&mut c, probe).await, before);
-    env.assert_on_new_backend(old).await;
+    env.across_a_sleep(async || {
+        assert_eq!(text(&mut c, probe).await, before);
+    })
+    .await;
     env.shutdown_after(c).await;
 }
 
@@ -160,10 +161,10 @@ async fn user_variables_keep_value_and_type() {
     let types_before = rows(&mut c, "SHOW CREATE TABLE vt").await;
     exec(&mut c, "DROP TEMPORARY TABLE vt").await;
 
-    let old = env.sleep_from_running().await;
-
-    assert_eq!(rows(&mut c, values).await, before);
-    env.assert_on_new_backend(old).await;
+    env.across_a_sleep(async || {
+        assert_eq!(rows(&mut c, values).await, before);
+    })
+    .await;
     exec(&mut c, types).await;
     assert_eq!(rows(&mut c, "SHOW CREATE TABLE vt").await, types_before);
     env.shutdown_after(c).await;
@@ -202,13 +203,13 @@ async fn schema_role_and_last_insert_id_survive_sleep() {
     .await;
     assert_eq!(text(&mut r, "SELECT CURRENT_ROLE()").await, "reporter");
 
-    let old = env.sleep_from_running().await;
-
-    assert_eq!(
-        text(&mut c, "SELECT DATABASE()").await,
-        "information_schema"
-    );
-    env.assert_on_new_backend(old).await;
+    env.across_a_sleep(async || {
+        assert_eq!(
+            text(&mut c, "SELECT DATABASE()").await,
+            "information_schema"
+        );
+    })
+    .await;
     assert_eq!(text(&mut c, "SELECT LAST_INSERT_ID()").await, "4");
     // Unqualified names resolve in the restored schema.
     assert_eq!(
@@ -243,11 +244,11 @@ async fn binary_prepared_statements_survive_sleep() {
     let ids_before = [double.id(), join.id(), none.id()];
     c.close(gone).await.unwrap();
 
-    let old = env.sleep_from_running().await;
-
-    let r: Option<i64> = c.exec_first(&double, (50,)).await.unwrap();
-    assert_eq!(r, Some(100));
-    env.assert_on_new_backend(old).await;
+    env.across_a_sleep(async || {
+        let r: Option<i64> = c.exec_first(&double, (50,)).await.unwrap();
+        assert_eq!(r, Some(100));
+    })
+    .await;
     let r: Option<String> = c.exec_first(&join, ("x", "y")).await.unwrap();
     assert_eq!(r.as_deref(), Some("x-y"));
     let r: Option<String> = c.exec_first(&none, ()).await.unwrap();
@@ -296,12 +297,12 @@ async fn raw_statement_types_long_data_and_closed_ids_survive_sleep() {
     raw.close_stmt(closed).await.unwrap();
     assert_eq!(raw.value("SELECT 5").await.as_deref(), Some("5"));
 
-    let old = env.sleep_from_running().await;
-
-    // new_params_bound = 0 after the wake: the types bound before the sleep still apply.
-    let r = raw.execute(wrap, &[Some(b"z")], false).await.unwrap();
-    assert_eq!(first_string(&r), Some("<z>".into()), "{r:?}");
-    env.assert_on_new_backend(old).await;
+    env.across_a_sleep(async || {
+        // new_params_bound = 0 after the wake: the types bound before the sleep still apply.
+        let r = raw.execute(wrap, &[Some(b"z")], false).await.unwrap();
+        assert_eq!(first_string(&r), Some("<z>".into()), "{r:?}");
+    })
+    .await;
     // The long data sent before the sleep is param 0; param 1 is sent inline.
     let r = raw.execute(glue, &[None, Some(b"!")], true).await.unwrap();
     assert_eq!(first_string(&r), Some("abcdef!".into()), "{r:?}");
@@ -342,10 +343,10 @@ async fn sql_prepare_survives_sleep() {
     )
     .await;
 
-    let old = env.sleep_from_running().await;
-
-    exec(&mut c, "SET @a = 21").await;
-    env.assert_on_new_backend(old).await;
+    env.across_a_sleep(async || {
+        exec(&mut c, "SET @a = 21").await;
+    })
+    .await;
     assert_eq!(text(&mut c, "EXECUTE s USING @a").await, "42");
     assert_eq!(text(&mut c, "EXECUTE from_var USING 'hey'").await, "hey!");
     assert_eq!(text(&mut c, "EXECUTE again").await, "2");
@@ -466,10 +467,10 @@ async fn temp_tables_survive_sleep() {
     )
     .await;
 
-    let old = env.sleep_from_running().await;
-
-    assert_eq!(rows(&mut c, dump).await, before);
-    env.assert_on_new_backend(old).await;
+    env.across_a_sleep(async || {
+        assert_eq!(rows(&mut c, dump).await, before);
+    })
+    .await;
     assert_eq!(rows(&mut c, "SHOW CREATE TABLE kinds").await, create_before);
     assert_eq!(index_shape(&mut c, "kinds").await, index_before);
     assert_eq!(text(&mut c, sum).await, big_before);
@@ -513,13 +514,13 @@ async fn named_locks_survive_sleep() {
     assert_eq!(text(&mut c, "SELECT GET_LOCK('x', 0)").await, "1");
     assert_eq!(text(&mut c, "SELECT GET_LOCK('other lock', 0)").await, "1");
 
-    let old = env.sleep_from_running().await;
-
-    assert_eq!(
-        text(&mut c, "SELECT IS_USED_LOCK('x') = CONNECTION_ID()").await,
-        "1"
-    );
-    env.assert_on_new_backend(old).await;
+    env.across_a_sleep(async || {
+        assert_eq!(
+            text(&mut c, "SELECT IS_USED_LOCK('x') = CONNECTION_ID()").await,
+            "1"
+        );
+    })
+    .await;
     let mut other = env.my().await;
     assert_eq!(text(&mut other, "SELECT GET_LOCK('x', 0)").await, "0");
     assert_eq!(

@@ -24,11 +24,18 @@ fn snap(rows: &str) -> Snap {
     }
 }
 
-#[tokio::test]
-async fn put_get_delete_not_found() {
+/// A store under `prefix` of a bucket on an S3 API server of its own, which keeps its objects
+/// in the temp dir returned with it.
+async fn on_s3(prefix: &str) -> (tempfile::TempDir, s3::S3Server, Store) {
     let dir = tempfile::tempdir().unwrap();
     let server = s3::start(dir.path()).await.unwrap();
-    let store = Store::open(&server.store_config("snapshots/eu")).unwrap();
+    let store = Store::open(&server.store_config(prefix)).unwrap();
+    (dir, server, store)
+}
+
+#[tokio::test]
+async fn put_get_delete_not_found() {
+    let (_dir, server, store) = on_s3("snapshots/eu").await;
     assert!(
         store
             .describe()
@@ -56,9 +63,7 @@ async fn put_get_delete_not_found() {
 
 #[tokio::test]
 async fn no_prefix_keys_are_cluster_slash_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = s3::start(dir.path()).await.unwrap();
-    let store = Store::open(&server.store_config("")).unwrap();
+    let (_dir, server, store) = on_s3("").await;
     let k = key("c1");
     store.put(&k, &snap("x")).await.unwrap();
     assert!(server.object_path(&format!("c1/{}", k.session)).is_file());
@@ -66,9 +71,7 @@ async fn no_prefix_keys_are_cluster_slash_session() {
 
 #[tokio::test]
 async fn copied_object_is_wrong_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = s3::start(dir.path()).await.unwrap();
-    let store = Store::open(&server.store_config("p")).unwrap();
+    let (_dir, server, store) = on_s3("p").await;
     let a = key("pg");
     let b = key("pg");
     store.put(&a, &snap("a")).await.unwrap();
@@ -85,9 +88,7 @@ async fn copied_object_is_wrong_session() {
 
 #[tokio::test]
 async fn twenty_megabytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = s3::start(dir.path()).await.unwrap();
-    let store = Store::open(&server.store_config("big")).unwrap();
+    let (_dir, _server, store) = on_s3("big").await;
     let k = key("pg");
     let mut x: u32 = 0x2545_f491;
     let rows: String = (0..20 * 1024 * 1024)
