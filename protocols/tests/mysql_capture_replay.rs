@@ -332,6 +332,17 @@ const PROBES: &[&str] = &[
      @@check_constraint_checks, @@sql_select_limit, @@max_join_size",
 ];
 
+const SESSION_VARIABLES: &[&str] = &[
+    "SET NAMES latin1",
+    "SET time_zone = '+05:30', group_concat_max_len = 5000, div_precision_increment = 8",
+    "SET lc_time_names = 'de_DE', check_constraint_checks = OFF, sql_select_limit = 1",
+    "SET max_join_size = 1000000",
+    "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+    "SET SESSION TRANSACTION READ ONLY",
+    "SET sql_mode = 'ANSI_QUOTES,PIPES_AS_CONCAT,NO_BACKSLASH_ESCAPES'",
+    "SET autocommit = 0",
+];
+
 const TABLE_PROBES: &[&str] = &[
     "SELECT * FROM cart ORDER BY id LIMIT 100",
     "SELECT id, HEX(c), HEX(vc), HEX(tx), HEX(b), HEX(vb), HEX(bl), HEX(j), CAST(f AS DOUBLE), \
@@ -412,21 +423,7 @@ async fn full_session_round_trips(port: u16) {
     .await;
     let before_tables = probe(&mut a, TABLE_PROBES).await;
     // Session variables last: autocommit=0 would otherwise open transactions above.
-    exec_all(
-        &mut a,
-        &mut t,
-        &[
-            "SET NAMES latin1",
-            "SET time_zone = '+05:30', group_concat_max_len = 5000, div_precision_increment = 8",
-            "SET lc_time_names = 'de_DE', check_constraint_checks = OFF, sql_select_limit = 1",
-            "SET max_join_size = 1000000",
-            "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE",
-            "SET SESSION TRANSACTION READ ONLY",
-            "SET sql_mode = 'ANSI_QUOTES,PIPES_AS_CONCAT,NO_BACKSLASH_ESCAPES'",
-            "SET autocommit = 0",
-        ],
-    )
-    .await;
+    exec_all(&mut a, &mut t, SESSION_VARIABLES).await;
     let before = probe(&mut a, PROBES).await;
 
     let snap = capture(&mut a, &t).await;

@@ -6,8 +6,6 @@
 // the next: the test puts the database to sleep and checks it stayed asleep in between. "ok" at
 // the end; a non-zero exit (an AssertionError or a driver error) on any wrong answer.
 
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
 import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
@@ -21,26 +19,8 @@ import com.zaxxer.hikari.HikariDataSource;
 import org.postgresql.PGConnection;
 
 public class PgIdleHikari {
-    static final BufferedReader STDIN = new BufferedReader(new InputStreamReader(System.in));
-
-    /** Tells the test a phase is done and waits until it lets us go on. */
-    static void phase(String name) throws Exception {
-        System.out.println(name);
-        System.out.flush();
-        String line = STDIN.readLine();
-        if (!"go".equals(line)) {
-            throw new IllegalStateException("expected go, got " + line);
-        }
-    }
-
-    static void check(boolean ok, String what) {
-        if (!ok) {
-            throw new AssertionError(what);
-        }
-    }
-
     static String first(ResultSet rs, String what) throws SQLException {
-        check(rs.next(), what + ": no row");
+        Phases.check(rs.next(), what + ": no row");
         return rs.getString(1);
     }
 
@@ -68,13 +48,13 @@ public class PgIdleHikari {
             // background.
             long until = System.currentTimeMillis() + 30_000;
             while (pool.getHikariPoolMXBean().getIdleConnections() < 2) {
-                check(System.currentTimeMillis() < until, "the pool never filled");
+                Phases.check(System.currentTimeMillis() < until, "the pool never filled");
                 Thread.sleep(20);
             }
             try (Connection c = pool.getConnection()) {
-                check(show(c, "SELECT 1").equals("1"), "SELECT 1 while awake");
+                Phases.check(show(c, "SELECT 1").equals("1"), "SELECT 1 while awake");
             }
-            phase("awake");
+            Phases.phase("awake");
 
             // HikariCP 2.7 refuses a maxLifetime under 30 s at start; its runtime MXBean takes a
             // short one, which the connections made from now on get.
@@ -92,24 +72,24 @@ public class PgIdleHikari {
                     seen.add(c.unwrap(PGConnection.class).getBackendPID());
                     try (PreparedStatement ps = c.prepareStatement("SELECT 1");
                             ResultSet rs = ps.executeQuery()) {
-                        check(first(rs, "SELECT 1").equals("1"), "SELECT 1 while asleep");
+                        Phases.check(first(rs, "SELECT 1").equals("1"), "SELECT 1 while asleep");
                     }
                 }
                 Thread.sleep(100);
             }
             // The two made while awake were evicted; their replacements live 1.5 s of the 5 s,
             // so at least two later generations (maxLifetime's replacements) were borrowed.
-            check(seen.size() >= 3, "connections borrowed: " + seen + " in " + borrows);
+            Phases.check(seen.size() >= 3, "connections borrowed: " + seen + " in " + borrows);
             System.out.println("borrows " + borrows + " connections " + seen.size());
-            phase("asleep");
+            Phases.phase("asleep");
 
             // A real query wakes the database; the connection's connect-time SETs, answered
             // while it slept, hold on the server.
             try (Connection c = pool.getConnection()) {
                 String digits = show(c, "SHOW extra_float_digits");
-                check(digits.equals("3"), "extra_float_digits " + digits);
+                Phases.check(digits.equals("3"), "extra_float_digits " + digits);
                 String app = show(c, "SHOW application_name");
-                check(app.equals("PostgreSQL JDBC Driver"), "application_name " + app);
+                Phases.check(app.equals("PostgreSQL JDBC Driver"), "application_name " + app);
             }
         }
         System.out.println("ok");

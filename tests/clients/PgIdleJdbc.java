@@ -7,8 +7,6 @@
 // test puts the database to sleep and checks it stayed asleep in between. "ok" at the end;
 // a non-zero exit (an AssertionError or a driver error) on any wrong answer.
 
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
 import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.PreparedStatement;
@@ -21,7 +19,6 @@ import java.util.List;
 import java.util.Properties;
 
 public class PgIdleJdbc {
-    static final BufferedReader STDIN = new BufferedReader(new InputStreamReader(System.in));
     static final String URL = System.getenv("TORPOR_JDBC_URL");
     static final String DIRECT = System.getenv("DIRECT_JDBC_URL");
     static final String USER = System.getenv("PGUSER");
@@ -30,22 +27,6 @@ public class PgIdleJdbc {
     public static void main(String[] args) throws Exception {
         driver();
         System.out.println("ok");
-    }
-
-    /** Tells the test a phase is done and waits until it lets us go on. */
-    static void phase(String name) throws Exception {
-        System.out.println(name);
-        System.out.flush();
-        String line = STDIN.readLine();
-        if (!"go".equals(line)) {
-            throw new IllegalStateException("expected go, got " + line);
-        }
-    }
-
-    static void check(boolean ok, String what) {
-        if (!ok) {
-            throw new AssertionError(what);
-        }
     }
 
     static Connection connect(String url) throws SQLException {
@@ -78,19 +59,19 @@ public class PgIdleJdbc {
     static String selectOne(PreparedStatement ps) throws SQLException {
         try (ResultSet rs = ps.executeQuery()) {
             ResultSetMetaData md = rs.getMetaData();
-            check(rs.next(), "SELECT 1 returned no row");
+            Phases.check(rs.next(), "SELECT 1 returned no row");
             Object v = rs.getObject(1);
             // Types from pgjdbc's built-in table: getColumnTypeName(int4) asks the server nothing.
             String line = "select " + md.getColumnCount() + " " + md.getColumnLabel(1) + " "
                 + md.getColumnTypeName(1) + " " + v.getClass().getSimpleName() + " " + v;
-            check(!rs.next(), "SELECT 1 returned a second row");
+            Phases.check(!rs.next(), "SELECT 1 returned a second row");
             return line;
         }
     }
 
     static String show(Connection c, String sql) throws SQLException {
         try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            check(rs.next(), sql + ": no row");
+            Phases.check(rs.next(), sql + ": no row");
             return rs.getString(1);
         }
     }
@@ -105,31 +86,31 @@ public class PgIdleJdbc {
         try (Connection direct = connect(DIRECT)) {
             expected = healthCheck(direct);
         }
-        check(expected.contains("isValid true"), "the server's own isValid: " + expected);
+        Phases.check(expected.contains("isValid true"), "the server's own isValid: " + expected);
         List<String> awake = healthCheck(early);
-        check(awake.equals(expected), "awake: " + awake + " != " + expected);
-        phase("awake");
+        Phases.check(awake.equals(expected), "awake: " + awake + " != " + expected);
+        Phases.phase("awake");
 
         // Asleep: the parked connection, then new ones, each with its connect-time SETs.
         List<String> got = healthCheck(early);
-        check(got.equals(expected), "parked connection: " + got + " != " + expected);
+        Phases.check(got.equals(expected), "parked connection: " + got + " != " + expected);
         for (int i = 0; i < 2; i++) {
             // A pool replacing a connection: a new one checked, then closed.
             try (Connection c = connect(URL)) {
                 got = healthCheck(c);
-                check(got.equals(expected), "new connection " + i + ": " + got);
+                Phases.check(got.equals(expected), "new connection " + i + ": " + got);
             }
         }
         Connection late = connect(URL);
-        check(late.isValid(5), "isValid on the connection kept for later");
-        phase("asleep");
+        Phases.check(late.isValid(5), "isValid on the connection kept for later");
+        Phases.phase("asleep");
 
         // A real query wakes the database; the settings pgjdbc SET while it slept hold there.
         String digits = show(late, "SHOW extra_float_digits");
-        check(digits.equals("3"), "extra_float_digits " + digits);
+        Phases.check(digits.equals("3"), "extra_float_digits " + digits);
         String app = show(late, "SHOW application_name");
-        check(app.equals("PostgreSQL JDBC Driver"), "application_name " + app);
-        check(show(early, "SELECT count(*) FROM pg_prepared_statements").equals("2"),
+        Phases.check(app.equals("PostgreSQL JDBC Driver"), "application_name " + app);
+        Phases.check(show(early, "SELECT count(*) FROM pg_prepared_statements").equals("2"),
             "the parked connection's S_1 and S_2 on the server");
         late.close();
         early.close();

@@ -1,5 +1,5 @@
 //! Java clients for the client tests: pgjdbc from Debian's `libpostgresql-jdbc-java` package
-//! (`scripts/test.sh` installs it), and single-file programs in `tests/clients/` compiled with
+//! (`scripts/test.sh` installs it), and the programs in `tests/clients/` compiled with
 //! `javac` into the target directory on first use (again whenever the source is newer).
 
 use std::path::{Path, PathBuf};
@@ -17,6 +17,9 @@ pub const HIKARICP_JARS: &[&str] = &[
     "/usr/share/java/slf4j-api.jar",
     "/usr/share/java/slf4j-simple.jar",
 ];
+
+/// What every program in `tests/clients/` uses, compiled with it from the same directory.
+const SHARED_SOURCES: &[&str] = &["Phases.java"];
 
 /// Serializes compiles between the tests of one binary.
 static COMPILE: Mutex<()> = Mutex::new(());
@@ -46,10 +49,11 @@ pub fn hikaricp_jars() -> Vec<PathBuf> {
         .collect()
 }
 
-/// A `java` command that runs the program in `source` (a single `.java` file whose public class
-/// is named after the file, e.g. `tests/clients/JdbcClient.java`) with `classpath` (jars) on the
-/// class path. The program is compiled into `target/java-clients/<class>/` when that has no class
-/// file yet or an older one than the source. The caller adds arguments and environment.
+/// A `java` command that runs the program in `source` (a `.java` file whose public class is
+/// named after the file, e.g. `tests/clients/JdbcClient.java`, with [`SHARED_SOURCES`] beside it)
+/// with `classpath` (jars) on the class path. The program is compiled into
+/// `target/java-clients/<class>/` when that has no class file yet or an older one than a source.
+/// The caller adds arguments and environment.
 pub fn java_command(source: &Path, classpath: &[PathBuf]) -> tokio::process::Command {
     let class = source
         .file_stem()
@@ -58,15 +62,18 @@ pub fn java_command(source: &Path, classpath: &[PathBuf]) -> tokio::process::Com
         .to_string();
     let out = target_dir().join("java-clients").join(&class);
     let compiled = out.join(format!("{class}.class"));
+    let dir = source.parent().expect("a .java file in a directory");
+    let mut sources = vec![source.to_path_buf()];
+    sources.extend(SHARED_SOURCES.iter().map(|s| dir.join(s)));
     let _guard = COMPILE.lock().unwrap_or_else(|e| e.into_inner());
-    if !fresh(&compiled, source) {
+    if !sources.iter().all(|s| fresh(&compiled, s)) {
         std::fs::create_dir_all(&out).expect("create the javac output directory");
         let status = Command::new("javac")
             .arg("-cp")
             .arg(join(classpath))
             .arg("-d")
             .arg(&out)
-            .arg(source)
+            .args(&sources)
             .status()
             .expect("javac is needed for the Java client tests (default-jdk-headless)");
         assert!(status.success(), "javac {} failed", source.display());
