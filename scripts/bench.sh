@@ -10,7 +10,8 @@
 #   BENCH_COMPARE="before=/tmp/a/release/torpor after=/tmp/b/release/torpor" \
 #       scripts/bench.sh compare      # two torpor builds, pgbench -S and -M prepared interleaved:
 #                                     # torpor's CPU per transaction, after ÷ before (not in the
-#                                     # default groups; BENCH_COMPARE_LIMIT, default 1.05)
+#                                     # default groups; BENCH_COMPARE_LIMIT, default 1.05;
+#                                     # BENCH_COMPARE_LOADS, default "select prepared")
 #   BENCH_QUIET_LOAD=1.5 ...          # before each throughput run, wait (polling every 30 s, at
 #                                     # most BENCH_QUIET_WAIT s, default 1200) until the 1-minute
 #                                     # load average is below 1.5; each run logs the load it saw
@@ -446,8 +447,13 @@ if want compare; then
         echo "   $label: $bin (pid $TPID, $(sha256sum "$bin" | cut -c1-12))"
     done
     echo "== compare: torpor's CPU per transaction, ${labels[*]} (${LOAD_RUNS} x ${SECS}s each, interleaved, scale $SCALE)"
-    for mode in select prepared; do
-        case $mode in select) args=(-S) ;; prepared) args=(-S -M prepared) ;; esac
+    for mode in ${BENCH_COMPARE_LOADS:-select prepared}; do
+        case $mode in
+            select) args=(-S) ;;
+            prepared) args=(-S -M prepared) ;;
+            tpcb) args=() ;;
+            *) echo "compare: unknown load $mode (select, prepared, tpcb)" >&2; continue ;;
+        esac
         # One unmeasured 2 s run each first: every server's cache and every torpor warm.
         for label in "${labels[@]}"; do
             PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "${cmp_port[$label]}" -U $USER_NAME -n -c 8 -j 2 -T 2 "${args[@]}" $USER_NAME >/dev/null 2>&1 || true
