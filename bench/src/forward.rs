@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
-pub fn run(args: &[String]) -> Result<()> {
+pub(crate) fn run(args: &[String]) -> Result<()> {
     let [listen, target] = args else {
         anyhow::bail!("usage: torpor-bench forward LISTEN_ADDR TARGET");
     };

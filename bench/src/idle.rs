@@ -282,7 +282,7 @@ const CHURN_EVERY: f64 = 20.0;
 const REAL_EVERY: f64 = 60.0;
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-pub async fn pool(bin: &Path, work: &Path, runs: usize, secs: u64, n: usize) -> Result<()> {
+pub(crate) async fn pool(bin: &Path, work: &Path, runs: usize, secs: u64, n: usize) -> Result<()> {
     let target = "≥ 90% asleep, 0 client errors";
     let names = ["pg_pool_asleep_fraction", "my_pool_asleep_fraction"];
     let specs = [
@@ -651,7 +651,7 @@ async fn window(t: &Torpor, pools: &[Pool], secs: u64) -> Result<Vec<Window>> {
 const BLOCKS: usize = 4;
 const WARMUP: usize = 20;
 
-pub async fn probe(bin: &Path, work: &Path, runs: usize, samples: usize) -> Result<()> {
+pub(crate) async fn probe(bin: &Path, work: &Path, runs: usize, samples: usize) -> Result<()> {
     let target = "p50 ≤ direct p50, 0 wakes";
     let names = ["pg_probe_asleep_p50", "my_probe_asleep_p50"];
     let specs = [

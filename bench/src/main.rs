@@ -7,6 +7,9 @@
 //!     [cpu:PROCESS=VALUES ...]
 //! torpor-bench compare NAME UNIT LIMIT BASE=VALUES SUBJECT=VALUES [tps:LABEL=VALUES ...]
 
+// Benchmark code, like the tests crate: a failed step may stop the run where it happened.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod forward;
 mod idle;
 mod my;

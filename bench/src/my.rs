@@ -14,7 +14,7 @@ use mysql_async::{Conn, OptsBuilder};
 use crate::stats::{Outcome, max, median, min};
 use crate::torpor::{PASSWORD, Proto, Torpor, USER, signal, user_ids, wait_gone};
 
-pub async fn connect(addr: SocketAddr, db: &str) -> Result<Conn> {
+pub(crate) async fn connect(addr: SocketAddr, db: &str) -> Result<Conn> {
     let opts = OptsBuilder::default()
         .ip_or_hostname(addr.ip().to_string())
         .tcp_port(addr.port())
@@ -28,7 +28,7 @@ pub async fn connect(addr: SocketAddr, db: &str) -> Result<Conn> {
 
 const SETTINGS: &str = r#"{ innodb_flush_log_at_trx_commit = "0" }"#;
 
-pub async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
+pub(crate) async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
     let t = Torpor::start(bin, work, Proto::Mysql, "1h", SETTINGS).await?;
     let r = wake_inner(&t, runs).await;
     t.stop().await;

@@ -16,7 +16,7 @@ use tokio_postgres::{Client, NoTls};
 use crate::stats::{Outcome, max, median, not_measured, percentile};
 use crate::torpor::{PASSWORD, Proto, Torpor, USER, signal, user_ids, wait_gone};
 
-pub async fn connect(addr: SocketAddr) -> Result<Client> {
+pub(crate) async fn connect(addr: SocketAddr) -> Result<Client> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(addr.ip().to_string())
         .port(addr.port())
@@ -38,7 +38,7 @@ fn ms(d: Duration) -> f64 {
 /// #4: first query after a scale-to-zero, for a session holding 10 prepared statements,
 /// 5 settings and a 1,000-row temp table; against a bare postgres start → first query on
 /// the same data dir, interleaved.
-pub async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
+pub(crate) async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
     let t = Torpor::start(bin, work, Proto::Postgres, "1h", r#"{ fsync = "off" }"#).await?;
     let r = wake_inner(&t, runs).await;
     t.stop().await;
@@ -96,7 +96,7 @@ async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     Ok((torpor, bare))
 }
 
-pub fn pg_bin_dir() -> Result<PathBuf> {
+pub(crate) fn pg_bin_dir() -> Result<PathBuf> {
     let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
@@ -158,7 +158,7 @@ async fn bare_postgres(data: &Path, addr: SocketAddr) -> Result<f64> {
 /// sessions that each changed state before going quiet (two settings and a prepared statement,
 /// a new application_name every run), so every stop has all of them to capture and store
 /// (ahead of the drain, by the early snapshot, or in it).
-pub async fn idle_stop(bin: &Path, work: &Path, runs: usize, n: usize) -> Result<()> {
+pub(crate) async fn idle_stop(bin: &Path, work: &Path, runs: usize, n: usize) -> Result<()> {
     let t = Torpor::start(
         bin,
         work,
@@ -312,7 +312,7 @@ const BIG_ROWS: i64 = 1_000_000;
 /// then an empty session's first query and the big session's first query are timed; the
 /// difference is the restore. Baseline: `COPY … FROM STDIN (FORMAT binary)` of the same rows
 /// into a fresh temp table over a direct connection, interleaved.
-pub async fn restore(bin: &Path, work: &Path, runs: usize) -> Result<()> {
+pub(crate) async fn restore(bin: &Path, work: &Path, runs: usize) -> Result<()> {
     let t = Torpor::start(bin, work, Proto::Postgres, "1h", r#"{ fsync = "off" }"#).await?;
     let r = restore_inner(&t, runs).await;
     t.stop().await;
@@ -404,7 +404,7 @@ async fn restore_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> 
 
 /// #7: torpor's RSS growth per parked client connection, with `conns` clients connected
 /// while the cluster sleeps.
-pub async fn memory(bin: &Path, work: &Path, runs: usize, conns: usize) -> Result<()> {
+pub(crate) async fn memory(bin: &Path, work: &Path, runs: usize, conns: usize) -> Result<()> {
     let mut per = Vec::new();
     for i in 0..runs {
         let t = Torpor::start(
@@ -481,7 +481,7 @@ async fn connect_many(addr: SocketAddr, n: usize) -> Result<Vec<Arc<Client>>> {
 /// a prepared statement (every wake loads and replays a snapshot). Baseline, in the same run:
 /// `n` direct connections to the backend opened at once, each running one query: what
 /// PostgreSQL's own fork + authentication costs on this machine.
-pub async fn mass_wake(bin: &Path, work: &Path, runs: usize, n: usize) -> Result<()> {
+pub(crate) async fn mass_wake(bin: &Path, work: &Path, runs: usize, n: usize) -> Result<()> {
     let settings = format!(r#"{{ fsync = "off", max_connections = "{}" }}"#, n + 50);
     let t = Torpor::start(bin, work, Proto::Postgres, "1h", &settings).await?;
     let r = mass_inner(&t, runs, n).await;

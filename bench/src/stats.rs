@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-pub fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     match s.len() {
@@ -13,7 +13,7 @@ pub fn median(v: &[f64]) -> f64 {
 }
 
 /// Nearest-rank percentile (p in 0..=100).
-pub fn percentile(v: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(v: &[f64], p: f64) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     if s.is_empty() {
@@ -23,17 +23,17 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
     s[rank.clamp(1, s.len()) - 1]
 }
 
-pub fn min(v: &[f64]) -> f64 {
+pub(crate) fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-pub fn max(v: &[f64]) -> f64 {
+pub(crate) fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// One measure's outcome: printed as `name value unit ratio=... target=... met|MISSED` and
 /// appended as a `|`-separated row to `$BENCH_RESULTS` for BENCHMARKS.md.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub name: String,
     pub unit: String,
     pub runs: Vec<f64>,
@@ -47,14 +47,14 @@ pub struct Outcome {
 
 /// CPU time one proxy process used per transaction in each run of a load (utime + stime from
 /// /proc/<pid>/stat over the run ÷ the transactions the load tool reported), in µs.
-pub struct Cpu {
+pub(crate) struct Cpu {
     pub who: String,
     pub runs: Vec<f64>,
 }
 
 /// `torpor 24.3 (23.9–25.0); forwarder 15.1 (14.8–15.6); torpor ÷ forwarder 1.61`: each
 /// process's median (min–max) in µs/transaction, then the first one's median over each other's.
-pub fn cpu_text(cpu: &[Cpu]) -> String {
+pub(crate) fn cpu_text(cpu: &[Cpu]) -> String {
     let cpu: Vec<&Cpu> = cpu.iter().filter(|c| !c.runs.is_empty()).collect();
     let mut parts: Vec<String> = cpu
         .iter()
@@ -82,12 +82,12 @@ pub fn cpu_text(cpu: &[Cpu]) -> String {
 }
 
 impl Outcome {
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         self.emit_with_cpu(&[]);
     }
 
     /// The line and the row, with the proxies' CPU per transaction beside the ratio.
-    pub fn emit_with_cpu(&self, cpu: &[Cpu]) {
+    pub(crate) fn emit_with_cpu(&self, cpu: &[Cpu]) {
         let value = median(&self.runs);
         let ratio = self.ratio.map_or("-".to_string(), |r| format!("{r:.3}"));
         let verdict = if self.met { "met" } else { "MISSED" };
@@ -138,7 +138,7 @@ impl Outcome {
 }
 
 /// A measure that could not be taken: still one line, never a failed suite.
-pub fn not_measured(name: &str, target: &str, error: &str) {
+pub(crate) fn not_measured(name: &str, target: &str, error: &str) {
     let error = error.replace(['\n', '|'], " ");
     println!("{name} not-measured - ratio=- target=\"{target}\" ({error})");
     if let Ok(path) = std::env::var("BENCH_RESULTS")
@@ -151,7 +151,7 @@ pub fn not_measured(name: &str, target: &str, error: &str) {
     }
 }
 
-pub fn fmt(v: f64) -> String {
+pub(crate) fn fmt(v: f64) -> String {
     if !v.is_finite() {
         "-".into()
     } else if v.abs() >= 100.0 {

@@ -10,16 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-pub const USER: &str = "bench";
-pub const PASSWORD: &str = "bench-secret-pw";
+pub(crate) const USER: &str = "bench";
+pub(crate) const PASSWORD: &str = "bench-secret-pw";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Proto {
+pub(crate) enum Proto {
     Postgres,
     Mysql,
 }
 
-pub struct Torpor {
+pub(crate) struct Torpor {
     child: Child,
     pub pid: u32,
     pub admin: SocketAddr,
@@ -30,7 +30,7 @@ pub struct Torpor {
 
 /// One `[[cluster]]` of a started torpor.
 #[derive(Clone)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub proto: Proto,
     /// The cluster's name, which is also the MySQL database clients use.
     pub name: String,
@@ -40,7 +40,7 @@ pub struct Cluster {
 }
 
 /// What to put in one `[[cluster]]`.
-pub struct Spec<'a> {
+pub(crate) struct Spec<'a> {
     pub proto: Proto,
     pub idle_timeout: &'a str,
     /// A TOML inline table of extra backend settings.
@@ -56,7 +56,7 @@ impl std::ops::Deref for Torpor {
 
 impl Cluster {
     /// The backend server's pid, from its pid file (None while it is stopped).
-    pub fn backend_pid(&self) -> Option<u32> {
+    pub(crate) fn backend_pid(&self) -> Option<u32> {
         let file = match self.proto {
             Proto::Postgres => "postmaster.pid",
             Proto::Mysql => "mariadbd.pid",
@@ -68,7 +68,7 @@ impl Cluster {
 }
 
 /// A port in 15000..32000 that nothing listens on right now (below the ephemeral range).
-pub fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
     let mut x = seed
         ^ std::time::SystemTime::now()
@@ -90,7 +90,7 @@ pub fn free_port() -> Result<u16> {
 impl Torpor {
     /// Writes a config under `dir` and starts `torpor up`; returns once the admin API answers.
     /// `settings` is a TOML inline table of extra backend settings.
-    pub async fn start(
+    pub(crate) async fn start(
         bin: &Path,
         dir: &Path,
         proto: Proto,
@@ -108,7 +108,11 @@ impl Torpor {
     /// One torpor with several clusters (like examples/torpor.toml): a PostgreSQL one is named
     /// `pg` and keeps its data in `pgdata`, a MySQL one `my` in `mydata` (a second of the same
     /// protocol gets a number).
-    pub async fn start_clusters(bin: &Path, dir: &Path, specs: &[Spec<'_>]) -> Result<Torpor> {
+    pub(crate) async fn start_clusters(
+        bin: &Path,
+        dir: &Path,
+        specs: &[Spec<'_>],
+    ) -> Result<Torpor> {
         std::fs::create_dir_all(dir)?;
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
         let mut toml = format!(
@@ -215,7 +219,7 @@ superuser = true
         }
     }
 
-    pub async fn http(&self, method: &str, path: &str) -> Result<(u16, String)> {
+    pub(crate) async fn http(&self, method: &str, path: &str) -> Result<(u16, String)> {
         let mut s = TcpStream::connect(self.admin).await?;
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -238,12 +242,12 @@ superuser = true
     }
 
     /// Forces a scale-to-zero of the first cluster and waits until its backend is gone.
-    pub async fn sleep(&self) -> Result<()> {
+    pub(crate) async fn sleep(&self) -> Result<()> {
         self.sleep_cluster(&self.clusters[0]).await
     }
 
     /// Forces a scale-to-zero and waits until the backend process is gone.
-    pub async fn sleep_cluster(&self, c: &Cluster) -> Result<()> {
+    pub(crate) async fn sleep_cluster(&self, c: &Cluster) -> Result<()> {
         let pid = c.backend_pid();
         let (code, body) = self
             .http("POST", &format!("/api/clusters/{}/sleep", c.name))
@@ -257,11 +261,11 @@ superuser = true
         Ok(())
     }
 
-    pub async fn wake(&self) -> Result<()> {
+    pub(crate) async fn wake(&self) -> Result<()> {
         self.wake_cluster(&self.clusters[0]).await
     }
 
-    pub async fn wake_cluster(&self, c: &Cluster) -> Result<()> {
+    pub(crate) async fn wake_cluster(&self, c: &Cluster) -> Result<()> {
         let (code, body) = self
             .http("POST", &format!("/api/clusters/{}/wake", c.name))
             .await?;
@@ -272,7 +276,7 @@ superuser = true
     }
 
     /// `backend_pid` of every cluster from `GET /api/clusters`, by cluster name.
-    pub async fn api_pids(&self) -> Result<Vec<(String, Option<u32>)>> {
+    pub(crate) async fn api_pids(&self) -> Result<Vec<(String, Option<u32>)>> {
         let (code, body) = self.http("GET", "/api/clusters").await?;
         if code != 200 {
             bail!("GET /api/clusters: {code}");
@@ -291,7 +295,7 @@ superuser = true
     }
 
     /// Every `name{cluster="…"} value` series of `/metrics`, as (name, cluster, value).
-    pub async fn metrics(&self) -> Result<Vec<(String, String, f64)>> {
+    pub(crate) async fn metrics(&self) -> Result<Vec<(String, String, f64)>> {
         let (code, body) = self.http("GET", "/metrics").await?;
         if code != 200 {
             bail!("GET /metrics: {code}");
@@ -313,7 +317,7 @@ superuser = true
     }
 
     /// One metric of one cluster (0 when absent).
-    pub async fn metric(&self, name: &str, cluster: &str) -> Result<f64> {
+    pub(crate) async fn metric(&self, name: &str, cluster: &str) -> Result<f64> {
         Ok(self
             .metrics()
             .await?
@@ -323,7 +327,7 @@ superuser = true
     }
 
     /// The first cluster's session counts, from the admin API: (attached, parked).
-    pub async fn sessions(&self) -> Result<(u64, u64)> {
+    pub(crate) async fn sessions(&self) -> Result<(u64, u64)> {
         let (_, body) = self.http("GET", "/api/clusters").await?;
         let v: serde_json::Value = serde_json::from_str(&body)?;
         let s = &v[0]["sessions"];
@@ -333,12 +337,12 @@ superuser = true
         ))
     }
 
-    pub fn rss_kib(&self) -> Result<u64> {
+    pub(crate) fn rss_kib(&self) -> Result<u64> {
         rss_kib(self.pid)
     }
 
     /// SIGTERM, then SIGKILL after 30 s; then any backend left behind.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let backends: Vec<u32> = self
             .clusters
             .iter()
@@ -362,7 +366,7 @@ superuser = true
     }
 }
 
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     // A zombie still has /proc/<pid>; treat it as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => !s
@@ -372,7 +376,7 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-pub async fn wait_gone(pid: u32, limit: Duration) -> Result<()> {
+pub(crate) async fn wait_gone(pid: u32, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     while alive(pid) {
         if Instant::now() > deadline {
@@ -383,14 +387,14 @@ pub async fn wait_gone(pid: u32, limit: Duration) -> Result<()> {
     Ok(())
 }
 
-pub fn signal(pid: u32, sig: i32) {
+pub(crate) fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) with a pid we started; no memory is involved.
     unsafe {
         libc::kill(pid as i32, sig);
     }
 }
 
-pub fn rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -401,7 +405,7 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 /// uid and gid of a system user, for servers that refuse to run as root.
-pub fn user_ids(name: &str) -> Result<(u32, u32)> {
+pub(crate) fn user_ids(name: &str) -> Result<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd")?;
     for line in passwd.lines() {
         let f: Vec<&str> = line.split(':').collect();
