@@ -2,13 +2,20 @@
 //! no transaction, no COPY. Reads only message tags and, for the few statements whose effect the
 //! catalogs don't record, the statement text.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::local::{self, Effect, Statement};
 use super::message::tag;
 use super::parse;
 use super::snapshot::PgSnapshot;
 use super::sql;
+
+/// How many custom setting names one session's tracker keeps. Each costs memory in the proxy
+/// and a row at every checkpoint; a session that sets more blocks the drain instead.
+pub const MAX_CUSTOM_SETTINGS: usize = 1000;
+
+const TOO_MANY_CUSTOM_SETTINGS: &str =
+    "more custom settings set than torpor tracks per session (1000)";
 
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -29,8 +36,10 @@ pub struct Tracker {
     copy_in_ended: bool,
     /// Temp tables created with ON COMMIT DELETE ROWS: the catalogs don't keep that flag.
     on_commit_delete_rows: Vec<String>,
-    /// Custom `a.b` settings the session set: pg_settings doesn't list them.
-    custom_settings: Vec<String>,
+    /// Custom `a.b` settings the session set: pg_settings doesn't list them. At most
+    /// [`MAX_CUSTOM_SETTINGS`]; past that `custom_overflow` keeps the session from a stop.
+    custom_settings: BTreeSet<String>,
+    custom_overflow: bool,
     /// The client sent something since the last snapshot (or since the backend connection
     /// was made) that may have changed what the session holds. A session that only read can
     /// keep its last snapshot, or needs none.
@@ -63,7 +72,8 @@ impl Default for Tracker {
             copy_in_started: false,
             copy_in_ended: false,
             on_commit_delete_rows: Vec::new(),
-            custom_settings: Vec::new(),
+            custom_settings: BTreeSet::new(),
+            custom_overflow: false,
             changed: false,
             canned: HashMap::new(),
             canned_pending: Vec::new(),
@@ -255,11 +265,7 @@ impl Tracker {
     pub fn apply(&mut self, effects: &[Effect]) {
         for e in effects {
             match e {
-                Effect::Set(a)
-                    if a.name.contains('.') && !self.custom_settings.contains(&a.name) =>
-                {
-                    self.custom_settings.push(a.name.clone());
-                }
+                Effect::Set(a) if a.name.contains('.') => self.note_custom_setting(&a.name),
                 Effect::Parsed {
                     name, statement, ..
                 } => {
@@ -310,9 +316,18 @@ impl Tracker {
             }
         }
         for name in sql::custom_setting_names(query) {
-            if !self.custom_settings.contains(&name) {
-                self.custom_settings.push(name);
-            }
+            self.note_custom_setting(&name);
+        }
+    }
+
+    fn note_custom_setting(&mut self, name: &str) {
+        if self.custom_settings.contains(name) {
+            return;
+        }
+        if self.custom_settings.len() < MAX_CUSTOM_SETTINGS {
+            self.custom_settings.insert(name.to_string());
+        } else {
+            self.custom_overflow = true;
         }
     }
 
@@ -350,6 +365,8 @@ impl Tracker {
             Some("query in flight")
         } else if self.txn == b'E' || (self.txn == b'T' && self.txn_tainted) {
             Some("open transaction")
+        } else if self.custom_overflow {
+            Some(TOO_MANY_CUSTOM_SETTINGS)
         } else {
             None
         }
@@ -359,7 +376,7 @@ impl Tracker {
         &self.on_commit_delete_rows
     }
 
-    pub fn custom_settings(&self) -> &[String] {
+    pub fn custom_settings(&self) -> &BTreeSet<String> {
         &self.custom_settings
     }
 
@@ -514,6 +531,44 @@ mod tests {
         t.client_message(tag::QUERY, b"select 1/0\0");
         t.backend_message(tag::READY_FOR_QUERY, &rfq(b'E'));
         assert_eq!(t.blocker(), Some("open transaction"));
+    }
+
+    fn query(t: &mut Tracker, sql: &str) {
+        t.client_message(tag::QUERY, format!("{sql}\0").as_bytes());
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+    }
+
+    /// 100,000 set_config calls in a comment once took the proxy tens of seconds to track.
+    #[test]
+    fn set_config_calls_in_a_comment_are_tracked_fast_and_not_at_all() {
+        let mut sql = String::from("select 1 /* ");
+        for i in 0..100_000 {
+            sql.push_str(&format!("set_config('x.a{i}' "));
+        }
+        sql.push_str("*/");
+        let mut t = Tracker::default();
+        let started = std::time::Instant::now();
+        query(&mut t, &sql);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(t.custom_settings().is_empty());
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn past_the_cap_of_custom_settings_the_drain_is_blocked() {
+        let mut t = Tracker::default();
+        let calls: Vec<String> = (0..MAX_CUSTOM_SETTINGS)
+            .map(|i| format!("set_config('x.a{i}', '1', false)"))
+            .collect();
+        query(&mut t, &format!("select {}", calls.join(", ")));
+        assert_eq!(t.custom_settings().len(), MAX_CUSTOM_SETTINGS);
+        assert!(t.is_idle());
+        query(&mut t, "select set_config('x.a0', '2', false)");
+        assert!(t.is_idle(), "a name already tracked is no new one");
+        query(&mut t, "select set_config('x.one_more', '1', false)");
+        assert_eq!(t.custom_settings().len(), MAX_CUSTOM_SETTINGS);
+        let why = t.blocker().unwrap_or_default();
+        assert!(why.contains(&MAX_CUSTOM_SETTINGS.to_string()), "{why}");
     }
 
     #[test]

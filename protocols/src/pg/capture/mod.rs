@@ -14,6 +14,8 @@
 //! 3. [`CapturePlan::data_query`]: the rows of every temp table (binary COPY), sequence
 //!    positions, and custom (placeholder) settings the proxy saw being set.
 
+use std::collections::BTreeSet;
+
 use super::snapshot::{
     AdvisoryKey, AdvisoryLock, Column, Constraint, PgSnapshot, PreparedStatement, Setting,
     TempSequence, TempTable,
@@ -78,8 +80,9 @@ fn temp_schema(results: &[QueryResult]) -> Result<Option<&str>, CaptureError> {
 pub struct CapturePlan {
     // Boxed so CatalogOutcome's variants stay similar in size.
     snapshot: Box<PgSnapshot>,
-    /// Custom (dotted, placeholder) setting names to ask in round trip 2.
-    custom_settings: Vec<String>,
+    /// Custom (dotted, placeholder) setting names to ask in round trip 2, lowercased: the
+    /// server compares them without case.
+    custom_settings: BTreeSet<String>,
 }
 
 /// Round trip 1's and 2's rows for one statement; without a temp schema there was no round
@@ -306,7 +309,7 @@ pub fn plan(
     }
     Ok(CatalogOutcome::Continue(CapturePlan {
         snapshot: Box::new(snap),
-        custom_settings: Vec::new(),
+        custom_settings: BTreeSet::new(),
     }))
 }
 
@@ -342,15 +345,10 @@ impl CapturePlan {
     /// Custom settings (`app.tenant` style placeholders) are invisible in pg_settings, so the
     /// proxy passes the names it saw in SET / set_config; round trip 2 asks their values.
     /// Names without a dot are ignored (they are ordinary settings).
-    pub fn ask_custom_settings(&mut self, names: &[String]) {
+    pub fn ask_custom_settings<'a>(&mut self, names: impl IntoIterator<Item = &'a String>) {
         for n in names {
-            if n.contains('.')
-                && !self
-                    .custom_settings
-                    .iter()
-                    .any(|c| c.eq_ignore_ascii_case(n))
-            {
-                self.custom_settings.push(n.clone());
+            if n.contains('.') {
+                self.custom_settings.insert(n.to_ascii_lowercase());
             }
         }
     }

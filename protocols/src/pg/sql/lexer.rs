@@ -17,6 +17,7 @@ pub(super) enum Token<'a> {
 
 /// Tokenizer over SQL text. `backslash_strings` is true when `standard_conforming_strings` is
 /// off (plain '...' strings then take backslash escapes).
+#[derive(Clone)]
 pub(super) struct Lexer<'a> {
     src: &'a str,
     pos: usize,
@@ -41,6 +42,17 @@ impl<'a> Lexer<'a> {
 
     pub(super) fn token_start(&self) -> usize {
         self.start
+    }
+
+    /// The value of the last token if it was a plain `'...'` string (no prefix, no backslash
+    /// escapes): what a literal function argument spells.
+    pub(super) fn plain_string(&self) -> Option<String> {
+        let text = self.src.get(self.start..self.pos)?;
+        let body = text.strip_prefix('\'')?.strip_suffix('\'')?;
+        if self.backslash_strings && body.contains('\\') {
+            return None;
+        }
+        Some(body.replace("''", "'"))
     }
 
     fn bytes(&self) -> &'a [u8] {

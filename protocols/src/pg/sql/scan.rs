@@ -141,47 +141,49 @@ fn ocdr_statement(lx: &mut Lexer<'_>) -> Result<Option<String>, End> {
 /// Names of custom (dotted, `app.tenant` style) settings that `sql` may set for the session:
 /// `SET [SESSION] a.b ...` and `set_config('a.b', ...)`. pg_settings doesn't list such
 /// placeholders, so the proxy remembers the names and capture asks for their values.
-/// Cheap for queries without a dot or without "set".
+/// One pass of the lexer, so comments and literals don't count and the time is linear in the
+/// query's length. Cheap for queries without a dot or without "set".
 pub fn custom_setting_names(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     if !sql.contains('.') || !contains_ignore_case(sql, "set") {
         return out;
     }
     let mut lx = Lexer::new(sql, false);
-    while let Some(first) = lx.next() {
-        if first == Token::Semicolon {
-            continue;
+    let mut statement_start = true;
+    while let Some(tok) = lx.next() {
+        let first = std::mem::replace(&mut statement_start, tok == Token::Semicolon);
+        if first && is_kw(&tok, "set") {
+            out.extend(set_name(lx.clone()));
+        } else if is_kw(&tok, "set_config") {
+            out.extend(set_config_name(lx.clone()));
         }
-        if is_kw(&first, "set") {
-            let mut tok = lx.next();
-            if tok.as_ref().is_some_and(|t| is_kw(t, "session")) {
-                tok = lx.next();
-            }
-            // SET LOCAL ends with the transaction; it never reaches a checkpoint.
-            if let (Some(a), Some(Token::Dot), Some(b)) = (tok, lx.next(), lx.next())
-                && let (Some(a), Some(b)) = (setting_part(a), setting_part(b))
-            {
-                out.push(format!("{a}.{b}"));
-            }
-        }
-        skip_to_semicolon(&mut lx, 0);
-    }
-    let lower = sql.to_ascii_lowercase();
-    let mut rest = lower.as_str();
-    let mut offset = 0;
-    while let Some(i) = rest.find("set_config") {
-        let after = offset + i + "set_config".len();
-        if let Some(name) = first_literal_argument(&sql[after..])
-            && name.contains('.')
-        {
-            out.push(name.to_ascii_lowercase());
-        }
-        offset = after;
-        rest = &lower[after..];
     }
     out.sort();
     out.dedup();
     out
+}
+
+/// After SET: `[SESSION] a.b`. SET LOCAL ends with the transaction; it never reaches a
+/// checkpoint.
+fn set_name(mut lx: Lexer<'_>) -> Option<String> {
+    let mut tok = lx.next();
+    if tok.as_ref().is_some_and(|t| is_kw(t, "session")) {
+        tok = lx.next();
+    }
+    let (a, dot, b) = (tok?, lx.next()?, lx.next()?);
+    if dot != Token::Dot {
+        return None;
+    }
+    Some(format!("{}.{}", setting_part(a)?, setting_part(b)?))
+}
+
+/// After set_config: `('a.b'`.
+fn set_config_name(mut lx: Lexer<'_>) -> Option<String> {
+    if lx.next()? != Token::Open || lx.next()? != Token::Other {
+        return None;
+    }
+    let name = lx.plain_string()?;
+    name.contains('.').then(|| name.to_ascii_lowercase())
 }
 
 fn setting_part(tok: Token<'_>) -> Option<String> {
@@ -197,27 +199,6 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
         .as_bytes()
         .windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-}
-
-/// `  ( 'a.b' , ...` → `a.b`
-fn first_literal_argument(s: &str) -> Option<String> {
-    let s = s.trim_start().strip_prefix('(')?.trim_start();
-    let body = s.strip_prefix('\'')?;
-    let mut name = String::new();
-    let mut chars = body.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            if chars.peek() == Some(&'\'') {
-                chars.next();
-                name.push('\'');
-            } else {
-                return Some(name);
-            }
-        } else {
-            name.push(c);
-        }
-    }
-    None
 }
 
 /// Words after which a transaction can't be carried over a stop whatever the backend says:
@@ -402,5 +383,13 @@ mod tests {
         assert!(custom_setting_names("SET work_mem = '4MB'").is_empty());
         assert!(custom_setting_names("select 1.5").is_empty());
         assert!(custom_setting_names("select set_config('search_path', 'a', false)").is_empty());
+        assert!(
+            custom_setting_names("select 1 /* set_config('a.b', '1') */, 'set_config(''c.d'''")
+                .is_empty()
+        );
+        assert_eq!(
+            custom_setting_names("select 1; SET a.b = 1; select set_config('it''s.x', '', false)"),
+            vec!["a.b", "it's.x"]
+        );
     }
 }
