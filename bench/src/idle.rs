@@ -11,16 +11,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use mysql_async::OptsBuilder;
 use mysql_async::prelude::Queryable;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::stats::{Outcome, max, median, min, not_measured, percentile};
-use crate::torpor::{Cluster, PASSWORD, Proto, Spec, Torpor, USER, alive};
+use crate::stats::{Outcome, max, median, min, ms, not_measured, percentile};
+use crate::torpor::{Cluster, Proto, Spec, Torpor, alive};
 
-const PG_SETTINGS: &str = r#"{ fsync = "off" }"#;
-const MY_SETTINGS: &str = r#"{ innodb_flush_log_at_trx_commit = "0" }"#;
+/// One torpor with a PostgreSQL cluster (the first) and a MariaDB one.
+async fn start_both(bin: &Path, work: &Path, idle_timeout: &str) -> Result<Torpor> {
+    let spec = |proto, settings| Spec {
+        proto,
+        idle_timeout,
+        settings,
+    };
+    let specs = [
+        spec(Proto::Postgres, r#"{ fsync = "off" }"#),
+        spec(Proto::Mysql, r#"{ innodb_flush_log_at_trx_commit = "0" }"#),
+    ];
+    Torpor::start_clusters(bin, work, &specs).await
+}
+
+/// A measure that printed nothing yet still prints one line per cluster.
+fn not_measured_all(names: &[&str], target: &str, e: &anyhow::Error) {
+    for name in names {
+        not_measured(name, target, &format!("{e:#}"));
+    }
+}
 
 /// A small xorshift generator (the driver has no rand dependency).
 struct Rng(u64);
@@ -68,13 +85,7 @@ impl Conn {
         Ok(match proto {
             Proto::Postgres => Conn::Pg(crate::pg::connect(addr).await?),
             Proto::Mysql => {
-                let opts = OptsBuilder::default()
-                    .ip_or_hostname(addr.ip().to_string())
-                    .tcp_port(addr.port())
-                    .user(Some(USER))
-                    .pass(Some(PASSWORD))
-                    .db_name(Some(db))
-                    .prefer_socket(false)
+                let opts = crate::my::opts(addr, db)
                     .max_allowed_packet(Some(16 << 20))
                     .wait_timeout(Some(28_800));
                 Conn::My(mysql_async::Conn::new(opts).await?)
@@ -142,10 +153,6 @@ impl Conn {
         }
         Ok(())
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// The table the real queries use, made through torpor (which wakes the backend, so its
@@ -280,40 +287,37 @@ fn schedule(rng: &mut Rng) -> (f64, f64) {
 
 const CHURN_EVERY: f64 = 20.0;
 const REAL_EVERY: f64 = 60.0;
+
+/// `first` s after `start`, then every `period` s, numbered from 0, until `deadline`.
+fn every(
+    start: Instant,
+    first: f64,
+    period: f64,
+    deadline: Instant,
+) -> impl Iterator<Item = (usize, Instant)> {
+    (0..)
+        .map(move |k| {
+            (
+                k,
+                start + Duration::from_secs_f64(first + period * k as f64),
+            )
+        })
+        .take_while(move |&(_, at)| at < deadline)
+}
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 pub(crate) async fn pool(bin: &Path, work: &Path, runs: usize, secs: u64, n: usize) -> Result<()> {
     let target = "≥ 90% asleep, 0 client errors";
     let names = ["pg_pool_asleep_fraction", "my_pool_asleep_fraction"];
-    let specs = [
-        Spec {
-            proto: Proto::Postgres,
-            idle_timeout: "5s",
-            settings: PG_SETTINGS,
-        },
-        Spec {
-            proto: Proto::Mysql,
-            idle_timeout: "5s",
-            settings: MY_SETTINGS,
-        },
-    ];
-    let t = match Torpor::start_clusters(bin, work, &specs).await {
-        Ok(t) => t,
-        Err(e) => {
-            for name in names {
-                not_measured(name, target, &format!("{e:#}"));
-            }
-            return Ok(());
-        }
+    let r = async {
+        let t = start_both(bin, work, "5s").await?;
+        t.measure(async |t| pool_inner(t, runs, secs, n).await)
+            .await
     };
-    let r = pool_inner(&t, runs, secs, n).await;
-    t.stop().await;
-    let (learned, opening, windows) = match r {
+    let (learned, opening, windows) = match r.await {
         Ok(r) => r,
         Err(e) => {
-            for name in names {
-                not_measured(name, target, &format!("{e:#}"));
-            }
+            not_measured_all(&names, target, &e);
             return Ok(());
         }
     };
@@ -519,12 +523,7 @@ async fn window(t: &Torpor, pools: &[Pool], secs: u64) -> Result<Vec<Window>> {
         {
             let (pool, seen, spec) = (pool.clone(), seen[ci].clone(), spec.clone());
             set.spawn(async move {
-                let mut k = 0;
-                loop {
-                    let at = start + Duration::from_secs_f64(churn_at + CHURN_EVERY * k as f64);
-                    if at >= deadline {
-                        break;
-                    }
+                for (k, at) in every(start, churn_at, CHURN_EVERY, deadline) {
                     tokio::time::sleep_until(at).await;
                     if spec.backend_pid().is_some() {
                         seen.lock().unwrap().connects_awake += 1;
@@ -548,7 +547,6 @@ async fn window(t: &Torpor, pools: &[Pool], secs: u64) -> Result<Vec<Window>> {
                             seen.lock().unwrap().errors.push(format!("close: {e:#}"));
                         }
                     }
-                    k += 1;
                 }
             });
         }
@@ -556,12 +554,7 @@ async fn window(t: &Torpor, pools: &[Pool], secs: u64) -> Result<Vec<Window>> {
         {
             let (pool, seen) = (pool.clone(), seen[ci].clone());
             set.spawn(async move {
-                let mut k = 0;
-                loop {
-                    let at = start + Duration::from_secs_f64(real_at + REAL_EVERY * k as f64);
-                    if at >= deadline {
-                        break;
-                    }
+                for (k, at) in every(start, real_at, REAL_EVERY, deadline) {
                     tokio::time::sleep_until(at).await;
                     let mut g = pool[(k * 7 + 3) % pool.len()].lock().await;
                     let s = Instant::now();
@@ -577,7 +570,6 @@ async fn window(t: &Torpor, pools: &[Pool], secs: u64) -> Result<Vec<Window>> {
                             .errors
                             .push(format!("real query: {e:#}")),
                     }
-                    k += 1;
                 }
             });
         }
@@ -654,24 +646,10 @@ const WARMUP: usize = 20;
 pub(crate) async fn probe(bin: &Path, work: &Path, runs: usize, samples: usize) -> Result<()> {
     let target = "p50 ≤ direct p50, 0 wakes";
     let names = ["pg_probe_asleep_p50", "my_probe_asleep_p50"];
-    let specs = [
-        Spec {
-            proto: Proto::Postgres,
-            idle_timeout: "1h",
-            settings: PG_SETTINGS,
-        },
-        Spec {
-            proto: Proto::Mysql,
-            idle_timeout: "1h",
-            settings: MY_SETTINGS,
-        },
-    ];
-    let t = match Torpor::start_clusters(bin, work, &specs).await {
+    let t = match start_both(bin, work, "1h").await {
         Ok(t) => t,
         Err(e) => {
-            for name in names {
-                not_measured(name, target, &format!("{e:#}"));
-            }
+            not_measured_all(&names, target, &e);
             return Ok(());
         }
     };

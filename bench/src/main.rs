@@ -60,28 +60,24 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
     })
 }
 
+type Tool = fn(&[String]) -> Result<()>;
+
+/// Subcommands that take no torpor: they work on their arguments alone.
+const TOOLS: [(&str, Tool); 3] = [
+    ("summarize", summarize),
+    ("compare", compare),
+    ("forward", forward::run),
+];
+
 fn main() {
     let mut argv = std::env::args().skip(1).peekable();
-    if argv.peek().map(String::as_str) == Some("summarize") {
+    let tool = argv
+        .peek()
+        .and_then(|a| TOOLS.iter().find(|(name, _)| name == a));
+    if let Some(&(name, run)) = tool {
         let rest: Vec<String> = argv.skip(1).collect();
-        if let Err(e) = summarize(&rest) {
-            eprintln!("summarize: {e:#}");
-            std::process::exit(2);
-        }
-        return;
-    }
-    if argv.peek().map(String::as_str) == Some("compare") {
-        let rest: Vec<String> = argv.skip(1).collect();
-        if let Err(e) = compare(&rest) {
-            eprintln!("compare: {e:#}");
-            std::process::exit(2);
-        }
-        return;
-    }
-    if argv.peek().map(String::as_str) == Some("forward") {
-        let rest: Vec<String> = argv.skip(1).collect();
-        if let Err(e) = forward::run(&rest) {
-            eprintln!("forward: {e:#}");
+        if let Err(e) = run(&rest) {
+            eprintln!("{name}: {e:#}");
             std::process::exit(2);
         }
         return;

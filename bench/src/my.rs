@@ -11,44 +11,31 @@ use anyhow::{Context, Result, bail};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
-use crate::stats::{Outcome, max, median, min};
-use crate::torpor::{PASSWORD, Proto, Torpor, USER, signal, user_ids, wait_gone};
+use crate::stats::{cold_wake, ms};
+use crate::torpor::{PASSWORD, Proto, Torpor, USER, time_bare_start, user_ids};
 
 pub(crate) async fn connect(addr: SocketAddr, db: &str) -> Result<Conn> {
-    let opts = OptsBuilder::default()
+    Ok(Conn::new(opts(addr, db)).await?)
+}
+
+/// The bench user over TCP to `addr`.
+pub(crate) fn opts(addr: SocketAddr, db: &str) -> OptsBuilder {
+    OptsBuilder::default()
         .ip_or_hostname(addr.ip().to_string())
         .tcp_port(addr.port())
         .user(Some(USER))
         .pass(Some(PASSWORD))
         .db_name(Some(db))
         // Otherwise mysql_async switches to the server's unix socket, around the proxy.
-        .prefer_socket(false);
-    Ok(Conn::new(opts).await?)
+        .prefer_socket(false)
 }
 
 const SETTINGS: &str = r#"{ innodb_flush_log_at_trx_commit = "0" }"#;
 
 pub(crate) async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
     let t = Torpor::start(bin, work, Proto::Mysql, "1h", SETTINGS).await?;
-    let r = wake_inner(&t, runs).await;
-    t.stop().await;
-    let (torpor, bare) = r?;
-    let (mt, mb) = (median(&torpor), median(&bare));
-    Outcome {
-        name: "my_cold_wake".into(),
-        unit: "ms".into(),
-        runs: torpor,
-        baseline: format!(
-            "bare mariadbd start→query p50 {mb:.1} ms (min {:.1}, max {:.1})",
-            min(&bare),
-            max(&bare)
-        ),
-        ratio: Some(mt / mb),
-        target: "p50 ≤ bare + 30 ms".into(),
-        met: mt <= mb + 30.0,
-        note: format!("torpor − bare = {:+.1} ms", mt - mb),
-    }
-    .emit();
+    let (torpor, bare) = t.measure(async |t| wake_inner(t, runs).await).await?;
+    cold_wake("my_cold_wake", "mariadbd", torpor, bare);
     Ok(())
 }
 
@@ -78,7 +65,7 @@ async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         let s = Instant::now();
         // Not SELECT 1: torpor answers that probe itself while the database sleeps.
         c.query_drop("SELECT 2").await?;
-        torpor.push(s.elapsed().as_secs_f64() * 1000.0);
+        torpor.push(ms(s.elapsed()));
     }
     let n: Option<i64> = c.query_first("SELECT count(*) FROM t").await?;
     let v: Option<i64> = c.exec_first(&stmts[9], (1,)).await?;
@@ -117,29 +104,15 @@ async fn bare_mariadbd(data: &Path, addr: SocketAddr, db: &str) -> Result<f64> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let start = Instant::now();
-    let mut child = tokio::process::Command::from(cmd).spawn()?;
-    let pid = child.id().context("mariadbd exited")?;
-    let result = async {
-        loop {
-            if let Ok(mut c) = connect(addr, db).await {
-                c.query_drop("SELECT 1").await?;
-                let took = start.elapsed().as_secs_f64() * 1000.0;
-                let _ = c.disconnect().await;
-                return Ok::<f64, anyhow::Error>(took);
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("bare mariadbd not answering after 60 s");
-            }
-            if let Some(s) = child.try_wait()? {
-                bail!("bare mariadbd exited: {s}");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+    let answer = async || {
+        let mut c = connect(addr, db).await.ok()?;
+        if let Err(e) = c.query_drop("SELECT 1").await {
+            return Some(Err(e.into()));
         }
-    }
-    .await;
-    signal(pid, libc::SIGTERM);
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-    wait_gone(pid, Duration::from_secs(5)).await?;
-    result
+        // Not part of the time taken.
+        tokio::spawn(c.disconnect());
+        Some(Ok(()))
+    };
+    let poll = Duration::from_millis(2);
+    time_bare_start(cmd, "mariadbd", poll, libc::SIGTERM, answer).await
 }

@@ -13,8 +13,8 @@ use std::os::unix::process::CommandExt as _;
 use tokio::sync::{Barrier, Semaphore};
 use tokio_postgres::{Client, NoTls};
 
-use crate::stats::{Outcome, max, median, not_measured, percentile};
-use crate::torpor::{PASSWORD, Proto, Torpor, USER, signal, user_ids, wait_gone};
+use crate::stats::{Outcome, cold_wake, max, median, ms, not_measured, percentile};
+use crate::torpor::{PASSWORD, Proto, Torpor, USER, time_bare_start, user_ids, wait_gone};
 
 pub(crate) async fn connect(addr: SocketAddr) -> Result<Client> {
     let mut cfg = tokio_postgres::Config::new();
@@ -31,35 +31,13 @@ pub(crate) async fn connect(addr: SocketAddr) -> Result<Client> {
     Ok(client)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// #4: first query after a scale-to-zero, for a session holding 10 prepared statements,
 /// 5 settings and a 1,000-row temp table; against a bare postgres start → first query on
 /// the same data dir, interleaved.
 pub(crate) async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
     let t = Torpor::start(bin, work, Proto::Postgres, "1h", r#"{ fsync = "off" }"#).await?;
-    let r = wake_inner(&t, runs).await;
-    t.stop().await;
-    let (torpor, bare) = r?;
-    let (mt, mb) = (median(&torpor), median(&bare));
-    Outcome {
-        name: "pg_cold_wake".into(),
-        unit: "ms".into(),
-        runs: torpor,
-        baseline: format!(
-            "bare postgres start→query p50 {:.1} ms (min {:.1}, max {:.1})",
-            mb,
-            crate::stats::min(&bare),
-            max(&bare)
-        ),
-        ratio: Some(mt / mb),
-        target: "p50 ≤ bare + 30 ms".into(),
-        met: mt <= mb + 30.0,
-        note: format!("torpor − bare = {:+.1} ms", mt - mb),
-    }
-    .emit();
+    let (torpor, bare) = t.measure(async |t| wake_inner(t, runs).await).await?;
+    cold_wake("pg_cold_wake", "postgres", torpor, bare);
     Ok(())
 }
 
@@ -127,29 +105,17 @@ async fn bare_postgres(data: &Path, addr: SocketAddr) -> Result<f64> {
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
-    let start = Instant::now();
-    let mut child = tokio::process::Command::from(cmd).spawn()?;
-    let pid = child.id().context("postgres exited")?;
-    let result = async {
-        loop {
-            if let Ok(c) = connect(addr).await {
-                c.simple_query("SELECT 1").await?;
-                return Ok::<f64, anyhow::Error>(ms(start.elapsed()));
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("bare postgres not answering after 60 s");
-            }
-            if let Some(s) = child.try_wait()? {
-                bail!("bare postgres exited: {s}");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-    .await;
-    signal(pid, libc::SIGINT);
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-    wait_gone(pid, Duration::from_secs(5)).await?;
-    result
+    let answer = async || {
+        let c = connect(addr).await.ok()?;
+        Some(
+            c.simple_query("SELECT 1")
+                .await
+                .map(drop)
+                .map_err(Into::into),
+        )
+    };
+    let poll = Duration::from_millis(1);
+    time_bare_start(cmd, "postgres", poll, libc::SIGINT, answer).await
 }
 
 /// #5: 100 connected sessions go quiet; time from the last query's answer to the moment the
@@ -167,9 +133,7 @@ pub(crate) async fn idle_stop(bin: &Path, work: &Path, runs: usize, n: usize) ->
         &format!(r#"{{ fsync = "off", max_connections = "{}" }}"#, n + 50),
     )
     .await?;
-    let r = idle_inner(&t, runs, n).await;
-    t.stop().await;
-    let (reads, stateful) = r?;
+    let (reads, stateful) = t.measure(async |t| idle_inner(t, runs, n).await).await?;
     let target = "p50 ≤ 350 ms (idle_timeout + 150 ms)";
     let emit = |name: &str, v: Vec<f64>, note: String| {
         let m = median(&v);
@@ -314,9 +278,7 @@ const BIG_ROWS: i64 = 1_000_000;
 /// into a fresh temp table over a direct connection, interleaved.
 pub(crate) async fn restore(bin: &Path, work: &Path, runs: usize) -> Result<()> {
     let t = Torpor::start(bin, work, Proto::Postgres, "1h", r#"{ fsync = "off" }"#).await?;
-    let r = restore_inner(&t, runs).await;
-    t.stop().await;
-    let (restore_s, copy_s) = r?;
+    let (restore_s, copy_s) = t.measure(async |t| restore_inner(t, runs).await).await?;
     let rate = |s: &Vec<f64>| s.iter().map(|x| BIG_ROWS as f64 / x).collect::<Vec<_>>();
     let (rr, cr) = (rate(&restore_s), rate(&copy_s));
     let ratio = median(&rr) / median(&cr);
@@ -415,9 +377,7 @@ pub(crate) async fn memory(bin: &Path, work: &Path, runs: usize, conns: usize) -
             r#"{ fsync = "off" }"#,
         )
         .await?;
-        let r = memory_inner(&t, conns).await;
-        t.stop().await;
-        per.push(r?);
+        per.push(t.measure(async |t| memory_inner(t, conns).await).await?);
     }
     let m = median(&per);
     Outcome {
@@ -484,9 +444,7 @@ async fn connect_many(addr: SocketAddr, n: usize) -> Result<Vec<Arc<Client>>> {
 pub(crate) async fn mass_wake(bin: &Path, work: &Path, runs: usize, n: usize) -> Result<()> {
     let settings = format!(r#"{{ fsync = "off", max_connections = "{}" }}"#, n + 50);
     let t = Torpor::start(bin, work, Proto::Postgres, "1h", &settings).await?;
-    let r = mass_inner(&t, runs, n).await;
-    t.stop().await;
-    let (reads, direct, stateful) = r?;
+    let (reads, direct, stateful) = t.measure(async |t| mass_inner(t, runs, n).await).await?;
     let target = "0 errors, p99 ≤ 2000 ms";
     let baseline = match &direct {
         Ok(d) => format!(

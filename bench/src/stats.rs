@@ -137,6 +137,31 @@ impl Outcome {
     }
 }
 
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// #4 and #10: the first query after a scale-to-zero against a bare `server` start → first
+/// query on the same data dir, both in ms.
+pub(crate) fn cold_wake(name: &str, server: &str, torpor: Vec<f64>, bare: Vec<f64>) {
+    let (mt, mb) = (median(&torpor), median(&bare));
+    Outcome {
+        name: name.into(),
+        unit: "ms".into(),
+        runs: torpor,
+        baseline: format!(
+            "bare {server} start→query p50 {mb:.1} ms (min {:.1}, max {:.1})",
+            min(&bare),
+            max(&bare)
+        ),
+        ratio: Some(mt / mb),
+        target: "p50 ≤ bare + 30 ms".into(),
+        met: mt <= mb + 30.0,
+        note: format!("torpor − bare = {:+.1} ms", mt - mb),
+    }
+    .emit();
+}
+
 /// A measure that could not be taken: still one line, never a failed suite.
 pub(crate) fn not_measured(name: &str, target: &str, error: &str) {
     let error = error.replace(['\n', '|'], " ");

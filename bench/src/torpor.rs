@@ -341,6 +341,16 @@ superuser = true
         rss_kib(self.pid)
     }
 
+    /// Runs `measure` on this torpor, then stops it whatever the outcome.
+    pub(crate) async fn measure<T>(
+        self,
+        measure: impl AsyncFnOnce(&Torpor) -> Result<T>,
+    ) -> Result<T> {
+        let r = measure(&self).await;
+        self.stop().await;
+        r
+    }
+
     /// SIGTERM, then SIGKILL after 30 s; then any backend left behind.
     pub(crate) async fn stop(mut self) {
         let backends: Vec<u32> = self
@@ -385,6 +395,41 @@ pub(crate) async fn wait_gone(pid: u32, limit: Duration) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(())
+}
+
+/// Spawns a bare server (`what`) and calls `answer` every `poll` until it answers, then stops
+/// the server with `stop` and waits until it is gone. `answer` connects and runs one query:
+/// None while the server refuses connections. Returns spawn → answered, in ms.
+pub(crate) async fn time_bare_start(
+    cmd: std::process::Command,
+    what: &str,
+    poll: Duration,
+    stop: i32,
+    mut answer: impl AsyncFnMut() -> Option<Result<()>>,
+) -> Result<f64> {
+    let start = Instant::now();
+    let mut child = Command::from(cmd).spawn()?;
+    let pid = child.id().with_context(|| format!("{what} exited"))?;
+    let result = async {
+        loop {
+            if let Some(answered) = answer().await {
+                answered?;
+                return Ok(crate::stats::ms(start.elapsed()));
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("bare {what} not answering after 60 s");
+            }
+            if let Some(s) = child.try_wait()? {
+                bail!("bare {what} exited: {s}");
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+    .await;
+    signal(pid, stop);
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    wait_gone(pid, Duration::from_secs(5)).await?;
+    result
 }
 
 pub(crate) fn signal(pid: u32, sig: i32) {
