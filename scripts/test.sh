@@ -3,6 +3,7 @@
 # test (real postgres and mariadbd processes, an in-process S3 server, real client libraries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/apt.sh
 
 need_apt=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
@@ -15,17 +16,7 @@ command -v sysbench >/dev/null 2>&1 || need_apt+=(sysbench)
 # HikariCP (with slf4j) for the pool test of tests/tests/pg_idle_clients.rs.
 [ -e /usr/share/java/HikariCP.jar ] || need_apt+=(libhikaricp-java)
 command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
-if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "installing: ${need_apt[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # The packages' own service scripts must not start servers: torpor starts its own.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-    fi
-    apt-get install -y -qq "${need_apt[@]}"
-fi
+apt_install "${need_apt[@]}"
 # postgres refuses to run as root; the process driver runs it as this user.
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
