@@ -249,19 +249,26 @@ fn captured() -> PgSnapshot {
              WHERE pg_catalog.lower(s.name) = pg_catalog.lower(v.n))",
         ]
     );
-    let data = vec![
-        copy(binary_rows(2)),
-        copy(binary_rows(20_000)),
-        copy(binary_rows(0)),
-        res(&[
-            &[S("0"), S("2"), S("t")],
-            &[S("1"), S("1605"), S("t")],
-            &[S("2"), S("10"), S("f")],
-        ]),
-        res(&[&[S("app.tenant"), S("42")]]),
-    ];
-    let data = [data, lock_levels(&[3, 1, 1, 2])].concat();
+    let data = [
+        temp_data([2, 20_000, 0], [("2", "t"), ("1605", "t"), ("10", "f")]),
+        vec![res(&[&[S("app.tenant"), S("42")]])],
+        lock_levels(&[3, 1, 1, 2]),
+    ]
+    .concat();
     plan.finish(&data).unwrap()
+}
+
+/// The COPY results of the fixture's three temp tables (`rows` each) and the sequence query's
+/// result for its three sequences (last_value, is_called).
+fn temp_data(rows: [usize; 3], sequences: [(&str, &str); 3]) -> Vec<QueryResult> {
+    let seq_rows: Vec<[Option<&str>; 3]> = ["0", "1", "2"]
+        .into_iter()
+        .zip(sequences)
+        .map(|(i, (last, called))| [S(i), S(last), S(called)])
+        .collect();
+    let seq_rows: Vec<&[Option<&str>]> = seq_rows.iter().map(|r| &r[..]).collect();
+    let copies = rows.into_iter().map(|n| copy(binary_rows(n)));
+    copies.chain([res(&seq_rows)]).collect()
 }
 
 /// Results of the two statements per advisory lock: the guard, then (levels, relocked).
@@ -376,17 +383,11 @@ fn stale_on_commit_delete_rows_name_with_rows_is_ignored() {
     else {
         panic!("blocked")
     };
-    let data = vec![
-        copy(binary_rows(2)),
-        copy(binary_rows(0)),
-        copy(binary_rows(0)),
-        res(&[
-            &[S("0"), S("2"), S("t")],
-            &[S("1"), S("1"), S("f")],
-            &[S("2"), S("10"), S("f")],
-        ]),
-    ];
-    let data = [data, lock_levels(&[1, 1, 1, 1])].concat();
+    let data = [
+        temp_data([2, 0, 0], [("2", "t"), ("1", "f"), ("10", "f")]),
+        lock_levels(&[1, 1, 1, 1]),
+    ]
+    .concat();
     let snap = plan.finish(&data).unwrap();
     assert!(!snap.temp_tables[0].on_commit_delete_rows);
 }
