@@ -110,51 +110,44 @@ fn value_sql(out: &mut String, kind: &ColumnKind, v: Option<&[u8]>) -> Result<()
     };
     // Every accepted form below is ASCII, checked byte by byte, so the pushes are exact.
     let ascii = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    match kind {
-        ColumnKind::Number | ColumnKind::Float | ColumnKind::Bit => {
-            if !numeric(v) {
-                return Err("a numeric column gave a non-numeric value".into());
-            }
-            out.push_str(&ascii(v));
-        }
-        ColumnKind::Timestamp => {
-            if !numeric(v) {
-                return Err("UNIX_TIMESTAMP gave a non-numeric value".into());
-            }
-            out.push_str("FROM_UNIXTIME(");
-            out.push_str(&ascii(v));
-            out.push(')');
-        }
-        ColumnKind::Plain => {
-            if !v
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b' ' | b':' | b'.' | b'-' | b'+'))
-            {
-                return Err("a date/time value has unexpected characters".into());
-            }
-            out.push('\'');
-            out.push_str(&ascii(v));
-            out.push('\'');
-        }
-        ColumnKind::Chars(cs) => {
-            if !hex_digits(v) {
-                return Err("HEX() gave non-hex text".into());
-            }
-            out.push('_');
-            out.push_str(cs);
-            out.push_str(" X'");
-            out.push_str(&ascii(v));
-            out.push('\'');
-        }
-        ColumnKind::Bytes => {
-            if !hex_digits(v) {
-                return Err("HEX() gave non-hex text".into());
-            }
-            out.push_str("X'");
-            out.push_str(&ascii(v));
-            out.push('\'');
-        }
+    let date_time = |v: &[u8]| {
+        v.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b' ' | b':' | b'.' | b'-' | b'+'))
+    };
+    // Whether the value has the form, the error when not, and what goes around it.
+    let (valid, error, before, after): (bool, &str, &[&str], &str) = match kind {
+        ColumnKind::Number | ColumnKind::Float | ColumnKind::Bit => (
+            numeric(v),
+            "a numeric column gave a non-numeric value",
+            &[],
+            "",
+        ),
+        ColumnKind::Timestamp => (
+            numeric(v),
+            "UNIX_TIMESTAMP gave a non-numeric value",
+            &["FROM_UNIXTIME("],
+            ")",
+        ),
+        ColumnKind::Plain => (
+            date_time(v),
+            "a date/time value has unexpected characters",
+            &["'"],
+            "'",
+        ),
+        ColumnKind::Chars(cs) => (
+            hex_digits(v),
+            "HEX() gave non-hex text",
+            &["_", cs, " X'"],
+            "'",
+        ),
+        ColumnKind::Bytes => (hex_digits(v), "HEX() gave non-hex text", &["X'"], "'"),
+    };
+    if !valid {
+        return Err(error.into());
     }
+    out.extend(before.iter().copied());
+    out.push_str(&ascii(v));
+    out.push_str(after);
     Ok(())
 }
 
