@@ -163,7 +163,7 @@ async fn replay_on(
     snap: &MySnapshot,
 ) -> Result<Vec<(u32, mysql_async::Statement)>, (String, String)> {
     let mut stmts = Vec::new();
-    for cmd in replay::build(snap) {
+    for cmd in replay::build(snap).map_err(|e| ("replay".to_string(), e))? {
         let r = match &cmd {
             Command::Query { sql, .. } => conn.query_drop(sql.as_str()).await,
             Command::InitDb { schema, .. } => {

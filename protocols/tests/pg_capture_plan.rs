@@ -503,7 +503,7 @@ fn empty_session_needs_no_data_query_and_no_replay() {
     assert_eq!(plan.data_query(), None);
     let mut snap = plan.finish(&[]).unwrap();
     snap.startup_params = vec![("user".into(), "postgres".into())];
-    let replay = replay::build(&snap);
+    let replay = replay::build(&snap, "postgres").unwrap();
     assert_eq!(replay.ready_count, 0);
     assert!(replay.messages.is_empty());
     assert!(replay.statements.is_empty());
@@ -525,7 +525,7 @@ fn messages(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
 fn replay_order_labels_and_messages() {
     let mut snap = captured();
     snap.startup_params = vec![("user".into(), "postgres".into())];
-    let plan = replay::build(&snap);
+    let plan = replay::build(&snap, "postgres").unwrap();
     assert_eq!(
         plan.statements,
         vec![
@@ -637,7 +637,7 @@ fn replay_skips_login_user_authorization_and_owners() {
         }],
         ..PgSnapshot::default()
     };
-    let plan = replay::build(&snap);
+    let plan = replay::build(&snap, "alice").unwrap();
     assert_eq!(plan.statements, vec!["temp table t"]);
     assert_eq!(plan.ready_count, 1);
 }

@@ -226,7 +226,7 @@ fn capture_session(c: &mut Conn, ocdr: &[String]) -> Result<PgSnapshot, Vec<Stri
 }
 
 fn replay_into(c: &mut Conn, snap: &PgSnapshot) -> Outcome {
-    let plan = replay::build(snap);
+    let plan = replay::build(snap, "postgres").unwrap();
     c.s.write_all(&plan.messages).unwrap();
     let o = c.read_ready(plan.ready_count).unwrap();
     if o.errors.is_empty() {

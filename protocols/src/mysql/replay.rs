@@ -21,8 +21,17 @@
 //!    under the session's own sql_mode and character set);
 //! 9. the current schema;
 //! 10. LAST_INSERT_ID(n), last, as nothing after it may change it.
+//!
+//! Names are quoted as identifiers and values built from typed fields. Only where the server
+//! itself keeps text does the snapshot's text go in as it is: a temp table's `SHOW CREATE
+//! TABLE` text, its rows' INSERTs, a variable's value, a SQL PREPARE's source and a binary
+//! statement (prepared, never run by replay). Each must stay within its command
+//! ([`is_contained`]); a CREATE must name its table, an INSERT must insert into it and a
+//! variable's value must be one value. A snapshot that breaks this is refused before anything
+//! is sent.
 
-use super::rows::qualify_create;
+use super::contained::{is_contained, is_value};
+use super::rows::{qualify_create, table_ref};
 use super::snapshot::MySnapshot;
 use super::sql::{quote_ident, quote_literal};
 use super::uservars::user_value_sql;
@@ -103,11 +112,33 @@ fn use_schema(out: &mut Vec<Command>, current: &mut Option<String>, schema: Opti
     }
 }
 
-pub fn build(snap: &MySnapshot) -> Vec<Command> {
+fn refused(what: &str, why: &str) -> String {
+    format!("{what}: the snapshot's text {why}")
+}
+
+/// A system variable's name and value as `SET SESSION` takes them.
+fn variable(name: &str, value: &str) -> Result<String, String> {
+    let what = format!("session variable {name}");
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+    {
+        return Err(refused(&what, "is not a variable name"));
+    }
+    if !is_value(value) {
+        return Err(refused(&what, "is not one value"));
+    }
+    Ok(set_session(name, value))
+}
+
+/// The commands that give a fresh connection `snap`'s state; Err names the item whose stored
+/// text replay refuses to send.
+pub fn build(snap: &MySnapshot) -> Result<Vec<Command>, String> {
     let mut out = Vec::new();
 
     for (name, value) in &snap.variables {
-        let set = set_session(name, value);
+        let set = variable(name, value)?;
         let sql = if PRIVILEGED_VARIABLES.contains(&name.as_str()) {
             format!("BEGIN NOT ATOMIC DECLARE CONTINUE HANDLER FOR 1227 BEGIN END; {set}; END")
         } else {
@@ -140,19 +171,18 @@ pub fn build(snap: &MySnapshot) -> Vec<Command> {
 
     for t in &snap.temp_tables {
         let label = format!("temporary table {}.{}", t.schema, t.name);
-        match qualify_create(&t.create, &t.schema, &t.name) {
-            Some(create) => query(&mut out, create, label.clone()),
-            None => {
-                // Capture checked this; a hand-made snapshot may still get here.
-                out.push(Command::InitDb {
-                    schema: t.schema.clone(),
-                    label: label.clone(),
-                });
-                query(&mut out, t.create.clone(), label.clone());
-            }
-        }
+        // Capture checked that the CREATE names its own table; a changed snapshot may not.
+        let create = qualify_create(&t.create, &t.schema, &t.name)
+            .filter(|c| is_contained(c))
+            .ok_or_else(|| refused(&label, "is not one CREATE of that table"))?;
+        query(&mut out, create, label.clone());
+        let into = format!("INSERT INTO {} (", table_ref(t));
         for insert in &t.inserts {
-            query(&mut out, insert.clone(), format!("rows of {label}"));
+            let rows = format!("rows of {label}");
+            if !insert.starts_with(&into) || !is_contained(insert) {
+                return Err(refused(&rows, "is not one INSERT into that table"));
+            }
+            query(&mut out, insert.clone(), rows);
         }
     }
 
@@ -207,6 +237,12 @@ pub fn build(snap: &MySnapshot) -> Vec<Command> {
     let mut prepared: Vec<_> = snap.sql_prepared.iter().collect();
     prepared.sort_by_key(|p| p.schema.is_some());
     for p in prepared {
+        if !is_contained(&p.from) {
+            return Err(refused(
+                &format!("prepared statement {}", p.name),
+                "reaches past its PREPARE",
+            ));
+        }
         use_schema(&mut out, &mut current, p.schema.as_deref());
         query(
             &mut out,
@@ -240,7 +276,7 @@ pub fn build(snap: &MySnapshot) -> Vec<Command> {
             "LAST_INSERT_ID",
         );
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -250,7 +286,7 @@ mod tests {
 
     #[test]
     fn empty_snapshot_replays_nothing() {
-        assert!(build(&MySnapshot::default()).is_empty());
+        assert!(build(&MySnapshot::default()).unwrap().is_empty());
     }
 
     #[test]
@@ -273,7 +309,7 @@ mod tests {
             named_locks: vec!["job".into()],
             ..MySnapshot::default()
         };
-        let cmds = build(&snap);
+        let cmds = build(&snap).unwrap();
         let labels: Vec<&str> = cmds.iter().map(Command::label).collect();
         assert_eq!(
             labels,
@@ -297,5 +333,63 @@ mod tests {
         assert!(sql.contains("time_zone = DEFAULT"), "{sql}");
         // No value in any label.
         assert!(labels.iter().all(|l| !l.contains("SELECT 1")));
+    }
+
+    #[test]
+    fn stored_text_that_reaches_past_itself_is_refused() {
+        use crate::mysql::snapshot::TempTable;
+        let table = || TempTable {
+            schema: "s".into(),
+            name: "t".into(),
+            create: "CREATE TEMPORARY TABLE `t` (`a` int DEFAULT 'x;y')".into(),
+            inserts: vec!["INSERT INTO `s`.`t` (`a`) VALUES (1)".into()],
+            ..TempTable::default()
+        };
+        let good = MySnapshot {
+            variables: vec![("sql_mode".into(), "'ANSI_QUOTES'".into())],
+            temp_tables: vec![table()],
+            sql_prepared: vec![SqlPrepared {
+                name: "p".into(),
+                from: "'SELECT 1'".into(),
+                ..SqlPrepared::default()
+            }],
+            ..MySnapshot::default()
+        };
+        build(&good).unwrap();
+        type Edit = fn(&mut MySnapshot);
+        let cases: [(Edit, &str); 6] = [
+            (
+                |s| s.variables[0].1 = "'x', @@global.general_log = 1".into(),
+                "session variable sql_mode",
+            ),
+            (
+                |s| s.variables[0].0 = "sql_mode = 1; DROP TABLE x; SET a".into(),
+                "session variable",
+            ),
+            (
+                |s| s.temp_tables[0].create.push_str("; DROP TABLE s.u"),
+                "temporary table s.t",
+            ),
+            (
+                |s| s.temp_tables[0].inserts[0] = "DELETE FROM `s`.`u`".into(),
+                "rows of temporary table s.t",
+            ),
+            (
+                |s| s.temp_tables[0].inserts[0].push_str("; DROP TABLE s.u"),
+                "rows of temporary table s.t",
+            ),
+            (
+                |s| s.sql_prepared[0].from = "'SELECT 1'; DROP TABLE x".into(),
+                "prepared statement p",
+            ),
+        ];
+        for (edit, what) in cases {
+            let mut s = good.clone();
+            edit(&mut s);
+            match build(&s) {
+                Err(e) => assert!(e.starts_with(what), "{e}"),
+                Ok(cmds) => panic!("{what}: replayed {cmds:?}"),
+            }
+        }
     }
 }

@@ -29,13 +29,21 @@
 //!
 //! Protocol-level prepared statements are Parse messages after the Query, so they are planned
 //! under the restored search_path and role.
+//!
+//! What replay writes is built from typed fields, names quoted as identifiers and values as
+//! literals. Only where the server itself keeps text does the snapshot's text go in as it is:
+//! a column's type, collation and default (or generation) expression, a constraint's or an
+//! index's definition, and a SQL PREPARE. Each of those must stay within itself
+//! ([`is_contained`]), an index must be a CREATE INDEX and a PREPARE a PREPARE, and a
+//! sequence's type is one of the three it can be; a snapshot that breaks this is refused
+//! before anything is sent. The login user is the live session's, never the snapshot's.
 
 use bytes::BytesMut;
 
 use super::capture::copy_target;
 use super::message;
 use super::snapshot::{AdvisoryKey, Column, Constraint, PgSnapshot, TempSequence, TempTable};
-use super::sql::{quote_ident, quote_literal};
+use super::sql::{is_contained, prepare_name, quote_ident, quote_literal};
 
 /// CopyData payloads are cut to this size.
 const COPY_CHUNK: usize = 64 * 1024;
@@ -108,6 +116,27 @@ fn table_ref(name: &str) -> String {
     format!("pg_temp.{}", quote_ident(name))
 }
 
+/// `text` from the snapshot, to be pasted as it is; refused, naming `what`, unless it stays a
+/// piece of one statement.
+fn stored<'t>(text: &'t str, what: &dyn std::fmt::Display) -> Result<&'t str, String> {
+    if is_contained(text) {
+        Ok(text)
+    } else {
+        Err(format!(
+            "{what}: the snapshot's text is not a single SQL fragment"
+        ))
+    }
+}
+
+fn sequence_type(s: &TempSequence) -> Result<&'static str, String> {
+    match s.data_type.as_str() {
+        "smallint" => Ok("smallint"),
+        "integer" => Ok("integer"),
+        "bigint" => Ok("bigint"),
+        _ => Err(format!("temp sequence {}: not a sequence type", s.name)),
+    }
+}
+
 fn sequence_options(s: &TempSequence) -> String {
     format!(
         "INCREMENT BY {} MINVALUE {} MAXVALUE {} START WITH {} CACHE {} {}",
@@ -125,14 +154,28 @@ fn has_rows(rows: &[u8]) -> bool {
     !(rows.is_empty() || (rows.len() == 21 && rows.ends_with(&[0xff, 0xff])))
 }
 
-fn column_def(table: &TempTable, col: &Column, sequences: &[TempSequence]) -> String {
-    let mut def = format!("{} {}", quote_ident(&col.name), col.data_type);
+fn column_def(
+    table: &TempTable,
+    col: &Column,
+    sequences: &[TempSequence],
+) -> Result<String, String> {
+    let what = format_args!("column {} of temp table {}", col.name, table.name);
+    let mut def = format!(
+        "{} {}",
+        quote_ident(&col.name),
+        stored(&col.data_type, &what)?
+    );
     if let Some(coll) = &col.collation {
         def.push_str(" COLLATE ");
-        def.push_str(coll);
+        def.push_str(stored(coll, &what)?);
     }
+    let default = col
+        .default
+        .as_deref()
+        .map(|d| stored(d, &what))
+        .transpose()?;
     if col.generated {
-        if let Some(expr) = &col.default {
+        if let Some(expr) = default {
             def.push_str(&format!(" GENERATED ALWAYS AS ({expr}) STORED"));
         }
     } else if let Some(kind) = col.identity {
@@ -154,14 +197,14 @@ fn column_def(table: &TempTable, col: &Column, sequences: &[TempSequence]) -> St
                 sequence_options(s)
             ));
         }
-    } else if let Some(expr) = &col.default {
+    } else if let Some(expr) = default {
         def.push_str(" DEFAULT ");
         def.push_str(expr);
     }
     if col.not_null {
         def.push_str(" NOT NULL");
     }
-    def
+    Ok(def)
 }
 
 /// `key=value` from pg_class.reloptions → `key = 'value'`. Option names are plain (possibly
@@ -180,12 +223,12 @@ fn reloption(opt: &str) -> String {
     format!("{key} = {}", quote_literal(value))
 }
 
-fn create_table(t: &TempTable, sequences: &[TempSequence]) -> String {
+fn create_table(t: &TempTable, sequences: &[TempSequence]) -> Result<String, String> {
     let cols: Vec<String> = t
         .columns
         .iter()
         .map(|c| column_def(t, c, sequences))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let mut sql = format!(
         "CREATE TEMP TABLE {} ({})",
         table_ref(&t.name),
@@ -198,21 +241,47 @@ fn create_table(t: &TempTable, sequences: &[TempSequence]) -> String {
     if t.on_commit_delete_rows {
         sql.push_str(" ON COMMIT DELETE ROWS");
     }
-    sql
+    Ok(sql)
 }
 
-fn add_constraints(b: &mut Builder, t: &TempTable, constraints: &[Constraint], what: &str) {
+fn add_constraints(
+    b: &mut Builder,
+    t: &TempTable,
+    constraints: &[Constraint],
+    what: &str,
+) -> Result<(), String> {
     for c in constraints {
-        b.push(
-            format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} {}",
-                table_ref(&t.name),
-                quote_ident(&c.name),
-                c.definition
-            ),
-            format!("{what} {} of temp table {}", c.name, t.name),
+        let label = format!("{what} {} of temp table {}", c.name, t.name);
+        let sql = format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} {}",
+            table_ref(&t.name),
+            quote_ident(&c.name),
+            stored(&c.definition, &label)?
         );
+        b.push(sql, label);
     }
+    Ok(())
+}
+
+/// `pg_get_indexdef` text: one CREATE [UNIQUE] INDEX.
+fn index_def<'t>(def: &'t str, what: &str) -> Result<&'t str, String> {
+    let words: Vec<String> = def
+        .split_whitespace()
+        .take(3)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let create_index = matches!(
+        words
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["CREATE", "INDEX", _] | ["CREATE", "UNIQUE", "INDEX"]
+    );
+    if !create_index {
+        return Err(format!("{what}: the snapshot's text is not a CREATE INDEX"));
+    }
+    stored(def, &what)
 }
 
 fn advisory_lock(b: &mut Builder, key: AdvisoryKey, shared: bool, count: u32) {
@@ -247,7 +316,9 @@ fn advisory_lock(b: &mut Builder, key: AdvisoryKey, shared: bool, count: u32) {
     );
 }
 
-pub fn build(snap: &PgSnapshot) -> ReplayPlan {
+/// The replay of `snap` for a session logged in as `login_user`; Err names the item whose
+/// stored text replay refuses to send.
+pub fn build(snap: &PgSnapshot, login_user: &str) -> Result<ReplayPlan, String> {
     let mut b = Builder {
         sql: Vec::new(),
         labels: Vec::new(),
@@ -263,18 +334,12 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
         b.push(set_config(&s.name, &s.value), format!("setting {}", s.name));
     }
 
-    let login_user = snap
-        .startup_params
-        .iter()
-        .find(|(k, _)| k == "user")
-        .map(|(_, v)| v.as_str());
-
     for s in snap.sequences.iter().filter(|s| !s.identity) {
         b.push(
             format!(
                 "CREATE TEMP SEQUENCE {} AS {} {}",
                 table_ref(&s.name),
-                s.data_type,
+                sequence_type(s)?,
                 sequence_options(s)
             ),
             format!("temp sequence {}", s.name),
@@ -282,7 +347,7 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
     }
     for t in &snap.temp_tables {
         b.push(
-            create_table(t, &snap.sequences),
+            create_table(t, &snap.sequences)?,
             format!("temp table {}", t.name),
         );
     }
@@ -297,17 +362,15 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
     }
     // Foreign keys after every table has its constraints, so the keys they point at exist.
     for t in &snap.temp_tables {
-        add_constraints(&mut b, t, &t.constraints, "constraint");
+        add_constraints(&mut b, t, &t.constraints, "constraint")?;
     }
     for t in &snap.temp_tables {
-        add_constraints(&mut b, t, &t.foreign_keys, "foreign key");
+        add_constraints(&mut b, t, &t.foreign_keys, "foreign key")?;
     }
     for t in &snap.temp_tables {
         for (name, def) in &t.indexes {
-            b.push(
-                def.clone(),
-                format!("index {name} of temp table {}", t.name),
-            );
+            let label = format!("index {name} of temp table {}", t.name);
+            b.push(index_def(def, &label)?.to_string(), label);
         }
     }
     for s in &snap.sequences {
@@ -335,36 +398,36 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
         );
     }
     // What we created belongs to the login user; give the rest back to their owners.
-    if let Some(creator) = login_user {
-        let tables = snap
-            .temp_tables
-            .iter()
-            .filter(|t| t.owner != creator)
-            .map(|t| ("TABLE", "table", &t.name, &t.owner));
-        // Owned (serial and identity) sequences follow their table.
-        let sequences = snap
-            .sequences
-            .iter()
-            .filter(|s| s.owned_by.is_none() && s.owner != creator)
-            .map(|s| ("SEQUENCE", "sequence", &s.name, &s.owner));
-        for (kind, what, name, owner) in tables.chain(sequences) {
-            b.push(
-                format!(
-                    "ALTER {kind} {} OWNER TO {}",
-                    table_ref(name),
-                    quote_ident(owner)
-                ),
-                format!("owner of temp {what} {name}"),
-            );
-        }
+    let tables = snap
+        .temp_tables
+        .iter()
+        .filter(|t| t.owner != login_user)
+        .map(|t| ("TABLE", "table", &t.name, &t.owner));
+    // Owned (serial and identity) sequences follow their table.
+    let sequences = snap
+        .sequences
+        .iter()
+        .filter(|s| s.owned_by.is_none() && s.owner != login_user)
+        .map(|s| ("SEQUENCE", "sequence", &s.name, &s.owner));
+    for (kind, what, name, owner) in tables.chain(sequences) {
+        b.push(
+            format!(
+                "ALTER {kind} {} OWNER TO {}",
+                table_ref(name),
+                quote_ident(owner)
+            ),
+            format!("owner of temp {what} {name}"),
+        );
     }
 
     for p in snap.prepared.iter().filter(|p| p.from_sql) {
+        let label = format!("prepared statement {}", p.name);
+        if prepare_name(&p.statement).is_none() {
+            return Err(format!("{label}: the snapshot's text is not a PREPARE"));
+        }
+        let sql = stored(&p.statement, &label)?.to_string();
         b.send_query();
-        b.push(
-            p.statement.clone(),
-            format!("prepared statement {}", p.name),
-        );
+        b.push(sql, label);
         b.send_query();
     }
     for ch in &snap.listen {
@@ -377,7 +440,7 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
         advisory_lock(&mut b, l.key, l.shared, l.count);
     }
     if let Some(sa) = &snap.session_authorization
-        && Some(sa.as_str()) != login_user
+        && sa != login_user
     {
         b.push(
             set_config("session_authorization", sa),
@@ -405,5 +468,128 @@ pub fn build(snap: &PgSnapshot) -> ReplayPlan {
         message::sync(&mut plan.messages);
         plan.ready_count += 1;
     }
-    plan
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::snapshot::PreparedStatement;
+
+    fn table() -> TempTable {
+        TempTable {
+            name: "t".into(),
+            owner: "alice".into(),
+            columns: vec![Column {
+                name: "a".into(),
+                data_type: "integer".into(),
+                default: Some("42".into()),
+                ..Column::default()
+            }],
+            constraints: vec![Constraint {
+                name: "t_a_check".into(),
+                definition: "CHECK ((a > 0))".into(),
+            }],
+            indexes: vec![(
+                "t_a".into(),
+                "CREATE INDEX t_a ON pg_temp.t USING btree (a)".into(),
+            )],
+            ..TempTable::default()
+        }
+    }
+
+    fn snap() -> PgSnapshot {
+        PgSnapshot {
+            // What the snapshot says; replay must not believe it.
+            startup_params: vec![("user".into(), "postgres".into())],
+            temp_tables: vec![table()],
+            prepared: vec![PreparedStatement {
+                name: "s".into(),
+                statement: "PREPARE s AS SELECT 1".into(),
+                from_sql: true,
+                ..PreparedStatement::default()
+            }],
+            ..PgSnapshot::default()
+        }
+    }
+
+    fn sql(plan: &ReplayPlan) -> String {
+        String::from_utf8_lossy(&plan.messages).into_owned()
+    }
+
+    #[test]
+    fn owners_are_judged_by_the_live_login_user() {
+        let as_alice = build(&snap(), "alice").unwrap();
+        assert!(!sql(&as_alice).contains("OWNER TO"), "{}", sql(&as_alice));
+        let as_bob = build(&snap(), "bob").unwrap();
+        assert!(sql(&as_bob).contains("OWNER TO \"alice\""), "{}", sql(&as_bob));
+    }
+
+    #[test]
+    fn stored_text_that_reaches_past_itself_is_refused() {
+        let escape = "1); COPY (SELECT 1) TO PROGRAM 'id'; --";
+        type Edit = fn(&mut PgSnapshot, &str);
+        let cases: [(Edit, &str); 7] = [
+            (
+                |s, e| s.temp_tables[0].columns[0].default = Some(e.into()),
+                "column a of temp table t",
+            ),
+            (
+                |s, e| s.temp_tables[0].columns[0].data_type = e.into(),
+                "column a of temp table t",
+            ),
+            (
+                |s, e| s.temp_tables[0].columns[0].collation = Some(e.into()),
+                "column a of temp table t",
+            ),
+            (
+                |s, e| s.temp_tables[0].constraints[0].definition = e.into(),
+                "constraint t_a_check of temp table t",
+            ),
+            (
+                |s, e| s.temp_tables[0].indexes[0].1 = format!("CREATE INDEX x ON t ({e})"),
+                "index t_a of temp table t",
+            ),
+            (
+                |s, e| s.prepared[0].statement = format!("PREPARE s AS SELECT {e}"),
+                "prepared statement s",
+            ),
+            (
+                |s, _| s.prepared[0].statement = "SELECT 1".into(),
+                "prepared statement s",
+            ),
+        ];
+        for (edit, what) in cases {
+            let mut s = snap();
+            edit(&mut s, escape);
+            match build(&s, "alice") {
+                Err(e) => assert!(e.starts_with(what), "{e}"),
+                Ok(plan) => panic!("{what}: replayed {}", sql(&plan)),
+            }
+        }
+        // An unterminated string would swallow what follows it.
+        let mut s = snap();
+        s.temp_tables[0].columns[0].default = Some("'open".into());
+        assert!(build(&s, "alice").is_err());
+        let mut s = snap();
+        s.sequences = vec![TempSequence {
+            name: "q".into(),
+            data_type: "bigint; DROP TABLE x".into(),
+            ..TempSequence::default()
+        }];
+        assert!(
+            build(&s, "alice")
+                .unwrap_err()
+                .starts_with("temp sequence q")
+        );
+    }
+
+    #[test]
+    fn the_server_s_own_text_still_replays() {
+        let mut s = snap();
+        s.temp_tables[0].columns[0].default = Some("nextval('pg_temp.t_a_seq'::regclass)".into());
+        s.temp_tables[0].columns[0].collation = Some("pg_catalog.\"C\"".into());
+        s.prepared[0].statement = "PREPARE s(int) AS SELECT $1 + 1 -- ;".into();
+        build(&s, "alice").unwrap();
+    }
 }

@@ -33,7 +33,7 @@ pub(super) async fn restore(
     stmts: &mut Statements,
     replay_seconds: &Histogram,
 ) -> Result<u16, Error> {
-    let commands = replay::build(snap);
+    let commands = replay::build(snap).map_err(|e| failed(&e))?;
     if commands.is_empty() {
         return Ok(backend.status);
     }

@@ -18,10 +18,11 @@ use crate::session::Error;
 pub(super) async fn restore(
     backend: &mut Backend,
     snap: &PgSnapshot,
+    login_user: &str,
     to_client: &mut BytesMut,
     replay_seconds: &Histogram,
 ) -> Result<(), Error> {
-    let plan = replay::build(snap);
+    let plan = replay::build(snap, login_user).map_err(failed)?;
     if plan.ready_count == 0 {
         return Ok(());
     }
@@ -78,12 +79,16 @@ pub(super) async fn restore(
         "session state replayed"
     );
     match failure {
-        Some(what) => Err(Error::pg(
-            "58000",
-            format!("torpor could not restore this session after the database woke up: {what}"),
-        )),
+        Some(what) => Err(failed(what)),
         None => Ok(()),
     }
+}
+
+fn failed(what: String) -> Error {
+    Error::pg(
+        "58000",
+        format!("torpor could not restore this session after the database woke up: {what}"),
+    )
 }
 
 /// Opens the transaction block the client believes it is in (carried over a stop, or begun

@@ -263,7 +263,8 @@ impl Protocol for Pg {
         if let Some(mut snap) = snap {
             p.overlay.apply(&mut snap);
             let mut to_client = BytesMut::new();
-            restore::restore(&mut b, &snap, &mut to_client, &s.front.metrics.replay).await?;
+            let replay = &s.front.metrics.replay;
+            restore::restore(&mut b, &snap, &p.user.name, &mut to_client, replay).await?;
             if !to_client.is_empty() {
                 p.client.send(&to_client).await?;
             }

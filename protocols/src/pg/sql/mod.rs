@@ -13,4 +13,4 @@ pub use scan::{
     may_drop_statements, on_commit_delete_rows_table, on_commit_delete_rows_tables, plainly_reads,
     prepares, taints_transaction,
 };
-pub use statements::{prepare_name, rewrite_temp_schema, split_statements};
+pub use statements::{is_contained, prepare_name, rewrite_temp_schema, split_statements};

@@ -33,6 +33,31 @@ fn push_trimmed<'a>(out: &mut Vec<&'a str>, s: &'a str) {
     }
 }
 
+/// Whether `fragment`, pasted into SQL, stays a piece of one statement: no semicolon outside
+/// quotes and comments, parentheses balanced, and nothing (a string, a quoted name, a
+/// comment) left open at its end, whether strings take backslash escapes or not. Replay
+/// pastes the text the server printed for a default, a constraint or an index; a snapshot
+/// whose text reaches past itself is refused rather than run.
+pub fn is_contained(fragment: &str) -> bool {
+    let text = format!("{fragment}\n;");
+    [false, true].into_iter().all(|backslash_strings| {
+        let mut lx = Lexer::new(&text, backslash_strings);
+        let mut depth = 0usize;
+        while let Some(t) = lx.next() {
+            match t {
+                Token::Open => depth += 1,
+                Token::Close => match depth.checked_sub(1) {
+                    Some(d) => depth = d,
+                    None => return false,
+                },
+                Token::Semicolon => return depth == 0 && lx.pos() == text.len(),
+                _ => {}
+            }
+        }
+        false
+    })
+}
+
 /// The prepared-statement name if `stmt` is `PREPARE name ...`.
 pub fn prepare_name(stmt: &str) -> Option<String> {
     let mut lx = Lexer::new(stmt, false);
