@@ -578,37 +578,28 @@ pub(crate) mod tests {
         let n = |s: &str| Value::Number(s.into());
         let w = |s: &str| Value::Word(s.into());
         let t = |s: &str| Value::Text(s.into());
-        assert_eq!(shown("autocommit", n("0")).as_deref(), Some("OFF"));
-        assert_eq!(shown("autocommit", w("true")).as_deref(), Some("ON"));
-        assert_eq!(shown("autocommit", t("on")).as_deref(), Some("ON"));
-        assert_eq!(
-            shown("sql_mode", t("strict_trans_tables,ansi_quotes,ANSI_QUOTES")).as_deref(),
-            Some("ANSI_QUOTES,STRICT_TRANS_TABLES")
-        );
-        assert_eq!(shown("sql_mode", t("")).as_deref(), Some(""));
-        assert_eq!(shown("time_zone", t("+0:0")).as_deref(), Some("+00:00"));
-        assert_eq!(shown("time_zone", t("-00:00")).as_deref(), Some("+00:00"));
-        assert_eq!(shown("time_zone", t("-0:01")).as_deref(), Some("-00:01"));
-        assert_eq!(shown("time_zone", t("+13:00")).as_deref(), Some("+13:00"));
-        assert_eq!(shown("time_zone", t("-12:59")).as_deref(), Some("-12:59"));
-        assert_eq!(shown("time_zone", w("system")).as_deref(), Some("SYSTEM"));
-        assert_eq!(
-            shown("character_set_results", w("NULL")).as_deref(),
-            Some("")
-        );
-        assert_eq!(
-            shown("character_set_results", w("UTF8MB4")).as_deref(),
-            Some("utf8mb4")
-        );
-        assert_eq!(
-            shown("character_set_client", t("utf8")).as_deref(),
-            Some("utf8mb3")
-        );
-        assert_eq!(
-            shown("tx_isolation", t("read-committed")).as_deref(),
-            Some("READ-COMMITTED")
-        );
-        assert_eq!(shown("wait_timeout", n("010")).as_deref(), Some("10"));
+        let sql_modes = "strict_trans_tables,ansi_quotes,ANSI_QUOTES";
+        for (name, value, want) in [
+            ("autocommit", n("0"), "OFF"),
+            ("autocommit", w("true"), "ON"),
+            ("autocommit", t("on"), "ON"),
+            ("sql_mode", t(sql_modes), "ANSI_QUOTES,STRICT_TRANS_TABLES"),
+            ("sql_mode", t(""), ""),
+            ("time_zone", t("+0:0"), "+00:00"),
+            ("time_zone", t("-00:00"), "+00:00"),
+            ("time_zone", t("-0:01"), "-00:01"),
+            ("time_zone", t("+13:00"), "+13:00"),
+            ("time_zone", t("-12:59"), "-12:59"),
+            ("time_zone", w("system"), "SYSTEM"),
+            ("character_set_results", w("NULL"), ""),
+            ("character_set_results", w("UTF8MB4"), "utf8mb4"),
+            ("character_set_client", t("utf8"), "utf8mb3"),
+            ("tx_isolation", t("read-committed"), "READ-COMMITTED"),
+            ("wait_timeout", n("010"), "10"),
+        ] {
+            let what = format!("{name} = {value:?}");
+            assert_eq!(shown(name, value).as_deref(), Some(want), "{what}");
+        }
         let names = c.names("UTF8MB4", None, true).unwrap();
         assert_eq!(names[3].shown, "utf8mb4_general_ci");
         assert_eq!(names[0].literal, "'utf8mb4'");

@@ -501,16 +501,20 @@ mod tests {
         let n = |s: &str| Value::Number(s.into());
         let w = |s: &str| Value::Word(s.into());
         let t = |s: &str| Value::Text(s.into());
-        assert_eq!(one("SET autocommit=0"), set(&[("autocommit", n("0"))]));
-        assert_eq!(one("SET AUTOCOMMIT = 0"), set(&[("autocommit", n("0"))]));
-        assert_eq!(
-            one("SET @@session.autocommit = OFF"),
-            set(&[("autocommit", w("OFF"))])
-        );
-        assert_eq!(
-            one("SeT  LOCAL `AutoCommit` := 'on'"),
-            set(&[("autocommit", t("on"))])
-        );
+        for (sql, name, value) in [
+            ("SET autocommit=0", "autocommit", n("0")),
+            ("SET AUTOCOMMIT = 0", "autocommit", n("0")),
+            ("SET @@session.autocommit = OFF", "autocommit", w("OFF")),
+            ("SeT  LOCAL `AutoCommit` := 'on'", "autocommit", t("on")),
+            (
+                "SET character_set_results = NULL",
+                "character_set_results",
+                w("NULL"),
+            ),
+            ("SET sql_mode = 'it''s'", "sql_mode", t("it's")),
+        ] {
+            assert_eq!(one(sql), set(&[(name, value)]), "{sql}");
+        }
         assert_eq!(
             one("SET @@autocommit=1, SESSION sql_mode = \"ANSI_QUOTES\", @@local.wait_timeout=5"),
             set(&[
@@ -518,14 +522,6 @@ mod tests {
                 ("sql_mode", t("ANSI_QUOTES")),
                 ("wait_timeout", n("5"))
             ])
-        );
-        assert_eq!(
-            one("SET character_set_results = NULL"),
-            set(&[("character_set_results", w("NULL"))])
-        );
-        assert_eq!(
-            one("SET sql_mode = 'it''s'"),
-            set(&[("sql_mode", t("it's"))])
         );
         // Double quotes are an identifier under ANSI_QUOTES; the server reads it as a string.
         assert_eq!(
