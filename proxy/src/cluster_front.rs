@@ -20,6 +20,8 @@ pub struct User {
     pub name: String,
     pub password: String,
     pub scram: ScramSecret,
+    /// Configured as a superuser: may KILL any session, as CONNECTION ADMIN allows.
+    pub superuser: bool,
     /// The backend's SCRAM salt and iteration count for this user with the SaltedPassword
     /// derived from them: a mass wake would otherwise run PBKDF2 once per session.
     salted: Mutex<Option<Salted>>,
@@ -34,6 +36,7 @@ impl User {
             name: name.to_string(),
             password: password.to_string(),
             scram: ScramSecret::random_for(password),
+            superuser: false,
             salted: Mutex::new(None),
         }
     }
@@ -102,7 +105,13 @@ impl ClusterFront {
         let users: HashMap<String, Arc<User>> = cfg
             .users
             .iter()
-            .map(|u: &UserConfig| (u.name.clone(), Arc::new(User::new(&u.name, &u.password))))
+            .map(|u: &UserConfig| {
+                let user = User {
+                    superuser: u.superuser,
+                    ..User::new(&u.name, &u.password)
+                };
+                (u.name.clone(), Arc::new(user))
+            })
             .collect();
         let first_user = cfg.users.first().and_then(|u| users.get(&u.name).cloned());
         ClusterFront {

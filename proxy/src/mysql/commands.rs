@@ -92,7 +92,7 @@ impl Session<My> {
             }
         }
         if cmd == com::QUERY || cmd == com::PROCESS_KILL {
-            match kill::route(&self.front, payload(&packet)) {
+            match kill::route(&self.front, &self.p.user, payload(&packet)) {
                 kill::Route::Forward => {}
                 kill::Route::Rewrite(p) => {
                     let mut out = Vec::with_capacity(p.len() + 4);
@@ -104,6 +104,9 @@ impl Session<My> {
                     let seq = self.p.reply_seq;
                     self.p.send_ok(seq).await?;
                     return Ok(Step::Continue);
+                }
+                kill::Route::Refuse(code, msg) => {
+                    return self.p.local_err(code, "HY000", &msg).await;
                 }
             }
         }

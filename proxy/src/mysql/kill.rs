@@ -1,24 +1,29 @@
 //! KILL with the connection id a client was given. Each backend connection has its own thread
 //! id, which changes with every wake; the id torpor gave the client in its handshake does not.
-//! A KILL naming a torpor id is pointed at that session's current backend connection.
+//! A KILL reaches only the session that owns the id (torpor's id, or the thread id of its
+//! current backend connection), is pointed at that session's current backend connection, and
+//! is refused as the server refuses it: an id nobody owns, or a session of another user.
 
 use std::sync::Arc;
 
 use protocols::mysql::command::com;
 
-use crate::cluster_front::ClusterFront;
+use crate::cluster_front::{ClusterFront, User};
+use crate::registry::SessionEntry;
 
 pub(super) enum Route {
-    /// Not one of ours (another statement, or a real backend thread id): send it on as it is.
+    /// Not a KILL: send it on as it is.
     Forward,
     /// Send this command payload instead.
     Rewrite(Vec<u8>),
     /// Handled here; answer OK.
     Done,
+    /// Answer this error (code, message): SQLSTATE HY000, as the server has them.
+    Refuse(u16, String),
 }
 
-/// `payload` is a COM_QUERY or COM_PROCESS_KILL.
-pub(super) fn route(front: &Arc<ClusterFront>, payload: &[u8]) -> Route {
+/// `payload` is a COM_QUERY or COM_PROCESS_KILL sent by `killer`.
+pub(super) fn route(front: &Arc<ClusterFront>, killer: &User, payload: &[u8]) -> Route {
     let Some((&cmd, rest)) = payload.split_first() else {
         return Route::Forward;
     };
@@ -36,9 +41,16 @@ pub(super) fn route(front: &Arc<ClusterFront>, payload: &[u8]) -> Route {
             None => return Route::Forward,
         }
     };
-    let Some(target) = front.registry.lookup_mysql(&front.name, id) else {
-        return Route::Forward;
+    let target = front
+        .registry
+        .lookup_mysql(&front.name, id)
+        .or_else(|| front.registry.mysql_backend_owner(&front.name, id));
+    let Some(target) = target else {
+        return Route::Refuse(1094, format!("Unknown thread id: {id}"));
     };
+    if !owns(killer, &target) {
+        return Route::Refuse(1095, format!("You are not owner of thread {id}"));
+    }
     match target.backend() {
         Some(key) => {
             let mut p = vec![com::QUERY];
@@ -53,6 +65,11 @@ pub(super) fn route(front: &Arc<ClusterFront>, payload: &[u8]) -> Route {
             Route::Done
         }
     }
+}
+
+/// The server's rule: a user may kill its own threads; CONNECTION ADMIN (SUPER) any.
+fn owns(killer: &User, target: &SessionEntry) -> bool {
+    killer.superuser || target.user().is_some_and(|u| u == killer.name)
 }
 
 /// `KILL [HARD | SOFT] [CONNECTION | QUERY] <id>`: the id and the statement up to it.

@@ -19,11 +19,15 @@ pub struct BackendKey {
     pub secret: i32,
 }
 
-/// Longest user, database or application name kept for operators, in bytes: clients choose
+/// How many earlier backend connections a session remembers for KILL.
+const EARLIER_BACKENDS: usize = 64;
 
 #[derive(Debug)]
 struct Live {
     backend: Option<BackendKey>,
+    /// Thread ids of the backend connections the session had before its current one, newest
+    /// last: a KILL naming one of them names a connection that is gone.
+    earlier_backends: Vec<i32>,
     /// From the message stream: a query, transaction or COPY in progress.
     blocker: Option<&'static str>,
     /// Found by the last checkpoint (e.g. a WITH HOLD cursor); stands until the client
@@ -42,6 +46,7 @@ impl Live {
     fn new(now: Instant) -> Live {
         Live {
             backend: None,
+            earlier_backends: Vec::new(),
             blocker: None,
             found: None,
             who: None,
@@ -158,11 +163,30 @@ impl SessionEntry {
         if live.backend.is_some() != key.is_some() {
             live.since = Instant::now();
         }
+        if let Some(old) = live.backend
+            && key != Some(old)
+        {
+            if live.earlier_backends.len() == EARLIER_BACKENDS {
+                live.earlier_backends.remove(0);
+            }
+            live.earlier_backends.push(old.pid);
+        }
         live.backend = key;
     }
 
     pub fn backend(&self) -> Option<BackendKey> {
         self.live().backend
+    }
+
+    /// Whether `pid` is the thread id of a backend connection this session had before its
+    /// current one.
+    pub fn had_backend(&self, pid: i32) -> bool {
+        self.live().earlier_backends.contains(&pid)
+    }
+
+    /// The user the session is logged in as; `None` while it logs in.
+    pub fn user(&self) -> Option<String> {
+        self.live().who.as_ref().map(|w| w.user.clone())
     }
 
     /// The client sent a command: a blocker the last checkpoint found may be gone.

@@ -74,6 +74,22 @@ impl Registry {
             .cloned()
     }
 
+    /// Who holds MySQL backend thread id `id` in `cluster`. Thread ids start again at every
+    /// server start: an id a session had before is gone, even if the new server gave the same
+    /// number to someone else, so it belongs to nobody.
+    pub fn mysql_backend_owner(&self, cluster: &str, id: u64) -> Option<Arc<SessionEntry>> {
+        // MariaDB's thread ids are unsigned; the key keeps them as i32 bit for bit.
+        let id = u32::try_from(id).ok()? as i32;
+        let map = self.map();
+        let sessions = || map.values().filter(|e| e.cluster == cluster);
+        if sessions().any(|e| e.had_backend(id)) {
+            return None;
+        }
+        sessions()
+            .find(|e| e.backend().is_some_and(|b| b.pid == id))
+            .cloned()
+    }
+
     fn register_with(
         self: &Arc<Self>,
         cluster: &str,
