@@ -11,19 +11,12 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub use protocols::mysql::command::com;
+use protocols::mysql::response::column_type;
+
+/// The protocol's capability flags, and the set the raw client asks for.
 pub mod caps {
-    pub const LONG_PASSWORD: u32 = 1;
-    pub const LONG_FLAG: u32 = 1 << 2;
-    pub const CONNECT_WITH_DB: u32 = 1 << 3;
-    pub const PROTOCOL_41: u32 = 1 << 9;
-    pub const TRANSACTIONS: u32 = 1 << 13;
-    pub const SECURE_CONNECTION: u32 = 1 << 15;
-    pub const MULTI_STATEMENTS: u32 = 1 << 16;
-    pub const MULTI_RESULTS: u32 = 1 << 17;
-    pub const PS_MULTI_RESULTS: u32 = 1 << 18;
-    pub const PLUGIN_AUTH: u32 = 1 << 19;
-    pub const SESSION_TRACK: u32 = 1 << 23;
-    pub const DEPRECATE_EOF: u32 = 1 << 24;
+    pub use protocols::mysql::handshake::caps::*;
     /// What [`super::MyRaw::login`] asks for.
     pub const DEFAULT: u32 = LONG_PASSWORD
         | LONG_FLAG
@@ -54,22 +47,6 @@ impl Default for Hello {
         }
     }
 }
-
-pub mod com {
-    pub const INIT_DB: u8 = 0x02;
-    pub const QUERY: u8 = 0x03;
-    pub const FIELD_LIST: u8 = 0x04;
-    pub const STATISTICS: u8 = 0x09;
-    pub const SET_OPTION: u8 = 0x1b;
-    pub const STMT_FETCH: u8 = 0x1c;
-    pub const STMT_PREPARE: u8 = 0x16;
-    pub const STMT_EXECUTE: u8 = 0x17;
-    pub const STMT_SEND_LONG_DATA: u8 = 0x18;
-    pub const STMT_CLOSE: u8 = 0x19;
-}
-
-/// MYSQL_TYPE_VAR_STRING / STRING, as parameter types.
-pub const TYPE_VAR_STRING: u8 = 0xfd;
 
 /// What the server said first.
 #[derive(Debug, Clone)]
@@ -444,7 +421,7 @@ pub fn execute_payload(id: u32, params: &[Option<&[u8]>], types: bool) -> Vec<u8
         p.push(u8::from(types));
         if types {
             for _ in params {
-                p.extend_from_slice(&[TYPE_VAR_STRING, 0]);
+                p.extend_from_slice(&[column_type::VAR_STRING, 0]);
             }
         }
         for v in params.iter().flatten() {
