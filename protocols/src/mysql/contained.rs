@@ -11,23 +11,46 @@ pub fn is_contained(text: &str) -> bool {
 }
 
 /// `text` is one SQL value: a number or a bare word (`ON`, `NULL`, `DEFAULT`), or a single
-/// string literal, optionally after a character set introducer, as `SET SESSION x = ` takes it.
+/// string literal, optionally after a character set introducer and with a COLLATE clause, as
+/// `SET SESSION x = ` takes it and as capture writes it ([`quote_literal`]'s
+/// `_utf8mb4 X'...' COLLATE utf8mb4_bin` for a value that isn't plain printable ASCII).
+///
+/// [`quote_literal`]: super::sql::quote_literal
 pub fn is_value(text: &str) -> bool {
     let b = text.as_bytes();
-    let word = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'+');
-    if !b.is_empty() && b.iter().all(word) {
+    if !b.is_empty() && b.iter().all(is_word) {
         return true;
     }
     let quote = b.iter().position(|c| *c == b'\'' || *c == b'"');
     match quote {
-        Some(at) if b[..at].iter().all(word) => {
-            // The string must end exactly at the end of the text, in both escape modes.
-            [true, false]
-                .into_iter()
-                .all(|backslash| string_end(b, at, backslash).is_some_and(|end| end == b.len()))
+        // At most an introducer and a prefix (`_utf8mb4 X`), one blank apart.
+        Some(at)
+            if b[..at].split(|c| *c == b' ').count() <= 2
+                && b[..at].iter().all(|c| *c == b' ' || is_word(c)) =>
+        {
+            // The string must end where the text (or its COLLATE clause) begins, in both
+            // escape modes.
+            [true, false].into_iter().all(|backslash| {
+                string_end(b, at, backslash).is_some_and(|end| is_collate_or_nothing(&b[end..]))
+            })
         }
         _ => false,
     }
+}
+
+fn is_word(c: &u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'+')
+}
+
+/// Empty, or ` COLLATE name`.
+fn is_collate_or_nothing(tail: &[u8]) -> bool {
+    const COLLATE: &[u8] = b" COLLATE ";
+    tail.is_empty()
+        || tail
+            .get(..COLLATE.len())
+            .is_some_and(|k| k.eq_ignore_ascii_case(COLLATE))
+            && tail.len() > COLLATE.len()
+            && tail[COLLATE.len()..].iter().all(is_word)
 }
 
 /// Scans `b` as code; None at a `;` or at anything left open.
@@ -124,8 +147,37 @@ mod tests {
             "(SELECT 1)",
             r"'a\'",
             "'a' 'b'",
+            "a b 'c'",
+            "'a' COLLATE",
+            "'a' COLLATE x y",
+            "'a' COLLATE x; DROP TABLE t",
+            "_utf8mb4 X'41' COLLATE utf8mb4_bin; DROP TABLE t",
         ] {
             assert!(!is_value(bad), "{bad}");
         }
+    }
+
+    /// Capture writes a value that isn't plain printable ASCII (a backslash, an accent) as a
+    /// hex literal with an introducer and a collation; replay took only the bare forms and
+    /// refused the snapshot. Found by the sql_scan fuzz target.
+    #[test]
+    fn every_quoted_literal_is_a_value() {
+        use crate::mysql::sql::quote_literal;
+        for s in [
+            "",
+            "plain",
+            "it's",
+            r"a\b",
+            "é",
+            "\n",
+            "x'; DROP TABLE t; -- ",
+            "`;\"",
+        ] {
+            let literal = quote_literal(s);
+            assert!(is_value(&literal), "{literal}");
+            assert!(is_contained(&literal), "{literal}");
+        }
+        assert!(is_value("_utf8mb4 X'C3A9' COLLATE utf8mb4_bin"));
+        assert!(is_value("_utf8mb4 'x'"));
     }
 }
