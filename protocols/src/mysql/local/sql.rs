@@ -332,48 +332,15 @@ fn lex(sql: &[u8], ansi_quotes: bool) -> Option<Vec<Tok>> {
                 let end = sql[i + 2..].windows(2).position(|w| w == b"*/")?;
                 i += 2 + end + 2;
             }
-            b'\'' => {
-                let (s, next) = quoted(sql, i, b'\'')?;
-                out.push(Tok::Str(s));
+            b'\'' | b'"' | b'`' => {
+                let (s, next) = quoted(sql, i, c)?;
+                let ident = c == b'`' || (c == b'"' && ansi_quotes);
+                out.push(if ident { Tok::Ident(s) } else { Tok::Str(s) });
                 i = next;
             }
-            b'"' => {
-                let (s, next) = quoted(sql, i, b'"')?;
-                out.push(if ansi_quotes {
-                    Tok::Ident(s)
-                } else {
-                    Tok::Str(s)
-                });
-                i = next;
-            }
-            b'`' => {
-                let (s, next) = quoted(sql, i, b'`')?;
-                out.push(Tok::Ident(s));
-                i = next;
-            }
-            b'@' if sql.get(i + 1) == Some(&b'@') => {
-                out.push(Tok::AtAt);
-                i += 2;
-            }
-            b'.' => {
-                out.push(Tok::Dot);
-                i += 1;
-            }
-            b',' => {
-                out.push(Tok::Comma);
-                i += 1;
-            }
-            b'=' => {
-                out.push(Tok::Assign);
-                i += 1;
-            }
-            b':' if sql.get(i + 1) == Some(&b'=') => {
-                out.push(Tok::Assign);
-                i += 2;
-            }
-            b';' => {
-                out.push(Tok::Semicolon);
-                i += 1;
+            _ if let Some((p, tok)) = PUNCTUATION.iter().find(|(p, _)| sql[i..].starts_with(p)) => {
+                out.push(tok.clone());
+                i += p.len();
             }
             c if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' => {
                 let end = sql[i..]
@@ -390,6 +357,15 @@ fn lex(sql: &[u8], ansi_quotes: bool) -> Option<Vec<Tok>> {
     }
     Some(out)
 }
+
+const PUNCTUATION: [(&[u8], Tok); 6] = [
+    (b"@@", Tok::AtAt),
+    (b".", Tok::Dot),
+    (b",", Tok::Comma),
+    (b"=", Tok::Assign),
+    (b":=", Tok::Assign),
+    (b";", Tok::Semicolon),
+];
 
 fn line_end(sql: &[u8], from: usize) -> usize {
     sql[from..]
