@@ -6,9 +6,11 @@
 //! - `state`: the lifecycle states and how the cluster moves between them;
 //! - `wake`: starting the backend, and attaching watching sessions before anyone else runs;
 //! - `drain`: the two-phase drain (checkpoint everywhere, then stop) and shutdown;
-//! - `idle`: what counts as activity, and the loop that drains an idle cluster.
+//! - `idle`: what counts as activity, and the loop that drains an idle cluster;
+//! - `exits`: a backend that ends on its own.
 
 mod drain;
+mod exits;
 mod idle;
 mod state;
 mod wake;
@@ -38,6 +40,8 @@ struct Inner {
     /// Parked sessions that must be attached again whenever the backend starts, before
     /// anything else runs on it (a session that LISTENs would miss notifications).
     watchers: HashMap<u64, mpsc::UnboundedSender<Rejoin>>,
+    /// Why the backend last ended on its own or failed to start, for operators.
+    last_error: Option<String>,
 }
 
 /// Counters exported as metrics.
@@ -87,6 +91,7 @@ impl Cluster {
                 drain_aborted: false,
                 participants: HashMap::new(),
                 watchers: HashMap::new(),
+                last_error: None,
             }),
             state_tx,
             busy: AtomicUsize::new(0),

@@ -110,13 +110,11 @@ impl Cluster {
         if status.is_running() {
             return;
         }
-        let mut inner = self.lock();
         // Another wake may have noticed first, or a drain and the next start come between.
-        if inner.state == ClusterState::Running && inner.generation == generation {
-            tracing::error!(cluster = %self.name, backend = %status.details, "backend exited on its own; starting it again");
-            inner.backend = None;
-            self.set_state(&mut inner, ClusterState::Standby);
-        }
+        self.backend_exited(
+            generation,
+            format!("the backend exited on its own ({})", status.details),
+        );
     }
 
     async fn start_backend(
@@ -141,6 +139,7 @@ impl Cluster {
             Ok(info) => {
                 inner.backend = Some(info.clone());
                 inner.generation += 1;
+                inner.last_error = None;
                 if let Some((id, tx)) = join {
                     inner.participants.insert(id, tx);
                 }
@@ -151,6 +150,7 @@ impl Cluster {
             Err(e) => {
                 self.stats.wake_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(cluster = %self.name, error = %e, retryable = e.is_retryable(), "backend failed to start");
+                inner.last_error = Some(format!("the backend failed to start: {e}"));
                 self.set_state(&mut inner, ClusterState::Standby);
             }
         }

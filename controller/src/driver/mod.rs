@@ -146,6 +146,12 @@ pub trait Driver: Send + Sync + 'static {
     /// must be quick and must not wait for a start or stop in progress (a driver whose backend
     /// is remote answers from what it last observed).
     async fn status(&self) -> DriverStatus;
+    /// Completes when the backend started last ends without being asked to, saying how; never
+    /// while none runs or one is being stopped. A driver that can't tell never completes:
+    /// then the next wake finds out through `status`.
+    async fn exited(&self) -> String {
+        std::future::pending().await
+    }
 }
 
 #[cfg(test)]

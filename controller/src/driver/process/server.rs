@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -92,6 +93,9 @@ impl ProcessStatus {
         })
     }
 }
+
+/// How often a running server is looked at for having ended on its own.
+const EXIT_POLL: Duration = Duration::from_millis(200);
 
 pub struct ServerProcess<S: Server> {
     supervisor: Arc<Supervisor<S>>,
@@ -185,6 +189,24 @@ impl<S: Server> Driver for ServerProcess<S> {
         DriverStatus {
             state: process.state(),
             details: process.details(),
+        }
+    }
+
+    /// Polls the recorded pid (a signal 0 and a read of /proc): the child itself is held by
+    /// whichever start or stop runs, and a dead server is reaped in a task of its own, so a
+    /// caller that gives up leaves no half-forgotten record.
+    async fn exited(&self) -> String {
+        loop {
+            tokio::time::sleep(EXIT_POLL).await;
+            let Some(pid) = self.supervisor.pid().filter(|p| !child::is_alive(*p)) else {
+                continue;
+            };
+            let s = self.supervisor.clone();
+            if let Ok(Some(why)) =
+                detached::<S, _>(async move { Ok(s.reap_exited(pid).await) }).await
+            {
+                return why;
+            }
         }
     }
 }

@@ -194,6 +194,27 @@ impl<S: Server> Supervisor<S> {
         Ok(())
     }
 
+    /// Reaps the server with `pid` if it is still the recorded one and has ended; how it
+    /// ended. A stop under way holds the record until it has reaped the server itself.
+    pub(super) async fn reap_exited(&self, pid: u32) -> Option<String> {
+        let mut running = self.running.lock().await;
+        let r = running.as_mut().filter(|r| r.pid == pid)?;
+        let status = match exit_status::<S>(r).await {
+            Ok(status) => status?,
+            Err(e) => {
+                tracing::warn!(cluster = %self.cluster, pid, error = %e, "reaping {}", S::NAME);
+                return None;
+            }
+        };
+        *running = None;
+        self.pid.store(0, Ordering::SeqCst);
+        self.server.after_exit().await;
+        Some(format!(
+            "{} (pid {pid}) exited on its own: {status}",
+            S::NAME
+        ))
+    }
+
     /// Forgets the running server without stopping it; its pid.
     pub(super) async fn abandon(&self) -> Option<u32> {
         let running = self.running.lock().await.take()?;
