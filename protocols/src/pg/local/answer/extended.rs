@@ -96,6 +96,7 @@ impl Answerer<'_, '_> {
         if statement == Statement::Other {
             return None;
         }
+        self.runs_now(&statement)?;
         if p.name.is_empty() {
             *unnamed = Some(Prepared {
                 statement,
@@ -153,6 +154,7 @@ impl Answerer<'_, '_> {
     }
 
     fn row_description(&mut self, s: &Statement, format: i16) -> Option<()> {
+        self.runs_now(s)?;
         match s {
             Statement::Probe(p) => {
                 // The value must be known for the Execute that follows anyway.

@@ -18,7 +18,8 @@ use extended::Batch;
 
 /// What the session knows that an answer depends on.
 pub struct View<'a> {
-    /// Transaction status for ReadyForQuery: b'I', or b'T' in a carried read-only transaction.
+    /// Transaction status for ReadyForQuery: b'I', or b'T' in a carried read-only transaction,
+    /// or b'E' once a wake failed in one: then only its end is answered.
     pub txn: u8,
     /// ParameterStatus values as the client knows them now.
     pub told: &'a [(String, String)],
@@ -169,6 +170,7 @@ impl Answerer<'_, '_> {
 
     /// A simple-protocol statement: its row description, rows and completion.
     fn describe_and_run(&mut self, s: &Statement) -> Option<()> {
+        self.runs_now(s)?;
         if *s == Statement::Cleanup(Cleanup::Unlock) {
             self.settable()?;
             message::row_description(
@@ -216,6 +218,7 @@ impl Answerer<'_, '_> {
     /// Execute of a statement (extended) or its run after the description (simple). With a
     /// row limit of one a probe's portal is suspended after its row, as the server does.
     fn execute(&mut self, s: &Statement, format: i16, max_rows: i32) -> Option<()> {
+        self.runs_now(s)?;
         match s {
             Statement::Empty if self.view.probes.allows(s) => {
                 message::empty_query_response(&mut self.reply)
@@ -243,16 +246,17 @@ impl Answerer<'_, '_> {
                 message::command_complete(&mut self.reply, tag);
             }
             Statement::Commit | Statement::Rollback => {
-                if self.status != b'T' || self.view.probes_only {
+                if !matches!(self.status, b'T' | b'E') || self.view.probes_only {
                     return None;
                 }
-                self.status = b'I';
-                self.effects.push(Effect::End);
-                let tag = if *s == Statement::Commit {
+                // A failed block ends rolled back, whichever the client asked for.
+                let tag = if *s == Statement::Commit && self.status == b'T' {
                     "COMMIT"
                 } else {
                     "ROLLBACK"
                 };
+                self.status = b'I';
+                self.effects.push(Effect::End);
                 message::command_complete(&mut self.reply, tag);
             }
             Statement::Set { name, value } => {
@@ -306,6 +310,13 @@ impl Answerer<'_, '_> {
             Statement::Other => return None,
         }
         Some(())
+    }
+
+    /// In a failed transaction block only the statement that ends it runs: the session tells
+    /// the client of anything else (SQLSTATE 25P02), as the server would.
+    fn runs_now(&self, s: &Statement) -> Option<()> {
+        let ends = matches!(s, Statement::Commit | Statement::Rollback);
+        (self.status != b'E' || ends).then_some(())
     }
 
     /// The catalog, when this request may change settings: outside a transaction (a SET in
@@ -512,6 +523,36 @@ mod tests {
         assert!(matches!(f.answer(&query("COMMIT"), b'I'), Outcome::Server));
         let a = f.answered(&query("ROLLBACK"), b'T');
         assert_eq!(a.effects, vec![Effect::End]);
+    }
+
+    #[test]
+    fn a_failed_block_answers_only_its_end() {
+        let f = Fixture::new();
+        for sql in ["ROLLBACK", "COMMIT", "abort"] {
+            let a = f.answered(&query(sql), b'E');
+            assert_eq!(tags(&a.reply), "CZ", "{sql}");
+            assert!(a.reply.ends_with(b"ROLLBACK\0Z\0\0\0\x05I"), "{sql}");
+            assert_eq!(a.effects, vec![Effect::End]);
+        }
+        let mut batch = BytesMut::new();
+        message::parse(&mut batch, "", "ROLLBACK", &[]);
+        message::bind_text(&mut batch, "", "", &[]);
+        message::execute(&mut batch, "", 0);
+        message::sync(&mut batch);
+        assert_eq!(tags(&f.answered(&batch, b'E').reply), "12CZ");
+        for sql in [
+            "SELECT 1",
+            "SET application_name = 'x'",
+            "BEGIN",
+            "SELECT 2",
+        ] {
+            let answer = f.answer(&query(sql), b'E');
+            assert!(matches!(answer, Outcome::Server), "{sql}: {answer:?}");
+        }
+        let mut probe = BytesMut::new();
+        message::parse(&mut probe, "", "SELECT 1", &[]);
+        message::sync(&mut probe);
+        assert!(matches!(f.answer(&probe, b'E'), Outcome::Server));
     }
 
     #[test]
