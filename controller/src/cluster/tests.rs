@@ -20,6 +20,8 @@ struct Counting {
     exited: AtomicBool,
     /// `stop` fails, leaving the backend as it is.
     stop_fails: AtomicBool,
+    /// This many of the next starts fail.
+    starts_failing: AtomicU32,
 }
 
 #[async_trait]
@@ -30,6 +32,11 @@ impl Driver for Arc<Counting> {
     async fn start(&self) -> Result<BackendInfo, DriverError> {
         // Long enough that concurrent wakes overlap.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let failing = self.starts_failing.load(Ordering::SeqCst);
+        if failing > 0 {
+            self.starts_failing.store(failing - 1, Ordering::SeqCst);
+            return Err(DriverError::Timeout("not ready".into()));
+        }
         self.starts.fetch_add(1, Ordering::SeqCst);
         self.running.store(true, Ordering::SeqCst);
         self.exited.store(false, Ordering::SeqCst);
@@ -348,4 +355,24 @@ async fn a_wake_that_starts_the_backend_records_its_latency_under_its_cause() {
     assert_eq!(cl.len(), 1, "{cl:?}");
     assert!((0.05..5.0).contains(&cl[0]), "{cl:?}");
     assert_eq!(admin.values().len(), 1);
+}
+
+#[tokio::test]
+async fn a_wake_with_a_deadline_tries_a_failed_start_again_until_then() {
+    let (c, d) = cluster(Duration::from_secs(3600));
+    d.starts_failing.store(2, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    c.wake_until(deadline, None).await.unwrap();
+    assert_eq!(d.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(c.state(), ClusterState::Running);
+
+    c.sleep().await.unwrap();
+    d.starts_failing.store(u32::MAX, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    let e = c.wake_until(deadline, None).await.unwrap_err();
+    assert!(matches!(e, DriverError::Timeout(_)), "{e}");
+    assert!(tokio::time::Instant::now() >= deadline);
+    assert_eq!(c.state(), ClusterState::Standby);
+    // A wake without a deadline tries once, as before.
+    assert!(c.wake(None).await.is_err());
 }

@@ -20,6 +20,14 @@ pub struct Rejoin {
 /// How long a wake waits for watching sessions to attach before its own caller goes on.
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The first and longest pauses between the starts of a wake with a deadline.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(2);
+
+fn now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
+}
+
 /// Who asked for the backend: wake latency is reported per cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WakeCause {
@@ -59,10 +67,32 @@ impl Cluster {
     pub async fn wake_for(
         &self,
         cause: WakeCause,
+        join: Option<Participant>,
+    ) -> Result<BackendInfo, DriverError> {
+        self.wake_by(cause, join, None).await
+    }
+
+    /// [`Cluster::wake`] for a client that waits until `deadline` at most: a start that fails
+    /// is tried again, longer apart each time, and a wait for someone else's start or stop
+    /// gives up at the deadline. A start under way is never cut short: the deadline passes
+    /// for the next try only.
+    pub async fn wake_until(
+        &self,
+        deadline: tokio::time::Instant,
+        join: Option<Participant>,
+    ) -> Result<BackendInfo, DriverError> {
+        self.wake_by(WakeCause::Client, join, Some(deadline)).await
+    }
+
+    async fn wake_by(
+        &self,
+        cause: WakeCause,
         mut join: Option<Participant>,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<BackendInfo, DriverError> {
         let requested = Instant::now();
         let mut rx = self.state_tx.subscribe();
+        let mut backoff = FIRST_RETRY;
         loop {
             self.forget_exited_backend().await;
             let start = {
@@ -88,9 +118,23 @@ impl Cluster {
                 }
             };
             if start {
-                return self.start_backend(join.take(), cause, requested).await;
+                let result = self.start_backend(join.clone(), cause, requested).await;
+                let Some(deadline) = deadline.filter(|d| result.is_err() && *d > now()) else {
+                    return result;
+                };
+                tokio::time::sleep_until((now() + backoff).min(deadline)).await;
+                backoff = (backoff * 2).min(LAST_RETRY);
+                continue;
             }
-            if rx.changed().await.is_err() {
+            let changed = match deadline {
+                Some(d) => tokio::time::timeout_at(d, rx.changed())
+                    .await
+                    .map_err(|_| {
+                        DriverError::Timeout("the database did not start in time".into())
+                    })?,
+                None => rx.changed().await,
+            };
+            if changed.is_err() {
                 return Err(DriverError::Failed("cluster is shutting down".into()));
             }
         }
