@@ -14,6 +14,21 @@ impl TestEnv {
         (env, client)
     }
 
+    /// A PostgreSQL cluster with the default options, and a client connected to it that ran
+    /// `setup`.
+    pub async fn pg_session_with(setup: &str) -> (TestEnv, Pg) {
+        let (env, client) = TestEnv::pg_session(Opts::default()).await;
+        client.exec(setup).await;
+        (env, client)
+    }
+
+    /// One more client, after running `setup`.
+    pub async fn connect_with(&self, setup: &str) -> Pg {
+        let client = self.connect().await;
+        client.exec(setup).await;
+        client
+    }
+
     /// A MySQL cluster with `opts` (whatever protocol they name), and a client connected to it.
     pub async fn my_session(opts: Opts) -> (TestEnv, Conn) {
         let env = TestEnv::start(Opts {

@@ -11,9 +11,7 @@ use torpor_tests::harness::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sleep_wake_cycles_without_client_errors() {
-    let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    s.exec("CREATE TEMP TABLE log(i int PRIMARY KEY, at_pid int); SET application_name = 'cycler'; PREPARE bump(int) AS INSERT INTO log VALUES ($1, pg_backend_pid())")
-        .await;
+    let (env, s) = TestEnv::pg_session_with("CREATE TEMP TABLE log(i int PRIMARY KEY, at_pid int); SET application_name = 'cycler'; PREPARE bump(int) AS INSERT INTO log VALUES ($1, pg_backend_pid())").await;
     let stmt = s
         .prepare("SELECT count(*)::int4, coalesce(sum(i), 0)::int4 FROM log")
         .await
@@ -42,8 +40,7 @@ async fn ten_sleep_wake_cycles_without_client_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_transaction_blocks_the_drain() {
     let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    let idle = env.connect().await;
-    idle.exec("SET application_name = 'bystander'").await;
+    let idle = env.connect_with("SET application_name = 'bystander'").await;
     s.exec("CREATE TEMP TABLE t(x int); BEGIN; INSERT INTO t VALUES (1)")
         .await;
     let pid = env.running_pid().await;
@@ -64,8 +61,7 @@ async fn open_transaction_blocks_the_drain() {
 /// that blocked a drain ends, it is no longer listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blockers_list_clears_when_the_blocker_ends() {
-    let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    s.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
+    let (env, s) = TestEnv::pg_session_with("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
     env.sleep_refused().await;
     s.exec("COMMIT").await;
     let c = env.cluster_status().await;
@@ -80,9 +76,10 @@ async fn blockers_list_clears_when_the_blocker_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_hold_cursor_blocks_the_drain() {
-    let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    s.exec("DECLARE c CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 5) g")
-        .await;
+    let (env, s) = TestEnv::pg_session_with(
+        "DECLARE c CURSOR WITH HOLD FOR SELECT g FROM generate_series(1, 5) g",
+    )
+    .await;
     assert_eq!(s.text("FETCH 1 FROM c").await, "1");
     let pid = env.running_pid().await;
 
@@ -111,8 +108,7 @@ async fn with_hold_cursor_blocks_the_drain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_copy_blocks_the_drain() {
-    let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    s.exec("CREATE TEMP TABLE t(x int)").await;
+    let (env, s) = TestEnv::pg_session_with("CREATE TEMP TABLE t(x int)").await;
     let pid = env.running_pid().await;
     let sink = s
         .copy_in::<_, bytes::Bytes>("COPY t FROM STDIN")
@@ -290,8 +286,7 @@ async fn twenty_parked_sessions_wake_with_one_backend_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_wake_starts_the_backend() {
-    let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    s.exec("SET application_name = 'woken'").await;
+    let (env, s) = TestEnv::pg_session_with("SET application_name = 'woken'").await;
     env.sleep_ok().await;
     env.wake_ok().await;
     let c = env.cluster_status().await;
@@ -350,8 +345,7 @@ async fn idle_timer_waits_for_an_open_transaction() {
 async fn shutdown_tells_clients_57p01() {
     let (env, attached) = TestEnv::pg_session(Opts::default()).await;
     assert_eq!(attached.text("SELECT 1 + 0").await, "1");
-    let parked = env.connect().await;
-    parked.exec("SET application_name = 'parked'").await;
+    let parked = env.connect_with("SET application_name = 'parked'").await;
     env.sleep_ok().await;
     assert_eq!(attached.text("SELECT 2").await, "2");
     env.shutdown().await;
@@ -399,10 +393,9 @@ async fn many_sessions_many_cycles_lose_nothing() {
 /// the next wake starts a new one, parked sessions restore onto it, new clients connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_dies_is_started_again() {
-    let (env, parked) = TestEnv::pg_session(Opts::default()).await;
-    parked
-        .exec("CREATE TEMP TABLE keep(x int); INSERT INTO keep VALUES (7)")
-        .await;
+    let (env, parked) =
+        TestEnv::pg_session_with("CREATE TEMP TABLE keep(x int); INSERT INTO keep VALUES (7)")
+            .await;
     env.sleep_ok().await;
 
     let attached = env.connect().await;
@@ -492,8 +485,9 @@ async fn quiet_sessions_save_their_snapshot_ahead_of_the_drain() {
 async fn a_busy_session_holds_off_early_snapshots() {
     let (env, quiet) = TestEnv::pg_session(Opts::default().idle_after("6s")).await;
     quiet.exec("SET application_name = 'quiet'").await;
-    let busy = env.connect().await;
-    busy.exec("BEGIN ISOLATION LEVEL REPEATABLE READ").await;
+    let busy = env
+        .connect_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await;
     // Past half the idle timeout: no snapshot, the transaction keeps the cluster busy.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(

@@ -1,15 +1,12 @@
 //! Each kind of session state survives a forced scale-to-zero: set it up through torpor, sleep
 //! the cluster (the backend pid must be gone), then use the state on the new backend.
 
-use torpor_tests::harness::{OTHER_USER, Opts, TestEnv, USER, describe, sqlstate};
+use torpor_tests::harness::{OTHER_USER, Opts, Pg, TestEnv, USER, describe, sqlstate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_survive_sleep() {
     let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    let setup = env.connect().await;
-    setup
-        .exec("CREATE SCHEMA IF NOT EXISTS tenant_a; CREATE ROLE reporter NOLOGIN; GRANT reporter TO app;")
-        .await;
+    let setup = env.connect_with("CREATE SCHEMA IF NOT EXISTS tenant_a; CREATE ROLE reporter NOLOGIN; GRANT reporter TO app;").await;
     drop(setup);
 
     s.exec(
@@ -74,26 +71,22 @@ async fn settings_survive_sleep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_role_and_session_authorization_survive_sleep() {
-    let (env, admin) = TestEnv::pg_session(Opts::default()).await;
-    admin
-        .exec("CREATE ROLE auditor NOLOGIN; GRANT auditor TO app; CREATE TABLE secret_stuff(x int); REVOKE ALL ON secret_stuff FROM PUBLIC;")
-        .await;
+    let (env, admin) = TestEnv::pg_session_with("CREATE ROLE auditor NOLOGIN; GRANT auditor TO app; CREATE TABLE secret_stuff(x int); REVOKE ALL ON secret_stuff FROM PUBLIC;").await;
 
     // SET ROLE in one session, SET SESSION AUTHORIZATION in another.
-    let role = env.connect().await;
-    role.exec("SET ROLE auditor").await;
+    let role = env.connect_with("SET ROLE auditor").await;
     assert_eq!(role.text("SELECT current_user").await, "auditor");
 
-    let auth = env.connect().await;
-    auth.exec(&format!("SET SESSION AUTHORIZATION {OTHER_USER}"))
+    let auth = env
+        .connect_with(&format!("SET SESSION AUTHORIZATION {OTHER_USER}"))
         .await;
-    assert_eq!(auth.text("SELECT session_user").await, OTHER_USER);
-    assert_eq!(
-        auth.reported()
-            .get("session_authorization")
-            .map(String::as_str),
-        Some(OTHER_USER)
-    );
+    // The session is the other user when asked, and in what the client was told.
+    let is_other_user = async |c: &Pg| {
+        assert_eq!(c.text("SELECT session_user").await, OTHER_USER);
+        let told = c.reported().get("session_authorization").cloned();
+        assert_eq!(told.as_deref(), Some(OTHER_USER));
+    };
+    is_other_user(&auth).await;
 
     env.sleep_ok().await;
 
@@ -107,14 +100,8 @@ async fn set_role_and_session_authorization_survive_sleep() {
         .unwrap_err();
     assert_eq!(sqlstate(&err), Some("42501"), "{}", describe(&err));
 
-    assert_eq!(auth.text("SELECT session_user").await, OTHER_USER);
+    is_other_user(&auth).await;
     assert_eq!(auth.text("SELECT current_user").await, OTHER_USER);
-    assert_eq!(
-        auth.reported()
-            .get("session_authorization")
-            .map(String::as_str),
-        Some(OTHER_USER)
-    );
     // RESET SESSION AUTHORIZATION goes back to the login user, as on the original backend.
     auth.exec("RESET SESSION AUTHORIZATION").await;
     assert_eq!(auth.text("SELECT session_user").await, USER);
@@ -194,8 +181,7 @@ async fn prepared_statements_survive_sleep() {
 /// the replay torpor sent to restore it among other state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_prepare_shows_its_own_text_after_sleep() {
-    let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    s.exec("SET application_name = 'prepare-text'").await;
+    let (env, s) = TestEnv::pg_session_with("SET application_name = 'prepare-text'").await;
     s.exec("PREPARE s AS SELECT $1::int + 1").await;
     s.exec("PREPARE other AS SELECT 'two'").await;
     s.exec("LISTEN prepare_text").await;
@@ -219,7 +205,7 @@ async fn sql_prepare_shows_its_own_text_after_sleep() {
     env.shutdown_after(s).await;
 }
 
-async fn prepared_names(s: &torpor_tests::harness::Pg) -> Vec<String> {
+async fn prepared_names(s: &Pg) -> Vec<String> {
     let rows = s
         .simple_query(
             "SELECT name || ':' || parameter_types::text || ':' || from_sql FROM pg_prepared_statements ORDER BY name",
@@ -334,9 +320,8 @@ async fn listen_survives_sleep() {
             .await,
         "Mixed Case,jobs"
     );
-    let other = env.connect().await;
-    other
-        .exec("NOTIFY jobs, 'payload-1'; SELECT pg_notify('Mixed Case', 'payload-2')")
+    let other = env
+        .connect_with("NOTIFY jobs, 'payload-1'; SELECT pg_notify('Mixed Case', 'payload-2')")
         .await;
     let mut got = Vec::new();
     for _ in 0..2 {
@@ -354,9 +339,7 @@ async fn listen_survives_sleep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advisory_locks_survive_sleep() {
-    let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    s.exec("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(7, 8); SELECT pg_advisory_lock_shared(99);")
-        .await;
+    let (env, s) = TestEnv::pg_session_with("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(7, 8); SELECT pg_advisory_lock_shared(99);").await;
     let held = "SELECT string_agg(classid || '/' || objid || '/' || objsubid || '/' || mode, ',' ORDER BY classid, objid, mode) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()";
     let before = s.text(held).await;
     assert_eq!(before.split(',').count(), 3, "{before}");
@@ -389,9 +372,8 @@ async fn advisory_locks_survive_sleep() {
 /// row either way, so the count has to be carried some other way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advisory_lock_taken_twice_needs_two_unlocks_after_sleep() {
-    let (env, s) = TestEnv::pg_session(Opts::default()).await;
-    s.exec("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(42);")
-        .await;
+    let (env, s) =
+        TestEnv::pg_session_with("SELECT pg_advisory_lock(42); SELECT pg_advisory_lock(42);").await;
 
     env.sleep_ok().await;
 

@@ -3,7 +3,7 @@
 //! block as it was.
 
 use torpor_tests::clients::pg_python;
-use torpor_tests::harness::{Opts, PASSWORD, TestEnv, USER};
+use torpor_tests::harness::{PASSWORD, TestEnv, USER};
 use torpor_tests::wire::{Raw, first_value, status, tags};
 
 async fn query(raw: &mut Raw, sql: &str) -> Vec<(u8, bytes::BytesMut)> {
@@ -18,10 +18,10 @@ async fn query(raw: &mut Raw, sql: &str) -> Vec<(u8, bytes::BytesMut)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_transactions_are_carried_over_a_stop() {
-    let (env, setup) = TestEnv::pg_session(Opts::default()).await;
-    setup
-        .exec("CREATE TABLE items(x int); INSERT INTO items SELECT generate_series(1, 10)")
-        .await;
+    let (env, _setup) = TestEnv::pg_session_with(
+        "CREATE TABLE items(x int); INSERT INTO items SELECT generate_series(1, 10)",
+    )
+    .await;
     let (mut a, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
     let (mut b, _) = Raw::login(env.listen, USER, PASSWORD).await.unwrap();
     // psycopg2's default: BEGIN, then a query the plain-read scan rejects.
@@ -60,8 +60,7 @@ async fn read_only_transactions_are_carried_over_a_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_that_did_more_than_read_still_block() {
-    let (env, setup) = TestEnv::pg_session(Opts::default()).await;
-    setup.exec("CREATE TABLE items(x int)").await;
+    let (env, _setup) = TestEnv::pg_session_with("CREATE TABLE items(x int)").await;
     let pid = env.running_pid().await;
     for (begin, statement, why) in [
         // Nothing in the text says it wrote: the backend does.
