@@ -182,11 +182,14 @@ per_tx_us() { # ticks-before ticks-after transactions
         if (a !~ /^[0-9]+$/ || b !~ /^[0-9]+$/ || n !~ /^[0-9]+$/ || n == 0) print "-"
         else printf "%.2f\n", (b - a) * 1e6 / hz / n }'
 }
-# One throughput run: runs the load command while reading the CPU of the proxy it goes through
-# (pid, or - for none) before and after. Sets RUN_TPS (ERR when the tool printed none) and
-# RUN_US (µs of proxy CPU per transaction, or -). kind says how to read the tool's summary.
-load_run() { # pgbench|sysbench pid|- command...
-    local kind=$1 pid=$2 out before=- after=- tx; shift 2
+# One throughput run, once the machine is quiet enough (quiet_load): runs the load command while
+# reading the CPU of the proxy it goes through (pid, or - for none) before and after. Sets
+# RUN_TPS (ERR when the tool printed none) and RUN_US (µs of proxy CPU per transaction, or -),
+# appends the load average it started at to RUN_LOADS, and prints a progress line that starts
+# with label. kind says how to read the tool's summary.
+load_run() { # label pgbench|sysbench pid|- command...
+    local label=$1 kind=$2 pid=$3 out before=- after=- tx; shift 3
+    quiet_load
     [ "$pid" = - ] || before=$(cpu_ticks "$pid")
     out=$("$@" 2>&1) || true
     [ "$pid" = - ] || after=$(cpu_ticks "$pid")
@@ -202,6 +205,8 @@ load_run() { # pgbench|sysbench pid|- command...
     esac
     RUN_US=$(per_tx_us "$before" "$after" "${tx:-0}")
     [ "$RUN_TPS" != ERR ] || echo "$out" | tail -3 | sed 's/^/      /' >&2
+    RUN_LOADS+="$RUN_LOAD,"
+    echo "   $label: $RUN_TPS tps$(us_note), load $RUN_LOAD"
 }
 # " (24.31 µs/tx)" for the progress lines, or nothing.
 us_note() { [ "$RUN_US" = - ] || echo " ($RUN_US µs/tx)"; }
@@ -286,7 +291,7 @@ EOF
     done
 
     declare -A tps cpu
-    loads=""
+    RUN_LOADS=""
     for mode in select prepared tpcb; do
         case $mode in
             select) args=(-S); bouncer=transaction ;;
@@ -304,10 +309,7 @@ EOF
                     forwarder) port=$FORWARD pid=$PG_FORWARD ;;
                     torpor) port=$LISTEN pid=$PG_TORPOR ;;
                 esac
-                quiet_load
-                load_run pgbench "$pid" pgbench_cmd "$port" "${args[@]}"
-                echo "   $mode run $i $who: $RUN_TPS tps$(us_note), load $RUN_LOAD"
-                loads+="$RUN_LOAD,"
+                load_run "$mode run $i $who" pgbench "$pid" pgbench_cmd "$port" "${args[@]}"
                 [ "$RUN_TPS" = ERR ] || tps[$mode,$who]+="$RUN_TPS,"
                 [ "$RUN_US" = - ] || cpu[$mode,$who]+="$RUN_US,"
             done
@@ -331,7 +333,7 @@ EOF
         "$DRIVER" summarize "$name" tps "$target" "${tps[$mode,torpor]}" "${tps[$mode,direct]}" \
             "pgbouncer=${tps[$mode,pgbouncer]}" "forwarder=${tps[$mode,forwarder]}" \
             "cpu:torpor=${cpu[$mode,torpor]}" "cpu:pgbouncer=${cpu[$mode,pgbouncer]}" "cpu:forwarder=${cpu[$mode,forwarder]}" \
-            "load=$loads"
+            "load=$RUN_LOADS"
     done
     for f in "$bdir"/*.pid; do [ -f "$f" ] && stop_pid "$(cat "$f")"; done
     stop_pid "$PG_TORPOR"
@@ -369,7 +371,7 @@ if want sysbench; then
         "$DRIVER" forward "127.0.0.1:$FORWARD" "$dir/mydata/mysqld.sock" &
         MY_FORWARD=$!
         pids+=($MY_FORWARD)
-        direct=""; through=""; forwarded=""; cpu_torpor=""; cpu_forwarder=""; sb_loads=""
+        direct=""; through=""; forwarded=""; cpu_torpor=""; cpu_forwarder=""; RUN_LOADS=""
         if [ -z "$sb_err" ]; then
             for i in $(seq "$LOAD_RUNS"); do
                 for who in direct forwarder torpor; do
@@ -378,10 +380,7 @@ if want sysbench; then
                         forwarder) port=$FORWARD pid=$MY_FORWARD ;;
                         torpor) port=$LISTEN pid=$MY_TORPOR ;;
                     esac
-                    quiet_load
-                    load_run sysbench "$pid" "${sb[@]}" --mysql-port="$port" --threads=8 --time="$SECS" run
-                    echo "   run $i $who: $RUN_TPS tps$(us_note), load $RUN_LOAD"
-                    sb_loads+="$RUN_LOAD,"
+                    load_run "run $i $who" sysbench "$pid" "${sb[@]}" --mysql-port="$port" --threads=8 --time="$SECS" run
                     if [ "$RUN_TPS" = ERR ]; then
                         sb_err="sysbench run through $who failed"
                     else
@@ -403,7 +402,7 @@ if want sysbench; then
     note_cmd "sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=<direct|torpor> --mysql-user=bench --mysql-db=my --tables=4 --table-size=10000 --threads=8 --time=$SECS run"
     if [ -n "$through" ] && [ -n "$direct" ]; then
         "$DRIVER" summarize sysbench_oltp_read_only tps 0.85 "$through" "$direct" "forwarder=$forwarded" \
-            "cpu:torpor=$cpu_torpor" "cpu:forwarder=$cpu_forwarder" "load=$sb_loads"
+            "cpu:torpor=$cpu_torpor" "cpu:forwarder=$cpu_forwarder" "load=$RUN_LOADS"
         [ -z "$sb_err" ] || echo "   (some runs failed: $sb_err)"
     else
         sb_err=${sb_err:-no runs}
@@ -449,14 +448,11 @@ if want compare; then
         for label in "${labels[@]}"; do
             PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "${cmp_port[$label]}" -U $USER_NAME -n -c 8 -j 2 -T 2 "${args[@]}" $USER_NAME >/dev/null 2>&1 || true
         done
-        loads=""
+        RUN_LOADS=""
         for label in "${labels[@]}"; do cmp_tps[$mode,$label]=""; cmp_cpu[$mode,$label]=""; done
         for i in $(seq "$LOAD_RUNS"); do
             for label in "${labels[@]}"; do
-                quiet_load
-                load_run pgbench "${cmp_pid[$label]}" pgbench_cmd "${cmp_port[$label]}" "${args[@]}"
-                echo "   $mode run $i $label: $RUN_TPS tps$(us_note), load $RUN_LOAD"
-                loads+="$RUN_LOAD,"
+                load_run "$mode run $i $label" pgbench "${cmp_pid[$label]}" pgbench_cmd "${cmp_port[$label]}" "${args[@]}"
                 [ "$RUN_TPS" = ERR ] || cmp_tps[$mode,$label]+="$RUN_TPS,"
                 [ "$RUN_US" = - ] || cmp_cpu[$mode,$label]+="$RUN_US,"
             done
@@ -465,7 +461,7 @@ if want compare; then
         for label in "${labels[@]:1}"; do
             "$DRIVER" compare "pgbench_${mode}_cpu" µs/tx "$limit" \
                 "$base=${cmp_cpu[$mode,$base]}" "$label=${cmp_cpu[$mode,$label]}" \
-                "tps:$base=${cmp_tps[$mode,$base]}" "tps:$label=${cmp_tps[$mode,$label]}" "load=$loads" || true
+                "tps:$base=${cmp_tps[$mode,$base]}" "tps:$label=${cmp_tps[$mode,$label]}" "load=$RUN_LOADS" || true
         done
     done
     for label in "${labels[@]}"; do stop_pid "${cmp_pid[$label]}"; done
