@@ -28,6 +28,16 @@ fn copy(bytes: Vec<u8>) -> QueryResult {
     }
 }
 
+/// Rows written as psql prints them: cells separated by `|`, `NULL` for a null.
+fn table(rows: &[&str]) -> QueryResult {
+    let rows: Vec<Vec<Option<&str>>> = rows
+        .iter()
+        .map(|r| r.split('|').map(|c| (c != "NULL").then_some(c)).collect())
+        .collect();
+    let rows: Vec<&[Option<&str>]> = rows.iter().map(Vec::as_slice).collect();
+    res(&rows)
+}
+
 #[allow(non_snake_case)]
 fn S(s: &str) -> Option<&str> {
     Some(s)
@@ -77,77 +87,14 @@ fn catalog_fixture() -> Vec<QueryResult> {
             &[S("16409"), S("child"), S("carol"), None],
             &[S("16424"), S("ocdr"), S("carol"), None],
         ]),
-        res(&[
-            &[
-                S("16393"),
-                S("id"),
-                S("integer"),
-                S("t"),
-                S("nextval('parent_id_seq'::regclass)"),
-                S(""),
-                S(""),
-                None,
-            ],
-            &[
-                S("16393"),
-                S("name"),
-                S("text"),
-                S("t"),
-                S("'x''y'::text"),
-                S(""),
-                S(""),
-                None,
-            ],
-            &[
-                S("16393"),
-                S("code"),
-                S("character varying(10)"),
-                S("f"),
-                None,
-                S(""),
-                S(""),
-                S("pg_catalog.\"C\""),
-            ],
-            &[
-                S("16393"),
-                S("doubled"),
-                S("numeric"),
-                S("f"),
-                S("(price * (2)::numeric)"),
-                S(""),
-                S("s"),
-                None,
-            ],
-            &[
-                S("16409"),
-                S("cid"),
-                S("bigint"),
-                S("t"),
-                None,
-                S("a"),
-                S(""),
-                None,
-            ],
-            &[
-                S("16409"),
-                S("pid"),
-                S("integer"),
-                S("f"),
-                None,
-                S(""),
-                S(""),
-                None,
-            ],
-            &[
-                S("16424"),
-                S("a"),
-                S("integer"),
-                S("f"),
-                None,
-                S(""),
-                S(""),
-                None,
-            ],
+        table(&[
+            "16393|id|integer|t|nextval('parent_id_seq'::regclass)|||NULL",
+            "16393|name|text|t|'x''y'::text|||NULL",
+            "16393|code|character varying(10)|f|NULL|||pg_catalog.\"C\"",
+            "16393|doubled|numeric|f|(price * (2)::numeric)||s|NULL",
+            "16409|cid|bigint|t|NULL|a||NULL",
+            "16409|pid|integer|f|NULL|||NULL",
+            "16424|a|integer|f|NULL|||NULL",
         ]),
         res(&[
             &[S("16393"), S("parent_pkey"), S("p"), S("PRIMARY KEY (id)")],
@@ -164,49 +111,10 @@ fn catalog_fixture() -> Vec<QueryResult> {
             S("child_note_idx"),
             S("CREATE INDEX child_note_idx ON pg_temp.child USING btree (pid) WHERE (pid > 0)"),
         ]]),
-        res(&[
-            &[
-                S("parent_id_seq"),
-                S("carol"),
-                S("integer"),
-                S("1"),
-                S("1"),
-                S("1"),
-                S("2147483647"),
-                S("1"),
-                S("f"),
-                S("parent"),
-                S("id"),
-                S("a"),
-            ],
-            &[
-                S("child_cid_seq"),
-                S("carol"),
-                S("bigint"),
-                S("100"),
-                S("5"),
-                S("1"),
-                S("9223372036854775807"),
-                S("1"),
-                S("f"),
-                S("child"),
-                S("cid"),
-                S("i"),
-            ],
-            &[
-                S("standalone"),
-                S("bob"),
-                S("bigint"),
-                S("10"),
-                S("3"),
-                S("1"),
-                S("1000"),
-                S("1"),
-                S("t"),
-                None,
-                None,
-                None,
-            ],
+        table(&[
+            "parent_id_seq|carol|integer|1|1|1|2147483647|1|f|parent|id|a",
+            "child_cid_seq|carol|bigint|100|5|1|9223372036854775807|1|f|child|cid|i",
+            "standalone|bob|bigint|10|3|1|1000|1|t|NULL|NULL|NULL",
         ]),
     ]
 }
