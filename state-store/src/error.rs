@@ -1,9 +1,21 @@
+impl StoreError {
+    /// Whether the same call may succeed later: the store or the network failed, or was slow.
+    /// Anything else is about the snapshot itself (missing, corrupt, another session's, a key
+    /// or version this build can't read) and never loads, however often it is tried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Backend(_) | StoreError::Timeout(_))
+    }
+}
+
 /// Everything that can go wrong opening a store or moving a snapshot in or out of it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Bad url or option; the message names the setting and the problem.
     #[error("state store config: {0}")]
     Config(String),
+    /// The store did not answer within `[state_store] timeout`.
+    #[error("state store timed out: {0}")]
+    Timeout(String),
     /// No snapshot is stored under the key.
     #[error("no snapshot for {0}")]
     NotFound(String),
