@@ -41,10 +41,15 @@ pub async fn up(config: &std::path::Path) -> Proc {
 
 /// Like [`up`], with `TORPOR_LOG` set to `level`.
 pub async fn up_logging(config: &std::path::Path, level: &str) -> Proc {
-    let mut child = Command::new(torpor_bin())
-        .arg("up")
-        .arg("--config")
-        .arg(config)
+    let mut cmd = Command::new(torpor_bin());
+    cmd.arg("up").arg("--config").arg(config);
+    up_command(cmd, level).await
+}
+
+/// Runs `cmd`, which must end up running `torpor up` in its own process (a wrapper `exec`s
+/// it), with `TORPOR_LOG` set to `level`, and waits for its "admin API at" line.
+pub async fn up_command(mut cmd: Command, level: &str) -> Proc {
+    let mut child = cmd
         .env("TORPOR_LOG", level)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

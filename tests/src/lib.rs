@@ -12,6 +12,7 @@ pub mod node;
 pub mod ports;
 pub mod probes;
 pub mod python;
+pub mod relay;
 pub mod s3;
 pub mod script;
 pub mod wire;
