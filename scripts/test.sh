@@ -30,6 +30,8 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# Each fuzz target for 30 s (about 4 minutes with the build); a crash fails the run.
+./scripts/fuzz.sh short || status=1
 set -e
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
