@@ -355,6 +355,15 @@ impl MyRaw {
             .unwrap_or_else(|e| panic!("{sql}: {e:#}"))
     }
 
+    /// [`MyRaw::prepare`] of a statement that must prepare.
+    pub async fn prepared(&mut self, sql: &str) -> (u32, u16) {
+        match self.prepare(sql).await {
+            Ok(Ok(stmt)) => stmt,
+            Ok(Err(e)) => panic!("PREPARE {sql}: {e:?}"),
+            Err(e) => panic!("PREPARE {sql}: {e:#}"),
+        }
+    }
+
     /// COM_STMT_PREPARE: (statement id, number of parameters), or the server's error.
     pub async fn prepare(&mut self, sql: &str) -> anyhow::Result<Result<(u32, u16), MyErr>> {
         let mut p = vec![com::STMT_PREPARE];

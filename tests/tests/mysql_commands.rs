@@ -111,11 +111,7 @@ async fn field_list_statistics_and_set_option() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_cursor_blocks_the_drain_until_fetched_to_the_end() {
     let (env, mut r) = TestEnv::my_raw_session().await;
-    let (id, _) = r
-        .prepare("SELECT seq FROM seq_1_to_5")
-        .await
-        .unwrap()
-        .unwrap();
+    let (id, _) = r.prepared("SELECT seq FROM seq_1_to_5").await;
     // COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY: metadata only, the rows wait for FETCH.
     let mut exec = vec![com::STMT_EXECUTE];
     exec.extend_from_slice(&id.to_le_bytes());

@@ -277,11 +277,7 @@ async fn binary_prepared_statements_survive_sleep() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_statement_types_long_data_and_closed_ids_survive_sleep() {
     let (env, mut raw) = TestEnv::my_raw_session().await;
-    let (wrap, n) = raw
-        .prepare("SELECT CONCAT('<', ?, '>')")
-        .await
-        .unwrap()
-        .unwrap();
+    let (wrap, n) = raw.prepared("SELECT CONCAT('<', ?, '>')").await;
     assert_eq!(n, 1);
     let r = raw.execute(wrap, &[Some(b"x")], true).await.unwrap();
     assert_eq!(first_string(&r), Some("<x>".into()));
@@ -289,11 +285,11 @@ async fn raw_statement_types_long_data_and_closed_ids_survive_sleep() {
     let r = raw.execute(wrap, &[Some(b"y")], false).await.unwrap();
     assert_eq!(first_string(&r), Some("<y>".into()));
 
-    let (glue, _) = raw.prepare("SELECT CONCAT(?, ?)").await.unwrap().unwrap();
+    let (glue, _) = raw.prepared("SELECT CONCAT(?, ?)").await;
     raw.long_data(glue, 0, b"abc").await.unwrap();
     raw.long_data(glue, 0, b"def").await.unwrap();
 
-    let (closed, _) = raw.prepare("SELECT 1").await.unwrap().unwrap();
+    let (closed, _) = raw.prepared("SELECT 1").await;
     raw.close_stmt(closed).await.unwrap();
     assert_eq!(raw.value("SELECT 5").await.as_deref(), Some("5"));
 
