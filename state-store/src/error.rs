@@ -33,4 +33,19 @@ pub enum StoreError {
     /// The value could not be serialised into an envelope.
     #[error("snapshot encode: {0}")]
     Encode(String),
+    /// The snapshot was sealed with a key that is not configured here (the message names the
+    /// key's id). It can never load until that key is given back (`old_key_files`).
+    #[error("snapshot sealed with another key: {0}")]
+    WrongKey(String),
+    /// The sealed snapshot does not authenticate: it was changed after it was written. It
+    /// can never load.
+    #[error("snapshot tampered with: {0}")]
+    Tampered(String),
+    /// The snapshot belongs to another user or database than the session reading it. It can
+    /// never load.
+    #[error("snapshot belongs to another user: {0}")]
+    WrongUser(String),
+    /// An unsealed (version 1) snapshot while `require_sealed` is on. It can never load.
+    #[error("unsealed snapshot refused: {0}")]
+    Unsealed(String),
 }
