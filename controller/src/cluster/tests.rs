@@ -69,6 +69,12 @@ impl Driver for Arc<Counting> {
             details: serde_json::json!({ "starts": self.starts.load(Ordering::SeqCst) }),
         }
     }
+    async fn exited(&self) -> String {
+        while !(self.running.load(Ordering::SeqCst) && self.exited.load(Ordering::SeqCst)) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        "killed".into()
+    }
 }
 
 fn cluster(idle: Duration) -> (Arc<Cluster>, Arc<Counting>) {
@@ -292,6 +298,31 @@ async fn a_backend_that_exited_is_started_again_at_the_next_wake() {
     assert_eq!(d.starts.load(Ordering::SeqCst), 2);
     assert_eq!(c.state(), ClusterState::Running);
     assert_eq!(c.stats.wakes.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_backend_that_exits_sends_the_cluster_to_standby_at_once() {
+    let (c, d) = running().await;
+    let watcher = tokio::spawn({
+        let c = c.clone();
+        async move { c.watch_backend().await }
+    });
+    // A stop asked for is no exit.
+    c.sleep().await.unwrap();
+    assert_eq!(c.last_error(), None);
+    c.wake(None).await.unwrap();
+    d.exited.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.state() != ClusterState::Standby {
+        assert!(Instant::now() < deadline, "still {:?}", c.state());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(c.last_error().as_deref(), Some("killed"));
+    assert!(c.running_backend().is_none());
+    // The next start clears it.
+    c.wake(None).await.unwrap();
+    assert_eq!(c.last_error(), None);
+    watcher.abort();
 }
 
 #[tokio::test]
