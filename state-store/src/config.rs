@@ -1,4 +1,6 @@
 use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where snapshots live.
 ///
@@ -10,6 +12,10 @@ use std::fmt;
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub url: String,
+    /// How long one operation (put, get, delete) may take before it fails: a wake then
+    /// tries again, a drain is refused.
+    #[serde(default = "default_timeout", deserialize_with = "timeout")]
+    pub timeout: Duration,
     /// S3 API endpoint such as `http://127.0.0.1:9000`; requests then use path style.
     #[serde(default)]
     pub endpoint: Option<String>,
@@ -24,6 +30,22 @@ pub struct StoreConfig {
     pub secret_access_key: Option<String>,
     #[serde(default)]
     pub session_token: Option<String>,
+    /// File holding the key that seals snapshots: 64 hex characters on one line.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Environment variable holding that key instead.
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// Keys snapshots were sealed with before a rotation: still opened, never used to seal.
+    #[serde(default)]
+    pub old_key_files: Vec<PathBuf>,
+    /// Refuse unsealed (version 1) snapshots.
+    #[serde(default = "sealed_by_default")]
+    pub require_sealed: bool,
+}
+
+fn sealed_by_default() -> bool {
+    true
 }
 
 impl StoreConfig {
@@ -31,12 +53,17 @@ impl StoreConfig {
     pub fn from_url(url: impl Into<String>) -> Self {
         StoreConfig {
             url: url.into(),
+            timeout: default_timeout(),
             endpoint: None,
             region: None,
             allow_http: false,
             access_key_id: None,
             secret_access_key: None,
             session_token: None,
+            key_file: None,
+            key_env: None,
+            old_key_files: Vec::new(),
+            require_sealed: true,
         }
     }
 }
@@ -46,14 +73,35 @@ impl fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreConfig")
             .field("url", &self.url)
+            .field("timeout", &self.timeout)
             .field("endpoint", &self.endpoint.as_deref().map(strip_userinfo))
             .field("region", &self.region)
             .field("allow_http", &self.allow_http)
             .field("access_key_id", &redacted(&self.access_key_id))
             .field("secret_access_key", &redacted(&self.secret_access_key))
             .field("session_token", &redacted(&self.session_token))
+            .field("key_file", &self.key_file)
+            .field("key_env", &self.key_env)
+            .field("old_key_files", &self.old_key_files)
+            .field("require_sealed", &self.require_sealed)
             .finish()
     }
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    let t = crate::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("timeout: {e}")))?;
+    if t.is_zero() {
+        return Err(serde::de::Error::custom(
+            "timeout: must be greater than zero",
+        ));
+    }
+    Ok(t)
 }
 
 fn redacted(v: &Option<String>) -> Option<&'static str> {

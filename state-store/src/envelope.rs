@@ -1,11 +1,13 @@
 //! The byte format of a stored snapshot.
 //!
-//! All integers are big-endian.
+//! All integers are big-endian. Every version starts with the magic `b"TRPR"` and the schema
+//! version (u16). Version 2, what torpor writes, is sealed: see [`crate::sealed`]. Version 1,
+//! still read unless `require_sealed`, is only checksummed:
 //!
 //! ```text
 //! offset   size  field
 //! 0        4     magic b"TRPR"
-//! 4        2     schema version (u16), currently 1
+//! 4        2     schema version (u16), 1
 //! 6        2     cluster name length C (u16)            ┐
 //! 8        C     cluster name, UTF-8                    │ header
 //! 8+C      16    session uuid, raw bytes                ┘
@@ -26,25 +28,80 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::{SnapshotKey, StoreError};
+use crate::seal::Seal;
+use crate::{SnapshotKey, StoreError, sealed};
 
 pub const MAGIC: &[u8; 4] = b"TRPR";
-pub const VERSION: u16 = 1;
+/// The version torpor writes.
+pub const VERSION: u16 = sealed::VERSION;
+const V1: u16 = 1;
 
 const SESSION_LEN: usize = 16;
 const CRC_LEN: usize = 4;
 
-/// Wraps `value` in an envelope for `key`.
-pub fn encode<T: Serialize + ?Sized>(key: &SnapshotKey, value: &T) -> Result<Vec<u8>, StoreError> {
-    let body = rmp_serde::to_vec_named(value).map_err(|e| StoreError::Encode(e.to_string()))?;
+/// Seals `value` in an envelope for `key` (the current version).
+pub fn encode<T: Serialize + ?Sized>(
+    seal: &Seal,
+    key: &SnapshotKey,
+    value: &T,
+) -> Result<Vec<u8>, StoreError> {
+    sealed::encode(seal, key, body(value)?)
+}
+
+/// Opens an envelope of any version this build reads, refusing one written for another key,
+/// and an unsealed one when `seal.require_sealed`.
+pub fn decode<T: DeserializeOwned>(
+    seal: &Seal,
+    key: &SnapshotKey,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    let mut r = Reader { bytes, pos: 0 };
+    match version(&mut r)? {
+        V1 if seal.require_sealed => Err(StoreError::Unsealed(format!(
+            "{key}: written unsealed (envelope version 1) and require_sealed is on"
+        ))),
+        V1 => decode_v1(key, bytes),
+        _ => {
+            let body = sealed::open(seal, key, bytes)?;
+            decode_body(key, &body)
+        }
+    }
+}
+
+fn body<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(value).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+fn decode_body<T: DeserializeOwned>(key: &SnapshotKey, body: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(body)
+        .map_err(|e| StoreError::Corrupt(format!("{key}: body does not decode: {e}")))
+}
+
+/// Reads the magic and the version, refusing versions this build does not read.
+pub(crate) fn version(r: &mut Reader) -> Result<u16, StoreError> {
+    if r.take(MAGIC.len(), "magic")? != MAGIC {
+        return Err(StoreError::Corrupt(
+            "bad magic, not a torpor snapshot".into(),
+        ));
+    }
+    let version = r.u16("schema version")?;
+    if version == 0 || version > VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version} is not one this build reads (1..={VERSION})"
+        )));
+    }
+    Ok(version)
+}
+
+/// `value` in an unsealed version 1 envelope: what torpor wrote before sealing, kept to test
+/// that such snapshots are still read, or refused with `require_sealed`.
+pub fn encode_v1<T: Serialize + ?Sized>(
+    key: &SnapshotKey,
+    value: &T,
+) -> Result<Vec<u8>, StoreError> {
+    let body = body(value)?;
     let cluster = key.cluster.as_bytes();
-    let cluster_len = u16::try_from(cluster.len()).map_err(|_| {
-        StoreError::Encode(format!(
-            "cluster name is {} bytes, at most {} fit in a snapshot header",
-            cluster.len(),
-            u16::MAX
-        ))
-    })?;
+    let cluster_len = header_len("cluster name", cluster.len())?;
 
     let mut header = Vec::with_capacity(2 + cluster.len() + SESSION_LEN);
     header.extend_from_slice(&cluster_len.to_be_bytes());
@@ -53,15 +110,25 @@ pub fn encode<T: Serialize + ?Sized>(key: &SnapshotKey, value: &T) -> Result<Vec
 
     let mut out = Vec::with_capacity(MAGIC.len() + 2 + header.len() + CRC_LEN + body.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_be_bytes());
+    out.extend_from_slice(&V1.to_be_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(&checksum(&header, &body).to_be_bytes());
     out.extend_from_slice(&body);
     Ok(out)
 }
 
-/// Checks `bytes` and decodes the value, refusing an envelope written for another key.
-pub fn decode<T: DeserializeOwned>(key: &SnapshotKey, bytes: &[u8]) -> Result<T, StoreError> {
+/// The length of a header field, which must fit its u16.
+pub(crate) fn header_len(what: &str, len: usize) -> Result<u16, StoreError> {
+    u16::try_from(len).map_err(|_| {
+        StoreError::Encode(format!(
+            "{what} is {len} bytes, at most {} fit in a snapshot header",
+            u16::MAX
+        ))
+    })
+}
+
+/// Checks a version 1 envelope and decodes the value, refusing one written for another key.
+pub fn decode_v1<T: DeserializeOwned>(key: &SnapshotKey, bytes: &[u8]) -> Result<T, StoreError> {
     let envelope = Envelope::parse(bytes)?;
     if envelope.cluster != key.cluster || envelope.session != key.session {
         return Err(StoreError::WrongSession(format!(
@@ -69,11 +136,10 @@ pub fn decode<T: DeserializeOwned>(key: &SnapshotKey, bytes: &[u8]) -> Result<T,
             envelope.cluster, envelope.session
         )));
     }
-    rmp_serde::from_slice(envelope.body)
-        .map_err(|e| StoreError::Corrupt(format!("{key}: body does not decode: {e}")))
+    decode_body(key, envelope.body)
 }
 
-/// A parsed envelope whose magic, version and checksum have been verified.
+/// A parsed version 1 envelope whose magic, version and checksum have been verified.
 #[derive(Debug)]
 pub struct Envelope<'a> {
     pub version: u16,
@@ -85,15 +151,10 @@ pub struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, StoreError> {
         let mut r = Reader { bytes, pos: 0 };
-        if r.take(MAGIC.len(), "magic")? != MAGIC {
-            return Err(StoreError::Corrupt(
-                "bad magic, not a torpor snapshot".into(),
-            ));
-        }
-        let version = r.u16("schema version")?;
-        if version == 0 || version > VERSION {
+        let version = version(&mut r)?;
+        if version != V1 {
             return Err(StoreError::Corrupt(format!(
-                "schema version {version} is not one this build reads (1..={VERSION})"
+                "schema version {version} is not the unsealed version 1"
             )));
         }
 
@@ -133,13 +194,13 @@ fn checksum(header: &[u8], body: &[u8]) -> u32 {
     h.finalize()
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], StoreError> {
+    pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], StoreError> {
         let end = self
             .pos
             .checked_add(n)
@@ -155,7 +216,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn u16(&mut self, what: &str) -> Result<u16, StoreError> {
+    pub(crate) fn u16(&mut self, what: &str) -> Result<u16, StoreError> {
         let b = self.take(2, what)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
@@ -182,6 +243,8 @@ mod tests {
         SnapshotKey {
             cluster: "pg-main".into(),
             session: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            user: String::new(),
+            database: String::new(),
         }
     }
 
@@ -202,10 +265,10 @@ mod tests {
 
     #[test]
     fn roundtrip() {
-        let bytes = encode(&key(), &sample()).unwrap();
+        let bytes = encode_v1(&key(), &sample()).unwrap();
         assert_eq!(&bytes[..4], MAGIC);
         assert_eq!(&bytes[4..6], &[0, 1]);
-        let back: Sample = decode(&key(), &bytes).unwrap();
+        let back: Sample = decode_v1(&key(), &bytes).unwrap();
         assert_eq!(back, sample());
 
         let env = Envelope::parse(&bytes).unwrap();
@@ -216,24 +279,24 @@ mod tests {
 
     #[test]
     fn flipped_body_byte_fails_checksum() {
-        let mut bytes = encode(&key(), &sample()).unwrap();
+        let mut bytes = encode_v1(&key(), &sample()).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
-        assert!(corrupt_message(decode(&key(), &bytes)).contains("checksum"));
+        assert!(corrupt_message(decode_v1(&key(), &bytes)).contains("checksum"));
     }
 
     #[test]
     fn flipped_header_byte_fails_checksum() {
-        let mut bytes = encode(&key(), &sample()).unwrap();
+        let mut bytes = encode_v1(&key(), &sample()).unwrap();
         bytes[9] ^= 0x20; // inside the cluster name
-        assert!(corrupt_message(decode(&key(), &bytes)).contains("checksum"));
+        assert!(corrupt_message(decode_v1(&key(), &bytes)).contains("checksum"));
     }
 
     #[test]
     fn every_truncation_is_corrupt() {
-        let bytes = encode(&key(), &sample()).unwrap();
+        let bytes = encode_v1(&key(), &sample()).unwrap();
         for len in 0..bytes.len() {
-            let msg = corrupt_message(decode(&key(), &bytes[..len]));
+            let msg = corrupt_message(decode_v1(&key(), &bytes[..len]));
             assert!(
                 msg.contains("truncated") || msg.contains("checksum") || msg.contains("magic"),
                 "len {len}: {msg}"
@@ -243,30 +306,30 @@ mod tests {
 
     #[test]
     fn bad_magic() {
-        let mut bytes = encode(&key(), &sample()).unwrap();
+        let mut bytes = encode_v1(&key(), &sample()).unwrap();
         bytes[0] = b'X';
-        assert!(corrupt_message(decode(&key(), &bytes)).contains("magic"));
+        assert!(corrupt_message(decode_v1(&key(), &bytes)).contains("magic"));
     }
 
     #[test]
     fn future_and_zero_version_rejected() {
-        for v in [2u16, 0, u16::MAX] {
-            let mut bytes = encode(&key(), &sample()).unwrap();
+        for v in [3u16, 0, u16::MAX] {
+            let mut bytes = encode_v1(&key(), &sample()).unwrap();
             bytes[4..6].copy_from_slice(&v.to_be_bytes());
-            let msg = corrupt_message(decode(&key(), &bytes));
+            let msg = corrupt_message(decode_v1(&key(), &bytes));
             assert!(msg.contains(&format!("version {v}")), "{msg}");
         }
     }
 
     #[test]
     fn body_of_another_type_is_corrupt() {
-        let bytes = encode(&key(), &"just a string").unwrap();
-        assert!(corrupt_message(decode(&key(), &bytes)).contains("body"));
+        let bytes = encode_v1(&key(), &"just a string").unwrap();
+        assert!(corrupt_message(decode_v1(&key(), &bytes)).contains("body"));
     }
 
     #[test]
     fn other_session_or_cluster_is_refused() {
-        let bytes = encode(&key(), &sample()).unwrap();
+        let bytes = encode_v1(&key(), &sample()).unwrap();
         let other_session = SnapshotKey {
             session: Uuid::from_u128(1),
             ..key()
@@ -276,7 +339,7 @@ mod tests {
             ..key()
         };
         for k in [other_session, other_cluster] {
-            match decode::<Sample>(&k, &bytes) {
+            match decode_v1::<Sample>(&k, &bytes) {
                 Err(StoreError::WrongSession(m)) => assert!(m.contains("pg-main"), "{m}"),
                 other => panic!("expected WrongSession, got {other:?}"),
             }
@@ -289,6 +352,9 @@ mod tests {
             cluster: "c".repeat(70_000),
             ..key()
         };
-        assert!(matches!(encode(&k, &sample()), Err(StoreError::Encode(_))));
+        assert!(matches!(
+            encode_v1(&k, &sample()),
+            Err(StoreError::Encode(_))
+        ));
     }
 }

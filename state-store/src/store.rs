@@ -1,3 +1,5 @@
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -9,6 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::strip_userinfo;
+use crate::deadline::Within;
+use crate::seal::Seal;
 use crate::{SnapshotKey, StoreConfig, StoreError, envelope};
 
 /// A snapshot store. Cheap to clone; clones share one connection pool.
@@ -21,7 +25,15 @@ struct Inner {
     backend: Arc<dyn ObjectStore>,
     prefix: Path,
     description: String,
+    /// How long one operation may take: `[state_store] timeout`.
+    timeout: std::time::Duration,
+    seal: Arc<Seal>,
+    /// The directory of a `file://` store, whose files and directories only we may read.
+    local_root: Option<PathBuf>,
 }
+
+/// The probe's object name; cluster names can't start with '.', so it never meets a snapshot.
+const PROBE: &str = ".torpor-probe";
 
 // Only the description: the backend's own Debug may include credential providers.
 impl std::fmt::Debug for Store {
@@ -36,12 +48,15 @@ impl Store {
     /// Builds the backend named by `cfg.url`. Does no I/O beyond creating a `file://` directory.
     pub fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
         let url = cfg.url.trim();
+        let mut local_root = None;
+        let memory = url == "memory://" || url == "memory:";
         let (backend, prefix): (Arc<dyn ObjectStore>, Path) =
             if let Some(rest) = url.strip_prefix("s3://") {
                 open_s3(cfg, rest)?
             } else if let Some(dir) = url.strip_prefix("file://") {
+                local_root = Some(PathBuf::from(dir));
                 (open_file(dir)?, Path::ROOT)
-            } else if url == "memory://" || url == "memory:" {
+            } else if memory {
                 (Arc::new(InMemory::new()), Path::ROOT)
             } else {
                 return Err(StoreError::Config(format!(
@@ -50,6 +65,16 @@ impl Store {
                 )));
             };
 
+        let seal = match Seal::from_config(cfg)? {
+            Some(seal) => seal,
+            // Gone with the process, like the snapshots.
+            None if memory => Seal::ephemeral(cfg.require_sealed)?,
+            None => {
+                return Err(StoreError::Config(
+                    "no key to seal snapshots with: set key_file or key_env".into(),
+                ));
+            }
+        };
         let mut description = strip_userinfo(url);
         if let Some(endpoint) = &cfg.endpoint {
             description.push_str(&format!(" (endpoint {})", strip_userinfo(endpoint)));
@@ -59,8 +84,58 @@ impl Store {
                 backend,
                 prefix,
                 description,
+                timeout: cfg.timeout,
+                seal: Arc::new(seal),
+                local_root,
             }),
         })
+    }
+
+    /// The same store, under `<prefix>/<instance>`: each torpor keeps its snapshots apart from
+    /// every other's, so it can clear its own at start.
+    pub fn instance(&self, instance: &str) -> Result<Store, StoreError> {
+        let part = segment("instance name", instance)?;
+        let inner = &self.inner;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend: inner.backend.clone(),
+                prefix: inner.prefix.clone().join(part),
+                description: format!("{} (instance {instance})", inner.description),
+                timeout: inner.timeout,
+                seal: inner.seal.clone(),
+                local_root: inner.local_root.clone(),
+            }),
+        })
+    }
+
+    /// Deletes every snapshot under this store's prefix and returns how many there were. Only
+    /// for startup, when no session can be live yet: what is there was left by an earlier run
+    /// that did not stop cleanly.
+    pub async fn clear(&self) -> Result<usize, StoreError> {
+        let fail = |op: &str, e: object_store::Error| {
+            StoreError::Backend(format!("{op} {}: {e}", self.inner.description))
+        };
+        let listed: Vec<_> = {
+            use futures_util::StreamExt;
+            self.inner
+                .backend
+                .list(Some(&self.inner.prefix))
+                .collect()
+                .await
+        };
+        let mut removed = 0;
+        for meta in listed {
+            let meta = meta.map_err(|e| fail("list", e))?;
+            if meta.location.filename() == Some(PROBE) {
+                continue;
+            }
+            match self.inner.backend.delete(&meta.location).await {
+                Ok(()) => removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(fail("delete", e)),
+            }
+        }
+        Ok(removed)
     }
 
     /// Writes the snapshot; returns once the backend reports it durably stored, with the number
@@ -72,13 +147,15 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let location = self.location(key)?;
         let started = std::time::Instant::now();
-        let bytes = envelope::encode(key, value)?;
+        let bytes = envelope::encode(&self.inner.seal, key, value)?;
         let len = bytes.len();
         self.inner
             .backend
             .put(&location, PutPayload::from(bytes))
-            .await
+            .within(self.inner.timeout, format!("put {key}"))
+            .await?
             .map_err(|e| backend_error("put", key, e))?;
+        self.restrict(&location)?;
         tracing::debug!(%key, bytes = len, put_us = started.elapsed().as_micros(), "snapshot stored");
         Ok(len)
     }
@@ -88,16 +165,21 @@ impl Store {
         let location = self.location(key)?;
         let started = std::time::Instant::now();
         let bytes = async { self.inner.backend.get(&location).await?.bytes().await }
-            .await
+            .within(self.inner.timeout, format!("get {key}"))
+            .await?
             .map_err(|e| backend_error("get", key, e))?;
         tracing::debug!(%key, bytes = bytes.len(), get_us = started.elapsed().as_micros(), "snapshot loaded");
-        envelope::decode(key, &bytes)
+        envelope::decode(&self.inner.seal, key, &bytes)
     }
 
     /// Removes the snapshot; a key with no snapshot is not an error.
     pub async fn delete(&self, key: &SnapshotKey) -> Result<(), StoreError> {
         let location = self.location(key)?;
-        match self.inner.backend.delete(&location).await {
+        let deleted = self.inner.backend.delete(&location);
+        match deleted
+            .within(self.inner.timeout, format!("delete {key}"))
+            .await?
+        {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(backend_error("delete", key, e)),
         }
@@ -106,17 +188,18 @@ impl Store {
     /// Writes and removes a small object, so that a missing bucket, wrong credentials or an
     /// unwritable directory show at startup rather than at the first drain.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        // Cluster names can't start with '.', so this never meets a snapshot.
-        let location = self.inner.prefix.clone().join(".torpor-probe");
+        let location = self.inner.prefix.clone().join(PROBE);
         let fail = |op: &str, e: object_store::Error| {
             StoreError::Backend(format!("{op} {}: {e}", self.inner.description))
         };
         self.inner
             .backend
             .put(&location, PutPayload::from_static(b"torpor"))
-            .await
+            .within(self.inner.timeout, "probe put")
+            .await?
             .map_err(|e| fail("probe put", e))?;
-        match self.inner.backend.delete(&location).await {
+        let deleted = self.inner.backend.delete(&location);
+        match deleted.within(self.inner.timeout, "probe delete").await? {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(fail("probe delete", e)),
         }
@@ -127,18 +210,28 @@ impl Store {
         self.inner.description.clone()
     }
 
-    fn location(&self, key: &SnapshotKey) -> Result<Path, StoreError> {
-        if key.cluster.is_empty() {
-            return Err(StoreError::Config(
-                "snapshot key: cluster name is empty".into(),
-            ));
+    /// A snapshot file and the directories above it, up to the store's root, are only ours:
+    /// object_store creates them with the process umask.
+    fn restrict(&self, location: &Path) -> Result<(), StoreError> {
+        let Some(root) = &self.inner.local_root else {
+            return Ok(());
+        };
+        let chmod = |path: &std::path::Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+                StoreError::Backend(format!("chmod {:o} {}: {e}", mode, path.display()))
+            })
+        };
+        let mut path = root.clone();
+        let parts: Vec<_> = location.parts().collect();
+        for (i, part) in parts.iter().enumerate() {
+            path.push(part.as_ref());
+            chmod(&path, if i + 1 == parts.len() { 0o600 } else { 0o700 })?;
         }
-        let cluster = PathPart::parse(&key.cluster).map_err(|e| {
-            StoreError::Config(format!(
-                "snapshot key: cluster name {:?} cannot be an object key segment: {e}",
-                key.cluster
-            ))
-        })?;
+        Ok(())
+    }
+
+    fn location(&self, key: &SnapshotKey) -> Result<Path, StoreError> {
+        let cluster = segment("snapshot key: cluster name", &key.cluster)?;
         Ok(self
             .inner
             .prefix
@@ -146,6 +239,18 @@ impl Store {
             .join(cluster)
             .join(key.session.to_string().as_str()))
     }
+}
+
+/// `name` as one segment of an object key.
+fn segment<'a>(what: &str, name: &'a str) -> Result<PathPart<'a>, StoreError> {
+    if name.is_empty() {
+        return Err(StoreError::Config(format!("{what} is empty")));
+    }
+    PathPart::parse(name).map_err(|e| {
+        StoreError::Config(format!(
+            "{what} {name:?} cannot be an object key segment: {e}"
+        ))
+    })
 }
 
 fn backend_error(op: &str, key: &SnapshotKey, e: object_store::Error) -> StoreError {
@@ -162,9 +267,11 @@ fn open_file(dir: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
              are not allowed"
         )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        StoreError::Config(format!("url file://{dir}: cannot create directory: {e}"))
-    })?;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| {
+            StoreError::Config(format!("url file://{dir}: cannot create directory: {e}"))
+        })?;
     let fs = LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| StoreError::Config(format!("url file://{dir}: {e}")))?
         // put must not return before the file and its directory entry are on disk.
@@ -264,10 +371,12 @@ mod tests {
 
     #[test]
     fn http_endpoint_needs_allow_http() {
+        let (_dir, key_file) = crate::seal::test_key_file();
         let cfg = StoreConfig {
             endpoint: Some("http://127.0.0.1:1".into()),
             access_key_id: Some("a".into()),
             secret_access_key: Some("b".into()),
+            key_file: Some(key_file),
             ..StoreConfig::from_url("s3://bucket")
         };
         match Store::open(&cfg) {
@@ -283,10 +392,26 @@ mod tests {
     }
 
     #[test]
+    fn durable_stores_need_a_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", tmp.path().display());
+        assert!(config_err(&url).contains("key_file or key_env"));
+        let (_dir, key_file) = crate::seal::test_key_file();
+        let both = StoreConfig {
+            key_file: Some(key_file),
+            key_env: Some("TORPOR_KEY".into()),
+            ..StoreConfig::from_url(url)
+        };
+        assert!(matches!(Store::open(&both), Err(StoreError::Config(m)) if m.contains("not both")));
+    }
+
+    #[test]
     fn object_keys() {
         let key = SnapshotKey {
             cluster: "pg-main".into(),
             session: uuid::Uuid::from_u128(7),
+            user: "app".into(),
+            database: "app".into(),
         };
         let store = Store::open(&StoreConfig::from_url("memory://")).unwrap();
         assert_eq!(
@@ -294,17 +419,25 @@ mod tests {
             "pg-main/00000000-0000-0000-0000-000000000007"
         );
 
+        let (_dir, key_file) = crate::seal::test_key_file();
         let cfg = StoreConfig {
             endpoint: Some("https://example.invalid".into()),
             access_key_id: Some("a".into()),
             secret_access_key: Some("b".into()),
+            key_file: Some(key_file),
             ..StoreConfig::from_url("s3://bucket/tenants/eu/")
         };
-        let store = Store::open(&cfg).unwrap();
+        let store = Store::open(&cfg).unwrap().instance("host-1").unwrap();
         assert_eq!(
             store.location(&key).unwrap().as_ref(),
-            "tenants/eu/pg-main/00000000-0000-0000-0000-000000000007"
+            "tenants/eu/host-1/pg-main/00000000-0000-0000-0000-000000000007"
         );
+        for bad in ["", "a/b", ".."] {
+            assert!(
+                matches!(store.instance(bad), Err(StoreError::Config(_))),
+                "{bad:?}"
+            );
+        }
 
         for bad in ["", "a/b", "..", "x\ny"] {
             let k = SnapshotKey {

@@ -16,6 +16,8 @@ fn key(cluster: &str) -> SnapshotKey {
     SnapshotKey {
         cluster: cluster.into(),
         session: uuid::Uuid::new_v4(),
+        user: "app".into(),
+        database: "app".into(),
     }
 }
 
@@ -32,8 +34,20 @@ fn big_text(len: usize) -> String {
         .collect()
 }
 
+/// A file store at `dir`, sealing with the key in `<dir>.key` (made on first use).
 fn open(dir: &std::path::Path) -> Store {
-    Store::open(&StoreConfig::from_url(format!("file://{}", dir.display()))).unwrap()
+    Store::open(&config(dir, None)).unwrap()
+}
+
+fn config(dir: &std::path::Path, key: Option<std::path::PathBuf>) -> StoreConfig {
+    let key_file = key.unwrap_or_else(|| dir.with_extension("key"));
+    if !key_file.exists() {
+        state_store::seal::write_key_file(&key_file).unwrap();
+    }
+    StoreConfig {
+        key_file: Some(key_file),
+        ..StoreConfig::from_url(format!("file://{}", dir.display()))
+    }
 }
 
 #[tokio::test]
@@ -97,7 +111,7 @@ async fn twenty_megabytes() {
 }
 
 #[tokio::test]
-async fn corrupted_file_is_reported() {
+async fn tampered_file_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
     let k = key("c");
@@ -118,7 +132,7 @@ async fn corrupted_file_is_reported() {
     std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(
         store.get::<Snap>(&k).await,
-        Err(StoreError::Corrupt(_))
+        Err(StoreError::Tampered(_))
     ));
 }
 
@@ -191,4 +205,118 @@ fn config_from_toml_like_json() {
 fn store_is_send_sync_clone() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<Store>();
+}
+
+#[tokio::test]
+async fn files_and_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("state");
+    let store = open(&root).instance("host-a").unwrap();
+    let k = key("pg");
+    store
+        .put(
+            &k,
+            &Snap {
+                settings: vec![],
+                rows: "r".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let file = root.join("host-a/pg").join(k.session.to_string());
+    assert_eq!(mode(&file), 0o600, "{}", file.display());
+    for dir in [root.clone(), root.join("host-a"), root.join("host-a/pg")] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn clear_removes_only_its_own_instance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("state");
+    let base = open(&root);
+    // "a2" starts like "a": a prefix match of names must not reach it.
+    let (a, a2) = (base.instance("a").unwrap(), base.instance("a2").unwrap());
+    let snap = Snap {
+        settings: vec![],
+        rows: "r".into(),
+    };
+    let mine: Vec<_> = (0..3).map(|_| key("pg")).collect();
+    for k in &mine {
+        a.put(k, &snap).await.unwrap();
+    }
+    a.put(&key("my"), &snap).await.unwrap();
+    let theirs = key("pg");
+    a2.put(&theirs, &snap).await.unwrap();
+    a.probe().await.unwrap();
+
+    assert_eq!(a.clear().await.unwrap(), 4);
+    for k in &mine {
+        assert!(matches!(
+            a.get::<Snap>(k).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    assert_eq!(a2.get::<Snap>(&theirs).await.unwrap(), snap);
+    assert_eq!(a.clear().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn wrong_key_and_rotation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("state");
+    let k = key("pg");
+    let snap = Snap {
+        settings: vec![],
+        rows: "r".into(),
+    };
+    open(&root).put(&k, &snap).await.unwrap();
+    let old_key = root.with_extension("key");
+
+    // Another key: refused, naming the key the snapshot needs.
+    let new_key = tmp.path().join("new.key");
+    let rotated = Store::open(&config(&root, Some(new_key.clone()))).unwrap();
+    match rotated.get::<Snap>(&k).await {
+        Err(StoreError::WrongKey(m)) => assert!(m.contains("sealed with key"), "{m}"),
+        other => panic!("expected WrongKey, got {other:?}"),
+    }
+    // With the old key among old_key_files it opens, and new puts use the new key.
+    let cfg = StoreConfig {
+        old_key_files: vec![old_key],
+        ..config(&root, Some(new_key.clone()))
+    };
+    let rotated = Store::open(&cfg).unwrap();
+    assert_eq!(rotated.get::<Snap>(&k).await.unwrap(), snap);
+    rotated.put(&k, &snap).await.unwrap();
+    assert!(matches!(
+        open(&root).get::<Snap>(&k).await,
+        Err(StoreError::WrongKey(_))
+    ));
+}
+
+#[tokio::test]
+async fn unsealed_snapshots_only_when_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("state");
+    let store = open(&root);
+    let k = key("pg");
+    let snap = Snap {
+        settings: vec![],
+        rows: "r".into(),
+    };
+    std::fs::create_dir_all(root.join("pg")).unwrap();
+    let v1 = state_store::envelope::encode_v1(&k, &snap).unwrap();
+    std::fs::write(root.join("pg").join(k.session.to_string()), v1).unwrap();
+    assert!(matches!(
+        store.get::<Snap>(&k).await,
+        Err(StoreError::Unsealed(_))
+    ));
+    let lenient = Store::open(&StoreConfig {
+        require_sealed: false,
+        ..config(&root, None)
+    })
+    .unwrap();
+    assert_eq!(lenient.get::<Snap>(&k).await.unwrap(), snap);
 }

@@ -85,14 +85,25 @@ impl S3Server {
             format!("s3://{}/{prefix}", self.bucket)
         };
         state_store::StoreConfig {
-            url,
             endpoint: Some(self.endpoint.clone()),
             region: Some("us-east-1".to_owned()),
             allow_http: true,
             access_key_id: Some(self.access_key.clone()),
             secret_access_key: Some(self.secret_key.clone()),
             session_token: None,
+            key_file: Some(self.key_file()),
+            ..state_store::StoreConfig::from_url(url)
         }
+    }
+
+    /// The key the stores of [`S3Server::store_config`] seal with: beside the bucket, made
+    /// on first use.
+    pub fn key_file(&self) -> PathBuf {
+        let path = self.root.join("torpor.key");
+        if !path.exists() {
+            state_store::seal::write_key_file(&path).expect("write the sealing key");
+        }
+        path
     }
 
     /// Where the server keeps the object stored under `key`.

@@ -14,6 +14,8 @@ fn key(cluster: &str) -> SnapshotKey {
     SnapshotKey {
         cluster: cluster.into(),
         session: uuid::Uuid::new_v4(),
+        user: "app".into(),
+        database: "app".into(),
     }
 }
 
@@ -152,4 +154,30 @@ async fn probe_finds_bad_credentials() {
     wrong.secret_access_key = Some("not-the-secret".into());
     let e = Store::open(&wrong).unwrap().probe().await.unwrap_err();
     assert!(e.to_string().contains("probe put"), "{e}");
+}
+
+/// On S3 a prefix is a string: clearing instance "a" must not reach "a2", nor a store
+/// with no instance above it.
+#[tokio::test]
+async fn clear_removes_only_its_own_instance() {
+    let (_dir, server, base) = on_s3("p").await;
+    let (a, a2) = (base.instance("a").unwrap(), base.instance("a2").unwrap());
+    let mine = [key("pg"), key("pg"), key("my")];
+    for k in &mine {
+        a.put(k, &snap("mine")).await.unwrap();
+    }
+    let theirs = key("pg");
+    a2.put(&theirs, &snap("theirs")).await.unwrap();
+    assert!(
+        server
+            .object_path(&format!("p/a/pg/{}", mine[0].session))
+            .is_file()
+    );
+
+    assert_eq!(a.clear().await.unwrap(), 3);
+    for k in &mine {
+        assert!(matches!(a.get::<Snap>(k).await, Err(StoreError::NotFound(_))));
+    }
+    assert_eq!(a2.get::<Snap>(&theirs).await.unwrap(), snap("theirs"));
+    assert_eq!(a.clear().await.unwrap(), 0);
 }

@@ -128,6 +128,9 @@ impl Session<My> {
             self.p.hello.charset = cs;
         }
         self.p.tracker.schema = req.database;
+        // The next snapshot is the new user's.
+        self.member.key.user = self.p.user.name.clone();
+        self.member.key.database = self.p.hello.database.clone().unwrap_or_default();
         self.member
             .reg
             .entry

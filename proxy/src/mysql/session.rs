@@ -52,7 +52,7 @@ pub(super) fn session(
     reply_seq: u8,
 ) -> Session<My> {
     let schema = hello.database.clone();
-    let member = Membership::new(front.clone(), reg);
+    let member = Membership::new(front.clone(), reg, &user.name, hello.database.as_deref());
     Session::new(
         front,
         member,

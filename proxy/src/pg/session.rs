@@ -56,7 +56,11 @@ pub(super) fn session(
     let (virtual_key, reg) = front.registry.register(&front.name);
     reg.entry
         .introduce_pg(&user.name, &startup, client.io.peer_addr());
-    let member = Membership::new(front.clone(), reg);
+    let database = startup
+        .iter()
+        .find(|(k, v)| k == "database" && !v.is_empty())
+        .map_or(user.name.as_str(), |(_, v)| v.as_str());
+    let member = Membership::new(front.clone(), reg, &user.name, Some(database));
     Session::new(
         front,
         member,

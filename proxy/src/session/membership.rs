@@ -37,12 +37,21 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
-    pub(crate) fn new(front: Arc<ClusterFront>, reg: Registration) -> Membership {
+    /// `user` and `database` are who the session logged in as: its snapshot opens only for
+    /// them.
+    pub(crate) fn new(
+        front: Arc<ClusterFront>,
+        reg: Registration,
+        user: &str,
+        database: Option<&str>,
+    ) -> Membership {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (rejoin_tx, rejoin_rx) = mpsc::unbounded_channel();
         let key = SnapshotKey {
             cluster: front.name.clone(),
             session: Uuid::new_v4(),
+            user: user.to_string(),
+            database: database.unwrap_or_default().to_string(),
         };
         let early = EarlySnapshot::new(front.cluster.idle_timeout());
         Membership {

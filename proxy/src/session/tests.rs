@@ -360,7 +360,7 @@ fn connect(f: &Fixture) -> (UnixStream, JoinHandle<()>) {
     let (_, reg) = f.front.registry.register(&f.front.name);
     let startup = [("user".to_string(), "app".to_string())];
     reg.entry.introduce_pg("app", &startup, None);
-    let member = Membership::new(f.front.clone(), reg);
+    let member = Membership::new(f.front.clone(), reg, "app", Some("app"));
     let p = Lines {
         client: Conn::new(Stream::Unix(theirs), 1 << 20),
         backend: None,
