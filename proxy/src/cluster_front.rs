@@ -65,6 +65,9 @@ pub struct ClusterFront {
     pub protocol: Protocol,
     pub cluster: Arc<Cluster>,
     pub store: Store,
+    /// How long a wake may take before the client's request fails and the session stays
+    /// parked (`[proxy] wake_timeout`).
+    pub wake_timeout: std::time::Duration,
     pub registry: Arc<Registry>,
     users: HashMap<String, Arc<User>>,
     /// ParameterStatus sets the backend sent at startup, keyed by the startup parameters that
@@ -123,6 +126,7 @@ impl ClusterFront {
             users,
             startup_status: Mutex::new(HashMap::new()),
             greeting: Mutex::new(None),
+            wake_timeout: std::time::Duration::from_secs(30),
             pg_catalog: Mutex::new(None),
             my_catalog: Mutex::new(None),
             first_user,
@@ -142,6 +146,12 @@ impl ClusterFront {
 
     pub fn user(&self, name: &str) -> Option<Arc<User>> {
         self.users.get(name).cloned()
+    }
+
+    /// How long a wake may take: `[proxy] wake_timeout`.
+    pub fn with_wake_timeout(mut self, wake_timeout: std::time::Duration) -> Self {
+        self.wake_timeout = wake_timeout;
+        self
     }
 
     pub fn cached_status(&self, startup: &[(String, String)]) -> Option<Params> {

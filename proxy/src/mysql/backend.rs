@@ -18,7 +18,8 @@ use super::error::UNKNOWN;
 use super::startup::Hello;
 use crate::cluster_front::Greeting;
 use crate::net;
-use crate::session::Error;
+use crate::session::error::Code;
+use crate::session::{Backoff, Error};
 
 pub(super) struct Backend {
     pub conn: Conn,
@@ -90,35 +91,55 @@ fn greeting_of(hs: &Handshake) -> Greeting {
     }
 }
 
-/// Connects and authenticates, retrying while the server is still starting up.
+/// Connects and authenticates, retrying until `deadline` while the server is still starting
+/// up or has too many connections. Past it the session is kept ([`Error::Unavailable`]).
 pub(super) async fn connect(
     at: &BackendInfo,
     hello: &Hello,
     user: &str,
     password: &str,
     database: Option<&str>,
+    deadline: tokio::time::Instant,
 ) -> Result<Backend, Error> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut full = Backoff::until(deadline);
     loop {
-        let io = match net::connect(at).await {
-            Ok(io) => io,
+        let why = match net::connect(at).await {
+            Ok(io) => {
+                let conn = super::conn::conn(io);
+                match login(conn, at.addr, hello, user, password, database).await {
+                    Err(e) if too_many_connections(&e) => {
+                        tracing::debug!(addr = %at.addr, "backend full, waiting for a connection");
+                        if full.wait().await {
+                            continue;
+                        }
+                        e.to_string()
+                    }
+                    logged_in => return logged_in,
+                }
+            }
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(addr = %at.addr, error = %e, "backend not ready, retrying");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
-            Err(e) => return Err(unreachable_db(e)),
+            Err(e) => e.to_string(),
         };
-        return login(
-            super::conn::conn(io),
-            at.addr,
-            hello,
-            user,
-            password,
-            database,
-        )
-        .await;
+        return Err(super::error::unavailable(format!(
+            "could not connect to it: {why}"
+        )));
     }
+}
+
+/// ER_CON_COUNT_ERROR, which a full server sends instead of its greeting, or after the login
+/// of a user without CONNECTION ADMIN.
+fn too_many_connections(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Fatal {
+            code: Code::Mysql { errno: 1040, .. },
+            ..
+        }
+    )
 }
 
 async fn login(
@@ -130,6 +151,9 @@ async fn login(
     database: Option<&str>,
 ) -> Result<Backend, Error> {
     let packet = conn.recv().await?;
+    if payload(&packet).first() == Some(&0xFF) {
+        return Err(backend_err(payload(&packet)));
+    }
     let hs = Handshake::parse(payload(&packet))?;
     let missing = hello.capabilities & WIRE_SHAPING & !hs.capabilities;
     if missing != 0 {

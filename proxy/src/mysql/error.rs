@@ -23,8 +23,14 @@ pub(super) fn client_report(e: &Error) -> Option<(u16, &str, String)> {
         Error::Fatal {
             code: Code::Mysql { errno, state },
             message,
+        }
+        | Error::Unavailable {
+            code: Code::Mysql { errno, state },
+            message,
         } => Some((*errno, state.as_ref(), message.clone())),
-        Error::Fatal { message, .. } => Some((UNKNOWN, "HY000", message.clone())),
+        Error::Fatal { message, .. } | Error::Unavailable { message, .. } => {
+            Some((UNKNOWN, "HY000", message.clone()))
+        }
     }
 }
 
@@ -33,4 +39,22 @@ pub(super) async fn report(conn: &mut Conn, seq: u8, code: u16, state: &str, mes
     let mut out = Vec::new();
     protocols::mysql::packet::write_packet(&mut out, seq, &err_packet(code, state, message));
     let _ = conn.send(&out).await;
+}
+
+/// What a client is told when a wake did not finish within `[proxy] wake_timeout` and its
+/// session is kept: no server uses this number (ProxySQL does, for a backend it could not
+/// reach in time).
+pub(super) const WAKE_FAILED: u16 = 9001;
+
+/// A wake that did not finish in time: the session is kept.
+pub(super) fn unavailable(why: impl std::fmt::Display) -> Error {
+    Error::Unavailable {
+        code: Code::Mysql {
+            errno: WAKE_FAILED,
+            state: "HY000".into(),
+        },
+        message: format!(
+            "torpor could not wake this session's database: {why}; the session is kept, try again"
+        ),
+    }
 }

@@ -164,19 +164,16 @@ impl Protocol for My {
     async fn connect_and_restore(
         s: &mut Session<Self>,
         at: &BackendInfo,
-        snap: Option<Result<MySnapshot, StoreError>>,
+        snap: Option<MySnapshot>,
+        deadline: tokio::time::Instant,
     ) -> Result<(), Error> {
         let p = &mut s.p;
+        if let Some(snap) = &snap {
+            state_store::check_owner(Some(&snap.client.user), &p.user.name)
+                .map_err(Self::snapshot_lost)?;
+        }
         let snap = match snap {
-            Some(loaded) => Some(loaded.map_err(|e| {
-                Error::my(
-                    UNKNOWN,
-                    "HY000",
-                    format!(
-                        "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
-                    ),
-                )
-            })?),
+            Some(snap) => Some(snap),
             // Only what torpor answered for: the replay is those settings, in the session's
             // schema.
             None if !p.overlay.is_empty() => Some(MySnapshot {
@@ -197,6 +194,7 @@ impl Protocol for My {
             &p.user.name,
             &p.user.password,
             database.as_deref(),
+            deadline,
         )
         .await?;
         s.front.remember_greeting(b.greeting.clone());
@@ -260,11 +258,25 @@ impl Protocol for My {
     }
 
     fn wake_failed(why: String) -> Error {
+        super::error::unavailable(why)
+    }
+
+    fn snapshot_lost(e: StoreError) -> Error {
         Error::my(
             UNKNOWN,
-            "08S01",
-            format!("could not wake the database: {why}"),
+            "HY000",
+            format!(
+                "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
+            ),
         )
+    }
+
+    /// The command's answer is the error; the client may send the next.
+    async fn refuse(s: &mut Session<Self>, e: &Error) -> Result<(), Error> {
+        if let Some((code, state, message)) = super::error::client_report(e) {
+            s.p.local_err(code, state, &message).await?;
+        }
+        Ok(())
     }
 
     fn put_failed(why: String) -> Error {

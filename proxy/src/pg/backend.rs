@@ -15,8 +15,8 @@ use super::conn::Messages;
 use super::conn::{Conn, body};
 use crate::cluster_front::User;
 use crate::net;
-use crate::session::Error;
 use crate::session::error::Code;
+use crate::session::{Backoff, Error};
 
 pub(super) struct Backend {
     pub conn: Conn,
@@ -29,34 +29,47 @@ pub(super) struct Backend {
 
 /// SQLSTATE 57P03: the server is still starting up (or shutting down) — worth a retry.
 const CANNOT_CONNECT_NOW: &str = "57P03";
+/// SQLSTATE 53300: every connection slot is taken; one may free up.
+const TOO_MANY_CONNECTIONS: &str = "53300";
 
-/// Connects and authenticates as `user`, retrying while the server is still starting up.
+/// Connects and authenticates as `user`, retrying until `deadline` while the server is still
+/// starting up or has no connection slot free. Past it the session is kept
+/// ([`Error::Unavailable`]).
 pub(super) async fn connect(
     at: &BackendInfo,
     startup: &[(String, String)],
     login: &User,
+    deadline: tokio::time::Instant,
 ) -> Result<Backend, Error> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut full = Backoff::until(deadline);
     loop {
-        match try_connect(at, startup, login).await {
+        let why = match try_connect(at, startup, login).await {
             Err(Retry::Later(why)) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(addr = %at.addr, %why, "backend not ready, retrying");
                 tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
             }
-            Err(Retry::Later(why)) => {
-                return Err(Error::pg(
-                    "08006",
-                    format!("could not connect to the database: {why}"),
-                ));
+            Err(Retry::Full(why)) => {
+                tracing::debug!(addr = %at.addr, %why, "backend full, waiting for a connection");
+                if full.wait().await {
+                    continue;
+                }
+                why
             }
+            Err(Retry::Later(why)) => why,
             Err(Retry::Never(e)) => return Err(e),
             Ok(b) => return Ok(b),
-        }
+        };
+        return Err(super::error::unavailable(format!(
+            "could not connect to it: {why}"
+        )));
     }
 }
 
 enum Retry {
     Later(String),
+    /// Too many connections: worth waiting longer between tries.
+    Full(String),
     Never(Error),
 }
 
@@ -152,6 +165,9 @@ async fn try_connect(
                 let f = parse::error_fields(b).map_err(Error::from)?;
                 if f.code == CANNOT_CONNECT_NOW {
                     return Err(Retry::Later(f.message));
+                }
+                if f.code == TOO_MANY_CONNECTIONS {
+                    return Err(Retry::Full(f.message));
                 }
                 return Err(Retry::Never(Error::Fatal {
                     code: Code::Sqlstate(static_code(&f.code)),

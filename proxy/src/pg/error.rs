@@ -11,9 +11,28 @@ pub(super) fn client_report(e: &Error) -> Option<(&'static str, String)> {
         Error::Fatal {
             code: Code::Sqlstate(code),
             message,
+        }
+        | Error::Unavailable {
+            code: Code::Sqlstate(code),
+            message,
         } => Some((code, message.clone())),
         // Not a code of this protocol: internal_error.
-        Error::Fatal { message, .. } => Some(("XX000", message.clone())),
+        Error::Fatal { message, .. } | Error::Unavailable { message, .. } => {
+            Some(("XX000", message.clone()))
+        }
+    }
+}
+
+/// SQLSTATE cannot_connect_now: what a client is told when a wake did not finish in time.
+const CANNOT_CONNECT_NOW: &str = "57P03";
+
+/// A wake that did not finish within `[proxy] wake_timeout`: the session is kept.
+pub(super) fn unavailable(why: impl std::fmt::Display) -> Error {
+    Error::Unavailable {
+        code: Code::Sqlstate(CANNOT_CONNECT_NOW),
+        message: format!(
+            "torpor could not wake this session's database: {why}; the session is kept, try again"
+        ),
     }
 }
 

@@ -9,6 +9,7 @@ mod error;
 mod restore;
 mod session;
 mod startup;
+mod unserved;
 
 pub(crate) use catalog::keep_learning;
 

@@ -12,11 +12,13 @@ use protocols::pg::parse;
 use protocols::pg::snapshot::PgSnapshot;
 use protocols::pg::tracker::Tracker;
 use state_store::StoreError;
+use tokio::time::Instant;
 
 use super::backend::{self, Backend};
 use super::checkpoint::{self, Capture as PgCapture};
 use super::conn::{Conn, MAX_CLIENT_MESSAGE, Messages};
 use super::restore;
+use super::unserved;
 use crate::cluster_front::{ClusterFront, User};
 use crate::registry::{BackendKey, Holds};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step};
@@ -39,6 +41,11 @@ pub(super) struct Pg {
     reopen: Option<String>,
     /// How to reopen the backend's current transaction block, as the last checkpoint judged.
     carried: Option<String>,
+    /// A wake failed while the client was in a transaction block the backend doesn't hold:
+    /// the block failed ('E') and only its end is answered, by torpor.
+    aborted: bool,
+    /// A refused extended-protocol request is being dropped through its Sync.
+    skipping: bool,
     /// The session LISTENs, as its last snapshot says.
     listens: bool,
     virtual_key: (i32, i32),
@@ -74,6 +81,8 @@ pub(super) fn session(
             probing: false,
             reopen: None,
             carried: None,
+            aborted: false,
+            skipping: false,
             listens: false,
             virtual_key,
             tracker: Tracker::default(),
@@ -130,10 +139,23 @@ impl Protocol for Pg {
             // off a drain.
             return Ok(Some(Step::Done));
         }
+        if s.p.skipping {
+            let status = s.p.parked_status();
+            s.p.skipping = unserved::skip_to_sync(&mut s.p.client, status).await?;
+            return Ok(Some(Step::Continue));
+        }
         match answer_locally(s).await? {
             Local::Answered => Ok(Some(Step::Continue)),
             // Part of a batch torpor can answer: read the rest before deciding.
             Local::Incomplete => Ok(None),
+            Local::Server if s.p.aborted && s.p.backend.is_none() => {
+                let e = Error::pg(
+                    "25P02",
+                    "current transaction is aborted, commands ignored until end of transaction block",
+                );
+                Self::refuse(s, &e).await?;
+                Ok(Some(Step::Continue))
+            }
             Local::Server => {
                 if s.p.backend.is_none() {
                     s.attach().await?;
@@ -242,19 +264,18 @@ impl Protocol for Pg {
     async fn connect_and_restore(
         s: &mut Session<Self>,
         at: &BackendInfo,
-        snap: Option<Result<PgSnapshot, StoreError>>,
+        snap: Option<PgSnapshot>,
+        deadline: Instant,
     ) -> Result<(), Error> {
-        let mut b = backend::connect(at, &s.p.startup, &s.p.user).await?;
+        if let Some(snap) = &snap {
+            let owner = snap.startup_params.iter().find(|(k, _)| k == "user");
+            state_store::check_owner(owner.map(|(_, v)| v.as_str()), &s.p.user.name)
+                .map_err(Self::snapshot_lost)?;
+        }
+        let mut b = backend::connect(at, &s.p.startup, &s.p.user, deadline).await?;
         let p = &mut s.p;
         let snap = match snap {
-            Some(loaded) => Some(loaded.map_err(|e| {
-                Error::pg(
-                    "58000",
-                    format!(
-                        "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
-                    ),
-                )
-            })?),
+            Some(snap) => Some(snap),
             None if !p.overlay.is_empty() => Some(PgSnapshot {
                 startup_params: p.startup.clone(),
                 ..PgSnapshot::default()
@@ -326,7 +347,29 @@ impl Protocol for Pg {
     }
 
     fn wake_failed(why: String) -> Error {
-        Error::pg("08006", format!("could not wake the database: {why}"))
+        super::error::unavailable(why)
+    }
+
+    fn snapshot_lost(e: StoreError) -> Error {
+        Error::pg(
+            "58000",
+            format!(
+                "torpor could not restore this session after the database woke up: snapshot unavailable: {e}"
+            ),
+        )
+    }
+
+    /// A transaction block the backend doesn't hold fails with the request.
+    async fn refuse(s: &mut Session<Self>, e: &Error) -> Result<(), Error> {
+        let Some((code, message)) = super::error::client_report(e) else {
+            return Ok(());
+        };
+        if s.p.reopen.take().is_some() {
+            s.p.aborted = true;
+        }
+        let status = s.p.parked_status();
+        s.p.skipping = unserved::refuse(&mut s.p.client, code, &message, status).await?;
+        Ok(())
     }
 
     fn put_failed(why: String) -> Error {
@@ -353,10 +396,9 @@ async fn answer_locally(s: &mut Session<Pg>) -> Result<Local, Error> {
         return Ok(Local::Server);
     };
     let catalog = s.front.pg_catalog();
-    let txn = match (&p.backend, &p.reopen) {
-        (Some(_), _) => p.tracker.txn_status(),
-        (None, Some(_)) => b'T',
-        (None, None) => b'I',
+    let txn = match &p.backend {
+        Some(_) => p.tracker.txn_status(),
+        None => p.parked_status(),
     };
     let view = local::View {
         txn,
@@ -391,7 +433,10 @@ async fn answer_locally(s: &mut Session<Pg>) -> Result<Local, Error> {
                 s.member.unwatch();
             }
             Effect::Begin => p.reopen = Some("BEGIN".into()),
-            Effect::End => p.reopen = None,
+            Effect::End => {
+                p.reopen = None;
+                p.aborted = false;
+            }
             _ => {}
         }
     }
@@ -437,6 +482,17 @@ async fn forward(s: &mut Session<Pg>) -> Result<Step, Error> {
         return Ok(Step::Done);
     }
     Ok(Step::Continue)
+}
+
+impl Pg {
+    /// The transaction status a parked session tells its client.
+    fn parked_status(&self) -> u8 {
+        match (self.aborted, &self.reopen) {
+            (true, _) => b'E',
+            (false, Some(_)) => b'T',
+            (false, None) => b'I',
+        }
+    }
 }
 
 fn set_status(told: &mut Vec<(String, String)>, k: String, v: String) {

@@ -3,9 +3,10 @@
 //! parking, waking and restoring; attaching when the backend starts if it listens.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use controller::{CheckpointReply, DrainCmd, Rejoin, Resume};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{Capture, Protocol, Step};
@@ -67,7 +68,15 @@ impl<P: Protocol> Session<P> {
 
     async fn step(&mut self, ending: &mut Ending) -> Result<Step, Error> {
         // Whole client requests go first, including ones that arrived while parked or waking.
-        if let Some(step) = P::on_client(self).await? {
+        let handled = match P::on_client(self).await {
+            Err(e) if e.keeps_session() => {
+                tracing::info!(cluster = %self.front.name, session = self.member.id(), error = %e, "the session stays parked");
+                P::refuse(self, &e).await?;
+                Some(Step::Continue)
+            }
+            handled => handled?,
+        };
+        if let Some(step) = handled {
             return Ok(step);
         }
         let read_client = self.p.reads_client();
@@ -133,13 +142,17 @@ impl<P: Protocol> Session<P> {
             Event::Rejoin(rj) => {
                 // The backend started for someone else: be attached (and listening) before
                 // they run anything.
-                let (at, snap) = self.member.rejoin::<P::Snapshot>(rj).await;
-                let result = P::connect_and_restore(self, &at, snap).await;
+                let deadline = Instant::now() + self.front.wake_timeout;
+                let (at, snap) = self.member.rejoin::<P::Snapshot>(rj, deadline).await;
+                let result = match snap.transpose() {
+                    Ok(snap) => P::connect_and_restore(self, &at, snap, deadline).await,
+                    Err(e) => Err(P::snapshot_lost(e)),
+                };
                 self.member.attached();
                 if let Err(e) = result {
                     // The client hasn't asked for anything: it learns of this when it does.
                     tracing::info!(cluster = %self.front.name, session = self.member.id(), error = %e, "could not attach a listening session at the wake");
-                    self.member.leave();
+                    self.park();
                 }
                 Ok(Step::Continue)
             }
@@ -243,16 +256,23 @@ impl<P: Protocol> Session<P> {
         self.update_busy();
     }
 
-    /// Wakes the cluster if needed, connects, and restores the snapshot if there is one.
+    /// Wakes the cluster if needed, connects, and restores the snapshot if there is one. What
+    /// fails before `[proxy] wake_timeout` is tried again; past it the session stays parked
+    /// with its snapshot ([`Error::Unavailable`]), unless the snapshot can never load.
     pub(crate) async fn attach(&mut self) -> Result<(), Error> {
-        let (at, snap) = self.member.wake_and_load::<P::Snapshot>().await;
-        let result = match at {
-            Ok(at) => P::connect_and_restore(self, &at, snap).await,
-            Err(e) => Err(P::wake_failed(e.to_string())),
+        let deadline = Instant::now() + self.front.wake_timeout;
+        let (at, snap) = self.member.wake_and_load::<P::Snapshot>(deadline).await;
+        let result = match (at, snap.transpose()) {
+            (_, Err(e)) if !e.is_retryable() => Err(P::snapshot_lost(e)),
+            (_, Err(e)) => Err(P::wake_failed(format!(
+                "its snapshot could not be read: {e}"
+            ))),
+            (Err(e), _) => Err(P::wake_failed(format!("the database did not start: {e}"))),
+            (Ok(at), Ok(snap)) => P::connect_and_restore(self, &at, snap, deadline).await,
         };
         self.member.attached();
         if result.is_err() {
-            self.member.leave();
+            self.park();
         }
         result
     }

@@ -30,6 +30,11 @@ pub(crate) enum Error {
     /// Reported to the client with `code` before the connection closes.
     #[error("{message}")]
     Fatal { code: Code, message: String },
+    /// A wake could not reach the database or the store in time. The client's request is
+    /// answered with `code` and the session stays parked, its snapshot kept, to try again at
+    /// the next one. At startup, before there is a session to keep, it ends like `Fatal`.
+    #[error("{message}")]
+    Unavailable { code: Code, message: String },
 }
 
 impl From<FrameError> for Error {
@@ -73,6 +78,11 @@ impl Error {
             },
             message,
         }
+    }
+
+    /// The session is kept: only the client's request fails.
+    pub(crate) fn keeps_session(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
     }
 
     /// The connection is gone: there is no one left to tell.

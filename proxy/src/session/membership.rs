@@ -2,14 +2,15 @@
 //! counts as busy, how it joins and leaves drains, and the snapshot that holds it while parked.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use controller::{BackendInfo, CheckpointReply, DrainCmd, DriverError, Rejoin, Resume};
 use serde::de::DeserializeOwned;
 use state_store::{SnapshotKey, StoreError};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::backoff::Backoff;
 use super::early::EarlySnapshot;
 use crate::cluster_front::ClusterFront;
 use crate::registry::{Holds, Registration};
@@ -118,9 +119,11 @@ impl Membership {
     /// Wakes the cluster if needed and joins its drains; while the server starts, reads this
     /// session's snapshot if it has one, so the read is off the path from wake to first query.
     /// A watching session that is sent a rejoin meanwhile attaches through it instead, and the
-    /// wake that sent it waits until [`Membership::attached`].
+    /// wake that sent it waits until [`Membership::attached`]. Both the start and the read are
+    /// tried again until `deadline`.
     pub(crate) async fn wake_and_load<T: DeserializeOwned>(
         &mut self,
+        deadline: Instant,
     ) -> (
         Result<BackendInfo, DriverError>,
         Option<Result<T, StoreError>>,
@@ -138,7 +141,9 @@ impl Membership {
         let id = reg.entry.id;
         front.cluster.unwatch(id);
         let wake = async {
-            let woke = front.cluster.wake(Some((id, cmd_tx.clone())));
+            let woke = front
+                .cluster
+                .wake_until(deadline, Some((id, cmd_tx.clone())));
             tokio::pin!(woke);
             tokio::select! {
                 r = &mut woke => r,
@@ -151,7 +156,7 @@ impl Membership {
         };
         let load = async {
             if *saved {
-                Some(load(front, key).await)
+                Some(load(front, key, deadline).await)
             } else {
                 None
             }
@@ -171,11 +176,12 @@ impl Membership {
     pub(crate) async fn rejoin<T: DeserializeOwned>(
         &mut self,
         rj: Rejoin,
+        deadline: Instant,
     ) -> (BackendInfo, Option<Result<T, StoreError>>) {
         self.rejoined = Some(rj.done);
         self.front.cluster.register(self.id(), self.cmd_tx.clone());
         let snap = if self.saved {
-            Some(load(&self.front, &self.key).await)
+            Some(load(&self.front, &self.key, deadline).await)
         } else {
             None
         };
@@ -239,15 +245,30 @@ impl Membership {
     }
 }
 
-/// Reads a session's snapshot, timing the reads that succeed.
+/// Reads a session's snapshot, timing the reads that succeed. A store that fails or is slow
+/// is tried again until `deadline`; a snapshot that can't load is not.
 async fn load<T: DeserializeOwned>(
     front: &ClusterFront,
     key: &SnapshotKey,
+    deadline: Instant,
 ) -> Result<T, StoreError> {
-    let started = Instant::now();
-    let snap = front.store.get::<T>(key).await;
-    if snap.is_ok() {
-        front.metrics.snapshot_get.record(started.elapsed());
+    let mut backoff = Backoff::until(deadline);
+    loop {
+        let started = Instant::now();
+        let snap = match tokio::time::timeout_at(deadline, front.store.get::<T>(key)).await {
+            Ok(snap) => snap,
+            Err(_) => Err(StoreError::Timeout(format!("get {key}: no answer in time"))),
+        };
+        match &snap {
+            Ok(_) => front.metrics.snapshot_get.record(started.elapsed()),
+            Err(e) if e.is_retryable() => {
+                tracing::info!(cluster = %front.name, error = %e, "could not read a snapshot; trying again");
+                if backoff.wait().await {
+                    continue;
+                }
+            }
+            Err(_) => {}
+        }
+        return snap;
     }
-    snap
 }

@@ -1,6 +1,7 @@
 //! What every client session does whatever its protocol: take part in its cluster's lifecycle
 //! (busy or idle, drains, parking, waking), save early snapshots, and end when told.
 
+mod backoff;
 mod early;
 mod ending;
 mod engine;
@@ -8,6 +9,7 @@ pub(crate) mod error;
 mod membership;
 mod protocol;
 
+pub(crate) use backoff::Backoff;
 pub(crate) use ending::Ending;
 pub(crate) use engine::Session;
 pub(crate) use error::Error;

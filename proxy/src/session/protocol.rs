@@ -6,6 +6,7 @@ use controller::BackendInfo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use state_store::StoreError;
+use tokio::time::Instant;
 
 use super::{Error, Session};
 use crate::net::Conn;
@@ -67,11 +68,13 @@ pub(crate) trait Protocol: Sized + Send + 'static {
     fn saved(&mut self);
 
     /// Connects to the backend and gives it the session's state: the snapshot's (if any),
-    /// and what the client changed while torpor answered for it.
+    /// and what the client changed while torpor answered for it. A backend that is full
+    /// (too many connections) is tried again until `deadline`.
     async fn connect_and_restore(
         s: &mut Session<Self>,
         at: &BackendInfo,
-        snap: Option<Result<Self::Snapshot, StoreError>>,
+        snap: Option<Self::Snapshot>,
+        deadline: Instant,
     ) -> Result<(), Error>;
     /// Drops the backend connection: the session is parked.
     fn detach(&mut self);
@@ -82,8 +85,14 @@ pub(crate) trait Protocol: Sized + Send + 'static {
     fn lost_backend() -> Error;
     /// The error for a session ended from outside: torpor shutting down, or a KILL.
     fn ended(killed: bool) -> Error;
-    /// The error for a wake that failed.
+    /// The error for a wake that failed (the database, or the store, could not be reached in
+    /// time): [`Error::Unavailable`], the session is kept.
     fn wake_failed(why: String) -> Error;
+    /// The error for a snapshot that can never load: the session ends.
+    fn snapshot_lost(e: StoreError) -> Error;
+    /// Answers the client's request that could not be served with `e`, which keeps the
+    /// session, as the server answers a request that fails.
+    async fn refuse(s: &mut Session<Self>, e: &Error) -> Result<(), Error>;
     /// The error for a snapshot that could not be stored.
     fn put_failed(why: String) -> Error;
     /// Tells the client why its session ends.

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,10 +33,15 @@ struct Scripted {
     socket: PathBuf,
     running: Mutex<Option<(JoinHandle<()>, CancellationToken)>>,
     starts: AtomicU32,
+    /// Starts fail while set.
+    broken: AtomicBool,
 }
 
 impl Scripted {
     async fn start(&self) -> Result<BackendInfo, DriverError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(DriverError::Timeout("the server did not start".into()));
+        }
         let _ = std::fs::remove_file(&self.socket);
         let listener = UnixListener::bind(&self.socket).map_err(|source| DriverError::Io {
             what: "bind".into(),
@@ -245,11 +250,11 @@ impl Protocol for Lines {
     async fn connect_and_restore(
         s: &mut Session<Self>,
         at: &BackendInfo,
-        snap: Option<Result<Values, StoreError>>,
+        snap: Option<Values>,
+        _: tokio::time::Instant,
     ) -> Result<(), Error> {
         let mut b = Conn::new(crate::net::connect(at).await?, 1 << 20);
-        if let Some(snap) = snap {
-            let values = snap.map_err(|e| Error::pg("58000", e.to_string()))?;
+        if let Some(values) = snap {
             let all: String = values.iter().map(|(k, v)| format!("{k}={v};")).collect();
             b.send(format!("LOAD {all}\n").as_bytes()).await?;
             read_line(&mut b).await?;
@@ -274,7 +279,19 @@ impl Protocol for Lines {
     }
 
     fn wake_failed(why: String) -> Error {
-        Error::pg("08006", why)
+        Error::Unavailable {
+            code: super::error::Code::Sqlstate("57P03"),
+            message: why,
+        }
+    }
+
+    fn snapshot_lost(e: StoreError) -> Error {
+        Error::pg("58000", e.to_string())
+    }
+
+    async fn refuse(s: &mut Session<Self>, e: &Error) -> Result<(), Error> {
+        s.p.client.send(format!("ERROR {e}\n").as_bytes()).await?;
+        Ok(())
     }
 
     fn put_failed(why: String) -> Error {
@@ -328,6 +345,7 @@ fn fixture() -> Fixture {
         socket: dir.path().join("backend.sock"),
         running: Mutex::new(None),
         starts: AtomicU32::new(0),
+        broken: AtomicBool::new(false),
     });
     let cluster = Arc::new(Cluster::new(
         "t",
@@ -340,12 +358,15 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     let store = Store::open(&StoreConfig::from_url("memory://")).unwrap();
-    let front = Arc::new(ClusterFront::new(
-        &cfg.clusters[0],
-        cluster.clone(),
-        store,
-        Arc::new(Registry::default()),
-    ));
+    let front = Arc::new(
+        ClusterFront::new(
+            &cfg.clusters[0],
+            cluster.clone(),
+            store,
+            Arc::new(Registry::default()),
+        )
+        .with_wake_timeout(Duration::from_millis(500)),
+    );
     Fixture {
         cluster,
         driver,
@@ -401,12 +422,18 @@ async fn the_first_request_wakes_the_backend() {
     assert_eq!(f.driver.starts.load(Ordering::SeqCst), 1);
 }
 
+/// A session that set `a` to 1, parked by a drain.
+async fn parked_with_a(f: &Fixture) -> (UnixStream, JoinHandle<()>) {
+    let (mut c, task) = connect(f);
+    assert_eq!(ask(&mut c, "SET a 1").await, "OK");
+    f.cluster.sleep().await.unwrap();
+    (c, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_parks_the_session_and_the_next_request_restores_it() {
     let f = fixture();
-    let (mut c, _task) = connect(&f);
-    assert_eq!(ask(&mut c, "SET a 1").await, "OK");
-    f.cluster.sleep().await.unwrap();
+    let (mut c, _task) = parked_with_a(&f).await;
     assert_eq!(f.cluster.state(), ClusterState::Standby);
     assert_eq!(f.front.registry.counts("t").parked, 1);
     assert_eq!(f.front.registry.sessions("t")[0].holds.settings, 1);
@@ -440,5 +467,21 @@ async fn a_blocker_refuses_the_drain_and_the_session_keeps_its_backend() {
     assert_eq!(f.cluster.state(), ClusterState::Running);
     assert_eq!(ask(&mut c, "END").await, "OK");
     f.cluster.sleep().await.unwrap();
+    assert_eq!(ask(&mut c, "GET a").await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_that_fails_keeps_the_session_parked_for_the_next_request() {
+    let f = fixture();
+    let (mut c, task) = parked_with_a(&f).await;
+    f.driver.broken.store(true, Ordering::SeqCst);
+    let reply = ask(&mut c, "GET a").await;
+    assert!(
+        reply.starts_with("ERROR ") && reply.contains("did not start"),
+        "{reply}"
+    );
+    assert!(!task.is_finished());
+    assert_eq!(f.front.registry.counts("t").parked, 1);
+    f.driver.broken.store(false, Ordering::SeqCst);
     assert_eq!(ask(&mut c, "GET a").await, "1");
 }
