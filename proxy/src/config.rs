@@ -123,30 +123,9 @@ fn default_idle_timeout() -> Duration {
     Duration::from_secs(300)
 }
 
-/// The units a config duration may use, for error messages.
-const DURATION_FORMAT: &str =
-    "a duration in ms, s, m (minutes), h or d, e.g. \"500ms\", \"30s\", \"5m\", \"2h\", \"1d\"";
-
-/// A humantime duration without months and years, for every duration in the config: humantime
-/// reads `"5M"` as five months and `"1y"` as a year, which someone who meant minutes would not
-/// notice until the database never sleeps, and neither has a fixed length anyway.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    // humantime's units are the runs of letters (and µ) between the numbers.
-    let units = text
-        .split(|c: char| !(c.is_ascii_alphabetic() || c == 'µ'))
-        .filter(|u| !u.is_empty());
-    for unit in units {
-        if matches!(
-            unit,
-            "M" | "month" | "months" | "y" | "yr" | "yrs" | "year" | "years"
-        ) {
-            return Err(format!(
-                "{text:?}: months and years are not accepted ({unit:?}); want {DURATION_FORMAT}"
-            ));
-        }
-    }
-    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}; want {DURATION_FORMAT}"))
-}
+/// Every duration in the config is read the same way (the store's `timeout` too): see
+/// [`state_store::parse_duration`].
+pub use state_store::parse_duration;
 
 /// serde gives a field's deserializer no path, and toml shows only the line: the key goes into
 /// the message.
