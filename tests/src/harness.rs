@@ -221,8 +221,12 @@ impl std::ops::Deref for TestEnv {
 
 impl TestEnv {
     pub async fn start(opts: Opts) -> TestEnv {
+        TestEnv::start_config(TestConfig::new(&opts).await).await
+    }
+
+    /// Starts torpor with a config the test has changed ([`TestConfig::toml`]).
+    pub async fn start_config(cfg: TestConfig) -> TestEnv {
         init_tracing();
-        let cfg = TestConfig::new(&opts).await;
         let parsed = torpor::config::Config::parse(&cfg.toml, cfg.dir.path())
             .unwrap_or_else(|e| panic!("test config rejected: {e}\n{}", cfg.toml));
         let running = tokio::time::timeout(SLOW, torpor::server::start(parsed))
