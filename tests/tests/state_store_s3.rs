@@ -176,7 +176,10 @@ async fn clear_removes_only_its_own_instance() {
 
     assert_eq!(a.clear().await.unwrap(), 3);
     for k in &mine {
-        assert!(matches!(a.get::<Snap>(k).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            a.get::<Snap>(k).await,
+            Err(StoreError::NotFound(_))
+        ));
     }
     assert_eq!(a2.get::<Snap>(&theirs).await.unwrap(), snap("theirs"));
     assert_eq!(a.clear().await.unwrap(), 0);

@@ -522,7 +522,11 @@ mod tests {
         let as_alice = build(&snap(), "alice").unwrap();
         assert!(!sql(&as_alice).contains("OWNER TO"), "{}", sql(&as_alice));
         let as_bob = build(&snap(), "bob").unwrap();
-        assert!(sql(&as_bob).contains("OWNER TO \"alice\""), "{}", sql(&as_bob));
+        assert!(
+            sql(&as_bob).contains("OWNER TO \"alice\""),
+            "{}",
+            sql(&as_bob)
+        );
     }
 
     #[test]
