@@ -78,6 +78,8 @@ pub struct ClusterFront {
     greeting: Mutex<Option<Greeting>>,
     /// The PostgreSQL server's settings catalog and version, from the last time it ran.
     pg_catalog: Mutex<Option<Arc<protocols::pg::local::Catalog>>>,
+    /// Client messages held whole in memory, over every cluster (`[proxy] max_buffered_bytes`).
+    pub(crate) budget: Arc<crate::net::budget::Budget>,
     /// The MySQL server's variables, character sets and collations, from the last time it ran.
     my_catalog: Mutex<Option<Arc<protocols::mysql::local::Catalog>>>,
     /// The first configured user: torpor's own connections (learning the catalog) log in as it.
@@ -118,6 +120,7 @@ impl ClusterFront {
             .collect();
         let first_user = cfg.users.first().and_then(|u| users.get(&u.name).cloned());
         ClusterFront {
+            budget: crate::net::budget::Budget::new(crate::net::budget::DEFAULT_MAX_BUFFERED),
             name: cfg.name.clone(),
             protocol: cfg.protocol,
             cluster,

@@ -2,11 +2,14 @@
 //! socket when the driver runs the server on this machine. Per query, a Unix socket costs the
 //! kernel less than loopback TCP, and the proxy hop is mostly kernel time.
 
+pub(crate) mod budget;
+
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use controller::BackendInfo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -17,6 +20,12 @@ pub(crate) struct Conn {
     pub rbuf: BytesMut,
     /// Largest message accepted from the other end: bounds what a peer can make us buffer.
     pub max: usize,
+    /// A client connection's share of the proxy-wide budget, for the message it is reading.
+    pub held: budget::Held,
+    /// What is left to drop, as it arrives, of a message refused before it was whole.
+    pub skip: usize,
+    /// The first byte of that message (PostgreSQL: its type).
+    pub refused: Option<u8>,
 }
 
 impl Conn {
@@ -25,7 +34,34 @@ impl Conn {
             io: io.into(),
             rbuf: BytesMut::with_capacity(4096),
             max,
+            held: budget::Held::default(),
+            skip: 0,
+            refused: None,
         }
+    }
+
+    /// Drops what has arrived of a refused message; true once all of it is gone.
+    pub(crate) fn drop_skipped(&mut self) -> bool {
+        let n = self.skip.min(self.rbuf.len());
+        self.rbuf.advance(n);
+        self.skip -= n;
+        self.skip == 0
+    }
+
+    /// Holds `bytes` of `budget` for the message at the head of the buffer, or nothing when
+    /// it is small; false when the budget has no room for it.
+    pub(crate) fn hold(&mut self, budget: &Arc<budget::Budget>, bytes: usize) -> bool {
+        if bytes > budget::UNCOUNTED {
+            return self.held.hold(budget, bytes);
+        }
+        if self.held.bytes() > 0 {
+            self.held.release();
+            // A big message's allocation would stay with the buffer.
+            if self.rbuf.is_empty() {
+                self.rbuf = BytesMut::with_capacity(4096);
+            }
+        }
+        true
     }
 
     /// Reads more bytes; Ok(0) at end of stream. Cancel-safe.

@@ -14,25 +14,15 @@ use super::session::My;
 use crate::session::{Error, Session, Step};
 
 impl Session<My> {
-    /// One whole packet from the client: a command, or the continuation of a big one.
+    /// The first packet of a client's command, whole.
     pub(super) async fn on_client_packet(&mut self, mut packet: BytesMut) -> Result<Step, Error> {
-        let expected = if self.p.tracker.client_continues {
-            self.p.reply_seq
-        } else {
-            0
-        };
-        if seq(&packet) != expected {
+        if seq(&packet) != 0 {
             // What the server does too: a client that lost count can't be followed further.
             return Err(Error::my(1156, "08S01", "Got packets out of order"));
         }
-        self.p.reply_seq = seq(&packet).wrapping_add(1);
+        self.p.reply_seq = 1;
+        // The packets after a full one are large.rs's.
         let full = payload(&packet).len() == MAX_PAYLOAD;
-        if std::mem::replace(&mut self.p.tracker.client_continues, full) {
-            if let Some(b) = self.p.backend.as_mut() {
-                b.conn.send(&packet).await?;
-            }
-            return Ok(Step::Continue);
-        }
         let Some(&cmd) = payload(&packet).first() else {
             return Err(Error::Protocol("empty command packet".into()));
         };

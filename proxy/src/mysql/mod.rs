@@ -8,6 +8,7 @@ mod commands;
 mod conn;
 mod error;
 mod kill;
+mod large;
 mod responses;
 mod restore;
 mod session;

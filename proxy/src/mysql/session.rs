@@ -15,8 +15,9 @@ use state_store::StoreError;
 
 use super::backend::{self, Backend};
 use super::checkpoint::{self, Capture as MyCapture};
-use super::conn::{Conn, Packets};
+use super::conn::Conn;
 use super::error::UNKNOWN;
+use super::large::Admit;
 use super::restore;
 use super::startup::Hello;
 use crate::cluster_front::{ClusterFront, User};
@@ -24,7 +25,8 @@ use crate::registry::{BackendKey, Holds, Registration};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step};
 use protocols::mysql::tracker::Tracker;
 
-/// While a response is outstanding, stop reading a client that keeps sending past this.
+/// While a response is outstanding, stop reading a client that keeps sending past this, unless
+/// it is midway through a command: the response can't come before the command's end.
 const CLIENT_BACKLOG: usize = 1 << 20;
 
 pub(crate) struct My {
@@ -40,6 +42,8 @@ pub(crate) struct My {
     pub(super) overlay: Overlay,
     /// What is in flight on the backend is health-check probes only.
     pub(super) probing: bool,
+    /// The client's command past its first packet.
+    pub(super) large: super::large::Large,
 }
 
 /// A session for a client that has just logged in.
@@ -65,6 +69,7 @@ pub(super) fn session(
             reply_seq,
             overlay: Overlay::default(),
             probing: false,
+            large: super::large::Large::default(),
         },
     )
 }
@@ -77,7 +82,9 @@ impl Protocol for My {
     }
 
     fn reads_client(&self) -> bool {
-        !self.tracker.responses.busy() || self.client.rbuf.len() < CLIENT_BACKLOG
+        self.large.active()
+            || !self.tracker.responses.busy()
+            || self.client.rbuf.len() < CLIENT_BACKLOG
     }
 
     async fn greet(s: &mut Session<Self>) -> Result<(), Error> {
@@ -94,15 +101,27 @@ impl Protocol for My {
     }
 
     async fn on_client(s: &mut Session<Self>) -> Result<Option<Step>, Error> {
+        if s.p.large.active() {
+            return s.pass().await;
+        }
         // One command at a time: the next waits in the buffer until this one's answer ends.
-        if s.p.tracker.responses.busy() && !s.p.tracker.client_continues {
+        if s.p.tracker.responses.busy() {
             return Ok(None);
         }
-        let Some(len) = s.p.client.whole_packet()? else {
-            return Ok(None);
+        let len = match s.admit() {
+            Admit::First(len) => len,
+            Admit::Wait => return Ok(None),
+            Admit::Pass => return s.pass().await,
         };
         let packet = s.p.client.rbuf.split_to(len);
-        s.on_client_packet(packet).await.map(Some)
+        let full = len - 4 == protocols::mysql::packet::MAX_PAYLOAD;
+        let step = s.on_client_packet(packet).await?;
+        if full {
+            // The rest goes where the first packet went: to the backend, or nowhere.
+            let forwarded = s.p.tracker.client_continues;
+            s.p.large.begin(s.p.reply_seq, forwarded);
+        }
+        Ok(Some(step))
     }
 
     async fn on_backend(s: &mut Session<Self>) -> Result<(), Error> {
@@ -237,7 +256,8 @@ impl Protocol for My {
     }
 
     async fn goodbye(&mut self) {
-        if let Some(b) = self.backend.as_mut() {
+        // Midway through a command the backend would read a goodbye as part of it.
+        if let Some(b) = self.backend.as_mut().filter(|_| !self.large.active()) {
             let mut out = Vec::new();
             write_packet(&mut out, 0, &command::quit());
             let _ = b.conn.send(&out).await;

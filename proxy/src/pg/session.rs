@@ -131,6 +131,20 @@ impl Protocol for Pg {
     }
 
     async fn on_client(s: &mut Session<Self>) -> Result<Option<Step>, Error> {
+        match super::conn::admit(&mut s.p.client, &s.front.budget) {
+            super::conn::Admit::Fits => {}
+            super::conn::Admit::Dropping => return Ok(None),
+            super::conn::Admit::Refused(tag) => {
+                // A query at rest keeps the session, as the server would; anywhere else torpor
+                // can't answer for the backend's state, and the session ends.
+                let t = &s.p.tracker;
+                let at_rest = !t.in_flight() && t.txn_status() == b'I' && s.p.reopen.is_none();
+                let keep = tag == tag::QUERY && at_rest;
+                return super::conn::out_of_memory(&mut s.p.client, keep)
+                    .await
+                    .map(Some);
+            }
+        }
         if frame::message_len(&s.p.client.rbuf, MAX_CLIENT_MESSAGE)?.is_none() {
             return Ok(None);
         }
@@ -173,8 +187,13 @@ impl Protocol for Pg {
         let told = &mut s.p.told;
         let entry = &s.member.reg.entry;
         let mut bad_status = None;
+        let mut fatal = false;
         let n = b.conn.whole_messages(|t, body| {
             tracker.backend_message(t, body);
+            if t == tag::ERROR_RESPONSE {
+                fatal |= parse::error_fields(body)
+                    .is_ok_and(|f| matches!(f.severity.as_str(), "FATAL" | "PANIC"));
+            }
             if t == tag::PARAMETER_STATUS {
                 match parse::parameter_status(body) {
                     Ok((k, v)) => {
@@ -195,6 +214,11 @@ impl Protocol for Pg {
         // API, a drain) sees the state it was told.
         s.update_busy();
         s.p.client.send(&chunk).await?;
+        if fatal {
+            // The server closes after a FATAL, which the client now has: a second error
+            // ("connection lost") would only bury the server's reason.
+            return Err(Error::Closed);
+        }
         Ok(())
     }
 
