@@ -54,6 +54,12 @@ impl Conn {
         if bytes > budget::UNCOUNTED {
             return self.held.hold(budget, bytes);
         }
+        self.release_held();
+        true
+    }
+
+    /// The message held is gone: its share of the budget goes back.
+    pub(crate) fn release_held(&mut self) {
         if self.held.bytes() > 0 {
             self.held.release();
             // A big message's allocation would stay with the buffer.
@@ -61,7 +67,6 @@ impl Conn {
                 self.rbuf = BytesMut::with_capacity(4096);
             }
         }
-        true
     }
 
     /// Reads more bytes; Ok(0) at end of stream. Cancel-safe.

@@ -96,6 +96,7 @@ impl Session<My> {
     pub(super) fn admit(&mut self) -> Admit {
         let rbuf = &self.p.client.rbuf;
         let Some((len, _)) = header(rbuf) else {
+            self.p.client.release_held();
             return Admit::Wait;
         };
         let parked = self.p.backend.is_none();
@@ -115,7 +116,7 @@ impl Session<My> {
         } else {
             return Admit::Wait;
         };
-        self.p.client.held.release();
+        self.p.client.release_held();
         self.p.large.refuse(refused);
         Admit::Pass
     }
@@ -164,6 +165,7 @@ impl Session<My> {
 
     async fn command_passed(&mut self) -> Result<Step, Error> {
         self.p.tracker.client_continues = false;
+        self.p.client.release_held();
         match self.p.large.refused.take() {
             None | Some(Refused::Answered) => Ok(Step::Continue),
             Some(Refused::OutOfMemory) => {

@@ -116,7 +116,10 @@ impl Protocol for My {
         let packet = s.p.client.rbuf.split_to(len);
         let full = len - 4 == protocols::mysql::packet::MAX_PAYLOAD;
         let step = s.on_client_packet(packet).await?;
-        if full {
+        if !full {
+            // Passed on, answered or dropped: no longer held.
+            s.p.client.release_held();
+        } else {
             // The rest goes where the first packet went: to the backend, or nowhere.
             let forwarded = s.p.tracker.client_continues;
             s.p.large.begin(s.p.reply_seq, forwarded);
@@ -224,7 +227,8 @@ impl Protocol for My {
         if let Some(mut snap) = snap {
             p.overlay.apply(&mut snap);
             status = restore::restore(&mut b, &snap, &mut p.tracker.stmts, &s.front.metrics.replay)
-                .await?;
+                .await
+                .map_err(Self::went_away)?;
             p.tracker.tracked.after_replay();
         }
         p.overlay.clear();
