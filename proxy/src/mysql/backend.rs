@@ -19,7 +19,7 @@ use super::startup::Hello;
 use crate::cluster_front::Greeting;
 use crate::net;
 use crate::session::error::Code;
-use crate::session::{Backoff, Error};
+use crate::session::{Backoff, Error, ready_by};
 
 pub(super) struct Backend {
     pub conn: Conn,
@@ -102,6 +102,7 @@ pub(super) async fn connect(
     deadline: tokio::time::Instant,
 ) -> Result<Backend, Error> {
     let mut full = Backoff::until(deadline);
+    let ready_by = ready_by(deadline);
     loop {
         let why = match net::connect(at).await {
             Ok(io) => {
@@ -114,10 +115,11 @@ pub(super) async fn connect(
                         }
                         e.to_string()
                     }
+                    Err(e) if e.is_disconnect() => e.to_string(),
                     logged_in => return logged_in,
                 }
             }
-            Err(e) if tokio::time::Instant::now() < deadline => {
+            Err(e) if tokio::time::Instant::now() < ready_by => {
                 tracing::debug!(addr = %at.addr, error = %e, "backend not ready, retrying");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;

@@ -16,7 +16,7 @@ use super::conn::{Conn, body};
 use crate::cluster_front::User;
 use crate::net;
 use crate::session::error::Code;
-use crate::session::{Backoff, Error};
+use crate::session::{Backoff, Error, ready_by};
 
 pub(super) struct Backend {
     pub conn: Conn,
@@ -42,9 +42,15 @@ pub(super) async fn connect(
     deadline: tokio::time::Instant,
 ) -> Result<Backend, Error> {
     let mut full = Backoff::until(deadline);
+    let ready_by = ready_by(deadline);
     loop {
-        let why = match try_connect(at, startup, login).await {
-            Err(Retry::Later(why)) if tokio::time::Instant::now() < deadline => {
+        let tried = try_connect(at, startup, login).await.map_err(|r| match r {
+            // The server went away meanwhile: the wake looks again.
+            Retry::Never(e) if e.is_disconnect() => Retry::Later(e.to_string()),
+            r => r,
+        });
+        let why = match tried {
+            Err(Retry::Later(why)) if tokio::time::Instant::now() < ready_by => {
                 tracing::debug!(addr = %at.addr, %why, "backend not ready, retrying");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;

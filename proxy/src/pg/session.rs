@@ -313,7 +313,9 @@ impl Protocol for Pg {
             p.overlay.apply(&mut snap);
             let mut to_client = BytesMut::new();
             let replay = &s.front.metrics.replay;
-            restore::restore(&mut b, &snap, &p.user.name, &mut to_client, replay).await?;
+            restore::restore(&mut b, &snap, &p.user.name, &mut to_client, replay)
+                .await
+                .map_err(Self::went_away)?;
             if !to_client.is_empty() {
                 p.client.send(&to_client).await?;
             }

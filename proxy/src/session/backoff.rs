@@ -8,6 +8,16 @@ use tokio::time::Instant;
 const FIRST: Duration = Duration::from_millis(50);
 const MOST: Duration = Duration::from_secs(1);
 
+/// How long a connect keeps trying a server that refuses connections before the wake looks
+/// again: the server may have exited since the wake handed it out, and the next wake starts
+/// another.
+const NOT_READY: Duration = Duration::from_secs(2);
+
+/// Until when a connect tries a server that refuses connections (see [`NOT_READY`]).
+pub(crate) fn ready_by(deadline: Instant) -> Instant {
+    deadline.min(Instant::now() + NOT_READY)
+}
+
 pub(crate) struct Backoff {
     next: Duration,
     deadline: Instant,

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{Capture, Protocol, Step};
-use super::{Ending, Error, Membership};
+use super::{Backoff, Ending, Error, Membership};
 use crate::cluster_front::ClusterFront;
 use crate::net::Conn;
 
@@ -261,20 +261,28 @@ impl<P: Protocol> Session<P> {
     /// with its snapshot ([`Error::Unavailable`]), unless the snapshot can never load.
     pub(crate) async fn attach(&mut self) -> Result<(), Error> {
         let deadline = Instant::now() + self.front.wake_timeout;
-        let (at, snap) = self.member.wake_and_load::<P::Snapshot>(deadline).await;
-        let result = match (at, snap.transpose()) {
-            (_, Err(e)) if !e.is_retryable() => Err(P::snapshot_lost(e)),
-            (_, Err(e)) => Err(P::wake_failed(format!(
-                "its snapshot could not be read: {e}"
-            ))),
-            (Err(e), _) => Err(P::wake_failed(format!("the database did not start: {e}"))),
-            (Ok(at), Ok(snap)) => P::connect_and_restore(self, &at, snap, deadline).await,
-        };
-        self.member.attached();
-        if result.is_err() {
+        let mut backoff = Backoff::until(deadline);
+        loop {
+            let (at, snap) = self.member.wake_and_load::<P::Snapshot>(deadline).await;
+            let result = match (at, snap.transpose()) {
+                (_, Err(e)) if !e.is_retryable() => Err(P::snapshot_lost(e)),
+                (_, Err(e)) => Err(P::wake_failed(format!(
+                    "its snapshot could not be read: {e}"
+                ))),
+                (Err(e), _) => Err(P::wake_failed(format!("the database did not start: {e}"))),
+                (Ok(at), Ok(snap)) => P::connect_and_restore(self, &at, snap, deadline).await,
+            };
+            self.member.attached();
+            let Err(e) = result else {
+                return Ok(());
+            };
             self.park();
+            // A server that refused the connection may have exited since the wake handed it
+            // out: the next wake sees that and starts another.
+            if !(e.keeps_session() && backoff.wait().await) {
+                return Err(e);
+            }
         }
-        result
     }
 
     /// Client bytes are about to go to the backend. During the first phase of a drain they

@@ -9,7 +9,7 @@ pub(crate) mod error;
 mod membership;
 mod protocol;
 
-pub(crate) use backoff::Backoff;
+pub(crate) use backoff::{Backoff, ready_by};
 pub(crate) use ending::Ending;
 pub(crate) use engine::Session;
 pub(crate) use error::Error;

@@ -90,6 +90,15 @@ pub(crate) trait Protocol: Sized + Send + 'static {
     fn wake_failed(why: String) -> Error;
     /// The error for a snapshot that can never load: the session ends.
     fn snapshot_lost(e: StoreError) -> Error;
+    /// An error from a backend connection during a wake: one that broke (the server went away
+    /// meanwhile) keeps the session, to try again on the server the next wake finds or starts.
+    fn went_away(e: Error) -> Error {
+        if e.is_disconnect() {
+            Self::wake_failed(format!("it went away: {e}"))
+        } else {
+            e
+        }
+    }
     /// Answers the client's request that could not be served with `e`, which keeps the
     /// session, as the server answers a request that fails.
     async fn refuse(s: &mut Session<Self>, e: &Error) -> Result<(), Error>;
