@@ -19,7 +19,7 @@ use crate::stats::{Outcome, max, median, min, ms, not_measured, percentile};
 use crate::torpor::{Cluster, Proto, Spec, Torpor, alive};
 
 /// One torpor with a PostgreSQL cluster (the first) and a MariaDB one.
-async fn start_both(bin: &Path, work: &Path, idle_timeout: &str) -> Result<Torpor> {
+pub(crate) async fn start_both(bin: &Path, work: &Path, idle_timeout: &str) -> Result<Torpor> {
     let spec = |proto, settings| Spec {
         proto,
         idle_timeout,

@@ -6,6 +6,7 @@
 //! torpor-bench summarize NAME UNIT TARGET_RATIO SUBJECT_VALUES BASE_VALUES [PEER=VALUES ...]
 //!     [cpu:PROCESS=VALUES ...]
 //! torpor-bench compare NAME UNIT LIMIT BASE=VALUES SUBJECT=VALUES [tps:LABEL=VALUES ...]
+//! torpor-bench soak --torpor PATH --work DIR [--cycles N] ... (scripts/soak.sh, see soak.rs)
 
 // Benchmark code, like the tests crate: a failed step may stop the run where it happened.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,6 +15,7 @@ mod forward;
 mod idle;
 mod my;
 mod pg;
+mod soak;
 mod stats;
 mod torpor;
 
@@ -62,11 +64,13 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
 
 type Tool = fn(&[String]) -> Result<()>;
 
-/// Subcommands that take no torpor: they work on their arguments alone.
-const TOOLS: [(&str, Tool); 3] = [
+/// Subcommands that parse their own arguments (all but soak take no torpor).
+const TOOLS: [(&str, Tool); 4] = [
     ("summarize", summarize),
     ("compare", compare),
     ("forward", forward::run),
+    // Starts its own torpor: scripts/soak.sh (issue 11).
+    ("soak", soak::run),
 ];
 
 fn main() {
