@@ -109,7 +109,10 @@ impl Membership {
     /// stops further early attempts until the client acts.
     pub(crate) fn early_result(&mut self, answer: Result<CheckpointReply, String>) {
         let why = match answer {
-            Ok(CheckpointReply::Ready) => return,
+            Ok(CheckpointReply::Ready) => {
+                self.reg.entry.set_found_blocker(None);
+                return;
+            }
             Ok(CheckpointReply::Blocked(why)) | Err(why) => why,
         };
         self.early_held = true;
@@ -231,6 +234,10 @@ impl Membership {
             CheckpointReply::Blocked(why)
         });
         self.prepared = answer == CheckpointReply::Ready;
+        if self.prepared {
+            // What an earlier checkpoint found (a failed put, say) is behind us now.
+            self.reg.entry.set_found_blocker(None);
+        }
         let _ = reply.send(answer);
     }
 
