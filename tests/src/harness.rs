@@ -45,6 +45,12 @@ pub struct Opts {
     pub idle_timeout: String,
     pub store: StoreKind,
     pub protocol: Protocol,
+    /// TOML lines of a `[proxy]` table.
+    pub proxy: String,
+    /// More TOML lines of the `[[cluster]]` table.
+    pub cluster_settings: String,
+    /// The admin API's token, written to a `token_file`.
+    pub admin_token: Option<String>,
 }
 
 impl Default for Opts {
@@ -54,6 +60,9 @@ impl Default for Opts {
             idle_timeout: "1h".into(),
             store: StoreKind::File,
             protocol: Protocol::Postgres,
+            proxy: String::new(),
+            cluster_settings: String::new(),
+            admin_token: None,
         }
     }
 }
@@ -71,6 +80,28 @@ impl Opts {
     pub fn idle_after(self, timeout: &str) -> Opts {
         Opts {
             idle_timeout: timeout.into(),
+            ..self
+        }
+    }
+
+    /// Adds `line` (`key = value`) to the `[proxy]` table.
+    pub fn proxy(mut self, line: &str) -> Opts {
+        self.proxy.push_str(line);
+        self.proxy.push('\n');
+        self
+    }
+
+    /// Adds `line` (`key = value`) to the `[[cluster]]` table.
+    pub fn cluster_setting(mut self, line: &str) -> Opts {
+        self.cluster_settings.push_str(line);
+        self.cluster_settings.push('\n');
+        self
+    }
+
+    /// The admin API asks for `token`.
+    pub fn admin_token(self, token: &str) -> Opts {
+        Opts {
+            admin_token: Some(token.into()),
             ..self
         }
     }
@@ -178,6 +209,7 @@ password = "{OTHER_PASSWORD}"
             idle = opts.idle_timeout,
             data = data_dir.display(),
         );
+        let toml = front_door(toml, &opts, dir.path());
         let config_path = dir.path().join("torpor.toml");
         std::fs::write(&config_path, &toml).expect("write config");
         TestConfig {
@@ -203,6 +235,34 @@ password = "{OTHER_PASSWORD}"
         };
         let text = std::fs::read_to_string(self.data_dir.join(file)).ok()?;
         text.lines().next()?.trim().parse().ok()
+    }
+}
+
+/// `toml` with what `opts` says of the front door: the `[proxy]` table, the cluster's own
+/// settings, and the admin token (written to a file in `dir`).
+fn front_door(toml: String, opts: &Opts, dir: &Path) -> String {
+    let mut toml = toml.replacen(
+        "idle_timeout = ",
+        &format!("{}idle_timeout = ", opts.cluster_settings),
+        1,
+    );
+    if let Some(token) = &opts.admin_token {
+        let path = dir.join("admin-token");
+        std::fs::write(&path, format!("{token}\n")).expect("write the admin token");
+        let line = format!("[admin]\ntoken_file = \"{}\"\n", path.display());
+        toml = toml.replacen("[admin]\n", &line, 1);
+    }
+    if !opts.proxy.is_empty() {
+        toml.push_str(&format!("\n[proxy]\n{}", opts.proxy));
+    }
+    toml
+}
+
+impl TestConfig {
+    /// What the admin API asks for, if anything.
+    pub fn admin_token(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.dir.path().join("admin-token")).ok()?;
+        Some(text.trim().to_string())
     }
 }
 
@@ -261,7 +321,7 @@ impl TestEnv {
     }
 
     pub async fn admin(&self, method: &str, path: &str) -> http::Response {
-        http::request(self.admin, method, path)
+        http::request_as(self.admin, method, path, self.admin_token().as_deref())
             .await
             .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"))
     }

@@ -20,17 +20,38 @@ impl Response {
 
 /// Sends `method path` with an empty body and reads the whole answer.
 pub async fn request(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Response> {
-    tokio::time::timeout(Duration::from_secs(120), request_inner(addr, method, path))
-        .await
-        .with_context(|| format!("{method} {path}: no answer within 120 s"))?
+    request_as(addr, method, path, None).await
 }
 
-async fn request_inner(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Response> {
+/// [`request`] with `Authorization: Bearer <token>` when there is a token.
+pub async fn request_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<Response> {
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        request_inner(addr, method, path, token),
+    )
+    .await
+    .with_context(|| format!("{method} {path}: no answer within 120 s"))?
+}
+
+async fn request_inner(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<Response> {
     let mut s = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Length: 0\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
