@@ -33,6 +33,9 @@ build) limit=() ;;
 esac
 
 host=$(rustc -vV | sed -n 's/^host: //p')
+# The build goes to fuzz/target unless CARGO_TARGET_DIR says otherwise; the corpus, the logs
+# and the slowest inputs always go to fuzz/target.
+build_dir=${CARGO_TARGET_DIR:-fuzz/target}
 if cargo fuzz --version >/dev/null 2>&1; then
     # Nightly when rustup has it, else the stable toolchain told to take nightly flags.
     if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -41,7 +44,7 @@ if cargo fuzz --version >/dev/null 2>&1; then
         export RUSTC_BOOTSTRAP=1
         fuzz=(cargo fuzz)
     fi
-    "${fuzz[@]}" build --sanitizer none --target "$host"
+    "${fuzz[@]}" build --sanitizer none --target "$host" --target-dir "$build_dir"
 else
     # No cargo-fuzz (a fresh CI machine; installing it takes minutes): the same build, with the
     # coverage flags `cargo fuzz build --sanitizer none` passes, all of them stable, but several
@@ -53,7 +56,7 @@ else
         --cfg fuzzing -Cllvm-args=-simplifycfg-branch-fold-threshold=0
         -Cllvm-args=-sanitizer-coverage-stack-depth -Cdebug-assertions)
     RUSTFLAGS="${flags[*]}" cargo build --manifest-path fuzz/Cargo.toml --release --bins \
-        --target "$host" --target-dir fuzz/target
+        --target "$host" --target-dir "$build_dir"
 fi
 [ "$mode" != build ] || exit 0
 
@@ -62,7 +65,7 @@ mkdir -p "$out/slowest" "$out/logs"
 summary=()
 failed=()
 for t in "${targets[@]}"; do
-    bin=$out/$host/release/$t
+    bin=$build_dir/$host/release/$t
     log=$out/logs/$t.log
     slowest=$out/slowest/$t
     mkdir -p "$out/corpus/$t" "fuzz/artifacts/$t"
