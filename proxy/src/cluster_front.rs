@@ -171,6 +171,12 @@ impl ClusterFront {
             .unwrap_or_else(|p| p.into_inner())
             .insert(startup.to_vec(), status.to_vec());
     }
+
+    /// The budget every cluster's sessions share for client messages held whole.
+    pub(crate) fn with_budget(mut self, budget: Arc<crate::net::budget::Budget>) -> Self {
+        self.budget = budget;
+        self
+    }
 }
 
 impl ClusterFront {
