@@ -115,16 +115,17 @@ impl Protocol for My {
         };
         let packet = s.p.client.rbuf.split_to(len);
         let full = len - 4 == protocols::mysql::packet::MAX_PAYLOAD;
-        let step = s.on_client_packet(packet).await?;
+        let step = s.on_client_packet(packet).await;
         if !full {
             // Passed on, answered or dropped: no longer held.
             s.p.client.release_held();
         } else {
-            // The rest goes where the first packet went: to the backend, or nowhere.
-            let forwarded = s.p.tracker.client_continues;
+            // The rest goes where the first packet went: to the backend, or nowhere (also when
+            // a wake failed and the session stays parked).
+            let forwarded = step.is_ok() && s.p.tracker.client_continues;
             s.p.large.begin(s.p.reply_seq, forwarded);
         }
-        Ok(Some(step))
+        step.map(Some)
     }
 
     async fn on_backend(s: &mut Session<Self>) -> Result<(), Error> {
