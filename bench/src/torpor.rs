@@ -115,9 +115,14 @@ impl Torpor {
     ) -> Result<Torpor> {
         std::fs::create_dir_all(dir)?;
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        // A file store seals snapshots with a key of its own (issue 11).
+        let key = dir.join("store.key");
+        write_key(&key)?;
         let mut toml = format!(
-            "[admin]\nlisten = \"{admin}\"\n\n[state_store]\nurl = \"file://{}\"\n",
-            dir.join("state").display()
+            "[admin]\nlisten = \"{admin}\"\n\n[state_store]\nurl = \"file://{}\"\n\
+             key_file = \"{}\"\n",
+            dir.join("state").display(),
+            key.display()
         );
         let mut clusters: Vec<Cluster> = Vec::new();
         for spec in specs {
@@ -374,6 +379,23 @@ superuser = true
             }
         }
     }
+}
+
+/// A key to seal snapshots with: 32 random bytes as 64 hex characters on one line, mode 0600.
+fn write_key(path: &Path) -> Result<()> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(f, "{hex}")?;
+    Ok(())
 }
 
 pub(crate) fn alive(pid: u32) -> bool {
