@@ -116,3 +116,29 @@ impl Proc {
             .expect("wait torpor")
     }
 }
+
+/// Runs `torpor <args> --config <config>` to its end (90 s at most): whether it succeeded, and
+/// what it printed on stdout and stderr.
+pub async fn run(args: &[&str], config: &std::path::Path) -> (bool, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        Command::new(torpor_bin())
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("torpor did not exit within 90 s")
+    .expect("run torpor");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
