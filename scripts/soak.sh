@@ -7,11 +7,13 @@
 #   scripts/soak.sh [CYCLES]                      # default 1000
 #   SOAK_IDLE_TIMEOUT=500ms scripts/soak.sh 20    # the clusters' idle_timeout (default 300ms)
 #   SOAK_TORPOR_LOG=debug ...                     # torpor's log level (default info)
+#   SOAK_KEEP=1 ...                               # keep the work dir even when all went well
 #
 # Prints, per client, its checks, errors and mismatches; per cluster, its wakes and drains; how
 # long the sleeps and wakes took; last `cycles=N client_errors=E state_mismatches=M ...`. Exits
 # non-zero when E or M is above 0 or a cycle did not sleep or wake; the work dir (torpor.log,
-# the snapshots) is then kept. What each session holds: bench/src/soak.rs.
+# the snapshots) is then kept. Then torpor's warnings and errors. What each session holds:
+# bench/src/soak.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -55,7 +57,17 @@ cleanup() {
     for f in "$work"/pgdata/postmaster.pid "$work"/mydata/mariadbd.pid; do
         if [ -f "$f" ]; then kill -TERM "$(head -1 "$f")" 2>/dev/null || true; fi
     done
-    if [ "$status" = 0 ]; then rm -rf "$work"; else echo "kept $work (torpor.log)" >&2; fi
+    # What torpor itself complained about (its log has every wake and drain at info).
+    local log=$work/torpor.log
+    if [ -f "$log" ]; then
+        echo "torpor log: $(grep -c ' WARN' "$log" || true) warnings, $(grep -c ' ERROR' "$log" || true) errors"
+        grep ' WARN\| ERROR' "$log" | sed 's/\x1b\[[0-9;]*m//g' | head -20 || true
+    fi
+    if [ "$status" = 0 ] && [ -z "${SOAK_KEEP:-}" ]; then
+        rm -rf "$work"
+    else
+        echo "kept $work (torpor.log, the snapshots)" >&2
+    fi
 }
 trap cleanup EXIT
 trap 'status=130; exit 130' INT TERM
