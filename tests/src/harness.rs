@@ -209,7 +209,7 @@ password = "{OTHER_PASSWORD}"
             idle = opts.idle_timeout,
             data = data_dir.display(),
         );
-        let toml = front_door(toml, &opts, dir.path());
+        let toml = front_door(toml, opts, dir.path());
         let config_path = dir.path().join("torpor.toml");
         std::fs::write(&config_path, &toml).expect("write config");
         TestConfig {
