@@ -18,6 +18,8 @@ use crate::config::Protocol;
 use crate::metrics::{Metrics, Scrape, label};
 use crate::registry::Registry;
 
+mod token;
+
 #[derive(Clone)]
 struct Admin {
     fronts: Arc<Vec<Arc<ClusterFront>>>,
@@ -25,12 +27,14 @@ struct Admin {
     metrics: Arc<Metrics>,
 }
 
+/// The API's routes; with a `token`, every one of them asks for it.
 pub fn router(
     fronts: Vec<Arc<ClusterFront>>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    token: Option<String>,
 ) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/clusters", get(list))
         .route("/api/clusters/{name}/sessions", get(sessions))
         .route("/api/clusters/{name}/sleep", post(sleep))
@@ -40,7 +44,14 @@ pub fn router(
             fronts: Arc::new(fronts),
             registry,
             metrics,
-        })
+        });
+    match token {
+        Some(t) => router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(t),
+            token::require,
+        )),
+        None => router,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +68,8 @@ pub struct ClusterStatus {
     pub backend_pid: Option<u32>,
     pub sessions: Sessions,
     pub blockers: Vec<String>,
+    /// Why the backend last ended on its own or failed to start.
+    pub last_error: Option<String>,
 }
 
 impl Admin {
@@ -82,6 +95,7 @@ impl Admin {
                 parked: counts.parked,
             },
             blockers,
+            last_error: s.cluster.last_error(),
         }
     }
 

@@ -8,6 +8,8 @@ use crate::config::{Config, ConfigError, invalid};
 
 /// Ok with warnings about what `up` copes with; Err naming the key of what it would refuse.
 pub fn environment(cfg: &Config) -> Result<Vec<String>, ConfigError> {
+    // The admin token file must be there and hold a token, as `up` reads it.
+    cfg.admin.token()?;
     let mut warnings = Vec::new();
     for (i, c) in cfg.clusters.iter().enumerate() {
         let key = |k: &str| format!("cluster[{i}].{k}");

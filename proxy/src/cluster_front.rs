@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use controller::Cluster;
 use protocols::auth::scram::ScramSecret;
@@ -12,6 +13,7 @@ use state_store::Store;
 use crate::config::{ClusterConfig, Protocol, UserConfig};
 use crate::metrics::ClusterMetrics;
 use crate::registry::Registry;
+use crate::throttle::Logins;
 
 /// Name/value pairs: startup parameters or ParameterStatus values.
 pub type Params = Vec<(String, String)>;
@@ -91,6 +93,10 @@ pub struct ClusterFront {
     pub pg_probes: protocols::pg::local::ProbeSet,
     /// The same for a MySQL cluster.
     pub my_probes: protocols::mysql::local::ProbeSet,
+    /// How long a client may take to log in (`[proxy] handshake_timeout`).
+    pub handshake_timeout: Duration,
+    /// Failed logins per client address, shared by every cluster.
+    pub logins: Arc<Logins>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +144,16 @@ impl ClusterFront {
             // Checked when the config was validated.
             pg_probes: protocols::pg::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
             my_probes: protocols::mysql::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
+            handshake_timeout: Duration::from_secs(30),
+            logins: Arc::default(),
         }
+    }
+
+    /// The login rules every cluster shares: the handshake timeout and the failed logins.
+    pub fn with_logins(mut self, handshake_timeout: Duration, logins: Arc<Logins>) -> Self {
+        self.handshake_timeout = handshake_timeout;
+        self.logins = logins;
+        self
     }
 
     /// Where this cluster's sessions record their latencies and sizes; nowhere by default.

@@ -9,6 +9,11 @@ use controller::{BackendConfig, Engine};
 use serde::Deserialize;
 use state_store::StoreConfig;
 
+mod front;
+mod instance;
+pub use front::ProxyConfig;
+pub use instance::KEY_FILE;
+
 /// Used by `torpor up` when no --config is given: one local PostgreSQL, state in ./.torpor.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
@@ -38,9 +43,18 @@ pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Con
 pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub proxy: ProxyConfig,
     pub state_store: StoreConfig,
     #[serde(rename = "cluster")]
     pub clusters: Vec<ClusterConfig>,
+    /// The config file, for naming this torpor's instance ([`Config::instance`]).
+    #[serde(skip)]
+    pub source: PathBuf,
+    /// Where torpor makes its key when `[state_store]` names none: the working directory
+    /// (`./.torpor` for the embedded default).
+    #[serde(skip)]
+    pub key_home: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +62,9 @@ pub struct Config {
 pub struct AdminConfig {
     #[serde(default = "default_admin_listen")]
     pub listen: String,
+    /// Holds the bearer token the admin API asks for; required unless `listen` is loopback.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 fn default_admin_listen() -> String {
@@ -58,6 +75,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: default_admin_listen(),
+            token_file: None,
         }
     }
 }
@@ -84,6 +102,9 @@ pub struct ClusterConfig {
     /// activity while it runs. Defaults per protocol: [`Protocol::default_probes`].
     #[serde(default)]
     pub health_probes: Option<Vec<String>>,
+    /// This cluster's share of `[proxy] max_client_connections`.
+    #[serde(default)]
+    pub max_client_connections: Option<usize>,
 }
 
 impl ClusterConfig {
@@ -170,7 +191,9 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Config::parse(&text, &absolute(&base))
+        let mut cfg = Config::parse(&text, &absolute(&base))?;
+        cfg.source = absolute(path);
+        Ok(cfg)
     }
 
     /// The embedded default, with relative paths under the current directory.
@@ -179,13 +202,18 @@ impl Config {
             path: ".".into(),
             source,
         })?;
-        Config::parse(DEFAULT_CONFIG, &cwd)
+        let mut cfg = Config::parse(DEFAULT_CONFIG, &cwd)?;
+        cfg.source = cwd.join(".torpor");
+        cfg.key_home = cwd.join(".torpor");
+        Ok(cfg)
     }
 
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut cfg: Config =
             toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         cfg.resolve_paths(base);
+        cfg.source = base.join("torpor.toml");
+        cfg.key_home = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         cfg.validate()?;
         Ok(cfg)
     }
@@ -199,13 +227,13 @@ impl Config {
         for c in &mut self.clusters {
             c.backend.resolve_paths(base);
         }
+        self.admin.resolve_paths(base);
+        instance::resolve_paths(&mut self.state_store, base);
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.admin
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("admin.listen", format!("{e} (want host:port)")))?;
+        front::validate(self)?;
+        instance::validate(self)?;
         let url = &self.state_store.url;
         if !(url.starts_with("file://") || url.starts_with("s3://") || url.starts_with("memory://"))
         {

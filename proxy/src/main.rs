@@ -88,14 +88,24 @@ fn main() -> anyhow::Result<()> {
             sessions,
             cluster,
         } => {
-            let addr = match admin {
-                Some(a) => a,
-                None => load(config.as_ref())?.admin.listen,
+            // The config gives the address unless --admin does, and the token if it has one.
+            let cfg = if admin.is_some() && config.is_none() {
+                None
+            } else {
+                Some(load(config.as_ref())?)
+            };
+            let token = cfg.as_ref().map(|c| c.admin.token()).transpose()?.flatten();
+            let addr = admin
+                .or_else(|| cfg.as_ref().map(|c| c.admin.listen.clone()))
+                .unwrap_or_default();
+            let api = torpor::status::AdminApi {
+                addr: &addr,
+                token: token.as_deref(),
             };
             let text = if sessions {
-                rt.block_on(torpor::status::sessions(&addr, cluster.as_deref()))?
+                rt.block_on(torpor::status::sessions(&api, cluster.as_deref()))?
             } else {
-                rt.block_on(torpor::status::run(&addr))?
+                rt.block_on(torpor::status::run(&api))?
             };
             print!("{text}");
             Ok(())

@@ -18,6 +18,7 @@ use metrics::{
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusRecorder};
 
 use crate::config::Protocol;
+use crate::throttle::LoginMetrics;
 
 pub const WAKE_SECONDS: &str = "torpor_wake_seconds";
 pub const CHECKPOINT_SECONDS: &str = "torpor_checkpoint_seconds";
@@ -26,6 +27,8 @@ pub const SNAPSHOT_GET_SECONDS: &str = "torpor_snapshot_get_seconds";
 pub const SNAPSHOT_BYTES: &str = "torpor_snapshot_bytes";
 pub const REPLAY_SECONDS: &str = "torpor_replay_seconds";
 pub const PROBES_ANSWERED: &str = "torpor_probes_answered_total";
+pub const LOGIN_FAILURES: &str = "torpor_login_failures_total";
+pub const LOGIN_THROTTLED: &str = "torpor_login_throttled_total";
 
 /// From a snapshot put on a local disk (sub-millisecond) to a cold start of a large server.
 const SECONDS: &[f64] = &[
@@ -88,6 +91,18 @@ impl Metrics {
             "health probes torpor answered itself, without the server (a parked session, or during a drain)"
                 .into(),
         );
+        for (name, help) in [
+            (
+                LOGIN_FAILURES,
+                "logins refused for a wrong password or an unknown user",
+            ),
+            (
+                LOGIN_THROTTLED,
+                "login attempts made to wait after repeated failures from their address",
+            ),
+        ] {
+            recorder.describe_counter(KeyName::from_const_str(name), None, help.into());
+        }
         Ok(Metrics { recorder })
     }
 
@@ -119,6 +134,19 @@ impl Metrics {
                 ),
                 &METADATA,
             ),
+        }
+    }
+
+    /// Where failed and slowed logins are counted; registered now, so each shows from the start.
+    pub fn logins(&self) -> LoginMetrics {
+        let counter = |name, labels: Vec<Label>| {
+            self.recorder
+                .register_counter(&Key::from_parts(name, labels), &METADATA)
+        };
+        LoginMetrics {
+            pg_failures: counter(LOGIN_FAILURES, vec![label("protocol", "postgres")]),
+            my_failures: counter(LOGIN_FAILURES, vec![label("protocol", "mysql")]),
+            throttled: counter(LOGIN_THROTTLED, vec![]),
         }
     }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use controller::{BootstrapUser, Cluster, Driver};
-use state_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,8 +14,11 @@ use tokio_util::task::TaskTracker;
 use crate::admin;
 use crate::cluster_front::ClusterFront;
 use crate::config::{ClusterConfig, Config, Protocol};
+use crate::limits::{self, Cap};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::snapshots;
+use crate::throttle::Logins;
 use crate::{mysql, pg};
 
 /// How often recorded values are folded into the histograms when nobody scrapes: until then
@@ -59,16 +61,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             .with_context(|| format!("cluster {}", c.name))?;
         drivers.push(driver);
     }
+    let admin_token = cfg.admin.token()?;
+    limits::raise_descriptor_limit(cfg.proxy.max_client_connections);
     // object_store's reqwest is built without a default TLS provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let store = Store::open(&cfg.state_store).context("state_store")?;
-    store.probe().await.context("state_store")?;
-    tracing::info!(store = %store.describe(), "snapshot store ready");
+    let store = snapshots::open(&cfg).await?;
     let registry = Arc::new(Registry::default());
     let metrics = Arc::new(Metrics::new().context("metrics")?);
     let shutdown = CancellationToken::new();
     let sessions = TaskTracker::new();
     let background = TaskTracker::new();
+    let logins = Arc::new(Logins::new(metrics.logins()));
+    let all_clients = Cap::new(cfg.proxy.max_client_connections);
+    let budget = crate::net::budget::Budget::new(cfg.proxy.max_buffered_bytes);
 
     let mut fronts = Vec::new();
     let mut listen_addrs = Vec::new();
@@ -87,10 +92,17 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         listen_addrs.push(listener.local_addr()?);
         let front = Arc::new(
             ClusterFront::new(c, cluster.clone(), store.clone(), registry.clone())
-                .with_metrics(metrics.cluster(&c.name, c.protocol)),
+                .with_metrics(metrics.cluster(&c.name, c.protocol))
+                .with_logins(cfg.proxy.handshake_timeout, logins.clone())
+                .with_wake_timeout(cfg.proxy.wake_timeout)
+                .with_budget(budget.clone()),
         );
         fronts.push(front.clone());
 
+        let watched = cluster.clone();
+        until_shutdown(&background, &shutdown, async move {
+            watched.watch_backend().await;
+        });
         until_shutdown(&background, &shutdown, async move {
             cluster.idle_loop().await;
         });
@@ -102,9 +114,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
                 until_shutdown(&background, &shutdown, mysql::keep_learning(front.clone()));
             }
         }
+        let mut caps = vec![all_clients.clone()];
+        caps.extend(c.max_client_connections.map(Cap::new));
         background.spawn(accept_loop(
             listener,
             front,
+            caps,
             shutdown.clone(),
             sessions.clone(),
         ));
@@ -125,7 +140,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             }
         }
     });
-    let router = admin::router(fronts.clone(), registry.clone(), metrics);
+    let router = admin::router(fronts.clone(), registry.clone(), metrics, admin_token);
     let token = shutdown.clone();
     background.spawn(async move {
         let serve = axum::serve(admin_listener, router)
@@ -158,9 +173,12 @@ fn driver(c: &ClusterConfig) -> Box<dyn Driver> {
     c.backend.build(c.protocol.engine(), &c.name, users)
 }
 
+/// Serves each connection in a task of its own while `caps` leave room for it; past them the
+/// client gets the server's own "too many connections" error.
 async fn accept_loop(
     listener: TcpListener,
     front: Arc<ClusterFront>,
+    caps: Vec<Cap>,
     shutdown: CancellationToken,
     sessions: TaskTracker,
 ) {
@@ -170,14 +188,27 @@ async fn accept_loop(
             _ = shutdown.cancelled() => return,
         };
         match accepted {
-            Ok((io, _peer)) => match front.protocol {
-                Protocol::Postgres => {
-                    sessions.spawn(pg::serve(io, front.clone(), shutdown.clone()));
-                }
-                Protocol::Mysql => {
-                    sessions.spawn(mysql::serve(io, front.clone(), shutdown.clone()));
-                }
-            },
+            Ok((io, _peer)) => {
+                let (front, shutdown) = (front.clone(), shutdown.clone());
+                let Some(slot) = limits::admit(&caps) else {
+                    tracing::warn!(cluster = %front.name, "too many client connections: refusing one");
+                    match front.protocol {
+                        Protocol::Postgres => sessions.spawn(pg::refuse(io, front)),
+                        Protocol::Mysql => sessions.spawn(mysql::refuse(io, front)),
+                    };
+                    continue;
+                };
+                match front.protocol {
+                    Protocol::Postgres => sessions.spawn(async move {
+                        pg::serve(io, front, shutdown).await;
+                        drop(slot);
+                    }),
+                    Protocol::Mysql => sessions.spawn(async move {
+                        mysql::serve(io, front, shutdown).await;
+                        drop(slot);
+                    }),
+                };
+            }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(cluster = %front.name, error = %e, "accept failed");

@@ -52,17 +52,23 @@ struct Session {
     blocker: Option<String>,
 }
 
-pub async fn run(admin: &str) -> anyhow::Result<String> {
+/// Where the admin API is, and the token it asks for when one is configured.
+pub struct AdminApi<'a> {
+    pub addr: &'a str,
+    pub token: Option<&'a str>,
+}
+
+pub async fn run(admin: &AdminApi<'_>) -> anyhow::Result<String> {
     Ok(render(&clusters(admin).await?))
 }
 
-async fn clusters(admin: &str) -> anyhow::Result<Vec<Cluster>> {
+async fn clusters(admin: &AdminApi<'_>) -> anyhow::Result<Vec<Cluster>> {
     let body = http_get(admin, "/api/clusters").await?;
     serde_json::from_str(&body).context("admin API answered with unexpected JSON")
 }
 
 /// `torpor status --sessions`: the sessions of one cluster, or of every cluster.
-pub async fn sessions(admin: &str, cluster: Option<&str>) -> anyhow::Result<String> {
+pub async fn sessions(admin: &AdminApi<'_>, cluster: Option<&str>) -> anyhow::Result<String> {
     let names = match cluster {
         Some(name) => {
             // Config validation allows only these, and they go into a URL path unescaped.
@@ -199,12 +205,17 @@ fn render(clusters: &[Cluster]) -> String {
     out
 }
 
-/// A plain HTTP/1.1 GET; the admin API is local and unencrypted.
-async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+/// A plain HTTP/1.1 GET; the admin API is unencrypted.
+async fn http_get(admin: &AdminApi<'_>, path: &str) -> anyhow::Result<String> {
+    let addr = admin.addr;
     let mut s = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot reach the admin API at {addr}; is torpor running?"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let auth = admin
+        .token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await?;

@@ -10,7 +10,9 @@ use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
 use super::error::ACCESS_DENIED;
 use crate::cluster_front::{ClusterFront, User};
+use crate::names::clip;
 use crate::session::Error;
+use crate::throttle::Via;
 use protocols::mysql::command;
 
 use super::session::My;
@@ -71,16 +73,20 @@ pub(super) async fn authenticate(
     let answer = client.recv().await?;
     let next = seq(&answer).wrapping_add(1);
     let response = payload(&answer);
+    // A session that is in can guess other users' passwords here as well as at a login.
+    let ip = client.io.peer_addr().map(|a| a.ip());
+    front.logins.wait(ip).await;
     let user = front
         .user(&req.user)
         .filter(|u| auth::native_verify(u.password.as_bytes(), &scramble, response));
     match user {
         Some(u) => Ok((u, next)),
         None => {
+            front.logins.failed(ip, Via::Mysql);
             let mut out = Vec::new();
             let msg = format!(
                 "Access denied for user '{}'@'{}' (using password: {})",
-                req.user,
+                clip(&req.user),
                 host,
                 if response.is_empty() { "NO" } else { "YES" }
             );

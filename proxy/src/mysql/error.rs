@@ -14,6 +14,8 @@ pub(super) const UNKNOWN: u16 = 1105;
 pub(super) const BAD_PACKET: u16 = 1835;
 /// ER_ACCESS_DENIED_ERROR.
 pub(super) const ACCESS_DENIED: u16 = 1045;
+/// ER_CON_COUNT_ERROR.
+pub(super) const TOO_MANY_CONNECTIONS: u16 = 1040;
 
 /// The error number, SQLSTATE and message for the client, if anything is to be said.
 pub(super) fn client_report(e: &Error) -> Option<(u16, &str, String)> {

@@ -54,3 +54,8 @@ pub(crate) async fn serve(io: TcpStream, front: Arc<ClusterFront>, shutdown: Can
         }
     }
 }
+
+/// Answers a client past the connection cap with MariaDB's own ER_CON_COUNT_ERROR.
+pub(crate) async fn refuse(io: TcpStream, _front: Arc<ClusterFront>) {
+    startup::refuse(io).await;
+}

@@ -2,7 +2,6 @@
 //! checks the password itself, so a wrong password never wakes the database.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use protocols::auth::mysql as auth;
 use protocols::mysql::handshake::{
@@ -14,10 +13,12 @@ use tokio::net::TcpStream;
 
 use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
-use super::error::ACCESS_DENIED;
+use super::error::{ACCESS_DENIED, TOO_MANY_CONNECTIONS};
 use crate::cluster_front::{ClusterFront, Greeting, User};
+use crate::names::clip;
 use crate::registry::{Identity, Registration};
 use crate::session::Error;
+use crate::throttle::Via;
 
 /// Capabilities torpor offers clients (further limited by what the backend offers). No TLS and
 /// no compression yet; no LOCAL INFILE, whose file requests would come from the backend.
@@ -70,22 +71,54 @@ pub(super) enum Start {
     },
 }
 
+/// The whole handshake, greeting included, within `handshake_timeout`.
 pub(super) async fn accept(io: TcpStream, front: &Arc<ClusterFront>) -> Start {
     let mut conn = super::conn::conn(io);
+    let timeout = front.handshake_timeout;
+    match tokio::time::timeout(timeout, log_in(&mut conn, front)).await {
+        Ok(Ok((user, hello, reg, seq))) => Start::Session {
+            conn,
+            user,
+            hello,
+            reg,
+            seq,
+        },
+        Ok(Err((seq, error))) => Start::Failed { conn, seq, error },
+        Err(_) => Start::Failed {
+            conn,
+            seq: 0,
+            error: Error::my(
+                1158,
+                "08S01",
+                format!(
+                    "the client did not log in within handshake_timeout ({})",
+                    humantime::format_duration(timeout)
+                ),
+            ),
+        },
+    }
+}
+
+/// A client past the connection cap gets what MariaDB says then, in place of its greeting:
+/// an ERR without a SQLSTATE, since no capabilities are agreed yet.
+pub(super) async fn refuse(io: TcpStream) {
+    let mut conn = super::conn::conn(io);
+    let mut err = vec![0xff];
+    err.extend_from_slice(&TOO_MANY_CONNECTIONS.to_le_bytes());
+    err.extend_from_slice(b"Too many connections");
+    let mut out = Vec::new();
+    write_packet(&mut out, 0, &err);
+    let _ = conn.send(&out).await;
+}
+
+type LoggedIn = (Arc<User>, Hello, Registration, u8);
+
+async fn log_in(conn: &mut Conn, front: &Arc<ClusterFront>) -> Result<LoggedIn, (u8, Error)> {
     let peer = conn.io.peer_addr();
     let host = peer
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "localhost".into());
-    let greeting = match greeting(front).await {
-        Ok(g) => g,
-        Err(error) => {
-            return Start::Failed {
-                conn,
-                seq: 0,
-                error,
-            };
-        }
-    };
+    let greeting = greeting(front).await.map_err(|e| (0, e))?;
     let (id, reg) = front.registry.register_mysql(&front.name);
     let scramble = scramble();
     let offered = OFFERED & (greeting.capabilities | caps::LONG_PASSWORD);
@@ -103,42 +136,17 @@ pub(super) async fn accept(io: TcpStream, front: &Arc<ClusterFront>) -> Start {
     hs.write(&mut payload_buf);
     let mut out = Vec::new();
     write_packet(&mut out, 0, &payload_buf);
-    let result = tokio::time::timeout(
-        Duration::from_secs(30),
-        authenticate(&mut conn, front, &out, &scramble, offered, host),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err((
-            0,
-            Error::my(
-                1158,
-                "08S01",
-                "timed out waiting for the client's handshake",
-            ),
-        ))
-    });
-    match result {
-        Ok((user, hello, seq)) => {
-            let program = hello
-                .attrs
-                .iter()
-                .find(|(k, _)| k == "program_name")
-                .map(|(_, v)| v.as_str());
-            reg.entry.introduce(
-                Identity::new(&user.name, hello.database.as_deref(), peer),
-                program.unwrap_or_default(),
-            );
-            Start::Session {
-                conn,
-                user,
-                hello,
-                reg,
-                seq,
-            }
-        }
-        Err((seq, error)) => Start::Failed { conn, seq, error },
-    }
+    let (user, hello, seq) = authenticate(conn, front, &out, &scramble, offered, host).await?;
+    let program = hello
+        .attrs
+        .iter()
+        .find(|(k, _)| k == "program_name")
+        .map(|(_, v)| v.as_str());
+    reg.entry.introduce(
+        Identity::new(&user.name, hello.database.as_deref(), peer),
+        program.unwrap_or_default(),
+    );
+    Ok((user, hello, reg, seq))
 }
 
 /// The greeting to show: what the backend said last time, or (once per torpor process) what it
@@ -212,6 +220,7 @@ async fn authenticate(
             Error::my(1043, "08S01", "compression was not offered"),
         ));
     }
+    let ip = conn.io.peer_addr().map(|a| a.ip());
     let user = front.user(&resp.username);
     let plugin = resp.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD);
     let mut response = resp.auth_response.clone();
@@ -232,6 +241,7 @@ async fn authenticate(
         response = payload(&answer).to_vec();
         used_plugin = NATIVE_PASSWORD.into();
     }
+    front.logins.wait(ip).await;
     let ok = user.as_ref().is_some_and(|u| {
         let pw = u.password.as_bytes();
         if used_plugin == CACHING_SHA2_PASSWORD {
@@ -241,6 +251,7 @@ async fn authenticate(
         }
     });
     let Some(user) = user.filter(|_| ok) else {
+        front.logins.failed(ip, Via::Mysql);
         return Err((
             next,
             Error::my(
@@ -248,7 +259,7 @@ async fn authenticate(
                 "28000",
                 format!(
                     "Access denied for user '{}'@'{}' (using password: {})",
-                    resp.username,
+                    clip(&resp.username),
                     host,
                     if response.is_empty() { "NO" } else { "YES" }
                 ),

@@ -42,3 +42,11 @@ pub(crate) async fn serve(io: TcpStream, front: Arc<ClusterFront>, shutdown: Can
         }
     }
 }
+
+/// Answers a client past the connection cap with postgres's own 53300, or passes on its
+/// CancelRequest.
+pub(crate) async fn refuse(io: TcpStream, front: Arc<ClusterFront>) {
+    if let Some((pid, secret)) = startup::refuse(io, &front).await {
+        cancel::forward(&front.registry, pid, secret).await;
+    }
+}

@@ -1,7 +1,9 @@
 //! The client side of connection startup: encryption requests, cancel requests, the
 //! StartupMessage and SCRAM-SHA-256 authentication against the configured users.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use protocols::auth::scram::{ScramError, ScramSecret, ScramServer};
@@ -13,7 +15,9 @@ use tokio::net::TcpStream;
 use super::conn::Messages;
 use super::conn::{Conn, MAX_CLIENT_MESSAGE, body};
 use crate::cluster_front::{ClusterFront, User};
+use crate::names::clip;
 use crate::session::Error;
+use crate::throttle::Via;
 
 pub(super) enum Start {
     /// An authenticated client, ready for its session.
@@ -31,29 +35,73 @@ pub(super) enum Start {
 /// SASL messages are small; anything bigger during authentication is an attack or a bug.
 const MAX_AUTH_MESSAGE: usize = 16 << 10;
 
+/// How long a client refused for too many connections has to send its startup packet.
+const REFUSE_WAIT: Duration = Duration::from_secs(5);
+
 enum Packet {
     Startup(Vec<(String, String)>),
     Cancel(i32, i32),
 }
 
+/// The whole handshake, encryption requests included, within `handshake_timeout`.
 pub(super) async fn accept(io: TcpStream, front: &ClusterFront) -> Start {
     let mut conn = Conn::new(io, MAX_AUTH_MESSAGE);
-    let params = match startup_packet(&mut conn).await {
-        Ok(Packet::Startup(params)) => params,
-        Ok(Packet::Cancel(pid, secret)) => return Start::Cancel { pid, secret },
-        Err(error) => return Start::Failed { conn, error },
-    };
-    match authenticate(&mut conn, &params, front).await {
-        Ok(user) => {
+    let timeout = front.handshake_timeout;
+    let handshake = tokio::time::timeout(timeout, handshake(&mut conn, front)).await;
+    match handshake {
+        Ok(Ok(Handshake::Session(user, params))) => {
             // From here on messages can be as large as any query.
             conn.max = MAX_CLIENT_MESSAGE;
             Start::Session { conn, user, params }
         }
-        Err(error) => Start::Failed { conn, error },
+        Ok(Ok(Handshake::Cancel(pid, secret))) => Start::Cancel { pid, secret },
+        Ok(Err(error)) => Start::Failed { conn, error },
+        Err(_) => Start::Failed {
+            conn,
+            error: Error::pg(
+                "08006",
+                format!(
+                    "the client did not log in within handshake_timeout ({})",
+                    humantime::format_duration(timeout)
+                ),
+            ),
+        },
+    }
+}
+
+enum Handshake {
+    Session(Arc<User>, Vec<(String, String)>),
+    Cancel(i32, i32),
+}
+
+async fn handshake(conn: &mut Conn, front: &ClusterFront) -> Result<Handshake, Error> {
+    match startup_packet(conn).await? {
+        Packet::Startup(params) => {
+            let user = authenticate(conn, &params, front).await?;
+            Ok(Handshake::Session(user, params))
+        }
+        Packet::Cancel(pid, secret) => Ok(Handshake::Cancel(pid, secret)),
+    }
+}
+
+/// A client past the connection cap: its startup packet is read first, as postgres does, so
+/// the client is listening for the answer. A CancelRequest is still passed on.
+pub(super) async fn refuse(io: TcpStream, front: &ClusterFront) -> Option<(i32, i32)> {
+    let mut conn = Conn::new(io, MAX_AUTH_MESSAGE);
+    let wait = front.handshake_timeout.min(REFUSE_WAIT);
+    match tokio::time::timeout(wait, startup_packet(&mut conn)).await {
+        Ok(Ok(Packet::Cancel(pid, secret))) => Some((pid, secret)),
+        Ok(Ok(Packet::Startup(_))) => {
+            super::error::report(&mut conn, "53300", "sorry, too many clients already").await;
+            None
+        }
+        Ok(Err(_)) | Err(_) => None,
     }
 }
 
 async fn startup_packet(conn: &mut Conn) -> Result<Packet, Error> {
+    // Each answered once, as postgres does: a client that keeps asking is stalling.
+    let (mut ssl_asked, mut gss_asked) = (false, false);
     loop {
         let len = loop {
             match frame::startup_len(&conn.rbuf)? {
@@ -68,7 +116,8 @@ async fn startup_packet(conn: &mut Conn) -> Result<Packet, Error> {
         let packet = conn.rbuf.split_to(len);
         match frame::parse_startup(&packet[4..])? {
             // TLS and GSS encryption come later; 'N' tells the client to go on in plaintext.
-            StartupPacket::Ssl | StartupPacket::Gss => conn.send(b"N").await?,
+            StartupPacket::Ssl => refuse_encryption(conn, &mut ssl_asked, "SSLRequest").await?,
+            StartupPacket::Gss => refuse_encryption(conn, &mut gss_asked, "GSSENCRequest").await?,
             StartupPacket::Cancel { pid, secret } => return Ok(Packet::Cancel(pid, secret)),
             StartupPacket::Startup { params, .. } => {
                 if !conn.rbuf.is_empty() {
@@ -80,6 +129,16 @@ async fn startup_packet(conn: &mut Conn) -> Result<Packet, Error> {
             }
         }
     }
+}
+
+/// Tells the client to go on unencrypted, the first time it asks.
+async fn refuse_encryption(conn: &mut Conn, asked: &mut bool, what: &str) -> Result<(), Error> {
+    if std::mem::replace(asked, true) {
+        return Err(Error::Protocol(format!(
+            "a second {what} on one connection"
+        )));
+    }
+    Ok(conn.send(b"N").await?)
 }
 
 async fn authenticate(
@@ -105,10 +164,15 @@ async fn authenticate(
         Some(u) => u.scram.clone(),
         None => ScramSecret::unknown_user_named(user_name),
     };
+    let ip: Option<IpAddr> = conn.io.peer_addr().map(|a| a.ip());
     let failed = || {
+        front.logins.failed(ip, Via::Postgres);
         Error::pg(
             "28P01",
-            format!("password authentication failed for user \"{user_name}\""),
+            format!(
+                "password authentication failed for user \"{}\"",
+                clip(user_name)
+            ),
         )
     };
 
@@ -124,7 +188,7 @@ async fn authenticate(
     if mechanism != "SCRAM-SHA-256" {
         return Err(Error::pg(
             "28000",
-            format!("unsupported SASL mechanism {mechanism:?}"),
+            format!("unsupported SASL mechanism {:?}", clip(mechanism)),
         ));
     }
     let (server, server_first) = ScramServer::start(secret, first).map_err(scram_error)?;
@@ -136,6 +200,7 @@ async fn authenticate(
     if t != tag::PASSWORD {
         return Err(Error::Protocol("expected SASLResponse".into()));
     }
+    front.logins.wait(ip).await;
     let server_final = match server.finish(body(&msg)) {
         Ok(v) => v,
         Err(ScramError::BadProof) => return Err(failed()),

@@ -3,8 +3,7 @@
 
 use std::net::SocketAddr;
 
-/// these, and they end up in logs and the admin API.
-pub const NAME_MAX: usize = 64;
+pub(crate) use crate::names::clip;
 
 /// Who a session is, as operators name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,15 +22,6 @@ impl Identity {
             client_addr,
         }
     }
-}
-
-/// The longest prefix of `s` that fits [`NAME_MAX`] without splitting a character.
-pub(crate) fn clip(s: &str) -> &str {
-    let mut end = s.len().min(NAME_MAX);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// `session 5 (app@127.0.0.1:40312, application_name "psql")`: enough for an operator to find

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
+pub use crate::names::NAME_MAX;
 pub use entry::{Attachment, BackendKey, SessionEntry, SessionInfo};
 pub use holds::Holds;
-pub use identity::{Identity, NAME_MAX};
+pub use identity::Identity;
 
 #[derive(Debug, Default)]
 pub struct Registry {
