@@ -26,6 +26,13 @@ pub fn environment(cfg: &Config) -> Result<Vec<String>, ConfigError> {
         bindable(&c.listen).map_err(|e| invalid(key("listen"), e))?;
     }
     bindable(&cfg.admin.listen).map_err(|e| invalid("admin.listen", e))?;
+    if let Some(path) = cfg.default_key_file() {
+        warnings.push(format!(
+            "state_store: no key_file or key_env; `torpor up` seals snapshots with {} (made at \
+             the first start): keep that file, or set key_file",
+            path.display()
+        ));
+    }
     Ok(warnings)
 }
 

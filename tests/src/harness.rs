@@ -24,6 +24,9 @@ pub const PASSWORD: &str = "app-secret-pw";
 pub const OTHER_USER: &str = "viewer";
 pub const OTHER_PASSWORD: &str = "viewer-secret-pw";
 
+/// The prefix of an S3 store in the bucket.
+const S3_PREFIX: &str = "e2e";
+
 /// Bound for anything that involves starting or stopping postgres; tests never rely on it
 /// being tight.
 pub const SLOW: Duration = Duration::from_secs(90);
@@ -167,7 +170,7 @@ impl TestConfig {
                 let s3dir = dir.path().join("s3");
                 std::fs::create_dir_all(&s3dir).expect("s3 dir");
                 let server = s3::start(&s3dir).await.expect("s3 server");
-                let c = server.store_config("e2e");
+                let c = server.store_config(S3_PREFIX);
                 let toml = format!(
                     "[state_store]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"{}\"\n\
                      allow_http = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
@@ -180,6 +183,11 @@ impl TestConfig {
                 (toml, Some(server))
             }
         };
+        // Snapshots are sealed with the test's own key, not one torpor would make in the
+        // working directory.
+        let key_file = dir.path().join("torpor.key");
+        state_store::seal::write_key_file(&key_file).expect("write the sealing key");
+        let store = format!("{store}key_file = \"{}\"\n", key_file.display());
         let toml = format!(
             r#"[admin]
 listen = "{admin}"
@@ -225,6 +233,29 @@ password = "{OTHER_PASSWORD}"
             state_dir,
             s3,
         }
+    }
+
+    /// Where the store keeps this cluster's snapshots as files: `<instance>/<cluster>` in
+    /// `state_dir`, or under the S3 server's bucket and prefix, the instance named as torpor
+    /// names it.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        let cfg = torpor::config::Config::load(&self.config_path).expect("the test config");
+        let root = match &self.s3 {
+            Some(s3) => s3.root.join(&s3.bucket).join(S3_PREFIX),
+            None => self.state_dir.clone(),
+        };
+        root.join(cfg.instance()).join(&self.cluster)
+    }
+
+    /// The key this test's torpor seals snapshots with.
+    pub fn seal(&self) -> state_store::Seal {
+        let cfg = state_store::StoreConfig {
+            key_file: Some(self.dir.path().join("torpor.key")),
+            ..state_store::StoreConfig::from_url("memory://")
+        };
+        state_store::Seal::from_config(&cfg)
+            .expect("the test's key")
+            .expect("a key file")
     }
 
     /// The server pid in the data dir's pid file, if there is one.

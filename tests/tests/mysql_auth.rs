@@ -93,8 +93,23 @@ async fn change_user_across_a_sleep() {
         None,
         "change user resets the session"
     );
+    torpor_tests::mysql::exec(&mut c, "SET @mine = 2").await;
     env.sleep_ok().await;
+    // The snapshot is sealed for the user the session is now.
+    let object = std::fs::read_dir(env.snapshot_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let key = state_store::SnapshotKey {
+        cluster: env.cluster.clone(),
+        session: object.file_name().to_string_lossy().parse().unwrap(),
+        user: OTHER_USER.into(),
+        database: "my".into(),
+    };
+    state_store::sealed::open(&env.seal(), &key, &std::fs::read(object.path()).unwrap()).unwrap();
     assert_eq!(text(&mut c, "SELECT CURRENT_USER()").await, "viewer@%");
+    assert_eq!(text(&mut c, "SELECT @mine").await, "2");
     let err = c
         .change_user(
             ChangeUserOpts::default()

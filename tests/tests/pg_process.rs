@@ -52,6 +52,20 @@ async fn wait_exited(pid: u32) {
     }
 }
 
+/// A log line without its colours.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A config of its own and `torpor up` on it.
 async fn up() -> (TestConfig, Proc) {
     init_tracing();
@@ -136,6 +150,101 @@ async fn restart_after_a_crash_leaves_no_orphan() {
     assert_pid_gone(new);
 }
 
+/// The snapshots of sessions a killed torpor had parked can never wake: the next start on the
+/// same config (the same instance) removes them and says how many, and leaves another
+/// instance's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_removes_the_snapshots_a_crash_left() {
+    let (cfg, mut first) = up().await;
+    let dir = cfg.snapshot_dir();
+    let mut clients = Vec::new();
+    for i in 0..2 {
+        let c = connect(&cfg).await;
+        c.exec(&format!("CREATE TEMP TABLE t AS SELECT {i} AS x"))
+            .await;
+        clients.push(c);
+    }
+    let path = format!("/api/clusters/{}/sleep", cfg.cluster);
+    let r = http::request(cfg.admin, "POST", &path).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    let theirs = cfg
+        .state_dir
+        .join("another-instance")
+        .join(&cfg.cluster)
+        .join(uuid::Uuid::new_v4().to_string());
+    std::fs::create_dir_all(theirs.parent().unwrap()).unwrap();
+    std::fs::write(&theirs, b"TRPR another torpor's snapshot").unwrap();
+
+    first.signal(libc::SIGKILL);
+    assert!(!first.wait().await.success());
+    drop(clients);
+
+    let mut second = binary::up(&cfg.config_path).await;
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(theirs.is_file(), "another instance's snapshot was removed");
+    let log: Vec<String> = second
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| plain(l))
+        .collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("snapshot store ready") && l.contains("removed=2")),
+        "{log:?}"
+    );
+    second.stop().await;
+}
+
+/// With no key in the config, `torpor up` makes one in its working directory, readable by
+/// its user only, says where, and uses the same one the next time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_key_torpor_makes_one_and_keeps_it() {
+    use std::os::unix::fs::PermissionsExt;
+    init_tracing();
+    let cfg = TestConfig::new(&Opts::default()).await;
+    let lines: Vec<&str> = cfg
+        .toml
+        .lines()
+        .filter(|l| !l.starts_with("key_file"))
+        .collect();
+    std::fs::write(&cfg.config_path, lines.join("\n")).unwrap();
+    let work = cfg.dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let start = || {
+        let mut cmd = tokio::process::Command::new(torpor_bin());
+        cmd.arg("up")
+            .arg("--config")
+            .arg(&cfg.config_path)
+            .current_dir(&work);
+        binary::up_command(cmd, "info")
+    };
+
+    let mut first = start().await;
+    let key = work.join("torpor.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let made = std::fs::read_to_string(&key).unwrap();
+    let log = first.log.lock().unwrap().join("\n");
+    assert!(plain(&log).contains(&key.display().to_string()), "{log}");
+    let c = connect(&cfg).await;
+    c.exec("CREATE TEMP TABLE t AS SELECT 7 AS x").await;
+    let path = format!("/api/clusters/{}/sleep", cfg.cluster);
+    let r = http::request(cfg.admin, "POST", &path).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(c.text("SELECT x FROM t").await, "7");
+    drop(c);
+    first.stop().await;
+
+    let mut second = start().await;
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), made);
+    second.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_prints_the_clusters() {
     let (cfg, mut proc) = up().await;
@@ -184,6 +293,23 @@ async fn check_names_the_bad_key() {
     let (ok, text) = run(cfg.config_path.clone()).await;
     assert!(ok, "good config rejected: {text}");
     assert!(text.contains("ok"), "{text}");
+    assert!(!text.contains("no key_file"), "{text}");
+    // No key configured: fine, but said, with the file `up` would make (check makes none).
+    let keyless = cfg.dir.path().join("keyless.toml");
+    let lines: Vec<&str> = cfg
+        .toml
+        .lines()
+        .filter(|l| !l.starts_with("key_file"))
+        .collect();
+    std::fs::write(&keyless, lines.join("\n")).unwrap();
+    let (ok, text) = run(keyless).await;
+    assert!(ok, "a config without a key rejected: {text}");
+    let warning = text
+        .lines()
+        .find(|l| l.starts_with("warning: state_store: no key_file or key_env"))
+        .unwrap_or_else(|| panic!("no warning about the key: {text}"));
+    let made = std::env::current_dir().unwrap().join("torpor.key");
+    assert!(warning.contains(&made.display().to_string()), "{warning}");
     // Nothing made: no data dir, not even a lock file beside it.
     let lock_file = cfg.data_dir.with_extension("lock");
     assert!(!cfg.data_dir.exists() && !lock_file.exists());

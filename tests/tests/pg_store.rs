@@ -39,8 +39,7 @@ async fn full_cycle_on_s3() {
         ..Opts::default()
     })
     .await;
-    let s3 = env.s3.as_ref().expect("s3 server");
-    let objects = s3.root.join(&s3.bucket).join("e2e").join(&env.cluster);
+    let objects = env.snapshot_dir();
 
     let s = env.connect().await;
     s.exec(
@@ -86,7 +85,7 @@ async fn full_cycle_on_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_store_snapshot_lifecycle() {
     let env = TestEnv::default().await;
-    let dir = env.state_dir.join(&env.cluster);
+    let dir = env.snapshot_dir();
     let s = env.connect().await;
     s.exec("CREATE TEMP TABLE t AS SELECT 1 AS x").await;
     env.sleep_ok().await;
@@ -125,7 +124,7 @@ async fn expect_restore_error(s: torpor_tests::harness::Pg, needles: &[&str]) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_snapshot_is_a_clear_error() {
     let env = TestEnv::default().await;
-    let dir = env.state_dir.join(&env.cluster);
+    let dir = env.snapshot_dir();
     let victim = env.connect().await;
     victim
         .exec("SET application_name = 'victim'; CREATE TEMP TABLE t AS SELECT 1 AS x")
@@ -165,7 +164,7 @@ async fn corrupt_snapshot_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_snapshot_is_a_clear_error() {
     let env = TestEnv::default().await;
-    let dir = env.state_dir.join(&env.cluster);
+    let dir = env.snapshot_dir();
     let victim = env.connect().await;
     victim.exec("SET application_name = 'victim'").await;
     env.sleep_ok().await;
