@@ -272,24 +272,7 @@ async fn status_prints_the_clusters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_the_bad_key() {
     let cfg = TestConfig::new(&Opts::default()).await;
-    let run = |path: std::path::PathBuf| async move {
-        let out = tokio::process::Command::new(torpor_bin())
-            .arg("check")
-            .arg("--config")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let run = |path: std::path::PathBuf| async move { binary::run(&["check"], &path).await };
     let (ok, text) = run(cfg.config_path.clone()).await;
     assert!(ok, "good config rejected: {text}");
     assert!(text.contains("ok"), "{text}");
