@@ -124,12 +124,15 @@ start_torpor() { # dir protocol settings [torpor binary]
     chmod 755 "$dir"
     if [ "$proto" = postgres ]; then cluster=pg data=pgdata; else cluster=my data=mydata; fi
     LISTEN=$(free_port); ADMIN=$(free_port); BACKEND=$(free_port)
+    # Snapshots are sealed: each torpor its own key, beside its store, not in the repo.
+    (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$dir/torpor.key"; echo >> "$dir/torpor.key")
     cat > "$dir/torpor.toml" <<EOF
 [admin]
 listen = "127.0.0.1:$ADMIN"
 
 [state_store]
 url = "file://$dir/state"
+key_file = "$dir/torpor.key"
 
 [[cluster]]
 name = "$cluster"
