@@ -82,7 +82,12 @@ impl Session<My> {
             }
         }
         if cmd == com::QUERY || cmd == com::PROCESS_KILL {
-            match kill::route(&self.front, &self.p.user, payload(&packet)) {
+            match kill::route(
+                &self.front,
+                &self.p.user,
+                self.member.id(),
+                payload(&packet),
+            ) {
                 kill::Route::Forward => {}
                 kill::Route::Rewrite(p) => {
                     let mut out = Vec::with_capacity(p.len() + 4);

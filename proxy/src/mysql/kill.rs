@@ -1,8 +1,9 @@
 //! KILL with the connection id a client was given. Each backend connection has its own thread
 //! id, which changes with every wake; the id torpor gave the client in its handshake does not.
-//! A KILL reaches only the session that owns the id (torpor's id, or the thread id of its
-//! current backend connection), is pointed at that session's current backend connection, and
-//! is refused as the server refuses it: an id nobody owns, or a session of another user.
+//! A KILL reaches only the session that owns the id (torpor's id, or the thread id of any
+//! backend connection it has had), is pointed at that session's current backend connection,
+//! and is refused as the server refuses it: an id nobody owns (or that two sessions had, on
+//! two servers, neither of them the killer), or a session of another user.
 
 use std::sync::Arc;
 
@@ -22,8 +23,13 @@ pub(super) enum Route {
     Refuse(u16, String),
 }
 
-/// `payload` is a COM_QUERY or COM_PROCESS_KILL sent by `killer`.
-pub(super) fn route(front: &Arc<ClusterFront>, killer: &User, payload: &[u8]) -> Route {
+/// `payload` is a COM_QUERY or COM_PROCESS_KILL sent by `killer`, the session `killer_id`.
+pub(super) fn route(
+    front: &Arc<ClusterFront>,
+    killer: &User,
+    killer_id: u64,
+    payload: &[u8],
+) -> Route {
     let Some((&cmd, rest)) = payload.split_first() else {
         return Route::Forward;
     };
@@ -41,10 +47,11 @@ pub(super) fn route(front: &Arc<ClusterFront>, killer: &User, payload: &[u8]) ->
             None => return Route::Forward,
         }
     };
-    let target = front
-        .registry
-        .lookup_mysql(&front.name, id)
-        .or_else(|| front.registry.mysql_backend_owner(&front.name, id));
+    let target = front.registry.lookup_mysql(&front.name, id).or_else(|| {
+        front
+            .registry
+            .mysql_backend_owner(&front.name, id, killer_id)
+    });
     let Some(target) = target else {
         return Route::Refuse(1094, format!("Unknown thread id: {id}"));
     };

@@ -75,20 +75,32 @@ impl Registry {
             .cloned()
     }
 
-    /// Who holds MySQL backend thread id `id` in `cluster`. Thread ids start again at every
-    /// server start: an id a session had before is gone, even if the new server gave the same
-    /// number to someone else, so it belongs to nobody.
-    pub fn mysql_backend_owner(&self, cluster: &str, id: u64) -> Option<Arc<SessionEntry>> {
+    /// Which session a MySQL backend thread id `id` in `cluster` names: one whose current or
+    /// an earlier backend connection had it. Thread ids start again at every server start, so
+    /// one number can name a session's connection from before a wake and another's now: then
+    /// it names the killer itself if the killer is one of them, else nobody, since torpor
+    /// can't tell which one the client means and must not reach the wrong one.
+    pub fn mysql_backend_owner(
+        &self,
+        cluster: &str,
+        id: u64,
+        killer: u64,
+    ) -> Option<Arc<SessionEntry>> {
         // MariaDB's thread ids are unsigned; the key keeps them as i32 bit for bit.
         let id = u32::try_from(id).ok()? as i32;
         let map = self.map();
-        let sessions = || map.values().filter(|e| e.cluster == cluster);
-        if sessions().any(|e| e.had_backend(id)) {
-            return None;
+        let owners: Vec<&Arc<SessionEntry>> = map
+            .values()
+            .filter(|e| e.cluster == cluster)
+            .filter(|e| e.backend().is_some_and(|b| b.pid == id) || e.had_backend(id))
+            .collect();
+        if let Some(me) = owners.iter().find(|e| e.id == killer) {
+            return Some(Arc::clone(me));
         }
-        sessions()
-            .find(|e| e.backend().is_some_and(|b| b.pid == id))
-            .cloned()
+        match owners.as_slice() {
+            [one] => Some(Arc::clone(one)),
+            _ => None,
+        }
     }
 
     fn register_with(
