@@ -10,9 +10,13 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::child::io_err;
 use crate::driver::DriverError;
+
+/// How long a lock that is taken is tried again before it counts as another torpor's.
+const RELEASE_GRACE: Duration = Duration::from_secs(1);
 
 /// Held for as long as this value lives.
 #[derive(Debug)]
@@ -58,13 +62,22 @@ impl DataDirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| io_err(format!("opening the lock file {}", path.display()), e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(in_use(data_dir, path.clone(), read_pid(&mut file)));
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(io_err(format!("locking {}", path.display()), e));
+        // A lock just released can still be held for a moment by a child this process is
+        // forking (any thread's): the child shares every open file until its exec closes the
+        // close-on-exec ones. Only a holder that stays is another torpor.
+        let deadline = Instant::now() + RELEASE_GRACE;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(in_use(data_dir, path.clone(), read_pid(&mut file)));
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(io_err(format!("locking {}", path.display()), e));
+                }
             }
         }
         // Ours now: say who we are, for the error the next one gets.
