@@ -29,6 +29,7 @@ pub const REPLAY_SECONDS: &str = "torpor_replay_seconds";
 pub const PROBES_ANSWERED: &str = "torpor_probes_answered_total";
 pub const LOGIN_FAILURES: &str = "torpor_login_failures_total";
 pub const LOGIN_THROTTLED: &str = "torpor_login_throttled_total";
+pub const OFFLOADED_BYTES: &str = "torpor_offloaded_bytes_total";
 
 /// From a snapshot put on a local disk (sub-millisecond) to a cold start of a large server.
 const SECONDS: &[f64] = &[
@@ -93,6 +94,10 @@ impl Metrics {
         );
         for (name, help) in [
             (
+                OFFLOADED_BYTES,
+                "bytes of client commands scanned on the blocking pool rather than the async runtime, for their size",
+            ),
+            (
                 LOGIN_FAILURES,
                 "logins refused for a wrong password or an unknown user",
             ),
@@ -132,6 +137,10 @@ impl Metrics {
                     PROBES_ANSWERED,
                     vec![label("cluster", cluster), label("protocol", protocol)],
                 ),
+                &METADATA,
+            ),
+            offloaded: self.recorder.register_counter(
+                &Key::from_parts(OFFLOADED_BYTES, vec![label("cluster", cluster)]),
                 &METADATA,
             ),
         }
@@ -175,6 +184,7 @@ pub struct ClusterMetrics {
     pub snapshot_bytes: Histogram,
     pub replay: Histogram,
     pub probes_answered: Counter,
+    pub offloaded: Counter,
 }
 
 impl Default for ClusterMetrics {
@@ -186,6 +196,7 @@ impl Default for ClusterMetrics {
             snapshot_bytes: Histogram::noop(),
             replay: Histogram::noop(),
             probes_answered: Counter::noop(),
+            offloaded: Counter::noop(),
         }
     }
 }

@@ -34,6 +34,9 @@ struct Inner {
 
 /// The probe's object name; cluster names can't start with '.', so it never meets a snapshot.
 const PROBE: &str = ".torpor-probe";
+/// Snapshots up to this size are opened on the async runtime (well under a millisecond); larger
+/// ones, whose rows can reach hundreds of megabytes, on the blocking pool.
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
 // Only the description: the backend's own Debug may include credential providers.
 impl std::fmt::Debug for Store {
@@ -139,15 +142,20 @@ impl Store {
     }
 
     /// Writes the snapshot; returns once the backend reports it durably stored, with the number
-    /// of bytes stored.
-    pub async fn put<T: Serialize>(
+    /// of bytes stored. Encoding and sealing, proportional to the snapshot's size (temp tables'
+    /// rows), run on the blocking pool rather than the async runtime.
+    pub async fn put<T: Serialize + Send + Sync + 'static>(
         &self,
         key: &SnapshotKey,
-        value: &T,
+        value: Arc<T>,
     ) -> Result<usize, StoreError> {
         let location = self.location(key)?;
         let started = std::time::Instant::now();
-        let bytes = envelope::encode(&self.inner.seal, key, value)?;
+        let (seal, owned_key) = (self.inner.seal.clone(), key.clone());
+        let bytes =
+            tokio::task::spawn_blocking(move || envelope::encode(&seal, &owned_key, &*value))
+                .await
+                .map_err(|e| StoreError::Encode(format!("{key}: {e}")))??;
         let len = bytes.len();
         self.inner
             .backend
@@ -160,8 +168,12 @@ impl Store {
         Ok(len)
     }
 
-    /// Reads and verifies the snapshot stored for `key`.
-    pub async fn get<T: DeserializeOwned>(&self, key: &SnapshotKey) -> Result<T, StoreError> {
+    /// Reads and verifies the snapshot stored for `key`. A large one is opened and decoded on
+    /// the blocking pool.
+    pub async fn get<T: DeserializeOwned + Send + 'static>(
+        &self,
+        key: &SnapshotKey,
+    ) -> Result<T, StoreError> {
         let location = self.location(key)?;
         let started = std::time::Instant::now();
         let bytes = async { self.inner.backend.get(&location).await?.bytes().await }
@@ -169,7 +181,13 @@ impl Store {
             .await?
             .map_err(|e| backend_error("get", key, e))?;
         tracing::debug!(%key, bytes = bytes.len(), get_us = started.elapsed().as_micros(), "snapshot loaded");
-        envelope::decode(&self.inner.seal, key, &bytes)
+        if bytes.len() <= INLINE_DECODE_BYTES {
+            return envelope::decode(&self.inner.seal, key, &bytes);
+        }
+        let (seal, owned_key) = (self.inner.seal.clone(), key.clone());
+        tokio::task::spawn_blocking(move || envelope::decode(&seal, &owned_key, &bytes))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?
     }
 
     /// Removes the snapshot; a key with no snapshot is not an error.

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use state_store::{SnapshotKey, Store, StoreConfig, StoreError};
 
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Snap {
     settings: Vec<(String, String)>,
     rows: String,
@@ -63,7 +63,10 @@ async fn roundtrip_delete_not_found() {
         settings: vec![("search_path".into(), "app, public".into())],
         rows: "small".into(),
     };
-    let stored = store.put(&k, &snap).await.unwrap();
+    let stored = store
+        .put(&k, std::sync::Arc::new(snap.clone()))
+        .await
+        .unwrap();
     let on_disk = root.join("pg-main").join(k.session.to_string());
     assert!(on_disk.is_file(), "object at <cluster>/<session>");
     assert_eq!(stored as u64, std::fs::metadata(&on_disk).unwrap().len());
@@ -81,7 +84,10 @@ async fn roundtrip_delete_not_found() {
         settings: vec![],
         rows: "second".into(),
     };
-    store.put(&k, &snap2).await.unwrap();
+    store
+        .put(&k, std::sync::Arc::new(snap2.clone()))
+        .await
+        .unwrap();
     assert_eq!(store.get::<Snap>(&k).await.unwrap(), snap2);
 
     store.delete(&k).await.unwrap();
@@ -104,7 +110,10 @@ async fn twenty_megabytes() {
         settings: vec![],
         rows: big_text(20 * 1024 * 1024),
     };
-    store.put(&k, &snap).await.unwrap();
+    store
+        .put(&k, std::sync::Arc::new(snap.clone()))
+        .await
+        .unwrap();
     let back: Snap = store.get(&k).await.unwrap();
     assert_eq!(back.rows.len(), snap.rows.len());
     assert!(back == snap);
@@ -118,10 +127,11 @@ async fn tampered_file_is_reported() {
     store
         .put(
             &k,
-            &Snap {
+            Snap {
                 settings: vec![],
                 rows: "x".repeat(100),
-            },
+            }
+            .into(),
         )
         .await
         .unwrap();
@@ -145,10 +155,11 @@ async fn copied_object_is_wrong_session() {
     store
         .put(
             &a,
-            &Snap {
+            Snap {
                 settings: vec![],
                 rows: "a".into(),
-            },
+            }
+            .into(),
         )
         .await
         .unwrap();
@@ -175,7 +186,10 @@ async fn memory_store_roundtrip() {
         settings: vec![("a".into(), "b".into())],
         rows: String::new(),
     };
-    store.put(&k, &snap).await.unwrap();
+    store
+        .put(&k, std::sync::Arc::new(snap.clone()))
+        .await
+        .unwrap();
     // Clones share the backend.
     assert_eq!(store.clone().get::<Snap>(&k).await.unwrap(), snap);
     store.delete(&k).await.unwrap();
@@ -217,10 +231,11 @@ async fn files_and_directories_are_private() {
     store
         .put(
             &k,
-            &Snap {
+            Snap {
                 settings: vec![],
                 rows: "r".into(),
-            },
+            }
+            .into(),
         )
         .await
         .unwrap();
@@ -245,11 +260,15 @@ async fn clear_removes_only_its_own_instance() {
     };
     let mine: Vec<_> = (0..3).map(|_| key("pg")).collect();
     for k in &mine {
-        a.put(k, &snap).await.unwrap();
+        a.put(k, std::sync::Arc::new(snap.clone())).await.unwrap();
     }
-    a.put(&key("my"), &snap).await.unwrap();
+    a.put(&key("my"), std::sync::Arc::new(snap.clone()))
+        .await
+        .unwrap();
     let theirs = key("pg");
-    a2.put(&theirs, &snap).await.unwrap();
+    a2.put(&theirs, std::sync::Arc::new(snap.clone()))
+        .await
+        .unwrap();
     a.probe().await.unwrap();
 
     assert_eq!(a.clear().await.unwrap(), 4);
@@ -272,7 +291,10 @@ async fn wrong_key_and_rotation() {
         settings: vec![],
         rows: "r".into(),
     };
-    open(&root).put(&k, &snap).await.unwrap();
+    open(&root)
+        .put(&k, std::sync::Arc::new(snap.clone()))
+        .await
+        .unwrap();
     let old_key = root.with_extension("key");
 
     // Another key: refused, naming the key the snapshot needs.
@@ -289,7 +311,10 @@ async fn wrong_key_and_rotation() {
     };
     let rotated = Store::open(&cfg).unwrap();
     assert_eq!(rotated.get::<Snap>(&k).await.unwrap(), snap);
-    rotated.put(&k, &snap).await.unwrap();
+    rotated
+        .put(&k, std::sync::Arc::new(snap.clone()))
+        .await
+        .unwrap();
     assert!(matches!(
         open(&root).get::<Snap>(&k).await,
         Err(StoreError::WrongKey(_))

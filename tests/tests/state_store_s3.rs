@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use state_store::{SnapshotKey, Store, StoreConfig, StoreError};
 use torpor_tests::s3;
 
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Snap {
     settings: Vec<(String, String)>,
     rows: String,
@@ -45,13 +45,13 @@ async fn put_get_delete_not_found() {
     );
 
     let k = key("pg-main");
-    store.put(&k, &snap("one")).await.unwrap();
+    store.put(&k, snap("one").into()).await.unwrap();
     let object = server.object_path(&format!("snapshots/eu/pg-main/{}", k.session));
     assert!(object.is_file(), "{} missing", object.display());
     assert_eq!(&std::fs::read(&object).unwrap()[..4], b"TRPR");
 
     assert_eq!(store.get::<Snap>(&k).await.unwrap(), snap("one"));
-    store.put(&k, &snap("two")).await.unwrap();
+    store.put(&k, snap("two").into()).await.unwrap();
     assert_eq!(store.get::<Snap>(&k).await.unwrap(), snap("two"));
 
     store.delete(&k).await.unwrap();
@@ -67,7 +67,7 @@ async fn put_get_delete_not_found() {
 async fn no_prefix_keys_are_cluster_slash_session() {
     let (_dir, server, store) = on_s3("").await;
     let k = key("c1");
-    store.put(&k, &snap("x")).await.unwrap();
+    store.put(&k, snap("x").into()).await.unwrap();
     assert!(server.object_path(&format!("c1/{}", k.session)).is_file());
 }
 
@@ -76,7 +76,7 @@ async fn copied_object_is_wrong_session() {
     let (_dir, server, store) = on_s3("p").await;
     let a = key("pg");
     let b = key("pg");
-    store.put(&a, &snap("a")).await.unwrap();
+    store.put(&a, snap("a").into()).await.unwrap();
     std::fs::copy(
         server.object_path(&format!("p/pg/{}", a.session)),
         server.object_path(&format!("p/pg/{}", b.session)),
@@ -102,7 +102,10 @@ async fn twenty_megabytes() {
         })
         .collect();
     let value = snap(&rows);
-    store.put(&k, &value).await.unwrap();
+    store
+        .put(&k, std::sync::Arc::new(value.clone()))
+        .await
+        .unwrap();
     let back: Snap = store.get(&k).await.unwrap();
     assert_eq!(back.rows.len(), rows.len());
     assert!(back == value);
@@ -117,7 +120,7 @@ async fn wrong_secret_is_a_backend_error() {
         ..server.store_config("p")
     };
     let store = Store::open(&cfg).unwrap();
-    match store.put(&key("pg"), &snap("x")).await {
+    match store.put(&key("pg"), snap("x").into()).await {
         Err(StoreError::Backend(m)) => assert!(!m.contains("not-the-secret"), "{m}"),
         other => panic!("expected Backend error, got {other:?}"),
     }
@@ -164,10 +167,10 @@ async fn clear_removes_only_its_own_instance() {
     let (a, a2) = (base.instance("a").unwrap(), base.instance("a2").unwrap());
     let mine = [key("pg"), key("pg"), key("my")];
     for k in &mine {
-        a.put(k, &snap("mine")).await.unwrap();
+        a.put(k, snap("mine").into()).await.unwrap();
     }
     let theirs = key("pg");
-    a2.put(&theirs, &snap("theirs")).await.unwrap();
+    a2.put(&theirs, snap("theirs").into()).await.unwrap();
     assert!(
         server
             .object_path(&format!("p/a/pg/{}", mine[0].session))

@@ -6,6 +6,24 @@ use std::collections::BTreeMap;
 use super::snapshot::BinaryStatement;
 use super::txn;
 
+/// What a statement's text tells about running it: read once, when it is prepared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Class {
+    /// Running it may leave uncommitted changes or row locks in an open transaction.
+    pub writes: bool,
+    /// Running it can't change what the session holds.
+    pub plain: bool,
+}
+
+impl Class {
+    pub fn of(sql: &str) -> Class {
+        Class {
+            writes: txn::effect(sql) != txn::TxnEffect::Reads,
+            plain: txn::plainly_reads(sql),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Statement {
     /// The id on the current backend connection (stale while parked).
@@ -40,6 +58,7 @@ impl Statements {
         &mut self,
         backend_id: u32,
         sql: String,
+        class: Class,
         schema: Option<String>,
         params: u16,
     ) -> u32 {
@@ -51,8 +70,8 @@ impl Statements {
             self.next_id,
             Statement {
                 backend_id,
-                writes: txn::effect(&sql) != txn::TxnEffect::Reads,
-                plain: txn::plainly_reads(&sql),
+                writes: class.writes,
+                plain: class.plain,
                 sql,
                 schema,
                 num_params: params,

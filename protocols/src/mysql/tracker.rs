@@ -12,7 +12,7 @@ use super::packet::{MAX_PAYLOAD, PacketError, write_packet};
 use super::response::status;
 use super::response_tracker::{Reply, ResponseTracker, Seen};
 use super::sql;
-use super::statements::Statements;
+use super::statements::{Class, Statements};
 use super::tracked::Tracked;
 use super::txn::{self, TxnEffect};
 
@@ -52,6 +52,8 @@ pub struct Current {
     pub failed: bool,
     /// Query text, prepared statement text or schema name; the buffer is reused.
     pub text: String,
+    /// What the text of a COM_STMT_PREPARE tells about running it.
+    pub class: Class,
 }
 
 /// What to do with a command.
@@ -62,6 +64,12 @@ pub enum Command {
     /// An execute that must not reach the server: it crashes MariaDB 10.11 when the statement
     /// never had parameter types. The client gets error 1210 instead.
     RefuseExecute,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker::new(None)
+    }
 }
 
 impl Tracker {
@@ -127,6 +135,8 @@ impl Tracker {
         self.current.cursor = false;
         self.current.stmt = 0;
         self.current.text.clear();
+        // One large command must not keep its buffer's size for the rest of the session.
+        self.current.text.shrink_to(64 * 1024);
         let reply = match cmd {
             com::QUERY | com::STMT_PREPARE | com::INIT_DB => {
                 let text = body.get(1..).unwrap_or_default();
@@ -139,7 +149,10 @@ impl Tracker {
                 }
                 match cmd {
                     com::QUERY => Reply::Query,
-                    com::STMT_PREPARE => Reply::Prepare,
+                    com::STMT_PREPARE => {
+                        self.current.class = Class::of(&self.current.text);
+                        Reply::Prepare
+                    }
                     _ => Reply::Single,
                 }
             }

@@ -11,7 +11,7 @@ use protocols::mysql::tracker::Command;
 use super::conn::{payload, seq};
 use super::kill;
 use super::session::My;
-use crate::session::{Error, Session, Step};
+use crate::session::{Error, Session, Step, offload};
 
 impl Session<My> {
     /// The first packet of a client's command, whole.
@@ -175,7 +175,18 @@ impl Session<My> {
         if !probing {
             self.activity().await?;
         }
-        if self.p.tracker.command(&mut packet, probe)? == Command::RefuseExecute {
+        let size = packet.len();
+        let (packet, command) = offload::run(
+            size,
+            &mut self.p.tracker,
+            &self.front.metrics.offloaded,
+            move |t| {
+                let command = t.command(&mut packet, probe);
+                (packet, command)
+            },
+        )
+        .await?;
+        if command? == Command::RefuseExecute {
             return self
                 .p
                 .local_err(

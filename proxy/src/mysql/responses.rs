@@ -11,7 +11,7 @@ use protocols::mysql::response_tracker::Kind;
 
 use super::conn::seq;
 use super::session::My;
-use crate::session::{Error, Session};
+use crate::session::{Error, Session, offload};
 
 impl Session<My> {
     /// Passes whole backend packets on. Most go out as they came, in one write straight from
@@ -56,9 +56,11 @@ impl Session<My> {
                 }
                 Kind::PrepareOk => {
                     let ok = command::PrepareOk::parse(&b.conn.rbuf[body.clone()])?;
+                    let current = &self.p.tracker.current;
                     let id = self.p.tracker.stmts.add(
                         ok.stmt_id,
-                        self.p.tracker.current.text.clone(),
+                        current.text.clone(),
+                        current.class,
                         self.p.tracker.schema.clone(),
                         ok.num_params,
                     );
@@ -75,9 +77,19 @@ impl Session<My> {
         }
         let chunk = b.conn.rbuf.split_to(off);
         if let Some(seen) = finished {
-            self.p
-                .tracker
-                .complete(&seen, &mut self.p.hello.capabilities);
+            let text = self.p.tracker.current.text.len();
+            let capabilities = self.p.hello.capabilities;
+            self.p.hello.capabilities = offload::run(
+                text,
+                &mut self.p.tracker,
+                &self.front.metrics.offloaded,
+                move |t| {
+                    let mut capabilities = capabilities;
+                    t.complete(&seen, &mut capabilities);
+                    capabilities
+                },
+            )
+            .await?;
             // Idle before the client learns its command is done, so what it asks next (the
             // admin API, a drain) sees the state it was told.
             self.update_busy();

@@ -26,14 +26,19 @@ fn failed(what: &str) -> Error {
 
 /// Sends the whole replay in one write and reads one response per command. Prepared statements
 /// get new backend ids under the ids the client knows; their long data is sent again. Returns
-/// the server status after the replay. The time a replay takes goes to `replay_seconds`.
+/// the server status after the replay. The time a replay takes goes to `replay_seconds`. The
+/// replay is built on the blocking pool: it is as large as the snapshot, temp tables' rows and
+/// all, and checking each statement costs a scan of it.
 pub(super) async fn restore(
     backend: &mut Backend,
-    snap: &MySnapshot,
+    snap: MySnapshot,
     stmts: &mut Statements,
     replay_seconds: &Histogram,
 ) -> Result<u16, Error> {
-    let commands = replay::build(snap).map_err(|e| failed(&e))?;
+    let commands = tokio::task::spawn_blocking(move || replay::build(&snap))
+        .await
+        .map_err(|e| failed(&format!("building the replay failed: {e}")))?
+        .map_err(|e| failed(&e))?;
     if commands.is_empty() {
         return Ok(backend.status);
     }

@@ -14,17 +14,25 @@ use crate::session::Error;
 
 /// Sends the whole replay in one write and reads until every ReadyForQuery came back.
 /// Fails naming the first item the backend refused. Notifications go to `to_client`. The
-/// time a replay takes goes to `replay_seconds`.
+/// time a replay takes goes to `replay_seconds`. The replay is built on the blocking pool: it
+/// is as large as the snapshot, temp tables' rows and all. Gives the snapshot back.
 pub(super) async fn restore(
     backend: &mut Backend,
-    snap: &PgSnapshot,
+    snap: PgSnapshot,
     login_user: &str,
     to_client: &mut BytesMut,
     replay_seconds: &Histogram,
-) -> Result<(), Error> {
-    let plan = replay::build(snap, login_user).map_err(failed)?;
+) -> Result<PgSnapshot, Error> {
+    let user = login_user.to_string();
+    let (snap, plan) = tokio::task::spawn_blocking(move || {
+        let plan = replay::build(&snap, &user);
+        (snap, plan)
+    })
+    .await
+    .map_err(|e| failed(format!("building the replay failed: {e}")))?;
+    let plan = plan.map_err(failed)?;
     if plan.ready_count == 0 {
-        return Ok(());
+        return Ok(snap);
     }
     let started = std::time::Instant::now();
     backend.conn.send(&plan.messages).await?;
@@ -80,7 +88,7 @@ pub(super) async fn restore(
     );
     match failure {
         Some(what) => Err(failed(what)),
-        None => Ok(()),
+        None => Ok(snap),
     }
 }
 

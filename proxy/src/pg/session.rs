@@ -21,7 +21,7 @@ use super::restore;
 use super::unserved;
 use crate::cluster_front::{ClusterFront, User};
 use crate::registry::{BackendKey, Holds};
-use crate::session::{Capture, Error, Membership, Protocol, Session, Step};
+use crate::session::{Capture, Error, Membership, Protocol, Session, Step, offload};
 
 pub(super) struct Pg {
     client: Conn,
@@ -313,7 +313,7 @@ impl Protocol for Pg {
             p.overlay.apply(&mut snap);
             let mut to_client = BytesMut::new();
             let replay = &s.front.metrics.replay;
-            restore::restore(&mut b, &snap, &p.user.name, &mut to_client, replay)
+            let snap = restore::restore(&mut b, snap, &p.user.name, &mut to_client, replay)
                 .await
                 .map_err(Self::went_away)?;
             if !to_client.is_empty() {
@@ -490,17 +490,15 @@ async fn forward(s: &mut Session<Pg>) -> Result<Step, Error> {
     if !probing {
         s.activity().await?;
     }
-    let mut terminate = false;
-    let tracker = &mut s.p.tracker;
-    let n = s.p.client.whole_messages(|t, body| {
-        if t == tag::TERMINATE {
-            terminate = true;
-        }
-        tracker.client_message(t, body);
-    })?;
+    let n = s.p.client.whole_messages(|_, _| {})?;
+    let chunk = s.p.client.rbuf.split_to(n).freeze();
+    let messages = chunk.clone();
+    let terminate = offload::run(n, &mut s.p.tracker, &s.front.metrics.offloaded, move |t| {
+        track_client(t, &messages)
+    })
+    .await?;
     // Busy before the backend can answer, so nobody sees a stale idle state.
     s.update_busy();
-    let chunk = s.p.client.rbuf.split_to(n);
     if let Some(b) = s.p.backend.as_mut() {
         b.conn.send(&chunk).await?;
     }
@@ -508,6 +506,17 @@ async fn forward(s: &mut Session<Pg>) -> Result<Step, Error> {
         return Ok(Step::Done);
     }
     Ok(Step::Continue)
+}
+
+/// Shows the tracker the client's whole messages in `buf`; true when one is a Terminate.
+fn track_client(tracker: &mut Tracker, mut buf: &[u8]) -> bool {
+    let mut terminate = false;
+    while let Ok(Some((t, len))) = frame::message_len(buf, usize::MAX) {
+        terminate |= t == tag::TERMINATE;
+        tracker.client_message(t, &buf[5..len]);
+        buf = &buf[len..];
+    }
+    terminate
 }
 
 impl Pg {

@@ -227,7 +227,7 @@ impl<P: Protocol> Session<P> {
                 self.member.reg.entry.set_found_blocker(Some(why.clone()));
                 return Ok(CheckpointReply::Blocked(why));
             }
-            Capture::Snapshot(s) => s,
+            Capture::Snapshot(s) => std::sync::Arc::<P::Snapshot>::from(s),
         };
         let metrics = &self.front.metrics;
         metrics.checkpoint.record(started.elapsed());
@@ -235,7 +235,7 @@ impl<P: Protocol> Session<P> {
         let bytes = self
             .front
             .store
-            .put(&self.member.key, &*snap)
+            .put(&self.member.key, snap.clone())
             .await
             .map_err(|e| P::put_failed(e.to_string()))?;
         metrics.snapshot_put.record(started.elapsed());

@@ -124,7 +124,7 @@ impl Membership {
     /// A watching session that is sent a rejoin meanwhile attaches through it instead, and the
     /// wake that sent it waits until [`Membership::attached`]. Both the start and the read are
     /// tried again until `deadline`.
-    pub(crate) async fn wake_and_load<T: DeserializeOwned>(
+    pub(crate) async fn wake_and_load<T: DeserializeOwned + Send + 'static>(
         &mut self,
         deadline: Instant,
     ) -> (
@@ -176,7 +176,7 @@ impl Membership {
     /// Reads this session's snapshot, if it has one, to attach to a backend that started
     /// without our asking (see [`Membership::watch`]), and joins its drains. The wake waits until
     /// [`Membership::attached`].
-    pub(crate) async fn rejoin<T: DeserializeOwned>(
+    pub(crate) async fn rejoin<T: DeserializeOwned + Send + 'static>(
         &mut self,
         rj: Rejoin,
         deadline: Instant,
@@ -254,7 +254,7 @@ impl Membership {
 
 /// Reads a session's snapshot, timing the reads that succeed. A store that fails or is slow
 /// is tried again until `deadline`; a snapshot that can't load is not.
-async fn load<T: DeserializeOwned>(
+async fn load<T: DeserializeOwned + Send + 'static>(
     front: &ClusterFront,
     key: &SnapshotKey,
     deadline: Instant,

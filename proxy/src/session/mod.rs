@@ -7,6 +7,7 @@ mod ending;
 mod engine;
 pub(crate) mod error;
 mod membership;
+pub(crate) mod offload;
 mod protocol;
 
 pub(crate) use backoff::{Backoff, ready_by};
