@@ -23,6 +23,9 @@ struct Cluster {
     backend_pid: Option<u32>,
     sessions: Sessions,
     blockers: Vec<String>,
+    /// Why the last start failed, or how the backend last exited unasked.
+    #[serde(default)]
+    last_error: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +204,9 @@ fn render(clusters: &[Cluster]) -> String {
             "{:<16} {:<9} {:<9} {:>8} {:>9} {:>7}  {}",
             c.name, c.protocol, c.state, pid, c.sessions.attached, c.sessions.parked, blockers
         );
+        if let Some(e) = &c.last_error {
+            let _ = writeln!(out, "{:<16} last error: {}", "", printable(e));
+        }
     }
     out
 }
@@ -256,6 +262,24 @@ mod tests {
         );
         assert!(lines[2].contains("42") && lines[2].contains("open transaction"));
         assert!(lines[1].contains("postgres") && lines[2].contains("mysql"));
+    }
+
+    #[test]
+    fn a_clusters_last_error_follows_its_line() {
+        let clusters: Vec<Cluster> = serde_json::from_str(
+            r#"[{"name":"a","protocol":"postgres","state":"standby","backend_pid":null,"sessions":{"attached":0,"parked":1},"blockers":[],"last_error":"backend exited: signal 9"},
+                {"name":"b","protocol":"mysql","state":"running","backend_pid":42,"sessions":{"attached":1,"parked":0},"blockers":[],"last_error":null}]"#,
+        )
+        .unwrap();
+        let text = render(&clusters);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[1].starts_with("a "), "{text}");
+        assert!(
+            lines[2].trim_start() == "last error: backend exited: signal 9",
+            "{text}"
+        );
+        assert!(lines[3].starts_with("b "), "{text}");
     }
 
     #[test]

@@ -254,14 +254,25 @@ async fn a_failed_put_blocks_until_the_next_sleep_succeeds() {
     env.shutdown_after(c).await;
 }
 
-/// The log and the client's answer carry the first 64 bytes of a 3 MiB user name, not all of
-/// it. Runs the binary, whose log the test reads.
+/// The log and the client's answer carry the first 64 bytes of an 8 KiB user name, not all of
+/// it; a 3 MiB one is refused as a malformed packet before torpor holds it. Runs the binary,
+/// whose log the test reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_mysql_user_name_is_clipped_in_the_answer_and_the_log() {
     init_tracing();
     let cfg = TestConfig::new(&Opts::mysql()).await;
     let mut proc = binary::up(&cfg.config_path).await;
-    let name = "u".repeat(3 << 20);
+
+    let mut raw = MyRaw::connect(cfg.listen).await.unwrap();
+    let resp = raw.handshake_response(&"u".repeat(3 << 20), "whatever", None);
+    // The client may still be writing when torpor answers and closes.
+    let _ = raw.send_packet(1, &resp).await;
+    let (_, p) = raw.recv().await.unwrap().expect("an answer");
+    let err = parse_err(&p).unwrap();
+    assert_eq!(err.code, 1835, "{err:?}");
+    assert!(err.message.contains("16384"), "{err:?}");
+
+    let name = "u".repeat(8 << 10);
     let mut raw = MyRaw::connect(cfg.listen).await.unwrap();
     let resp = raw.handshake_response(&name, "whatever", None);
     raw.send_packet(1, &resp).await.unwrap();

@@ -71,11 +71,21 @@ pub(super) enum Start {
     },
 }
 
+/// The largest packet a client may send before it has logged in. Real handshake responses
+/// are a few hundred bytes (connection attributes included); without a bound, each of
+/// `max_client_connections` clients could make torpor hold 16 MiB before any password is
+/// checked. PostgreSQL's login messages have the same bound.
+const MAX_LOGIN_PACKET: usize = 16 << 10;
+
 /// The whole handshake, greeting included, within `handshake_timeout`.
 pub(super) async fn accept(io: TcpStream, front: &Arc<ClusterFront>) -> Start {
     let mut conn = super::conn::conn(io);
+    let session_max = conn.max;
+    conn.max = MAX_LOGIN_PACKET;
     let timeout = front.handshake_timeout;
-    match tokio::time::timeout(timeout, log_in(&mut conn, front)).await {
+    let logged_in = tokio::time::timeout(timeout, log_in(&mut conn, front)).await;
+    conn.max = session_max;
+    match logged_in {
         Ok(Ok((user, hello, reg, seq))) => Start::Session {
             conn,
             user,
