@@ -97,6 +97,10 @@ pub struct ClusterFront {
     pub handshake_timeout: Duration,
     /// Failed logins per client address, shared by every cluster.
     pub logins: Arc<Logins>,
+    /// The certificate this cluster shows clients; `None`: plaintext only.
+    pub(crate) tls: Option<Arc<crate::tls::Tls>>,
+    /// Clients that don't start TLS are refused.
+    pub require_tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +150,15 @@ impl ClusterFront {
             my_probes: protocols::mysql::local::ProbeSet::parse(&cfg.probes()).unwrap_or_default(),
             handshake_timeout: Duration::from_secs(30),
             logins: Arc::default(),
+            tls: None,
+            require_tls: cfg.require_tls,
         }
+    }
+
+    /// The certificate this cluster shows its clients.
+    pub(crate) fn with_tls(mut self, tls: Option<Arc<crate::tls::Tls>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The login rules every cluster shares: the handshake timeout and the failed logins.

@@ -11,8 +11,10 @@ use state_store::StoreConfig;
 
 mod front;
 mod instance;
+mod tls;
 pub use front::ProxyConfig;
 pub use instance::KEY_FILE;
+pub use tls::TlsConfig;
 
 /// Used by `torpor up` when no --config is given: one local PostgreSQL, state in ./.torpor.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -45,6 +47,9 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// The certificate clients of every cluster see, unless a cluster has its own.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     pub state_store: StoreConfig,
     #[serde(rename = "cluster")]
     pub clusters: Vec<ClusterConfig>,
@@ -55,6 +60,9 @@ pub struct Config {
     /// (`./.torpor` for the embedded default).
     #[serde(skip)]
     pub key_home: PathBuf,
+    /// The embedded default: `[tls]`'s files are made (self-signed) when missing.
+    #[serde(skip)]
+    pub self_signed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +113,12 @@ pub struct ClusterConfig {
     /// This cluster's share of `[proxy] max_client_connections`.
     #[serde(default)]
     pub max_client_connections: Option<usize>,
+    /// This cluster's own certificate (`[cluster.tls]`), in place of `[tls]`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Clients that don't start TLS are refused, as the server refuses them.
+    #[serde(default)]
+    pub require_tls: bool,
 }
 
 impl ClusterConfig {
@@ -205,6 +219,7 @@ impl Config {
         let mut cfg = Config::parse(DEFAULT_CONFIG, &cwd)?;
         cfg.source = cwd.join(".torpor");
         cfg.key_home = cwd.join(".torpor");
+        cfg.self_signed = true;
         Ok(cfg)
     }
 
@@ -229,11 +244,13 @@ impl Config {
         }
         self.admin.resolve_paths(base);
         instance::resolve_paths(&mut self.state_store, base);
+        tls::resolve_paths(self, base);
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         front::validate(self)?;
         instance::validate(self)?;
+        tls::validate(self)?;
         let url = &self.state_store.url;
         if !(url.starts_with("file://") || url.starts_with("s3://") || url.starts_with("memory://"))
         {

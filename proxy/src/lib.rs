@@ -17,3 +17,4 @@ mod session;
 mod snapshots;
 pub mod status;
 pub mod throttle;
+mod tls;

@@ -123,6 +123,7 @@ async fn up(cfg: Config, embedded: bool) -> anyhow::Result<()> {
     // down in order rather than kill the process.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let clusters = cfg.clusters.clone();
     let running = torpor::server::start(cfg).await?;
     for (c, addr) in clusters.iter().zip(&running.listen_addrs) {
@@ -152,9 +153,14 @@ async fn up(cfg: Config, embedded: bool) -> anyhow::Result<()> {
     }
     println!("torpor: admin API at http://{}", running.admin_addr);
 
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                running.reload_certificates();
+            }
+        }
     }
     tracing::info!("shutting down: closing clients, stopping backends");
     running.shutdown().await;

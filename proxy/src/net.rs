@@ -1,6 +1,6 @@
-//! The byte stream under a protocol connection: TCP for clients, and for backends a Unix
-//! socket when the driver runs the server on this machine. Per query, a Unix socket costs the
-//! kernel less than loopback TCP, and the proxy hop is mostly kernel time.
+//! The byte stream under a protocol connection: TCP (or TLS over it) for clients, and for
+//! backends a Unix socket when the driver runs the server on this machine. Per query, a Unix
+//! socket costs the kernel less than loopback TCP, and the proxy hop is mostly kernel time.
 
 pub(crate) mod budget;
 
@@ -85,6 +85,9 @@ impl Conn {
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    /// Midway through a TLS handshake that failed: nothing more can be read or written.
+    Gone,
 }
 
 impl From<TcpStream> for Stream {
@@ -101,9 +104,46 @@ impl Stream {
     pub(crate) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
             Stream::Tcp(s) => s.peer_addr().ok(),
-            Stream::Unix(_) => None,
+            Stream::Tls(s) => s.get_ref().0.peer_addr().ok(),
+            Stream::Unix(_) | Stream::Gone => None,
         }
     }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+}
+
+impl Conn {
+    /// Runs the server side of a TLS handshake on this client connection. Bytes the client
+    /// sent before the handshake and that are still unread are refused, not carried into the
+    /// encrypted session (CVE-2021-23214).
+    pub(crate) async fn start_tls(&mut self, tls: &crate::tls::Loaded) -> io::Result<()> {
+        if !self.rbuf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the client sent data after its encryption request, before the TLS handshake",
+            ));
+        }
+        let Stream::Tcp(tcp) = std::mem::replace(&mut self.io, Stream::Gone) else {
+            return Err(io::Error::other("TLS asked for twice"));
+        };
+        let tls = crate::tls::accept(tls, tcp).await?;
+        self.io = Stream::Tls(Box::new(tls.into()));
+        Ok(())
+    }
+
+    /// The ALPN protocol the client and torpor agreed on, if any.
+    pub(crate) fn alpn(&self) -> Option<&[u8]> {
+        match &self.io {
+            Stream::Tls(s) => s.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the TLS handshake failed")
 }
 
 /// Opens a connection to the backend: its Unix socket if it has one, else TCP.
@@ -123,6 +163,8 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Gone => Poll::Ready(Err(gone())),
         }
     }
 }
@@ -136,6 +178,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Gone => Poll::Ready(Err(gone())),
         }
     }
 
@@ -143,6 +187,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
         }
     }
 
@@ -150,6 +196,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Running {
     pub fronts: Vec<Arc<ClusterFront>>,
     /// The address each cluster listens on, in config order.
     pub listen_addrs: Vec<SocketAddr>,
+    /// Each cluster's certificate, to read again on SIGHUP.
+    certificates: Vec<(String, Arc<crate::tls::Tls>)>,
     shutdown: CancellationToken,
     sessions: TaskTracker,
     background: TaskTracker,
@@ -75,9 +77,26 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     let all_clients = Cap::new(cfg.proxy.max_client_connections);
     let budget = crate::net::budget::Budget::new(cfg.proxy.max_buffered_bytes);
 
+    if cfg.self_signed
+        && let Some(t) = &cfg.tls
+        && crate::tls::make_if_missing(t)?
+    {
+        tracing::info!(cert = %t.cert.display(), "made a self-signed certificate for localhost: clients can use TLS, but can't verify it");
+    }
+    let mut certificates = Vec::new();
     let mut fronts = Vec::new();
     let mut listen_addrs = Vec::new();
-    for (c, driver) in cfg.clusters.iter().zip(drivers) {
+    for (i, (c, driver)) in cfg.clusters.iter().zip(drivers).enumerate() {
+        let tls = match cfg.cluster_tls(i) {
+            Some(t) => {
+                let tls = crate::tls::Tls::load(t, c.protocol == Protocol::Postgres)
+                    .with_context(|| format!("cluster {}: TLS", c.name))?;
+                let tls = Arc::new(tls);
+                certificates.push((c.name.clone(), tls.clone()));
+                Some(tls)
+            }
+            None => None,
+        };
         let cluster = Arc::new(
             Cluster::new(&c.name, c.idle_timeout, driver)
                 .with_wake_histograms(|cause| metrics.wake(&c.name, cause)),
@@ -95,7 +114,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
                 .with_metrics(metrics.cluster(&c.name, c.protocol))
                 .with_logins(cfg.proxy.handshake_timeout, logins.clone())
                 .with_wake_timeout(cfg.proxy.wake_timeout)
-                .with_budget(budget.clone()),
+                .with_budget(budget.clone())
+                .with_tls(tls),
         );
         fronts.push(front.clone());
 
@@ -154,6 +174,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         admin_addr,
         fronts,
         listen_addrs,
+        certificates,
         shutdown,
         sessions,
         background,
@@ -219,6 +240,25 @@ async fn accept_loop(
 }
 
 impl Running {
+    /// Reads every cluster's certificate files again (SIGHUP). Connections already open keep
+    /// the certificate they began with; one that fails to load leaves the old one in use.
+    /// True when all loaded.
+    pub fn reload_certificates(&self) -> bool {
+        let mut all = true;
+        for (cluster, tls) in &self.certificates {
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(%cluster, cert = %tls.cert_path().display(), "certificate read again");
+                }
+                Err(e) => {
+                    all = false;
+                    tracing::error!(%cluster, error = %e, "could not read the certificate again: the one loaded before stays in use");
+                }
+            }
+        }
+        all
+    }
+
     /// Closes every client with 57P01, then stops every backend this process started.
     pub async fn shutdown(self) {
         self.shutdown.cancel();

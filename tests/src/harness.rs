@@ -629,7 +629,7 @@ pub async fn connect_from(
 }
 
 /// Runs the connection task: it records ParameterStatus values and passes notifications on.
-fn serve_client<S, T>(client: Client, mut conn: tokio_postgres::Connection<S, T>) -> Pg
+pub(crate) fn serve_client<S, T>(client: Client, mut conn: tokio_postgres::Connection<S, T>) -> Pg
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

@@ -16,4 +16,5 @@ pub mod python;
 pub mod relay;
 pub mod s3;
 pub mod script;
+pub mod tls;
 pub mod wire;

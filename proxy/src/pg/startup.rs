@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use protocols::auth::scram::{ScramError, ScramSecret, ScramServer};
+use protocols::auth::scram::{Binding, ScramError, ScramSecret, ScramServer};
 use protocols::pg::frame::{self, StartupPacket};
 use protocols::pg::message::{self, tag};
 use protocols::pg::parse;
@@ -31,6 +31,9 @@ pub(super) enum Start {
     /// Startup failed; the connection is kept so the caller can tell the client why.
     Failed { conn: Conn, error: Error },
 }
+
+const SCRAM: &str = "SCRAM-SHA-256";
+const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 /// SASL messages are small; anything bigger during authentication is an attack or a bug.
 const MAX_AUTH_MESSAGE: usize = 16 << 10;
@@ -75,13 +78,77 @@ enum Handshake {
 }
 
 async fn handshake(conn: &mut Conn, front: &ClusterFront) -> Result<Handshake, Error> {
-    match startup_packet(conn).await? {
+    let mut binding = None;
+    if let Some(tls) = &front.tls
+        && direct_tls(conn).await?
+    {
+        binding = start_tls(conn, tls).await?;
+        // As PostgreSQL 17: a direct TLS connection must say it speaks postgresql.
+        if conn.alpn() != Some(crate::tls::ALPN_POSTGRES) {
+            return Err(Error::pg(
+                "08P01",
+                "received direct SSL connection request without ALPN protocol negotiation extension",
+            ));
+        }
+    }
+    match startup_packet(conn, front.tls.as_deref(), &mut binding).await? {
         Packet::Startup(params) => {
-            let user = authenticate(conn, &params, front).await?;
+            if front.require_tls && !conn.io.is_tls() {
+                return Err(no_encryption(&params, conn, front));
+            }
+            let user = authenticate(conn, &params, front, binding.as_deref()).await?;
             Ok(Handshake::Session(user, params))
         }
         Packet::Cancel(pid, secret) => Ok(Handshake::Cancel(pid, secret)),
     }
+}
+
+/// The connection opens with a TLS ClientHello rather than a startup packet: PostgreSQL 17's
+/// `sslnegotiation=direct`. Looked at without reading, so the handshake gets every byte.
+async fn direct_tls(conn: &Conn) -> Result<bool, Error> {
+    let crate::net::Stream::Tcp(tcp) = &conn.io else {
+        return Ok(false);
+    };
+    let mut first = [0u8; 1];
+    Ok(tcp.peek(&mut first).await? == 1 && first[0] == TLS_HANDSHAKE)
+}
+
+/// A TLS record of type handshake: no startup packet begins so (its length would be over
+/// 369 MB).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Runs the TLS handshake; the channel binding data of the certificate shown, if any.
+async fn start_tls(conn: &mut Conn, tls: &crate::tls::Tls) -> Result<Option<Arc<[u8]>>, Error> {
+    let loaded = tls.current();
+    conn.start_tls(&loaded)
+        .await
+        .map_err(|e| Error::Protocol(format!("TLS handshake failed: {}", clip(&e.to_string()))))?;
+    Ok(loaded.end_point.clone())
+}
+
+/// What PostgreSQL says when pg_hba.conf has only `hostssl` lines for a client.
+fn no_encryption(params: &[(String, String)], conn: &Conn, front: &ClusterFront) -> Error {
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| clip(v))
+            .unwrap_or_default()
+    };
+    let host = conn
+        .io
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    Error::pg(
+        "28000",
+        format!(
+            "no encryption: cluster \"{}\" requires TLS (require_tls) for host \"{host}\", user \"{}\", database \"{}\"",
+            front.name,
+            get("user"),
+            get("database"),
+        ),
+    )
 }
 
 /// A client past the connection cap: its startup packet is read first, as postgres does, so
@@ -89,7 +156,7 @@ async fn handshake(conn: &mut Conn, front: &ClusterFront) -> Result<Handshake, E
 pub(super) async fn refuse(io: TcpStream, front: &ClusterFront) -> Option<(i32, i32)> {
     let mut conn = Conn::new(io, MAX_AUTH_MESSAGE);
     let wait = front.handshake_timeout.min(REFUSE_WAIT);
-    match tokio::time::timeout(wait, startup_packet(&mut conn)).await {
+    match tokio::time::timeout(wait, startup_packet(&mut conn, None, &mut None)).await {
         Ok(Ok(Packet::Cancel(pid, secret))) => Some((pid, secret)),
         Ok(Ok(Packet::Startup(_))) => {
             super::error::report(&mut conn, "53300", "sorry, too many clients already").await;
@@ -99,7 +166,13 @@ pub(super) async fn refuse(io: TcpStream, front: &ClusterFront) -> Option<(i32, 
     }
 }
 
-async fn startup_packet(conn: &mut Conn) -> Result<Packet, Error> {
+/// Reads the startup packet, answering encryption requests first: SSLRequest starts TLS when
+/// `tls` is given (and sets `binding`), else gets 'N'.
+async fn startup_packet(
+    conn: &mut Conn,
+    tls: Option<&crate::tls::Tls>,
+    binding: &mut Option<Arc<[u8]>>,
+) -> Result<Packet, Error> {
     // Each answered once, as postgres does: a client that keeps asking is stalling.
     let (mut ssl_asked, mut gss_asked) = (false, false);
     loop {
@@ -116,7 +189,14 @@ async fn startup_packet(conn: &mut Conn) -> Result<Packet, Error> {
         let packet = conn.rbuf.split_to(len);
         match frame::parse_startup(&packet[4..])? {
             // TLS and GSS encryption come later; 'N' tells the client to go on in plaintext.
-            StartupPacket::Ssl => refuse_encryption(conn, &mut ssl_asked, "SSLRequest").await?,
+            StartupPacket::Ssl => match tls {
+                Some(tls) if !conn.io.is_tls() && !ssl_asked => {
+                    ssl_asked = true;
+                    conn.send(b"S").await?;
+                    *binding = start_tls(conn, tls).await?;
+                }
+                _ => refuse_encryption(conn, &mut ssl_asked, "SSLRequest").await?,
+            },
             StartupPacket::Gss => refuse_encryption(conn, &mut gss_asked, "GSSENCRequest").await?,
             StartupPacket::Cancel { pid, secret } => return Ok(Packet::Cancel(pid, secret)),
             StartupPacket::Startup { params, .. } => {
@@ -141,10 +221,13 @@ async fn refuse_encryption(conn: &mut Conn, asked: &mut bool, what: &str) -> Res
     Ok(conn.send(b"N").await?)
 }
 
+/// SCRAM-SHA-256, and SCRAM-SHA-256-PLUS too when the client is on TLS and `binding` holds
+/// the certificate's tls-server-end-point data.
 async fn authenticate(
     conn: &mut Conn,
     params: &[(String, String)],
     front: &ClusterFront,
+    binding: Option<&[u8]>,
 ) -> Result<Arc<User>, Error> {
     if params.iter().any(|(k, _)| k == "replication") {
         return Err(Error::pg(
@@ -176,8 +259,13 @@ async fn authenticate(
         )
     };
 
+    let offered = binding.filter(|_| conn.io.is_tls());
     let mut out = BytesMut::new();
-    message::auth_sasl(&mut out, &["SCRAM-SHA-256"]);
+    if offered.is_some() {
+        message::auth_sasl(&mut out, &[SCRAM_PLUS, SCRAM]);
+    } else {
+        message::auth_sasl(&mut out, &[SCRAM]);
+    }
     conn.send(&out).await?;
 
     let (t, msg) = conn.recv().await?;
@@ -185,13 +273,19 @@ async fn authenticate(
         return Err(Error::Protocol("expected SASLInitialResponse".into()));
     }
     let (mechanism, first) = parse::sasl_initial_response(body(&msg))?;
-    if mechanism != "SCRAM-SHA-256" {
-        return Err(Error::pg(
-            "28000",
-            format!("unsupported SASL mechanism {:?}", clip(mechanism)),
-        ));
-    }
-    let (server, server_first) = ScramServer::start(secret, first).map_err(scram_error)?;
+    let chosen = match mechanism {
+        SCRAM => false,
+        SCRAM_PLUS if offered.is_some() => true,
+        _ => {
+            return Err(Error::pg(
+                "28000",
+                format!("unsupported SASL mechanism {:?}", clip(mechanism)),
+            ));
+        }
+    };
+    let (server, server_first) =
+        ScramServer::start_bound(secret, first, Binding { offered, chosen })
+            .map_err(scram_error)?;
     out.clear();
     message::auth_sasl_continue(&mut out, &server_first);
     conn.send(&out).await?;

@@ -1,7 +1,8 @@
 //! SCRAM-SHA-256 (RFC 5802, RFC 7677) the way PostgreSQL speaks it.
 //!
-//! - No channel binding: servers advertise only "SCRAM-SHA-256". Clients may send gs2 flag "n"
-//!   or "y"; "p=" (channel binding requested) is refused as unsupported.
+//! - Channel binding: tls-server-end-point only, through SCRAM-SHA-256-PLUS, which a server
+//!   offers to a client on TLS ([`Binding`]). A client that says it could bind ("y") when the
+//!   server offered binding is refused, as a downgrade.
 //! - The SCRAM user name is ignored (PostgreSQL takes the user from the startup packet), so
 //!   clients send "n=" empty.
 //! - SASLprep is not applied: passwords are used as raw UTF-8 bytes. For ASCII passwords without
@@ -28,7 +29,7 @@ mod tests;
 pub use client::ScramClient;
 pub use keys::salted_password;
 pub use secret::ScramSecret;
-pub use server::ScramServer;
+pub use server::{Binding, ScramServer};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -53,6 +54,12 @@ pub enum ScramError {
     ServerSignature,
     #[error("unsupported SCRAM feature: {0}")]
     Unsupported(String),
+    /// The client supports channel binding but thinks the server does not, though it offered
+    /// SCRAM-SHA-256-PLUS: someone between them may have removed it.
+    #[error(
+        "SCRAM channel binding negotiation error: the client supports channel binding but thinks the server does not, though this server offered it"
+    )]
+    Downgrade,
     /// The server ended the exchange with "e=<reason>".
     #[error("server rejected SCRAM exchange: {0}")]
     ServerError(String),

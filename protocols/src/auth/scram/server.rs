@@ -6,10 +6,21 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::keys::{hmac, sha256};
 use super::{ScramError, ScramSecret, attr, ct_eq, malformed, random_nonce, utf8, valid_nonce};
 
+/// Channel binding, as the server offered it and the client chose.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Binding<'a> {
+    /// The tls-server-end-point data, when SCRAM-SHA-256-PLUS was offered (the client is on
+    /// TLS and the certificate names its hash).
+    pub offered: Option<&'a [u8]>,
+    /// The client chose SCRAM-SHA-256-PLUS.
+    pub chosen: bool,
+}
+
 /// Server side of one exchange, between server-first and client-final.
 pub struct ScramServer {
     secret: ScramSecret,
-    gs2_header: String,
+    /// What the client-final's `c=` must decode to: the gs2 header, then the binding data.
+    cbind: Vec<u8>,
     nonce: String,
     client_first_bare: String,
     server_first: String,
@@ -19,30 +30,58 @@ impl ScramServer {
     /// `client_first` is the SASLInitialResponse data. Returns the state and the
     /// server-first-message to send in AuthenticationSASLContinue.
     pub fn start(secret: ScramSecret, client_first: &[u8]) -> Result<(Self, Vec<u8>), ScramError> {
-        Self::start_with_nonce(secret, client_first, &random_nonce())
+        Self::start_bound(secret, client_first, Binding::default())
+    }
+
+    /// As [`ScramServer::start`], with channel binding as offered and chosen.
+    pub fn start_bound(
+        secret: ScramSecret,
+        client_first: &[u8],
+        binding: Binding<'_>,
+    ) -> Result<(Self, Vec<u8>), ScramError> {
+        Self::start_with_nonce(secret, client_first, binding, &random_nonce())
     }
 
     pub(super) fn start_with_nonce(
         secret: ScramSecret,
         client_first: &[u8],
+        binding: Binding<'_>,
         server_nonce: &str,
     ) -> Result<(Self, Vec<u8>), ScramError> {
         let msg = utf8(client_first)?;
         let mut parts = msg.splitn(3, ',');
-        match parts.next() {
-            Some("n") | Some("y") => {}
-            Some(f) if f.starts_with("p=") => {
-                return Err(ScramError::Unsupported("channel binding".into()));
+        let data: &[u8] = match (parts.next(), binding.chosen) {
+            (Some("n"), false) => &[],
+            (Some("y"), false) if binding.offered.is_some() => return Err(ScramError::Downgrade),
+            (Some("y"), false) => &[],
+            (Some("p=tls-server-end-point"), true) => binding
+                .offered
+                .ok_or_else(|| malformed("channel binding was not offered"))?,
+            (Some(f), _) if f.starts_with("p=") && binding.chosen => {
+                return Err(ScramError::Unsupported(
+                    "channel binding types other than tls-server-end-point".into(),
+                ));
+            }
+            (Some(f), false) if f.starts_with("p=") => {
+                return Err(malformed(
+                    "channel binding requested with SCRAM-SHA-256 rather than SCRAM-SHA-256-PLUS",
+                ));
+            }
+            (Some("n" | "y"), true) => {
+                return Err(malformed(
+                    "SCRAM-SHA-256-PLUS chosen without channel binding",
+                ));
             }
             _ => return Err(malformed("bad gs2 channel binding flag")),
-        }
+        };
         match parts.next() {
             Some("") => {}
             Some(_) => return Err(ScramError::Unsupported("authorization identity".into())),
             None => return Err(malformed("truncated gs2 header")),
         }
         let bare = parts.next().ok_or_else(|| malformed("missing message"))?;
-        let gs2_header = msg[..msg.len() - bare.len()].to_owned();
+        let mut cbind = msg.as_bytes()[..msg.len() - bare.len()].to_vec();
+        cbind.extend_from_slice(data);
 
         let mut attrs = bare.split(',');
         let first = attrs.next();
@@ -72,7 +111,7 @@ impl ScramServer {
         Ok((
             ScramServer {
                 secret,
-                gs2_header,
+                cbind,
                 nonce,
                 client_first_bare: bare.to_owned(),
                 server_first,
@@ -92,8 +131,8 @@ impl ScramServer {
         let cbind = B64
             .decode(attr(attrs.next(), 'c')?)
             .map_err(|_| malformed("invalid base64 in channel binding"))?;
-        if cbind != self.gs2_header.as_bytes() {
-            return Err(malformed("channel binding does not match gs2 header"));
+        if !ct_eq(&cbind, &self.cbind) {
+            return Err(malformed("channel binding does not match"));
         }
         if attr(attrs.next(), 'r')? != self.nonce {
             return Err(malformed("nonce mismatch"));

@@ -54,8 +54,13 @@ fn a_remembered_salted_password_gives_the_same_proof() {
 
 #[test]
 fn rfc7677_server() {
-    let (s, first) =
-        ScramServer::start_with_nonce(rfc_secret(), CLIENT_FIRST.as_bytes(), S_NONCE).unwrap();
+    let (s, first) = ScramServer::start_with_nonce(
+        rfc_secret(),
+        CLIENT_FIRST.as_bytes(),
+        Binding::default(),
+        S_NONCE,
+    )
+    .unwrap();
     assert_eq!(first, SERVER_FIRST.as_bytes());
     let fin = s.finish(CLIENT_FINAL.as_bytes()).unwrap();
     assert_eq!(fin, SERVER_FINAL.as_bytes());
@@ -113,7 +118,9 @@ fn unknown_user_always_fails() {
     // even a client that somehow produced the right proof for the random keys fails
     let mut doomed = rfc_secret();
     doomed.doomed = true;
-    let (s, _) = ScramServer::start_with_nonce(doomed, CLIENT_FIRST.as_bytes(), S_NONCE).unwrap();
+    let (s, _) =
+        ScramServer::start_with_nonce(doomed, CLIENT_FIRST.as_bytes(), Binding::default(), S_NONCE)
+            .unwrap();
     assert_eq!(s.finish(CLIENT_FINAL.as_bytes()), Err(ScramError::BadProof));
     // a stable salt per name, different across names
     let salt_of = |s: &ScramSecret| s.salt.clone();
@@ -139,7 +146,7 @@ fn gs2_headers() {
     ));
     assert!(matches!(
         ScramServer::start(secret(), b"p=tls-server-end-point,,n=,r=abc"),
-        Err(ScramError::Unsupported(_))
+        Err(ScramError::Malformed(_))
     ));
     assert!(matches!(
         ScramServer::start(secret(), b"n,a=admin,n=,r=abc"),
@@ -176,7 +183,9 @@ fn malformed_server_inputs() {
             "{bad:?}"
         );
     }
-    let start = || ScramServer::start_with_nonce(secret(), b"n,,n=,r=abc", "xyz").unwrap();
+    let start = || {
+        ScramServer::start_with_nonce(secret(), b"n,,n=,r=abc", Binding::default(), "xyz").unwrap()
+    };
     for bad in [
         "",
         "c=biws,r=abcxyz",
@@ -269,4 +278,92 @@ fn random_bytes_never_panic() {
         let _ = c.handle_server_first(&input);
         let _ = c.verify_server_final(&input);
     }
+}
+
+/// The client's half of a SCRAM-SHA-256-PLUS exchange, computed here from the password.
+fn bound_final(
+    password: &str,
+    server_first: &str,
+    gs2: &str,
+    data: &[u8],
+    client_first_bare: &str,
+) -> String {
+    let nonce = server_first.split(',').next().unwrap()[2..].to_owned();
+    let salt = B64
+        .decode(
+            &server_first
+                .split(",s=")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+    let salted = salted_password(password.as_bytes(), &salt, 2);
+    let client_key = keys::hmac(&salted, &[b"Client Key"]);
+    let stored = keys::sha256(&client_key);
+    let mut cbind = gs2.as_bytes().to_vec();
+    cbind.extend_from_slice(data);
+    let without_proof = format!("c={},r={nonce}", B64.encode(&cbind));
+    let auth = [
+        client_first_bare.as_bytes(),
+        b",",
+        server_first.as_bytes(),
+        b",",
+        without_proof.as_bytes(),
+    ];
+    let signature = keys::hmac(&stored, &auth);
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(signature)
+        .map(|(k, s)| k ^ s)
+        .collect();
+    format!("{without_proof},p={}", B64.encode(proof))
+}
+
+#[test]
+fn channel_binding_checks_the_certificate_hash() {
+    let secret = || ScramSecret::from_password("pw", b"salt", 2);
+    let hash = [7u8; 32];
+    let plus = Binding {
+        offered: Some(&hash),
+        chosen: true,
+    };
+    let first = "p=tls-server-end-point,,n=,r=abc";
+    let (s, sf) = ScramServer::start_bound(secret(), first.as_bytes(), plus).unwrap();
+    let sf = String::from_utf8(sf).unwrap();
+    let good = bound_final("pw", &sf, "p=tls-server-end-point,,", &hash, "n=,r=abc");
+    assert!(s.finish(good.as_bytes()).is_ok());
+    // Bound to another certificate: someone in the middle.
+    let (s, sf) = ScramServer::start_bound(secret(), first.as_bytes(), plus).unwrap();
+    let sf = String::from_utf8(sf).unwrap();
+    let other = bound_final(
+        "pw",
+        &sf,
+        "p=tls-server-end-point,,",
+        &[8u8; 32],
+        "n=,r=abc",
+    );
+    assert!(matches!(
+        s.finish(other.as_bytes()),
+        Err(ScramError::Malformed(_))
+    ));
+
+    // Offered but not taken: "n" is fine, "y" is a downgrade.
+    let offered = Binding {
+        offered: Some(&hash),
+        chosen: false,
+    };
+    assert!(ScramServer::start_bound(secret(), b"n,,n=,r=abc", offered).is_ok());
+    assert!(matches!(
+        ScramServer::start_bound(secret(), b"y,,n=,r=abc", offered),
+        Err(ScramError::Downgrade)
+    ));
+    // PLUS chosen without binding, or with another type.
+    assert!(ScramServer::start_bound(secret(), b"n,,n=,r=abc", plus).is_err());
+    assert!(matches!(
+        ScramServer::start_bound(secret(), b"p=tls-unique,,n=,r=abc", plus),
+        Err(ScramError::Unsupported(_))
+    ));
 }
