@@ -74,7 +74,12 @@ impl Conn {
         if self.rbuf.capacity() - self.rbuf.len() < 2048 {
             self.rbuf.reserve(8192);
         }
-        self.io.read_buf(&mut self.rbuf).await
+        match self.io.read_buf(&mut self.rbuf).await {
+            // Most clients hang up without TLS's close_notify; for a database protocol, whose
+            // messages carry their own lengths, that is just the end of the connection.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            r => r,
+        }
     }
 
     pub(crate) async fn send(&mut self, buf: &[u8]) -> io::Result<()> {

@@ -6,35 +6,18 @@ with caching_sha2_password (its fast-auth path), PyMySQL with mysql_native_passw
 non-zero on any lost state or client-visible error.
 """
 
-import json
 import os
-import urllib.request
 
 import mysql.connector
 import pymysql
+
+from admin_api import sleep_cluster
 
 HOST = os.environ["TORPOR_HOST"]
 PORT = int(os.environ["TORPOR_PORT"])
 USER = os.environ["TORPOR_USER"]
 PASSWORD = os.environ["TORPOR_PASSWORD"]
 DB = os.environ["TORPOR_DB"]
-ADMIN = os.environ["TORPOR_ADMIN"]
-CLUSTER = os.environ["TORPOR_CLUSTER"]
-
-
-def status():
-    with urllib.request.urlopen(f"{ADMIN}/api/clusters") as r:
-        return [c for c in json.load(r) if c["name"] == CLUSTER][0]
-
-
-def sleep_cluster():
-    pid = status()["backend_pid"]
-    req = urllib.request.Request(f"{ADMIN}/api/clusters/{CLUSTER}/sleep", method="POST")
-    with urllib.request.urlopen(req) as r:
-        assert r.status == 200, r.status
-    st = status()
-    assert st["state"] == "standby" and st["backend_pid"] is None, st
-    assert pid is None or not os.path.exists(f"/proc/{pid}"), pid
 
 
 def with_pymysql():

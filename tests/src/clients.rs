@@ -50,6 +50,17 @@ pub fn output_text(out: &Output) -> (String, String) {
     )
 }
 
+/// Runs a command-line client to its end; it must succeed. What it printed on stdout.
+pub async fn cli_stdout(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{cmd:?}:\n{stdout}\n{stderr}");
+    stdout
+}
+
 /// Runs a client program to its end: it must exit 0 and print `done`.
 pub async fn run_to_end(cmd: &mut Command, done: &str) {
     let out = cmd.output().await.unwrap();

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
 
-use crate::harness::{Pg, SLOW, client_config, serve_client};
+use crate::harness::{Opts, Pg, SLOW, TestConfig, TestEnv, client_config, serve_client};
 
 /// A CA, and a certificate it signed for localhost and 127.0.0.1, as PEM files.
 pub struct TestCa {
@@ -168,4 +168,18 @@ pub async fn connect_tls(
         .await
         .expect("connect timed out")?;
     Ok(serve_client(client, conn))
+}
+
+/// A torpor whose cluster shows a certificate from a new CA (`[tls]`), requiring TLS when
+/// `require_tls`.
+pub async fn tls_env(opts: &Opts, require_tls: bool) -> (TestEnv, TestCa) {
+    let mut cfg = TestConfig::new(opts).await;
+    let ca = TestCa::new(cfg.dir.path(), "a");
+    if require_tls {
+        cfg.toml = cfg
+            .toml
+            .replacen("idle_timeout", "require_tls = true\nidle_timeout", 1);
+    }
+    cfg.toml.push_str(&ca.toml("tls"));
+    (TestEnv::start_config(cfg).await, ca)
 }

@@ -8,26 +8,15 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use torpor_tests::binary;
+use torpor_tests::clients::cli_stdout;
 use torpor_tests::harness::{
     OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestConfig, TestEnv, USER, connect_to,
 };
-use torpor_tests::tls::{TestCa, connect_tls};
-
-async fn env_with(require_tls: bool) -> (TestEnv, TestCa) {
-    let mut cfg = TestConfig::new(&Opts::default()).await;
-    let ca = TestCa::new(cfg.dir.path(), "a");
-    if require_tls {
-        cfg.toml = cfg
-            .toml
-            .replacen("idle_timeout", "require_tls = true\nidle_timeout", 1);
-    }
-    cfg.toml.push_str(&ca.toml("tls"));
-    (TestEnv::start_config(cfg).await, ca)
-}
+use torpor_tests::tls::{TestCa, connect_tls, tls_env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_with_channel_binding_keeps_its_state_across_a_stop() {
-    let (env, ca) = env_with(false).await;
+    let (env, ca) = tls_env(&Opts::default(), false).await;
     let c = connect_tls(env.listen, &ca, USER, PASSWORD, true)
         .await
         .expect("TLS with channel binding");
@@ -57,7 +46,7 @@ async fn a_session_with_channel_binding_keeps_its_state_across_a_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_tls_refuses_plaintext_clients_as_the_server_does() {
-    let (env, ca) = env_with(true).await;
+    let (env, ca) = tls_env(&Opts::default(), true).await;
     let e = connect_to(env.listen, USER, PASSWORD)
         .await
         .err()
@@ -99,7 +88,7 @@ async fn direct(env: &TestEnv, ca: &TestCa, alpn: &[&[u8]]) -> Vec<u8> {
 /// PostgreSQL 17's `sslnegotiation=direct`: a TLS ClientHello in place of the SSLRequest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_tls_needs_alpn_postgresql() {
-    let (env, ca) = env_with(true).await;
+    let (env, ca) = tls_env(&Opts::default(), true).await;
     let m = direct(&env, &ca, &[b"postgresql"]).await;
     assert_eq!(m[0], b'R', "AuthenticationSASL expected: {m:?}");
     assert!(
@@ -117,7 +106,7 @@ async fn direct_tls_needs_alpn_postgresql() {
 /// read as the first bytes of the TLS session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_sent_before_the_handshake_are_refused() {
-    let (env, _ca) = env_with(false).await;
+    let (env, _ca) = tls_env(&Opts::default(), false).await;
     let mut tcp = TcpStream::connect(env.listen).await.unwrap();
     let mut ssl = bytes::BytesMut::new();
     frontend::ssl_request(&mut ssl);
@@ -200,24 +189,19 @@ async fn certificates_are_read_again_on_sighup() {
 /// psql (libpq 15) with sslmode=verify-full against the test's CA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_verifies_the_certificate() {
-    let (env, ca) = env_with(true).await;
+    let (env, ca) = tls_env(&Opts::default(), true).await;
     let conninfo = format!(
         "host=localhost hostaddr=127.0.0.1 port={} user={USER} dbname={USER} sslmode=verify-full sslrootcert={}",
         env.listen.port(),
         ca.ca.display()
     );
-    let out = tokio::process::Command::new("psql")
-        .arg(&conninfo)
-        .args(["-X", "-A", "-t", "-c", "\\conninfo", "-c", "SELECT 6 * 7"])
-        .env("PGPASSWORD", PASSWORD)
-        .output()
-        .await
-        .expect("run psql");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let stdout = cli_stdout(
+        tokio::process::Command::new("psql")
+            .arg(&conninfo)
+            .args(["-X", "-A", "-t", "-c", "\\conninfo", "-c", "SELECT 6 * 7"])
+            .env("PGPASSWORD", PASSWORD),
+    )
+    .await;
     assert!(stdout.contains("SSL connection"), "{stdout}");
     assert!(stdout.contains("42"), "{stdout}");
     env.shutdown().await;

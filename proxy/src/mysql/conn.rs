@@ -19,6 +19,9 @@ pub(super) trait Packets {
     fn next_packet(&mut self) -> Result<Option<BytesMut>, PacketError>;
     /// Waits for one whole packet (header and payload).
     async fn recv(&mut self) -> Result<BytesMut, Error>;
+    /// Reads one packet and not a byte more: a client may send its TLS ClientHello right
+    /// behind an SSL request, and those bytes belong to the TLS handshake.
+    async fn recv_exact(&mut self) -> Result<BytesMut, Error>;
 }
 
 impl Packets for Conn {
@@ -39,6 +42,31 @@ impl Packets for Conn {
                 return Err(Error::Closed);
             }
         }
+    }
+
+    async fn recv_exact(&mut self) -> Result<BytesMut, Error> {
+        if !self.rbuf.is_empty() {
+            return self.recv().await;
+        }
+        let mut header = [0u8; 4];
+        read_exact(self, &mut header).await?;
+        let len = packet::header(&header).map_or(0, |(len, _)| len);
+        if len > self.max {
+            return Err(PacketError::TooLarge { len, max: self.max }.into());
+        }
+        let mut packet = BytesMut::zeroed(4 + len);
+        packet[..4].copy_from_slice(&header);
+        read_exact(self, &mut packet[4..]).await?;
+        Ok(packet)
+    }
+}
+
+async fn read_exact(conn: &mut Conn, buf: &mut [u8]) -> Result<(), Error> {
+    use tokio::io::AsyncReadExt;
+    match conn.io.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::Closed),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -77,6 +77,9 @@ pub(super) enum Start {
 /// checked. PostgreSQL's login messages have the same bound.
 const MAX_LOGIN_PACKET: usize = 16 << 10;
 
+/// ER_SECURE_TRANSPORT_REQUIRED (MySQL 5.7).
+const SECURE_TRANSPORT_REQUIRED: u16 = 3159;
+
 /// The whole handshake, greeting included, within `handshake_timeout`.
 pub(super) async fn accept(io: TcpStream, front: &Arc<ClusterFront>) -> Start {
     let mut conn = super::conn::conn(io);
@@ -131,7 +134,10 @@ async fn log_in(conn: &mut Conn, front: &Arc<ClusterFront>) -> Result<LoggedIn, 
     let greeting = greeting(front).await.map_err(|e| (0, e))?;
     let (id, reg) = front.registry.register_mysql(&front.name);
     let scramble = scramble();
-    let offered = OFFERED & (greeting.capabilities | caps::LONG_PASSWORD);
+    let mut offered = OFFERED & (greeting.capabilities | caps::LONG_PASSWORD);
+    if front.tls.is_some() {
+        offered |= caps::SSL;
+    }
     let hs = Handshake {
         server_version: greeting.version.clone(),
         connection_id: id,
@@ -210,16 +216,38 @@ async fn authenticate(
     conn.send(greeting)
         .await
         .map_err(|e| io_err(Error::from(e)))?;
-    let packet = conn.recv().await.map_err(io_err)?;
+    let mut packet = conn.recv_exact().await.map_err(io_err)?;
     let mut next = seq(&packet).wrapping_add(1);
+    if handshake::is_ssl_request(payload(&packet)) {
+        let Some(tls) = &front.tls else {
+            return Err((
+                next,
+                Error::my(
+                    1043,
+                    "08S01",
+                    "torpor does not offer TLS on this port; connect without SSL",
+                ),
+            ));
+        };
+        conn.start_tls(&tls.current()).await.map_err(|e| {
+            (
+                next,
+                Error::Protocol(format!("TLS handshake failed: {}", clip(&e.to_string()))),
+            )
+        })?;
+        packet = conn.recv().await.map_err(|e| (next, e))?;
+        next = seq(&packet).wrapping_add(1);
+    }
     let body = payload(&packet);
-    if handshake::is_ssl_request(body) {
+    if front.require_tls && !conn.io.is_tls() {
+        // MySQL's answer; MariaDB's require_secure_transport says 1045 Access denied, which
+        // would hide why.
         return Err((
             next,
             Error::my(
-                1043,
-                "08S01",
-                "torpor does not offer TLS on this port; connect without SSL",
+                SECURE_TRANSPORT_REQUIRED,
+                "HY000",
+                "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
             ),
         ));
     }
@@ -284,7 +312,8 @@ async fn authenticate(
         conn.send(&out).await.map_err(|e| (next, Error::from(e)))?;
     }
     let hello = Hello {
-        capabilities: resp.capabilities & offered,
+        // TLS is this hop's: the backend connection makes its own choice.
+        capabilities: resp.capabilities & offered & !caps::SSL,
         charset: resp.charset,
         max_packet: resp.max_packet,
         database: resp.database.filter(|d| !d.is_empty()),
