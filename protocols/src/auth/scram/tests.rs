@@ -291,7 +291,7 @@ fn bound_final(
     let nonce = server_first.split(',').next().unwrap()[2..].to_owned();
     let salt = B64
         .decode(
-            &server_first
+            server_first
                 .split(",s=")
                 .nth(1)
                 .unwrap()
