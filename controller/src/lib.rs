@@ -8,6 +8,6 @@ pub use cluster::{
     SleepError, WakeCause,
 };
 pub use driver::{
-    BackendConfig, BackendInfo, BackendState, BootstrapUser, Driver, DriverError, DriverStatus,
-    Engine,
+    BackendConfig, BackendInfo, BackendState, BackendTls, BootstrapUser, Driver, DriverError,
+    DriverStatus, Engine, TlsMode,
 };

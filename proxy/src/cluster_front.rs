@@ -101,6 +101,8 @@ pub struct ClusterFront {
     pub(crate) tls: Option<Arc<crate::tls::Tls>>,
     /// Clients that don't start TLS are refused.
     pub require_tls: bool,
+    /// TLS towards the server (`[cluster.backend] tls`); `None`: plaintext.
+    pub(crate) backend_tls: Option<Arc<crate::tls::Client>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +154,14 @@ impl ClusterFront {
             logins: Arc::default(),
             tls: None,
             require_tls: cfg.require_tls,
+            backend_tls: None,
         }
+    }
+
+    /// How this cluster's sessions reach the server.
+    pub(crate) fn with_backend_tls(mut self, tls: Option<Arc<crate::tls::Client>>) -> Self {
+        self.backend_tls = tls;
+        self
     }
 
     /// The certificate this cluster shows its clients.

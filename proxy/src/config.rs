@@ -315,6 +315,9 @@ impl Config {
                     ));
                 }
             }
+            if let Some(p) = c.backend.tls().problem() {
+                return Err(invalid(key(&format!("backend.{}", p.field)), p.problem));
+            }
             if c.users.is_empty() {
                 return Err(invalid(
                     key("users"),

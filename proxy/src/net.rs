@@ -138,6 +138,27 @@ impl Conn {
         Ok(())
     }
 
+    /// Runs the client side of a TLS handshake with a database server. Bytes the server sent
+    /// before it are refused, as libpq refuses them (CVE-2021-23222).
+    pub(crate) async fn start_tls_client(
+        &mut self,
+        tls: &crate::tls::Client,
+        addr: std::net::SocketAddr,
+    ) -> io::Result<()> {
+        if !self.rbuf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the database sent data before the TLS handshake",
+            ));
+        }
+        let Stream::Tcp(tcp) = std::mem::replace(&mut self.io, Stream::Gone) else {
+            return Err(io::Error::other("TLS needs a TCP connection"));
+        };
+        let tls = tls.connect(addr, tcp).await?;
+        self.io = Stream::Tls(Box::new(tls.into()));
+        Ok(())
+    }
+
     /// The ALPN protocol the client and torpor agreed on, if any.
     pub(crate) fn alpn(&self) -> Option<&[u8]> {
         match &self.io {
@@ -151,11 +172,12 @@ fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the TLS handshake failed")
 }
 
-/// Opens a connection to the backend: its Unix socket if it has one, else TCP.
-pub(crate) async fn connect(backend: &BackendInfo) -> io::Result<Stream> {
+/// Opens a connection to the backend: its Unix socket if it has one, else TCP; always TCP
+/// when the connection is to start TLS.
+pub(crate) async fn connect(backend: &BackendInfo, tls: bool) -> io::Result<Stream> {
     match &backend.socket {
-        Some(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-        None => Ok(TcpStream::connect(backend.addr).await?.into()),
+        Some(path) if !tls => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+        _ => Ok(TcpStream::connect(backend.addr).await?.into()),
     }
 }
 

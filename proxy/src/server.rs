@@ -97,6 +97,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             }
             None => None,
         };
+        let backend_tls = crate::tls::Client::new(&c.backend.tls())
+            .with_context(|| format!("cluster {}: backend TLS", c.name))?
+            .map(Arc::new);
         let cluster = Arc::new(
             Cluster::new(&c.name, c.idle_timeout, driver)
                 .with_wake_histograms(|cause| metrics.wake(&c.name, cause)),
@@ -115,7 +118,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
                 .with_logins(cfg.proxy.handshake_timeout, logins.clone())
                 .with_wake_timeout(cfg.proxy.wake_timeout)
                 .with_budget(budget.clone())
-                .with_tls(tls),
+                .with_tls(tls)
+                .with_backend_tls(backend_tls),
         );
         fronts.push(front.clone());
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::Driver;
 use super::process::{self, ProcessConfig};
+use super::tls::{BackendTls, TlsMode};
 
 /// Which database server a backend runs. The cluster's wire protocol decides it; each driver
 /// knows what runs it (the process driver: `postgres`, or `mariadbd` for the MySQL family).
@@ -53,6 +54,13 @@ impl BackendConfig {
     pub fn resolve_paths(&mut self, base: &Path) {
         match self {
             BackendConfig::Process(p) => p.resolve_paths(base),
+        }
+    }
+
+    /// Whether and how torpor speaks TLS to the server.
+    pub fn tls(&self) -> BackendTls {
+        match self {
+            BackendConfig::Process(p) => BackendTls::new(p.tls, TlsMode::Disable, p.ca.clone()),
         }
     }
 

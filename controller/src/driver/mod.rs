@@ -13,8 +13,10 @@ use serde::Serialize;
 
 mod factory;
 pub mod process;
+mod tls;
 
 pub use factory::{BackendConfig, BootstrapUser, ConfigProblem, Engine};
+pub use tls::{BackendTls, TlsMode};
 
 /// Where a started backend can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -74,6 +74,8 @@ pub(crate) fn config(data_dir: PathBuf, port: u16, setting: (&str, &str)) -> Pro
         bin_dir: None,
         run_as: None,
         settings: BTreeMap::from([(setting.0.to_string(), setting.1.to_string())]),
+        tls: None,
+        ca: None,
     }
 }
 

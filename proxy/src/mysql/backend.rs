@@ -66,7 +66,7 @@ pub(super) async fn probe(at: &BackendInfo) -> Result<Greeting, Error> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {
-            let io = net::connect(at).await?;
+            let io = net::connect(at, false).await?;
             let mut conn = super::conn::conn(io);
             let packet = conn.recv().await?;
             let hs = Handshake::parse(payload(&packet))?;
@@ -95,6 +95,7 @@ fn greeting_of(hs: &Handshake) -> Greeting {
 /// up or has too many connections. Past it the session is kept ([`Error::Unavailable`]).
 pub(super) async fn connect(
     at: &BackendInfo,
+    tls: Option<&crate::tls::Client>,
     hello: &Hello,
     user: &str,
     password: &str,
@@ -104,10 +105,16 @@ pub(super) async fn connect(
     let mut full = Backoff::until(deadline);
     let ready_by = ready_by(deadline);
     loop {
-        let why = match net::connect(at).await {
+        let why = match net::connect(at, tls.is_some()).await {
             Ok(io) => {
                 let conn = super::conn::conn(io);
-                match login(conn, at.addr, hello, user, password, database).await {
+                let login = Login {
+                    hello,
+                    user,
+                    password,
+                    database,
+                };
+                match login.run(conn, at.addr, tls).await {
                     Err(e) if too_many_connections(&e) => {
                         tracing::debug!(addr = %at.addr, "backend full, waiting for a connection");
                         if full.wait().await {
@@ -144,92 +151,140 @@ fn too_many_connections(e: &Error) -> bool {
     )
 }
 
-async fn login(
-    mut conn: Conn,
-    addr: SocketAddr,
-    hello: &Hello,
-    user: &str,
-    password: &str,
-    database: Option<&str>,
-) -> Result<Backend, Error> {
-    let packet = conn.recv().await?;
-    if payload(&packet).first() == Some(&0xFF) {
-        return Err(backend_err(payload(&packet)));
-    }
-    let hs = Handshake::parse(payload(&packet))?;
-    let missing = hello.capabilities & WIRE_SHAPING & !hs.capabilities;
-    if missing != 0 {
-        return Err(unreachable_db(format!(
-            "the database lacks capabilities the client agreed to (flags {missing:#x})"
-        )));
-    }
-    let mut wanted = (hello.capabilities | ALWAYS) & !NEVER;
-    if database.is_some() {
-        wanted |= caps::CONNECT_WITH_DB;
-    }
-    let capabilities = wanted & (hs.capabilities | caps::LONG_PASSWORD);
-    let pw = password.as_bytes();
-    let (plugin, response) = if hs.auth_plugin == CACHING_SHA2_PASSWORD {
-        (CACHING_SHA2_PASSWORD, auth::sha2_scramble(pw, &hs.scramble))
-    } else {
-        (NATIVE_PASSWORD, auth::native_scramble(pw, &hs.scramble))
-    };
-    let resp = HandshakeResponse {
-        capabilities,
-        max_packet: hello.max_packet.max(1 << 24),
-        charset: hello.charset,
-        username: user.into(),
-        auth_response: response,
-        database: database.map(str::to_string),
-        auth_plugin: Some(plugin.into()),
-        attrs: hello.attrs.clone(),
-        mariadb_caps: 0,
-    };
-    let mut body = Vec::new();
-    resp.write(&mut body);
-    let mut out = Vec::new();
-    write_packet(&mut out, seq(&packet).wrapping_add(1), &body);
-    conn.send(&out).await?;
+/// Who logs in, and to which schema.
+struct Login<'a> {
+    hello: &'a Hello,
+    user: &'a str,
+    password: &'a str,
+    database: Option<&'a str>,
+}
 
-    let status = loop {
+impl Login<'_> {
+    /// The greeting, TLS if asked for, the handshake response and the auth exchange.
+    async fn run(
+        &self,
+        mut conn: Conn,
+        addr: SocketAddr,
+        tls: Option<&crate::tls::Client>,
+    ) -> Result<Backend, Error> {
+        let Login {
+            hello,
+            user,
+            password,
+            database,
+        } = *self;
         let packet = conn.recv().await?;
-        let next = seq(&packet).wrapping_add(1);
-        let body = payload(&packet);
-        match body.first() {
-            Some(0x00) => break OkPacket::parse(body, capabilities)?.status,
-            Some(0xFF) => return Err(backend_err(body)),
-            Some(0xFE) => {
-                let switch = AuthSwitch::parse(body)?;
-                let answer = match switch.plugin.as_str() {
-                    NATIVE_PASSWORD => auth::native_scramble(pw, &switch.data),
-                    CACHING_SHA2_PASSWORD => auth::sha2_scramble(pw, &switch.data),
-                    other => {
-                        return Err(unreachable_db(format!(
-                            "the database asks for auth plugin {other:?}; torpor speaks mysql_native_password and caching_sha2_password"
-                        )));
-                    }
-                };
-                let mut out = Vec::new();
-                write_packet(&mut out, next, &answer);
-                conn.send(&out).await?;
-            }
-            Some(0x01) if body.get(1) == Some(&sha2_auth::FAST_AUTH_OK) => {}
-            Some(0x01) if body.get(1) == Some(&sha2_auth::PERFORM_FULL_AUTH) => {
+        if payload(&packet).first() == Some(&0xFF) {
+            return Err(backend_err(payload(&packet)));
+        }
+        let hs = Handshake::parse(payload(&packet))?;
+        let missing = hello.capabilities & WIRE_SHAPING & !hs.capabilities;
+        if missing != 0 {
+            return Err(unreachable_db(format!(
+                "the database lacks capabilities the client agreed to (flags {missing:#x})"
+            )));
+        }
+        let mut wanted = (hello.capabilities | ALWAYS) & !NEVER;
+        if database.is_some() {
+            wanted |= caps::CONNECT_WITH_DB;
+        }
+        let mut capabilities = wanted & (hs.capabilities | caps::LONG_PASSWORD);
+        let mut seq_next = seq(&packet).wrapping_add(1);
+        if let Some(tls) = tls {
+            if hs.capabilities & caps::SSL == 0 {
                 return Err(unreachable_db(
-                    "the database wants caching_sha2_password full authentication, which needs TLS or its RSA key; torpor supports neither towards the backend yet: give the user mysql_native_password, or log in once directly so the server caches it",
+                    "the database does not offer TLS ([cluster.backend] tls)",
                 ));
             }
-            _ => return Err(unreachable_db("unexpected packet during authentication")),
+            capabilities |= caps::SSL;
+            let mut head = Vec::new();
+            HandshakeResponse {
+                capabilities,
+                max_packet: hello.max_packet.max(1 << 24),
+                charset: hello.charset,
+                ..HandshakeResponse::default()
+            }
+            .write_ssl_request(&mut head);
+            let mut out = Vec::new();
+            seq_next = write_packet(&mut out, seq_next, &head);
+            conn.send(&out).await?;
+            conn.start_tls_client(tls, addr)
+                .await
+                .map_err(|e| unreachable_db(format!("TLS with the database failed: {e}")))?;
         }
-    };
-    Ok(Backend {
-        conn,
-        addr,
-        id: hs.connection_id,
-        capabilities,
-        greeting: greeting_of(&hs),
-        status,
-    })
+        let pw = password.as_bytes();
+        let (plugin, response) = if hs.auth_plugin == CACHING_SHA2_PASSWORD {
+            (CACHING_SHA2_PASSWORD, auth::sha2_scramble(pw, &hs.scramble))
+        } else {
+            (NATIVE_PASSWORD, auth::native_scramble(pw, &hs.scramble))
+        };
+        let resp = HandshakeResponse {
+            capabilities,
+            max_packet: hello.max_packet.max(1 << 24),
+            charset: hello.charset,
+            username: user.into(),
+            auth_response: response,
+            database: database.map(str::to_string),
+            auth_plugin: Some(plugin.into()),
+            attrs: hello.attrs.clone(),
+            mariadb_caps: 0,
+        };
+        let mut body = Vec::new();
+        resp.write(&mut body);
+        let mut out = Vec::new();
+        write_packet(&mut out, seq_next, &body);
+        conn.send(&out).await?;
+
+        let status = loop {
+            let packet = conn.recv().await?;
+            let next = seq(&packet).wrapping_add(1);
+            let body = payload(&packet);
+            match body.first() {
+                Some(0x00) => break OkPacket::parse(body, capabilities)?.status,
+                Some(0xFF) => return Err(backend_err(body)),
+                Some(0xFE) => {
+                    let switch = AuthSwitch::parse(body)?;
+                    let answer = match switch.plugin.as_str() {
+                        NATIVE_PASSWORD => auth::native_scramble(pw, &switch.data),
+                        CACHING_SHA2_PASSWORD => auth::sha2_scramble(pw, &switch.data),
+                        other => {
+                            return Err(unreachable_db(format!(
+                                "the database asks for auth plugin {other:?}; torpor speaks mysql_native_password and caching_sha2_password"
+                            )));
+                        }
+                    };
+                    let mut out = Vec::new();
+                    write_packet(&mut out, next, &answer);
+                    conn.send(&out).await?;
+                }
+                Some(0x01) if body.get(1) == Some(&sha2_auth::FAST_AUTH_OK) => {}
+                Some(0x01)
+                    if body.get(1) == Some(&sha2_auth::PERFORM_FULL_AUTH) && conn.io.is_tls() =>
+                {
+                    // Over TLS the password itself may go, as the server asks.
+                    let mut cleartext = pw.to_vec();
+                    cleartext.push(0);
+                    let mut out = Vec::new();
+                    write_packet(&mut out, next, &cleartext);
+                    conn.send(&out).await?;
+                }
+                Some(0x01) if body.get(1) == Some(&sha2_auth::PERFORM_FULL_AUTH) => {
+                    return Err(unreachable_db(
+                        "the database wants caching_sha2_password full authentication, which needs TLS or its RSA key: set [cluster.backend] tls, give the user mysql_native_password, or log in once directly so the server caches it",
+                    ));
+                }
+                _ => return Err(unreachable_db("unexpected packet during authentication")),
+            }
+        };
+        Ok(Backend {
+            conn,
+            addr,
+            id: hs.connection_id,
+            capabilities,
+            greeting: greeting_of(&hs),
+            status,
+        })
+    }
 }
 
 /// An ERR packet from the backend, to be passed on to the client.

@@ -63,7 +63,16 @@ async fn learn(front: &ClusterFront) -> Result<(), Error> {
     };
     // torpor's own connection: no client waits on it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut b = backend::connect(&at, &hello, &user.name, &user.password, None, deadline).await?;
+    let mut b = backend::connect(
+        &at,
+        front.backend_tls.as_deref(),
+        &hello,
+        &user.name,
+        &user.password,
+        None,
+        deadline,
+    )
+    .await?;
     let queries: Vec<String> = CATALOG_QUERIES.iter().map(|q| q.to_string()).collect();
     let results = checkpoint::run(&mut b, &queries).await?;
     let mut rows = Vec::new();

@@ -213,6 +213,7 @@ impl Protocol for My {
         };
         let mut b = backend::connect(
             at,
+            s.front.backend_tls.as_deref(),
             &p.hello,
             &p.user.name,
             &p.user.password,

@@ -37,6 +37,7 @@ const TOO_MANY_CONNECTIONS: &str = "53300";
 /// ([`Error::Unavailable`]).
 pub(super) async fn connect(
     at: &BackendInfo,
+    tls: Option<&crate::tls::Client>,
     startup: &[(String, String)],
     login: &User,
     deadline: tokio::time::Instant,
@@ -44,11 +45,13 @@ pub(super) async fn connect(
     let mut full = Backoff::until(deadline);
     let ready_by = ready_by(deadline);
     loop {
-        let tried = try_connect(at, startup, login).await.map_err(|r| match r {
-            // The server went away meanwhile: the wake looks again.
-            Retry::Never(e) if e.is_disconnect() => Retry::Later(e.to_string()),
-            r => r,
-        });
+        let tried = try_connect(at, tls, startup, login)
+            .await
+            .map_err(|r| match r {
+                // The server went away meanwhile: the wake looks again.
+                Retry::Never(e) if e.is_disconnect() => Retry::Later(e.to_string()),
+                r => r,
+            });
         let why = match tried {
             Err(Retry::Later(why)) if tokio::time::Instant::now() < ready_by => {
                 tracing::debug!(addr = %at.addr, %why, "backend not ready, retrying");
@@ -87,14 +90,18 @@ impl From<Error> for Retry {
 
 async fn try_connect(
     at: &BackendInfo,
+    tls: Option<&crate::tls::Client>,
     startup: &[(String, String)],
     login: &User,
 ) -> Result<Backend, Retry> {
     let password = login.password.as_str();
-    let io = net::connect(at)
+    let io = net::connect(at, tls.is_some())
         .await
         .map_err(|e| Retry::Later(e.to_string()))?;
     let mut conn = Conn::new(io, MAX_MESSAGE_LEN);
+    if let Some(tls) = tls {
+        start_tls(&mut conn, tls, at.addr).await?;
+    }
     let mut out = BytesMut::new();
     message::startup_message(&mut out, startup);
     conn.send(&out).await.map_err(Error::from)?;
@@ -201,6 +208,35 @@ async fn try_connect(
             conn.send(&out).await.map_err(Error::from)?;
         }
     }
+}
+
+/// SSLRequest, then the handshake: the server must answer 'S'.
+async fn start_tls(
+    conn: &mut Conn,
+    tls: &crate::tls::Client,
+    addr: std::net::SocketAddr,
+) -> Result<(), Retry> {
+    let mut out = BytesMut::new();
+    message::ssl_request(&mut out);
+    conn.send(&out)
+        .await
+        .map_err(|e| Retry::Later(e.to_string()))?;
+    while conn.rbuf.is_empty() {
+        if conn.fill().await.map_err(|e| Retry::Later(e.to_string()))? == 0 {
+            return Err(Retry::Later("connection closed before TLS".into()));
+        }
+    }
+    let answer = conn.rbuf.split_to(1);
+    if answer[..] != *b"S" {
+        return Err(Retry::Never(backend_auth_error(
+            "the database does not accept TLS ([cluster.backend] tls): it answered the SSLRequest with no",
+        )));
+    }
+    conn.start_tls_client(tls, addr).await.map_err(|e| {
+        Retry::Never(backend_auth_error(format!(
+            "TLS with the database failed: {e}"
+        )))
+    })
 }
 
 fn backend_auth_error(why: impl Into<String>) -> Error {

@@ -296,7 +296,14 @@ impl Protocol for Pg {
             state_store::check_owner(owner.map(|(_, v)| v.as_str()), &s.p.user.name)
                 .map_err(Self::snapshot_lost)?;
         }
-        let mut b = backend::connect(at, &s.p.startup, &s.p.user, deadline).await?;
+        let mut b = backend::connect(
+            at,
+            s.front.backend_tls.as_deref(),
+            &s.p.startup,
+            &s.p.user,
+            deadline,
+        )
+        .await?;
         let p = &mut s.p;
         let snap = match snap {
             Some(snap) => Some(snap),

@@ -253,7 +253,7 @@ impl Protocol for Lines {
         snap: Option<Values>,
         _: tokio::time::Instant,
     ) -> Result<(), Error> {
-        let mut b = Conn::new(crate::net::connect(at).await?, 1 << 20);
+        let mut b = Conn::new(crate::net::connect(at, false).await?, 1 << 20);
         if let Some(values) = snap {
             let all: String = values.iter().map(|(k, v)| format!("{k}={v};")).collect();
             b.send(format!("LOAD {all}\n").as_bytes()).await?;

@@ -1,6 +1,8 @@
 //! TLS towards clients: the certificate a cluster shows, read again on SIGHUP without touching
-//! the connections already open, and what SCRAM's channel binding needs of it.
+//! the connections already open, and what SCRAM's channel binding needs of it. Towards
+//! database servers: [`Client`].
 
+mod client;
 mod end_point;
 mod self_signed;
 
@@ -14,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
+pub(crate) use client::Client;
 pub(crate) use self_signed::make_if_missing;
 
 /// ALPN name PostgreSQL clients send; required on a direct TLS connection (PostgreSQL 17).
@@ -33,6 +36,8 @@ pub(crate) enum TlsError {
     },
     #[error("making a self-signed certificate: {0}")]
     SelfSigned(String),
+    #[error("TLS towards the database: {0}")]
+    Client(String),
 }
 
 /// A cluster's certificate as loaded last.

@@ -428,6 +428,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            tls: None,
+            ca: None,
         };
         let inner = Mariadb::new("c", cfg(&[]), vec![]);
         assert_eq!(
@@ -453,6 +455,8 @@ mod tests {
             bin_dir: None,
             run_as: None,
             settings: Default::default(),
+            tls: None,
+            ca: None,
         };
         let short = Mariadb::new("c", cfg("/d".into()), vec![]);
         assert_eq!(short.socket_arg(), "--socket=/d/mysqld.sock");

@@ -24,6 +24,7 @@ pub use postgres::PostgresProcess;
 pub use server::ProcessStatus;
 
 use super::factory::{BootstrapUser, ConfigProblem, Engine};
+use super::tls::{BackendTls, TlsMode};
 use super::{Driver, DriverError};
 
 /// A driver running `engine`'s server.
@@ -68,6 +69,13 @@ pub struct ProcessConfig {
     /// `--key=value` for MariaDB.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// TLS towards the server: `disable` by default (the Unix socket); `require` or
+    /// `verify-full` go over TCP to `port`.
+    #[serde(default)]
+    pub tls: Option<TlsMode>,
+    /// The CA `verify-full` checks the server's certificate against.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 impl ProcessConfig {
@@ -81,6 +89,7 @@ impl ProcessConfig {
         {
             *bin = base.join(&*bin);
         }
+        BackendTls::resolve_paths(&mut self.ca, base);
     }
 }
 

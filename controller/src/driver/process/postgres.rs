@@ -372,6 +372,8 @@ mod tests {
             bin_dir: None,
             run_as: None,
             settings: Default::default(),
+            tls: None,
+            ca: None,
         };
         let short = Postgres::new("c", cfg("/d".into()), vec![]);
         assert_eq!(short.socket(), Some(PathBuf::from("/d/.s.PGSQL.5432")));

@@ -268,6 +268,8 @@ mod tests {
             bin_dir: None,
             run_as: None,
             settings: Default::default(),
+            tls: None,
+            ca: None,
         };
         let driver = PostgresProcess::new("c", cfg, vec![]);
         let status = driver.status().await;
