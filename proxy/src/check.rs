@@ -23,7 +23,10 @@ pub fn environment(cfg: &Config) -> Result<Vec<String>, ConfigError> {
                 .into_iter()
                 .map(|w| format!("{}: {}", backend_key(w.field), w.problem)),
         );
-        bindable(&c.listen).map_err(|e| invalid(key("listen"), e))?;
+    }
+    for (addr, clusters) in cfg.doors() {
+        let key = format!("cluster[{}].listen", clusters[0]);
+        bindable(&addr).map_err(|e| invalid(key, e))?;
     }
     bindable(&cfg.admin.listen).map_err(|e| invalid("admin.listen", e))?;
     if let Some(path) = cfg.default_key_file() {

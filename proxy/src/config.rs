@@ -1,7 +1,6 @@
 //! The torpor.toml file: parsing, path resolution and validation.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,9 +10,11 @@ use state_store::StoreConfig;
 
 mod front;
 mod instance;
+mod listen;
 mod tls;
 pub use front::ProxyConfig;
 pub use instance::KEY_FILE;
+pub use listen::same_addr;
 pub use tls::TlsConfig;
 
 /// Used by `torpor up` when no --config is given: one local PostgreSQL, state in ./.torpor.
@@ -100,7 +101,12 @@ pub enum Protocol {
 pub struct ClusterConfig {
     pub name: String,
     pub protocol: Protocol,
-    pub listen: String,
+    /// Where clients connect: one address or several. PostgreSQL clusters may share one.
+    #[serde(deserialize_with = "listen::one_or_many")]
+    pub listen: Vec<String>,
+    /// TLS server names (SNI) that choose this cluster on an address it shares.
+    #[serde(default)]
+    pub server_names: Vec<String>,
     #[serde(deserialize_with = "idle_timeout", default = "default_idle_timeout")]
     pub idle_timeout: Duration,
     pub backend: BackendConfig,
@@ -250,6 +256,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         front::validate(self)?;
         instance::validate(self)?;
+        listen::validate(self)?;
         tls::validate(self)?;
         let url = &self.state_store.url;
         if !(url.starts_with("file://") || url.starts_with("s3://") || url.starts_with("memory://"))
@@ -263,7 +270,8 @@ impl Config {
             return Err(invalid("cluster", "at least one [[cluster]] is required"));
         }
         let mut names = HashSet::new();
-        let mut ports = HashSet::new();
+        // Every listen port, so a backend's port is never a client's.
+        let mut ports = listen::ports(self);
         for (i, c) in self.clusters.iter().enumerate() {
             let key = |k: &str| format!("cluster[{i}].{k}");
             if c.name.is_empty()
@@ -280,16 +288,6 @@ impl Config {
             if !names.insert(c.name.as_str()) {
                 return Err(invalid(key("name"), format!("{:?} is used twice", c.name)));
             }
-            let listen: SocketAddr = c
-                .listen
-                .parse()
-                .map_err(|e| invalid(key("listen"), format!("{e} (want host:port)")))?;
-            if !ports.insert(listen.port()) {
-                return Err(invalid(
-                    key("listen"),
-                    format!("port {} is used twice", listen.port()),
-                ));
-            }
             match c.protocol {
                 Protocol::Postgres => protocols::pg::local::ProbeSet::parse(&c.probes()).map(drop),
                 Protocol::Mysql => protocols::mysql::local::ProbeSet::parse(&c.probes()).map(drop),
@@ -298,6 +296,7 @@ impl Config {
             if c.idle_timeout.is_zero() {
                 return Err(invalid(key("idle_timeout"), "must be greater than zero"));
             }
+            let listen = listen::first(c, &key("listen"))?;
             if let Some(port) = c.backend.local_port() {
                 if port == 0 {
                     return Err(invalid(key("backend.port"), "must be a fixed port"));
@@ -396,7 +395,7 @@ mod tests {
     fn default_config_is_valid() {
         let cfg = Config::parse(DEFAULT_CONFIG, Path::new("/here")).unwrap();
         assert_eq!(cfg.clusters.len(), 1);
-        assert_eq!(cfg.clusters[0].listen, "127.0.0.1:6432");
+        assert_eq!(cfg.clusters[0].listen, ["127.0.0.1:6432"]);
         assert!(cfg.state_store.url.starts_with("file:///here/"));
     }
 

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod check;
 pub mod cluster_front;
 pub mod config;
+mod door;
 mod learn;
 mod limits;
 pub mod metrics;

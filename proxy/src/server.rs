@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin;
 use crate::cluster_front::ClusterFront;
 use crate::config::{ClusterConfig, Config, Protocol};
+use crate::door;
 use crate::limits::{self, Cap};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -85,7 +86,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     }
     let mut certificates = Vec::new();
     let mut fronts = Vec::new();
-    let mut listen_addrs = Vec::new();
+    let mut caps = Vec::new();
     for (i, (c, driver)) in cfg.clusters.iter().zip(drivers).enumerate() {
         let tls = match cfg.cluster_tls(i) {
             Some(t) => {
@@ -108,10 +109,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             .prepare()
             .await
             .with_context(|| format!("cluster {}: preparing the backend", c.name))?;
-        let listener = TcpListener::bind(&c.listen)
-            .await
-            .with_context(|| format!("cluster {}: listening on {}", c.name, c.listen))?;
-        listen_addrs.push(listener.local_addr()?);
         let front = Arc::new(
             ClusterFront::new(c, cluster.clone(), store.clone(), registry.clone())
                 .with_metrics(metrics.cluster(&c.name, c.protocol))
@@ -138,16 +135,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
                 until_shutdown(&background, &shutdown, mysql::keep_learning(front.clone()));
             }
         }
-        let mut caps = vec![all_clients.clone()];
-        caps.extend(c.max_client_connections.map(Cap::new));
-        background.spawn(accept_loop(
-            listener,
-            front,
-            caps,
-            shutdown.clone(),
-            sessions.clone(),
-        ));
+        caps.push(c.max_client_connections.map(Cap::new));
     }
+    let listen_addrs = door::open(
+        &cfg,
+        &fronts,
+        &caps,
+        &all_clients,
+        (&shutdown, &sessions, &background),
+    )
+    .await?;
 
     let admin_listener = TcpListener::bind(&cfg.admin.listen)
         .await
@@ -196,51 +193,6 @@ fn driver(c: &ClusterConfig) -> Box<dyn Driver> {
         })
         .collect();
     c.backend.build(c.protocol.engine(), &c.name, users)
-}
-
-/// Serves each connection in a task of its own while `caps` leave room for it; past them the
-/// client gets the server's own "too many connections" error.
-async fn accept_loop(
-    listener: TcpListener,
-    front: Arc<ClusterFront>,
-    caps: Vec<Cap>,
-    shutdown: CancellationToken,
-    sessions: TaskTracker,
-) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-        };
-        match accepted {
-            Ok((io, _peer)) => {
-                let (front, shutdown) = (front.clone(), shutdown.clone());
-                let Some(slot) = limits::admit(&caps) else {
-                    tracing::warn!(cluster = %front.name, "too many client connections: refusing one");
-                    match front.protocol {
-                        Protocol::Postgres => sessions.spawn(pg::refuse(io, front)),
-                        Protocol::Mysql => sessions.spawn(mysql::refuse(io, front)),
-                    };
-                    continue;
-                };
-                match front.protocol {
-                    Protocol::Postgres => sessions.spawn(async move {
-                        pg::serve(io, front, shutdown).await;
-                        drop(slot);
-                    }),
-                    Protocol::Mysql => sessions.spawn(async move {
-                        mysql::serve(io, front, shutdown).await;
-                        drop(slot);
-                    }),
-                };
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(cluster = %front.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 impl Running {

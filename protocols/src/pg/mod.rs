@@ -4,6 +4,7 @@ pub mod capture;
 pub mod frame;
 pub mod local;
 pub mod message;
+pub mod options;
 pub mod parse;
 pub mod replay;
 pub mod snapshot;

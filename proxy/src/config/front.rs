@@ -35,6 +35,9 @@ pub struct ProxyConfig {
     /// gets the server's out-of-memory error.
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: usize,
+    /// How many clusters this instance may serve (`[[cluster]]` tables); none: no cap.
+    #[serde(default)]
+    pub max_clusters: Option<usize>,
 }
 
 impl Default for ProxyConfig {
@@ -45,6 +48,7 @@ impl Default for ProxyConfig {
             wake_timeout: default_wake_timeout(),
             instance: None,
             max_buffered_bytes: default_max_buffered_bytes(),
+            max_clusters: None,
         }
     }
 }

@@ -6,6 +6,7 @@ mod catalog;
 mod checkpoint;
 mod conn;
 mod error;
+mod pick;
 mod restore;
 mod session;
 mod startup;
@@ -19,24 +20,39 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster_front::ClusterFront;
+use crate::door::Door;
 use startup::Start;
 
-/// Serves one accepted client connection until it closes.
-pub(crate) async fn serve(io: TcpStream, front: Arc<ClusterFront>, shutdown: CancellationToken) {
+/// Serves one client connection accepted at `door` until it closes.
+pub(crate) async fn serve(io: TcpStream, door: Arc<Door>, shutdown: CancellationToken) {
     let start = tokio::select! {
-        s = startup::accept(io, &front) => s,
+        s = startup::accept(io, &door) => s,
         _ = shutdown.cancelled() => return,
     };
     match start {
-        Start::Cancel { pid, secret } => cancel::forward(&front.registry, pid, secret).await,
-        Start::Session { conn, user, params } => {
+        Start::Cancel { pid, secret } => {
+            cancel::forward(&door.first().registry, pid, secret).await;
+        }
+        Start::Session {
+            front,
+            slot,
+            conn,
+            user,
+            params,
+        } => {
             session::session(front, conn, user, params)
                 .run(shutdown)
                 .await;
+            drop(slot);
         }
-        Start::Failed { mut conn, error } => {
+        Start::Failed {
+            mut conn,
+            error,
+            front,
+        } => {
             if let Some((code, msg)) = error::client_report(&error) {
-                tracing::info!(cluster = %front.name, code, error = %msg, "client startup failed");
+                let cluster = front.map_or_else(|| door.label(), |f| f.name.clone());
+                tracing::info!(%cluster, code, error = %msg, "client startup failed");
                 error::report(&mut conn, code, &msg).await;
             }
         }

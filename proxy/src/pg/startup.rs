@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use super::conn::Messages;
 use super::conn::{Conn, MAX_CLIENT_MESSAGE, body};
 use crate::cluster_front::{ClusterFront, User};
+use crate::door::Door;
+use crate::limits::Slot;
 use crate::names::clip;
 use crate::session::Error;
 use crate::throttle::Via;
@@ -22,14 +24,22 @@ use crate::throttle::Via;
 pub(super) enum Start {
     /// An authenticated client, ready for its session.
     Session {
+        front: Arc<ClusterFront>,
+        /// Its place under the cluster's connection cap, when taken at login.
+        slot: Option<Slot>,
         conn: Conn,
         user: Arc<User>,
         params: Vec<(String, String)>,
     },
     /// The connection carried a CancelRequest and is done.
     Cancel { pid: i32, secret: i32 },
-    /// Startup failed; the connection is kept so the caller can tell the client why.
-    Failed { conn: Conn, error: Error },
+    /// Startup failed; the connection is kept so the caller can tell the client why. The
+    /// cluster, if the client had chosen one.
+    Failed {
+        conn: Conn,
+        error: Error,
+        front: Option<Arc<ClusterFront>>,
+    },
 }
 
 const SCRAM: &str = "SCRAM-SHA-256";
@@ -46,21 +56,42 @@ enum Packet {
     Cancel(i32, i32),
 }
 
-/// The whole handshake, encryption requests included, within `handshake_timeout`.
-pub(super) async fn accept(io: TcpStream, front: &ClusterFront) -> Start {
+/// The whole handshake, encryption requests included, within `handshake_timeout`: the
+/// encryption and the startup packet at the door, then the cluster the client chose, then
+/// authentication against it.
+pub(super) async fn accept(io: TcpStream, door: &Door) -> Start {
     let mut conn = Conn::new(io, MAX_AUTH_MESSAGE);
-    let timeout = front.handshake_timeout;
-    let handshake = tokio::time::timeout(timeout, handshake(&mut conn, front)).await;
+    let timeout = door.first().handshake_timeout;
+    let mut chosen = None;
+    let handshake = tokio::time::timeout(timeout, handshake(&mut conn, door, &mut chosen)).await;
     match handshake {
-        Ok(Ok(Handshake::Session(user, params))) => {
+        Ok(Ok(Handshake::Session(user, params, slot))) => {
             // From here on messages can be as large as any query.
             conn.max = MAX_CLIENT_MESSAGE;
-            Start::Session { conn, user, params }
+            match chosen {
+                Some(front) => Start::Session {
+                    front,
+                    slot,
+                    conn,
+                    user,
+                    params,
+                },
+                None => Start::Failed {
+                    conn,
+                    error: Error::Protocol("no cluster chosen".into()),
+                    front: None,
+                },
+            }
         }
         Ok(Ok(Handshake::Cancel(pid, secret))) => Start::Cancel { pid, secret },
-        Ok(Err(error)) => Start::Failed { conn, error },
+        Ok(Err(error)) => Start::Failed {
+            conn,
+            error,
+            front: chosen,
+        },
         Err(_) => Start::Failed {
             conn,
+            front: chosen,
             error: Error::pg(
                 "08006",
                 format!(
@@ -73,16 +104,26 @@ pub(super) async fn accept(io: TcpStream, front: &ClusterFront) -> Start {
 }
 
 enum Handshake {
-    Session(Arc<User>, Vec<(String, String)>),
+    Session(Arc<User>, Vec<(String, String)>, Option<Slot>),
     Cancel(i32, i32),
 }
 
-async fn handshake(conn: &mut Conn, front: &ClusterFront) -> Result<Handshake, Error> {
-    let mut binding = None;
-    if let Some(tls) = &front.tls
-        && direct_tls(conn).await?
-    {
-        binding = start_tls(conn, tls).await?;
+/// What a TLS handshake left: the channel binding data of the certificate shown, and the
+/// server name the client asked for.
+#[derive(Default)]
+struct Encrypted {
+    binding: Option<Arc<[u8]>>,
+    server_name: Option<String>,
+}
+
+async fn handshake(
+    conn: &mut Conn,
+    door: &Door,
+    chosen: &mut Option<Arc<ClusterFront>>,
+) -> Result<Handshake, Error> {
+    let mut tls = Encrypted::default();
+    if door.offers_tls() && direct_tls(conn).await? {
+        tls = start_tls(conn, door).await?;
         // As PostgreSQL 17: a direct TLS connection must say it speaks postgresql.
         if conn.alpn() != Some(crate::tls::ALPN_POSTGRES) {
             return Err(Error::pg(
@@ -91,13 +132,16 @@ async fn handshake(conn: &mut Conn, front: &ClusterFront) -> Result<Handshake, E
             ));
         }
     }
-    match startup_packet(conn, front.tls.as_deref(), &mut binding).await? {
-        Packet::Startup(params) => {
+    match startup_packet(conn, Some(door), &mut tls).await? {
+        Packet::Startup(mut params) => {
+            let (i, slot) = super::pick::front(door, tls.server_name.as_deref(), &mut params)?;
+            let front = &door.served[i].front;
+            *chosen = Some(front.clone());
             if front.require_tls && !conn.io.is_tls() {
                 return Err(no_encryption(&params, conn, front));
             }
-            let user = authenticate(conn, &params, front, binding.as_deref()).await?;
-            Ok(Handshake::Session(user, params))
+            let user = authenticate(conn, &params, front, tls.binding.as_deref()).await?;
+            Ok(Handshake::Session(user, params, slot))
         }
         Packet::Cancel(pid, secret) => Ok(Handshake::Cancel(pid, secret)),
     }
@@ -117,13 +161,38 @@ async fn direct_tls(conn: &Conn) -> Result<bool, Error> {
 /// 369 MB).
 const TLS_HANDSHAKE: u8 = 0x16;
 
-/// Runs the TLS handshake; the channel binding data of the certificate shown, if any.
-async fn start_tls(conn: &mut Conn, tls: &crate::tls::Tls) -> Result<Option<Arc<[u8]>>, Error> {
-    let loaded = tls.current();
-    conn.start_tls(&loaded)
+/// Runs the TLS handshake with the certificate of the cluster whose `server_names` hold the
+/// name the client asks for, else of the door's first cluster that has one. Bytes the client
+/// sent before it are refused, not carried into the encrypted session (CVE-2021-23214).
+async fn start_tls(conn: &mut Conn, door: &Door) -> Result<Encrypted, Error> {
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::Protocol(format!("TLS handshake failed: {}", clip(&e.to_string())))
+    };
+    if !conn.rbuf.is_empty() {
+        return Err(failed(
+            &"the client sent data after its encryption request, before the TLS handshake",
+        ));
+    }
+    let crate::net::Stream::Tcp(tcp) = std::mem::replace(&mut conn.io, crate::net::Stream::Gone)
+    else {
+        return Err(failed(&"TLS asked for twice"));
+    };
+    let pick = |name: Option<&str>| {
+        let named = name.and_then(|n| door.by_server_name(n));
+        let served = named.into_iter().chain(0..door.served.len());
+        served
+            .filter_map(|i| door.served[i].front.tls.as_ref())
+            .map(|tls| tls.current())
+            .next()
+    };
+    let (stream, loaded, server_name) = crate::tls::accept_by_name(tcp, pick)
         .await
-        .map_err(|e| Error::Protocol(format!("TLS handshake failed: {}", clip(&e.to_string()))))?;
-    Ok(loaded.end_point.clone())
+        .map_err(|e| failed(&e))?;
+    conn.io = crate::net::Stream::Tls(Box::new(stream.into()));
+    Ok(Encrypted {
+        binding: loaded.end_point.clone(),
+        server_name,
+    })
 }
 
 /// What PostgreSQL says when pg_hba.conf has only `hostssl` lines for a client.
@@ -156,7 +225,8 @@ fn no_encryption(params: &[(String, String)], conn: &Conn, front: &ClusterFront)
 pub(super) async fn refuse(io: TcpStream, front: &ClusterFront) -> Option<(i32, i32)> {
     let mut conn = Conn::new(io, MAX_AUTH_MESSAGE);
     let wait = front.handshake_timeout.min(REFUSE_WAIT);
-    match tokio::time::timeout(wait, startup_packet(&mut conn, None, &mut None)).await {
+    let mut plain = Encrypted::default();
+    match tokio::time::timeout(wait, startup_packet(&mut conn, None, &mut plain)).await {
         Ok(Ok(Packet::Cancel(pid, secret))) => Some((pid, secret)),
         Ok(Ok(Packet::Startup(_))) => {
             super::error::report(&mut conn, "53300", "sorry, too many clients already").await;
@@ -167,11 +237,11 @@ pub(super) async fn refuse(io: TcpStream, front: &ClusterFront) -> Option<(i32, 
 }
 
 /// Reads the startup packet, answering encryption requests first: SSLRequest starts TLS when
-/// `tls` is given (and sets `binding`), else gets 'N'.
+/// a cluster at `door` has a certificate (and sets `tls`), else gets 'N'.
 async fn startup_packet(
     conn: &mut Conn,
-    tls: Option<&crate::tls::Tls>,
-    binding: &mut Option<Arc<[u8]>>,
+    door: Option<&Door>,
+    tls: &mut Encrypted,
 ) -> Result<Packet, Error> {
     // Each answered once, as postgres does: a client that keeps asking is stalling.
     let (mut ssl_asked, mut gss_asked) = (false, false);
@@ -189,11 +259,11 @@ async fn startup_packet(
         let packet = conn.rbuf.split_to(len);
         match frame::parse_startup(&packet[4..])? {
             // TLS and GSS encryption come later; 'N' tells the client to go on in plaintext.
-            StartupPacket::Ssl => match tls {
-                Some(tls) if !conn.io.is_tls() && !ssl_asked => {
+            StartupPacket::Ssl => match door {
+                Some(door) if door.offers_tls() && !conn.io.is_tls() && !ssl_asked => {
                     ssl_asked = true;
                     conn.send(b"S").await?;
-                    *binding = start_tls(conn, tls).await?;
+                    *tls = start_tls(conn, door).await?;
                 }
                 _ => refuse_encryption(conn, &mut ssl_asked, "SSLRequest").await?,
             },

@@ -12,8 +12,9 @@ use std::sync::{Arc, RwLock};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::Acceptor;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use crate::config::TlsConfig;
 pub(crate) use client::Client;
@@ -100,6 +101,26 @@ pub(crate) async fn accept(
     tcp: TcpStream,
 ) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
     loaded.acceptor.accept(tcp).await
+}
+
+/// Runs the server side of a TLS handshake on `tcp` with the certificate `pick` chooses for
+/// the server name the client sent (SNI), if it sent one: the stream, the certificate shown
+/// and the name.
+pub(crate) async fn accept_by_name(
+    tcp: TcpStream,
+    pick: impl FnOnce(Option<&str>) -> Option<Arc<Loaded>>,
+) -> std::io::Result<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    Arc<Loaded>,
+    Option<String>,
+)> {
+    let start = LazyConfigAcceptor::new(Acceptor::default(), tcp).await?;
+    let name = start.client_hello().server_name().map(str::to_string);
+    let Some(loaded) = pick(name.as_deref()) else {
+        return Err(std::io::Error::other("no certificate to show"));
+    };
+    let stream = start.into_stream(loaded.acceptor.config().clone()).await?;
+    Ok((stream, loaded, name))
 }
 
 fn load(source: &TlsConfig, alpn: &[Vec<u8>]) -> Result<Loaded, TlsError> {
