@@ -204,18 +204,10 @@ driver = "process"
 data_dir = "{data}"
 port = {backend_port}
 settings = {settings}
-
-[[cluster.users]]
-name = "{USER}"
-password = "{PASSWORD}"
-superuser = true
-
-[[cluster.users]]
-name = "{OTHER_USER}"
-password = "{OTHER_PASSWORD}"
-"#,
+{users}"#,
             idle = opts.idle_timeout,
             data = data_dir.display(),
+            users = users_toml(),
         );
         let toml = front_door(toml, opts, dir.path());
         let config_path = dir.path().join("torpor.toml");
@@ -267,6 +259,22 @@ password = "{OTHER_PASSWORD}"
         let text = std::fs::read_to_string(self.data_dir.join(file)).ok()?;
         text.lines().next()?.trim().parse().ok()
     }
+}
+
+/// The `[[cluster.users]]` of every test cluster: [`USER`] (a superuser) and [`OTHER_USER`].
+pub fn users_toml() -> String {
+    format!(
+        r#"
+[[cluster.users]]
+name = "{USER}"
+password = "{PASSWORD}"
+superuser = true
+
+[[cluster.users]]
+name = "{OTHER_USER}"
+password = "{OTHER_PASSWORD}"
+"#
+    )
 }
 
 /// `toml` with what `opts` says of the front door: the `[proxy]` table, the cluster's own
@@ -324,7 +332,8 @@ impl TestEnv {
             .await
             .expect("torpor start timed out")
             .unwrap_or_else(|e| panic!("torpor start failed: {e:#}"));
-        assert_eq!(running.listen_addrs, vec![cfg.listen]);
+        // Clusters a test adds (crate::clusters) come after this one.
+        assert_eq!(running.listen_addrs.first(), Some(&cfg.listen));
         assert_eq!(running.admin_addr, cfg.admin);
         TestEnv {
             cfg,

@@ -2,6 +2,7 @@
 pub mod asleep;
 pub mod binary;
 pub mod clients;
+pub mod clusters;
 pub mod faults;
 pub mod fixture;
 pub mod harness;

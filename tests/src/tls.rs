@@ -29,6 +29,11 @@ pub struct TestCa {
 impl TestCa {
     /// Writes `<name>-ca.pem`, `<name>-cert.pem` and `<name>-key.pem` into `dir`.
     pub fn new(dir: &Path, name: &str) -> TestCa {
+        TestCa::for_names(dir, name, &["localhost", "127.0.0.1"])
+    }
+
+    /// Like [`TestCa::new`], the certificate covering `names` (host names or IP addresses).
+    pub fn for_names(dir: &Path, name: &str, names: &[&str]) -> TestCa {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -38,8 +43,8 @@ impl TestCa {
         let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
         let issuer = Issuer::new(ca_params, ca_key);
         let key = KeyPair::generate().expect("server key");
-        let params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("server params");
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let params = CertificateParams::new(names).expect("server params");
         let cert = params.signed_by(&key, &issuer).expect("server certificate");
         let ca = TestCa {
             ca: dir.join(format!("{name}-ca.pem")),
@@ -79,9 +84,11 @@ impl TestCa {
     }
 }
 
-/// tokio-postgres over TLS, verifying the server as `localhost` against one CA.
+/// tokio-postgres over TLS, verifying the server as `name` against one CA. rustls sends a
+/// host name as the server name (SNI), an IP address not.
 pub struct Connect {
     pub config: Arc<rustls::ClientConfig>,
+    pub name: String,
 }
 
 impl TlsConnect<TcpStream> for Connect {
@@ -91,7 +98,7 @@ impl TlsConnect<TcpStream> for Connect {
 
     fn connect(self, tcp: TcpStream) -> Self::Future {
         Box::pin(async move {
-            let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+            let name = ServerName::try_from(self.name).map_err(io::Error::other)?;
             let tls = tokio_rustls::TlsConnector::from(self.config)
                 .connect(name, tcp)
                 .await?;
@@ -154,15 +161,26 @@ pub async fn connect_tls(
     bind: bool,
 ) -> Result<Pg, tokio_postgres::Error> {
     let mut config = client_config(addr, user, password);
-    config.ssl_mode(tokio_postgres::config::SslMode::Require);
     if bind {
         config.channel_binding(tokio_postgres::config::ChannelBinding::Require);
     }
+    connect_tls_as(addr, ca, "localhost", config).await
+}
+
+/// Connects with `config` over TLS (SSLRequest first), verifying the server as `name`.
+pub async fn connect_tls_as(
+    addr: SocketAddr,
+    ca: &TestCa,
+    name: &str,
+    mut config: tokio_postgres::Config,
+) -> Result<Pg, tokio_postgres::Error> {
+    config.ssl_mode(tokio_postgres::config::SslMode::Require);
     let tcp = TcpStream::connect(addr)
         .await
         .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     let tls = Connect {
         config: ca.client_config(&[]),
+        name: name.to_string(),
     };
     let (client, conn) = tokio::time::timeout(SLOW, config.connect_raw(tcp, tls))
         .await

@@ -1,0 +1,247 @@
+//! Port mapping (issue 12, item 5): PostgreSQL clusters sharing one address, each client
+//! choosing its cluster by TLS server name (SNI) or `options=-c torpor.cluster=<name>`; a
+//! cluster on several addresses; `[proxy] max_clusters`. Real postgres servers behind one
+//! torpor; each session is checked to be on its own cluster's server by the port it reports.
+
+use torpor_tests::binary;
+use torpor_tests::clusters::{self, Added};
+use torpor_tests::harness::{
+    Opts, PASSWORD, Pg, TestConfig, TestEnv, USER, client_config, connect_from, connect_to,
+    describe,
+};
+use torpor_tests::tls::{TestCa, connect_tls_as};
+
+const NAME_A: &str = "a.db.test";
+const NAME_B: &str = "b.db.test";
+
+/// The harness's cluster `pg` (server name a.db.test) and cluster `b` (b.db.test, with
+/// `b_settings`) on the same address, behind a certificate covering both names and 127.0.0.1.
+async fn shared(b_settings: &str) -> (TestEnv, Added, TestCa) {
+    let mut cfg = TestConfig::new(&Opts::default()).await;
+    cfg.toml = cfg.toml.replacen(
+        "idle_timeout",
+        &format!("server_names = [\"{NAME_A}\"]\nidle_timeout"),
+        1,
+    );
+    let ca = TestCa::for_names(cfg.dir.path(), "shared", &[NAME_A, NAME_B, "127.0.0.1"]);
+    let listen = format!("\"{}\"", cfg.listen);
+    let b = clusters::add(
+        &mut cfg,
+        "b",
+        &listen,
+        &format!("server_names = [\"{NAME_B}\"]\n{b_settings}"),
+    );
+    cfg.toml.push_str(&ca.toml("tls"));
+    (TestEnv::start_config(cfg).await, b, ca)
+}
+
+/// The port of the server a session is on.
+async fn port(c: &Pg) -> u16 {
+    c.text("SELECT current_setting('port')")
+        .await
+        .parse()
+        .expect("a port number")
+}
+
+/// Connects over TLS sending `server_name` as SNI, with channel binding, as `options` says.
+async fn tls_as(
+    env: &TestEnv,
+    ca: &TestCa,
+    server_name: &str,
+    options: Option<&str>,
+) -> Result<Pg, tokio_postgres::Error> {
+    let mut config = client_config(env.listen, USER, PASSWORD);
+    config.channel_binding(tokio_postgres::config::ChannelBinding::Require);
+    if let Some(o) = options {
+        config.options(o);
+    }
+    connect_tls_as(env.listen, ca, server_name, config).await
+}
+
+/// Connects in plaintext with the startup parameter `options`.
+async fn plain_with(env: &TestEnv, options: &str) -> Result<Pg, tokio_postgres::Error> {
+    let mut config = client_config(env.listen, USER, PASSWORD);
+    config.options(options);
+    connect_from(env.listen, &config).await.map(|(c, _)| c)
+}
+
+/// The SQLSTATE and message of a refused connection.
+fn refused(r: Result<Pg, tokio_postgres::Error>) -> (String, String) {
+    let e = r.err().expect("the connection was refused");
+    let db = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {}", describe(&e)));
+    (db.code().code().to_string(), db.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_on_one_port_chosen_by_server_name() {
+    let (env, b, ca) = shared("").await;
+    let on_a = tls_as(&env, &ca, NAME_A, None)
+        .await
+        .expect("SNI a.db.test");
+    let on_b = tls_as(&env, &ca, NAME_B, None)
+        .await
+        .expect("SNI b.db.test");
+    assert_eq!(port(&on_a).await, env.backend_port);
+    assert_eq!(port(&on_b).await, b.backend_port);
+    on_a.exec("CREATE TEMP TABLE t AS SELECT 'a' AS who; SET application_name = 'on-a'")
+        .await;
+    on_b.exec("CREATE TEMP TABLE t AS SELECT 'b' AS who; SET application_name = 'on-b'")
+        .await;
+
+    // b sleeps alone; its session comes back whole on its own server, a never noticed.
+    let a_pid = env.backend_pid().await.expect("a runs");
+    b.sleep_ok(&env).await;
+    assert_eq!(env.cluster_status().await["state"], "running");
+    assert_eq!(on_b.text("SELECT who FROM t").await, "b");
+    assert_eq!(on_b.text("SHOW application_name").await, "on-b");
+    assert_eq!(port(&on_b).await, b.backend_port);
+    assert_eq!(env.backend_pid().await, Some(a_pid));
+
+    env.sleep_ok().await;
+    assert_eq!(on_a.text("SELECT who FROM t").await, "a");
+    assert_eq!(on_a.text("SHOW application_name").await, "on-a");
+    assert_eq!(port(&on_a).await, env.backend_port);
+    env.shutdown_after((on_a, on_b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_on_one_port_chosen_by_the_startup_option() {
+    let (env, b, ca) = shared("").await;
+    // Plaintext, and other switches in the same options reach the server.
+    let on_b = plain_with(&env, "-c torpor.cluster=b -c statement_timeout=7s")
+        .await
+        .expect("options naming b");
+    let on_a = plain_with(&env, "--torpor.cluster=pg")
+        .await
+        .expect("options naming pg");
+    // TLS without SNI (rustls sends none for an IP address) and the option.
+    let tls_b = tls_as(&env, &ca, "127.0.0.1", Some("-c torpor.cluster=b"))
+        .await
+        .expect("TLS without SNI, options naming b");
+    assert_eq!(port(&on_b).await, b.backend_port);
+    assert_eq!(port(&tls_b).await, b.backend_port);
+    assert_eq!(port(&on_a).await, env.backend_port);
+    // The server never saw torpor's option, but did see the rest.
+    let setting = "SELECT current_setting('torpor.cluster', true)";
+    assert_eq!(on_b.value(setting).await, None);
+    assert_eq!(on_b.text("SHOW statement_timeout").await, "7s");
+    on_b.exec("CREATE TEMP TABLE t AS SELECT 42 AS x").await;
+
+    // Through a sleep, the replayed startup parameters hold no option either.
+    b.sleep_ok(&env).await;
+    assert_eq!(on_b.text("SELECT x FROM t").await, "42");
+    assert_eq!(on_b.text("SHOW statement_timeout").await, "7s");
+    assert_eq!(on_b.value(setting).await, None);
+    assert_eq!(port(&on_b).await, b.backend_port);
+    assert_eq!(port(&tls_b).await, b.backend_port);
+    env.shutdown_after((on_a, on_b, tls_b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_names_no_cluster_or_two_is_refused() {
+    let (env, _b, ca) = shared("max_client_connections = 1").await;
+    // Plaintext without the option: nothing says which cluster.
+    let (code, message) = refused(connect_to(env.listen, USER, PASSWORD).await);
+    assert_eq!(code, "08004", "{message}");
+    assert!(message.contains("torpor.cluster"), "{message}");
+    assert!(message.contains("server name"), "{message}");
+    // TLS without SNI and without the option: the same.
+    let (code, message) = refused(tls_as(&env, &ca, "127.0.0.1", None).await);
+    assert_eq!(code, "08004", "{message}");
+    // The server name says a, the option b.
+    let (code, message) = refused(tls_as(&env, &ca, NAME_A, Some("-c torpor.cluster=b")).await);
+    assert_eq!(code, "08004", "{message}");
+    assert!(
+        message.contains(NAME_A) && message.contains("\"b\""),
+        "{message}"
+    );
+    // A cluster that isn't there, and two different ones in one options.
+    let (code, message) = refused(plain_with(&env, "-c torpor.cluster=nope").await);
+    assert_eq!(code, "08004", "{message}");
+    assert!(message.contains("\"nope\""), "{message}");
+    let (code, message) =
+        refused(plain_with(&env, "-c torpor.cluster=b -c torpor.cluster=pg").await);
+    assert_eq!(code, "08004", "{message}");
+    // Agreeing is fine.
+    let c = tls_as(&env, &ca, NAME_B, Some("-c torpor.cluster=b"))
+        .await
+        .expect("SNI and option agree");
+    assert_eq!(c.text("SELECT 1").await, "1");
+    // b's own cap counts once b is chosen; pg, on the same address, has room.
+    let (code, message) = refused(tls_as(&env, &ca, NAME_B, None).await);
+    assert_eq!(code, "53300", "{message}");
+    let a = tls_as(&env, &ca, NAME_A, None).await.expect("pg has room");
+    assert_eq!(a.text("SELECT 1").await, "1");
+    env.shutdown_after((c, a)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_listens_on_two_addresses() {
+    let mut cfg = TestConfig::new(&Opts::default()).await;
+    let second = std::net::SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        torpor_tests::ports::free_port(),
+    ));
+    cfg.toml = cfg.toml.replacen(
+        &format!("listen = \"{}\"", cfg.listen),
+        &format!("listen = [\"{}\", \"{second}\"]", cfg.listen),
+        1,
+    );
+    let env = TestEnv::start_config(cfg).await;
+    let first = env.connect().await;
+    let other = connect_to(second, USER, PASSWORD)
+        .await
+        .expect("the second address");
+    first.exec("CREATE TEMP TABLE t AS SELECT 1 AS x").await;
+    other.exec("CREATE TEMP TABLE t AS SELECT 2 AS x").await;
+    // One server behind both: they are sessions of one cluster.
+    assert_eq!(port(&first).await, env.backend_port);
+    assert_eq!(port(&other).await, env.backend_port);
+    env.sleep_ok().await;
+    assert_eq!(first.text("SELECT x FROM t").await, "1");
+    assert_eq!(other.text("SELECT x FROM t").await, "2");
+    env.shutdown_after((first, other)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_clusters_is_enforced_by_check_and_up() {
+    let mut cfg = TestConfig::new(&Opts::default()).await;
+    let other = format!("\"127.0.0.1:{}\"", torpor_tests::ports::free_port());
+    let _b = clusters::add(&mut cfg, "b", &other, "");
+    let path = cfg.dir.path().join("capped.toml");
+    let write = |max: usize| {
+        std::fs::write(
+            &path,
+            format!("{}\n[proxy]\nmax_clusters = {max}\n", cfg.toml),
+        )
+        .expect("write the config");
+    };
+    write(2);
+    let (ok, text) = binary::run(&["check"], &path).await;
+    assert!(ok, "two clusters under max_clusters = 2 refused: {text}");
+    write(1);
+    for command in ["check", "up"] {
+        let (ok, text) = binary::run(&[command], &path).await;
+        assert!(
+            !ok,
+            "{command}: two clusters over max_clusters = 1 accepted: {text}"
+        );
+        assert!(text.contains("proxy.max_clusters"), "{command}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_clusters_keep_an_address_each() {
+    let mut cfg = TestConfig::new(&Opts::mysql()).await;
+    let listen = format!("\"{}\"", cfg.listen);
+    let _b = clusters::add(&mut cfg, "b", &listen, "");
+    std::fs::write(&cfg.config_path, &cfg.toml).expect("write the config");
+    let (ok, text) = binary::run(&["check"], &cfg.config_path).await;
+    assert!(!ok, "a MySQL cluster sharing its address accepted: {text}");
+    assert!(
+        text.contains("MySQL cluster needs an address of its own"),
+        "{text}"
+    );
+}
