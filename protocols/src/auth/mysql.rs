@@ -52,9 +52,13 @@ pub fn native_scramble(password: &[u8], nonce_bytes: &[u8]) -> Vec<u8> {
     if password.is_empty() {
         return Vec::new();
     }
-    let stage1 = sha1(&[password]);
-    let stage2 = sha1(&[&stage1]);
-    xor(stage1, sha1(&[nonce(nonce_bytes), &stage2]))
+    native_scramble_from(&sha1(&[password]), nonce_bytes)
+}
+
+/// The same response from `SHA1(pw)` alone, which a verified client's response reveals.
+pub fn native_scramble_from(stage1: &[u8; 20], nonce_bytes: &[u8]) -> Vec<u8> {
+    let stage2 = sha1(&[stage1]);
+    xor(*stage1, sha1(&[nonce(nonce_bytes), &stage2]))
 }
 
 /// Checks a client's mysql_native_password response, in constant time.
@@ -65,12 +69,15 @@ pub fn native_verify(password: &[u8], nonce_bytes: &[u8], response: &[u8]) -> bo
 /// Checks a mysql_native_password response against the stored `SHA1(SHA1(pw))` only, as the
 /// server does: recover `SHA1(pw)` from the response and hash it again.
 pub fn native_verify_stored(stored: &[u8; 20], nonce_bytes: &[u8], response: &[u8]) -> bool {
-    let Ok(resp) = <[u8; 20]>::try_from(response) else {
-        return false;
-    };
+    native_recover(stored, nonce_bytes, response).is_some()
+}
+
+/// `SHA1(pw)` from a mysql_native_password response that verifies against `stored`.
+pub fn native_recover(stored: &[u8; 20], nonce_bytes: &[u8], response: &[u8]) -> Option<[u8; 20]> {
+    let resp = <[u8; 20]>::try_from(response).ok()?;
     let mask = sha1(&[nonce(nonce_bytes), stored]);
     let stage1: [u8; 20] = std::array::from_fn(|i| resp[i] ^ mask[i]);
-    ct_eq(&sha1(&[&stage1]), stored)
+    ct_eq(&sha1(&[&stage1]), stored).then_some(stage1)
 }
 
 /// The client's caching_sha2_password fast-path response to `nonce`.
@@ -78,9 +85,88 @@ pub fn sha2_scramble(password: &[u8], nonce_bytes: &[u8]) -> Vec<u8> {
     if password.is_empty() {
         return Vec::new();
     }
-    let d1 = sha256(&[password]);
-    let d2 = sha256(&[&d1]);
-    xor(d1, sha256(&[&d2, nonce(nonce_bytes)]))
+    sha2_scramble_from(&sha256(&[password]), nonce_bytes)
+}
+
+/// The same response from `SHA256(pw)` alone, which a verified client's response reveals.
+pub fn sha2_scramble_from(d1: &[u8; 32], nonce_bytes: &[u8]) -> Vec<u8> {
+    let d2 = sha256(&[d1]);
+    xor(*d1, sha256(&[&d2, nonce(nonce_bytes)]))
+}
+
+/// `SHA256(pw)` from a caching_sha2_password fast-path response that verifies against
+/// `stored`, `SHA256(SHA256(pw))`.
+pub fn sha2_recover(stored: &[u8; 32], nonce_bytes: &[u8], response: &[u8]) -> Option<[u8; 32]> {
+    let resp = <[u8; 32]>::try_from(response).ok()?;
+    let mask = sha256(&[stored, nonce(nonce_bytes)]);
+    let d1: [u8; 32] = std::array::from_fn(|i| resp[i] ^ mask[i]);
+    ct_eq(&sha256(&[&d1]), stored).then_some(d1)
+}
+
+/// What `password_hash` holds for a MySQL user, written `*<40 hex>:<64 hex>`: first
+/// `SHA1(SHA1(pw))`, exactly what MariaDB stores for mysql_native_password (so `IDENTIFIED BY
+/// PASSWORD '*…'` takes that part), then `SHA256(SHA256(pw))`, what caching_sha2_password's
+/// fast path is checked against. Neither gives the password back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MyStored {
+    pub native: [u8; 20],
+    pub sha2: [u8; 32],
+}
+
+impl std::fmt::Debug for MyStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MyStored(<redacted>)")
+    }
+}
+
+impl MyStored {
+    pub fn from_password(password: &[u8]) -> MyStored {
+        MyStored {
+            native: native_stored(password),
+            sha2: sha256(&[&sha256(&[password])]),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<MyStored, String> {
+        let bad = || {
+            "not a MySQL password_hash: want *<40 hex digits>:<64 hex digits> (torpor hash-password --protocol mysql)".to_string()
+        };
+        let (native, sha2) = text
+            .trim()
+            .strip_prefix('*')
+            .and_then(|t| t.split_once(':'))
+            .ok_or_else(bad)?;
+        Ok(MyStored {
+            native: unhex(native).ok_or_else(bad)?,
+            sha2: unhex(sha2).ok_or_else(bad)?,
+        })
+    }
+
+    /// The mysql_native_password hash as MariaDB shows it: `*` and 40 upper-case hex digits.
+    pub fn native_text(&self) -> String {
+        format!("*{}", hex_upper(&self.native))
+    }
+}
+
+impl std::fmt::Display for MyStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.native_text(), hex_upper(&self.sha2))
+    }
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Checks a caching_sha2_password fast-path response, in constant time.
@@ -105,6 +191,38 @@ mod tests {
     // Expected values from Python's hashlib (and MariaDB: PASSWORD('pw') = '*D821809F…'):
     // s1 = sha1(b'pw'); s2 = sha1(s1); xor(s1, sha1(nonce + s2))
     // d1 = sha256(b'pw'); d2 = sha256(d1); xor(d1, sha256(d2 + nonce))
+    #[test]
+    fn a_stored_hash_verifies_both_plugins_and_reveals_what_a_backend_login_needs() {
+        let stored = MyStored::parse(&MyStored::from_password(b"pw").to_string()).unwrap();
+        assert_eq!(
+            stored.native_text(),
+            "*D821809F681A40A6E379B50D0463EFAE20BDD122"
+        );
+        let native = native_scramble(b"pw", NONCE);
+        let stage1 = native_recover(&stored.native, NONCE, &native).expect("verifies");
+        assert_eq!(
+            native_scramble_from(&stage1, b"another nonce 123456"),
+            native_scramble(b"pw", b"another nonce 123456")
+        );
+        assert!(native_recover(&stored.native, NONCE, &native_scramble(b"px", NONCE)).is_none());
+        let sha2 = sha2_scramble(b"pw", NONCE);
+        let d1 = sha2_recover(&stored.sha2, NONCE, &sha2).expect("verifies");
+        assert_eq!(
+            sha2_scramble_from(&d1, b"another nonce 123456"),
+            sha2_scramble(b"pw", b"another nonce 123456")
+        );
+        assert!(sha2_recover(&stored.sha2, NONCE, &sha2_scramble(b"px", NONCE)).is_none());
+        for bad in [
+            "",
+            "*12",
+            "D821809F681A40A6E379B50D0463EFAE20BDD122:00",
+            "*zz:zz",
+        ] {
+            assert!(MyStored::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format!("{stored:?}"), "MyStored(<redacted>)");
+    }
+
     #[test]
     fn known_values() {
         assert_eq!(

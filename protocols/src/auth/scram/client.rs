@@ -3,12 +3,35 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::keys::{Keys, hmac, salted_password};
+use super::keys::{Keys, hmac, salted_password, sha256};
 use super::{MAX_ITERATIONS, ScramError, attr, ct_eq, malformed, random_nonce, utf8, valid_nonce};
+
+/// What a client proves itself with: the password, or the keys of one verifier.
+enum Secret {
+    Password(Vec<u8>),
+    Keys(ScramKeys),
+}
+
+/// The keys a client's proof reveals to a server that verified it ([`super::ScramServer::
+/// finish_keyed`]): enough to log in to a server holding the same verifier (same salt and
+/// iteration count), never the password. Held for a session's life only; never logged.
+#[derive(Clone)]
+pub struct ScramKeys {
+    pub(super) client_key: [u8; 32],
+    pub(super) server_key: [u8; 32],
+    pub(super) salt: Vec<u8>,
+    pub(super) iterations: u32,
+}
+
+impl std::fmt::Debug for ScramKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScramKeys(<redacted>)")
+    }
+}
 
 /// Client side of one exchange (the proxy authenticating to a backend).
 pub struct ScramClient {
-    password: Vec<u8>,
+    secret: Secret,
     client_nonce: String,
     client_first_bare: String,
     /// Set once the client-final is built; what the server must prove.
@@ -29,13 +52,21 @@ impl ScramClient {
         let first = format!("n,,{client_first_bare}").into_bytes();
         (
             ScramClient {
-                password: password.as_bytes().to_vec(),
+                secret: Secret::Password(password.as_bytes().to_vec()),
                 client_nonce: nonce.to_owned(),
                 client_first_bare,
                 server_signature: None,
             },
             first,
         )
+    }
+
+    /// A client proving itself with `keys` rather than a password: the server must hold the
+    /// verifier they came from.
+    pub fn with_keys(keys: ScramKeys) -> (Self, Vec<u8>) {
+        let (mut client, first) = Self::with_nonce("", "", &random_nonce());
+        client.secret = Secret::Keys(keys);
+        (client, first)
     }
 
     /// Takes the server-first-message (AuthenticationSASLContinue data) and returns the
@@ -79,12 +110,23 @@ impl ScramClient {
             return Err(malformed("iteration count out of range"));
         }
 
-        let salted = salted(&self.password, &salt, iterations);
         let Keys {
             client_key,
             stored_key,
             server_key,
-        } = Keys::from_salted(&salted);
+        } = match &self.secret {
+            Secret::Password(password) => Keys::from_salted(&salted(password, &salt, iterations)),
+            Secret::Keys(keys) if keys.salt == salt && keys.iterations == iterations => Keys {
+                client_key: keys.client_key,
+                stored_key: sha256(&keys.client_key),
+                server_key: keys.server_key,
+            },
+            Secret::Keys(_) => {
+                return Err(ScramError::Unsupported(
+                    "the database holds another SCRAM verifier for this user (salt or iteration count differ from password_hash)".into(),
+                ));
+            }
+        };
         // "biws" is base64("n,,"): no channel binding, no authzid.
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = [

@@ -26,7 +26,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use client::ScramClient;
+pub use client::{ScramClient, ScramKeys};
 pub use keys::salted_password;
 pub use secret::ScramSecret;
 pub use server::{Binding, ScramServer};

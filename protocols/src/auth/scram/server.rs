@@ -4,7 +4,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::keys::{hmac, sha256};
-use super::{ScramError, ScramSecret, attr, ct_eq, malformed, random_nonce, utf8, valid_nonce};
+use super::{
+    ScramError, ScramKeys, ScramSecret, attr, ct_eq, malformed, random_nonce, utf8, valid_nonce,
+};
 
 /// Channel binding, as the server offered it and the client chose.
 #[derive(Debug, Clone, Copy, Default)]
@@ -123,6 +125,13 @@ impl ScramServer {
     /// `client_final` is the SASLResponse data. Returns the server-final-message ("v=…") for
     /// AuthenticationSASLFinal when the proof verifies.
     pub fn finish(self, client_final: &[u8]) -> Result<Vec<u8>, ScramError> {
+        self.finish_keyed(client_final)
+            .map(|(server_final, _)| server_final)
+    }
+
+    /// As [`ScramServer::finish`], with the keys the client's proof revealed: its ClientKey,
+    /// which logs in to a server holding the same verifier without the password.
+    pub fn finish_keyed(self, client_final: &[u8]) -> Result<(Vec<u8>, ScramKeys), ScramError> {
         let msg = utf8(client_final)?;
         let (without_proof, proof) = msg
             .rsplit_once(",p=")
@@ -160,6 +169,15 @@ impl ScramServer {
             return Err(ScramError::BadProof);
         }
         let server_signature = hmac(&self.secret.server_key, &auth_message);
-        Ok(format!("v={}", B64.encode(server_signature)).into_bytes())
+        let keys = ScramKeys {
+            client_key,
+            server_key: self.secret.server_key,
+            salt: self.secret.salt.clone(),
+            iterations: self.secret.iterations,
+        };
+        Ok((
+            format!("v={}", B64.encode(server_signature)).into_bytes(),
+            keys,
+        ))
     }
 }

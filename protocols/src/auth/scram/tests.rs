@@ -367,3 +367,30 @@ fn channel_binding_checks_the_certificate_hash() {
         Err(ScramError::Unsupported(_))
     ));
 }
+
+/// A client verified against a stored verifier gives up its ClientKey; with it torpor logs in
+/// to a server holding the same verifier, and to no other.
+#[test]
+fn the_client_key_logs_in_where_the_same_verifier_is() {
+    let stored = ScramSecret::from_password("pw", b"salt-one", 4096);
+    let verifier = ScramSecret::from_pg_verifier(&stored.to_pg_verifier()).unwrap();
+    // The client logs in to torpor.
+    let (mut client, first) = ScramClient::new("pw");
+    let (server, server_first) = ScramServer::start(verifier.clone(), &first).unwrap();
+    let client_final = client.handle_server_first(&server_first).unwrap();
+    let (server_final, keys) = server.finish_keyed(&client_final).unwrap();
+    client.verify_server_final(&server_final).unwrap();
+    // torpor logs in to a backend with the same verifier, with the keys alone.
+    let login = |backend: ScramSecret| {
+        let (mut c, first) = ScramClient::with_keys(keys.clone());
+        let (s, sf) = ScramServer::start(backend, &first).unwrap();
+        let fin = c.handle_server_first(&sf)?;
+        let sfin = s.finish(&fin)?;
+        c.verify_server_final(&sfin)
+    };
+    assert!(login(verifier).is_ok());
+    // Another salt: refused before any proof is sent.
+    let other = ScramSecret::from_password("pw", b"salt-two", 4096);
+    assert!(matches!(login(other), Err(ScramError::Unsupported(_))));
+    assert_eq!(format!("{keys:?}"), "ScramKeys(<redacted>)");
+}
