@@ -4,6 +4,7 @@ pub mod admin;
 pub mod check;
 pub mod cluster_front;
 pub mod config;
+pub mod hash_password;
 mod door;
 mod learn;
 mod limits;

@@ -30,6 +30,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Read a password on standard input and print the `password_hash` value for it, one line.
+    HashPassword {
+        #[arg(long, value_enum)]
+        protocol: ProtocolArg,
+    },
     /// Show the clusters of a running torpor.
     Status {
         /// The admin API address; defaults to the one in --config or the embedded default.
@@ -45,6 +50,12 @@ enum Command {
         #[arg(long, requires = "sessions")]
         cluster: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProtocolArg {
+    Postgres,
+    Mysql,
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -67,6 +78,18 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
+        Command::HashPassword { protocol } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            let protocol = match protocol {
+                ProtocolArg::Postgres => Protocol::Postgres,
+                ProtocolArg::Mysql => Protocol::Mysql,
+            };
+            println!("{}", torpor::hash_password::hash(protocol, &line)?);
+            Ok(())
+        }
         Command::Check { config } => {
             let cfg = load(Some(&config))?;
             let warnings = torpor::check::environment(&cfg)
