@@ -18,21 +18,29 @@ const NAME_B: &str = "b.db.test";
 /// `b_settings`) on the same address, behind a certificate covering both names and 127.0.0.1.
 async fn shared(b_settings: &str) -> (TestEnv, Added, TestCa) {
     let mut cfg = TestConfig::new(&Opts::default()).await;
+    let ca = TestCa::for_names(cfg.dir.path(), "shared", &[NAME_A, NAME_B, "127.0.0.1"]);
+    let b = pair(&mut cfg, "", b_settings, &ca.toml("tls"));
+    (TestEnv::start_config(cfg).await, b, ca)
+}
+
+/// Gives the harness's cluster `pg` the server name a.db.test and `a_toml` after its tables,
+/// and adds cluster `b` on the same address with b.db.test, `b_settings` and `b_toml`.
+fn pair(cfg: &mut TestConfig, a_toml: &str, b_settings: &str, b_toml: &str) -> Added {
     cfg.toml = cfg.toml.replacen(
         "idle_timeout",
         &format!("server_names = [\"{NAME_A}\"]\nidle_timeout"),
         1,
     );
-    let ca = TestCa::for_names(cfg.dir.path(), "shared", &[NAME_A, NAME_B, "127.0.0.1"]);
+    cfg.toml.push_str(a_toml);
     let listen = format!("\"{}\"", cfg.listen);
     let b = clusters::add(
-        &mut cfg,
+        cfg,
         "b",
         &listen,
         &format!("server_names = [\"{NAME_B}\"]\n{b_settings}"),
     );
-    cfg.toml.push_str(&ca.toml("tls"));
-    (TestEnv::start_config(cfg).await, b, ca)
+    cfg.toml.push_str(b_toml);
+    b
 }
 
 /// The port of the server a session is on.
@@ -58,6 +66,20 @@ async fn tls_as(
     connect_tls_as(env.listen, ca, server_name, config).await
 }
 
+/// A session on each cluster, chosen by SNI (trusting `cas` for a and b), each checked to
+/// be on its own cluster's server.
+async fn by_server_name(env: &TestEnv, cas: (&TestCa, &TestCa), b: &Added) -> (Pg, Pg) {
+    let on_a = tls_as(env, cas.0, NAME_A, None)
+        .await
+        .expect("SNI a.db.test");
+    let on_b = tls_as(env, cas.1, NAME_B, None)
+        .await
+        .expect("SNI b.db.test");
+    assert_eq!(port(&on_a).await, env.backend_port);
+    assert_eq!(port(&on_b).await, b.backend_port);
+    (on_a, on_b)
+}
+
 /// Connects in plaintext with the startup parameter `options`.
 async fn plain_with(env: &TestEnv, options: &str) -> Result<Pg, tokio_postgres::Error> {
     let mut config = client_config(env.listen, USER, PASSWORD);
@@ -77,14 +99,7 @@ fn refused(r: Result<Pg, tokio_postgres::Error>) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_on_one_port_chosen_by_server_name() {
     let (env, b, ca) = shared("").await;
-    let on_a = tls_as(&env, &ca, NAME_A, None)
-        .await
-        .expect("SNI a.db.test");
-    let on_b = tls_as(&env, &ca, NAME_B, None)
-        .await
-        .expect("SNI b.db.test");
-    assert_eq!(port(&on_a).await, env.backend_port);
-    assert_eq!(port(&on_b).await, b.backend_port);
+    let (on_a, on_b) = by_server_name(&env, (&ca, &ca), &b).await;
     on_a.exec("CREATE TEMP TABLE t AS SELECT 'a' AS who; SET application_name = 'on-a'")
         .await;
     on_b.exec("CREATE TEMP TABLE t AS SELECT 'b' AS who; SET application_name = 'on-b'")
@@ -244,4 +259,26 @@ async fn mysql_clusters_keep_an_address_each() {
         text.contains("MySQL cluster needs an address of its own"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_cluster_shows_its_own_certificate_by_server_name() {
+    let mut cfg = TestConfig::new(&Opts::default()).await;
+    let ca_a = TestCa::for_names(cfg.dir.path(), "a", &[NAME_A]);
+    let ca_b = TestCa::for_names(cfg.dir.path(), "b", &[NAME_B]);
+    let (tls_a, tls_b) = (ca_a.toml("cluster.tls"), ca_b.toml("cluster.tls"));
+    let b = pair(&mut cfg, &tls_a, "", &tls_b);
+    let env = TestEnv::start_config(cfg).await;
+    // Each name gets its cluster's certificate, and channel binding holds with it.
+    let (on_a, on_b) = by_server_name(&env, (&ca_a, &ca_b), &b).await;
+    // b's name never gets a's certificate.
+    let e = tls_as(&env, &ca_a, NAME_B, None)
+        .await
+        .err()
+        .expect("b's certificate is not from a's CA");
+    assert!(
+        e.as_db_error().is_none(),
+        "refused by the server, not the TLS check: {e}"
+    );
+    env.shutdown_after((on_a, on_b)).await;
 }
