@@ -4,6 +4,7 @@
 //! torpor; each session is checked to be on its own cluster's server by the port it reports.
 
 use torpor_tests::binary;
+use torpor_tests::clients::cli_stdout;
 use torpor_tests::clusters::{self, Added};
 use torpor_tests::harness::{
     Opts, PASSWORD, Pg, TestConfig, TestEnv, USER, client_config, connect_from, connect_to,
@@ -281,4 +282,34 @@ async fn each_cluster_shows_its_own_certificate_by_server_name() {
         "refused by the server, not the TLS check: {e}"
     );
     env.shutdown_after((on_a, on_b)).await;
+}
+
+/// libpq (psql) sends the host name as SNI, and passes `options` through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_chooses_by_server_name_and_by_option() {
+    let (env, b, ca) = shared("").await;
+    let psql = |conninfo: String| async move {
+        cli_stdout(
+            tokio::process::Command::new("psql")
+                .arg(&conninfo)
+                .args(["-X", "-A", "-t", "-c", "SELECT current_setting('port')"])
+                .env("PGPASSWORD", PASSWORD),
+        )
+        .await
+    };
+    let base = format!(
+        "hostaddr=127.0.0.1 port={} user={USER} dbname={USER}",
+        env.listen.port()
+    );
+    let tls = format!("sslmode=verify-full sslrootcert={}", ca.ca.display());
+    for (name, want) in [(NAME_A, env.backend_port), (NAME_B, b.backend_port)] {
+        let out = psql(format!("{base} host={name} {tls}")).await;
+        assert_eq!(out.trim(), want.to_string(), "SNI {name}");
+    }
+    let out = psql(format!(
+        "{base} host=127.0.0.1 sslmode=disable options='-c torpor.cluster=b'"
+    ))
+    .await;
+    assert_eq!(out.trim(), b.backend_port.to_string(), "options");
+    env.shutdown().await;
 }
