@@ -263,6 +263,7 @@ async fn a_cut_short_initialisation_is_redone_and_an_existing_one_adopted() {
     let other: Vec<BootstrapUser> = vec![BootstrapUser {
         name: "carol".into(),
         password: "carol-pw".into(),
+        hashed: false,
         superuser: false,
     }];
     drop(driver);

@@ -309,6 +309,7 @@ async fn a_failed_bootstrap_leaves_no_half_initialised_directory() {
     let bad = vec![BootstrapUser {
         name: "template1".into(),
         password: "bootstrap-secret".into(),
+        hashed: false,
         superuser: false,
     }];
     let driver = PostgresProcess::new("boot", config(data.clone(), port), bad);

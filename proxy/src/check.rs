@@ -23,6 +23,15 @@ pub fn environment(cfg: &Config) -> Result<Vec<String>, ConfigError> {
                 .into_iter()
                 .map(|w| format!("{}: {}", backend_key(w.field), w.problem)),
         );
+        for (j, u) in c.users.iter().enumerate() {
+            if u.password.is_some() {
+                warnings.push(format!(
+                    "{}: the password is in the config in clear; use password_hash (torpor \
+                     hash-password), password_file or password_env",
+                    key(&format!("users[{j}].password"))
+                ));
+            }
+        }
     }
     for (addr, clusters) in cfg.doors() {
         let key = format!("cluster[{}].listen", clusters[0]);

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use controller::Cluster;
-use protocols::auth::scram::ScramSecret;
+use protocols::auth::scram::{ScramKeys, ScramSecret};
 use state_store::Store;
 
-use crate::config::{ClusterConfig, Protocol, UserConfig};
+use crate::config::{ClusterConfig, Protocol, Secret, UserConfig};
 use crate::metrics::ClusterMetrics;
 use crate::registry::Registry;
 use crate::throttle::Logins;
@@ -20,7 +20,9 @@ pub type Params = Vec<(String, String)>;
 
 pub struct User {
     pub name: String,
-    pub password: String,
+    /// `None` when the config gives only a `password_hash`: torpor then logs in to the server
+    /// with the key each client's own proof reveals.
+    pub password: Option<String>,
     pub scram: ScramSecret,
     /// Configured as a superuser: may KILL any session, as CONNECTION ADMIN allows.
     pub superuser: bool,
@@ -34,13 +36,27 @@ type Salted = (Vec<u8>, u32, [u8; 32]);
 
 impl User {
     pub fn new(name: &str, password: &str) -> User {
+        User::with_secret(name, &Secret::Password(password.to_string()))
+    }
+
+    pub fn with_secret(name: &str, secret: &Secret) -> User {
+        let (password, scram) = match secret {
+            Secret::Password(p) => (Some(p.clone()), ScramSecret::random_for(p)),
+            Secret::Hash(verifier) => (None, verifier.clone()),
+        };
         User {
             name: name.to_string(),
-            password: password.to_string(),
-            scram: ScramSecret::random_for(password),
+            password,
+            scram,
             superuser: false,
             salted: Mutex::new(None),
         }
+    }
+
+    /// The password torpor knows, or "" for a user with only a `password_hash` (whose logins
+    /// to the server use keys, never this).
+    pub fn password_or_empty(&self) -> &str {
+        self.password.as_deref().unwrap_or_default()
     }
 
     /// SaltedPassword for this user's password with the backend's salt and iterations.
@@ -52,8 +68,11 @@ impl User {
         {
             return *key;
         }
-        let key =
-            protocols::auth::scram::salted_password(self.password.as_bytes(), salt, iterations);
+        let key = protocols::auth::scram::salted_password(
+            self.password_or_empty().as_bytes(),
+            salt,
+            iterations,
+        );
         *cached = Some((salt.to_vec(), iterations, key));
         key
     }
@@ -86,6 +105,9 @@ pub struct ClusterFront {
     my_catalog: Mutex<Option<Arc<protocols::mysql::local::Catalog>>>,
     /// The first configured user: torpor's own connections (learning the catalog) log in as it.
     pub first_user: Option<Arc<User>>,
+    /// The keys of a live session of `first_user` when it has only a `password_hash`: torpor's
+    /// own connections borrow them. Never outlive that session.
+    learning_keys: Mutex<Option<Weak<ScramKeys>>>,
     /// Requests torpor answered itself, without the server.
     pub local_answers: AtomicU64,
     pub metrics: ClusterMetrics,
@@ -122,12 +144,20 @@ impl ClusterFront {
         let users: HashMap<String, Arc<User>> = cfg
             .users
             .iter()
-            .map(|u: &UserConfig| {
+            .filter_map(|u: &UserConfig| {
+                // Checked when the config was loaded; a password file may have gone since.
+                let secret = match u.secret(cfg.protocol, &u.name) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(cluster = %cfg.name, error = %e, "user left out");
+                        return None;
+                    }
+                };
                 let user = User {
                     superuser: u.superuser,
-                    ..User::new(&u.name, &u.password)
+                    ..User::with_secret(&u.name, &secret)
                 };
-                (u.name.clone(), Arc::new(user))
+                Some((u.name.clone(), Arc::new(user)))
             })
             .collect();
         let first_user = cfg.users.first().and_then(|u| users.get(&u.name).cloned());
@@ -145,6 +175,7 @@ impl ClusterFront {
             pg_catalog: Mutex::new(None),
             my_catalog: Mutex::new(None),
             first_user,
+            learning_keys: Mutex::new(None),
             local_answers: AtomicU64::new(0),
             metrics: ClusterMetrics::default(),
             // Checked when the config was validated.
@@ -181,6 +212,24 @@ impl ClusterFront {
     pub fn with_metrics(mut self, metrics: ClusterMetrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// A session of `user` logged in with `keys` (it has only a `password_hash`).
+    pub(crate) fn remember_keys(&self, user: &Arc<User>, keys: &Arc<ScramKeys>) {
+        if self
+            .first_user
+            .as_ref()
+            .is_some_and(|f| Arc::ptr_eq(f, user))
+        {
+            let mut held = self.learning_keys.lock().unwrap_or_else(|p| p.into_inner());
+            *held = Some(Arc::downgrade(keys));
+        }
+    }
+
+    /// Keys for torpor's own connections, while a session of `first_user` holds them.
+    pub(crate) fn learning_keys(&self) -> Option<Arc<ScramKeys>> {
+        let held = self.learning_keys.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_ref().and_then(Weak::upgrade)
     }
 
     pub fn user(&self, name: &str) -> Option<Arc<User>> {

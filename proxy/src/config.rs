@@ -12,10 +12,12 @@ mod front;
 mod instance;
 mod listen;
 mod tls;
+mod users;
 pub use front::ProxyConfig;
 pub use instance::KEY_FILE;
 pub use listen::same_addr;
 pub use tls::TlsConfig;
+pub use users::{Secret, UserConfig};
 
 /// Used by `torpor up` when no --config is given: one local PostgreSQL, state in ./.torpor.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -179,27 +181,6 @@ fn idle_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::E
     duration("idle_timeout", d)
 }
 
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    pub name: String,
-    pub password: String,
-    /// Created as a superuser on first start (PostgreSQL: needed for SET SESSION
-    /// AUTHORIZATION; MariaDB: ALL on *.* WITH GRANT OPTION).
-    #[serde(default)]
-    pub superuser: bool,
-}
-
-impl std::fmt::Debug for UserConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserConfig")
-            .field("name", &self.name)
-            .field("password", &"<redacted>")
-            .field("superuser", &self.superuser)
-            .finish()
-    }
-}
-
 impl Config {
     /// Reads and validates a config file; relative paths are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -247,6 +228,9 @@ impl Config {
         }
         for c in &mut self.clusters {
             c.backend.resolve_paths(base);
+            for u in &mut c.users {
+                u.resolve_paths(base);
+            }
         }
         self.admin.resolve_paths(base);
         instance::resolve_paths(&mut self.state_store, base);
@@ -331,12 +315,7 @@ impl Config {
                         "must be non-empty",
                     ));
                 }
-                if u.password.is_empty() || u.password.contains('\0') {
-                    return Err(invalid(
-                        format!("cluster[{i}].users[{j}].password"),
-                        "must be non-empty",
-                    ));
-                }
+                u.secret(c.protocol, &format!("cluster[{i}].users[{j}]"))?;
                 if !users.insert(u.name.as_str()) {
                     return Err(invalid(
                         format!("cluster[{i}].users[{j}].name"),

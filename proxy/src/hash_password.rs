@@ -33,7 +33,10 @@ mod tests {
         assert!(ScramSecret::from_pg_verifier(&pg).is_ok());
         assert_ne!(pg, hash(Protocol::Postgres, "s3cret").unwrap(), "salted");
         let my = hash(Protocol::Mysql, "s3cret\r\n").unwrap();
-        assert_eq!(MyStored::parse(&my).unwrap(), MyStored::from_password(b"s3cret"));
+        assert_eq!(
+            MyStored::parse(&my).unwrap(),
+            MyStored::from_password(b"s3cret")
+        );
         assert!(!my.contains("s3cret"));
         assert!(hash(Protocol::Mysql, "\n").is_err());
         assert!(hash(Protocol::Mysql, "a\nb\n").is_err());

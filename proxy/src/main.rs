@@ -159,7 +159,10 @@ async fn up(cfg: Config, embedded: bool) -> anyhow::Result<()> {
         let auth = if embedded {
             format!(
                 "{user}:{}",
-                c.users.first().map(|u| u.password.as_str()).unwrap_or("")
+                c.users
+                    .first()
+                    .and_then(|u| u.password.as_deref())
+                    .unwrap_or("")
             )
         } else {
             user.to_string()

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin;
 use crate::cluster_front::ClusterFront;
-use crate::config::{ClusterConfig, Config, Protocol};
+use crate::config::{ClusterConfig, Config, Protocol, Secret};
 use crate::door;
 use crate::limits::{self, Cap};
 use crate::metrics::Metrics;
@@ -58,7 +58,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     // must fail here, not after it has stopped the first one's servers as leftovers.
     let mut drivers = Vec::new();
     for c in &cfg.clusters {
-        let driver = driver(c);
+        let driver = driver(c)?;
         driver
             .claim()
             .with_context(|| format!("cluster {}", c.name))?;
@@ -182,17 +182,22 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     })
 }
 
-fn driver(c: &ClusterConfig) -> Box<dyn Driver> {
-    let users = c
-        .users
-        .iter()
-        .map(|u| BootstrapUser {
+fn driver(c: &ClusterConfig) -> anyhow::Result<Box<dyn Driver>> {
+    let mut users = Vec::new();
+    for u in &c.users {
+        let (password, hashed) = match u.secret(c.protocol, &u.name)? {
+            Secret::Password(p) => (p, false),
+            // PostgreSQL stores a SCRAM verifier given as a password as it is.
+            Secret::Hash(verifier) => (verifier.to_pg_verifier(), true),
+        };
+        users.push(BootstrapUser {
             name: u.name.clone(),
-            password: u.password.clone(),
+            password,
+            hashed,
             superuser: u.superuser,
-        })
-        .collect();
-    c.backend.build(c.protocol.engine(), &c.name, users)
+        });
+    }
+    Ok(c.backend.build(c.protocol.engine(), &c.name, users))
 }
 
 impl Running {

@@ -102,7 +102,11 @@ impl From<ConfigProblem> for super::DriverError {
 #[derive(Clone)]
 pub struct BootstrapUser {
     pub name: String,
+    /// The password, or with `hashed` PostgreSQL's SCRAM-SHA-256 verifier of it.
     pub password: String,
+    /// `password` is a verifier: the server must hold exactly it (torpor logs in with keys
+    /// that only it opens), so a driver sets it again at every start.
+    pub hashed: bool,
     pub superuser: bool,
 }
 
@@ -161,6 +165,7 @@ mod tests {
         let u = BootstrapUser {
             name: "app".into(),
             password: "secret".into(),
+            hashed: false,
             superuser: false,
         };
         assert!(!format!("{u:?}").contains("secret"));

@@ -85,11 +85,13 @@ pub(crate) fn users(alice_password: &str) -> Vec<BootstrapUser> {
         BootstrapUser {
             name: "alice".into(),
             password: alice_password.into(),
+            hashed: false,
             superuser: false,
         },
         BootstrapUser {
             name: "bob".into(),
             password: BOB_PW.into(),
+            hashed: false,
             superuser: true,
         },
     ]

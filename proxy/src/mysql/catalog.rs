@@ -68,7 +68,7 @@ async fn learn(front: &ClusterFront) -> Result<(), Error> {
         front.backend_tls.as_deref(),
         &hello,
         &user.name,
-        &user.password,
+        user.password_or_empty(),
         None,
         deadline,
     )

@@ -78,7 +78,7 @@ pub(super) async fn authenticate(
     front.logins.wait(ip).await;
     let user = front
         .user(&req.user)
-        .filter(|u| auth::native_verify(u.password.as_bytes(), &scramble, response));
+        .filter(|u| auth::native_verify(u.password_or_empty().as_bytes(), &scramble, response));
     match user {
         Some(u) => Ok((u, next)),
         None => {

@@ -281,7 +281,7 @@ async fn authenticate(
     }
     front.logins.wait(ip).await;
     let ok = user.as_ref().is_some_and(|u| {
-        let pw = u.password.as_bytes();
+        let pw = u.password_or_empty().as_bytes();
         if used_plugin == CACHING_SHA2_PASSWORD {
             auth::sha2_verify(pw, scramble, &response)
         } else {

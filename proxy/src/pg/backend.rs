@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use controller::BackendInfo;
 use protocols::auth::md5::md5_password;
-use protocols::auth::scram::ScramClient;
+use protocols::auth::scram::{ScramClient, ScramKeys};
 use protocols::pg::frame::MAX_MESSAGE_LEN;
 use protocols::pg::message::{self, tag};
 use protocols::pg::parse::{self, Authentication};
@@ -14,6 +14,7 @@ use protocols::pg::parse::{self, Authentication};
 use super::conn::Messages;
 use super::conn::{Conn, body};
 use crate::cluster_front::User;
+use crate::names::clip;
 use crate::net;
 use crate::session::error::Code;
 use crate::session::{Backoff, Error, ready_by};
@@ -39,7 +40,7 @@ pub(super) async fn connect(
     at: &BackendInfo,
     tls: Option<&crate::tls::Client>,
     startup: &[(String, String)],
-    login: &User,
+    login: Login<'_>,
     deadline: tokio::time::Instant,
 ) -> Result<Backend, Error> {
     let mut full = Backoff::until(deadline);
@@ -92,9 +93,16 @@ async fn try_connect(
     at: &BackendInfo,
     tls: Option<&crate::tls::Client>,
     startup: &[(String, String)],
-    login: &User,
+    login: Login<'_>,
 ) -> Result<Backend, Retry> {
-    let password = login.password.as_str();
+    let Login { user: login, keys } = login;
+    let password = login.password.as_deref();
+    let no_password = || {
+        Retry::Never(backend_auth_error(format!(
+            "the database asks for a password, and user \"{}\" has only a password_hash: give the database the same SCRAM verifier (password_encryption = scram-sha-256)",
+            clip(&login.name)
+        )))
+    };
     let io = net::connect(at, tls.is_some())
         .await
         .map_err(|e| Retry::Later(e.to_string()))?;
@@ -125,9 +133,11 @@ async fn try_connect(
             tag::AUTHENTICATION => match parse::authentication(b).map_err(Error::from)? {
                 Authentication::Ok => {}
                 Authentication::CleartextPassword => {
+                    let password = password.ok_or_else(no_password)?;
                     message::password_message(&mut out, password.as_bytes());
                 }
                 Authentication::Md5Password { salt } => {
+                    let password = password.ok_or_else(no_password)?;
                     let hashed = md5_password(user, password, salt);
                     message::password_message(&mut out, hashed.as_bytes());
                 }
@@ -138,7 +148,16 @@ async fn try_connect(
                             mechanisms.join(", ")
                         ))));
                     }
-                    let (client, first) = ScramClient::new(password);
+                    let (client, first) = match (password, keys) {
+                        (Some(password), _) => ScramClient::new(password),
+                        (None, Some(keys)) => ScramClient::with_keys(keys.clone()),
+                        (None, None) => {
+                            return Err(Retry::Never(backend_auth_error(format!(
+                                "user \"{}\" has only a password_hash, and torpor holds no key for it: a client must log in again",
+                                clip(&login.name)
+                            ))));
+                        }
+                    };
                     scram = Some(client);
                     message::sasl_initial_response(&mut out, "SCRAM-SHA-256", &first);
                 }
@@ -208,6 +227,14 @@ async fn try_connect(
             conn.send(&out).await.map_err(Error::from)?;
         }
     }
+}
+
+/// Who torpor logs in to the server as, and the key from the client's own SCRAM proof when
+/// the user has only a `password_hash`.
+#[derive(Clone, Copy)]
+pub(super) struct Login<'a> {
+    pub user: &'a User,
+    pub keys: Option<&'a ScramKeys>,
 }
 
 /// SSLRequest, then the handshake: the server must answer 'S'.

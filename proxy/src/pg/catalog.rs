@@ -34,8 +34,13 @@ async fn learn(front: &ClusterFront) -> Result<(), Error> {
     ];
     // torpor's own connection: no client waits on it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let keys = front.learning_keys();
+    let login = backend::Login {
+        user,
+        keys: keys.as_deref(),
+    };
     let mut b =
-        backend::connect(&at, front.backend_tls.as_deref(), &startup, user, deadline).await?;
+        backend::connect(&at, front.backend_tls.as_deref(), &startup, login, deadline).await?;
     let mut ignored = BytesMut::new();
     let results = simple_query(&mut b, CATALOG_QUERY, &mut ignored).await?;
     let (Some(settings), Some(version)) = (results.first(), results.get(1)) else {

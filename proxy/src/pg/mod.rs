@@ -38,9 +38,10 @@ pub(crate) async fn serve(io: TcpStream, door: Arc<Door>, shutdown: Cancellation
             slot,
             conn,
             user,
+            keys,
             params,
         } => {
-            session::session(front, conn, user, params)
+            session::session(front, conn, user, keys, params)
                 .run(shutdown)
                 .await;
             drop(slot);

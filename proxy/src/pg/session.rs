@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use controller::BackendInfo;
+use protocols::auth::scram::ScramKeys;
 use protocols::pg::frame;
 use protocols::pg::local::{self, Effect, Outcome, Overlay};
 use protocols::pg::message::{self, tag};
@@ -26,6 +27,9 @@ use crate::session::{Capture, Error, Membership, Protocol, Session, Step, offloa
 pub(super) struct Pg {
     client: Conn,
     user: Arc<User>,
+    /// What the client's SCRAM proof revealed, when the user has only a `password_hash`:
+    /// torpor logs in to the server with it. Gone with the session.
+    keys: Option<Arc<ScramKeys>>,
     startup: Vec<(String, String)>,
     /// ParameterStatus values as the client knows them.
     told: Vec<(String, String)>,
@@ -58,6 +62,7 @@ pub(super) fn session(
     front: Arc<ClusterFront>,
     client: Conn,
     user: Arc<User>,
+    keys: Option<Arc<ScramKeys>>,
     startup: Vec<(String, String)>,
 ) -> Session<Pg> {
     let (virtual_key, reg) = front.registry.register(&front.name);
@@ -74,6 +79,7 @@ pub(super) fn session(
         Pg {
             client,
             user,
+            keys,
             startup,
             told: Vec::new(),
             initial: Vec::new(),
@@ -300,7 +306,10 @@ impl Protocol for Pg {
             at,
             s.front.backend_tls.as_deref(),
             &s.p.startup,
-            &s.p.user,
+            backend::Login {
+                user: &s.p.user,
+                keys: s.p.keys.as_deref(),
+            },
             deadline,
         )
         .await?;

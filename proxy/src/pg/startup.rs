@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use protocols::auth::scram::{Binding, ScramError, ScramSecret, ScramServer};
+use protocols::auth::scram::{Binding, ScramError, ScramKeys, ScramSecret, ScramServer};
 use protocols::pg::frame::{self, StartupPacket};
 use protocols::pg::message::{self, tag};
 use protocols::pg::parse;
@@ -29,6 +29,8 @@ pub(super) enum Start {
         slot: Option<Slot>,
         conn: Conn,
         user: Arc<User>,
+        /// What the client's proof revealed, for a user with only a `password_hash`.
+        keys: Option<Arc<ScramKeys>>,
         params: Vec<(String, String)>,
     },
     /// The connection carried a CancelRequest and is done.
@@ -65,7 +67,7 @@ pub(super) async fn accept(io: TcpStream, door: &Door) -> Start {
     let mut chosen = None;
     let handshake = tokio::time::timeout(timeout, handshake(&mut conn, door, &mut chosen)).await;
     match handshake {
-        Ok(Ok(Handshake::Session(user, params, slot))) => {
+        Ok(Ok(Handshake::Session(user, keys, params, slot))) => {
             // From here on messages can be as large as any query.
             conn.max = MAX_CLIENT_MESSAGE;
             match chosen {
@@ -74,6 +76,7 @@ pub(super) async fn accept(io: TcpStream, door: &Door) -> Start {
                     slot,
                     conn,
                     user,
+                    keys,
                     params,
                 },
                 None => Start::Failed {
@@ -104,7 +107,12 @@ pub(super) async fn accept(io: TcpStream, door: &Door) -> Start {
 }
 
 enum Handshake {
-    Session(Arc<User>, Vec<(String, String)>, Option<Slot>),
+    Session(
+        Arc<User>,
+        Option<Arc<ScramKeys>>,
+        Vec<(String, String)>,
+        Option<Slot>,
+    ),
     Cancel(i32, i32),
 }
 
@@ -140,8 +148,8 @@ async fn handshake(
             if front.require_tls && !conn.io.is_tls() {
                 return Err(no_encryption(&params, conn, front));
             }
-            let user = authenticate(conn, &params, front, tls.binding.as_deref()).await?;
-            Ok(Handshake::Session(user, params, slot))
+            let (user, keys) = authenticate(conn, &params, front, tls.binding.as_deref()).await?;
+            Ok(Handshake::Session(user, keys, params, slot))
         }
         Packet::Cancel(pid, secret) => Ok(Handshake::Cancel(pid, secret)),
     }
@@ -298,7 +306,7 @@ async fn authenticate(
     params: &[(String, String)],
     front: &ClusterFront,
     binding: Option<&[u8]>,
-) -> Result<Arc<User>, Error> {
+) -> Result<(Arc<User>, Option<Arc<ScramKeys>>), Error> {
     if params.iter().any(|(k, _)| k == "replication") {
         return Err(Error::pg(
             "0A000",
@@ -365,7 +373,7 @@ async fn authenticate(
         return Err(Error::Protocol("expected SASLResponse".into()));
     }
     front.logins.wait(ip).await;
-    let server_final = match server.finish(body(&msg)) {
+    let (server_final, keys) = match server.finish_keyed(body(&msg)) {
         Ok(v) => v,
         Err(ScramError::BadProof) => return Err(failed()),
         Err(e) => return Err(scram_error(e)),
@@ -377,7 +385,12 @@ async fn authenticate(
     message::auth_sasl_final(&mut out, &server_final);
     message::auth_ok(&mut out);
     conn.send(&out).await?;
-    Ok(user)
+    // Kept only when the server can't be logged in to with a password torpor knows.
+    let keys = user.password.is_none().then(|| Arc::new(keys));
+    if let Some(k) = &keys {
+        front.remember_keys(&user, k);
+    }
+    Ok((user, keys))
 }
 
 fn scram_error(e: ScramError) -> Error {

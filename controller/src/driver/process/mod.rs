@@ -142,6 +142,7 @@ pub(crate) fn user(name: &str, password: &str, superuser: bool) -> BootstrapUser
     BootstrapUser {
         name: name.into(),
         password: password.into(),
+        hashed: false,
         superuser,
     }
 }

@@ -109,6 +109,19 @@ impl Postgres {
 
     async fn create_users(&self, setup: &Setup<PathBuf>) -> Result<(), DriverError> {
         let sql = bootstrap::script(&self.cluster, &self.users)?;
+        self.single_user(setup, sql).await
+    }
+
+    /// Sets the verifiers of users given by `password_hash` again, in single-user mode
+    /// before the server starts.
+    async fn align_users(&self, setup: &Setup<PathBuf>) -> Result<(), DriverError> {
+        match bootstrap::align_script(&self.users)? {
+            Some(sql) => self.single_user(setup, sql).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn single_user(&self, setup: &Setup<PathBuf>, sql: String) -> Result<(), DriverError> {
         let mut cmd = child::command(&setup.bins.join("postgres"), &setup.user, Signal::SIGKILL);
         cmd.arg("--single").arg("-D").arg(self.data_dir()).arg("-j");
         // An error report would otherwise repeat the statement, password included.
@@ -306,7 +319,8 @@ impl Server for Postgres {
             .await
             .map_err(|e| io_err(format!("checking {}", version_file.display()), e))?;
         if initialized {
-            self.stop_leftover(ours).await
+            self.stop_leftover(ours).await?;
+            self.align_users(setup).await
         } else {
             self.initialize(setup).await
         }

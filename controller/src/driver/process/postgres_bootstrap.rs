@@ -76,6 +76,28 @@ pub(crate) fn script(cluster: &str, users: &[BootstrapUser]) -> Result<String, D
     Ok(sql)
 }
 
+/// For a data directory made earlier: sets each `hashed` user's verifier again, so the server
+/// holds exactly the one torpor checks clients against (a login with the key a client's
+/// proof revealed works only then). A role the directory lacks is left for the operator.
+/// `None` when no user is hashed.
+pub(crate) fn align_script(users: &[BootstrapUser]) -> Result<Option<String>, DriverError> {
+    let mut sql = String::new();
+    for u in each_user_once(users) {
+        let u = u?;
+        if !u.hashed {
+            continue;
+        }
+        let name = quote_literal(&u.name)?;
+        let verifier = quote_literal(&u.password)?;
+        sql.push_str(&format!(
+            "DO $torpor$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {name}) THEN \
+             EXECUTE format('ALTER ROLE %I PASSWORD %L', {name}, {verifier}); END IF; END \
+             $torpor$;\n\n"
+        ));
+    }
+    Ok((!sql.is_empty()).then_some(sql))
+}
+
 /// How the bootstrap script runs, and how its errors are read.
 pub(crate) const SCRIPT: Script = Script {
     program: "postgres --single",
