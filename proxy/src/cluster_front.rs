@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use controller::Cluster;
+use protocols::auth::mysql::{MyKeys, MyStored};
 use protocols::auth::scram::{ScramKeys, ScramSecret};
 use state_store::Store;
 
@@ -24,6 +25,8 @@ pub struct User {
     /// with the key each client's own proof reveals.
     pub password: Option<String>,
     pub scram: ScramSecret,
+    /// What MySQL logins are checked against (from the password, or `password_hash`).
+    pub my: MyStored,
     /// Configured as a superuser: may KILL any session, as CONNECTION ADMIN allows.
     pub superuser: bool,
     /// The backend's SCRAM salt and iteration count for this user with the SaltedPassword
@@ -40,14 +43,25 @@ impl User {
     }
 
     pub fn with_secret(name: &str, secret: &Secret) -> User {
-        let (password, scram) = match secret {
-            Secret::Password(p) => (Some(p.clone()), ScramSecret::random_for(p)),
-            Secret::Hash(verifier) => (None, verifier.clone()),
+        let (password, scram, my) = match secret {
+            Secret::Password(p) => (
+                Some(p.clone()),
+                ScramSecret::random_for(p),
+                MyStored::from_password(p.as_bytes()),
+            ),
+            // A hash serves one protocol; the other's secret can never match.
+            Secret::Hash(verifier) => (
+                None,
+                verifier.clone(),
+                MyStored::from_password(&rand::random::<[u8; 32]>()),
+            ),
+            Secret::MyHash(stored) => (None, ScramSecret::unknown_user_named(name), stored.clone()),
         };
         User {
             name: name.to_string(),
             password,
             scram,
+            my,
             superuser: false,
             salted: Mutex::new(None),
         }
@@ -75,6 +89,26 @@ impl User {
         );
         *cached = Some((salt.to_vec(), iterations, key));
         key
+    }
+}
+
+/// Keys a session lends torpor's own connections: they live only as long as the session does.
+pub(crate) struct Lent<T>(Mutex<Option<Weak<T>>>);
+
+impl<T> Default for Lent<T> {
+    fn default() -> Self {
+        Lent(Mutex::new(None))
+    }
+}
+
+impl<T> Lent<T> {
+    pub(crate) fn lend(&self, keys: &Arc<T>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::downgrade(keys));
+    }
+
+    pub(crate) fn borrow(&self) -> Option<Arc<T>> {
+        let held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_ref().and_then(Weak::upgrade)
     }
 }
 
@@ -107,7 +141,8 @@ pub struct ClusterFront {
     pub first_user: Option<Arc<User>>,
     /// The keys of a live session of `first_user` when it has only a `password_hash`: torpor's
     /// own connections borrow them. Never outlive that session.
-    learning_keys: Mutex<Option<Weak<ScramKeys>>>,
+    pub(crate) pg_keys: Lent<ScramKeys>,
+    pub(crate) my_keys: Lent<MyKeys>,
     /// Requests torpor answered itself, without the server.
     pub local_answers: AtomicU64,
     pub metrics: ClusterMetrics,
@@ -175,7 +210,8 @@ impl ClusterFront {
             pg_catalog: Mutex::new(None),
             my_catalog: Mutex::new(None),
             first_user,
-            learning_keys: Mutex::new(None),
+            pg_keys: Lent::default(),
+            my_keys: Lent::default(),
             local_answers: AtomicU64::new(0),
             metrics: ClusterMetrics::default(),
             // Checked when the config was validated.
@@ -214,22 +250,11 @@ impl ClusterFront {
         self
     }
 
-    /// A session of `user` logged in with `keys` (it has only a `password_hash`).
-    pub(crate) fn remember_keys(&self, user: &Arc<User>, keys: &Arc<ScramKeys>) {
-        if self
-            .first_user
+    /// Whether `user` is the one torpor's own connections log in as.
+    pub(crate) fn is_first_user(&self, user: &Arc<User>) -> bool {
+        self.first_user
             .as_ref()
             .is_some_and(|f| Arc::ptr_eq(f, user))
-        {
-            let mut held = self.learning_keys.lock().unwrap_or_else(|p| p.into_inner());
-            *held = Some(Arc::downgrade(keys));
-        }
-    }
-
-    /// Keys for torpor's own connections, while a session of `first_user` holds them.
-    pub(crate) fn learning_keys(&self) -> Option<Arc<ScramKeys>> {
-        let held = self.learning_keys.lock().unwrap_or_else(|p| p.into_inner());
-        held.as_ref().and_then(Weak::upgrade)
     }
 
     pub fn user(&self, name: &str) -> Option<Arc<User>> {

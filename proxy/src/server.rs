@@ -187,8 +187,10 @@ fn driver(c: &ClusterConfig) -> anyhow::Result<Box<dyn Driver>> {
     for u in &c.users {
         let (password, hashed) = match u.secret(c.protocol, &u.name)? {
             Secret::Password(p) => (p, false),
-            // PostgreSQL stores a SCRAM verifier given as a password as it is.
+            // PostgreSQL stores a SCRAM verifier given as a password as it is; MariaDB is
+            // given its mysql_native_password hash.
             Secret::Hash(verifier) => (verifier.to_pg_verifier(), true),
+            Secret::MyHash(stored) => (stored.native_text(), true),
         };
         users.push(BootstrapUser {
             name: u.name.clone(),

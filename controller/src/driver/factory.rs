@@ -102,7 +102,8 @@ impl From<ConfigProblem> for super::DriverError {
 #[derive(Clone)]
 pub struct BootstrapUser {
     pub name: String,
-    /// The password, or with `hashed` PostgreSQL's SCRAM-SHA-256 verifier of it.
+    /// The password, or with `hashed` PostgreSQL's SCRAM-SHA-256 verifier of it or MariaDB's
+    /// mysql_native_password hash (`*` and 40 hex digits).
     pub password: String,
     /// `password` is a verifier: the server must hold exactly it (torpor logs in with keys
     /// that only it opens), so a driver sets it again at every start.

@@ -148,6 +148,36 @@ impl MyStored {
     }
 }
 
+impl MyStored {
+    /// The keys a password sent in clear (caching_sha2_password's full authentication, over
+    /// TLS) gives, when it is this one.
+    pub fn check_cleartext(&self, password: &[u8]) -> Option<MyKeys> {
+        let stage1 = sha1(&[password]);
+        let d1 = sha256(&[password]);
+        (ct_eq(&sha1(&[&stage1]), &self.native) && ct_eq(&sha256(&[&d1]), &self.sha2)).then_some(
+            MyKeys {
+                native: Some(stage1),
+                sha2: Some(d1),
+            },
+        )
+    }
+}
+
+/// What a verified login reveals of a password, enough to log in to a server that holds the
+/// same hashes: `SHA1(pw)` from a mysql_native_password response, `SHA256(pw)` from a
+/// caching_sha2_password one, both from a password sent in clear. Never the password.
+#[derive(Clone, Default)]
+pub struct MyKeys {
+    pub native: Option<[u8; 20]>,
+    pub sha2: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for MyKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MyKeys(<redacted>)")
+    }
+}
+
 impl std::fmt::Display for MyStored {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.native_text(), hex_upper(&self.sha2))
@@ -221,6 +251,10 @@ mod tests {
             assert!(MyStored::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(format!("{stored:?}"), "MyStored(<redacted>)");
+        let keys = stored.check_cleartext(b"pw").expect("the password");
+        assert_eq!(keys.native, Some(stage1));
+        assert_eq!(keys.sha2, Some(d1));
+        assert!(stored.check_cleartext(b"px").is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use protocols::auth::mysql::MyStored;
 use protocols::auth::scram::ScramSecret;
 use serde::Deserialize;
 
@@ -37,6 +38,8 @@ pub enum Secret {
     Password(String),
     /// PostgreSQL's SCRAM-SHA-256 verifier.
     Hash(ScramSecret),
+    /// MySQL's `*<native>:<caching_sha2>` hashes.
+    MyHash(MyStored),
 }
 
 impl std::fmt::Debug for UserConfig {
@@ -73,10 +76,12 @@ impl UserConfig {
                             "not a SCRAM-SHA-256 verifier (torpor hash-password --protocol postgres)",
                         )
                     }),
-                Protocol::Mysql => Err(invalid(
-                    format!("{key}.password_hash"),
-                    "not supported for MySQL clusters yet: use password_file or password_env",
-                )),
+                Protocol::Mysql => MyStored::parse(hash).map(Secret::MyHash).map_err(|_| {
+                    invalid(
+                        format!("{key}.password_hash"),
+                        "not a MySQL password hash: *<40 hex digits>:<64 hex digits> (torpor hash-password --protocol mysql)",
+                    )
+                }),
             };
         }
         let (field, password) = if let Some(p) = &self.password {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use controller::BackendInfo;
-use protocols::auth::mysql as auth;
+use protocols::auth::mysql::{self as auth, MyKeys};
 use protocols::mysql::handshake::{
     AuthSwitch, CACHING_SHA2_PASSWORD, Handshake, HandshakeResponse, NATIVE_PASSWORD, caps,
     sha2_auth,
@@ -17,6 +17,7 @@ use super::conn::{Conn, payload, seq};
 use super::error::UNKNOWN;
 use super::startup::Hello;
 use crate::cluster_front::Greeting;
+use crate::names::clip;
 use crate::net;
 use crate::session::error::Code;
 use crate::session::{Backoff, Error, ready_by};
@@ -98,7 +99,7 @@ pub(super) async fn connect(
     tls: Option<&crate::tls::Client>,
     hello: &Hello,
     user: &str,
-    password: &str,
+    password: Option<&str>,
     database: Option<&str>,
     deadline: tokio::time::Instant,
 ) -> Result<Backend, Error> {
@@ -155,7 +156,8 @@ fn too_many_connections(e: &Error) -> bool {
 struct Login<'a> {
     hello: &'a Hello,
     user: &'a str,
-    password: &'a str,
+    /// `None` for a user with only a `password_hash`: `hello.keys` prove it.
+    password: Option<&'a str>,
     database: Option<&'a str>,
 }
 
@@ -212,12 +214,16 @@ impl Login<'_> {
                 .await
                 .map_err(|e| unreachable_db(format!("TLS with the database failed: {e}")))?;
         }
-        let pw = password.as_bytes();
-        let (plugin, response) = if hs.auth_plugin == CACHING_SHA2_PASSWORD {
-            (CACHING_SHA2_PASSWORD, auth::sha2_scramble(pw, &hs.scramble))
-        } else {
-            (NATIVE_PASSWORD, auth::native_scramble(pw, &hs.scramble))
+        let secret = Secret {
+            password,
+            keys: hello.keys.as_deref(),
         };
+        let plugin = if hs.auth_plugin == CACHING_SHA2_PASSWORD && secret.has_sha2() {
+            CACHING_SHA2_PASSWORD
+        } else {
+            NATIVE_PASSWORD
+        };
+        let response = secret.answer(user, plugin, &hs.scramble)?;
         let resp = HandshakeResponse {
             capabilities,
             max_packet: hello.max_packet.max(1 << 24),
@@ -244,15 +250,7 @@ impl Login<'_> {
                 Some(0xFF) => return Err(backend_err(body)),
                 Some(0xFE) => {
                     let switch = AuthSwitch::parse(body)?;
-                    let answer = match switch.plugin.as_str() {
-                        NATIVE_PASSWORD => auth::native_scramble(pw, &switch.data),
-                        CACHING_SHA2_PASSWORD => auth::sha2_scramble(pw, &switch.data),
-                        other => {
-                            return Err(unreachable_db(format!(
-                                "the database asks for auth plugin {other:?}; torpor speaks mysql_native_password and caching_sha2_password"
-                            )));
-                        }
-                    };
+                    let answer = secret.answer(user, &switch.plugin, &switch.data)?;
                     let mut out = Vec::new();
                     write_packet(&mut out, next, &answer);
                     conn.send(&out).await?;
@@ -262,7 +260,13 @@ impl Login<'_> {
                     if body.get(1) == Some(&sha2_auth::PERFORM_FULL_AUTH) && conn.io.is_tls() =>
                 {
                     // Over TLS the password itself may go, as the server asks.
-                    let mut cleartext = pw.to_vec();
+                    let Some(pw) = password else {
+                        return Err(unreachable_db(format!(
+                            "the database wants user {}'s password in full (caching_sha2_password full authentication), and torpor has only its password_hash",
+                            clip(user)
+                        )));
+                    };
+                    let mut cleartext = pw.as_bytes().to_vec();
                     cleartext.push(0);
                     let mut out = Vec::new();
                     write_packet(&mut out, next, &cleartext);
@@ -283,6 +287,42 @@ impl Login<'_> {
             capabilities,
             greeting: greeting_of(&hs),
             status,
+        })
+    }
+}
+
+/// What torpor proves a user with: the password, or the keys a client's own login revealed
+/// (a user with only a `password_hash`).
+#[derive(Clone, Copy)]
+struct Secret<'a> {
+    password: Option<&'a str>,
+    keys: Option<&'a MyKeys>,
+}
+
+impl Secret<'_> {
+    fn has_sha2(&self) -> bool {
+        self.password.is_some() || self.keys.is_some_and(|k| k.sha2.is_some())
+    }
+
+    /// The answer to `nonce` for `plugin`.
+    fn answer(&self, user: &str, plugin: &str, nonce: &[u8]) -> Result<Vec<u8>, Error> {
+        let keys = self.keys.cloned().unwrap_or_default();
+        let answer = match (plugin, self.password) {
+            (NATIVE_PASSWORD, Some(pw)) => Some(auth::native_scramble(pw.as_bytes(), nonce)),
+            (CACHING_SHA2_PASSWORD, Some(pw)) => Some(auth::sha2_scramble(pw.as_bytes(), nonce)),
+            (NATIVE_PASSWORD, None) => keys.native.map(|s| auth::native_scramble_from(&s, nonce)),
+            (CACHING_SHA2_PASSWORD, None) => keys.sha2.map(|d| auth::sha2_scramble_from(&d, nonce)),
+            (other, _) => {
+                return Err(unreachable_db(format!(
+                    "the database asks for auth plugin {other:?}; torpor speaks mysql_native_password and caching_sha2_password"
+                )));
+            }
+        };
+        answer.ok_or_else(|| {
+            unreachable_db(format!(
+                "user {} has only a password_hash, and torpor holds no key for {plugin} from this session's login: a client must log in again",
+                clip(user)
+            ))
         })
     }
 }

@@ -60,6 +60,7 @@ async fn learn(front: &ClusterFront) -> Result<(), Error> {
         database: None,
         attrs: vec![("program_name".into(), "torpor".into())],
         host: String::new(),
+        keys: front.my_keys.borrow(),
     };
     // torpor's own connection: no client waits on it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -68,7 +69,7 @@ async fn learn(front: &ClusterFront) -> Result<(), Error> {
         front.backend_tls.as_deref(),
         &hello,
         &user.name,
-        user.password_or_empty(),
+        user.password.as_deref(),
         None,
         deadline,
     )

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use protocols::auth::mysql as auth;
+use protocols::auth::mysql::{self as auth, MyKeys};
 use protocols::mysql::handshake::{AuthSwitch, NATIVE_PASSWORD, caps};
 use protocols::mysql::packet::{PacketError, Reader, write_packet};
 
@@ -49,14 +49,15 @@ pub(super) fn parse(p: &[u8], capabilities: u32) -> Result<Request, PacketError>
 }
 
 /// Asks the client for a mysql_native_password answer to a fresh scramble and checks it.
-/// Returns the user and the sequence id for the final OK.
+/// Returns the user, what the answer revealed of its password (kept only for a user with a
+/// `password_hash`), and the sequence id for the final OK.
 pub(super) async fn authenticate(
     client: &mut Conn,
     front: &ClusterFront,
     req: &Request,
     seq_id: u8,
     host: &str,
-) -> Result<(Arc<User>, u8), Error> {
+) -> Result<(Arc<User>, Option<Arc<MyKeys>>, u8), Error> {
     let mut scramble = [0u8; 20];
     for b in &mut scramble {
         *b = rand::random_range(33..127);
@@ -76,11 +77,18 @@ pub(super) async fn authenticate(
     // A session that is in can guess other users' passwords here as well as at a login.
     let ip = client.io.peer_addr().map(|a| a.ip());
     front.logins.wait(ip).await;
-    let user = front
-        .user(&req.user)
-        .filter(|u| auth::native_verify(u.password_or_empty().as_bytes(), &scramble, response));
+    let user = front.user(&req.user).and_then(|u| {
+        let stage1 = auth::native_recover(&u.my.native, &scramble, response)?;
+        let keys = u.password.is_none().then(|| {
+            Arc::new(MyKeys {
+                native: Some(stage1),
+                sha2: None,
+            })
+        });
+        Some((u, keys))
+    });
     match user {
-        Some(u) => Ok((u, next)),
+        Some((u, keys)) => Ok((u, keys, next)),
         None => {
             front.logins.failed(ip, Via::Mysql);
             let mut out = Vec::new();
@@ -107,7 +115,7 @@ impl Session<My> {
     pub(super) async fn change_user(&mut self, packet: &[u8]) -> Result<Step, Error> {
         let req = super::change_user::parse(payload(packet), self.p.hello.capabilities)?;
         let seq = self.p.reply_seq;
-        let (user, next) = super::change_user::authenticate(
+        let (user, keys, next) = super::change_user::authenticate(
             &mut self.p.client,
             &self.front,
             &req,
@@ -129,6 +137,7 @@ impl Session<My> {
         self.p.overlay.clear();
         self.p.tracker.customised = false;
         self.p.user = user;
+        self.p.hello.keys = keys;
         self.p.hello.database = req.database.clone();
         if let Some(cs) = req.charset {
             self.p.hello.charset = cs;

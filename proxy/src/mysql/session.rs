@@ -216,7 +216,7 @@ impl Protocol for My {
             s.front.backend_tls.as_deref(),
             &p.hello,
             &p.user.name,
-            p.user.password_or_empty(),
+            p.user.password.as_deref(),
             database.as_deref(),
             deadline,
         )

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use protocols::auth::mysql as auth;
+use protocols::auth::mysql::{self as auth, MyKeys};
 use protocols::mysql::handshake::{
     self, AuthSwitch, CACHING_SHA2_PASSWORD, Handshake, HandshakeResponse, NATIVE_PASSWORD, caps,
     sha2_auth,
@@ -53,6 +53,9 @@ pub(super) struct Hello {
     pub database: Option<String>,
     pub attrs: Vec<(String, String)>,
     pub host: String,
+    /// What the client's login revealed of its password, when the user has only a
+    /// `password_hash`: a new backend connection logs in with it. Gone with the session.
+    pub keys: Option<Arc<MyKeys>>,
 }
 
 pub(super) enum Start {
@@ -263,7 +266,23 @@ async fn authenticate(
     let plugin = resp.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD);
     let mut response = resp.auth_response.clone();
     let mut used_plugin = plugin.to_string();
-    if plugin != NATIVE_PASSWORD && plugin != CACHING_SHA2_PASSWORD {
+    // A user with only a password_hash: MariaDB's native login needs SHA1(pw), which a
+    // caching_sha2_password fast-path answer doesn't reveal. Over TLS the password itself may
+    // come (full authentication); else the client is switched to mysql_native_password.
+    let hashed = user.as_ref().is_some_and(|u| u.password.is_none());
+    let mut cleartext = false;
+    if plugin == CACHING_SHA2_PASSWORD && hashed && conn.io.is_tls() {
+        let mut out = Vec::new();
+        write_packet(&mut out, next, &[0x01, sha2_auth::PERFORM_FULL_AUTH]);
+        conn.send(&out).await.map_err(|e| (next, Error::from(e)))?;
+        let answer = conn.recv().await.map_err(|e| (next, e))?;
+        next = seq(&answer).wrapping_add(1);
+        let body = payload(&answer);
+        response = body.strip_suffix(&[0]).unwrap_or(body).to_vec();
+        cleartext = true;
+    } else if (plugin != NATIVE_PASSWORD && plugin != CACHING_SHA2_PASSWORD)
+        || (plugin == CACHING_SHA2_PASSWORD && hashed)
+    {
         // Ask the client for a mysql_native_password answer to the same scramble.
         let mut p = Vec::new();
         AuthSwitch {
@@ -280,15 +299,22 @@ async fn authenticate(
         used_plugin = NATIVE_PASSWORD.into();
     }
     front.logins.wait(ip).await;
-    let ok = user.as_ref().is_some_and(|u| {
-        let pw = u.password_or_empty().as_bytes();
-        if used_plugin == CACHING_SHA2_PASSWORD {
-            auth::sha2_verify(pw, scramble, &response)
+    let keys = user.as_ref().and_then(|u| {
+        if cleartext {
+            u.my.check_cleartext(&response)
+        } else if used_plugin == CACHING_SHA2_PASSWORD {
+            auth::sha2_recover(&u.my.sha2, scramble, &response).map(|d1| MyKeys {
+                native: None,
+                sha2: Some(d1),
+            })
         } else {
-            auth::native_verify(pw, scramble, &response)
+            auth::native_recover(&u.my.native, scramble, &response).map(|s1| MyKeys {
+                native: Some(s1),
+                sha2: None,
+            })
         }
     });
-    let Some(user) = user.filter(|_| ok) else {
+    let (Some(user), Some(keys)) = (user, keys) else {
         front.logins.failed(ip, Via::Mysql);
         return Err((
             next,
@@ -304,9 +330,8 @@ async fn authenticate(
             ),
         ));
     };
-    if used_plugin == CACHING_SHA2_PASSWORD {
-        // torpor always knows the password, so the fast path decides; the full-auth path (RSA
-        // or TLS) is never needed on this side.
+    if used_plugin == CACHING_SHA2_PASSWORD && !cleartext {
+        // torpor knows what the password hashes to, so the fast path decides.
         let mut out = Vec::new();
         next = write_packet(&mut out, next, &[0x01, sha2_auth::FAST_AUTH_OK]);
         conn.send(&out).await.map_err(|e| (next, Error::from(e)))?;
@@ -319,7 +344,14 @@ async fn authenticate(
         database: resp.database.filter(|d| !d.is_empty()),
         attrs: resp.attrs,
         host,
+        // Kept only when the server can't be logged in to with a password torpor knows.
+        keys: user.password.is_none().then(|| Arc::new(keys)),
     };
+    if let Some(k) = &hello.keys
+        && front.is_first_user(&user)
+    {
+        front.my_keys.lend(k);
+    }
     Ok((user, hello, next))
 }
 

@@ -34,7 +34,7 @@ async fn learn(front: &ClusterFront) -> Result<(), Error> {
     ];
     // torpor's own connection: no client waits on it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let keys = front.learning_keys();
+    let keys = front.pg_keys.borrow();
     let login = backend::Login {
         user,
         keys: keys.as_deref(),

@@ -387,8 +387,10 @@ async fn authenticate(
     conn.send(&out).await?;
     // Kept only when the server can't be logged in to with a password torpor knows.
     let keys = user.password.is_none().then(|| Arc::new(keys));
-    if let Some(k) = &keys {
-        front.remember_keys(&user, k);
+    if let Some(k) = &keys
+        && front.is_first_user(&user)
+    {
+        front.pg_keys.lend(k);
     }
     Ok((user, keys))
 }

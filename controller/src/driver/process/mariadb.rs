@@ -163,6 +163,15 @@ impl Mariadb {
     /// socket, no login.
     async fn create_users(&self, setup: &Setup<Binaries>) -> Result<(), DriverError> {
         let sql = bootstrap::script(&self.cluster, &self.users)?;
+        self.bootstrap_script(setup, sql).await
+    }
+
+    /// Runs `sql` through `mariadbd --bootstrap`.
+    async fn bootstrap_script(
+        &self,
+        setup: &Setup<Binaries>,
+        sql: String,
+    ) -> Result<(), DriverError> {
         let mut cmd = child::command(&setup.bins.server, &setup.user, Signal::SIGKILL);
         cmd.arg("--no-defaults")
             .arg("--bootstrap")
@@ -344,7 +353,10 @@ impl Server for Mariadb {
         // parent) holding this directory's InnoDB lock would make everything below wait.
         self.stop_leftovers(ours).await?;
         if exists(&self.data_dir().join(DONE_MARKER)).await? {
-            return Ok(());
+            return match bootstrap::align_script(&self.users)? {
+                Some(sql) => self.bootstrap_script(setup, sql).await,
+                None => Ok(()),
+            };
         }
         let ours = self.data_dir().join(PENDING_MARKER);
         if exists(&ours).await? {

@@ -74,7 +74,7 @@ pub(crate) fn script(cluster: &str, users: &[BootstrapUser]) -> Result<String, D
     for u in each_user_once(users) {
         let u = u?;
         let account = format!("{}@'%'", quote_user(&u.name)?);
-        let hash = native_hash(&u.password);
+        let hash = user_hash(u)?;
         sql.push_str(&format!("CREATE USER IF NOT EXISTS {account};\n"));
         sql.push_str(&format!(
             "ALTER USER {account} IDENTIFIED VIA mysql_native_password USING '{hash}';\n"
@@ -88,6 +88,40 @@ pub(crate) fn script(cluster: &str, users: &[BootstrapUser]) -> Result<String, D
         }
     }
     Ok(sql)
+}
+
+/// The mysql_native_password hash a user gets: the configured one for a `hashed` user (checked
+/// to be `*` and 40 hex digits, as it goes into a statement), else the password's.
+fn user_hash(u: &BootstrapUser) -> Result<String, DriverError> {
+    if !u.hashed {
+        return Ok(native_hash(&u.password));
+    }
+    let digits = u.password.strip_prefix('*').unwrap_or_default();
+    if digits.len() != 40 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(DriverError::Failed(format!(
+            "user {:?}: not a mysql_native_password hash",
+            u.name
+        )));
+    }
+    Ok(u.password.clone())
+}
+
+/// For a data directory made earlier: sets each `hashed` user's hash again, so the server
+/// holds exactly the one torpor checks clients against. `None` when no user is hashed.
+pub(crate) fn align_script(users: &[BootstrapUser]) -> Result<Option<String>, DriverError> {
+    let mut sql = String::new();
+    for u in each_user_once(users) {
+        let u = u?;
+        if !u.hashed {
+            continue;
+        }
+        let account = format!("{}@'%'", quote_user(&u.name)?);
+        let hash = user_hash(u)?;
+        sql.push_str(&format!(
+            "ALTER USER IF EXISTS {account} IDENTIFIED VIA mysql_native_password USING '{hash}';\n"
+        ));
+    }
+    Ok((!sql.is_empty()).then(|| format!("FLUSH PRIVILEGES;\n{sql}")))
 }
 
 /// How the bootstrap script runs, and how its errors are read.
