@@ -17,5 +17,6 @@ pub mod python;
 pub mod relay;
 pub mod s3;
 pub mod script;
+pub mod secrets;
 pub mod tls;
 pub mod wire;

@@ -12,6 +12,7 @@ use torpor_tests::harness::{
     init_tracing,
 };
 use torpor_tests::http;
+use torpor_tests::secrets::assert_nowhere;
 
 /// The config with each user's password replaced by a fresh hash of it.
 fn hashed(cfg: &TestConfig) -> String {
@@ -46,23 +47,6 @@ async fn sleep(cfg: &TestConfig) {
     let r = http::request(cfg.admin, "POST", &path).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_pid_gone(pid);
-}
-
-/// Every file under `dir`, read as bytes.
-fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else if let Ok(bytes) = std::fs::read(&p) {
-            out.push((p, bytes));
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,43 +84,8 @@ async fn sessions_keep_state_with_only_password_hashes_and_no_password_shows() {
     );
     // Sleep once more with snapshots of both in the store, then look for the passwords.
     sleep(&cfg).await;
-    let mut places: Vec<(String, Vec<u8>)> = vec![
-        ("config".into(), std::fs::read(&cfg.config_path).unwrap()),
-        (
-            "/api/clusters".into(),
-            get(&cfg, "/api/clusters").await.into_bytes(),
-        ),
-        (
-            "/api/clusters/…/sessions".into(),
-            get(&cfg, &format!("/api/clusters/{}/sessions", cfg.cluster))
-                .await
-                .into_bytes(),
-        ),
-        ("/metrics".into(), get(&cfg, "/metrics").await.into_bytes()),
-        (
-            "log".into(),
-            proc.log.lock().unwrap().join("\n").into_bytes(),
-        ),
-    ];
-    let stored = files(&cfg.state_dir);
-    assert!(
-        !stored.is_empty(),
-        "no snapshot in {}",
-        cfg.state_dir.display()
-    );
-    places.extend(
-        stored
-            .into_iter()
-            .map(|(p, b)| (p.display().to_string(), b)),
-    );
-    for (place, bytes) in &places {
-        for pw in [PASSWORD, OTHER_PASSWORD] {
-            assert!(
-                !bytes.windows(pw.len()).any(|w| w == pw.as_bytes()),
-                "the password shows in {place}"
-            );
-        }
-    }
+    let log = proc.log.lock().unwrap().clone();
+    assert_nowhere(&cfg, &log, &[PASSWORD, OTHER_PASSWORD]).await;
     assert_eq!(
         c.value("SELECT count(*) FROM t").await.as_deref(),
         Some("100")

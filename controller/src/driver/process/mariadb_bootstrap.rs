@@ -6,7 +6,7 @@
 use sha1::{Digest, Sha1};
 
 use super::child::Script;
-use super::{BootstrapUser, each_user_once};
+use super::{BootstrapUser, each_user_once, for_hashed};
 use crate::driver::DriverError;
 
 /// MariaDB's limits on database and user names, in characters.
@@ -109,19 +109,14 @@ fn user_hash(u: &BootstrapUser) -> Result<String, DriverError> {
 /// For a data directory made earlier: sets each `hashed` user's hash again, so the server
 /// holds exactly the one torpor checks clients against. `None` when no user is hashed.
 pub(crate) fn align_script(users: &[BootstrapUser]) -> Result<Option<String>, DriverError> {
-    let mut sql = String::new();
-    for u in each_user_once(users) {
-        let u = u?;
-        if !u.hashed {
-            continue;
-        }
+    let sql = for_hashed(users, |u| {
         let account = format!("{}@'%'", quote_user(&u.name)?);
         let hash = user_hash(u)?;
-        sql.push_str(&format!(
+        Ok(format!(
             "ALTER USER IF EXISTS {account} IDENTIFIED VIA mysql_native_password USING '{hash}';\n"
-        ));
-    }
-    Ok((!sql.is_empty()).then(|| format!("FLUSH PRIVILEGES;\n{sql}")))
+        ))
+    })?;
+    Ok(sql.map(|sql| format!("FLUSH PRIVILEGES;\n{sql}")))
 }
 
 /// How the bootstrap script runs, and how its errors are read.

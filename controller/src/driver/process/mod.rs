@@ -137,6 +137,22 @@ pub(crate) fn each_user_once(
     })
 }
 
+/// What `statement` says for each `hashed` user, one after the other; `None` when no user is
+/// hashed.
+pub(crate) fn for_hashed(
+    users: &[BootstrapUser],
+    statement: impl Fn(&BootstrapUser) -> Result<String, DriverError>,
+) -> Result<Option<String>, DriverError> {
+    let mut sql = String::new();
+    for u in each_user_once(users) {
+        let u = u?;
+        if u.hashed {
+            sql.push_str(&statement(u)?);
+        }
+    }
+    Ok((!sql.is_empty()).then_some(sql))
+}
+
 #[cfg(test)]
 pub(crate) fn user(name: &str, password: &str, superuser: bool) -> BootstrapUser {
     BootstrapUser {

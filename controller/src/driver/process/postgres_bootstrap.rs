@@ -2,7 +2,7 @@
 //! Passwords never appear on a command line or in a log.
 
 use super::child::Script;
-use super::{BootstrapUser, each_user_once};
+use super::{BootstrapUser, each_user_once, for_hashed};
 use crate::driver::DriverError;
 
 /// The superuser initdb creates (`initdb -U postgres`); it and its database already exist.
@@ -81,21 +81,15 @@ pub(crate) fn script(cluster: &str, users: &[BootstrapUser]) -> Result<String, D
 /// proof revealed works only then). A role the directory lacks is left for the operator.
 /// `None` when no user is hashed.
 pub(crate) fn align_script(users: &[BootstrapUser]) -> Result<Option<String>, DriverError> {
-    let mut sql = String::new();
-    for u in each_user_once(users) {
-        let u = u?;
-        if !u.hashed {
-            continue;
-        }
+    for_hashed(users, |u| {
         let name = quote_literal(&u.name)?;
         let verifier = quote_literal(&u.password)?;
-        sql.push_str(&format!(
+        Ok(format!(
             "DO $torpor$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {name}) THEN \
              EXECUTE format('ALTER ROLE %I PASSWORD %L', {name}, {verifier}); END IF; END \
              $torpor$;\n\n"
-        ));
-    }
-    Ok((!sql.is_empty()).then_some(sql))
+        ))
+    })
 }
 
 /// How the bootstrap script runs, and how its errors are read.
