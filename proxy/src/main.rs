@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use torpor::config::{Config, Protocol};
+use torpor::config::{Config, Protocol, same_addr};
 
 #[derive(Parser)]
 #[command(
@@ -148,6 +148,7 @@ async fn up(cfg: Config, embedded: bool) -> anyhow::Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let clusters = cfg.clusters.clone();
+    let doors = cfg.doors();
     let running = torpor::server::start(cfg).await?;
     for (c, addr) in clusters.iter().zip(&running.listen_addrs) {
         let user = c
@@ -172,8 +173,18 @@ async fn up(cfg: Config, embedded: bool) -> anyhow::Result<()> {
             Protocol::Postgres => ("postgres", user),
             Protocol::Mysql => ("mysql", c.name.as_str()),
         };
+        // On an address other clusters share, the URL must name this one.
+        let shared = doors
+            .iter()
+            .find(|(a, _)| c.listen.first().is_some_and(|f| same_addr(a, f)))
+            .is_some_and(|(_, served)| served.len() > 1);
+        let choose = if shared {
+            format!("?options=-c%20torpor.cluster%3D{}", c.name)
+        } else {
+            String::new()
+        };
         println!(
-            "torpor: cluster {} ready at {scheme}://{auth}@{addr}/{db}",
+            "torpor: cluster {} ready at {scheme}://{auth}@{addr}/{db}{choose}",
             c.name
         );
     }

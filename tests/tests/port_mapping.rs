@@ -313,3 +313,28 @@ async fn psql_chooses_by_server_name_and_by_option() {
     assert_eq!(out.trim(), b.backend_port.to_string(), "options");
     env.shutdown().await;
 }
+
+/// `torpor up` prints, for a cluster on a shared address, a URL that reaches that cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_prints_urls_that_name_the_cluster_on_a_shared_address() {
+    let mut cfg = TestConfig::new(&Opts::default()).await;
+    let b = pair(&mut cfg, "", "", "");
+    std::fs::write(&cfg.config_path, &cfg.toml).expect("write the config");
+    let mut torpor = binary::up(&cfg.config_path).await;
+    for (name, want) in [("pg", cfg.backend_port), ("b", b.backend_port)] {
+        let prefix = format!("torpor: cluster {name} ready at ");
+        let url = torpor
+            .banner
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no URL for {name}: {:?}", torpor.banner));
+        assert!(url.contains("torpor.cluster"), "{url}");
+        let mut config: tokio_postgres::Config = url.parse().expect("a URL libpq takes");
+        config.password(PASSWORD);
+        let (c, _) = connect_from(cfg.listen, &config)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {}", describe(&e)));
+        assert_eq!(port(&c).await, want, "{url}");
+    }
+    torpor.stop().await;
+}
