@@ -207,7 +207,7 @@ settings = {settings}
 {users}"#,
             idle = opts.idle_timeout,
             data = data_dir.display(),
-            users = users_toml(),
+            users = users_toml_for(opts.protocol),
         );
         let toml = front_door(toml, opts, dir.path());
         let config_path = dir.path().join("torpor.toml");
@@ -262,18 +262,37 @@ settings = {settings}
 }
 
 /// The `[[cluster.users]]` of every test cluster: [`USER`] (a superuser) and [`OTHER_USER`].
+/// With `TORPOR_TEST_PASSWORD_HASH` set, each has only a `password_hash` (scripts/test.sh runs
+/// the state tests so too).
 pub fn users_toml() -> String {
+    users_toml_for(Protocol::Postgres)
+}
+
+fn users_toml_for(protocol: Protocol) -> String {
+    let secret = |pw: &str| {
+        if std::env::var_os("TORPOR_TEST_PASSWORD_HASH").is_none() {
+            return format!("password = \"{pw}\"");
+        }
+        let protocol = match protocol {
+            Protocol::Postgres => torpor::config::Protocol::Postgres,
+            Protocol::Mysql => torpor::config::Protocol::Mysql,
+        };
+        let hash = torpor::hash_password::hash(protocol, pw).expect("hash a test password");
+        format!("password_hash = \"{hash}\"")
+    };
     format!(
         r#"
 [[cluster.users]]
 name = "{USER}"
-password = "{PASSWORD}"
+{}
 superuser = true
 
 [[cluster.users]]
 name = "{OTHER_USER}"
-password = "{OTHER_PASSWORD}"
-"#
+{}
+"#,
+        secret(PASSWORD),
+        secret(OTHER_PASSWORD)
     )
 }
 
