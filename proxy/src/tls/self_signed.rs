@@ -36,3 +36,27 @@ fn write(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     f.write_all(bytes)?;
     f.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn made_once_with_a_private_key_and_loadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = TlsConfig {
+            cert: dir.path().join("tls/cert.pem"),
+            key: dir.path().join("tls/key.pem"),
+        };
+        assert!(make_if_missing(&tls).unwrap());
+        let mode = std::fs::metadata(&tls.key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let loaded = super::super::Tls::load(&tls, true).unwrap();
+        assert!(loaded.current().end_point.is_some(), "binds with SHA-256");
+        let cert = std::fs::read(&tls.cert).unwrap();
+        assert!(!make_if_missing(&tls).unwrap());
+        assert_eq!(std::fs::read(&tls.cert).unwrap(), cert, "kept");
+    }
+}
