@@ -12,6 +12,11 @@
 #                                     # torpor's CPU per transaction, after ÷ before (not in the
 #                                     # default groups; BENCH_COMPARE_LIMIT, default 1.05;
 #                                     # BENCH_COMPARE_LOADS, default "select prepared")
+#   scripts/bench.sh tls              # TLS from clients (issue 12, not in the default groups;
+#                                     # about 5 minutes): pgbench -S with sslmode=require against
+#                                     # postgres ssl=on, PgBouncer client_tls_* and torpor [tls],
+#                                     # and the same three in plaintext, interleaved; then a cold
+#                                     # wake of a TLS session and a new TLS connection vs plaintext
 #   BENCH_QUIET_LOAD=1.5 ...          # before each throughput run, wait (polling every 30 s, at
 #                                     # most BENCH_QUIET_WAIT s, default 1200) until the 1-minute
 #                                     # load average is below 1.5; each run logs the load it saw
@@ -117,9 +122,10 @@ PASS=bench-secret-pw
 commands=()
 note_cmd() { commands+=("$1"); }
 
-# Starts torpor with one cluster; sets LISTEN, ADMIN, BACKEND, TPID.
-start_torpor() { # dir protocol settings [torpor binary]
-    local dir=$1 proto=$2 settings=$3 bin=${4:-$TORPOR} cluster data
+# Starts torpor with one cluster; sets LISTEN, ADMIN, BACKEND, TPID. extra toml goes at the
+# end of the config (top-level tables such as [tls]).
+start_torpor() { # dir protocol settings [torpor binary] [extra toml]
+    local dir=$1 proto=$2 settings=$3 bin=${4:-$TORPOR} extra=${5:-} cluster data
     mkdir -p "$dir"
     chmod 755 "$dir"
     if [ "$proto" = postgres ]; then cluster=pg data=pgdata; else cluster=my data=mydata; fi
@@ -150,6 +156,7 @@ settings = $settings
 name = "$USER_NAME"
 password = "$PASS"
 superuser = true
+$extra
 EOF
     TORPOR_LOG=warn "$bin" up --config "$dir/torpor.toml" > "$dir/torpor.log" 2>&1 &
     TPID=$!
@@ -242,26 +249,17 @@ pgbench_init() { # listen-port backend-port
     PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p "$2" -U $USER_NAME -i -q -s "$SCALE" $USER_NAME >/dev/null 2>&1
 }
 
-if want pgbench; then
-    echo "== pgbench: direct, PgBouncer, forwarder, torpor (${LOAD_RUNS} x ${SECS}s each, scale $SCALE)"
-    dir=$work/pgbench
-    start_torpor "$dir" postgres '{ fsync = "off" }'
-    PG_TORPOR=$TPID
-    # The first client wakes the backend; the others then reach it directly.
-    pgbench_init "$LISTEN" "$BACKEND"
-
-    # PgBouncer as the postgres user. 1.18 has no prepared statements in transaction pooling,
-    # so -M prepared runs go through a second instance in session pooling. Like torpor, it
-    # reaches the server over the server's Unix socket in the data dir.
-    bdir=$dir/pgbouncer
+# PgBouncer as the postgres user, in front of the server torpor runs: like torpor, it reaches
+# the server over its Unix socket in the data dir. extra: more [pgbouncer] lines (client_tls_*).
+# Sets BPID; the caller waits for the port.
+start_pgbouncer() { # dir name pool_mode port data-dir backend-port [extra]
+    local bdir=$1 name=$2 mode=$3 port=$4 data=$5 backend=$6 extra=${7:-}
     mkdir -p "$bdir"
-    printf '"%s" "%s"\n' $USER_NAME "$PASS" > "$bdir/users.txt"
-    BOUNCER_TX=$(free_port); BOUNCER_SESSION=$(free_port)
-    for mode in transaction session; do
-        port=$BOUNCER_TX; [ $mode = session ] && port=$BOUNCER_SESSION
-        cat > "$bdir/$mode.ini" <<EOF
+    # Written once: an instance started before may be reading it.
+    [ -f "$bdir/users.txt" ] || printf '"%s" "%s"\n' $USER_NAME "$PASS" > "$bdir/users.txt"
+    cat > "$bdir/$name.ini" <<EOF
 [databases]
-$USER_NAME = host=$dir/pgdata port=$BACKEND dbname=$USER_NAME
+$USER_NAME = host=$data port=$backend dbname=$USER_NAME
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $port
@@ -271,18 +269,35 @@ auth_file = $bdir/users.txt
 pool_mode = $mode
 default_pool_size = 20
 max_client_conn = 200
-logfile = $bdir/$mode.log
-pidfile = $bdir/$mode.pid
+logfile = $bdir/$name.log
+pidfile = $bdir/$name.pid
+$extra
 EOF
-    done
     chown -R postgres: "$bdir"
     chmod 600 "$bdir/users.txt"
+    # setpriv execs pgbouncer (in the foreground, no -d): $! is pgbouncer's own pid.
+    setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer -q "$bdir/$name.ini" &
+    BPID=$!
+    pids+=("$BPID")
+}
+
+if want pgbench; then
+    echo "== pgbench: direct, PgBouncer, forwarder, torpor (${LOAD_RUNS} x ${SECS}s each, scale $SCALE)"
+    dir=$work/pgbench
+    start_torpor "$dir" postgres '{ fsync = "off" }'
+    PG_TORPOR=$TPID
+    # The first client wakes the backend; the others then reach it directly.
+    pgbench_init "$LISTEN" "$BACKEND"
+
+    # PgBouncer 1.18 has no prepared statements in transaction pooling, so -M prepared runs go
+    # through a second instance in session pooling.
+    bdir=$dir/pgbouncer
+    BOUNCER_TX=$(free_port); BOUNCER_SESSION=$(free_port)
     declare -A bouncer_pid
     for mode in transaction session; do
-        # setpriv execs pgbouncer (in the foreground, no -d): $! is pgbouncer's own pid.
-        setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer -q "$bdir/$mode.ini" &
-        pids+=($!)
-        bouncer_pid[$mode]=$!
+        port=$BOUNCER_TX; [ $mode = session ] && port=$BOUNCER_SESSION
+        start_pgbouncer "$bdir" $mode $mode "$port" "$dir/pgdata" "$BACKEND"
+        bouncer_pid[$mode]=$BPID
     done
     # The floor for any proxy hop: a forwarder that only copies bytes (bench/src/forward.rs).
     FORWARD=$(free_port)
@@ -469,6 +484,83 @@ if want compare; then
     done
     for label in "${labels[@]}"; do stop_pid "${cmp_pid[$label]}"; done
     note_cmd "BENCH_COMPARE=\"$BENCH_COMPARE\" scripts/bench.sh compare   (each build its own torpor + PostgreSQL, pgbench -i -s $SCALE; then pgbench -h 127.0.0.1 -p <torpor port> -U bench -n -c 8 -j 2 -T $SECS -S [-M prepared] bench, $LOAD_RUNS runs per build, interleaved; torpor's utime+stime from /proc/<pid>/stat ÷ transactions)"
+fi
+
+# --- tls: pgbench -S over TLS, direct vs PgBouncer vs torpor, and the handshake in a wake ---------
+# Client TLS only: torpor and PgBouncer reach the server over its Unix socket, as in pgbench.
+# The same run also measures the three without TLS, so the cost of TLS per hop is read from
+# one run.
+if want tls; then
+    echo "== tls: pgbench -S with sslmode=require and plaintext: direct, PgBouncer, torpor (${LOAD_RUNS} x ${SECS}s each, scale $SCALE)"
+    dir=$work/tls
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    # One certificate for the three servers: ECDSA P-256, like torpor's own self-signed one.
+    # postgres and PgBouncer (both the postgres user) want their key owned by them, mode 0600.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$dir/server.key" -out "$dir/server.crt" 2>/dev/null
+    chown postgres: "$dir/server.key" "$dir/server.crt"
+    chmod 600 "$dir/server.key"
+    start_torpor "$dir" postgres \
+        "{ fsync = \"off\", ssl = \"on\", ssl_cert_file = \"$dir/server.crt\", ssl_key_file = \"$dir/server.key\" }" \
+        "$TORPOR" "$(printf '[tls]\ncert = "%s"\nkey = "%s"' "$dir/server.crt" "$dir/server.key")"
+    TLS_TORPOR=$TPID
+    pgbench_init "$LISTEN" "$BACKEND"
+    # Two PgBouncers in transaction pooling, as for plaintext pgbench -S: one requiring TLS from
+    # its clients, one without.
+    TLS_BOUNCER=$(free_port); PLAIN_BOUNCER=$(free_port)
+    start_pgbouncer "$dir/pgbouncer" tls transaction "$TLS_BOUNCER" "$dir/pgdata" "$BACKEND" \
+        "$(printf 'client_tls_sslmode = require\nclient_tls_cert_file = %s\nclient_tls_key_file = %s' "$dir/server.crt" "$dir/server.key")"
+    TLS_BOUNCER_PID=$BPID
+    start_pgbouncer "$dir/pgbouncer" plain transaction "$PLAIN_BOUNCER" "$dir/pgdata" "$BACKEND"
+    PLAIN_BOUNCER_PID=$BPID
+    for port in $TLS_BOUNCER $PLAIN_BOUNCER; do
+        for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    done
+    # What each server negotiates (sslmode=require fails rather than fall back to plaintext).
+    for port in $BACKEND $TLS_BOUNCER $LISTEN; do
+        echo "   port $port: $(PGSSLMODE=require PGPASSWORD=$PASS psql -h 127.0.0.1 -p "$port" -U $USER_NAME -d $USER_NAME -c '\conninfo' 2>&1 | grep -o 'SSL connection.*' || echo 'no TLS')"
+    done
+
+    declare -A tls_tps tls_cpu
+    all_who="direct_tls pgbouncer_tls torpor_tls direct pgbouncer torpor"
+    for who in $all_who; do tls_tps[$who]=""; tls_cpu[$who]=""; done
+    RUN_LOADS=""
+    for i in $(seq "$LOAD_RUNS"); do
+        for who in $all_who; do
+            case $who in
+                direct*) port=$BACKEND pid=- ;;
+                pgbouncer_tls) port=$TLS_BOUNCER pid=$TLS_BOUNCER_PID ;;
+                pgbouncer) port=$PLAIN_BOUNCER pid=$PLAIN_BOUNCER_PID ;;
+                torpor*) port=$LISTEN pid=$TLS_TORPOR ;;
+            esac
+            # Explicit both ways: libpq's default (prefer) would take TLS from this server.
+            if [[ $who == *_tls ]]; then export PGSSLMODE=require; else export PGSSLMODE=disable; fi
+            load_run "run $i $who" pgbench "$pid" pgbench_cmd "$port" -S
+            [ "$RUN_TPS" = ERR ] || tls_tps[$who]+="$RUN_TPS,"
+            [ "$RUN_US" = - ] || tls_cpu[$who]+="$RUN_US,"
+        done
+    done
+    unset PGSSLMODE
+    note_cmd "PGSSLMODE=require|disable PGPASSWORD=… pgbench -h 127.0.0.1 -p <direct|pgbouncer|torpor port> -U bench -n -c 8 -j 2 -T $SECS -S bench   (tls group: postgres ssl=on, PgBouncer 1.18 client_tls_sslmode=require in pool_mode=transaction, torpor [tls]; one ECDSA P-256 certificate)"
+    if [ -z "${tls_tps[torpor_tls]}" ] || [ -z "${tls_tps[direct_tls]}" ] || [ -z "${tls_tps[pgbouncer_tls]}" ]; then
+        echo "pgbench_select_tls not-measured - ratio=- (pgbench failed; see $dir)"
+        echo "pgbench_select_tls|-|-|-|0|-|-|-|-|≥ 1.00× pgbouncer|not measured|pgbench failed" >> "$BENCH_RESULTS"
+    else
+        cpu_tls=("cpu:torpor=${tls_cpu[torpor_tls]}" "cpu:pgbouncer=${tls_cpu[pgbouncer_tls]}")
+        "$DRIVER" summarize pgbench_select_tls tps 0.90 "${tls_tps[torpor_tls]}" "${tls_tps[direct_tls]}" \
+            "pgbouncer=${tls_tps[pgbouncer_tls]}" "${cpu_tls[@]}" "load=$RUN_LOADS" || true
+        # The issue's target: torpor at least PgBouncer's throughput over TLS.
+        "$DRIVER" summarize pgbench_select_tls_vs_pgbouncer tps 1.00 "${tls_tps[torpor_tls]}" \
+            "pgbouncer=${tls_tps[pgbouncer_tls]}" "${cpu_tls[@]}" "load=$RUN_LOADS" || true
+        # The same servers without TLS, in the same runs.
+        "$DRIVER" summarize pgbench_select_plain_beside_tls tps 0.90 "${tls_tps[torpor]}" "${tls_tps[direct]}" \
+            "pgbouncer=${tls_tps[pgbouncer]}" "cpu:torpor=${tls_cpu[torpor]}" "cpu:pgbouncer=${tls_cpu[pgbouncer]}" \
+            "load=$RUN_LOADS" || true
+    fi
+    for p in $TLS_BOUNCER_PID $PLAIN_BOUNCER_PID $TLS_TORPOR; do stop_pid "$p"; done
+    driver pg-tls-wake --runs $((RUNS > 5 ? RUNS : 5))
 fi
 
 # --- BENCHMARKS.md -----------------------------------------------------------------------------

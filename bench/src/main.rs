@@ -3,8 +3,8 @@
 //!
 //! torpor-bench <measure> --torpor PATH --work DIR [--runs N] [--conns N] [--seconds N]
 //!     [--samples N]
-//! torpor-bench summarize NAME UNIT TARGET_RATIO SUBJECT_VALUES BASE_VALUES [PEER=VALUES ...]
-//!     [cpu:PROCESS=VALUES ...]
+//! torpor-bench summarize NAME UNIT TARGET_RATIO SUBJECT_VALUES [BASE=]BASE_VALUES
+//!     [PEER=VALUES ...] [cpu:PROCESS=VALUES ...]
 //! torpor-bench compare NAME UNIT LIMIT BASE=VALUES SUBJECT=VALUES [tps:LABEL=VALUES ...]
 //! torpor-bench soak --torpor PATH --work DIR [--cycles N] ... (scripts/soak.sh, see soak.rs)
 
@@ -15,8 +15,10 @@ mod forward;
 mod idle;
 mod my;
 mod pg;
+mod pg_tls;
 mod soak;
 mod stats;
+mod tls;
 mod torpor;
 
 use std::path::PathBuf;
@@ -111,6 +113,8 @@ fn main() {
         "pg-memory" => ("pg_parked_conn_memory", "≤ 16 KiB per connection"),
         "pg-mass-wake" => ("pg_mass_wake_p99", "0 errors, p99 ≤ 2000 ms"),
         "my-wake" => ("my_cold_wake", "p50 ≤ bare + 30 ms"),
+        // Prints a second line, pg_cold_connect_tls.
+        "pg-tls-wake" => ("pg_cold_wake_tls", "p50 ≤ bare + 30 ms"),
         // These two print their own lines, a PostgreSQL and a MySQL one, failures included.
         "idle-pool" => ("pg_pool_asleep_fraction", "≥ 90% asleep, 0 client errors"),
         "probe" => ("pg_probe_asleep_p50", "p50 ≤ direct p50, 0 wakes"),
@@ -133,6 +137,7 @@ fn main() {
                 idle::pool(bin, work, runs, secs, conns).await
             }
             "probe" => idle::probe(bin, work, runs, args.samples.unwrap_or(2000)).await,
+            "pg-tls-wake" => pg_tls::wake(bin, work, runs).await,
             _ => my::wake(bin, work, runs).await,
         }
     });
@@ -143,6 +148,9 @@ fn main() {
         // These measures print a line for sessions that changed state too.
         if matches!(args.measure.as_str(), "pg-idle" | "pg-mass-wake") {
             stats::not_measured(&format!("{name}_stateful"), target, &format!("{e:#}"));
+        }
+        if args.measure == "pg-tls-wake" {
+            stats::not_measured("pg_cold_connect_tls", target, &format!("{e:#}"));
         }
     }
 }
@@ -169,7 +177,8 @@ fn load_note(v: &[f64]) -> String {
 }
 
 /// Ratio lines for measures the script takes with external tools (pgbench, sysbench).
-/// Values are comma-separated runs; the subject's median is divided by the base's median.
+/// Values are comma-separated runs; the subject's median is divided by the base's median (the
+/// base is direct unless named, as in `pgbouncer=VALUES`).
 /// `cpu:PROCESS=VALUES` are a proxy's µs of CPU per transaction in each run, shown beside the
 /// ratio (the subject's first). `load=VALUES` is the load average each run started at.
 fn summarize(a: &[String]) -> Result<()> {
@@ -180,13 +189,15 @@ fn summarize(a: &[String]) -> Result<()> {
     }
     let target: f64 = a[2].parse()?;
     let subject = nums(&a[3])?;
-    let base = nums(&a[4])?;
+    // BASE is "direct" unless named, as in `pgbouncer=VALUES`.
+    let (base_name, base) = a[4].split_once('=').unwrap_or(("direct", &a[4]));
+    let base = nums(base)?;
     if subject.is_empty() || base.is_empty() {
         bail!("no runs");
     }
     let ratio = stats::median(&subject) / stats::median(&base);
     let mut baseline = format!(
-        "direct {} (min {}, max {})",
+        "{base_name} {} (min {}, max {})",
         stats::fmt(stats::median(&base)),
         stats::fmt(stats::min(&base)),
         stats::fmt(stats::max(&base))
@@ -230,7 +241,7 @@ fn summarize(a: &[String]) -> Result<()> {
         runs: subject,
         baseline,
         ratio: Some(ratio),
-        target: format!("≥ {target:.2}× direct"),
+        target: format!("≥ {target:.2}× {base_name}"),
         met: ratio >= target,
         note: note
             .into_iter()

@@ -43,6 +43,24 @@ pub(crate) async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
 
 async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     let c = connect(t.listen).await?;
+    let stmts = wake_state(&c).await?;
+    let mut torpor = Vec::new();
+    let mut bare = Vec::new();
+    for _ in 0..runs {
+        t.sleep().await?;
+        bare.push(bare_postgres(&t.data_dir, t.backend).await?);
+        let start = Instant::now();
+        // Not SELECT 1: torpor answers that probe itself while the database sleeps.
+        c.simple_query("SELECT 2").await?;
+        torpor.push(ms(start.elapsed()));
+    }
+    check_wake_state(&c, &stmts).await?;
+    Ok((torpor, bare))
+}
+
+/// The cold wake's session state: 5 settings, a 1,000-row temp table and 10 prepared
+/// statements (returned: they close when dropped).
+pub(crate) async fn wake_state(c: &Client) -> Result<Vec<tokio_postgres::Statement>> {
     c.batch_execute(
         "SET search_path = public, pg_temp; SET application_name = 'bench'; \
          SET work_mem = '8MB'; SET statement_timeout = '60s'; SET bench.custom = 'x'; \
@@ -54,24 +72,21 @@ async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     for i in 0..10 {
         stmts.push(c.prepare(&format!("SELECT $1::int + {i}")).await?);
     }
-    let mut torpor = Vec::new();
-    let mut bare = Vec::new();
-    for _ in 0..runs {
-        t.sleep().await?;
-        bare.push(bare_postgres(&t.data_dir, t.backend).await?);
-        let start = Instant::now();
-        // Not SELECT 1: torpor answers that probe itself while the database sleeps.
-        c.simple_query("SELECT 2").await?;
-        torpor.push(ms(start.elapsed()));
-    }
-    // The state really came back (not timed).
+    Ok(stmts)
+}
+
+/// The state really came back (not timed).
+pub(crate) async fn check_wake_state(
+    c: &Client,
+    stmts: &[tokio_postgres::Statement],
+) -> Result<()> {
     let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await?.get(0);
     let v: i32 = c.query_one(&stmts[9], &[&1i32]).await?.get(0);
     let wm: String = c.query_one("SHOW work_mem", &[]).await?.get(0);
     if n != 1000 || v != 10 || wm != "8MB" {
         bail!("state not restored: rows {n}, stmt {v}, work_mem {wm}");
     }
-    Ok((torpor, bare))
+    Ok(())
 }
 
 pub(crate) fn pg_bin_dir() -> Result<PathBuf> {
@@ -85,7 +100,7 @@ pub(crate) fn pg_bin_dir() -> Result<PathBuf> {
 
 /// Starts postgres on the data dir as torpor's driver would, polls a connection every
 /// millisecond, runs one query, stops the server. Returns spawn → query answered, in ms.
-async fn bare_postgres(data: &Path, addr: SocketAddr) -> Result<f64> {
+pub(crate) async fn bare_postgres(data: &Path, addr: SocketAddr) -> Result<f64> {
     let (uid, gid) = user_ids("postgres")?;
     let log = std::fs::OpenOptions::new()
         .create(true)

@@ -113,6 +113,17 @@ impl Torpor {
         dir: &Path,
         specs: &[Spec<'_>],
     ) -> Result<Torpor> {
+        Self::start_with(bin, dir, specs, "").await
+    }
+
+    /// Like [`Torpor::start_clusters`], with `extra` (top-level tables such as `[tls]`) at the
+    /// end of the config.
+    pub(crate) async fn start_with(
+        bin: &Path,
+        dir: &Path,
+        specs: &[Spec<'_>],
+        extra: &str,
+    ) -> Result<Torpor> {
         std::fs::create_dir_all(dir)?;
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
         // A file store seals snapshots with a key of its own (issue 11).
@@ -182,6 +193,7 @@ superuser = true
                 data_dir,
             });
         }
+        toml.push_str(extra);
         let config = dir.join("torpor.toml");
         std::fs::write(&config, toml)?;
         let log = std::fs::File::create(dir.join("torpor.log"))?;
