@@ -1,4 +1,5 @@
-//! Cluster lifecycle, idle policy and backend drivers. Knows nothing about wire protocols.
+//! Cluster lifecycle, idle policy and backend drivers. Knows nothing about wire protocols but
+//! the first bytes a server sends when it is ready (`driver/ready.rs`).
 
 pub mod cluster;
 pub mod driver;

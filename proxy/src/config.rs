@@ -401,6 +401,7 @@ mod tests {
         assert_eq!(cfg.state_store.url, "file:///base/state");
         match &cfg.clusters[0].backend {
             BackendConfig::Process(p) => assert_eq!(p.data_dir, PathBuf::from("/base/data/a")),
+            other => panic!("{other:?}"),
         }
         assert_eq!(cfg.clusters[0].idle_timeout, Duration::from_millis(500));
     }

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::Driver;
+use super::command::{self, CommandConfig};
 use super::process::{self, ProcessConfig};
 use super::tls::{BackendTls, TlsMode};
 
@@ -25,6 +26,8 @@ pub enum Engine {
 pub enum BackendConfig {
     /// torpor runs the server itself, as a child process on this machine.
     Process(ProcessConfig),
+    /// Shell commands start and stop the server, wherever it runs.
+    Command(CommandConfig),
 }
 
 impl BackendConfig {
@@ -38,6 +41,8 @@ impl BackendConfig {
     ) -> Box<dyn Driver> {
         match self {
             BackendConfig::Process(p) => process::build(engine, cluster, p.clone(), users),
+            // The server's users are the operator's to make (with the same verifiers).
+            BackendConfig::Command(c) => command::build(engine, cluster, c.clone()),
         }
     }
 
@@ -47,6 +52,7 @@ impl BackendConfig {
     pub fn check(&self, engine: Engine) -> Result<Vec<ConfigProblem>, ConfigProblem> {
         match self {
             BackendConfig::Process(p) => process::check(engine, p),
+            BackendConfig::Command(c) => c.check(),
         }
     }
 
@@ -54,6 +60,7 @@ impl BackendConfig {
     pub fn resolve_paths(&mut self, base: &Path) {
         match self {
             BackendConfig::Process(p) => p.resolve_paths(base),
+            BackendConfig::Command(c) => c.resolve_paths(base),
         }
     }
 
@@ -61,6 +68,7 @@ impl BackendConfig {
     pub fn tls(&self) -> BackendTls {
         match self {
             BackendConfig::Process(p) => BackendTls::new(p.tls, TlsMode::Disable, p.ca.clone()),
+            BackendConfig::Command(c) => c.tls(),
         }
     }
 
@@ -69,6 +77,7 @@ impl BackendConfig {
     pub fn local_port(&self) -> Option<u16> {
         match self {
             BackendConfig::Process(p) => Some(p.port),
+            BackendConfig::Command(_) => None,
         }
     }
 }
@@ -136,7 +145,18 @@ mod tests {
         cfg.resolve_paths(Path::new("/base"));
         match &cfg {
             BackendConfig::Process(p) => assert_eq!(p.data_dir, Path::new("/base/data")),
+            other => panic!("{other:?}"),
         }
+        let cfg =
+            parse("driver = \"command\"\nstart = \"up\"\nstop = \"down\"\ntimeout = \"5s\"\n")
+                .unwrap();
+        assert_eq!(cfg.local_port(), None);
+        assert_eq!(
+            cfg.tls().mode,
+            TlsMode::Require,
+            "a server elsewhere: TLS by default"
+        );
+        assert!(matches!(cfg.check(Engine::Postgres), Ok(w) if w.is_empty()));
 
         let e = parse("driver = \"teleport\"\nport = 1\n").unwrap_err();
         assert!(e.to_string().contains("teleport"), "{e}");

@@ -11,8 +11,10 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub mod command;
 mod factory;
 pub mod process;
+mod ready;
 mod tls;
 
 pub use factory::{BackendConfig, BootstrapUser, ConfigProblem, Engine};
