@@ -6,8 +6,9 @@
 #                                       for at most FUZZ_MAX_SECONDS when that is set
 #   scripts/fuzz.sh build               build only
 #
-# A crash (a panic, a failed check), an input that runs over 1 s (-timeout=1) or one that needs
-# over 2 GiB fails the script; libFuzzer leaves the input in fuzz/artifacts/<target>/. Per target
+# A crash (a panic, a failed check), an input that runs over 1 s (-timeout=1; FUZZ_TIMEOUT
+# seconds when set: the timeout is wall-clock time, which a loaded machine stretches) or one
+# that needs over 2 GiB fails the script; libFuzzer leaves the input in fuzz/artifacts/<target>/. Per target
 # it prints the executions, executions per second, and the slowest input of the run: its CPU time
 # as the target measured it, its time run again alone (best of 10, whole ms), its size, and a
 # copy under fuzz/target/slowest/. The corpus grows in fuzz/target/corpus/<target>/, which starts
@@ -72,7 +73,7 @@ for t in "${targets[@]}"; do
     rm -f "$slowest" "$slowest.us"
     echo "fuzz: $t (${limit[*]})"
     status=0
-    TORPOR_FUZZ_SLOWEST=$slowest "$bin" "${limit[@]}" -timeout=1 -rss_limit_mb=2048 \
+    TORPOR_FUZZ_SLOWEST=$slowest "$bin" "${limit[@]}" -timeout="${FUZZ_TIMEOUT:-1}" -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" \
         "$out/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1 || status=$?
     final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
