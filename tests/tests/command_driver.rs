@@ -116,6 +116,22 @@ impl Drop for Stopper {
     }
 }
 
+/// Forces a sleep and sees the server `pid` ended: gone, or a zombie, since the commands left
+/// it to pid 1 (which reaps slowly here).
+async fn sleep_and_see_ended(env: &TestEnv, pid: u32) {
+    let (status, body) = env.sleep().await;
+    assert_eq!(status, 200, "{body}");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|s| s.split_whitespace().next());
+    assert!(
+        stat.is_empty() || state == Some("Z"),
+        "still running: {stat}"
+    );
+}
+
 fn postmaster_pid(data: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
     text.lines().next()?.trim().parse().ok()
@@ -132,15 +148,7 @@ async fn a_server_run_by_shell_commands_keeps_sessions_across_a_stop() {
     c.exec("CREATE TEMP TABLE t AS SELECT 1 AS x; SET application_name = 'by-command'")
         .await;
     let pid = postmaster_pid(&env.data_dir).expect("a running server");
-    let (status, body) = env.sleep().await;
-    assert_eq!(status, 200, "{body}");
-    // Ended: gone, or a zombie, since pg_ctl left it to pid 1 (which reaps slowly here).
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|s| s.split_whitespace().next());
-    assert!(stat.is_empty() || state == Some("Z"), "{stat}");
+    sleep_and_see_ended(&env, pid).await;
     assert!(
         postmaster_pid(&env.data_dir).is_none(),
         "stopped by the stop command"
@@ -188,4 +196,94 @@ async fn a_failing_start_command_reaches_the_client_with_its_stderr() {
         .expect("in time");
     assert_eq!(c.value("SELECT 1").await.as_deref(), Some("1"));
     env.shutdown_after(c).await;
+}
+
+/// `mysql` when the tests run as root, else nothing (mariadbd then runs as this user).
+fn mysql_user() -> &'static str {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        "--user=mysql"
+    } else {
+        ""
+    }
+}
+
+/// A MariaDB data directory made as an operator would, with the test's users.
+fn make_mariadb(data: &Path, db: &str) {
+    std::fs::create_dir_all(data).unwrap();
+    let user = mysql_user();
+    sh(
+        &format!(
+            "chown mysql: {d} 2>/dev/null; mariadb-install-db --no-defaults --datadir={d} {user} --force --skip-test-db --auth-root-authentication-method=socket >/dev/null",
+            d = data.display()
+        ),
+        None,
+    );
+    let sql = format!(
+        "FLUSH PRIVILEGES;\nCREATE DATABASE {db};\nCREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}';\nGRANT ALL ON *.* TO '{USER}'@'%' WITH GRANT OPTION;\nCREATE USER '{OTHER_USER}'@'%' IDENTIFIED BY '{OTHER_PASSWORD}';\nGRANT ALL ON {db}.* TO '{OTHER_USER}'@'%';\n"
+    );
+    sh(
+        &format!(
+            "mariadbd --no-defaults --bootstrap --datadir={} {user} --log-warnings=0 >/dev/null 2>&1",
+            data.display()
+        ),
+        Some(&sql),
+    );
+}
+
+/// MariaDB's first bytes tell torpor it is ready: a greeting, with no login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_run_by_shell_commands_keeps_sessions_across_a_stop() {
+    let mut cfg = TestConfig::new(&Opts::mysql()).await;
+    let data = cfg.data_dir.clone();
+    make_mariadb(&data, &cfg.cluster);
+    let pid_file = data.join("server.pid");
+    struct Killer(std::path::PathBuf);
+    impl Drop for Killer {
+        fn drop(&mut self) {
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -9 $(cat {}) 2>/dev/null", self.0.display()))
+                .status();
+        }
+    }
+    let _killer = Killer(pid_file.clone());
+    let d = data.display();
+    let p = pid_file.display();
+    let start = format!(
+        "mariadbd --no-defaults --datadir={d} {} --port=PORT --bind-address=127.0.0.1 --socket={d}/s.sock --pid-file={p} --skip-log-bin --innodb-flush-log-at-trx-commit=0 </dev/null >{d}/server.log 2>&1 & echo 127.0.0.1:PORT",
+        mysql_user()
+    );
+    let stop = format!(
+        "pid=$(cat {p}); kill $pid; while kill -0 $pid 2>/dev/null && ! grep -q Z /proc/$pid/stat 2>/dev/null; do sleep 0.05; done"
+    );
+    let status = format!("kill -0 $(cat {p})");
+    let backend_start = cfg.toml.find("[cluster.backend]").unwrap();
+    let backend_end = cfg.toml[backend_start..].find("\n\n").unwrap() + backend_start;
+    cfg.toml = format!(
+        "{}[cluster.backend]\ndriver = \"command\"\nstart = '''{start}'''\nstop = '''{stop}'''\nstatus = '''{status}'''\ntls = \"disable\"\n{}",
+        &cfg.toml[..backend_start],
+        &cfg.toml[backend_end..]
+    )
+    .replace("PORT", &cfg.backend_port.to_string());
+    let env = TestEnv::start_config(cfg).await;
+    let mut raw = env.my_raw().await;
+    assert!(
+        raw.query("SET @kept = 'by command'")
+            .await
+            .unwrap()
+            .err()
+            .is_none()
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    sleep_and_see_ended(&env, pid).await;
+    assert_eq!(
+        raw.value("SELECT @kept").await.as_deref(),
+        Some("by command")
+    );
+    env.shutdown().await;
 }
