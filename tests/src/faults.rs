@@ -12,6 +12,12 @@ pub const WAKE_TIMEOUT: &str = "5s";
 /// One torpor over an S3 store reached through a relay, with [`STORE_TIMEOUT`] and
 /// [`WAKE_TIMEOUT`], and `settings` (`name = "value"` pairs) for the backend server.
 pub async fn start(opts: Opts, settings: &[(&str, &str)]) -> (TestEnv, Relay) {
+    let (cfg, relay) = config(opts, settings).await;
+    (TestEnv::start_config(cfg).await, relay)
+}
+
+/// The config [`start`] runs, with its relay, for a test that starts torpor itself.
+pub async fn config(opts: Opts, settings: &[(&str, &str)]) -> (TestConfig, Relay) {
     let opts = Opts {
         store: StoreKind::S3,
         ..opts
@@ -42,7 +48,7 @@ pub async fn start(opts: Opts, settings: &[(&str, &str)]) -> (TestEnv, Relay) {
             &format!("settings = {{ {name} = \"{value}\", "),
         );
     }
-    (TestEnv::start_config(cfg).await, relay)
+    (cfg, relay)
 }
 
 /// Replaces `from` (which must be there) in the config.

@@ -5,8 +5,11 @@
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -25,6 +28,8 @@ pub enum Mode {
 pub struct Relay {
     /// Where clients connect instead of the server.
     pub addr: SocketAddr,
+    /// Connections accepted so far, whatever the mode did with them.
+    accepted: Arc<AtomicUsize>,
     mode: watch::Sender<Mode>,
     task: JoinHandle<()>,
 }
@@ -35,23 +40,36 @@ impl Relay {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let listener = TcpListener::bind(addr).await.expect("bind the relay");
         let (mode, rx) = watch::channel(Mode::Pass);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((client, _)) = accepted else { continue };
+                        counted.fetch_add(1, Ordering::Relaxed);
                         conns.spawn(relay(client, target, rx.clone()));
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
             }
         });
-        Relay { addr, mode, task }
+        Relay {
+            addr,
+            accepted,
+            mode,
+            task,
+        }
     }
 
     pub fn set(&self, mode: Mode) {
         self.mode.send_replace(mode);
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 

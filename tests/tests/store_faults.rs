@@ -205,3 +205,32 @@ async fn mysql_s3_down_during_a_wake_keeps_the_session() {
     assert_eq!(my_text(&mut c, check).await, "kept:7");
     env.shutdown_after(c).await;
 }
+
+/// A store that isn't up when torpor starts (as in a compose file that starts both) is waited
+/// for: torpor tries again until it answers, then serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torpor_waits_at_start_for_a_store_that_is_not_up_yet() {
+    let (cfg, relay) = faults::config(Opts::default(), &[]).await;
+    relay.set(Mode::Refuse);
+    let starting = tokio::spawn(TestEnv::start_config(cfg));
+    // A first try and a retry, both refused.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while relay.accepted() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "torpor never tried the store again"
+        );
+        assert!(!starting.is_finished(), "torpor gave up on the store");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.set(Mode::Pass);
+    let env = tokio::time::timeout(Duration::from_secs(90), starting)
+        .await
+        .expect("started once the store was up")
+        .expect("start");
+    let c = env.connect().await;
+    c.exec(PG_STATE).await;
+    env.sleep_ok().await;
+    assert_eq!(c.value(PG_CHECK).await.as_deref(), Some(PG_EXPECTED));
+    env.shutdown_after(c).await;
+}
