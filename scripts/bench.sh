@@ -559,6 +559,10 @@ if want tls; then
             "pgbouncer=${tls_tps[pgbouncer]}" "cpu:torpor=${tls_cpu[torpor]}" "cpu:pgbouncer=${tls_cpu[pgbouncer]}" \
             "load=$RUN_LOADS" || true
     fi
+    # Anything torpor logged (TORPOR_LOG=warn) while serving TLS under load, beyond the lines
+    # it prints at start ("torpor: cluster … ready at …").
+    echo "   torpor.log: $(grep -vc '^torpor: ' "$dir/torpor.log" || true) lines at warn or above"
+    grep -v '^torpor: ' "$dir/torpor.log" | tail -5 | cut -c1-300 | sed 's/^/      /' || true
     for p in $TLS_BOUNCER_PID $PLAIN_BOUNCER_PID $TLS_TORPOR; do stop_pid "$p"; done
     driver pg-tls-wake --runs $((RUNS > 5 ? RUNS : 5))
 fi
