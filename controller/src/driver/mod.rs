@@ -150,6 +150,25 @@ pub trait Driver: Send + Sync + 'static {
     /// must be quick and must not wait for a start or stop in progress (a driver whose backend
     /// is remote answers from what it last observed).
     async fn status(&self) -> DriverStatus;
+    /// Whether this driver can freeze its backend on this machine, or why not: torpor says
+    /// why once at start and then only stops idle backends.
+    fn can_freeze(&self) -> Result<(), String> {
+        Err("this driver has no way to freeze its backend".into())
+    }
+    /// Freezes the running backend in place: its processes keep their memory and their open
+    /// connections but get no CPU until [`Driver::thaw`]. Only called while the backend runs,
+    /// nothing is in flight on it, and [`Driver::can_freeze`] said yes.
+    async fn freeze(&self) -> Result<(), DriverError> {
+        Err(DriverError::Failed(
+            "this driver has no way to freeze its backend".into(),
+        ))
+    }
+    /// Lets a frozen backend run again. Thawing a backend that is not frozen is Ok; a driver
+    /// must also thaw before it signals or stops its backend, since a frozen server never
+    /// handles a signal.
+    async fn thaw(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
     /// Completes when the backend started last ends without being asked to, saying how; never
     /// while none runs or one is being stopped. A driver that can't tell never completes:
     /// then the next wake finds out through `status`.
