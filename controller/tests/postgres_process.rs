@@ -341,3 +341,108 @@ async fn a_cancelled_start_or_stop_still_completes() {
     let log = common::cut_short_starts_and_stops(&driver, &rounds, "starting PostgreSQL").await;
     assert!(!log.contains("FATAL"), "{log}");
 }
+
+/// Every process of the postmaster's tree, which must all be in its cgroup: the server was
+/// spawned inside it, and its children (which call setsid) inherit it.
+fn tree(root: u32) -> Vec<u32> {
+    let mut all = vec![root];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        if after.split_whitespace().nth(1) == Some(&root.to_string()) {
+            all.push(pid);
+        }
+    }
+    all
+}
+
+fn shutdowns(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("database system is shut down")
+        .count()
+}
+
+/// The frozen tier's driver side: the server runs in a cgroup of its own with all its
+/// processes; frozen, a query waits until the thaw; a frozen server is thawed before it is
+/// stopped, and a leftover one that a crashed torpor left frozen is thawed before the next
+/// torpor stops it: both shut down cleanly instead of being killed.
+#[tokio::test]
+async fn a_frozen_server_answers_after_the_thaw_and_is_thawed_before_it_stops() {
+    let s = scratch();
+    let port = s.port;
+    let driver = driver("frozen", &s, users());
+    driver.can_freeze().unwrap();
+    driver.prepare().await.unwrap();
+    driver.start().await.unwrap();
+    let pid = driver.server_pid();
+    let status = driver.process_status();
+    let cgroup = status.cgroup.clone().expect("a cgroup");
+    assert!(!status.frozen);
+    // A connection before the freeze, so a backend process exists besides the auxiliaries.
+    assert_eq!(psql_ok(port, "bob", BOB_PW, "bob", "select 1"), "1");
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    let members: Vec<u32> = procs.lines().map(|l| l.parse().unwrap()).collect();
+    let tree = tree(pid);
+    assert!(tree.len() >= 4, "postmaster and its children: {tree:?}");
+    for p in &tree {
+        assert!(members.contains(p), "{p} of {tree:?} is not in {members:?}");
+    }
+
+    let t = Instant::now();
+    driver.freeze().await.unwrap();
+    eprintln!("freeze: {:?}", t.elapsed());
+    assert!(driver.process_status().frozen);
+    let events = std::fs::read_to_string(cgroup.join("cgroup.events")).unwrap();
+    assert!(events.contains("frozen 1"), "{events}");
+    let query = std::thread::spawn(move || psql_ok(port, "bob", BOB_PW, "bob", "select 40 + 2"));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!query.is_finished(), "a frozen server answered");
+    let t = Instant::now();
+    driver.thaw().await.unwrap();
+    eprintln!("thaw: {:?}", t.elapsed());
+    assert!(!driver.process_status().frozen);
+    assert_eq!(query.join().unwrap(), "42");
+
+    // Stopped while frozen: thawed first, so it shuts down as asked.
+    driver.freeze().await.unwrap();
+    let before = shutdowns(&driver.log());
+    driver.stop().await.unwrap();
+    assert_gone(pid);
+    assert_eq!(shutdowns(&driver.log()), before + 1, "not a clean shutdown");
+    assert!(
+        !cgroup.exists(),
+        "the cgroup of a stopped server is removed"
+    );
+
+    // A torpor killed while its server was frozen: the next one thaws it, then stops it.
+    driver.start().await.unwrap();
+    let old = driver.server_pid();
+    driver.freeze().await.unwrap();
+    assert_eq!(ProcessDriver::abandon(&driver).await, Some(old));
+    drop(driver);
+    let before = shutdowns(&s.data.join("torpor-postgres.log"));
+    let next = self::driver("frozen", &s, users());
+    next.prepare().await.unwrap();
+    wait_gone(old, Duration::from_secs(10));
+    let log = next.log();
+    assert_eq!(
+        shutdowns(&log),
+        before + 1,
+        "the leftover was not shut down cleanly"
+    );
+    // This driver doesn't freeze: its server runs outside any cgroup of torpor's.
+    next.start().await.unwrap();
+    assert_eq!(next.process_status().cgroup, None);
+    assert!(next.freeze().await.is_err());
+    next.stop().await.unwrap();
+    let _ = std::fs::remove_dir(&cgroup);
+}

@@ -3,6 +3,7 @@
 //! stopped with escalating signals. A MariaDB driver reuses all of this; nothing here knows
 //! PostgreSQL.
 
+use std::ffi::CStr;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Pid, Uid, User, geteuid, getppid};
+use nix::unistd::{Gid, Pid, Uid, User, geteuid, getppid, setgid, setgroups, setuid};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
@@ -91,6 +92,19 @@ impl From<User> for RunAs {
 /// terminal must not reach the server: torpor stops it in order), with a clean environment,
 /// stdin closed, and a parent-death signal so that a killed torpor does not leave it running.
 pub fn command(program: &Path, user: &RunAs, death_signal: Signal) -> ChildCommand {
+    command_in(program, user, death_signal, None)
+}
+
+/// [`command`], with the child joining the cgroup whose `cgroup.procs` is `cgroup` before it
+/// runs anything, so every process it forks is in it too. Joining needs torpor's own rights,
+/// so the child switches to `user` itself, after joining. A child that can't join runs
+/// outside; the freezer checks before it freezes.
+pub fn command_in(
+    program: &Path,
+    user: &RunAs,
+    death_signal: Signal,
+    cgroup: Option<&CStr>,
+) -> ChildCommand {
     let mut cmd = Command::new(program);
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -102,21 +116,36 @@ pub fn command(program: &Path, user: &RunAs, death_signal: Signal) -> ChildComma
             cmd.env(key, v);
         }
     }
-    if !user.is_current() {
+    let switch = (!user.is_current()).then(|| (Uid::from_raw(user.uid), Gid::from_raw(user.gid)));
+    if cgroup.is_none()
+        && let Some((uid, gid)) = switch
+    {
         // std drops the supplementary groups (setgroups(0)) when it switches uid as root.
-        cmd.uid(user.uid).gid(user.gid);
+        cmd.uid(uid.as_raw()).gid(gid.as_raw());
     }
+    let cgroup = cgroup.map(CStr::to_owned);
     let parent = Pid::this();
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // syscalls (prctl, getppid) without allocating: nix's wrappers call them directly, and an
-    // Errno becomes an io::Error without allocating either.
+    // syscalls (open, write, close, setgroups, setgid, setuid, prctl, getppid) without
+    // allocating: the path was made before the fork, nix's wrappers call the syscalls directly,
+    // and an Errno becomes an io::Error without allocating either.
     //
-    // std runs pre_exec closures after setgid/setuid, which matters: the kernel clears
+    // std runs pre_exec closures after its own setgid/setuid, which matters: the kernel clears
     // PDEATHSIG when the credentials change, so it must be set after the switch. The kernel
     // sends it when the *thread* that forked the child exits, which is why `spawn` forks from a
     // thread that lives as long as the process.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(procs) = &cgroup {
+                join_cgroup(procs);
+                if let Some((uid, gid)) = switch {
+                    if geteuid().is_root() {
+                        setgroups(&[])?;
+                    }
+                    setgid(gid)?;
+                    setuid(uid)?;
+                }
+            }
             nix::sys::prctl::set_pdeathsig(death_signal)?;
             // The parent may have died between fork and prctl; then nobody will signal us, nor
             // read this error, so an errno that needs no allocation says enough.
@@ -127,6 +156,20 @@ pub fn command(program: &Path, user: &RunAs, death_signal: Signal) -> ChildComma
         });
     }
     ChildCommand { cmd, death_signal }
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is `procs` ("0" names the
+/// writer). Runs between fork and exec: raw syscalls only, and a failure is left to the
+/// freezer to find.
+fn join_cgroup(procs: &CStr) {
+    // SAFETY: `procs` is a valid NUL-terminated path; the fd is checked before use and closed.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
 }
 
 /// A configured command plus the signal its child gets if torpor goes away; `spawn` also

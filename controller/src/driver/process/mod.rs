@@ -5,6 +5,7 @@
 //! what each kind of server must say about itself; each database has its own files on top
 //! (`postgres`, `mariadb`). `check` is what `torpor check` asks of this machine.
 
+mod cgroup;
 mod check;
 pub mod child;
 pub mod lock;

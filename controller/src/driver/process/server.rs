@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::child::{self, Escalation};
+use super::child::{self, Escalation, io_err};
 use super::lock::DataDirLock;
 use super::supervisor::{Setup, Supervisor};
 use super::{BootstrapUser, ProcessConfig};
@@ -70,6 +70,10 @@ pub struct ProcessStatus {
     pub socket: Option<PathBuf>,
     /// Where its output goes.
     pub log: PathBuf,
+    /// The cgroup it runs in, when torpor freezes it.
+    pub cgroup: Option<PathBuf>,
+    /// Whether that cgroup is frozen now.
+    pub frozen: bool,
 }
 
 impl ProcessStatus {
@@ -90,6 +94,8 @@ impl ProcessStatus {
             "data_dir": path(&self.data_dir),
             "socket": self.socket.as_ref().map(path),
             "log": path(&self.log),
+            "cgroup": self.cgroup.as_ref().map(path),
+            "frozen": self.frozen,
         })
     }
 }
@@ -122,11 +128,14 @@ impl<S: Server> ServerProcess<S> {
     /// The server's pid, socket and files, read without waiting for a start or stop.
     pub fn process_status(&self) -> ProcessStatus {
         let pid = self.supervisor.pid();
+        let cgroup = self.supervisor.cgroup();
         ProcessStatus {
             pid,
             data_dir: self.data_dir.clone(),
             socket: pid.and(self.supervisor.socket()),
             log: self.supervisor.log_path(),
+            cgroup: cgroup.map(|c| c.dir().to_path_buf()),
+            frozen: cgroup.is_some_and(|c| c.is_frozen()),
         }
     }
 
@@ -169,6 +178,13 @@ impl<S: Server> Driver for ServerProcess<S> {
         // Before the leftover cleanup in prepare: a server on this directory is only a
         // leftover if no other torpor holds the lock.
         self.claim()?;
+        // A torpor killed while its server was frozen left it frozen: it would never handle
+        // the signals that stop it.
+        if let Some(c) = self.supervisor.leftover_cgroup() {
+            c.thaw()
+                .await
+                .map_err(|e| io_err("thawing a leftover server", e))?;
+        }
         let s = self.supervisor.clone();
         detached::<S, _>(async move { s.prepare().await }).await
     }
@@ -181,7 +197,55 @@ impl<S: Server> Driver for ServerProcess<S> {
 
     async fn stop(&self) -> Result<(), DriverError> {
         let s = self.supervisor.clone();
-        detached::<S, _>(async move { s.stop().await }).await
+        detached::<S, _>(async move {
+            let cgroup = s.cgroup();
+            if let Some(c) = cgroup
+                && let Err(e) = c.thaw().await
+            {
+                // The stop escalates to SIGKILL, which a frozen process gets too.
+                tracing::warn!(error = %e, "stopping {} without thawing it", S::NAME);
+            }
+            s.stop().await?;
+            if let Some(c) = cgroup {
+                c.remove();
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn can_freeze(&self) -> Result<(), String> {
+        self.supervisor.use_cgroup().map(drop)
+    }
+
+    async fn freeze(&self) -> Result<(), DriverError> {
+        let (Some(pid), Some(cgroup)) = (self.supervisor.pid(), self.supervisor.cgroup()) else {
+            return Err(DriverError::Failed(format!(
+                "no {} runs to freeze",
+                S::NAME
+            )));
+        };
+        if !cgroup.contains(pid) {
+            return Err(DriverError::Failed(format!(
+                "{} (pid {pid}) is not in cgroup {}: it was started outside",
+                S::NAME,
+                cgroup.dir().display()
+            )));
+        }
+        cgroup
+            .freeze()
+            .await
+            .map_err(|e| io_err(format!("freezing {}", S::NAME), e))
+    }
+
+    async fn thaw(&self) -> Result<(), DriverError> {
+        match self.supervisor.cgroup() {
+            Some(c) => c
+                .thaw()
+                .await
+                .map_err(|e| io_err(format!("thawing {}", S::NAME), e)),
+            None => Ok(()),
+        }
     }
 
     async fn status(&self) -> DriverStatus {
@@ -230,6 +294,8 @@ mod tests {
             data_dir: "/d".into(),
             socket: pid.map(|_| "/d/.s.PGSQL.5432".into()),
             log: "/d/torpor-postgres.log".into(),
+            cgroup: None,
+            frozen: false,
         }
     }
 
@@ -255,6 +321,8 @@ mod tests {
                 "data_dir": "/d",
                 "socket": "/d/.s.PGSQL.5432",
                 "log": "/d/torpor-postgres.log",
+                "cgroup": null,
+                "frozen": false,
             })
         );
         assert!(status(None).details()["pid"].is_null());

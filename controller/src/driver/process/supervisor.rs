@@ -5,12 +5,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tokio::process::Child;
 
+use super::cgroup::Cgroup;
 use super::child::{self, RunAs, io_err};
 use super::server::Server;
 use super::{BootstrapUser, ConfigProblem, ProcessConfig};
@@ -43,6 +44,10 @@ pub(super) struct Supervisor<S: Server> {
     /// Mirror of the running child's pid, readable without waiting for a start or stop to
     /// finish; 0 when none.
     pid: AtomicU32,
+    /// The server's own cgroup, or why there is none on this machine.
+    cgroup: Result<Cgroup, String>,
+    /// Servers are started inside `cgroup`, to be frozen: set once the cgroup could be made.
+    in_cgroup: AtomicBool,
 }
 
 impl<S: Server> Supervisor<S> {
@@ -50,10 +55,12 @@ impl<S: Server> Supervisor<S> {
         Self {
             server: S::new(cluster, cfg.clone(), users),
             cluster: cluster.to_owned(),
-            cfg,
             setup: OnceLock::new(),
             running: tokio::sync::Mutex::new(None),
             pid: AtomicU32::new(0),
+            cgroup: Cgroup::for_data_dir(&cfg.data_dir),
+            in_cgroup: AtomicBool::new(false),
+            cfg,
         }
     }
 
@@ -101,6 +108,30 @@ impl<S: Server> Supervisor<S> {
         self.setup
             .get()
             .ok_or_else(|| DriverError::Failed("driver setup missing".into()))
+    }
+
+    /// Starts the next servers in their own cgroup, which is made now; Err says why that
+    /// can't be done here.
+    pub(super) fn use_cgroup(&self) -> Result<&Cgroup, String> {
+        let cgroup = self.cgroup.as_ref().map_err(Clone::clone)?;
+        cgroup.create()?;
+        self.in_cgroup.store(true, Ordering::SeqCst);
+        Ok(cgroup)
+    }
+
+    /// The server's cgroup, once servers are started in it.
+    pub(super) fn cgroup(&self) -> Option<&Cgroup> {
+        if self.in_cgroup.load(Ordering::SeqCst) {
+            self.cgroup.as_ref().ok()
+        } else {
+            None
+        }
+    }
+
+    /// The cgroup a server an earlier torpor left may be frozen in, whether or not this one
+    /// freezes.
+    pub(super) fn leftover_cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref().ok()
     }
 
     pub(super) fn socket(&self) -> Option<PathBuf> {
@@ -233,7 +264,19 @@ impl<S: Server> Supervisor<S> {
             .try_clone()
             .map_err(|e| io_err(format!("duplicating {}", log_path.display()), e))?;
         let (program, args) = self.server.command_line(setup);
-        let mut cmd = child::command(&program, &setup.user, S::SHUTDOWN.first);
+        let cgroup = self.cgroup();
+        if let Some(c) = cgroup
+            && let Err(why) = c.create()
+        {
+            // Then the freezer finds the server outside and says so.
+            tracing::warn!(cluster = %self.cluster, %why, "starting {} outside its cgroup", S::NAME);
+        }
+        let mut cmd = child::command_in(
+            &program,
+            &setup.user,
+            S::SHUTDOWN.first,
+            cgroup.map(|c| c.procs()),
+        );
         cmd.args(args);
         cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log_err));
         child::spawn(cmd)
