@@ -195,7 +195,9 @@ async fn render_metrics(State(admin): State<Admin>) -> Response {
             of_cluster,
             f64::from(u8::from(st.state == ClusterState::Running)),
         );
-        for state in ["standby", "waking", "running", "draining", "stopping"] {
+        for state in [
+            "standby", "waking", "running", "frozen", "draining", "stopping",
+        ] {
             m.gauge(
                 "torpor_cluster_state",
                 "1 for the cluster's current lifecycle state",
@@ -256,6 +258,16 @@ async fn render_metrics(State(admin): State<Admin>) -> Response {
                 "torpor_drains_aborted_total",
                 "drains called off by client activity",
                 &stats.drains_aborted,
+            ),
+            (
+                "torpor_freezes_total",
+                "times the backend was frozen (freeze_after)",
+                &stats.freezes,
+            ),
+            (
+                "torpor_thaws_total",
+                "times a frozen backend was thawed",
+                &stats.thaws,
             ),
             (
                 "torpor_local_answers_total",

@@ -111,6 +111,9 @@ pub struct ClusterConfig {
     pub server_names: Vec<String>,
     #[serde(deserialize_with = "idle_timeout", default = "default_idle_timeout")]
     pub idle_timeout: Duration,
+    /// Idle this long (less than idle_timeout), the backend is frozen in place; unset: never.
+    #[serde(default, deserialize_with = "freeze_after")]
+    pub freeze_after: Option<Duration>,
     pub backend: BackendConfig,
     #[serde(default)]
     pub users: Vec<UserConfig>,
@@ -179,6 +182,10 @@ fn duration<'de, D: serde::Deserializer<'de>>(key: &str, d: D) -> Result<Duratio
 
 fn idle_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     duration("idle_timeout", d)
+}
+
+fn freeze_after<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration("freeze_after", d).map(Some)
 }
 
 impl Config {
@@ -279,6 +286,14 @@ impl Config {
             .map_err(|e| invalid(key("health_probes"), e))?;
             if c.idle_timeout.is_zero() {
                 return Err(invalid(key("idle_timeout"), "must be greater than zero"));
+            }
+            if let Some(f) = c.freeze_after
+                && (f.is_zero() || f >= c.idle_timeout)
+            {
+                return Err(invalid(
+                    key("freeze_after"),
+                    "must be greater than zero and less than idle_timeout",
+                ));
             }
             let listen = listen::first(c, &key("listen"))?;
             if let Some(port) = c.backend.local_port() {

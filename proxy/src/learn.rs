@@ -52,7 +52,12 @@ pub(crate) async fn after_every_start<E, F>(
         }
         // Until the server stops, what was learned stands.
         if state
-            .wait_for(|s| *s != ClusterState::Running && *s != ClusterState::Draining)
+            .wait_for(|s| {
+                !matches!(
+                    s,
+                    ClusterState::Running | ClusterState::Frozen | ClusterState::Draining
+                )
+            })
             .await
             .is_err()
         {

@@ -103,6 +103,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             .map(Arc::new);
         let cluster = Arc::new(
             Cluster::new(&c.name, c.idle_timeout, driver)
+                .with_freeze_after(c.freeze_after)
                 .with_wake_histograms(|cause| metrics.wake(&c.name, cause)),
         );
         cluster

@@ -84,7 +84,7 @@ impl Cluster {
                 inner.drain_aborted = true;
                 Resume::Attached
             }
-            ClusterState::Running => Resume::Attached,
+            ClusterState::Running | ClusterState::Frozen => Resume::Attached,
             _ => Resume::Parked,
         }
     }
@@ -92,91 +92,16 @@ impl Cluster {
     /// Drain every session and stop the backend. Ok once the cluster is in standby.
     pub async fn sleep(&self) -> Result<(), SleepError> {
         let _guard = self.lifecycle.lock().await;
-        let participants: Vec<(u64, mpsc::UnboundedSender<DrainCmd>)> = {
-            let mut inner = self.lock();
-            match inner.state {
-                ClusterState::Standby => return Ok(()),
-                ClusterState::Running => {}
-                other => {
-                    return Err(SleepError::Blocked(vec![format!(
-                        "cluster is {}",
-                        other.as_str()
-                    )]));
-                }
-            }
-            let busy = self.busy_sessions();
-            if busy > 0 {
-                // A busy session can't checkpoint now, and one stuck writing to a client that
-                // stopped reading would not even answer: refuse without asking.
-                self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
-                let why =
-                    format!("{busy} session(s) busy: a query, transaction or COPY in progress");
-                tracing::warn!(cluster = %self.name, blockers = ?[&why], "drain refused");
-                return Err(SleepError::Blocked(vec![why]));
-            }
-            inner.drain_aborted = false;
-            self.set_state(&mut inner, ClusterState::Draining);
-            inner
-                .participants
-                .iter()
-                .map(|(id, tx)| (*id, tx.clone()))
-                .collect()
-        };
-        tracing::info!(cluster = %self.name, sessions = participants.len(), "drain: phase 1 (checkpoint)");
-
-        let mut waiting = Vec::with_capacity(participants.len());
-        let mut blockers = Vec::new();
-        for (id, tx) in &participants {
-            let (reply_tx, reply_rx) = oneshot::channel();
-            if tx.send(DrainCmd::Checkpoint(reply_tx)).is_ok() {
-                waiting.push((*id, reply_rx));
-            }
-            // A send error means the session just ended: nothing to carry over.
+        if self.state() == ClusterState::Frozen {
+            // A frozen server would neither answer the checkpoints nor handle the stop.
+            self.thaw_locked().await?;
         }
-        for (id, rx) in waiting {
-            match tokio::time::timeout(CHECKPOINT_TIMEOUT, rx).await {
-                Ok(Ok(CheckpointReply::Ready)) => {}
-                Ok(Ok(CheckpointReply::Blocked(why))) => blockers.push(why),
-                // The session ended while checkpointing; it holds nothing any more.
-                Ok(Err(_)) => {}
-                Err(_) => blockers.push(format!("session {id}: checkpoint timed out")),
-            }
-        }
-
-        let aborted = {
-            let mut inner = self.lock();
-            let aborted = inner.drain_aborted || !blockers.is_empty();
-            if aborted {
-                if blockers.is_empty() {
-                    self.stats.drains_aborted.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
-                }
-                self.set_state(&mut inner, ClusterState::Running);
-            } else {
-                self.set_state(&mut inner, ClusterState::Stopping);
-            }
-            aborted
-        };
-        let cmd = || {
-            if aborted {
-                DrainCmd::Abort
-            } else {
-                DrainCmd::Commit
-            }
+        let participants = match self.checkpoint_all(ClusterState::Stopping).await? {
+            Some(p) => p,
+            None => return Ok(()),
         };
         for (_, tx) in &participants {
-            let _ = tx.send(cmd());
-        }
-        if aborted {
-            if blockers.is_empty() {
-                tracing::info!(cluster = %self.name, "drain aborted: client activity");
-                return Err(SleepError::Blocked(vec![
-                    "client activity during drain".into(),
-                ]));
-            }
-            tracing::warn!(cluster = %self.name, blockers = ?blockers, "drain refused");
-            return Err(SleepError::Blocked(blockers));
+            let _ = tx.send(DrainCmd::Commit);
         }
 
         // Every session drops its backend connection before the backend goes away, so none
@@ -214,6 +139,98 @@ impl Cluster {
         }
     }
 
+    /// Phase 1, for a drain or a freeze: every attached session captures its state and puts
+    /// its snapshot durably. When all of them did, with no client bytes meanwhile, the cluster
+    /// moves to `next` and the participants, all prepared, are returned to be sent Commit or
+    /// Abort. Otherwise the cluster is running again, every participant was sent Abort, and
+    /// the error says why. None: the cluster is in standby already.
+    pub(super) async fn checkpoint_all(
+        &self,
+        next: ClusterState,
+    ) -> Result<Option<Vec<Participant>>, SleepError> {
+        let participants: Vec<Participant> = {
+            let mut inner = self.lock();
+            match inner.state {
+                ClusterState::Standby => return Ok(None),
+                ClusterState::Running => {}
+                other => {
+                    return Err(SleepError::Blocked(vec![format!(
+                        "cluster is {}",
+                        other.as_str()
+                    )]));
+                }
+            }
+            let busy = self.busy_sessions();
+            if busy > 0 {
+                // A busy session can't checkpoint now, and one stuck writing to a client that
+                // stopped reading would not even answer: refuse without asking.
+                self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
+                let why =
+                    format!("{busy} session(s) busy: a query, transaction or COPY in progress");
+                tracing::warn!(cluster = %self.name, blockers = ?[&why], "drain refused");
+                return Err(SleepError::Blocked(vec![why]));
+            }
+            inner.drain_aborted = false;
+            self.set_state(&mut inner, ClusterState::Draining);
+            inner
+                .participants
+                .iter()
+                .map(|(id, tx)| (*id, tx.clone()))
+                .collect()
+        };
+        tracing::info!(cluster = %self.name, sessions = participants.len(), then = next.as_str(), "drain: phase 1 (checkpoint)");
+
+        let mut waiting = Vec::with_capacity(participants.len());
+        let mut blockers = Vec::new();
+        for (id, tx) in &participants {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            if tx.send(DrainCmd::Checkpoint(reply_tx)).is_ok() {
+                waiting.push((*id, reply_rx));
+            }
+            // A send error means the session just ended: nothing to carry over.
+        }
+        for (id, rx) in waiting {
+            match tokio::time::timeout(CHECKPOINT_TIMEOUT, rx).await {
+                Ok(Ok(CheckpointReply::Ready)) => {}
+                Ok(Ok(CheckpointReply::Blocked(why))) => blockers.push(why),
+                // The session ended while checkpointing; it holds nothing any more.
+                Ok(Err(_)) => {}
+                Err(_) => blockers.push(format!("session {id}: checkpoint timed out")),
+            }
+        }
+
+        {
+            let mut inner = self.lock();
+            let aborted = inner.drain_aborted || !blockers.is_empty();
+            if !aborted {
+                if next == ClusterState::Frozen {
+                    // Before anyone can see the state: a session that sends after this
+                    // thaws first (see `freeze`).
+                    self.frozen.store(true, Ordering::SeqCst);
+                }
+                self.set_state(&mut inner, next);
+                return Ok(Some(participants));
+            }
+            if blockers.is_empty() {
+                self.stats.drains_aborted.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            self.set_state(&mut inner, ClusterState::Running);
+        }
+        for (_, tx) in &participants {
+            let _ = tx.send(DrainCmd::Abort);
+        }
+        if blockers.is_empty() {
+            tracing::info!(cluster = %self.name, "drain aborted: client activity");
+            return Err(SleepError::Blocked(vec![
+                "client activity during drain".into(),
+            ]));
+        }
+        tracing::warn!(cluster = %self.name, blockers = ?blockers, "drain refused");
+        Err(SleepError::Blocked(blockers))
+    }
+
     async fn all_parked(&self, ids: &[u64]) {
         let mut rx = self.parked_tx.subscribe();
         loop {
@@ -236,9 +253,11 @@ impl Cluster {
             let mut inner = self.lock();
             self.set_state(&mut inner, ClusterState::Stopping);
         }
+        // The driver thaws a frozen backend before it stops it.
         let result = self.driver.stop().await;
         let mut inner = self.lock();
         inner.backend = None;
+        self.frozen.store(false, Ordering::SeqCst);
         self.set_state(&mut inner, ClusterState::Standby);
         result
     }

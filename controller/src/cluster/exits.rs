@@ -10,7 +10,9 @@ impl Cluster {
     pub async fn watch_backend(&self) {
         let mut state_rx = self.state_tx.subscribe();
         loop {
-            let running = state_rx.wait_for(|s| *s == ClusterState::Running).await;
+            let running = state_rx
+                .wait_for(|s| matches!(s, ClusterState::Running | ClusterState::Frozen))
+                .await;
             if running.map(drop).is_err() {
                 return;
             }
@@ -31,10 +33,13 @@ impl Cluster {
     /// another start came in between.
     pub(super) fn backend_exited(&self, generation: u64, why: String) {
         let mut inner = self.lock();
-        if inner.state == ClusterState::Running && inner.generation == generation {
+        let up = matches!(inner.state, ClusterState::Running | ClusterState::Frozen);
+        if up && inner.generation == generation {
             tracing::error!(cluster = %self.name, %why, "backend exited on its own; the next client starts it again");
             inner.backend = None;
             inner.last_error = Some(why);
+            self.frozen
+                .store(false, std::sync::atomic::Ordering::SeqCst);
             self.set_state(&mut inner, ClusterState::Standby);
         }
     }

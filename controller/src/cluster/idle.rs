@@ -43,18 +43,23 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// Drains the cluster whenever it has been idle for idle_timeout. Runs until dropped.
+    /// Freezes the backend once the cluster has been idle for freeze_after, and drains the
+    /// cluster once it has been idle for idle_timeout. Runs until dropped.
     pub async fn idle_loop(&self) {
         let mut state_rx = self.state_tx.subscribe();
         let mut activity_rx = self.activity_tx.subscribe();
+        // A freeze that was refused or failed is not tried again until a client acts.
+        let mut freeze_held = false;
         loop {
-            if *state_rx.borrow_and_update() != ClusterState::Running {
+            let state = *state_rx.borrow_and_update();
+            if !matches!(state, ClusterState::Running | ClusterState::Frozen) {
                 if state_rx.changed().await.is_err() {
                     return;
                 }
                 continue;
             }
             if self.busy_sessions() > 0 {
+                freeze_held = false;
                 // Wait for the next busy/idle transition.
                 tokio::select! {
                     r = activity_rx.changed() => if r.is_err() { return },
@@ -62,11 +67,36 @@ impl Cluster {
                 }
                 continue;
             }
+            if activity_rx.has_changed().unwrap_or(false) {
+                activity_rx.borrow_and_update();
+                freeze_held = false;
+            }
             let idle = self.idle_for();
+            let freeze_at = self.freeze_after.filter(|f| {
+                state == ClusterState::Running && !freeze_held && *f < self.idle_timeout
+            });
             if idle < self.idle_timeout {
+                let next = match freeze_at {
+                    Some(f) if idle >= f => {
+                        match self.freeze().await {
+                            Ok(()) => {}
+                            Err(e) => {
+                                tracing::debug!(cluster = %self.name, error = %e, "not frozen");
+                                freeze_held = true;
+                            }
+                        }
+                        continue;
+                    }
+                    Some(f) => f,
+                    None => self.idle_timeout,
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(self.idle_timeout - idle) => {}
+                    _ = tokio::time::sleep(next - idle) => {}
                     r = state_rx.changed() => if r.is_err() { return },
+                    r = activity_rx.changed(), if freeze_held => {
+                        if r.is_err() { return }
+                        freeze_held = false;
+                    }
                 }
                 continue;
             }

@@ -1,4 +1,5 @@
-//! One backend database and its lifecycle: standby → waking → running → draining → stopping.
+//! One backend database and its lifecycle: standby → waking → running → draining → stopping,
+//! with a frozen tier between running and draining where the driver can freeze.
 //!
 //! Sessions take part in a drain through a channel of [`DrainCmd`]s, so this module never needs
 //! to know which wire protocol they speak.
@@ -6,11 +7,13 @@
 //! - `state`: the lifecycle states and how the cluster moves between them;
 //! - `wake`: starting the backend, and attaching watching sessions before anyone else runs;
 //! - `drain`: the two-phase drain (checkpoint everywhere, then stop) and shutdown;
-//! - `idle`: what counts as activity, and the loop that drains an idle cluster;
+//! - `idle`: what counts as activity, and the loop that freezes and drains an idle cluster;
+//! - `freeze`: the frozen tier;
 //! - `exits`: a backend that ends on its own.
 
 mod drain;
 mod exits;
+mod freeze;
 mod idle;
 mod state;
 mod wake;
@@ -52,16 +55,24 @@ pub struct ClusterStats {
     pub drains: AtomicU64,
     pub drains_refused: AtomicU64,
     pub drains_aborted: AtomicU64,
+    pub freezes: AtomicU64,
+    pub thaws: AtomicU64,
 }
 
 pub struct Cluster {
     name: String,
     idle_timeout: Duration,
+    /// None: never frozen (not asked for, or the driver can't).
+    freeze_after: Option<Duration>,
     driver: Box<dyn Driver>,
     inner: Mutex<Inner>,
     state_tx: watch::Sender<ClusterState>,
     /// Sessions with a query in flight, an open transaction or a COPY.
     busy: AtomicUsize,
+    /// Sessions whose only work in flight is health-check probes.
+    probing: AtomicUsize,
+    /// The backend is frozen or being frozen: see `freeze`.
+    frozen: AtomicBool,
     last_activity: Mutex<Instant>,
     activity_tx: watch::Sender<u64>,
     /// Bumped whenever a participant leaves, for phase 2 to wait on.
@@ -83,6 +94,7 @@ impl Cluster {
         Cluster {
             name: name.into(),
             idle_timeout,
+            freeze_after: None,
             driver,
             inner: Mutex::new(Inner {
                 state: ClusterState::Standby,
@@ -95,6 +107,8 @@ impl Cluster {
             }),
             state_tx,
             busy: AtomicUsize::new(0),
+            probing: AtomicUsize::new(0),
+            frozen: AtomicBool::new(false),
             last_activity: Mutex::new(Instant::now()),
             activity_tx,
             parked_tx,

@@ -14,6 +14,8 @@ pub enum ClusterState {
     Standby,
     Waking,
     Running,
+    /// Running, but its processes frozen: sessions stay attached, the next query thaws it.
+    Frozen,
     Draining,
     Stopping,
 }
@@ -24,6 +26,7 @@ impl ClusterState {
             ClusterState::Standby => "standby",
             ClusterState::Waking => "waking",
             ClusterState::Running => "running",
+            ClusterState::Frozen => "frozen",
             ClusterState::Draining => "draining",
             ClusterState::Stopping => "stopping",
         }
@@ -51,7 +54,7 @@ impl Cluster {
         self.driver.status().await
     }
 
-    /// The backend's address, if it is up and not going away.
+    /// The backend's address, if it is up, not frozen and not going away.
     pub fn running_backend(&self) -> Option<BackendInfo> {
         let inner = self.lock();
         match inner.state {

@@ -22,6 +22,11 @@ struct Counting {
     stop_fails: AtomicBool,
     /// This many of the next starts fail.
     starts_failing: AtomicU32,
+    frozen: AtomicBool,
+    freezes: AtomicU32,
+    thaws: AtomicU32,
+    /// `thaw` fails, leaving the backend frozen.
+    thaw_fails: AtomicBool,
 }
 
 #[async_trait]
@@ -47,7 +52,32 @@ impl Driver for Arc<Counting> {
             socket: None,
         })
     }
+    fn can_freeze(&self) -> Result<(), String> {
+        Ok(())
+    }
+    async fn freeze(&self) -> Result<(), DriverError> {
+        assert!(
+            self.running.load(Ordering::SeqCst),
+            "froze a stopped backend"
+        );
+        self.freezes.fetch_add(1, Ordering::SeqCst);
+        self.frozen.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn thaw(&self) -> Result<(), DriverError> {
+        if self.thaw_fails.load(Ordering::SeqCst) {
+            return Err(DriverError::Failed("thaw refused".into()));
+        }
+        if self.frozen.swap(false, Ordering::SeqCst) {
+            self.thaws.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
     async fn stop(&self) -> Result<(), DriverError> {
+        assert!(
+            !self.frozen.load(Ordering::SeqCst),
+            "stopped a frozen backend"
+        );
         if self.stop_fails.load(Ordering::SeqCst) {
             return Err(DriverError::Failed("stop refused".into()));
         }
@@ -406,4 +436,135 @@ async fn a_wake_with_a_deadline_tries_a_failed_start_again_until_then() {
     assert_eq!(c.state(), ClusterState::Standby);
     // A wake without a deadline tries once, as before.
     assert!(c.wake(None).await.is_err());
+}
+
+/// A cluster that freezes after `freeze` idle and drains after `idle`, its idle loop running.
+fn freezing(
+    freeze: Duration,
+    idle: Duration,
+) -> (Arc<Cluster>, Arc<Counting>, tokio::task::JoinHandle<()>) {
+    let d = Arc::new(Counting::default());
+    let c = Arc::new(Cluster::new("t", idle, Box::new(d.clone())).with_freeze_after(Some(freeze)));
+    let looper = {
+        let c = c.clone();
+        tokio::spawn(async move { c.idle_loop().await })
+    };
+    (c, d, looper)
+}
+
+async fn wait_for_state(c: &Cluster, want: ClusterState) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.state() != want {
+        assert!(Instant::now() < deadline, "never {want:?}: {:?}", c.state());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_cluster_freezes_with_its_sessions_checkpointed_and_attached() {
+    let (c, d, looper) = freezing(Duration::from_millis(100), Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    let mut seen = participant(&c, 1, CheckpointReply::Ready);
+    wait_for_state(&c, ClusterState::Frozen).await;
+    assert!(c.is_frozen());
+    assert_eq!(d.freezes.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.recv().await, Some("checkpoint"));
+    assert_eq!(
+        seen.recv().await,
+        Some("abort"),
+        "the session stays attached"
+    );
+    assert_eq!(c.attached_count(), 1);
+    assert_eq!(
+        c.running_backend(),
+        None,
+        "nobody connects to a frozen backend"
+    );
+
+    // A wake thaws instead of starting.
+    c.wake(None).await.unwrap();
+    assert_eq!(c.state(), ClusterState::Running);
+    assert!(!c.is_frozen());
+    assert_eq!(d.thaws.load(Ordering::SeqCst), 1);
+    assert_eq!(d.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(c.stats.freezes.load(Ordering::SeqCst), 1);
+    assert_eq!(c.stats.thaws.load(Ordering::SeqCst), 1);
+
+    // Idle again: frozen again, and a session's own thaw works as well.
+    wait_for_state(&c, ClusterState::Frozen).await;
+    c.thaw().await.unwrap();
+    assert_eq!(c.state(), ClusterState::Running);
+    assert_eq!(d.thaws.load(Ordering::SeqCst), 2);
+    looper.abort();
+}
+
+#[tokio::test]
+async fn a_frozen_cluster_is_thawed_then_drained_at_the_idle_timeout() {
+    let (c, d, looper) = freezing(Duration::from_millis(50), Duration::from_millis(600));
+    c.wake(None).await.unwrap();
+    let mut seen = participant(&c, 1, CheckpointReply::Ready);
+    wait_for_state(&c, ClusterState::Frozen).await;
+    wait_for_state(&c, ClusterState::Standby).await;
+    // The Counting driver refuses to stop a frozen backend.
+    assert_eq!(d.thaws.load(Ordering::SeqCst), 1);
+    assert_eq!(d.stops.load(Ordering::SeqCst), 1);
+    assert!(!c.is_frozen());
+    let got: Vec<_> = std::iter::from_fn(|| seen.try_recv().ok()).collect();
+    assert_eq!(got, ["checkpoint", "abort", "checkpoint", "commit"]);
+    looper.abort();
+}
+
+#[tokio::test]
+async fn nothing_in_flight_is_frozen() {
+    let (c, d, looper) = freezing(Duration::from_millis(50), Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    c.busy_start();
+    c.probe_start();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        c.state(),
+        ClusterState::Running,
+        "a busy session keeps it thawed"
+    );
+    c.busy_end();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        c.state(),
+        ClusterState::Running,
+        "so does a probe in flight"
+    );
+    assert_eq!(d.freezes.load(Ordering::SeqCst), 0);
+    c.probe_end();
+    wait_for_state(&c, ClusterState::Frozen).await;
+    // A blocker refuses the freeze's checkpoint: not frozen, and not tried again until
+    // something happens.
+    c.thaw().await.unwrap();
+    let _seen = participant(&c, 1, CheckpointReply::Blocked("a WITH HOLD cursor".into()));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(c.state(), ClusterState::Running);
+    assert_eq!(d.freezes.load(Ordering::SeqCst), 1);
+    looper.abort();
+}
+
+#[tokio::test]
+async fn a_thaw_that_fails_keeps_the_cluster_frozen_and_says_so() {
+    let (c, d, looper) = freezing(Duration::from_millis(50), Duration::from_secs(3600));
+    c.wake(None).await.unwrap();
+    wait_for_state(&c, ClusterState::Frozen).await;
+    d.thaw_fails.store(true, Ordering::SeqCst);
+    let e = c.wake(None).await.unwrap_err();
+    assert!(e.to_string().contains("thaw refused"), "{e}");
+    assert_eq!(c.state(), ClusterState::Frozen);
+    assert!(c.is_frozen());
+    // A client that waits gets it once the thaw works.
+    let c2 = c.clone();
+    let waiter = tokio::spawn(async move {
+        c2.wake_until(tokio::time::Instant::now() + Duration::from_secs(30), None)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.thaw_fails.store(false, Ordering::SeqCst);
+    waiter.await.unwrap().unwrap();
+    assert_eq!(d.starts.load(Ordering::SeqCst), 1);
+    looper.abort();
 }

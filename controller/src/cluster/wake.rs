@@ -28,6 +28,15 @@ fn now() -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
 
+/// What a wake does next.
+#[derive(PartialEq, Eq)]
+enum Step {
+    Start,
+    Thaw,
+    /// For someone else's start or stop to finish.
+    Wait,
+}
+
 /// Who asked for the backend: wake latency is reported per cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WakeCause {
@@ -95,7 +104,7 @@ impl Cluster {
         let mut backoff = FIRST_RETRY;
         loop {
             self.forget_exited_backend().await;
-            let start = {
+            let step = {
                 let mut inner = self.lock();
                 match inner.state {
                     ClusterState::Running | ClusterState::Draining => {
@@ -108,16 +117,27 @@ impl Cluster {
                             }
                             return Ok(b);
                         }
-                        false
+                        Step::Wait
                     }
+                    ClusterState::Frozen => Step::Thaw,
                     ClusterState::Standby => {
                         self.set_state(&mut inner, ClusterState::Waking);
-                        true
+                        Step::Start
                     }
-                    ClusterState::Waking | ClusterState::Stopping => false,
+                    ClusterState::Waking | ClusterState::Stopping => Step::Wait,
                 }
             };
-            if start {
+            if step == Step::Thaw {
+                if let Err(e) = self.thaw().await {
+                    let Some(deadline) = deadline.filter(|d| *d > now()) else {
+                        return Err(e);
+                    };
+                    tokio::time::sleep_until((now() + backoff).min(deadline)).await;
+                    backoff = (backoff * 2).min(LAST_RETRY);
+                }
+                continue;
+            }
+            if step == Step::Start {
                 let result = self.start_backend(join.clone(), cause, requested).await;
                 let Some(deadline) = deadline.filter(|d| result.is_err() && *d > now()) else {
                     return result;

@@ -109,12 +109,15 @@ impl Session<My> {
     }
 
     /// Answers the command without the server when it may: while parked (probes and SETs), or
-    /// while the backend is being drained (probes only, so they don't call the drain off).
+    /// while the backend is being drained or is frozen (probes only, so they don't call the
+    /// drain off or thaw it).
     pub(super) async fn answer_locally(&mut self, cmd: u8, packet: &[u8]) -> Result<bool, Error> {
         let probes_only = if self.p.backend.is_none() {
             false
         } else if !self.p.tracker.responses.busy()
-            && (self.member.prepared || self.front.cluster.is_draining())
+            && (self.member.prepared
+                || self.front.cluster.is_draining()
+                || self.front.cluster.is_frozen())
         {
             true
         } else {
@@ -198,6 +201,7 @@ impl Session<My> {
         }
         // Busy before the backend can answer, so nobody sees a stale idle state.
         self.update_busy();
+        self.thaw_before_send().await?;
         if let Some(b) = self.p.backend.as_mut() {
             b.conn.send(&packet).await?;
         }

@@ -426,13 +426,15 @@ impl Protocol for Pg {
 }
 
 /// Answers the client's next request without the server when it may: while parked (probes
-/// and SETs), or while the backend is being drained (probes only, so they don't call the
-/// drain off).
+/// and SETs), or while the backend is being drained or is frozen (probes only, so they don't
+/// call the drain off or thaw it).
 async fn answer_locally(s: &mut Session<Pg>) -> Result<Local, Error> {
     let p = &mut s.p;
     let probes_only = if p.backend.is_none() {
         !p.overlay.has_room()
-    } else if p.tracker.is_idle() && (s.member.prepared || s.front.cluster.is_draining()) {
+    } else if p.tracker.is_idle()
+        && (s.member.prepared || s.front.cluster.is_draining() || s.front.cluster.is_frozen())
+    {
         true
     } else {
         return Ok(Local::Server);
@@ -515,6 +517,7 @@ async fn forward(s: &mut Session<Pg>) -> Result<Step, Error> {
     .await?;
     // Busy before the backend can answer, so nobody sees a stale idle state.
     s.update_busy();
+    s.thaw_before_send().await?;
     if let Some(b) = s.p.backend.as_mut() {
         b.conn.send(&chunk).await?;
     }

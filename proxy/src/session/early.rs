@@ -30,7 +30,8 @@ impl EarlySnapshot {
 
     /// Completes once this session has been quiet for half the idle timeout while no session
     /// of the cluster has anything in flight. While another session works no drain can come:
-    /// look again later, still before the drain could.
+    /// look again later, still before the drain could. A frozen backend holds every session's
+    /// snapshot already (the freeze saved them), and a capture would have to thaw it.
     pub(crate) async fn elapsed(&mut self, cluster: &Cluster) {
         loop {
             self.sleep.as_mut().await;
@@ -38,7 +39,7 @@ impl EarlySnapshot {
             let due = self.since + self.after;
             let next = if now < due {
                 due
-            } else if cluster.quiet_for().is_some() {
+            } else if cluster.quiet_for().is_some() && !cluster.is_frozen() {
                 return;
             } else {
                 now + self.after

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use controller::{CheckpointReply, DrainCmd, Rejoin, Resume};
+use controller::{CheckpointReply, Cluster, DrainCmd, Rejoin, Resume};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -260,6 +260,9 @@ impl<P: Protocol> Session<P> {
     /// fails before `[proxy] wake_timeout` is tried again; past it the session stays parked
     /// with its snapshot ([`Error::Unavailable`]), unless the snapshot can never load.
     pub(crate) async fn attach(&mut self) -> Result<(), Error> {
+        // Busy while connecting: the backend must be neither frozen nor drained under a
+        // login and restore that no drain command can reach yet.
+        let _busy = Attaching::new(self.front.cluster.clone());
         let deadline = Instant::now() + self.front.wake_timeout;
         let mut backoff = Backoff::until(deadline);
         loop {
@@ -292,6 +295,23 @@ impl<P: Protocol> Session<P> {
         if self.member.activity() == Resume::Parked {
             self.park();
             self.attach().await?;
+        } else if self.p.attached() && self.front.cluster.thaw().await.is_err() {
+            // The backend is frozen and stays so: every session saved its snapshot before the
+            // freeze, so this one parks, and attaches as a parked session does, trying the
+            // thaw again until the wake timeout.
+            self.park();
+            self.attach().await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes are about to go to the backend, with this session already counted as busy or
+    /// probing: a freeze that began since the last look has to be undone first (see
+    /// controller's `cluster::freeze`).
+    pub(crate) async fn thaw_before_send(&mut self) -> Result<(), Error> {
+        if self.front.cluster.is_frozen() && self.front.cluster.thaw().await.is_err() {
+            // The request is tracked as sent already: the connection can't be followed.
+            return Err(P::lost_backend());
         }
         Ok(())
     }
@@ -320,5 +340,21 @@ async fn fill(backend: Option<&mut Conn>) -> std::io::Result<usize> {
     match backend {
         Some(b) => b.fill().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Counts as a busy session for as long as it lives.
+struct Attaching(Arc<Cluster>);
+
+impl Attaching {
+    fn new(cluster: Arc<Cluster>) -> Self {
+        cluster.busy_start();
+        Attaching(cluster)
+    }
+}
+
+impl Drop for Attaching {
+    fn drop(&mut self) {
+        self.0.busy_end();
     }
 }

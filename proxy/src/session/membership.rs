@@ -27,6 +27,8 @@ pub(crate) struct Membership {
     pub saved: bool,
     /// Whether the cluster currently counts this session as busy.
     busy: bool,
+    /// Whether the cluster currently counts this session as probing.
+    probing: bool,
     pub early: EarlySnapshot,
     /// An early snapshot was refused or failed: don't retry until the client acts again.
     early_held: bool,
@@ -64,6 +66,7 @@ impl Membership {
             prepared: false,
             saved: false,
             busy: false,
+            probing: false,
             early,
             early_held: false,
             rejoin_tx,
@@ -88,6 +91,16 @@ impl Membership {
     pub(crate) fn publish(&mut self, blocker: Option<&'static str>, probing: bool) {
         self.reg.entry.set_blocker(blocker);
         let busy = blocker.is_some() && !probing;
+        let probing = blocker.is_some() && probing;
+        if probing != self.probing {
+            // Not busy, but a backend must not be frozen under a probe.
+            self.probing = probing;
+            if probing {
+                self.front.cluster.probe_start();
+            } else {
+                self.front.cluster.probe_end();
+            }
+        }
         if busy != self.busy {
             self.busy = busy;
             if busy {
