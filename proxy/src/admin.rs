@@ -66,6 +66,9 @@ pub struct ClusterStatus {
     pub protocol: Protocol,
     pub state: ClusterState,
     pub backend_pid: Option<u32>,
+    /// What the driver shows of its backend (the process driver: pid, files, cgroup and
+    /// whether it is frozen).
+    pub backend: serde_json::Value,
     pub sessions: Sessions,
     pub blockers: Vec<String>,
     /// Why the backend last ended on its own or failed to start.
@@ -90,6 +93,7 @@ impl Admin {
             protocol: s.protocol,
             state: s.cluster.state(),
             backend_pid,
+            backend: backend.details,
             sessions: Sessions {
                 attached: counts.attached,
                 parked: counts.parked,
