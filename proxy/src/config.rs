@@ -455,6 +455,18 @@ mod tests {
                 false,
             ),
             (
+                "idle_timeout = \"500ms\"",
+                "idle_timeout = \"500ms\"\nfreeze_after = \"500ms\"",
+                "cluster[0].freeze_after: must be greater than zero and less than idle_timeout",
+                true,
+            ),
+            (
+                "idle_timeout = \"500ms\"",
+                "idle_timeout = \"500ms\"\nfreeze_after = \"later\"",
+                "freeze_after: \"later\"",
+                false,
+            ),
+            (
                 "port = 7002",
                 "port = 7001",
                 "cluster[0].backend.port:",

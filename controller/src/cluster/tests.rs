@@ -568,3 +568,45 @@ async fn a_thaw_that_fails_keeps_the_cluster_frozen_and_says_so() {
     assert_eq!(d.starts.load(Ordering::SeqCst), 1);
     looper.abort();
 }
+
+/// A driver that can't freeze, for the fallback.
+struct NoFreezer(Arc<Counting>);
+
+#[async_trait]
+impl Driver for NoFreezer {
+    async fn prepare(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn start(&self) -> Result<BackendInfo, DriverError> {
+        self.0.start().await
+    }
+    async fn stop(&self) -> Result<(), DriverError> {
+        self.0.stop().await
+    }
+    async fn status(&self) -> DriverStatus {
+        self.0.status().await
+    }
+}
+
+#[tokio::test]
+async fn a_driver_that_cant_freeze_only_stops() {
+    let d = Arc::new(Counting::default());
+    let c = Arc::new(
+        Cluster::new(
+            "t",
+            Duration::from_millis(300),
+            Box::new(NoFreezer(d.clone())),
+        )
+        .with_freeze_after(Some(Duration::from_millis(20))),
+    );
+    assert_eq!(c.freeze_after(), None);
+    let looper = {
+        let c = c.clone();
+        tokio::spawn(async move { c.idle_loop().await })
+    };
+    c.wake(None).await.unwrap();
+    wait_for_state(&c, ClusterState::Standby).await;
+    assert_eq!(d.freezes.load(Ordering::SeqCst), 0);
+    assert_eq!(d.stops.load(Ordering::SeqCst), 1);
+    looper.abort();
+}
