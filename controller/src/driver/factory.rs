@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::Driver;
 use super::command::{self, CommandConfig};
+use super::kubernetes::{self, KubernetesConfig};
 use super::process::{self, ProcessConfig};
 use super::tls::{BackendTls, TlsMode};
 
@@ -28,6 +29,9 @@ pub enum BackendConfig {
     Process(ProcessConfig),
     /// Shell commands start and stop the server, wherever it runs.
     Command(CommandConfig),
+    /// A Kubernetes workload scaled between zero and one (or a CloudNativePG cluster
+    /// hibernated and woken).
+    Kubernetes(KubernetesConfig),
 }
 
 impl BackendConfig {
@@ -43,6 +47,7 @@ impl BackendConfig {
             BackendConfig::Process(p) => process::build(engine, cluster, p.clone(), users),
             // The server's users are the operator's to make (with the same verifiers).
             BackendConfig::Command(c) => command::build(engine, cluster, c.clone()),
+            BackendConfig::Kubernetes(k) => kubernetes::build(engine, cluster, k.clone()),
         }
     }
 
@@ -53,6 +58,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Process(p) => process::check(engine, p),
             BackendConfig::Command(c) => c.check(),
+            BackendConfig::Kubernetes(k) => k.check(engine),
         }
     }
 
@@ -61,6 +67,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Process(p) => p.resolve_paths(base),
             BackendConfig::Command(c) => c.resolve_paths(base),
+            BackendConfig::Kubernetes(k) => k.resolve_paths(base),
         }
     }
 
@@ -69,6 +76,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Process(p) => BackendTls::new(p.tls, TlsMode::Disable, p.ca.clone()),
             BackendConfig::Command(c) => c.tls(),
+            BackendConfig::Kubernetes(k) => k.tls(),
         }
     }
 
@@ -77,9 +85,17 @@ impl BackendConfig {
     pub fn local_port(&self) -> Option<u16> {
         match self {
             BackendConfig::Process(p) => Some(p.port),
-            BackendConfig::Command(_) => None,
+            BackendConfig::Command(_) | BackendConfig::Kubernetes(_) => None,
         }
     }
+}
+
+/// A `timeout`-like key: a duration as humantime writes it (`90s`, `2m`).
+pub(super) fn duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("timeout: {e}")))
 }
 
 /// A field of a backend's config that its driver would refuse, with what is wrong with it.

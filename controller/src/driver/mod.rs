@@ -13,6 +13,7 @@ use serde::Serialize;
 
 pub mod command;
 mod factory;
+pub mod kubernetes;
 pub mod process;
 mod ready;
 mod tls;
@@ -76,6 +77,10 @@ pub enum DriverError {
     /// The backend did not get where it should in time; it may the next time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A service the driver works through (the Kubernetes API server) did not answer or
+    /// answered that it can't for now; it may the next time.
+    #[error("{0}")]
+    Unavailable(String),
     /// Another torpor, or another driver in this one, manages the same data directory.
     #[error(
         "data_dir {} is in use by another torpor{} (lock file {}); stop that one first",
@@ -98,7 +103,7 @@ impl DriverError {
     /// won't start as configured are not: retrying them only repeats the error.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DriverError::Timeout(_) => true,
+            DriverError::Timeout(_) | DriverError::Unavailable(_) => true,
             DriverError::Io { source, .. } => transient(source.kind()),
             DriverError::Failed(_) | DriverError::InUse { .. } => false,
         }
@@ -188,6 +193,7 @@ mod tests {
             source: io::Error::from(kind),
         };
         assert!(DriverError::Timeout("ready".into()).is_retryable());
+        assert!(DriverError::Unavailable("api server".into()).is_retryable());
         assert!(io(io::ErrorKind::WouldBlock).is_retryable());
         assert!(io(io::ErrorKind::ConnectionRefused).is_retryable());
         assert!(io(io::ErrorKind::Interrupted).is_retryable());

@@ -30,7 +30,10 @@ pub struct CommandConfig {
     #[serde(default)]
     pub status: Option<String>,
     /// How long each command, and the wait for readiness after `start`, may take.
-    #[serde(default = "default_timeout", deserialize_with = "timeout")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "super::factory::duration"
+    )]
     pub timeout: Duration,
     /// Where the server listens (`host:port`); else the last line `start` prints.
     #[serde(default)]
@@ -44,11 +47,6 @@ pub struct CommandConfig {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(60)
-}
-
-fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("timeout: {e}")))
 }
 
 impl CommandConfig {
