@@ -10,68 +10,7 @@ use std::process::Command;
 use torpor_tests::harness::{
     OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestConfig, TestEnv, USER,
 };
-
-const BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// `cmd` as the postgres user when the tests run as root (postgres refuses root).
-fn as_postgres(cmd: &str) -> String {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        format!("runuser -u postgres -- {cmd}")
-    } else {
-        cmd.to_string()
-    }
-}
-
-fn sh(cmd: &str, stdin: Option<&str>) {
-    use std::io::Write;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("sh");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success(), "{cmd}");
-}
-
-/// A data directory made as an operator would: initdb, the test's roles and databases.
-fn make_server(data: &Path) {
-    std::fs::create_dir_all(data).unwrap();
-    sh(
-        &format!(
-            "chown postgres: {} 2>/dev/null; chmod 700 {}",
-            data.display(),
-            data.display()
-        ),
-        None,
-    );
-    sh(
-        &as_postgres(&format!(
-            "{BIN}/initdb -D {} -U postgres --auth-host=scram-sha-256 --auth-local=peer --no-sync -E UTF8",
-            data.display()
-        )),
-        None,
-    );
-    let sql = format!(
-        "CREATE ROLE {USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'\nCREATE DATABASE {USER} OWNER {USER}\nCREATE ROLE {OTHER_USER} LOGIN PASSWORD '{OTHER_PASSWORD}'\nCREATE DATABASE {OTHER_USER} OWNER {OTHER_USER}\n"
-    );
-    sh(
-        &as_postgres(&format!(
-            "{BIN}/postgres --single -D {} postgres",
-            data.display()
-        )),
-        Some(&sql),
-    );
-}
+use torpor_tests::operator_pg::{BIN, as_postgres, make_server, sh};
 
 /// The test config with `[cluster.backend]` replaced by the command driver's.
 fn command_backend(cfg: &TestConfig, start: &str) -> String {
