@@ -12,7 +12,7 @@
 //!
 //! Behind each workload is a real server process, its "pod": scaled to one (or woken) the
 //! stand-in starts it and marks the pod Ready once its port accepts a connection, as a
-//! kubelet's tcpSocket readiness probe would; scaled to zero it sends SIGINT to that pid, lists
+//! kubelet's tcpSocket readiness probe would; scaled to zero it sends SIGTERM to that pid, lists
 //! the pod as terminating until the process has exited, then drops it. What the stand-in does
 //! NOT model: scheduling, volumes, Services (the "service" is the process's 127.0.0.1 port),
 //! admission, resourceVersion conflicts, watches.
@@ -271,9 +271,10 @@ async fn kubelet(w: Arc<Workload>, mut desired: watch::Receiver<i32>, container:
             (false, Some(c)) => {
                 let pid = c.id().expect("a running child has a pid");
                 *w.pod.lock().unwrap() = Some(PodPhase::Terminating(pid));
-                // SIGINT: postgres's fast shutdown, as a pod's preStop would ask for.
+                // SIGTERM, as the kubelet sends a deleted pod's containers (postgres: smart
+                // shutdown, which waits for every client to leave).
                 // SAFETY: kill has no memory preconditions; pid is our own child's.
-                unsafe { libc::kill(pid as i32, libc::SIGINT) };
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
                 let _ = c.wait().await;
                 child = None;
                 *w.pod.lock().unwrap() = None;

@@ -12,7 +12,7 @@ pub mod kube_standin;
 pub mod mysql;
 pub mod mywire;
 pub mod node;
-pub mod operator_pg;
+pub mod operator_db;
 pub mod ports;
 pub mod probes;
 pub mod python;

@@ -10,7 +10,7 @@ use std::process::Command;
 use torpor_tests::harness::{
     OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestConfig, TestEnv, USER,
 };
-use torpor_tests::operator_pg::{BIN, as_postgres, make_server, sh};
+use torpor_tests::operator_db::{BIN, as_postgres, make_mariadb, make_server, mysql_user, sh};
 
 /// The test config with `[cluster.backend]` replaced by the command driver's.
 fn command_backend(cfg: &TestConfig, start: &str) -> String {
@@ -135,39 +135,6 @@ async fn a_failing_start_command_reaches_the_client_with_its_stderr() {
         .expect("in time");
     assert_eq!(c.value("SELECT 1").await.as_deref(), Some("1"));
     env.shutdown_after(c).await;
-}
-
-/// `mysql` when the tests run as root, else nothing (mariadbd then runs as this user).
-fn mysql_user() -> &'static str {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        "--user=mysql"
-    } else {
-        ""
-    }
-}
-
-/// A MariaDB data directory made as an operator would, with the test's users.
-fn make_mariadb(data: &Path, db: &str) {
-    std::fs::create_dir_all(data).unwrap();
-    let user = mysql_user();
-    sh(
-        &format!(
-            "chown mysql: {d} 2>/dev/null; mariadb-install-db --no-defaults --datadir={d} {user} --force --skip-test-db --auth-root-authentication-method=socket >/dev/null",
-            d = data.display()
-        ),
-        None,
-    );
-    let sql = format!(
-        "FLUSH PRIVILEGES;\nCREATE DATABASE {db};\nCREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}';\nGRANT ALL ON *.* TO '{USER}'@'%' WITH GRANT OPTION;\nCREATE USER '{OTHER_USER}'@'%' IDENTIFIED BY '{OTHER_PASSWORD}';\nGRANT ALL ON {db}.* TO '{OTHER_USER}'@'%';\n"
-    );
-    sh(
-        &format!(
-            "mariadbd --no-defaults --bootstrap --datadir={} {user} --log-warnings=0 >/dev/null 2>&1",
-            data.display()
-        ),
-        Some(&sql),
-    );
 }
 
 /// MariaDB's first bytes tell torpor it is ready: a greeting, with no login.

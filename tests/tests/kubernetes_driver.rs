@@ -11,7 +11,7 @@ use std::process::Stdio;
 
 use torpor_tests::harness::{Opts, PASSWORD, SLOW, TestConfig, TestEnv, USER, assert_pid_gone};
 use torpor_tests::kube_standin::{Container, Kind, KubeStandin};
-use torpor_tests::operator_pg::{BIN, make_server};
+use torpor_tests::operator_db::{BIN, make_mariadb, make_server, mysql_user};
 
 const NS: &str = "db";
 
@@ -146,6 +146,51 @@ async fn a_cnpg_cluster_hibernated_and_woken_keeps_sessions() {
             "{call}"
         );
     }
+}
+
+/// MariaDB's greeting tells torpor it is ready; a user variable survives the scale to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_in_a_statefulset_keeps_sessions() {
+    let mut cfg = TestConfig::new(&Opts::mysql()).await;
+    make_mariadb(&cfg.data_dir, &cfg.cluster);
+    let standin = KubeStandin::start().await;
+    let (data, port) = (cfg.data_dir.clone(), cfg.backend_port);
+    let container: Container = Box::new(move || {
+        let mut cmd = tokio::process::Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}/s.sock", data.display()))
+            .args(["--skip-log-bin", "--innodb-flush-log-at-trx-commit=0"])
+            .args(Some(mysql_user()).filter(|u| !u.is_empty()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data.join("server.log")).unwrap());
+        cmd
+    });
+    standin.add(Kind::StatefulSet, NS, "my", port, container);
+    cfg.toml = kube_backend(&cfg, &standin, "statefulset", "my");
+    let env = TestEnv::start_config(cfg).await;
+    let mut raw = env.my_raw().await;
+    assert!(
+        raw.query("SET @kept = 'through kube'")
+            .await
+            .unwrap()
+            .err()
+            .is_none()
+    );
+    let pid = standin.pod_pid("my").expect("the pod runs");
+    let (status, body) = env.sleep().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(standin.pod_pid("my"), None);
+    assert_pid_gone(pid);
+    assert_eq!(
+        raw.value("SELECT @kept").await.as_deref(),
+        Some("through kube")
+    );
+    assert_ne!(standin.pod_pid("my"), Some(pid));
+    env.shutdown().await;
 }
 
 fn message(e: &tokio_postgres::Error) -> String {

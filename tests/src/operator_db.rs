@@ -1,4 +1,4 @@
-//! A PostgreSQL data directory made as an operator would (initdb, the test's roles and
+//! PostgreSQL and MariaDB data directories made as an operator would (the test's users and
 //! databases), for the drivers that run a server torpor didn't make: command, kubernetes.
 
 use std::path::Path;
@@ -64,6 +64,39 @@ pub fn make_server(data: &Path) {
             "{BIN}/postgres --single -D {} postgres",
             data.display()
         )),
+        Some(&sql),
+    );
+}
+
+/// `mysql` when the tests run as root, else nothing (mariadbd then runs as this user).
+pub fn mysql_user() -> &'static str {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        "--user=mysql"
+    } else {
+        ""
+    }
+}
+
+/// A MariaDB data directory made as an operator would, with the test's users.
+pub fn make_mariadb(data: &Path, db: &str) {
+    std::fs::create_dir_all(data).unwrap();
+    let user = mysql_user();
+    sh(
+        &format!(
+            "chown mysql: {d} 2>/dev/null; mariadb-install-db --no-defaults --datadir={d} {user} --force --skip-test-db --auth-root-authentication-method=socket >/dev/null",
+            d = data.display()
+        ),
+        None,
+    );
+    let sql = format!(
+        "FLUSH PRIVILEGES;\nCREATE DATABASE {db};\nCREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}';\nGRANT ALL ON *.* TO '{USER}'@'%' WITH GRANT OPTION;\nCREATE USER '{OTHER_USER}'@'%' IDENTIFIED BY '{OTHER_PASSWORD}';\nGRANT ALL ON {db}.* TO '{OTHER_USER}'@'%';\n"
+    );
+    sh(
+        &format!(
+            "mariadbd --no-defaults --bootstrap --datadir={} {user} --log-warnings=0 >/dev/null 2>&1",
+            data.display()
+        ),
         Some(&sql),
     );
 }
