@@ -7,10 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use torpor_tests::harness::{
-    OTHER_PASSWORD, OTHER_USER, Opts, PASSWORD, SLOW, TestConfig, TestEnv, USER,
-};
-use torpor_tests::operator_db::{BIN, as_postgres, make_mariadb, make_server, mysql_user, sh};
+use torpor_tests::harness::{Opts, PASSWORD, SLOW, TestConfig, TestEnv, USER};
+use torpor_tests::operator_db::{BIN, as_postgres, make_mariadb, make_server, mysql_user};
 
 /// The test config with `[cluster.backend]` replaced by the command driver's.
 fn command_backend(cfg: &TestConfig, start: &str) -> String {
