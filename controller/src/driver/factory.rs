@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::Driver;
 use super::command::{self, CommandConfig};
+use super::docker::{self, DockerConfig};
 use super::kubernetes::{self, KubernetesConfig};
 use super::process::{self, ProcessConfig};
 use super::tls::{BackendTls, TlsMode};
@@ -32,6 +33,8 @@ pub enum BackendConfig {
     /// A Kubernetes workload scaled between zero and one (or a CloudNativePG cluster
     /// hibernated and woken).
     Kubernetes(KubernetesConfig),
+    /// A container of a Docker Engine, created when missing, started and stopped through its API.
+    Docker(DockerConfig),
 }
 
 impl BackendConfig {
@@ -48,6 +51,8 @@ impl BackendConfig {
             // The server's users are the operator's to make (with the same verifiers).
             BackendConfig::Command(c) => command::build(engine, cluster, c.clone()),
             BackendConfig::Kubernetes(k) => kubernetes::build(engine, cluster, k.clone()),
+            // The image's entrypoint makes the users, from the container's env.
+            BackendConfig::Docker(d) => docker::build(engine, cluster, d.clone()),
         }
     }
 
@@ -59,6 +64,7 @@ impl BackendConfig {
             BackendConfig::Process(p) => process::check(engine, p),
             BackendConfig::Command(c) => c.check(),
             BackendConfig::Kubernetes(k) => k.check(engine),
+            BackendConfig::Docker(d) => d.check(),
         }
     }
 
@@ -68,6 +74,7 @@ impl BackendConfig {
             BackendConfig::Process(p) => p.resolve_paths(base),
             BackendConfig::Command(c) => c.resolve_paths(base),
             BackendConfig::Kubernetes(k) => k.resolve_paths(base),
+            BackendConfig::Docker(d) => d.resolve_paths(base),
         }
     }
 
@@ -77,6 +84,7 @@ impl BackendConfig {
             BackendConfig::Process(p) => BackendTls::new(p.tls, TlsMode::Disable, p.ca.clone()),
             BackendConfig::Command(c) => c.tls(),
             BackendConfig::Kubernetes(k) => k.tls(),
+            BackendConfig::Docker(d) => d.tls(),
         }
     }
 
@@ -86,6 +94,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Process(p) => Some(p.port),
             BackendConfig::Command(_) | BackendConfig::Kubernetes(_) => None,
+            BackendConfig::Docker(d) => d.publish,
         }
     }
 }
@@ -173,6 +182,15 @@ mod tests {
             "a server elsewhere: TLS by default"
         );
         assert!(matches!(cfg.check(Engine::Postgres), Ok(w) if w.is_empty()));
+
+        let cfg = parse("driver = \"docker\"\nimage = \"postgres:15\"\npublish = 16432\n").unwrap();
+        assert_eq!(cfg.local_port(), Some(16432), "the published port is taken");
+        assert_eq!(cfg.tls().mode, TlsMode::Require);
+        assert!(matches!(cfg.check(Engine::Postgres), Ok(w) if w.is_empty()));
+        let bad = parse("driver = \"docker\"\nimage = \"x\"\ncontainer = \"-x\"\n").unwrap();
+        assert_eq!(bad.check(Engine::Mysql).unwrap_err().field, "container");
+        let bad = parse("driver = \"docker\"\nimage = \"x\"\nhost = \"ssh://h\"\n").unwrap();
+        assert_eq!(bad.check(Engine::Mysql).unwrap_err().field, "host");
 
         let e = parse("driver = \"teleport\"\nport = 1\n").unwrap_err();
         assert!(e.to_string().contains("teleport"), "{e}");

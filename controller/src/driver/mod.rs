@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 pub mod command;
+pub mod docker;
 mod factory;
 pub mod kubernetes;
 pub mod process;
