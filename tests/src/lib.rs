@@ -3,6 +3,7 @@ pub mod asleep;
 pub mod binary;
 pub mod clients;
 pub mod clusters;
+pub mod docker;
 pub mod faults;
 pub mod fixture;
 pub mod harness;

@@ -1,0 +1,175 @@
+//! `driver = "docker"` against a real dockerd of the tests' own (tests/src/docker.rs), with
+//! images built here from the host's postgres and mariadbd, whose entrypoints behave like the
+//! official images': the config is the one a user writes for `postgres:15` or `mariadb`.
+//! Each state kind of the state tests crosses one stop, proven by the API (the container not
+//! running) before the query that wakes it; the failure cases reach the waking client and the
+//! session stays for its next query.
+
+use std::time::Instant;
+
+use mysql_async::prelude::Queryable;
+use torpor_tests::docker::{self, Backend, Daemon};
+use torpor_tests::harness::{OTHER_USER, Opts, SLOW, TestConfig, TestEnv};
+use torpor_tests::mysql::{exec_each, text};
+
+/// torpor on a docker backend of the test image.
+async fn start(daemon: &Daemon, opts: Opts) -> (TestEnv, Backend) {
+    let mut cfg = TestConfig::new(&opts).await;
+    let backend = Backend::new(daemon, &cfg).await;
+    backend.configure(daemon, &mut cfg);
+    (TestEnv::start_config(cfg).await, backend)
+}
+
+/// Forces a stop, and sees through the API that the container is stopped, not removed.
+async fn stop_and_see_stopped(env: &TestEnv, daemon: &Daemon, backend: &Backend) {
+    let started = Instant::now();
+    let (status, body) = env.sleep().await;
+    assert_eq!(status, 200, "{body}");
+    eprintln!("drain and docker stop: {:?}", started.elapsed());
+    assert_eq!(
+        daemon.running(&backend.container).await,
+        Some(false),
+        "the container is kept, stopped"
+    );
+    assert_eq!(env.cluster_status().await["state"], "standby");
+}
+
+async fn container_id(daemon: &Daemon, name: &str) -> String {
+    let c = daemon.api().await.inspect_container(name, None).await;
+    c.unwrap().id.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_in_a_container_keeps_every_state_kind_across_a_stop() {
+    let daemon = docker::daemon().await;
+    let (env, backend) = start(&daemon, Opts::default()).await;
+    let t = Instant::now();
+    let mut s = env.connect().await;
+    eprintln!(
+        "first connect (container created, initdb): {:?}",
+        t.elapsed()
+    );
+    let id = container_id(&daemon, &backend.container).await;
+    s.exec(&format!(
+        "CREATE ROLE {OTHER_USER};
+         SET application_name = 'in-a-container'; SET TIME ZONE 'Asia/Kolkata';
+         PREPARE by_sql(int) AS SELECT $1 * 2;
+         CREATE TEMP TABLE kept AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1000) g;
+         GRANT SELECT ON kept TO {OTHER_USER};
+         LISTEN jobs;
+         SELECT pg_advisory_lock(42);"
+    ))
+    .await;
+    let by_protocol = s.prepare("SELECT $1::int + 1").await.unwrap();
+    let rows = "SELECT count(*) || ':' || md5(string_agg(v, '' ORDER BY id)) FROM kept";
+    let before = s.text(rows).await;
+    s.exec(&format!("SET ROLE {OTHER_USER}")).await;
+
+    stop_and_see_stopped(&env, &daemon, &backend).await;
+
+    let t = Instant::now();
+    assert_eq!(
+        s.text("SHOW application_name").await,
+        "in-a-container",
+        "settings"
+    );
+    eprintln!("wake (docker start) to first answer: {:?}", t.elapsed());
+    assert_eq!(s.text("SHOW TimeZone").await, "Asia/Kolkata");
+    assert_eq!(s.text("EXECUTE by_sql(21)").await, "42", "SQL PREPARE");
+    let row = s.query_one(&by_protocol, &[&41i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42, "a protocol-level statement");
+    assert_eq!(s.text("SELECT current_user").await, OTHER_USER, "role");
+    // The role may not read the table its session made (grants on temp tables are not
+    // carried over); the session's own user can.
+    s.exec("RESET ROLE").await;
+    assert_eq!(s.text(rows).await, before, "temp table rows");
+    let other = env.connect().await;
+    assert_eq!(
+        other.text("SELECT pg_try_advisory_lock(42)::text").await,
+        "false",
+        "the advisory lock is still the session's"
+    );
+    other.exec("NOTIFY jobs, 'after the stop'").await;
+    let n = tokio::time::timeout(SLOW, s.notifications.recv())
+        .await
+        .expect("a notification")
+        .expect("connection open");
+    assert_eq!((n.channel(), n.payload()), ("jobs", "after the stop"));
+    assert_eq!(
+        container_id(&daemon, &backend.container).await,
+        id,
+        "a wake starts the same container"
+    );
+    assert_eq!(daemon.running(&backend.container).await, Some(true));
+    env.shutdown_after((s, other)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_in_a_container_keeps_every_state_kind_across_a_stop() {
+    let daemon = docker::daemon().await;
+    let (env, backend) = start(&daemon, Opts::mysql()).await;
+    let t = Instant::now();
+    let mut c = env.my().await;
+    eprintln!(
+        "first connect (container created, install-db): {:?}",
+        t.elapsed()
+    );
+    exec_each(
+        &mut c,
+        &[
+            "CREATE TABLE counter (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+            "INSERT INTO counter (v) VALUES (1), (2), (3)",
+            "SET @kept = 'user variable', @n = 42",
+            "SET time_zone = '+05:30', sql_mode = 'PIPES_AS_CONCAT'",
+            "CREATE TEMPORARY TABLE tmp (id INT PRIMARY KEY, v VARCHAR(40))",
+            "INSERT INTO tmp VALUES (1, 'one'), (2, 'two')",
+            "PREPARE by_sql FROM 'SELECT ? * 2'",
+            "SELECT GET_LOCK('named', 0)",
+            "USE information_schema",
+        ],
+    )
+    .await;
+    let by_protocol = c.prep("SELECT ? + 1").await.unwrap();
+    let last_id = text(&mut c, "SELECT LAST_INSERT_ID()").await;
+
+    stop_and_see_stopped(&env, &daemon, &backend).await;
+
+    let t = Instant::now();
+    assert_eq!(
+        text(&mut c, "SELECT CONCAT(@kept, ' ', @n)").await,
+        "user variable 42"
+    );
+    eprintln!("wake (docker start) to first answer: {:?}", t.elapsed());
+    assert_eq!(
+        text(&mut c, "SELECT CONCAT(@@time_zone, ' ', @@sql_mode)").await,
+        "+05:30 PIPES_AS_CONCAT"
+    );
+    assert_eq!(
+        text(&mut c, "SELECT DATABASE()").await,
+        "information_schema"
+    );
+    assert_eq!(
+        text(
+            &mut c,
+            &format!(
+                "SELECT GROUP_CONCAT(v ORDER BY id) FROM {}.tmp",
+                env.cluster
+            )
+        )
+        .await,
+        "one,two"
+    );
+    exec_each(&mut c, &["SET @x = 21"]).await;
+    assert_eq!(text(&mut c, "EXECUTE by_sql USING @x").await, "42");
+    let n: Option<i64> = c.exec_first(&by_protocol, (41,)).await.unwrap();
+    assert_eq!(n, Some(42), "a binary statement");
+    assert_eq!(text(&mut c, "SELECT LAST_INSERT_ID()").await, last_id);
+    assert_eq!(
+        text(&mut c, "SELECT IS_USED_LOCK('named') = CONNECTION_ID()").await,
+        "1"
+    );
+    let mut other = env.my().await;
+    assert_eq!(text(&mut other, "SELECT GET_LOCK('named', 0)").await, "0");
+    assert_eq!(daemon.running(&backend.container).await, Some(true));
+    env.shutdown_after((c, other)).await;
+}
