@@ -173,3 +173,133 @@ async fn mariadb_in_a_container_keeps_every_state_kind_across_a_stop() {
     assert_eq!(daemon.running(&backend.container).await, Some(true));
     env.shutdown_after((c, other)).await;
 }
+
+/// The query's error message, from the server or torpor.
+async fn query_error(s: &torpor_tests::harness::Pg, sql: &str) -> String {
+    let e = tokio::time::timeout(SLOW, s.simple_query(sql))
+        .await
+        .expect("an answer in time")
+        .expect_err("the wake fails");
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_removed_behind_torpors_back_is_created_again_on_its_volume() {
+    let daemon = docker::daemon().await;
+    let (env, backend) = start(&daemon, Opts::default()).await;
+    let s = env.connect().await;
+    s.exec("CREATE TABLE on_the_volume AS SELECT 7 AS x; SET application_name = 'survivor'")
+        .await;
+    let first = container_id(&daemon, &backend.container).await;
+    stop_and_see_stopped(&env, &daemon, &backend).await;
+    daemon.cli(&["rm", &backend.container]).await;
+    assert_eq!(daemon.running(&backend.container).await, None, "removed");
+
+    assert_eq!(s.text("SHOW application_name").await, "survivor");
+    assert_eq!(s.text("SELECT x FROM on_the_volume").await, "7");
+    assert_ne!(container_id(&daemon, &backend.container).await, first);
+    env.shutdown_after(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_reaches_the_client_and_the_session_waits_for_it() {
+    let daemon = docker::daemon().await;
+    let mut cfg = TestConfig::new(&Opts::default().proxy("wake_timeout = \"5s\"")).await;
+    let mut backend = Backend::new(&daemon, &cfg).await;
+    let built = backend.image.clone();
+    // A tag of this test's own, removed and put back while other tests use the image.
+    backend.image = format!("torpor-test/postgres:missing-{}", cfg.backend_port);
+    daemon.cli(&["tag", &built, &backend.image]).await;
+    backend.configure(&daemon, &mut cfg);
+    let env = TestEnv::start_config(cfg).await;
+    let s = env.connect().await;
+    s.exec("SET application_name = 'waits for its image'").await;
+    stop_and_see_stopped(&env, &daemon, &backend).await;
+    daemon.cli(&["rm", &backend.container]).await;
+    daemon.cli(&["rmi", &backend.image]).await;
+
+    let msg = query_error(&s, "SHOW application_name").await;
+    assert!(
+        msg.contains(&format!(
+            "image {} is not on the Docker daemon",
+            backend.image
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("the session is kept"), "{msg}");
+    daemon.cli(&["tag", &built, &backend.image]).await;
+    assert_eq!(
+        s.text("SHOW application_name").await,
+        "waits for its image",
+        "the same session, woken once the image is there"
+    );
+    env.shutdown_after(s).await;
+}
+
+/// The frozen tier's driver side: `freeze` pauses the container, a query sent to the server
+/// meanwhile waits on its open connection, and `thaw` lets it answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeze_pauses_the_container_and_a_waiting_query_answers_after_thaw() {
+    use controller::driver::{BackendConfig, BackendState, Engine};
+    let daemon = docker::daemon().await;
+    let cfg = TestConfig::new(&Opts::default()).await;
+    let backend = Backend::new(&daemon, &cfg).await;
+    let toml = format!(
+        "driver = \"docker\"\nhost = \"{}\"\nimage = \"{}\"\ncontainer = \"{}\"\npublish = {}\ntls = \"disable\"\nenv = {}\n",
+        daemon.host,
+        backend.image,
+        backend.container,
+        backend.publish,
+        docker::image_env(cfg.protocol, &cfg.cluster)
+    );
+    let config: BackendConfig = toml::from_str(&toml).unwrap();
+    let driver = config.build(Engine::Postgres, "frozen", vec![]);
+    driver.can_freeze().unwrap();
+    let info = driver.start().await.unwrap();
+    let direct = torpor_tests::harness::connect_to(
+        info.addr,
+        torpor_tests::harness::USER,
+        torpor_tests::harness::PASSWORD,
+    )
+    .await
+    .unwrap();
+    assert_eq!(direct.text("SELECT 1").await, "1");
+
+    driver.freeze().await.unwrap();
+    assert_eq!(
+        daemon.status(&backend.container).await.as_deref(),
+        Some("paused")
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let waiting = tokio::spawn(async move {
+        let answer = direct.text("SELECT 'after the thaw'").await;
+        let _ = tx.send(Instant::now());
+        (answer, direct)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "a paused server answered");
+    let thawed = Instant::now();
+    driver.thaw().await.unwrap();
+    let (answer, direct) = waiting.await.unwrap();
+    eprintln!(
+        "thaw to the waiting query's answer: {:?}",
+        rx.await.unwrap().duration_since(thawed)
+    );
+    assert_eq!(answer, "after the thaw");
+    assert_eq!(
+        daemon.status(&backend.container).await.as_deref(),
+        Some("running")
+    );
+    driver
+        .thaw()
+        .await
+        .expect("thawing a running backend is Ok");
+    drop(direct);
+
+    driver.freeze().await.unwrap();
+    driver.stop().await.expect("a frozen backend stops");
+    assert_eq!(daemon.running(&backend.container).await, Some(false));
+    assert_eq!(driver.status().await.state, BackendState::Stopped);
+}
