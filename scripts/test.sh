@@ -16,6 +16,10 @@ command -v sysbench >/dev/null 2>&1 || need_apt+=(sysbench)
 # HikariCP (with slf4j) for the pool test of tests/tests/pg_idle_clients.rs.
 [ -e /usr/share/java/HikariCP.jar ] || need_apt+=(libhikaricp-java)
 command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
+# The docker driver's tests start a dockerd of their own (tests/src/docker.rs) and build their
+# images from this machine's postgres and mariadbd, with busybox for a shell.
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
 apt_install "${need_apt[@]}"
 # postgres refuses to run as root; the process driver runs it as this user.
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
