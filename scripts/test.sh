@@ -19,6 +19,8 @@ command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 # The docker driver's tests start a dockerd of their own (tests/src/docker.rs) and build their
 # images from this machine's postgres and mariadbd, with busybox for a shell.
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+# Debian's docker-compose (1.29) runs docker-compose.yml in tests/tests/compose.rs.
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 apt_install "${need_apt[@]}"
 # postgres refuses to run as root; the process driver runs it as this user.

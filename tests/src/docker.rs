@@ -310,41 +310,67 @@ fn scripts() -> PathBuf {
 
 /// The test image's name, built on `daemon` unless it has it already.
 pub async fn image(daemon: &Daemon, which: Image) -> String {
+    let server = std::fs::metadata(which.server()).unwrap();
+    let dockerfile = format!(
+        "ENTRYPOINT [\"/docker-entrypoint.sh\"]\nEXPOSE {}\nSTOPSIGNAL {}\n",
+        which.port(),
+        which.stop_signal()
+    );
+    build(
+        daemon,
+        which.engine(),
+        None,
+        &dockerfile,
+        (server.len(), server.modified().unwrap()),
+    )
+    .await
+}
+
+/// An image of `rootfs.sh engine DIR [bin]` with the `dockerfile` lines on top, tagged
+/// `torpor-test/<engine>:<hash>` of the scripts, `bin`'s size and time, the lines and `more`.
+pub async fn build(
+    daemon: &Daemon,
+    engine: &str,
+    bin: Option<&Path>,
+    dockerfile: &str,
+    more: impl Hash,
+) -> String {
     static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = BUILDING.lock().await;
     let mut h = DefaultHasher::new();
-    for f in [
-        "rootfs.sh".to_string(),
-        format!("entrypoint-{}.sh", which.engine()),
-    ] {
-        std::fs::read(scripts().join(f)).unwrap().hash(&mut h);
+    for f in ["rootfs.sh".to_string(), format!("entrypoint-{engine}.sh")] {
+        std::fs::read(scripts().join(f))
+            .unwrap_or_default()
+            .hash(&mut h);
     }
-    let server = std::fs::metadata(which.server()).unwrap();
-    (server.len(), server.modified().unwrap()).hash(&mut h);
-    let tag = format!("torpor-test/{}:{:016x}", which.engine(), h.finish());
+    if let Some(b) = bin {
+        let m = std::fs::metadata(b).unwrap();
+        (m.len(), m.modified().unwrap()).hash(&mut h);
+    }
+    (dockerfile, more).hash(&mut h);
+    let tag = format!("torpor-test/{engine}:{:016x}", h.finish());
     let api = daemon.api().await;
     if api.inspect_image(&tag).await.is_ok() {
         return tag;
     }
     let started = Instant::now();
-    let fs = daemon.dir.join(format!("rootfs-{}", which.engine()));
+    let fs = daemon.dir.join(format!("rootfs-{engine}"));
     let _ = std::fs::remove_dir_all(&fs);
-    let ok = tokio::process::Command::new("sh")
-        .arg(scripts().join("rootfs.sh"))
-        .arg(which.engine())
-        .arg(&fs)
-        .status()
-        .await
-        .unwrap()
-        .success();
-    assert!(ok, "rootfs.sh {}", which.engine());
-    // docker import takes no STOPSIGNAL: a one-line build on top adds it.
+    let mut script = tokio::process::Command::new("sh");
+    script.arg(scripts().join("rootfs.sh")).arg(engine).arg(&fs);
+    if let Some(b) = bin {
+        script.arg(b);
+    }
+    assert!(
+        script.status().await.unwrap().success(),
+        "rootfs.sh {engine}"
+    );
+    // docker import takes no STOPSIGNAL: a build on top adds the image's settings.
     let base = format!("{tag}-rootfs");
     let import = format!(
-        "tar -C {} -c . | docker -H {} import --change 'ENTRYPOINT [\"/docker-entrypoint.sh\"]' --change 'EXPOSE {}' - {base} >/dev/null",
+        "tar -C {} -c . | docker -H {} import - {base} >/dev/null",
         fs.display(),
         daemon.host,
-        which.port()
     );
     let ok = tokio::process::Command::new("sh")
         .arg("-c")
@@ -354,13 +380,9 @@ pub async fn image(daemon: &Daemon, which: Image) -> String {
         .unwrap()
         .success();
     assert!(ok, "{import}");
-    let ctx = daemon.dir.join(format!("context-{}", which.engine()));
+    let ctx = daemon.dir.join(format!("context-{engine}"));
     std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        format!("FROM {base}\nSTOPSIGNAL {}\n", which.stop_signal()),
-    )
-    .unwrap();
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {base}\n{dockerfile}")).unwrap();
     daemon
         .cli(&["build", "-q", "-t", &tag, &ctx.to_string_lossy()])
         .await;
