@@ -82,7 +82,7 @@ impl Cluster {
     }
 
     /// [`Cluster::wake`] for a client that waits until `deadline` at most: a start that fails
-    /// is tried again, longer apart each time, and a wait for someone else's start or stop
+    /// in a way that may pass ([`DriverError::is_retryable`]) is tried again, longer apart each time, and a wait for someone else's start or stop
     /// gives up at the deadline. A start under way is never cut short: the deadline passes
     /// for the next try only.
     pub async fn wake_until(
@@ -139,7 +139,10 @@ impl Cluster {
             }
             if step == Step::Start {
                 let result = self.start_backend(join.clone(), cause, requested).await;
-                let Some(deadline) = deadline.filter(|d| result.is_err() && *d > now()) else {
+                // A start that fails the same way until someone changes something (a refused
+                // config, a missing image) is not tried again.
+                let again = result.as_ref().is_err_and(DriverError::is_retryable);
+                let Some(deadline) = deadline.filter(|d| again && *d > now()) else {
                     return result;
                 };
                 tokio::time::sleep_until((now() + backoff).min(deadline)).await;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use controller::driver::DriverError;
 use controller::{CheckpointReply, Cluster, DrainCmd, Rejoin, Resume};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -267,6 +268,8 @@ impl<P: Protocol> Session<P> {
         let mut backoff = Backoff::until(deadline);
         loop {
             let (at, snap) = self.member.wake_and_load::<P::Snapshot>(deadline).await;
+            // A start that would only fail the same way again reaches the client at once.
+            let again = at.as_ref().err().is_none_or(DriverError::is_retryable);
             let result = match (at, snap.transpose()) {
                 (_, Err(e)) if !e.is_retryable() => Err(P::snapshot_lost(e)),
                 (_, Err(e)) => Err(P::wake_failed(format!(
@@ -282,7 +285,7 @@ impl<P: Protocol> Session<P> {
             self.park();
             // A server that refused the connection may have exited since the wake handed it
             // out: the next wake sees that and starts another.
-            if !(e.keeps_session() && backoff.wait().await) {
+            if !(e.keeps_session() && again && backoff.wait().await) {
                 return Err(e);
             }
         }
