@@ -206,7 +206,8 @@ async fn a_container_removed_behind_torpors_back_is_created_again_on_its_volume(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_reaches_the_client_and_the_session_waits_for_it() {
     let daemon = docker::daemon().await;
-    let mut cfg = TestConfig::new(&Opts::default().proxy("wake_timeout = \"5s\"")).await;
+    // Long: the error must come at once, not when the wake gives up.
+    let mut cfg = TestConfig::new(&Opts::default().proxy("wake_timeout = \"90s\"")).await;
     let mut backend = Backend::new(&daemon, &cfg).await;
     let built = backend.image.clone();
     // A tag of this test's own, removed and put back while other tests use the image.
@@ -220,7 +221,13 @@ async fn a_missing_image_reaches_the_client_and_the_session_waits_for_it() {
     daemon.cli(&["rm", &backend.container]).await;
     daemon.cli(&["rmi", &backend.image]).await;
 
+    let asked = Instant::now();
     let msg = query_error(&s, "SHOW application_name").await;
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(45),
+        "a missing image is not worth waiting for: {:?}",
+        asked.elapsed()
+    );
     assert!(
         msg.contains(&format!(
             "image {} is not on the Docker daemon",
@@ -302,4 +309,29 @@ async fn freeze_pauses_the_container_and_a_waiting_query_answers_after_thaw() {
     driver.stop().await.expect("a frozen backend stops");
     assert_eq!(daemon.running(&backend.container).await, Some(false));
     assert_eq!(driver.status().await.state, BackendState::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_killed_behind_torpors_back_is_noticed_and_started_again() {
+    let daemon = docker::daemon().await;
+    let (env, backend) = start(&daemon, Opts::default()).await;
+    let s = env.connect().await;
+    assert_eq!(s.text("SELECT 1").await, "1");
+    drop(s);
+    daemon.cli(&["kill", &backend.container]).await;
+    let c = env
+        .wait_for(SLOW, "standby after the kill", |c| c["state"] == "standby")
+        .await;
+    let why = c["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        why.contains(&format!(
+            "container {} exited with code 137",
+            backend.container
+        )),
+        "{c}"
+    );
+    let s = env.connect().await;
+    assert_eq!(s.text("SELECT 2").await, "2");
+    assert_eq!(daemon.running(&backend.container).await, Some(true));
+    env.shutdown_after(s).await;
 }

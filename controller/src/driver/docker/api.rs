@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
+use bollard::query_parameters::WaitContainerOptions;
+use futures_util::StreamExt;
 use tokio::sync::Mutex;
 
 use super::super::DriverError;
@@ -91,6 +93,27 @@ impl Api {
         };
         *slot = Some(client.clone());
         Ok(client)
+    }
+
+    /// Waits until the container `name` does not run, and says with what exit code. Err when
+    /// the daemon stops answering (a request lasts two minutes at most: then ask again) or
+    /// the container is gone (404).
+    pub(super) async fn wait_stopped(&self, name: &str) -> Result<i64, Failure> {
+        let client = self.client(CALL).await?;
+        let options = WaitContainerOptions {
+            condition: "not-running".into(),
+        };
+        let mut answers = client.wait_container(name, Some(options));
+        let failure = match answers.next().await {
+            Some(Ok(r)) => return Ok(r.status_code),
+            Some(Err(ApiError::DockerContainerWaitError { code, .. })) => return Ok(code),
+            Some(Err(e)) => classify(e),
+            None => Failure::Unreachable("the wait ended without an answer".into()),
+        };
+        if matches!(failure, Failure::Unreachable(_)) {
+            *self.client.lock().await = None;
+        }
+        Err(failure)
     }
 
     /// The error a waking client sees for `failure` while torpor did `what`.

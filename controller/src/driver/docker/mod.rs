@@ -3,7 +3,9 @@
 //! its data on a named volume; later starts `start` it, and a stop is `docker stop`, which
 //! keeps the container and its volume. torpor learns the server is ready by asking it without
 //! a credential ([`super::ready`]), never by waiting a fixed time. The frozen tier is
-//! `docker pause`: the container's processes keep their memory and TCP connections.
+//! `docker pause`: the container's processes keep their memory and TCP connections. A
+//! container that ends on its own (killed, out of memory, removed) is noticed through the
+//! API's wait, and the next wake starts it again.
 
 mod api;
 mod config;
@@ -282,5 +284,21 @@ impl Driver for DockerDriver {
 
     async fn thaw(&self) -> Result<(), DriverError> {
         self.unpause().await
+    }
+
+    async fn exited(&self) -> String {
+        let name = &self.spec.name;
+        loop {
+            match self.api.wait_stopped(name).await {
+                Ok(_) | Err(Failure::Refused { status: 404, .. }) => break,
+                // The daemon may be restarting: ask again.
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+        match self.observe().await {
+            Ok(Some(c)) => format!("container {name} {}", c.ended()),
+            Ok(None) => format!("container {name} was removed"),
+            Err(e) => format!("container {name} ended ({e})"),
+        }
     }
 }
