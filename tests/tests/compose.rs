@@ -3,9 +3,11 @@
 //! Dockerfile's runtime stage is built (`--target prebuilt`) on a base made of this machine's
 //! postgres 15 and mariadbd, tagged as the Dockerfile's base (`debian:bookworm-slim`), with
 //! the torpor binary these tests were built with; tests/docker/compose.test.yml puts the tests'
-//! S3 server (s3s-fs) in MinIO's place, in its own container. A PostgreSQL and a MariaDB client
-//! keep their sessions across a stop made through the admin API, their snapshots in that S3
-//! server; then `docker-compose down -v`.
+//! S3 server (s3s-fs) in MinIO's place, in its own container, and adds a third cluster with
+//! `driver = "docker"`: torpor in its container runs that server as a sibling container through
+//! the daemon's mounted socket and reaches it at its address in the project's network. A client
+//! of each cluster keeps its session across a stop made through the admin API, the snapshots
+//! in that S3 server; then `docker-compose down -v`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,8 @@ struct Project<'a> {
     daemon: &'a Daemon,
     name: String,
     env: Vec<(String, String)>,
+    /// The container torpor made, not compose: removed first, as it holds on to the network.
+    side_container: String,
 }
 
 impl Project<'_> {
@@ -65,6 +69,16 @@ impl Drop for Project<'_> {
         if std::thread::panicking() {
             let _ = self.command(&["logs", "--no-color"]).status();
         }
+        let _ = std::process::Command::new("docker")
+            .args([
+                "-H",
+                &self.daemon.host,
+                "rm",
+                "-f",
+                "-v",
+                &self.side_container,
+            ])
+            .output();
         let _ = self.command(&["down", "-v", "--timeout", "30"]).status();
     }
 }
@@ -123,15 +137,42 @@ async fn compose_runs_torpor_with_both_clusters_and_an_s3_store_across_a_stop() 
     let pg_port = free_port();
     let my_port = free_port();
     let admin_port = free_port();
+    let side_port = free_port();
+    let name = format!("torpor-compose-{pg_port}");
+    // examples/compose.toml as shipped, and a cluster whose server torpor runs as a sibling
+    // container through the daemon's socket, reached at its address in the project's network.
+    let side_image = docker::image(&daemon, docker::Image::Postgres).await;
+    let side_container = format!("{name}-side");
+    let config = ctx.path().join("torpor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[[cluster]]\nname = \"side\"\nprotocol = \"postgres\"\nlisten = \"0.0.0.0:6433\"\n\n\
+             [cluster.backend]\ndriver = \"docker\"\nimage = \"{side_image}\"\ncontainer = \"{side_container}\"\n\
+             network = \"{name}_default\"\ntls = \"disable\"\n\
+             env = {{ POSTGRES_USER = \"side\", POSTGRES_PASSWORD = \"side-pw\", POSTGRES_DB = \"side\" }}\n\n\
+             [[cluster.users]]\nname = \"side\"\npassword = \"side-pw\"\n",
+            std::fs::read_to_string(repo().join("examples/compose.toml")).unwrap()
+        ),
+    )
+    .unwrap();
+    let socket = daemon.host.trim_start_matches("unix://").to_string();
     let project = Project {
         daemon: &daemon,
-        name: format!("torpor-compose-{pg_port}"),
+        name,
         env: vec![
             ("TORPOR_PG_PORT".into(), pg_port.to_string()),
             ("TORPOR_MYSQL_PORT".into(), my_port.to_string()),
             ("TORPOR_ADMIN_PORT".into(), admin_port.to_string()),
             ("TORPOR_TEST_S3_IMAGE".into(), s3.clone()),
+            (
+                "TORPOR_TEST_CONFIG".into(),
+                config.to_string_lossy().into_owned(),
+            ),
+            ("TORPOR_TEST_DOCKER_SOCKET".into(), socket),
+            ("TORPOR_TEST_SIDE_PORT".into(), side_port.to_string()),
         ],
+        side_container: side_container.clone(),
     };
     let up = Instant::now();
     project.run(&["up", "-d", "--no-build"]);
@@ -162,9 +203,18 @@ async fn compose_runs_torpor_with_both_clusters_and_an_s3_store_across_a_stop() 
     )
     .await;
 
+    let side_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, side_port));
+    let side = retry("a session of the docker-driven cluster", || async {
+        connect_to(side_addr, "side", "side-pw").await.ok()
+    })
+    .await;
+    side.exec("SET application_name = 'sibling container'")
+        .await;
+    assert_eq!(daemon.running(&side_container).await, Some(true));
+
     let token = std::fs::read_to_string(repo().join("examples/admin-token")).unwrap();
     let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, admin_port));
-    for cluster in ["app", "shop"] {
+    for cluster in ["app", "shop", "side"] {
         let r = torpor_tests::http::request_as(
             admin,
             "POST",
@@ -182,15 +232,18 @@ async fn compose_runs_torpor_with_both_clusters_and_an_s3_store_across_a_stop() 
     for c in clusters.as_array().unwrap() {
         assert_eq!(c["state"], "standby", "{clusters}");
     }
+    assert_eq!(
+        daemon.running(&side_container).await,
+        Some(false),
+        "stopped by torpor through the mounted socket"
+    );
     // The snapshots are in the S3 server's container.
     let objects = project.run(&["exec", "-T", "minio", "find", "/data/torpor", "-type", "f"]);
     assert!(
-        objects
-            .lines()
-            .filter(|l| l.contains("/app/") || l.contains("/shop/"))
-            .count()
-            >= 2,
-        "the snapshots of both sessions in S3: {objects}"
+        ["/app/", "/shop/", "/side/"]
+            .iter()
+            .all(|c| objects.lines().any(|l| l.contains(c))),
+        "the snapshots of every cluster's session in S3: {objects}"
     );
 
     let woke = Instant::now();
@@ -204,7 +257,17 @@ async fn compose_runs_torpor_with_both_clusters_and_an_s3_store_across_a_stop() 
         text(&mut my, "SELECT CONCAT(@kept, ' ', (SELECT x FROM t))").await,
         "through compose 7"
     );
-    drop((pg, my));
+    let woke = Instant::now();
+    assert_eq!(
+        side.text("SHOW application_name").await,
+        "sibling container"
+    );
+    eprintln!(
+        "wake of the sibling container (docker start): {:?}",
+        woke.elapsed()
+    );
+    assert_eq!(daemon.running(&side_container).await, Some(true));
+    drop((pg, my, side));
     drop(project);
     eprintln!("whole test: {:?}", started.elapsed());
 }
