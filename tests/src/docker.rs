@@ -81,6 +81,8 @@ impl Daemon {
         };
         d.stop_leftover();
         d.run();
+        // What a run killed before its drop left in the data-root.
+        d.clean();
         d
     }
 

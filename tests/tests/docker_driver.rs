@@ -121,6 +121,7 @@ async fn mariadb_in_a_container_keeps_every_state_kind_across_a_stop() {
             "INSERT INTO counter (v) VALUES (1), (2), (3)",
             "SET @kept = 'user variable', @n = 42",
             "SET time_zone = '+05:30', sql_mode = 'PIPES_AS_CONCAT'",
+            "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
             "CREATE TEMPORARY TABLE tmp (id INT PRIMARY KEY, v VARCHAR(40))",
             "INSERT INTO tmp VALUES (1, 'one'), (2, 'two')",
             "PREPARE by_sql FROM 'SELECT ? * 2'",
@@ -141,8 +142,12 @@ async fn mariadb_in_a_container_keeps_every_state_kind_across_a_stop() {
     );
     eprintln!("wake (docker start) to first answer: {:?}", t.elapsed());
     assert_eq!(
-        text(&mut c, "SELECT CONCAT(@@time_zone, ' ', @@sql_mode)").await,
-        "+05:30 PIPES_AS_CONCAT"
+        text(
+            &mut c,
+            "SELECT CONCAT(@@time_zone, ' ', @@sql_mode, ' ', @@collation_connection)"
+        )
+        .await,
+        "+05:30 PIPES_AS_CONCAT utf8mb4_bin"
     );
     assert_eq!(
         text(&mut c, "SELECT DATABASE()").await,
