@@ -169,3 +169,32 @@ pub(crate) fn data_path(engine: Engine) -> &'static str {
         Engine::Mysql => "/var/lib/mysql",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_stay_out_of_debug_output() {
+        let cfg: DockerConfig = toml::from_str(
+            "image = \"postgres:15\"\nenv = { POSTGRES_PASSWORD = \"s3cr3t-value\" }\n",
+        )
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(shown.contains("POSTGRES_PASSWORD"), "{shown}");
+        assert!(!shown.contains("s3cr3t-value"), "{shown}");
+    }
+
+    #[test]
+    fn names_default_from_the_cluster() {
+        let cfg: DockerConfig = toml::from_str("image = \"mariadb\"\n").unwrap();
+        assert_eq!(cfg.container_name("shop"), "torpor-shop");
+        assert_eq!(cfg.volume_name("shop"), "torpor-shop-data");
+        assert_eq!(cfg.server_port(Engine::Mysql), 3306);
+        assert_eq!(cfg.timeout, Duration::from_secs(60));
+        let cfg: DockerConfig =
+            toml::from_str("image = \"x\"\nhost = \"tcp://127.0.0.1:2375\"\n").unwrap();
+        assert_eq!(cfg.api_host(), "tcp://127.0.0.1:2375");
+        assert!(cfg.check().is_ok());
+    }
+}
