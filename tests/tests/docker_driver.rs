@@ -340,3 +340,45 @@ async fn a_container_killed_behind_torpors_back_is_noticed_and_started_again() {
     assert_eq!(daemon.running(&backend.container).await, Some(true));
     env.shutdown_after(s).await;
 }
+
+/// A container whose entrypoint gives up (here: no POSTGRES_PASSWORD, as the official image
+/// refuses too) is a clear error on the client, not a wait for a server that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_ends_at_start_reaches_the_client_at_once() {
+    let daemon = docker::daemon().await;
+    let mut cfg = TestConfig::new(&Opts::default().proxy("wake_timeout = \"90s\"")).await;
+    let backend = Backend::new(&daemon, &cfg).await;
+    backend.configure(&daemon, &mut cfg);
+    cfg.toml = cfg.toml.replace(
+        &format!(
+            ", POSTGRES_PASSWORD = \"{}\"",
+            torpor_tests::harness::PASSWORD
+        ),
+        "",
+    );
+    assert!(!cfg.toml.contains("POSTGRES_PASSWORD"), "{}", cfg.toml);
+    let env = TestEnv::start_config(cfg).await;
+    let asked = Instant::now();
+    let e = env
+        .try_connect(torpor_tests::harness::USER, torpor_tests::harness::PASSWORD)
+        .await
+        .err()
+        .expect("no server");
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| format!("{e:?}"));
+    assert!(
+        msg.contains(&format!(
+            "container {} ended while its server started: exited with code 1",
+            backend.container
+        )),
+        "{msg}"
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(45),
+        "not retried until wake_timeout: {:?}",
+        asked.elapsed()
+    );
+    env.shutdown().await;
+}
