@@ -84,7 +84,11 @@ impl Api {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let fresh = Docker::connect_with_host(&self.host).map_err(classify)?;
+        // Each call has its own bound (a stop's is its timeout, which may pass bollard's
+        // default of two minutes); the client's own only ends the wait of `wait_stopped`.
+        let fresh = Docker::connect_with_host(&self.host)
+            .map_err(classify)?
+            .with_timeout(Duration::from_secs(3600));
         // Speak the daemon's API version: bollard's own is newer than many daemons in use
         // (Debian's 20.10 speaks 1.41).
         let client = match tokio::time::timeout(within, fresh.negotiate_version()).await {
@@ -96,8 +100,8 @@ impl Api {
     }
 
     /// Waits until the container `name` does not run, and says with what exit code. Err when
-    /// the daemon stops answering (a request lasts two minutes at most: then ask again) or
-    /// the container is gone (404).
+    /// the daemon stops answering (a request lasts an hour at most: then ask again) or the
+    /// container is gone (404).
     pub(super) async fn wait_stopped(&self, name: &str) -> Result<i64, Failure> {
         let client = self.client(CALL).await?;
         let options = WaitContainerOptions {
