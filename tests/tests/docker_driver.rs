@@ -248,6 +248,8 @@ async fn a_missing_image_reaches_the_client_and_the_session_waits_for_it() {
         "the same session, woken once the image is there"
     );
     env.shutdown_after(s).await;
+    // The tag only; the image is the one every test uses.
+    daemon.cli(&["rmi", &backend.image]).await;
 }
 
 /// The frozen tier's driver side: `freeze` pauses the container, a query sent to the server
