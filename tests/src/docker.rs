@@ -61,6 +61,13 @@ pub async fn daemon() -> Arc<Daemon> {
 impl Daemon {
     fn start() -> Daemon {
         let dir = dir();
+        // The longest Unix socket path dockerd makes there; the kernel takes 107 bytes.
+        let longest = dir.join("exec/containerd/containerd.sock.ttrpc");
+        assert!(
+            longest.as_os_str().len() < 108,
+            "{} is too long a path for dockerd's sockets: use a shorter CARGO_TARGET_DIR",
+            longest.display()
+        );
         std::fs::create_dir_all(&dir).unwrap();
         let lock = std::fs::OpenOptions::new()
             .create(true)
