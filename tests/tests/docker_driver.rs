@@ -1,8 +1,9 @@
 //! `driver = "docker"` against a real dockerd of the tests' own (tests/src/docker.rs), with
 //! images built here from the host's postgres and mariadbd, whose entrypoints behave like the
 //! official images': the config is the one a user writes for `postgres:15` or `mariadb`.
-//! Each state kind of the state tests crosses one stop, proven by the API (the container not
-//! running) before the query that wakes it; the failure cases reach the waking client and the
+//! Each state kind of the state tests crosses one stop, and once a freeze (`docker pause`),
+//! each proven by the API (the container not running, or paused) before the query that wakes
+//! it; the failure cases reach the waking client and the
 //! session stays for its next query.
 
 use std::time::Instant;
@@ -18,6 +19,53 @@ async fn start(daemon: &Daemon, opts: Opts) -> (TestEnv, Backend) {
     let backend = Backend::new(daemon, &cfg).await;
     backend.configure(daemon, &mut cfg);
     (TestEnv::start_config(cfg).await, backend)
+}
+
+/// What a state test carries its session across.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Across {
+    /// A forced drain and `docker stop`.
+    Stop,
+    /// The frozen tier: `docker pause` after freeze_after, the session attached.
+    Freeze,
+}
+
+impl Across {
+    fn opts(self, opts: Opts) -> Opts {
+        match self {
+            Across::Stop => opts,
+            Across::Freeze => opts.cluster_setting("freeze_after = \"300ms\""),
+        }
+    }
+
+    /// Stops or freezes the backend, and sees through the API that it is.
+    async fn pause(self, env: &TestEnv, daemon: &Daemon, backend: &Backend) {
+        match self {
+            Across::Stop => stop_and_see_stopped(env, daemon, backend).await,
+            Across::Freeze => {
+                env.wait_for(SLOW, "frozen", |c| c["state"] == "frozen")
+                    .await;
+                assert_eq!(
+                    daemon.status(&backend.container).await.as_deref(),
+                    Some("paused"),
+                    "torpor says frozen, docker does not"
+                );
+                assert_eq!(env.metric("torpor_thaws_total").await, 0.0);
+            }
+        }
+    }
+
+    /// After the first query: a freeze was undone by a thaw of the same container.
+    async fn check(self, env: &TestEnv) {
+        if self == Across::Freeze {
+            assert!(env.metric("torpor_thaws_total").await >= 1.0);
+            assert_eq!(
+                env.metric("torpor_wakes_total").await,
+                1.0,
+                "thawed, not started"
+            );
+        }
+    }
 }
 
 /// Forces a stop, and sees through the API that the container is stopped, not removed.
@@ -41,8 +89,17 @@ async fn container_id(daemon: &Daemon, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_in_a_container_keeps_every_state_kind_across_a_stop() {
+    postgres_state(Across::Stop).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_in_a_container_keeps_every_state_kind_across_a_freeze() {
+    postgres_state(Across::Freeze).await;
+}
+
+async fn postgres_state(across: Across) {
     let daemon = docker::daemon().await;
-    let (env, backend) = start(&daemon, Opts::default()).await;
+    let (env, backend) = start(&daemon, across.opts(Opts::default())).await;
     let t = Instant::now();
     let mut s = env.connect().await;
     eprintln!(
@@ -65,7 +122,7 @@ async fn postgres_in_a_container_keeps_every_state_kind_across_a_stop() {
     let before = s.text(rows).await;
     s.exec(&format!("SET ROLE {OTHER_USER}")).await;
 
-    stop_and_see_stopped(&env, &daemon, &backend).await;
+    across.pause(&env, &daemon, &backend).await;
 
     let t = Instant::now();
     assert_eq!(
@@ -73,7 +130,8 @@ async fn postgres_in_a_container_keeps_every_state_kind_across_a_stop() {
         "in-a-container",
         "settings"
     );
-    eprintln!("wake (docker start) to first answer: {:?}", t.elapsed());
+    eprintln!("{across:?}: wake to first answer: {:?}", t.elapsed());
+    across.check(&env).await;
     assert_eq!(s.text("SHOW TimeZone").await, "Asia/Kolkata");
     assert_eq!(s.text("EXECUTE by_sql(21)").await, "42", "SQL PREPARE");
     let row = s.query_one(&by_protocol, &[&41i32]).await.unwrap();
@@ -106,8 +164,17 @@ async fn postgres_in_a_container_keeps_every_state_kind_across_a_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_in_a_container_keeps_every_state_kind_across_a_stop() {
+    mariadb_state(Across::Stop).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_in_a_container_keeps_every_state_kind_across_a_freeze() {
+    mariadb_state(Across::Freeze).await;
+}
+
+async fn mariadb_state(across: Across) {
     let daemon = docker::daemon().await;
-    let (env, backend) = start(&daemon, Opts::mysql()).await;
+    let (env, backend) = start(&daemon, across.opts(Opts::mysql())).await;
     let t = Instant::now();
     let mut c = env.my().await;
     eprintln!(
@@ -133,14 +200,15 @@ async fn mariadb_in_a_container_keeps_every_state_kind_across_a_stop() {
     let by_protocol = c.prep("SELECT ? + 1").await.unwrap();
     let last_id = text(&mut c, "SELECT LAST_INSERT_ID()").await;
 
-    stop_and_see_stopped(&env, &daemon, &backend).await;
+    across.pause(&env, &daemon, &backend).await;
 
     let t = Instant::now();
     assert_eq!(
         text(&mut c, "SELECT CONCAT(@kept, ' ', @n)").await,
         "user variable 42"
     );
-    eprintln!("wake (docker start) to first answer: {:?}", t.elapsed());
+    eprintln!("{across:?}: wake to first answer: {:?}", t.elapsed());
+    across.check(&env).await;
     assert_eq!(
         text(
             &mut c,
