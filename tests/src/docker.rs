@@ -39,7 +39,8 @@ pub struct Daemon {
     pub host: String,
     dir: PathBuf,
     pid: Mutex<Option<u32>>,
-    /// The exclusive lock on `target/docker/daemon.lock`, held while this daemon is the one.
+    /// The exclusive lock on `$TMPDIR/torpor-tests-dockerd.lock`, held while this daemon is
+    /// the one on this machine.
     _lock: std::fs::File,
 }
 
@@ -69,14 +70,16 @@ impl Daemon {
             longest.display()
         );
         std::fs::create_dir_all(&dir).unwrap();
+        // Machine-wide, not per target dir: two dockerds both take the docker0 bridge, and
+        // the containers of both become unreachable.
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join("daemon.lock"))
+            .open(std::env::temp_dir().join("torpor-tests-dockerd.lock"))
             .unwrap();
-        // Another test binary (cargo runs them one after another, but a developer may not)
-        // has the daemon: wait for it to finish.
+        // Another test binary (cargo runs them one after another, but a developer may not, and
+        // another checkout's tests may run at once) has its daemon: wait for it to finish.
         // SAFETY: flock on a descriptor this function owns.
         let r = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(r, 0, "lock {}", dir.display());
