@@ -23,6 +23,7 @@ pub(crate) async fn start_both(bin: &Path, work: &Path, idle_timeout: &str) -> R
     let spec = |proto, settings| Spec {
         proto,
         idle_timeout,
+        freeze_after: None,
         settings,
     };
     let specs = [

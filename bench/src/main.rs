@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod forward;
+mod freeze;
 mod idle;
 mod my;
 mod pg;
@@ -118,6 +119,9 @@ fn main() {
         // These two print their own lines, a PostgreSQL and a MySQL one, failures included.
         "idle-pool" => ("pg_pool_asleep_fraction", "≥ 90% asleep, 0 client errors"),
         "probe" => ("pg_probe_asleep_p50", "p50 ≤ direct p50, 0 wakes"),
+        // Each prints two lines: the first query after a freeze, and CPU while frozen.
+        "pg-thaw" => ("pg_thaw_first_query", "p50 ≤ 5 ms, p99 ≤ 20 ms"),
+        "my-thaw" => ("my_thaw_first_query", "p50 ≤ 5 ms, p99 ≤ 20 ms"),
         other => {
             eprintln!("unknown measure {other}");
             std::process::exit(2);
@@ -138,16 +142,32 @@ fn main() {
             }
             "probe" => idle::probe(bin, work, runs, args.samples.unwrap_or(2000)).await,
             "pg-tls-wake" => pg_tls::wake(bin, work, runs).await,
+            "pg-thaw" | "my-thaw" => {
+                let plan = freeze::Plan {
+                    runs,
+                    samples: args.samples.unwrap_or(50),
+                    seconds: args.seconds.unwrap_or(10),
+                };
+                if args.measure == "pg-thaw" {
+                    freeze::pg_thaw(bin, work, plan).await
+                } else {
+                    freeze::my_thaw(bin, work, plan).await
+                }
+            }
             _ => my::wake(bin, work, runs).await,
         }
     });
     // Don't wait for client connection tasks still parked on sockets.
     rt.shutdown_background();
     if let Err(e) = result {
-        stats::not_measured(name, target, &format!("{e:#}"));
         // These measures print a line for sessions that changed state too.
         if matches!(args.measure.as_str(), "pg-idle" | "pg-mass-wake") {
             stats::not_measured(&format!("{name}_stateful"), target, &format!("{e:#}"));
+        }
+        match args.measure.as_str() {
+            "pg-thaw" => freeze::not_measured_both(torpor::Proto::Postgres, &format!("{e:#}")),
+            "my-thaw" => freeze::not_measured_both(torpor::Proto::Mysql, &format!("{e:#}")),
+            _ => stats::not_measured(name, target, &format!("{e:#}")),
         }
         if args.measure == "pg-tls-wake" {
             stats::not_measured("pg_cold_connect_tls", target, &format!("{e:#}"));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
+use mysql_async::{Conn, OptsBuilder, Statement};
 
 use crate::stats::{cold_wake, ms};
 use crate::torpor::{PASSWORD, Proto, Torpor, USER, time_bare_start, user_ids};
@@ -30,7 +30,7 @@ pub(crate) fn opts(addr: SocketAddr, db: &str) -> OptsBuilder {
         .prefer_socket(false)
 }
 
-const SETTINGS: &str = r#"{ innodb_flush_log_at_trx_commit = "0" }"#;
+pub(crate) const SETTINGS: &str = r#"{ innodb_flush_log_at_trx_commit = "0" }"#;
 
 pub(crate) async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
     let t = Torpor::start(bin, work, Proto::Mysql, "1h", SETTINGS).await?;
@@ -41,6 +41,24 @@ pub(crate) async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
 
 async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     let mut c = connect(t.listen, &t.name).await?;
+    let stmts = wake_state(&mut c).await?;
+    let mut torpor = Vec::new();
+    let mut bare = Vec::new();
+    for _ in 0..runs {
+        t.sleep().await?;
+        bare.push(bare_mariadbd(&t.data_dir, t.backend, &t.name).await?);
+        let s = Instant::now();
+        // Not SELECT 1: torpor answers that probe itself while the database sleeps.
+        c.query_drop("SELECT 2").await?;
+        torpor.push(ms(s.elapsed()));
+    }
+    check_wake_state(&mut c, &stmts).await?;
+    Ok((torpor, bare))
+}
+
+/// The cold wake's session state: 5 session variables, a 1,000-row temporary table and 10
+/// binary prepared statements.
+pub(crate) async fn wake_state(c: &mut Conn) -> Result<Vec<Statement>> {
     c.query_drop(
         "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES', time_zone = '+02:00', \
          sort_buffer_size = 1048576, group_concat_max_len = 4096, wait_timeout = 3600",
@@ -57,27 +75,22 @@ async fn wake_inner(t: &Torpor, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     for i in 0..10 {
         stmts.push(c.prep(format!("SELECT ? + {i}")).await?);
     }
-    let mut torpor = Vec::new();
-    let mut bare = Vec::new();
-    for _ in 0..runs {
-        t.sleep().await?;
-        bare.push(bare_mariadbd(&t.data_dir, t.backend, &t.name).await?);
-        let s = Instant::now();
-        // Not SELECT 1: torpor answers that probe itself while the database sleeps.
-        c.query_drop("SELECT 2").await?;
-        torpor.push(ms(s.elapsed()));
-    }
+    Ok(stmts)
+}
+
+/// The state really came back (not timed).
+pub(crate) async fn check_wake_state(c: &mut Conn, stmts: &[Statement]) -> Result<()> {
     let n: Option<i64> = c.query_first("SELECT count(*) FROM t").await?;
     let v: Option<i64> = c.exec_first(&stmts[9], (1,)).await?;
     let tz: Option<String> = c.query_first("SELECT @@session.time_zone").await?;
     if n != Some(1000) || v != Some(10) || tz.as_deref() != Some("+02:00") {
         bail!("state not restored: rows {n:?}, stmt {v:?}, time_zone {tz:?}");
     }
-    Ok((torpor, bare))
+    Ok(())
 }
 
 /// mariadbd with the process driver's arguments on the same data dir; spawn → first query.
-async fn bare_mariadbd(data: &Path, addr: SocketAddr, db: &str) -> Result<f64> {
+pub(crate) async fn bare_mariadbd(data: &Path, addr: SocketAddr, db: &str) -> Result<f64> {
     let (uid, gid) = user_ids("mysql")?;
     let bin = ["/usr/sbin/mariadbd", "/usr/bin/mariadbd"]
         .into_iter()

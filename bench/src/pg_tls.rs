@@ -42,6 +42,7 @@ pub(crate) async fn wake(bin: &Path, work: &Path, runs: usize) -> Result<()> {
     let spec = Spec {
         proto: Proto::Postgres,
         idle_timeout: "1h",
+        freeze_after: None,
         settings: r#"{ fsync = "off" }"#,
     };
     let server = tls::Server::make(work)?;

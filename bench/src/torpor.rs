@@ -43,6 +43,8 @@ pub(crate) struct Cluster {
 pub(crate) struct Spec<'a> {
     pub proto: Proto,
     pub idle_timeout: &'a str,
+    /// Idle this long, the backend is frozen in place (less than `idle_timeout`).
+    pub freeze_after: Option<&'a str>,
     /// A TOML inline table of extra backend settings.
     pub settings: &'a str,
 }
@@ -100,6 +102,7 @@ impl Torpor {
         let spec = Spec {
             proto,
             idle_timeout,
+            freeze_after: None,
             settings,
         };
         Self::start_clusters(bin, dir, &[spec]).await
@@ -168,6 +171,7 @@ name = "{name}"
 protocol = "{protocol}"
 listen = "{listen}"
 idle_timeout = "{idle}"
+{freeze}
 
 [cluster.backend]
 driver = "process"
@@ -181,6 +185,9 @@ password = "{PASSWORD}"
 superuser = true
 "#,
                 idle = spec.idle_timeout,
+                freeze = spec
+                    .freeze_after
+                    .map_or(String::new(), |f| format!("freeze_after = \"{f}\"")),
                 data = data_dir.display(),
                 port = backend.port(),
                 settings = spec.settings,
