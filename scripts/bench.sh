@@ -6,7 +6,11 @@
 #   scripts/bench.sh                  # whole suite, about 20 minutes on 2 cores
 #   BENCH_SECONDS=5 BENCH_RUNS=3 scripts/bench.sh pgbench   # only some groups:
 #                                     # pgbench wake idle restore memory mass sysbench mywake
-#                                     # idlepool probe
+#                                     # idlepool probe freeze
+#   BENCH_THAW_SAMPLES=50 BENCH_FROZEN_SECONDS=10 scripts/bench.sh freeze
+#                                     # the frozen tier (issue 13): first query after a freeze
+#                                     # (samples per protocol) and CPU while frozen (windows
+#                                     # of that many seconds), PostgreSQL and MariaDB
 #   BENCH_COMPARE="before=/tmp/a/release/torpor after=/tmp/b/release/torpor" \
 #       scripts/bench.sh compare      # two torpor builds, pgbench -S and -M prepared interleaved:
 #                                     # torpor's CPU per transaction, after ÷ before (not in the
@@ -38,7 +42,9 @@ CONNS=${BENCH_CONNS:-10000}    # parked connections for the memory measure
 MASS=${BENCH_MASS:-1000}       # sessions in the mass wake
 POOL_RUNS=${BENCH_POOL_RUNS:-1}        # 3-minute windows of the idle pool (PG and MariaDB at once)
 POOL_SECONDS=${BENCH_POOL_SECONDS:-180}
-all_groups="pgbench wake idle restore memory mass sysbench mywake idlepool probe"
+THAW_SAMPLES=${BENCH_THAW_SAMPLES:-50}   # timed thaws per protocol in the freeze group
+FROZEN_SECONDS=${BENCH_FROZEN_SECONDS:-10}  # each CPU window of the freeze group
+all_groups="pgbench wake idle restore memory mass sysbench mywake idlepool probe freeze"
 groups=${*:-$all_groups}
 want() { [[ " $groups " == *" $1 "* ]]; }
 if want compare && [ -z "${BENCH_COMPARE:-}" ]; then
@@ -435,6 +441,15 @@ want mywake && driver my-wake --runs $((RUNS > 5 ? RUNS : 5))
 want idlepool && driver idle-pool --runs "$POOL_RUNS" --seconds "$POOL_SECONDS" --conns 20
 want probe && driver probe --samples 2000
 
+# --- the frozen tier (issue 13): first query after a freeze, CPU while frozen ---------------------
+# Each measure prints two lines; the load average is printed since the machine is shared.
+if want freeze; then
+    for m in pg-thaw my-thaw; do
+        echo "   1-min load before $m: $(cut -d' ' -f1-3 /proc/loadavg)"
+        driver $m --runs $((RUNS > 5 ? RUNS : 5)) --samples "$THAW_SAMPLES" --seconds "$FROZEN_SECONDS"
+    done
+fi
+
 # --- compare: torpor's CPU per transaction, one build against another -----------------------------
 # Each build gets its own torpor and PostgreSQL cluster (pgbench -i at the same scale); the runs
 # go to them in turn, base first, so drift on the machine falls on both alike.
@@ -604,6 +619,23 @@ elapsed=$(( $(date +%s) - started ))
   with a connection every 1 ms, asked `SELECT 1`, and stopped; then the session's `SELECT 1`
   through torpor is timed (wake + connect + snapshot load + replay + query). The state is checked
   after the last run.
+- **pg_thaw_first_query, my_thaw_first_query** (frozen tier, issue 13): one torpor whose first cluster has
+  `freeze_after = "200ms"` and `idle_timeout = "1h"`; one session with the cold wake's
+  state. Each sample waits until `/api/clusters` says `frozen` (and `backend.frozen`) and the
+  server's cgroup.events says `frozen 1`, then times the session's `SELECT 2` (`SELECT 1` is a
+  probe torpor answers itself); each sample must be exactly one thaw (`torpor_thaws_total`) of
+  the same server pid. Spread over the samples, in the same run: forced sleep, a bare server
+  start → first query on the same data dir (as pg_cold_wake / my_cold_wake), and the cold wake
+  of the same session through torpor. Value = p50 of the samples; ratio = thaw p50 ÷ bare
+  start p50. The state is checked at the end.
+- **pg_frozen_cpu, my_frozen_cpu**: the same torpor has a second cluster of the same kind
+  (`freeze_after = "50m"`, so it has a cgroup but stays up) with a session holding the same
+  state. Over each window of BENCH_FROZEN_SECONDS, utime + stime (/proc/<pid>/stat fields 14-15)
+  summed over every pid in each cgroup's cgroup.procs, and each cgroup's cpu.stat `usage_usec`
+  (exact), at the start and the end; the window counts only if `torpor_thaws_total` did not
+  move, the kernel still says `frozen 1` and the processes are the same. Value = ticks used by
+  the frozen backend per window (target 0, cpu.stat too); the idle, not frozen backend over the
+  same window is the contrast. After each window the first query is timed too.
 - **pg_idle_to_stop** (5): 100 connected sessions, idle_timeout 200 ms. All 100 run `SELECT 1`;
   the time runs from the last answer until /proc/<postmaster pid> is gone (polled every 1 ms).
   The next run's queries wake the cluster again. **pg_idle_to_stop_stateful**: the same, but

@@ -25,6 +25,9 @@ const FREEZE_AFTER: &str = "200ms";
 const CONTRAST_FREEZE_AFTER: &str = "50m";
 const IDLE_TIMEOUT: &str = "1h";
 const FROZEN_WAIT: Duration = Duration::from_secs(30);
+/// cgroup.events says `frozen 1` once every task has entered the freezer, a few µs before the
+/// last of them is switched out; that tail is counted apart from the window.
+const SETTLE: Duration = Duration::from_secs(1);
 
 pub(crate) struct Plan {
     /// Cold rounds (sleep, bare start, cold wake) and CPU windows.
@@ -284,6 +287,8 @@ struct Cpu {
     frozen_usec: Vec<f64>,
     idle_ticks: Vec<f64>,
     idle_usec: Vec<f64>,
+    /// From `frozen 1` to the window's start (SETTLE): the tail of freezing, µs.
+    tail_usec: Vec<f64>,
     frozen_procs: usize,
     idle_procs: usize,
     /// The first query after each window, ms.
@@ -302,12 +307,14 @@ async fn cpu_windows(
     let mut cpu = Cpu::default();
     for _ in 0..plan.runs {
         let frozen = wait_frozen(t, measured).await?;
+        let at_frozen = Reading::take(&frozen.cgroup)?;
         let s = status(t, contrast).await?;
         if s["state"] != "running" {
             bail!("the contrast cluster is {}, not running", s["state"]);
         }
         let idle_cgroup = cgroup_of(&s)?;
         let thaws = t.metric("torpor_thaws_total", &measured.name).await?;
+        tokio::time::sleep(SETTLE).await;
         let (f0, i0) = (Reading::take(&frozen.cgroup)?, Reading::take(&idle_cgroup)?);
         tokio::time::sleep(Duration::from_secs(plan.seconds)).await;
         let (f1, i1) = (Reading::take(&frozen.cgroup)?, Reading::take(&idle_cgroup)?);
@@ -317,12 +324,14 @@ async fn cpu_windows(
         {
             bail!("the backend was thawed during the window");
         }
-        if f0.pids != f1.pids || i0.pids != i1.pids {
+        if at_frozen.pids != f1.pids || f0.pids != f1.pids || i0.pids != i1.pids {
             bail!("processes came or went during the window");
         }
         if kernel_frozen(&idle_cgroup)? {
             bail!("the contrast backend is frozen");
         }
+        cpu.tail_usec
+            .push((f0.usage_usec - at_frozen.usage_usec) as f64);
         cpu.frozen_ticks.push((f1.ticks - f0.ticks) as f64);
         cpu.frozen_usec.push((f1.usage_usec - f0.usage_usec) as f64);
         cpu.idle_ticks.push((i1.ticks - i0.ticks) as f64);
@@ -404,13 +413,16 @@ fn emit(proto: Proto, server: &str, lat: Result<Latencies>, cpu: Result<Cpu>, pl
                 met,
                 note: format!(
                     "{} s windows, {} processes frozen: ticks {} ({} ms at {hz:.0} Hz), cgroup \
-                     cpu.stat usage {} ms, no thaw in any window; idle not frozen: ticks {}, \
+                     cpu.stat usage {} ms, no thaw in any window (each starts {} s after \
+                     `frozen 1`; cpu.stat in that second: {} ms); idle not frozen: ticks {}, \
                      cpu.stat {} ms; first query after each window {} ms",
                     plan.seconds,
                     c.frozen_procs,
                     list(&c.frozen_ticks, 0),
                     list(&tick_ms(&c.frozen_ticks), 0),
                     list(&usec_ms(&c.frozen_usec), 3),
+                    SETTLE.as_secs(),
+                    list(&usec_ms(&c.tail_usec), 3),
                     list(&c.idle_ticks, 0),
                     list(&usec_ms(&c.idle_usec), 3),
                     list(&c.after_window, 2)
