@@ -236,6 +236,9 @@ struct Reading {
     ticks: u64,
     /// `usage_usec` of the cgroup's cpu.stat (exact, and counts exited processes too).
     usage_usec: u64,
+    /// Times any thread of those processes was put on a CPU (/proc/<pid>/task/*/schedstat,
+    /// third field): how often something ran, however briefly.
+    slices: u64,
 }
 
 impl Reading {
@@ -246,9 +249,10 @@ impl Reading {
             .map(|l| l.trim().parse())
             .collect::<Result<_, _>>()?;
         pids.sort_unstable();
-        let mut ticks = 0;
+        let (mut ticks, mut slices) = (0, 0);
         for pid in &pids {
             ticks += proc_ticks(*pid)?;
+            slices += proc_slices(*pid)?;
         }
         let stat = std::fs::read_to_string(cgroup.join("cpu.stat"))?;
         let usage_usec = stat
@@ -261,6 +265,7 @@ impl Reading {
             pids,
             ticks,
             usage_usec,
+            slices,
         })
     }
 }
@@ -272,6 +277,19 @@ fn proc_ticks(pid: u32) -> Result<u64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let field = |i: usize| -> Result<u64> { Ok(f.get(i).context("short stat")?.parse()?) };
     Ok(field(11)? + field(12)?)
+}
+
+fn proc_slices(pid: u32) -> Result<u64> {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
+        n += stat
+            .split_whitespace()
+            .nth(2)
+            .context("short schedstat")?
+            .parse::<u64>()?;
+    }
+    Ok(n)
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -287,6 +305,8 @@ struct Cpu {
     frozen_usec: Vec<f64>,
     idle_ticks: Vec<f64>,
     idle_usec: Vec<f64>,
+    frozen_slices: Vec<f64>,
+    idle_slices: Vec<f64>,
     /// From `frozen 1` to the window's start (SETTLE): the tail of freezing, µs.
     tail_usec: Vec<f64>,
     frozen_procs: usize,
@@ -335,6 +355,8 @@ async fn cpu_windows(
         cpu.frozen_ticks.push((f1.ticks - f0.ticks) as f64);
         cpu.frozen_usec.push((f1.usage_usec - f0.usage_usec) as f64);
         cpu.idle_ticks.push((i1.ticks - i0.ticks) as f64);
+        cpu.frozen_slices.push((f1.slices - f0.slices) as f64);
+        cpu.idle_slices.push((i1.slices - i0.slices) as f64);
         cpu.idle_usec.push((i1.usage_usec - i0.usage_usec) as f64);
         (cpu.frozen_procs, cpu.idle_procs) = (f1.pids.len(), i1.pids.len());
         cpu.after_window.push(thawed_query(t, query).await?);
@@ -413,18 +435,20 @@ fn emit(proto: Proto, server: &str, lat: Result<Latencies>, cpu: Result<Cpu>, pl
                 met,
                 note: format!(
                     "{} s windows, {} processes frozen: ticks {} ({} ms at {hz:.0} Hz), cgroup \
-                     cpu.stat usage {} ms, no thaw in any window (each starts {} s after \
+                     cpu.stat usage {} ms, times on a CPU {}, no thaw in any window (each starts {} s after \
                      `frozen 1`; cpu.stat in that second: {} ms); idle not frozen: ticks {}, \
-                     cpu.stat {} ms; first query after each window {} ms",
+                     cpu.stat {} ms, times on a CPU {}; first query after each window {} ms",
                     plan.seconds,
                     c.frozen_procs,
                     list(&c.frozen_ticks, 0),
                     list(&tick_ms(&c.frozen_ticks), 0),
                     list(&usec_ms(&c.frozen_usec), 3),
+                    list(&c.frozen_slices, 0),
                     SETTLE.as_secs(),
                     list(&usec_ms(&c.tail_usec), 3),
                     list(&c.idle_ticks, 0),
                     list(&usec_ms(&c.idle_usec), 3),
+                    list(&c.idle_slices, 0),
                     list(&c.after_window, 2)
                 ),
                 runs: c.frozen_ticks,
