@@ -635,10 +635,10 @@ elapsed=$(( $(date +%s) - started ))
   (exact) and how often any of their threads was put on a CPU (/proc/<pid>/task/*/schedstat),
   at the start and the end; each window starts 1 s after `frozen 1` (the last task is switched
   out a few µs after the kernel counts it frozen; that second is shown apart) and counts only
-  if `torpor_thaws_total` did not
-  move, the kernel still says `frozen 1` and the processes are the same. Value = ticks used by
-  the frozen backend per window (target 0, cpu.stat too); the idle, not frozen backend over the
-  same window is the contrast. After each window the first query is timed too.
+  if `torpor_thaws_total` did not move, the kernel still says `frozen 1` and the processes are
+  the same. Value = ticks used by the frozen backend per window (target 0, cpu.stat too); the
+  idle, not frozen backend over the same window is the contrast. After each window the first
+  query is timed too.
 - **pg_idle_to_stop** (5): 100 connected sessions, idle_timeout 200 ms. All 100 run `SELECT 1`;
   the time runs from the last answer until /proc/<postmaster pid> is gone (polled every 1 ms).
   The next run's queries wake the cluster again. **pg_idle_to_stop_stateful**: the same, but
