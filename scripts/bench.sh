@@ -633,8 +633,8 @@ elapsed=$(( $(date +%s) - started ))
   state. Over each window of BENCH_FROZEN_SECONDS, utime + stime (/proc/<pid>/stat fields 14-15)
   summed over every pid in each cgroup's cgroup.procs, each cgroup's cpu.stat `usage_usec`
   (exact) and how often any of their threads was put on a CPU (/proc/<pid>/task/*/schedstat),
-  at the start and the end; each window starts 1 s after `frozen 1` (the last task is switched
-  out a few µs after the kernel counts it frozen; that second is shown apart) and counts only
+  at the start and the end; each window starts 1 s after `frozen 1` (µs were once counted just
+  after it; that second is shown apart) and counts only
   if `torpor_thaws_total` did not move, the kernel still says `frozen 1` and the processes are
   the same. Value = ticks used by the frozen backend per window (target 0, cpu.stat too); the
   idle, not frozen backend over the same window is the contrast. After each window the first

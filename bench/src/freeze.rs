@@ -7,6 +7,10 @@
 //! Every frozen state is taken from both sides: the admin API says `frozen` and the kernel says
 //! `frozen 1` in the server's own cgroup.events. Every timed thaw is checked to be exactly one
 //! thaw of the same server process (`torpor_thaws_total`, the pid).
+//!
+//! A frozen process can still be put on a CPU for a few µs: a timer it armed before the freeze
+//! (postgres's idle statistics timeout, SIGALRM) wakes it, and it traps back into the freezer.
+//! The CPU line counts how often that happened.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,8 +29,9 @@ const FREEZE_AFTER: &str = "200ms";
 const CONTRAST_FREEZE_AFTER: &str = "50m";
 const IDLE_TIMEOUT: &str = "1h";
 const FROZEN_WAIT: Duration = Duration::from_secs(30);
-/// cgroup.events says `frozen 1` once every task has entered the freezer, a few µs before the
-/// last of them is switched out; that tail is counted apart from the window.
+/// A CPU window starts this long after `frozen 1`: µs were once counted just after it (the last
+/// task entering the freezer, perhaps), and a window must show only what a frozen backend
+/// uses. That second is reported apart.
 const SETTLE: Duration = Duration::from_secs(1);
 
 pub(crate) struct Plan {
