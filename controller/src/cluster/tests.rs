@@ -27,6 +27,8 @@ struct Counting {
     thaws: AtomicU32,
     /// `thaw` fails, leaving the backend frozen.
     thaw_fails: AtomicBool,
+    /// `can_freeze` says no.
+    no_freezer: AtomicBool,
 }
 
 #[async_trait]
@@ -53,6 +55,9 @@ impl Driver for Arc<Counting> {
         })
     }
     fn can_freeze(&self) -> Result<(), String> {
+        if self.no_freezer.load(Ordering::SeqCst) {
+            return Err("no freezer here".into());
+        }
         Ok(())
     }
     async fn freeze(&self) -> Result<(), DriverError> {
@@ -569,35 +574,13 @@ async fn a_thaw_that_fails_keeps_the_cluster_frozen_and_says_so() {
     looper.abort();
 }
 
-/// A driver that can't freeze, for the fallback.
-struct NoFreezer(Arc<Counting>);
-
-#[async_trait]
-impl Driver for NoFreezer {
-    async fn prepare(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn start(&self) -> Result<BackendInfo, DriverError> {
-        self.0.start().await
-    }
-    async fn stop(&self) -> Result<(), DriverError> {
-        self.0.stop().await
-    }
-    async fn status(&self) -> DriverStatus {
-        self.0.status().await
-    }
-}
-
 #[tokio::test]
 async fn a_driver_that_cant_freeze_only_stops() {
     let d = Arc::new(Counting::default());
+    d.no_freezer.store(true, Ordering::SeqCst);
     let c = Arc::new(
-        Cluster::new(
-            "t",
-            Duration::from_millis(300),
-            Box::new(NoFreezer(d.clone())),
-        )
-        .with_freeze_after(Some(Duration::from_millis(20))),
+        Cluster::new("t", Duration::from_millis(300), Box::new(d.clone()))
+            .with_freeze_after(Some(Duration::from_millis(20))),
     );
     assert_eq!(c.freeze_after(), None);
     let looper = {
