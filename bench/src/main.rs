@@ -11,6 +11,8 @@
 // Benchmark code, like the tests crate: a failed step may stop the run where it happened.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod docker;
+mod dockerd;
 mod forward;
 mod freeze;
 mod idle;
@@ -113,6 +115,8 @@ fn main() {
         "pg-restore" => ("pg_temp_restore", "≥ 0.5× raw COPY"),
         "pg-memory" => ("pg_parked_conn_memory", "≤ 16 KiB per connection"),
         "pg-mass-wake" => ("pg_mass_wake_p99", "0 errors, p99 ≤ 2000 ms"),
+        // Prints a second line, pg_docker_thaw (scripts/bench.sh docker).
+        "docker-wake" => ("pg_docker_cold_wake", "p50 ≤ bare + 30 ms"),
         "my-wake" => ("my_cold_wake", "p50 ≤ bare + 30 ms"),
         // Prints a second line, pg_cold_connect_tls.
         "pg-tls-wake" => ("pg_cold_wake_tls", "p50 ≤ bare + 30 ms"),
@@ -154,6 +158,7 @@ fn main() {
                     freeze::my_thaw(bin, work, plan).await
                 }
             }
+            "docker-wake" => docker::wake(bin, work, runs, args.samples.unwrap_or(runs)).await,
             _ => my::wake(bin, work, runs).await,
         }
     });
@@ -167,6 +172,10 @@ fn main() {
         match args.measure.as_str() {
             "pg-thaw" => freeze::not_measured_both(torpor::Proto::Postgres, &format!("{e:#}")),
             "my-thaw" => freeze::not_measured_both(torpor::Proto::Mysql, &format!("{e:#}")),
+            "docker-wake" => {
+                stats::not_measured(name, target, &format!("{e:#}"));
+                stats::not_measured("pg_docker_thaw", "p50 ≤ unpause + 30 ms", &format!("{e:#}"));
+            }
             _ => stats::not_measured(name, target, &format!("{e:#}")),
         }
         if args.measure == "pg-tls-wake" {

@@ -201,6 +201,19 @@ superuser = true
             });
         }
         toml.push_str(extra);
+        Self::launch(bin, dir, admin, clusters, &toml).await
+    }
+
+    /// Writes `toml` as `dir`'s config and starts `torpor up` on it; `admin` and `clusters`
+    /// must be what it says (for configs [`Torpor::start_with`] can't write, such as another
+    /// driver's).
+    pub(crate) async fn launch(
+        bin: &Path,
+        dir: &Path,
+        admin: SocketAddr,
+        clusters: Vec<Cluster>,
+        toml: &str,
+    ) -> Result<Torpor> {
         let config = dir.join("torpor.toml");
         std::fs::write(&config, toml)?;
         let log = std::fs::File::create(dir.join("torpor.log"))?;
@@ -401,7 +414,7 @@ superuser = true
 }
 
 /// A key to seal snapshots with: 32 random bytes as 64 hex characters on one line, mode 0600.
-fn write_key(path: &Path) -> Result<()> {
+pub(crate) fn write_key(path: &Path) -> Result<()> {
     use std::io::{Read as _, Write as _};
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut bytes = [0u8; 32];
