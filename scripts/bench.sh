@@ -21,6 +21,10 @@
 #                                     # postgres ssl=on, PgBouncer client_tls_* and torpor [tls],
 #                                     # and the same three in plaintext, interleaved; then a cold
 #                                     # wake of a TLS session and a new TLS connection vs plaintext
+#   scripts/bench.sh docker           # driver = "docker" (issue 13, not in the default groups;
+#                                     # needs docker.io, installed if missing; about a minute):
+#                                     # cold wake vs docker start → first query of the same
+#                                     # container, and the pause tier vs docker unpause → query
 #   BENCH_QUIET_LOAD=1.5 ...          # before each throughput run, wait (polling every 30 s, at
 #                                     # most BENCH_QUIET_WAIT s, default 1200) until the 1-minute
 #                                     # load average is below 1.5; each run logs the load it saw
@@ -68,6 +72,7 @@ command -v sysbench >/dev/null 2>&1 || need_apt+=(sysbench)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need_apt+=(mariadb-client)
+want docker && ! command -v dockerd >/dev/null 2>&1 && need_apt+=(docker.io)
 apt_install "${need_apt[@]}"
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 id mysql >/dev/null 2>&1 || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin mysql
@@ -436,6 +441,7 @@ if want sysbench; then
 fi
 
 want mywake && driver my-wake --runs $((RUNS > 5 ? RUNS : 5))
+want docker && driver docker-wake --runs $((RUNS > 5 ? RUNS : 5))
 
 # --- idle means idle: a pool that only probes, and probe answers while asleep -----------------
 want idlepool && driver idle-pool --runs "$POOL_RUNS" --seconds "$POOL_SECONDS" --conns 20
