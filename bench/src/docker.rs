@@ -33,7 +33,7 @@ async fn measure(d: &Dockerd, bin: &Path, work: &Path, runs: usize, samples: usi
     let image = d.image(work, "postgres", 5432, "SIGINT").await?;
     let t = start(d, bin, &work.join("cold"), &image, "pg-cold", "").await?;
     let (torpor, bare) = t.measure(async |t| cold(d, t, runs).await).await?;
-    cold_wake("pg_docker_cold_wake", "docker start", torpor, bare);
+    cold_wake("pg_docker_cold_wake", "docker", torpor, bare);
     // Not a load beside the pause tier's.
     let stop = StopContainerOptions {
         t: Some(60),
