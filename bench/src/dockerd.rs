@@ -4,8 +4,9 @@
 //! since no registry is reachable here.
 //!
 //! Only one dockerd may run on this machine at a time (they share the docker0 bridge and its
-//! iptables chains), so this one holds the tests' lock, `<target>/docker/daemon.lock`, while
-//! it runs: a docker test run and this measure wait for each other.
+//! iptables chains), so this one holds the tests' machine-wide lock,
+//! `$TMPDIR/torpor-tests-dockerd.lock`, while it runs: a docker test run and this measure wait
+//! for each other.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -26,14 +27,9 @@ pub(crate) struct Dockerd {
     _lock: std::fs::File,
 }
 
-/// The tests' lock (tests/src/docker.rs), beside this binary: `<target>/release/torpor-bench`.
-fn lock_path() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let target = exe
-        .ancestors()
-        .nth(2)
-        .context("torpor-bench lives in <target>/<profile>/")?;
-    Ok(target.join("docker").join("daemon.lock"))
+/// The tests' lock (tests/src/docker.rs), one for the machine.
+fn lock_path() -> PathBuf {
+    std::env::temp_dir().join("torpor-tests-dockerd.lock")
 }
 
 impl Dockerd {
@@ -45,8 +41,7 @@ impl Dockerd {
         if longest.as_os_str().len() >= 108 {
             bail!("{} is too long for dockerd's sockets", dir.display());
         }
-        let lock_path = lock_path()?;
-        std::fs::create_dir_all(lock_path.parent().context("lock dir")?)?;
+        let lock_path = lock_path();
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
