@@ -11,6 +11,10 @@ use tokio::net::TcpStream;
 
 use super::factory::Engine;
 
+/// How often a starting server is looked at: this is on the wake path, where every poll's
+/// wait shows in the first query's latency, and a look is one loopback connection.
+pub(crate) const READY_POLL: Duration = Duration::from_millis(5);
+
 /// SQLSTATE of "the database system is starting up" (and shutting down, recovering).
 const CANNOT_CONNECT_NOW: &[u8] = b"C57P03";
 

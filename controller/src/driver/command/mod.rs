@@ -137,7 +137,7 @@ impl Driver for CommandDriver {
                     humantime::format_duration(self.cfg.timeout)
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(super::ready::READY_POLL).await;
         }
         *self.last.lock().await = Some(addr);
         Ok(BackendInfo { addr, socket: None })

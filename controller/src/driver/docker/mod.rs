@@ -155,7 +155,7 @@ impl DockerDriver {
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(super::ready::READY_POLL).await;
         }
         Ok(())
     }

@@ -246,7 +246,7 @@ impl Driver for KubeDriver {
                     humantime::format_duration(self.cfg.timeout)
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(super::ready::READY_POLL).await;
         }
         let mut seen = self.seen();
         seen.running = true;
