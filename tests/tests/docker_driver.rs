@@ -45,11 +45,16 @@ impl Across {
             Across::Freeze => {
                 env.wait_for(SLOW, "frozen", |c| c["state"] == "frozen")
                     .await;
-                assert_eq!(
-                    daemon.status(&backend.container).await.as_deref(),
-                    Some("paused"),
-                    "torpor says frozen, docker does not"
-                );
+                // torpor shows `frozen` from the moment the freeze is decided, a little before
+                // `docker pause` has returned.
+                let deadline = Instant::now() + SLOW;
+                while daemon.status(&backend.container).await.as_deref() != Some("paused") {
+                    assert!(
+                        Instant::now() < deadline,
+                        "torpor says frozen, docker does not"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
                 assert_eq!(env.metric("torpor_thaws_total").await, 0.0);
             }
         }

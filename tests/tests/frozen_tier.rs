@@ -44,8 +44,10 @@ fn frozen(pid: u32) -> bool {
 /// Waits until the cluster says it is frozen, then checks with the kernel; `attached`
 /// sessions are still attached.
 async fn wait_frozen(env: &TestEnv, pid: u32, attached: u64) {
+    // torpor shows `frozen` from the moment the freeze is decided (a wake must thaw from
+    // then on), a little before the driver has frozen the cgroup: wait for both.
     env.wait_for(Duration::from_secs(30), "frozen", |c| {
-        c["state"] == "frozen"
+        c["state"] == "frozen" && c["backend"]["frozen"] == true
     })
     .await;
     assert!(frozen(pid), "torpor says frozen, the cgroup does not");

@@ -457,6 +457,17 @@ fn freezing(
     (c, d, looper)
 }
 
+/// The cluster shows `frozen` from the moment a freeze is decided; the driver has frozen the
+/// backend once the freeze is counted.
+async fn wait_frozen(c: &Cluster) {
+    let before = c.stats.freezes.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(c.state() == ClusterState::Frozen && c.stats.freezes.load(Ordering::SeqCst) > before) {
+        assert!(Instant::now() < deadline, "never frozen: {:?}", c.state());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn wait_for_state(c: &Cluster, want: ClusterState) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while c.state() != want {
@@ -470,7 +481,7 @@ async fn an_idle_cluster_freezes_with_its_sessions_checkpointed_and_attached() {
     let (c, d, looper) = freezing(Duration::from_millis(100), Duration::from_secs(3600));
     c.wake(None).await.unwrap();
     let mut seen = participant(&c, 1, CheckpointReply::Ready);
-    wait_for_state(&c, ClusterState::Frozen).await;
+    wait_frozen(&c).await;
     assert!(c.is_frozen());
     assert_eq!(d.freezes.load(Ordering::SeqCst), 1);
     assert_eq!(seen.recv().await, Some("checkpoint"));
@@ -496,7 +507,7 @@ async fn an_idle_cluster_freezes_with_its_sessions_checkpointed_and_attached() {
     assert_eq!(c.stats.thaws.load(Ordering::SeqCst), 1);
 
     // Idle again: frozen again, and a session's own thaw works as well.
-    wait_for_state(&c, ClusterState::Frozen).await;
+    wait_frozen(&c).await;
     c.thaw().await.unwrap();
     assert_eq!(c.state(), ClusterState::Running);
     assert_eq!(d.thaws.load(Ordering::SeqCst), 2);
@@ -508,7 +519,7 @@ async fn a_frozen_cluster_is_thawed_then_drained_at_the_idle_timeout() {
     let (c, d, looper) = freezing(Duration::from_millis(50), Duration::from_millis(600));
     c.wake(None).await.unwrap();
     let mut seen = participant(&c, 1, CheckpointReply::Ready);
-    wait_for_state(&c, ClusterState::Frozen).await;
+    wait_frozen(&c).await;
     wait_for_state(&c, ClusterState::Standby).await;
     // The Counting driver refuses to stop a frozen backend.
     assert_eq!(d.thaws.load(Ordering::SeqCst), 1);
@@ -540,7 +551,7 @@ async fn nothing_in_flight_is_frozen() {
     );
     assert_eq!(d.freezes.load(Ordering::SeqCst), 0);
     c.probe_end();
-    wait_for_state(&c, ClusterState::Frozen).await;
+    wait_frozen(&c).await;
     // A blocker refuses the freeze's checkpoint: not frozen, and not tried again until
     // something happens.
     c.thaw().await.unwrap();
@@ -555,7 +566,7 @@ async fn nothing_in_flight_is_frozen() {
 async fn a_thaw_that_fails_keeps_the_cluster_frozen_and_says_so() {
     let (c, d, looper) = freezing(Duration::from_millis(50), Duration::from_secs(3600));
     c.wake(None).await.unwrap();
-    wait_for_state(&c, ClusterState::Frozen).await;
+    wait_frozen(&c).await;
     d.thaw_fails.store(true, Ordering::SeqCst);
     let e = c.wake(None).await.unwrap_err();
     assert!(e.to_string().contains("thaw refused"), "{e}");
