@@ -19,7 +19,7 @@ use bollard::query_parameters::StopContainerOptions;
 
 use crate::dockerd::Dockerd;
 use crate::pg;
-use crate::stats::{Outcome, cold_wake, max, median, min, ms};
+use crate::stats::{against, cold_wake, ms};
 use crate::torpor::{Cluster, PASSWORD, Proto, Torpor, USER, free_port, write_key};
 
 pub(crate) async fn wake(bin: &Path, work: &Path, runs: usize, samples: usize) -> Result<()> {
@@ -46,7 +46,13 @@ async fn measure(d: &Dockerd, bin: &Path, work: &Path, runs: usize, samples: usi
     let (torpor, bare) = t
         .measure(async |t| thaw(d, t, &image, samples).await)
         .await?;
-    thawed("pg_docker_thaw", torpor, bare);
+    against(
+        "pg_docker_thaw",
+        "docker unpause→query",
+        "unpause",
+        torpor,
+        bare,
+    );
     Ok(())
 }
 
@@ -271,24 +277,4 @@ async fn wait_frozen(d: &Dockerd, t: &Torpor, name: &str) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The first query after a freeze against `docker unpause` → query, both in ms.
-fn thawed(name: &str, torpor: Vec<f64>, bare: Vec<f64>) {
-    let (mt, mb) = (median(&torpor), median(&bare));
-    Outcome {
-        name: name.into(),
-        unit: "ms".into(),
-        runs: torpor,
-        baseline: format!(
-            "docker unpause→query p50 {mb:.1} ms (min {:.1}, max {:.1})",
-            min(&bare),
-            max(&bare)
-        ),
-        ratio: Some(mt / mb),
-        target: "p50 ≤ unpause + 30 ms".into(),
-        met: mt <= mb + 30.0,
-        note: format!("torpor − unpause = {:+.1} ms", mt - mb),
-    }
-    .emit();
 }
