@@ -1,6 +1,7 @@
 //! What keeps a cluster awake: sessions with something in flight, and the time since the last
 //! one ended. The idle loop drains the cluster once that time reaches idle_timeout.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,13 @@ impl Cluster {
         if self.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.touch();
         }
+    }
+
+    /// Counts as a busy session until the guard is dropped: for work on the backend that no
+    /// drain command can reach yet (a login, a restore, reading the greeting).
+    pub fn busy_while(self: &Arc<Self>) -> BusyGuard {
+        self.busy_start();
+        BusyGuard(self.clone())
     }
 
     pub fn busy_sessions(&self) -> usize {
@@ -116,5 +124,14 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+/// See [`Cluster::busy_while`].
+pub struct BusyGuard(Arc<Cluster>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.busy_end();
     }
 }

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::driver::{BackendInfo, Driver, DriverError};
 
 pub use drain::{CheckpointReply, DrainCmd, Participant, Resume, SleepError};
+pub use idle::BusyGuard;
 pub use state::ClusterState;
 pub use wake::{Rejoin, WakeCause};
 

@@ -176,7 +176,7 @@ async fn greeting(front: &ClusterFront) -> Result<Greeting, Error> {
     }
     // Busy until the greeting is read: a drain between the wake and the probe would stop the
     // server under us.
-    let _busy = Busy::new(&front.cluster);
+    let _busy = front.cluster.busy_while();
     let info = front.cluster.wake(None).await.map_err(|e| {
         Error::my(
             super::error::UNKNOWN,
@@ -187,22 +187,6 @@ async fn greeting(front: &ClusterFront) -> Result<Greeting, Error> {
     let g = super::backend::probe(&info).await?;
     front.remember_greeting(g.clone());
     Ok(g)
-}
-
-/// Counts as a busy session for as long as it lives.
-struct Busy<'a>(&'a controller::Cluster);
-
-impl<'a> Busy<'a> {
-    fn new(cluster: &'a controller::Cluster) -> Self {
-        cluster.busy_start();
-        Busy(cluster)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.busy_end();
-    }
 }
 
 type AuthResult = Result<(Arc<User>, Hello, u8), (u8, Error)>;

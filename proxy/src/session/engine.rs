@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use controller::driver::DriverError;
-use controller::{CheckpointReply, Cluster, DrainCmd, Rejoin, Resume};
+use controller::{CheckpointReply, DrainCmd, Rejoin, Resume};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -263,7 +263,7 @@ impl<P: Protocol> Session<P> {
     pub(crate) async fn attach(&mut self) -> Result<(), Error> {
         // Busy while connecting: the backend must be neither frozen nor drained under a
         // login and restore that no drain command can reach yet.
-        let _busy = Attaching::new(self.front.cluster.clone());
+        let _busy = self.front.cluster.busy_while();
         let deadline = Instant::now() + self.front.wake_timeout;
         let mut backoff = Backoff::until(deadline);
         loop {
@@ -343,21 +343,5 @@ async fn fill(backend: Option<&mut Conn>) -> std::io::Result<usize> {
     match backend {
         Some(b) => b.fill().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Counts as a busy session for as long as it lives.
-struct Attaching(Arc<Cluster>);
-
-impl Attaching {
-    fn new(cluster: Arc<Cluster>) -> Self {
-        cluster.busy_start();
-        Attaching(cluster)
-    }
-}
-
-impl Drop for Attaching {
-    fn drop(&mut self) {
-        self.0.busy_end();
     }
 }
