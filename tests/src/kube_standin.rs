@@ -163,10 +163,14 @@ impl KubeStandin {
         self.shared.forbidden.store(on, Ordering::SeqCst);
     }
 
-    /// The API server goes away: its port refuses connections, open ones are cut.
-    pub fn stop_serving(&self) {
-        if let Some(task) = self.server.lock().unwrap().take() {
+    /// The API server goes away: its port refuses connections, open ones are cut. Returns
+    /// once the server's task is gone: until then a kept-alive connection of the driver's
+    /// could still be answered.
+    pub async fn stop_serving(&self) {
+        let task = self.server.lock().unwrap().take();
+        if let Some(task) = task {
             task.abort();
+            let _ = task.await;
         }
     }
 
@@ -230,7 +234,9 @@ impl KubeStandin {
 
 impl Drop for KubeStandin {
     fn drop(&mut self) {
-        self.stop_serving();
+        if let Some(task) = self.server.lock().unwrap().take() {
+            task.abort();
+        }
         // Aborting a kubelet task drops its child, whose kill_on_drop ends the server.
         for task in self.pods.lock().unwrap().drain(..) {
             task.abort();

@@ -214,7 +214,7 @@ async fn an_api_server_down_reaches_the_client_and_the_session_waits_for_it() {
     let (status, body) = env.sleep().await;
     assert_eq!(status, 200, "{body}");
 
-    standin.stop_serving();
+    standin.stop_serving().await;
     let e = c.simple_query("SELECT x FROM t").await.unwrap_err();
     let msg = message(&e);
     eprintln!("with the API server down the session was told: {msg}");
