@@ -281,6 +281,7 @@ async fn render_metrics(State(admin): State<Admin>) -> Response {
         ] {
             m.counter(name, help, of_cluster, counter(value));
         }
+        s.room.scrape(&mut m, &cluster);
         m.gauge(
             "torpor_pg_catalog_settings",
             "settings in the catalog learned from the server (0: not learned yet)",

@@ -160,6 +160,8 @@ pub struct ClusterFront {
     pub require_tls: bool,
     /// TLS towards the server (`[cluster.backend] tls`); `None`: plaintext.
     pub(crate) backend_tls: Option<Arc<crate::tls::Client>>,
+    /// The backend connections the sessions share.
+    pub room: Arc<crate::room::Room>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +224,7 @@ impl ClusterFront {
             tls: None,
             require_tls: cfg.require_tls,
             backend_tls: None,
+            room: crate::room::Room::new(cfg.max_backend_connections, cfg.park_idle_after),
         }
     }
 
@@ -246,6 +249,7 @@ impl ClusterFront {
 
     /// Where this cluster's sessions record their latencies and sizes; nowhere by default.
     pub fn with_metrics(mut self, metrics: ClusterMetrics) -> Self {
+        self.room = self.room.with_wait_histogram(metrics.room_wait.clone());
         self.metrics = metrics;
         self
     }

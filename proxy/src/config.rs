@@ -130,6 +130,18 @@ pub struct ClusterConfig {
     /// Clients that don't start TLS are refused, as the server refuses them.
     #[serde(default)]
     pub require_tls: bool,
+    /// How many backend connections this cluster's sessions may hold at once; past it the
+    /// quietest session that may be parked gives its connection up. Unset: the server's
+    /// `max_connections` less its reserved slots and one for torpor's own connection.
+    #[serde(default)]
+    pub max_backend_connections: Option<usize>,
+    /// How long a session that changed something since its last snapshot must be quiet before
+    /// it may be parked to make room.
+    #[serde(
+        deserialize_with = "park_idle_after",
+        default = "default_park_idle_after"
+    )]
+    pub park_idle_after: Duration,
 }
 
 impl ClusterConfig {
@@ -178,6 +190,14 @@ pub use state_store::parse_duration;
 fn duration<'de, D: serde::Deserializer<'de>>(key: &str, d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("{key}: {e}")))
+}
+
+fn default_park_idle_after() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn park_idle_after<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration("park_idle_after", d)
 }
 
 fn idle_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -284,6 +304,12 @@ impl Config {
                 Protocol::Mysql => protocols::mysql::local::ProbeSet::parse(&c.probes()).map(drop),
             }
             .map_err(|e| invalid(key("health_probes"), e))?;
+            if c.max_backend_connections == Some(0) {
+                return Err(invalid(
+                    key("max_backend_connections"),
+                    "must be at least 1",
+                ));
+            }
             if c.idle_timeout.is_zero() {
                 return Err(invalid(key("idle_timeout"), "must be greater than zero"));
             }

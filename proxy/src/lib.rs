@@ -14,6 +14,7 @@ pub mod names;
 mod net;
 mod pg;
 pub mod registry;
+pub mod room;
 pub mod server;
 mod session;
 mod snapshots;

@@ -30,6 +30,7 @@ pub const PROBES_ANSWERED: &str = "torpor_probes_answered_total";
 pub const LOGIN_FAILURES: &str = "torpor_login_failures_total";
 pub const LOGIN_THROTTLED: &str = "torpor_login_throttled_total";
 pub const OFFLOADED_BYTES: &str = "torpor_offloaded_bytes_total";
+pub const BACKEND_WAIT_SECONDS: &str = "torpor_backend_wait_seconds";
 
 /// From a snapshot put on a local disk (sub-millisecond) to a cold start of a large server.
 const SECONDS: &[f64] = &[
@@ -78,6 +79,11 @@ impl Metrics {
                 "reading a snapshot from the store",
             ),
             (SNAPSHOT_BYTES, Unit::Bytes, "size of each snapshot written"),
+            (
+                BACKEND_WAIT_SECONDS,
+                Unit::Seconds,
+                "time a session waited for a backend connection to come free (max_backend_connections)",
+            ),
             (
                 REPLAY_SECONDS,
                 Unit::Seconds,
@@ -132,6 +138,7 @@ impl Metrics {
             snapshot_get: h(SNAPSHOT_GET_SECONDS),
             snapshot_bytes: h(SNAPSHOT_BYTES),
             replay: h(REPLAY_SECONDS),
+            room_wait: h(BACKEND_WAIT_SECONDS),
             probes_answered: self.recorder.register_counter(
                 &Key::from_parts(
                     PROBES_ANSWERED,
@@ -183,6 +190,7 @@ pub struct ClusterMetrics {
     pub snapshot_get: Histogram,
     pub snapshot_bytes: Histogram,
     pub replay: Histogram,
+    pub room_wait: Histogram,
     pub probes_answered: Counter,
     pub offloaded: Counter,
 }
@@ -195,6 +203,7 @@ impl Default for ClusterMetrics {
             snapshot_get: Histogram::noop(),
             snapshot_bytes: Histogram::noop(),
             replay: Histogram::noop(),
+            room_wait: Histogram::noop(),
             probes_answered: Counter::noop(),
             offloaded: Counter::noop(),
         }

@@ -128,6 +128,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         until_shutdown(&background, &shutdown, async move {
             cluster.idle_loop().await;
         });
+        until_shutdown(
+            &background,
+            &shutdown,
+            crate::room::usher(front.room.clone()),
+        );
         match c.protocol {
             Protocol::Postgres => {
                 until_shutdown(&background, &shutdown, pg::keep_learning(front.clone()));

@@ -189,6 +189,7 @@ impl Protocol for My {
         at: &BackendInfo,
         snap: Option<MySnapshot>,
         deadline: tokio::time::Instant,
+        _handed: Option<crate::room::Handed>,
     ) -> Result<(), Error> {
         let p = &mut s.p;
         if let Some(snap) = &snap {

@@ -23,6 +23,13 @@ pub(crate) async fn keep_learning(front: Arc<ClusterFront>) {
     .await;
 }
 
+/// The connections sessions may hold: the server's limit less the slots it keeps for
+/// superusers (and, from PostgreSQL 16, for roles with pg_use_reserved_connections) and one
+/// for torpor's own connection, like this one.
+const SLOTS_QUERY: &str = "SELECT current_setting('max_connections')::int \
+    - current_setting('superuser_reserved_connections')::int \
+    - coalesce(current_setting('reserved_connections', true)::int, 0) - 1";
+
 async fn learn(front: &ClusterFront) -> Result<(), Error> {
     let (Some(at), Some(user)) = (front.cluster.running_backend(), &front.first_user) else {
         return Ok(());
@@ -54,6 +61,15 @@ async fn learn(front: &ClusterFront) -> Result<(), Error> {
     let catalog = Catalog::from_rows(&settings.rows, &version);
     tracing::debug!(cluster = %front.name, settings = catalog.settings.len(), "settings catalog learned");
     front.remember_pg_catalog(catalog);
+    let slots = simple_query(&mut b, SLOTS_QUERY, &mut ignored).await?;
+    let slots = slots
+        .first()
+        .and_then(|r| r.rows.first())
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(slots) = slots {
+        front.room.learned(slots);
+    }
     let mut out = BytesMut::new();
     protocols::pg::message::terminate(&mut out);
     let _ = b.conn.send(&out).await;

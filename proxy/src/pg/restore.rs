@@ -99,6 +99,28 @@ fn failed(what: String) -> Error {
     )
 }
 
+/// Puts a connection back to how its login left it, for another session of the same user,
+/// database and startup parameters: DISCARD ALL drops everything a session can hold (settings,
+/// prepared statements, temporary tables, advisory locks, LISTEN, role).
+pub(super) async fn reset(backend: &mut Backend) -> Result<(), Error> {
+    let mut out = BytesMut::new();
+    protocols::pg::message::query(&mut out, "DISCARD ALL");
+    backend.conn.send(&out).await?;
+    let mut failed = None;
+    loop {
+        let (t, msg) = backend.conn.recv().await?;
+        match t {
+            tag::ERROR_RESPONSE => failed = Some(parse::error_fields(body(&msg))?.message),
+            tag::READY_FOR_QUERY => break,
+            _ => {}
+        }
+    }
+    match failed {
+        Some(why) => Err(Error::Protocol(format!("DISCARD ALL failed: {why}"))),
+        None => Ok(()),
+    }
+}
+
 /// Opens the transaction block the client believes it is in (carried over a stop, or begun
 /// while the session was parked), before its next statement runs.
 pub(super) async fn begin(backend: &mut Backend, sql: &str) -> Result<(), Error> {

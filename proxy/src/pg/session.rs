@@ -22,6 +22,7 @@ use super::restore;
 use super::unserved;
 use crate::cluster_front::{ClusterFront, User};
 use crate::registry::{BackendKey, Holds};
+use crate::room::{Handed, PoolKey};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step, offload};
 
 pub(super) struct Pg {
@@ -55,6 +56,9 @@ pub(super) struct Pg {
     virtual_key: (i32, i32),
     tracker: Tracker,
     backend: Option<Backend>,
+    /// The backend connection holds state beyond what its login set: a reset must come before
+    /// another session takes it over.
+    holds_state: bool,
 }
 
 /// A session for a client that has just authenticated.
@@ -93,6 +97,7 @@ pub(super) fn session(
             virtual_key,
             tracker: Tracker::default(),
             backend: None,
+            holds_state: false,
         },
     )
 }
@@ -113,8 +118,9 @@ impl Protocol for Pg {
     async fn greet(s: &mut Session<Self>) -> Result<(), Error> {
         let cached = s.front.cached_status(&s.p.startup);
         match cached {
-            Some(status) if s.front.cluster.running_backend().is_none() => {
-                // The cluster sleeps and we know what it would say: answer without waking it.
+            Some(status) if s.front.cluster.running_backend().is_none() || s.front.room.full() => {
+                // The cluster sleeps, or has no connection free, and we know what it would
+                // say: answer without waking it or waiting.
                 s.p.told = status;
             }
             _ => {
@@ -249,6 +255,7 @@ impl Protocol for Pg {
     }
 
     fn saved(&mut self) {
+        self.holds_state |= self.tracker.changed();
         self.tracker.mark_saved();
     }
 
@@ -262,6 +269,50 @@ impl Protocol for Pg {
 
     fn listens(&self) -> bool {
         self.listens
+    }
+
+    fn room_rest(&self) -> Option<bool> {
+        let at_rest = self.backend.is_some()
+            && self.tracker.is_idle()
+            && self.tracker.txn_status() == b'I'
+            && self.tracker.blocker().is_none()
+            && self.reopen.is_none();
+        // A LISTEN shows in the snapshot, which pins the session (see `pins`).
+        at_rest.then(|| !self.tracker.changed())
+    }
+
+    fn pool_key(&self) -> PoolKey {
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&self.startup, &mut h);
+        std::hash::Hasher::finish(&h)
+    }
+
+    fn pins(snap: &PgSnapshot) -> Option<&'static str> {
+        if !snap.advisory_locks.is_empty() {
+            Some("advisory locks")
+        } else if !snap.listen.is_empty() {
+            Some("LISTEN")
+        } else {
+            None
+        }
+    }
+
+    async fn hand_off(&mut self) -> Option<Handed> {
+        let mut b = self.backend.take()?;
+        if (std::mem::take(&mut self.holds_state) || self.tracker.changed())
+            && let Err(e) = restore::reset(&mut b).await
+        {
+            tracing::debug!(error = %e, "a backend connection could not be reset; closing it");
+            goodbye(&mut b).await;
+            return None;
+        }
+        Some(Box::new(b))
+    }
+
+    async fn close(conn: Handed) {
+        if let Ok(mut b) = conn.downcast::<Backend>() {
+            goodbye(&mut b).await;
+        }
     }
 
     async fn capture(s: &mut Session<Self>) -> Result<Capture<PgSnapshot>, Error> {
@@ -296,24 +347,32 @@ impl Protocol for Pg {
         at: &BackendInfo,
         snap: Option<PgSnapshot>,
         deadline: Instant,
+        handed: Option<Handed>,
     ) -> Result<(), Error> {
         if let Some(snap) = &snap {
             let owner = snap.startup_params.iter().find(|(k, _)| k == "user");
             state_store::check_owner(owner.map(|(_, v)| v.as_str()), &s.p.user.name)
                 .map_err(Self::snapshot_lost)?;
         }
-        let mut b = backend::connect(
-            at,
-            s.front.backend_tls.as_deref(),
-            &s.p.startup,
-            backend::Login {
-                user: &s.p.user,
-                keys: s.p.keys.as_deref(),
-            },
-            deadline,
-        )
-        .await?;
+        let handed = handed.and_then(|h| h.downcast::<Backend>().ok());
+        let mut b = match handed {
+            Some(b) => *b,
+            None => {
+                backend::connect(
+                    at,
+                    s.front.backend_tls.as_deref(),
+                    &s.p.startup,
+                    backend::Login {
+                        user: &s.p.user,
+                        keys: s.p.keys.as_deref(),
+                    },
+                    deadline,
+                )
+                .await?
+            }
+        };
         let p = &mut s.p;
+        p.holds_state = snap.is_some() || !p.overlay.is_empty() || p.reopen.is_some();
         let snap = match snap {
             Some(snap) => Some(snap),
             None if !p.overlay.is_empty() => Some(PgSnapshot {
@@ -371,9 +430,7 @@ impl Protocol for Pg {
 
     async fn goodbye(&mut self) {
         if let Some(b) = self.backend.as_mut() {
-            let mut out = BytesMut::new();
-            message::terminate(&mut out);
-            let _ = b.conn.send(&out).await;
+            goodbye(b).await;
         }
     }
 
@@ -547,6 +604,13 @@ impl Pg {
             (false, None) => b'I',
         }
     }
+}
+
+/// Tells the server the connection is closing, so it doesn't log a lost client.
+async fn goodbye(b: &mut Backend) {
+    let mut out = BytesMut::new();
+    message::terminate(&mut out);
+    let _ = b.conn.send(&out).await;
 }
 
 fn set_status(told: &mut Vec<(String, String)>, k: String, v: String) {

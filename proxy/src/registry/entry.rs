@@ -40,6 +40,8 @@ struct Live {
     since: Instant,
     last_activity: Instant,
     holds: Holds,
+    /// Parked to make room for another session, not because the database sleeps.
+    parked_for_room: bool,
 }
 
 impl Live {
@@ -54,6 +56,7 @@ impl Live {
             since: now,
             last_activity: now,
             holds: Holds::default(),
+            parked_for_room: false,
         }
     }
 }
@@ -80,6 +83,10 @@ pub struct SessionInfo {
     pub last_activity: SystemTime,
     pub holds: Holds,
     pub blocker: Option<String>,
+    /// Why a parked session is parked: `room` (its backend connection went to another
+    /// session; it comes back at its next request) or `sleep` (the database stopped, or it
+    /// never needed the backend).
+    pub parked_for: Option<&'static str>,
 }
 
 fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -174,6 +181,10 @@ impl SessionEntry {
         live.backend = key;
     }
 
+    pub fn set_parked_for_room(&self, room: bool) {
+        self.live().parked_for_room = room;
+    }
+
     pub fn backend(&self) -> Option<BackendKey> {
         self.live().backend
     }
@@ -240,6 +251,11 @@ impl SessionEntry {
             last_activity: wall(live.last_activity),
             holds: live.holds,
             blocker: blocker_of(self.id, &live),
+            parked_for: match (live.backend, live.parked_for_room) {
+                (Some(_), _) => None,
+                (None, true) => Some("room"),
+                (None, false) => Some("sleep"),
+            },
         })
     }
 }

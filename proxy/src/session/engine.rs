@@ -14,27 +14,45 @@ use super::protocol::{Capture, Protocol, Step};
 use super::{Backoff, Ending, Error, Membership};
 use crate::cluster_front::ClusterFront;
 use crate::net::Conn;
+use crate::room::{Grant, Quiet, Seat};
 
 /// How long a drain's checkpoint waits for probes in flight to be answered.
 const PROBE_WAIT: Duration = Duration::from_secs(5);
 
 /// One client connection for its whole life.
-pub(crate) struct Session<P> {
+pub(crate) struct Session<P: Protocol> {
     pub front: Arc<ClusterFront>,
     pub member: Membership,
     /// The protocol's own state: connections, trackers, what the client was told.
     pub p: P,
     /// The session was ended from outside (shutdown, KILL): nothing to log.
     ended: bool,
+    /// The backend connection slot held while attached.
+    pub(super) seat: Option<Seat>,
+    /// Whether, and since when, the usher may ask this session to park for room.
+    pub(super) quiet: Arc<Quiet>,
+    /// The latest snapshot when only memory holds it (taken to park for room): a drain puts
+    /// it in the store.
+    pub(super) kept: Option<P::Snapshot>,
+    /// What the latest snapshot holds that keeps the session on its connection.
+    pub(super) pinned: Option<&'static str>,
+    /// A capture for room found state that can't move: not asked again until the client acts.
+    pub(super) room_held: bool,
+    /// Parked for room, counted in the room's stats.
+    pub(super) parked_for_room: bool,
 }
 
 enum Event {
-    Ended { killed: bool },
+    Ended {
+        killed: bool,
+    },
     Client(std::io::Result<usize>),
     Backend(std::io::Result<usize>),
     Drain(Option<DrainCmd>),
     Early,
     Rejoin(Rejoin),
+    /// The usher asks this session to park for room.
+    Ask,
 }
 
 impl<P: Protocol> Session<P> {
@@ -44,6 +62,12 @@ impl<P: Protocol> Session<P> {
             member,
             p,
             ended: false,
+            seat: None,
+            quiet: Arc::default(),
+            kept: None,
+            pinned: None,
+            room_held: false,
+            parked_for_room: false,
         }
     }
 
@@ -80,6 +104,12 @@ impl<P: Protocol> Session<P> {
         if let Some(step) = handled {
             return Ok(step);
         }
+        if self.front.room.wanted() && self.may_park_for_room(true) {
+            // Sessions wait for a connection and this one can go at once: transaction pooling
+            // for the sessions that hold no state.
+            self.park_for_room().await?;
+            return Ok(Step::Continue);
+        }
         let read_client = self.p.reads_client();
         let attached = self.p.attached();
         let early = self
@@ -94,6 +124,7 @@ impl<P: Protocol> Session<P> {
             c = self.member.cmd_rx.recv() => Event::Drain(c),
             _ = self.member.early.elapsed(&self.front.cluster), if early => Event::Early,
             Some(rj) = self.member.rejoin_rx.recv(), if !attached => Event::Rejoin(rj),
+            _ = self.quiet.ask.notified(), if attached => Event::Ask,
         };
         match event {
             Event::Ended { killed } => {
@@ -126,7 +157,17 @@ impl<P: Protocol> Session<P> {
                 P::on_backend(self).await?;
                 Ok(Step::Continue)
             }
-            Event::Drain(Some(cmd)) if attached => {
+            Event::Ask => {
+                self.quiet.answered();
+                if self.may_park_for_room(false) {
+                    self.park_for_room().await?;
+                } else {
+                    self.front.room.call.notify_one();
+                }
+                Ok(Step::Continue)
+            }
+            // A session parked for room with its snapshot in memory takes part in drains too.
+            Event::Drain(Some(cmd)) if attached || self.member.prepared || self.kept.is_some() => {
                 self.on_drain(cmd).await?;
                 Ok(Step::Continue)
             }
@@ -144,9 +185,10 @@ impl<P: Protocol> Session<P> {
                 // The backend started for someone else: be attached (and listening) before
                 // they run anything.
                 let deadline = Instant::now() + self.front.wake_timeout;
-                let (at, snap) = self.member.rejoin::<P::Snapshot>(rj, deadline).await;
+                let load = self.kept.is_none();
+                let (at, snap) = self.member.rejoin::<P::Snapshot>(rj, load, deadline).await;
                 let result = match snap.transpose() {
-                    Ok(snap) => P::connect_and_restore(self, &at, snap, deadline).await,
+                    Ok(snap) => self.connect(&at, snap, deadline).await,
                     Err(e) => Err(P::snapshot_lost(e)),
                 };
                 self.member.attached();
@@ -179,9 +221,16 @@ impl<P: Protocol> Session<P> {
             DrainCmd::Commit => {
                 if self.member.prepared {
                     self.park();
+                    self.not_parked_for_room(false);
                 }
             }
-            DrainCmd::Abort => self.member.prepared = false,
+            DrainCmd::Abort => {
+                self.member.prepared = false;
+                if !self.p.attached() {
+                    // Parked for room and its snapshot is in the store now: nothing to drain.
+                    self.member.leave();
+                }
+            }
         }
         Ok(())
     }
@@ -219,6 +268,13 @@ impl<P: Protocol> Session<P> {
         if !self.p.attached() || !self.p.changed() {
             // Parked, or only plain reads since the last snapshot (or since connecting, when
             // there is none): what the store holds, or a fresh connection, is this session.
+            // Unless that snapshot is only in memory.
+            if let Some(snap) = self.kept.take()
+                && let Err(e) = self.put(std::sync::Arc::new(snap.clone())).await
+            {
+                self.kept = Some(snap);
+                return Err(e);
+            }
             return Ok(CheckpointReply::Ready);
         }
         let started = Instant::now();
@@ -230,8 +286,16 @@ impl<P: Protocol> Session<P> {
             }
             Capture::Snapshot(s) => std::sync::Arc::<P::Snapshot>::from(s),
         };
+        self.front.metrics.checkpoint.record(started.elapsed());
+        self.pinned = P::pins(&snap);
+        self.put(snap).await?;
+        self.kept = None;
+        self.p.saved();
+        Ok(CheckpointReply::Ready)
+    }
+
+    async fn put(&mut self, snap: std::sync::Arc<P::Snapshot>) -> Result<(), Error> {
         let metrics = &self.front.metrics;
-        metrics.checkpoint.record(started.elapsed());
         let started = Instant::now();
         let bytes = self
             .front
@@ -243,13 +307,16 @@ impl<P: Protocol> Session<P> {
         metrics.snapshot_bytes.record(bytes as f64);
         self.member.reg.entry.set_holds(P::holds(&snap));
         self.member.saved = true;
-        self.p.saved();
-        Ok(CheckpointReply::Ready)
+        Ok(())
     }
 
     /// Drops the backend connection; the snapshot in the store now holds the session.
     pub(crate) fn park(&mut self) {
         self.p.detach();
+        // After the connection is gone: a waiter may open another at once.
+        self.seat = None;
+        self.front.room.leave(self.member.id());
+        self.quiet.busy();
         self.member.leave();
         if self.p.listens() {
             self.member.watch();
@@ -267,7 +334,11 @@ impl<P: Protocol> Session<P> {
         let deadline = Instant::now() + self.front.wake_timeout;
         let mut backoff = Backoff::until(deadline);
         loop {
-            let (at, snap) = self.member.wake_and_load::<P::Snapshot>(deadline).await;
+            let load = self.kept.is_none();
+            let (at, snap) = self
+                .member
+                .wake_and_load::<P::Snapshot>(load, deadline)
+                .await;
             // A start that would only fail the same way again reaches the client at once.
             let again = at.as_ref().err().is_none_or(DriverError::is_retryable);
             let result = match (at, snap.transpose()) {
@@ -276,7 +347,7 @@ impl<P: Protocol> Session<P> {
                     "its snapshot could not be read: {e}"
                 ))),
                 (Err(e), _) => Err(P::wake_failed(format!("the database did not start: {e}"))),
-                (Ok(at), Ok(snap)) => P::connect_and_restore(self, &at, snap, deadline).await,
+                (Ok(at), Ok(snap)) => self.connect(&at, snap, deadline).await,
             };
             self.member.attached();
             let Err(e) = result else {
@@ -291,10 +362,39 @@ impl<P: Protocol> Session<P> {
         }
     }
 
+    /// Takes a backend connection slot, waiting for room if the backend has none free, and
+    /// connects (or takes over the connection a session of the same key gave up) and restores
+    /// the session's state: the snapshot read from the store, or the one in memory.
+    async fn connect(
+        &mut self,
+        at: &controller::BackendInfo,
+        snap: Option<P::Snapshot>,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let snap = match (&self.kept, snap) {
+            (Some(kept), _) => Some(kept.clone()),
+            (None, snap) => snap,
+        };
+        let room = self.front.room.clone();
+        let (seat, handed) = match room.acquire(self.p.pool_key(), deadline).await {
+            Ok(Grant::Fresh(seat)) => (seat, None),
+            Ok(Grant::Handed(seat, conn)) => (seat, Some(conn)),
+            Err(e) => return Err(P::wake_failed(e.to_string())),
+        };
+        let pinned = snap.as_ref().and_then(P::pins);
+        P::connect_and_restore(self, at, snap, deadline, handed).await?;
+        self.seat = Some(seat);
+        self.pinned = pinned;
+        self.not_parked_for_room(true);
+        room.enter(self.member.id(), self.quiet.clone());
+        Ok(())
+    }
+
     /// Client bytes are about to go to the backend. During the first phase of a drain they
     /// call it off; once this session's snapshot is durable it is too late, and then the
     /// session parks and wakes again with the bytes still buffered.
     pub(crate) async fn activity(&mut self) -> Result<(), Error> {
+        self.room_held = false;
         if self.member.activity() == Resume::Parked {
             self.park();
             self.attach().await?;
@@ -328,11 +428,21 @@ impl<P: Protocol> Session<P> {
             None
         };
         self.member.publish(blocker, self.p.probing());
+        match self.room_rest() {
+            Some(at_once) => self.quiet.rest(at_once),
+            None => {
+                if self.quiet.busy() {
+                    // Asked and can't go: the usher asks someone else.
+                    self.front.room.call.notify_one();
+                }
+            }
+        }
     }
 
     async fn cleanup(&mut self) {
         self.p.goodbye().await;
         self.park();
+        self.not_parked_for_room(false);
         self.member.unwatch();
         self.member.forget_snapshot().await;
     }

@@ -137,8 +137,10 @@ impl Membership {
     /// A watching session that is sent a rejoin meanwhile attaches through it instead, and the
     /// wake that sent it waits until [`Membership::attached`]. Both the start and the read are
     /// tried again until `deadline`.
+    /// `from_store`: false when the session's latest snapshot is in memory.
     pub(crate) async fn wake_and_load<T: DeserializeOwned + Send + 'static>(
         &mut self,
+        from_store: bool,
         deadline: Instant,
     ) -> (
         Result<BackendInfo, DriverError>,
@@ -171,7 +173,7 @@ impl Membership {
             }
         };
         let load = async {
-            if *saved {
+            if *saved && from_store {
                 Some(load(front, key, deadline).await)
             } else {
                 None
@@ -192,11 +194,12 @@ impl Membership {
     pub(crate) async fn rejoin<T: DeserializeOwned + Send + 'static>(
         &mut self,
         rj: Rejoin,
+        from_store: bool,
         deadline: Instant,
     ) -> (BackendInfo, Option<Result<T, StoreError>>) {
         self.rejoined = Some(rj.done);
         self.front.cluster.register(self.id(), self.cmd_tx.clone());
-        let snap = if self.saved {
+        let snap = if self.saved && from_store {
             Some(load(&self.front, &self.key, deadline).await)
         } else {
             None
@@ -208,6 +211,12 @@ impl Membership {
     /// (a session that LISTENs would miss notifications sent after the wake otherwise).
     pub(crate) fn watch(&self) {
         self.front.cluster.watch(self.id(), self.rejoin_tx.clone());
+    }
+
+    /// Parked with its snapshot only in memory: a drain must still ask this session, so the
+    /// snapshot reaches the store before the server stops.
+    pub(crate) fn stay_for_drains(&self) {
+        self.front.cluster.register(self.id(), self.cmd_tx.clone());
     }
 
     pub(crate) fn unwatch(&self) {

@@ -6,6 +6,7 @@ mod early;
 mod ending;
 mod engine;
 pub(crate) mod error;
+mod giving_way;
 mod membership;
 pub(crate) mod offload;
 mod protocol;

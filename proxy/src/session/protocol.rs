@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::{Error, Session};
 use crate::net::Conn;
 use crate::registry::Holds;
+use crate::room::{Handed, PoolKey};
 
 /// What the loop does next.
 pub(crate) enum Step {
@@ -27,7 +28,7 @@ pub(crate) enum Capture<S> {
 }
 
 pub(crate) trait Protocol: Sized + Send + 'static {
-    type Snapshot: Serialize + DeserializeOwned + Send + Sync + 'static;
+    type Snapshot: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
 
     /// The client's connection, and the backend's while attached.
     fn conns(&mut self) -> (&mut Conn, Option<&mut Conn>);
@@ -60,6 +61,30 @@ pub(crate) trait Protocol: Sized + Send + 'static {
         false
     }
 
+    /// Whether the session may be parked to make room for another now: `Some(true)` at once
+    /// (nothing changed since its last snapshot, or it never changed anything), `Some(false)`
+    /// once it has been quiet for `park_idle_after` (a capture must say), `None` not at all (a
+    /// request in flight, a transaction, a LISTEN).
+    fn room_rest(&self) -> Option<bool> {
+        None
+    }
+    /// Sessions with the same key may take over each other's backend connection after a reset.
+    fn pool_key(&self) -> PoolKey {
+        0
+    }
+    /// What a snapshot holds that ties the session to its backend connection (a lock another
+    /// session could take meanwhile, channels it would miss notifications on).
+    fn pins(_snap: &Self::Snapshot) -> Option<&'static str> {
+        None
+    }
+    /// Takes the backend connection off the parking session, reset to how a fresh login of the
+    /// same key leaves it, for another session. None when it can't be (it is closed instead).
+    async fn hand_off(&mut self) -> Option<Handed> {
+        None
+    }
+    /// Closes a connection [`Protocol::hand_off`] made that nobody took.
+    async fn close(_conn: Handed) {}
+
     /// Asks the backend what the session holds, on its own connection, at a safe point.
     async fn capture(s: &mut Session<Self>) -> Result<Capture<Self::Snapshot>, Error>;
     /// What a snapshot holds, counted for operators.
@@ -69,12 +94,14 @@ pub(crate) trait Protocol: Sized + Send + 'static {
 
     /// Connects to the backend and gives it the session's state: the snapshot's (if any),
     /// and what the client changed while torpor answered for it. A backend that is full
-    /// (too many connections) is tried again until `deadline`.
+    /// (too many connections) is tried again until `deadline`. `handed`: a connection another
+    /// session of the same key gave up, reset, to use instead of a new one.
     async fn connect_and_restore(
         s: &mut Session<Self>,
         at: &BackendInfo,
         snap: Option<Self::Snapshot>,
         deadline: Instant,
+        handed: Option<Handed>,
     ) -> Result<(), Error>;
     /// Drops the backend connection: the session is parked.
     fn detach(&mut self);

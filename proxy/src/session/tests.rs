@@ -252,6 +252,7 @@ impl Protocol for Lines {
         at: &BackendInfo,
         snap: Option<Values>,
         _: tokio::time::Instant,
+        _: Option<crate::room::Handed>,
     ) -> Result<(), Error> {
         let mut b = Conn::new(crate::net::connect(at, false).await?, 1 << 20);
         if let Some(values) = snap {
