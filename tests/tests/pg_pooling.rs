@@ -218,3 +218,55 @@ async fn sessions_that_hold_what_cannot_move_are_never_parked() {
     assert!(env.metric("torpor_room_timeouts_total").await >= 3.0);
     env.shutdown_after(holder).await;
 }
+
+/// A connection changes hands without a reconnect; the client's BackendKeyData still cancels
+/// its query on whatever connection it is on; `pg_backend_pid()` is that connection's pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_change_hands_and_cancels_follow_the_session() {
+    let env = TestEnv::start(room_for(1)).await;
+    // 'static so the query can run in its own task while the test cancels it.
+    let a: &'static Pg = Box::leak(Box::new(env.connect().await));
+    a.exec("SET application_name = 'a'").await;
+    let a_pid = a.text("SELECT pg_backend_pid()").await;
+    let b = env.connect().await;
+    let b_pid = b.text("SELECT pg_backend_pid()").await;
+    assert_eq!(
+        b_pid, a_pid,
+        "the connection was handed over, not closed and opened again"
+    );
+    assert!(env.metric("torpor_room_handovers_total").await >= 1.0);
+    // b changed nothing: it goes at once when a needs the connection back.
+    let token = a.cancel_token();
+    let running = tokio::spawn(async move { a.simple_query("SELECT pg_sleep(60)").await });
+    // Until a is attached and its query sent, a cancel has nothing to reach.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = env
+            .admin("GET", &format!("/api/clusters/{}/sessions", env.cluster))
+            .await;
+        let sessions = r.json();
+        let running = sessions.as_array().is_some_and(|all| {
+            all.iter().any(|s| {
+                s["application_name"] == "a" && s["state"] == "attached" && !s["blocker"].is_null()
+            })
+        });
+        if running {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the query never ran: {sessions}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the cancelled query did not end")
+        .unwrap();
+    let err = result.expect_err("pg_sleep(60) finished instead of being cancelled");
+    assert_eq!(sqlstate(&err), Some("57014"), "{}", describe(&err));
+    assert_eq!(a.text("SHOW application_name").await, "a");
+    env.shutdown_after(b).await;
+}

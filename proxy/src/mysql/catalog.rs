@@ -98,6 +98,16 @@ async fn learn(front: &ClusterFront) -> Result<(), Error> {
         order = catalog.tracked_order.is_some(),
         "variables catalog learned"
     );
+    // The server's limit less one for torpor's own connection, like this one. (A user with
+    // SUPER or CONNECTION ADMIN may still get one more.)
+    let slots = catalog
+        .variables
+        .get("max_connections")
+        .and_then(|v| v.global.as_deref())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(slots) = slots {
+        front.room.learned(slots.saturating_sub(1));
+    }
     front.remember_my_catalog(catalog);
     let mut out = Vec::new();
     write_packet(&mut out, 0, &command::quit());

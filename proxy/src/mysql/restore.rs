@@ -116,3 +116,45 @@ pub(super) async fn restore(
     }
     Ok(responses.status())
 }
+
+/// Puts a connection back to how a login of the same user, schema and character set leaves it,
+/// for another session: COM_RESET_CONNECTION drops what a session can hold (variables, user
+/// variables, temporary tables, prepared statements, named locks) and COM_INIT_DB returns to
+/// the login's schema. The character set goes back to the server's default, which is why only
+/// sessions that logged in with that one take connections over. Returns the server status.
+pub(super) async fn reset(backend: &mut Backend, schema: Option<&str>) -> Result<u16, Error> {
+    let mut responses = ResponseTracker::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
+    let mut out = Vec::new();
+    write_packet(&mut out, 0, &command::reset_connection());
+    responses.expect(Reply::Single);
+    let mut expected = 1;
+    if let Some(schema) = schema {
+        write_packet(&mut out, 0, &command::init_db(schema));
+        responses.expect(Reply::Single);
+        expected += 1;
+    }
+    backend.conn.send(&out).await?;
+    let mut done = 0;
+    let mut failure = None;
+    while done < expected {
+        let packet = backend.conn.recv().await?;
+        let body = payload(&packet);
+        let seen = responses
+            .backend_packet(body)
+            .map_err(|e| Error::Protocol(format!("from the database: {e}")))?;
+        if seen.kind == Kind::Err && failure.is_none() {
+            failure = Some(
+                ErrPacket::parse(body)
+                    .map(|e| e.message)
+                    .unwrap_or_else(|e| e.to_string()),
+            );
+        }
+        if seen.done {
+            done += 1;
+        }
+    }
+    match failure {
+        Some(why) => Err(Error::Protocol(format!("reset failed: {why}"))),
+        None => Ok(responses.status()),
+    }
+}

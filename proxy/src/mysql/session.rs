@@ -22,6 +22,7 @@ use super::restore;
 use super::startup::Hello;
 use crate::cluster_front::{ClusterFront, User};
 use crate::registry::{BackendKey, Holds, Registration};
+use crate::room::{self, Handed, PoolKey};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step};
 use protocols::mysql::tracker::Tracker;
 
@@ -90,7 +91,8 @@ impl Protocol for My {
     async fn greet(s: &mut Session<Self>) -> Result<(), Error> {
         let key = s.p.connect_key();
         let known = s.front.cached_status(&key).is_some();
-        if !(known && s.front.cluster.running_backend().is_none()) {
+        let sleeps_or_full = s.front.cluster.running_backend().is_none() || s.front.room.full();
+        if !(known && sleeps_or_full) {
             // The first login with this user and schema goes to the backend, which may refuse
             // the schema; later ones are answered from memory while the database sleeps.
             s.attach().await?;
@@ -157,6 +159,60 @@ impl Protocol for My {
         self.backend.is_some() && !self.tracker.responses.busy()
     }
 
+    fn room_rest(&self) -> Option<bool> {
+        let at_rest = self.backend.is_some()
+            && !self.tracker.responses.busy()
+            && !self.large.active()
+            && self.tracker.blocker().is_none()
+            && self.tracker.responses.status() & status::IN_TRANS == 0;
+        at_rest.then(|| !self.tracker.changed())
+    }
+
+    fn pool_key(&self) -> PoolKey {
+        let mut h = std::hash::DefaultHasher::new();
+        let hello = &self.hello;
+        std::hash::Hash::hash(
+            &(
+                &self.user.name,
+                &hello.database,
+                hello.capabilities,
+                hello.charset,
+            ),
+            &mut h,
+        );
+        std::hash::Hasher::finish(&h)
+    }
+
+    fn pins(snap: &MySnapshot) -> Option<&'static str> {
+        (!snap.named_locks.is_empty()).then_some("GET_LOCK")
+    }
+
+    async fn hand_off(&mut self) -> Option<Handed> {
+        let mut b = self.backend.take()?;
+        // A reset leaves the server's default character set, not the one this client chose.
+        if b.greeting.charset != self.hello.charset {
+            close(&mut b).await;
+            return None;
+        }
+        match restore::reset(&mut b, self.hello.database.as_deref()).await {
+            Ok(status) => {
+                b.status = status;
+                Some(Box::new(b))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "a backend connection could not be reset; closing it");
+                close(&mut b).await;
+                None
+            }
+        }
+    }
+
+    async fn close(conn: Handed) {
+        if let Ok(mut b) = conn.downcast::<Backend>() {
+            close(&mut b).await;
+        }
+    }
+
     async fn capture(s: &mut Session<Self>) -> Result<Capture<MySnapshot>, Error> {
         let p = &mut s.p;
         let Some(b) = p.backend.as_mut() else {
@@ -189,7 +245,7 @@ impl Protocol for My {
         at: &BackendInfo,
         snap: Option<MySnapshot>,
         deadline: tokio::time::Instant,
-        _handed: Option<crate::room::Handed>,
+        handed: Option<Handed>,
     ) -> Result<(), Error> {
         let p = &mut s.p;
         if let Some(snap) = &snap {
@@ -212,16 +268,21 @@ impl Protocol for My {
         } else {
             p.tracker.schema.clone()
         };
-        let mut b = backend::connect(
-            at,
-            s.front.backend_tls.as_deref(),
-            &p.hello,
-            &p.user.name,
-            p.user.password.as_deref(),
-            database.as_deref(),
-            deadline,
-        )
-        .await?;
+        let mut b = match room::unwrap::<Backend>(handed) {
+            Some(b) => b,
+            None => {
+                backend::connect(
+                    at,
+                    s.front.backend_tls.as_deref(),
+                    &p.hello,
+                    &p.user.name,
+                    p.user.password.as_deref(),
+                    database.as_deref(),
+                    deadline,
+                )
+                .await?
+            }
+        };
         s.front.remember_greeting(b.greeting.clone());
         // What the client set while torpor answered for it goes on top of what the store held;
         // the store is behind the session until the next snapshot.
@@ -265,9 +326,7 @@ impl Protocol for My {
     async fn goodbye(&mut self) {
         // Midway through a command the backend would read a goodbye as part of it.
         if let Some(b) = self.backend.as_mut().filter(|_| !self.large.active()) {
-            let mut out = Vec::new();
-            write_packet(&mut out, 0, &command::quit());
-            let _ = b.conn.send(&out).await;
+            close(b).await;
         }
     }
 
@@ -315,6 +374,13 @@ impl Protocol for My {
             super::error::report(&mut self.client, self.reply_seq, code, state, &msg).await;
         }
     }
+}
+
+/// Tells the server the connection is closing, so it doesn't count an aborted connection.
+async fn close(b: &mut Backend) {
+    let mut out = Vec::new();
+    write_packet(&mut out, 0, &command::quit());
+    let _ = b.conn.send(&out).await;
 }
 
 impl My {

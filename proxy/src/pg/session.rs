@@ -22,7 +22,7 @@ use super::restore;
 use super::unserved;
 use crate::cluster_front::{ClusterFront, User};
 use crate::registry::{BackendKey, Holds};
-use crate::room::{Handed, PoolKey};
+use crate::room::{self, Handed, PoolKey};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step, offload};
 
 pub(super) struct Pg {
@@ -354,9 +354,8 @@ impl Protocol for Pg {
             state_store::check_owner(owner.map(|(_, v)| v.as_str()), &s.p.user.name)
                 .map_err(Self::snapshot_lost)?;
         }
-        let handed = handed.and_then(|h| h.downcast::<Backend>().ok());
-        let mut b = match handed {
-            Some(b) => *b,
+        let mut b = match room::unwrap::<Backend>(handed) {
+            Some(b) => b,
             None => {
                 backend::connect(
                     at,

@@ -28,6 +28,11 @@ pub(crate) use usher::usher;
 /// its own connection type.
 pub(crate) type Handed = Box<dyn Any + Send>;
 
+/// The protocol's own connection in `handed`, if any.
+pub(crate) fn unwrap<B: Any>(handed: Option<Handed>) -> Option<B> {
+    handed.and_then(|h| h.downcast::<B>().ok()).map(|b| *b)
+}
+
 /// Which sessions can take over each other's backend connection after a reset: the same user,
 /// database and startup parameters.
 pub(crate) type PoolKey = u64;

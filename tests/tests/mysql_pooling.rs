@@ -1,0 +1,142 @@
+//! More MySQL client sessions than backend connections (`max_backend_connections`): sessions
+//! are parked to make room for each other and keep their state across every move, against a
+//! real mariadbd and the mysql_async client.
+
+use std::time::Duration;
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use torpor_tests::harness::{Opts, TestEnv};
+use torpor_tests::mysql::{code, connect_quiet, exec, text};
+
+fn room_for(n: usize, wake_timeout: &str) -> Opts {
+    Opts::mysql()
+        .cluster_setting(&format!("max_backend_connections = {n}"))
+        .cluster_setting("park_idle_after = \"100ms\"")
+        .proxy(&format!("wake_timeout = \"{wake_timeout}\""))
+}
+
+struct Client {
+    i: i64,
+    c: Conn,
+    temp: bool,
+}
+
+async fn set_up(env: &TestEnv, i: i64, temp: bool) -> Client {
+    let mut c = env.my().await;
+    exec(&mut c, &format!("SET @v = {i}")).await;
+    exec(&mut c, &format!("PREPARE q FROM 'SELECT ? + {i}'")).await;
+    if temp {
+        exec(
+            &mut c,
+            &format!("CREATE TEMPORARY TABLE t{i} AS SELECT seq FROM seq_1_to_100"),
+        )
+        .await;
+    }
+    Client { i, c, temp }
+}
+
+impl Client {
+    async fn check(&mut self, round: usize) {
+        let i = self.i;
+        let what = format!("client {i}, round {round}");
+        let c = &mut self.c;
+        let v: Option<i64> = c
+            .query_first("SELECT @v")
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(v, Some(i), "{what}: user variable");
+        c.query_drop("SET @one = 1")
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let sum: Option<i64> = c
+            .query_first("EXECUTE q USING @one")
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(sum, Some(i + 1), "{what}: SQL PREPARE");
+        // A binary-protocol statement, kept in mysql_async's statement cache.
+        let bin: Option<i64> = c
+            .exec_first("SELECT ? * 2", (i,))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(bin, Some(i * 2), "{what}: binary statement");
+        if self.temp {
+            let n: Option<i64> = c
+                .query_first(format!("SELECT COUNT(*) FROM t{i}"))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(n, Some(100), "{what}: temporary table");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_sessions_than_connections_keep_their_state_across_many_moves() {
+    let env = TestEnv::start(room_for(2, "20s")).await;
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        clients.push(set_up(&env, i, i % 2 == 0).await);
+    }
+    for round in 0..4 {
+        for c in clients.iter_mut() {
+            c.check(round).await;
+        }
+    }
+    assert_eq!(env.metric("torpor_backend_connections_max").await, 2.0);
+    let parks = env.metric("torpor_room_parks_total").await;
+    assert!(parks >= 6.0, "sessions were parked for room {parks} times");
+    let backends = text(
+        &mut clients[0].c,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND <> 'Daemon' AND USER = 'app'",
+    )
+    .await;
+    assert!(
+        backends.parse::<u32>().is_ok_and(|n| n <= 2),
+        "{backends} connections of the app user on the server"
+    );
+    // Snapshots kept in memory reach the store when the database stops.
+    env.sleep_ok().await;
+    for c in clients.iter_mut() {
+        c.check(9).await;
+    }
+    let all: Vec<Conn> = clients.into_iter().map(|c| c.c).collect();
+    env.shutdown_after(all).await;
+}
+
+/// A session that holds a named lock is never moved: the waiting session's request fails after
+/// `wake_timeout`, the session stays, and once the lock is released it gets the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_holding_a_named_lock_is_never_parked() {
+    let env = TestEnv::start(room_for(1, "1500ms")).await;
+    let mut holder = env.my().await;
+    exec(&mut holder, "DO GET_LOCK('torpor_pool', 0)").await;
+    let before = text(&mut holder, "SELECT CONNECTION_ID()").await;
+    // mysql_async's own queries after login would wait for a connection too.
+    let mut other = connect_quiet(env.listen, Some(&env.cluster)).await;
+    let err = other
+        .query_drop("SELECT 41 + 1")
+        .await
+        .expect_err("got a connection while the holder held its lock");
+    assert_eq!(code(&err), Some(9001), "{err}");
+    assert!(
+        err.to_string().contains("no backend connection came free"),
+        "{err}"
+    );
+    assert_eq!(text(&mut holder, "SELECT CONNECTION_ID()").await, before);
+    assert_eq!(
+        text(
+            &mut holder,
+            "SELECT IS_USED_LOCK('torpor_pool') IS NOT NULL"
+        )
+        .await,
+        "1"
+    );
+    exec(&mut holder, "DO RELEASE_LOCK('torpor_pool')").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n: Option<i64> = other
+        .query_first("SELECT 41 + 1")
+        .await
+        .unwrap_or_else(|e| panic!("after the release: {e}"));
+    assert_eq!(n, Some(42));
+    env.shutdown_after((holder, other)).await;
+}
