@@ -1,7 +1,7 @@
 //! The SQL scanners: PostgreSQL's statement splitter, the tracker's cheap looks at passing
 //! queries (custom-setting names among them) and the local-answer recogniser; MySQL's effect
-//! sniffer, transaction classifier and local-answer recogniser. The input is the query text
-//! (lossily UTF-8 where the scanner takes a `str`).
+//! sniffer, transaction classifier, local-answer recogniser and CONNECTION_ID() rewrite. The
+//! input is the query text (lossily UTF-8 where the scanner takes a `str`).
 //!
 //! Besides never panicking: a value quoted by either quoter stays one literal (it splits no
 //! statement, and what the local-answer recogniser reads back is the value itself).
@@ -86,4 +86,17 @@ fn mysql_scans(data: &[u8], sql: &str) {
     assert!(mysql::contained::is_contained(&quote_ident(sql)));
     assert_eq!(unhex(hex(data).as_bytes()).as_deref(), Some(data));
     let _ = charset_of(sql);
+    connection_id(data);
+}
+
+/// The CONNECTION_ID() rewrite: only text that names the function changes, and it grows at
+/// most about fivefold (a call's literal, an alias per select-list item, within budget).
+fn connection_id(data: &[u8]) {
+    use mysql::connection_id::{mentions, rewrite};
+    for backslash in [true, false] {
+        if let Some(out) = rewrite(data, 1 << 30, backslash) {
+            assert!(mentions(data));
+            assert!(out.len() <= 5 * data.len() + 4096, "grew to {}", out.len());
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod response_tracker;
 
 // Session state: what a parked session holds, how to capture and replay it.
 pub mod capture;
+pub mod connection_id;
 pub mod contained;
 pub mod local;
 pub mod replay;

@@ -170,7 +170,12 @@ fn is_ident_byte(c: u8) -> bool {
 
 /// Splits the text into statements of tokens. `;` inside literals and comments does not split.
 pub(crate) fn statements(sql: &str) -> Vec<Vec<Token>> {
-    let b = sql.as_bytes();
+    lex(sql.as_bytes(), true)
+}
+
+/// [`statements`] over bytes in any ASCII-compatible character set. `backslash`: strings take
+/// backslash escapes (false under NO_BACKSLASH_ESCAPES, where `'a\'` is a whole string).
+pub(crate) fn lex(b: &[u8], backslash: bool) -> Vec<Vec<Token>> {
     let mut out = Vec::new();
     let mut cur: Vec<Token> = Vec::new();
     let mut i = 0;
@@ -212,7 +217,7 @@ pub(crate) fn statements(sql: &str) -> Vec<Vec<Token>> {
         let start = i;
         let tok = match c {
             b'\'' | b'"' => {
-                let (value, end) = string_literal(b, i);
+                let (value, end) = string_literal(b, i, backslash);
                 i = end;
                 Tok::Str(value)
             }
@@ -230,7 +235,7 @@ pub(crate) fn statements(sql: &str) -> Vec<Vec<Token>> {
                     }
                     Tok::SysVar
                 } else {
-                    let (name, end) = user_var(b, i + 1);
+                    let (name, end) = user_var(b, i + 1, backslash);
                     i = end;
                     // `'user'@'host'` / `user@host` in account names is not a variable.
                     let account = prev
@@ -281,13 +286,13 @@ fn find(b: &[u8], from: usize, pat: &[u8]) -> Option<usize> {
 }
 
 /// A '...' or "..." literal starting at `i`: (unescaped value, index after it).
-fn string_literal(b: &[u8], i: usize) -> (String, usize) {
+fn string_literal(b: &[u8], i: usize, backslash: bool) -> (String, usize) {
     let q = b[i];
     let mut v = Vec::new();
     let mut j = i + 1;
     while j < b.len() {
         let c = b[j];
-        if c == b'\\' && j + 1 < b.len() {
+        if c == b'\\' && backslash && j + 1 < b.len() {
             let e = b[j + 1];
             match e {
                 b'n' => v.push(b'\n'),
@@ -334,14 +339,14 @@ fn backquoted(b: &[u8], i: usize) -> (String, usize) {
 }
 
 /// The name after `@` at `i`: bare (`[A-Za-z0-9_.$]`), or quoted with ` ' or ".
-fn user_var(b: &[u8], i: usize) -> (Option<String>, usize) {
+fn user_var(b: &[u8], i: usize, backslash: bool) -> (Option<String>, usize) {
     match b.get(i) {
         Some(b'`') => {
             let (n, e) = backquoted(b, i);
             (Some(n), e)
         }
         Some(b'\'') | Some(b'"') => {
-            let (n, e) = string_literal(b, i);
+            let (n, e) = string_literal(b, i, backslash);
             (Some(n), e)
         }
         _ => {
