@@ -11,7 +11,7 @@ CHECK = (
     "SELECT DATABASE(), @@session.group_concat_max_len, @@session.time_zone,"
     " @soak_step, @soak_s, (SELECT COUNT(*) FROM soak_t),"
     " (SELECT COALESCE(SUM(id), 0) FROM soak_t), LAST_INSERT_ID(),"
-    " IS_USED_LOCK(%s) = CONNECTION_ID()"
+    " IS_USED_LOCK(%s) = @@pseudo_thread_id"
 )
 
 

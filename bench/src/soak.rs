@@ -786,7 +786,7 @@ impl Conn for MyConn {
                 "SELECT DATABASE(), @@session.group_concat_max_len, @@session.time_zone, \
                  @soak_step, @soak_s, (SELECT COUNT(*) FROM soak_t), \
                  (SELECT COALESCE(SUM(id), 0) FROM soak_t), LAST_INSERT_ID(), \
-                 IS_USED_LOCK('{}') = CONNECTION_ID()",
+                 IS_USED_LOCK('{}') = @@pseudo_thread_id",
                 w.my_lock()
             ))
             .await?

@@ -243,7 +243,7 @@ async fn mariadb_state(across: Across) {
     assert_eq!(n, Some(42), "a binary statement");
     assert_eq!(text(&mut c, "SELECT LAST_INSERT_ID()").await, last_id);
     assert_eq!(
-        text(&mut c, "SELECT IS_USED_LOCK('named') = CONNECTION_ID()").await,
+        text(&mut c, "SELECT IS_USED_LOCK('named') = @@pseudo_thread_id").await,
         "1"
     );
     let mut other = env.my().await;

@@ -129,11 +129,11 @@ async fn mysql_sessions_stay_attached_across_a_freeze_and_keep_their_state_acros
     )
     .await;
     let probe_sql = "SELECT CONCAT_WS(' ', @tenant, @n + 1, @@time_zone, \
-                     (SELECT GROUP_CONCAT(item ORDER BY id) FROM cart), IS_USED_LOCK('orders') = CONNECTION_ID())";
+                     (SELECT GROUP_CONCAT(item ORDER BY id) FROM cart), IS_USED_LOCK('orders') = @@pseudo_thread_id)";
     let want = "acme 42 +05:30 one,two,three 1";
     let pid = env.backend_pid().await.expect("a server pid");
     let thread: u64 = c
-        .query_first("SELECT CONNECTION_ID()")
+        .query_first("SELECT @@pseudo_thread_id")
         .await
         .unwrap()
         .unwrap();
@@ -149,7 +149,7 @@ async fn mysql_sessions_stay_attached_across_a_freeze_and_keep_their_state_acros
     assert!(!frozen(pid));
     assert_eq!(env.metric("torpor_thaws_total").await, 1.0);
     let after: u64 = c
-        .query_first("SELECT CONNECTION_ID()")
+        .query_first("SELECT @@pseudo_thread_id")
         .await
         .unwrap()
         .unwrap();

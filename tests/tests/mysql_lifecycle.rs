@@ -117,7 +117,7 @@ async fn wait_running(watch: &mut Conn, marker: &str) {
     let deadline = Instant::now() + SLOW;
     let q = format!(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%{marker}%' \
-         AND ID <> CONNECTION_ID()"
+         AND ID <> @@pseudo_thread_id"
     );
     while text(watch, &q).await != "1" {
         assert!(Instant::now() < deadline, "{marker} never started");
@@ -290,12 +290,13 @@ async fn mariadb_cli_works_across_a_sleep() {
     // between two of its statements.
     let script = "CREATE TEMPORARY TABLE t (x INT);\n\
                   INSERT INTO t VALUES (1), (2);\n\
-                  SET @before = CONNECTION_ID();\n\
+                  SET @before = @@pseudo_thread_id, @id = CONNECTION_ID();\n\
                   SELECT SLEEP(0);\n\
                   SELECT 'marker-a';\n\
                   DO SLEEP(3);\n\
                   SELECT CONCAT('sum=', SUM(x)) FROM t;\n\
-                  SELECT CONCAT('changed=', @before <> CONNECTION_ID());\n";
+                  SELECT CONCAT('changed=', @before <> @@pseudo_thread_id, \
+                  ' same id=', @id = CONNECTION_ID());\n";
     let mut args = client_args(&env);
     args.extend(["--batch".into(), "--skip-column-names".into(), "my".into()]);
     let mut child = tokio::process::Command::new(&cli)
@@ -336,7 +337,7 @@ async fn mariadb_cli_works_across_a_sleep() {
     assert!(out.status.success(), "mariadb failed: {stderr}\n{stdout}");
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        vec!["0", "marker-a", "sum=3", "changed=1"],
+        vec!["0", "marker-a", "sum=3", "changed=1 same id=1"],
         "stderr: {stderr}"
     );
     env.shutdown().await;

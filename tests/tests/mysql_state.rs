@@ -512,7 +512,7 @@ async fn named_locks_survive_sleep() {
 
     env.across_a_sleep(async || {
         assert_eq!(
-            text(&mut c, "SELECT IS_USED_LOCK('x') = CONNECTION_ID()").await,
+            text(&mut c, "SELECT IS_USED_LOCK('x') = @@pseudo_thread_id").await,
             "1"
         );
     })

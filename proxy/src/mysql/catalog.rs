@@ -61,6 +61,8 @@ async fn learn(front: &ClusterFront) -> Result<(), Error> {
         attrs: vec![("program_name".into(), "torpor".into())],
         host: String::new(),
         keys: front.my_keys.borrow(),
+        // torpor's own connection: no client to answer CONNECTION_ID() for.
+        connection_id: 0,
     };
     // torpor's own connection: no client waits on it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);

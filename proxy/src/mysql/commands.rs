@@ -9,6 +9,7 @@ use protocols::mysql::response::{OkPacket, err_packet};
 use protocols::mysql::tracker::Command;
 
 use super::conn::{payload, seq};
+use super::connection_id::Ids;
 use super::kill;
 use super::session::My;
 use crate::session::{Error, Session, Step, offload};
@@ -178,6 +179,14 @@ impl Session<My> {
         if !probing {
             self.activity().await?;
         }
+        // The tracker reads the client's text; the backend gets the client's connection id.
+        let ids = self.p.backend.as_ref().map(|b| {
+            Ids::new(
+                self.p.hello.connection_id,
+                b.id,
+                self.p.tracker.responses.status(),
+            )
+        });
         let size = packet.len();
         let (packet, command) = offload::run(
             size,
@@ -185,6 +194,9 @@ impl Session<My> {
             &self.front.metrics.offloaded,
             move |t| {
                 let command = t.command(&mut packet, probe);
+                if let Some(ids) = ids {
+                    ids.packet(&mut packet);
+                }
                 (packet, command)
             },
         )

@@ -6,6 +6,7 @@ mod change_user;
 mod checkpoint;
 mod commands;
 mod conn;
+mod connection_id;
 mod error;
 mod kill;
 mod large;

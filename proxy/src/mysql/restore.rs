@@ -12,6 +12,7 @@ use protocols::mysql::snapshot::MySnapshot;
 use super::backend::Backend;
 use super::conn::Packets;
 use super::conn::payload;
+use super::connection_id::Ids;
 use super::error::UNKNOWN;
 use crate::session::Error;
 use protocols::mysql::statements::Statements;
@@ -26,15 +27,18 @@ fn failed(what: &str) -> Error {
 
 /// Sends the whole replay in one write and reads one response per command. Prepared statements
 /// get new backend ids under the ids the client knows; their long data is sent again. Returns
-/// the server status after the replay. The time a replay takes goes to `replay_seconds`. The
+/// the server status after the replay; `client` is the id the client was given, which their
+/// CONNECTION_ID() calls are given too. The time a replay takes goes to `replay_seconds`. The
 /// replay is built on the blocking pool: it is as large as the snapshot, temp tables' rows and
 /// all, and checking each statement costs a scan of it.
 pub(super) async fn restore(
     backend: &mut Backend,
     snap: MySnapshot,
     stmts: &mut Statements,
+    client: u32,
     replay_seconds: &Histogram,
 ) -> Result<u16, Error> {
+    let ids = Ids::for_replay(client, backend.id, backend.status, &snap);
     let commands = tokio::task::spawn_blocking(move || replay::build(&snap))
         .await
         .map_err(|e| failed(&format!("building the replay failed: {e}")))?
@@ -49,7 +53,10 @@ pub(super) async fn restore(
         let (body, reply) = match c {
             Command::Query { sql, .. } => (command::query(sql), Reply::Query),
             Command::InitDb { schema, .. } => (command::init_db(schema), Reply::Single),
-            Command::Prepare { sql, .. } => (command::stmt_prepare(sql), Reply::Prepare),
+            Command::Prepare { sql, .. } => {
+                let body = command::stmt_prepare(sql);
+                (ids.command(&body).unwrap_or(body), Reply::Prepare)
+            }
         };
         write_packet(&mut out, 0, &body);
         responses.expect(reply);

@@ -290,9 +290,15 @@ impl Protocol for My {
         let mut status = b.status;
         if let Some(mut snap) = snap {
             p.overlay.apply(&mut snap);
-            status = restore::restore(&mut b, snap, &mut p.tracker.stmts, &s.front.metrics.replay)
-                .await
-                .map_err(Self::went_away)?;
+            status = restore::restore(
+                &mut b,
+                snap,
+                &mut p.tracker.stmts,
+                p.hello.connection_id,
+                &s.front.metrics.replay,
+            )
+            .await
+            .map_err(Self::went_away)?;
             p.tracker.tracked.after_replay();
         }
         p.overlay.clear();

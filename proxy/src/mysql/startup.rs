@@ -56,6 +56,8 @@ pub(super) struct Hello {
     /// What the client's login revealed of its password, when the user has only a
     /// `password_hash`: a new backend connection logs in with it. Gone with the session.
     pub keys: Option<Arc<MyKeys>>,
+    /// The connection id of torpor's greeting: what CONNECTION_ID() answers the client.
+    pub connection_id: u32,
 }
 
 pub(super) enum Start {
@@ -155,7 +157,8 @@ async fn log_in(conn: &mut Conn, front: &Arc<ClusterFront>) -> Result<LoggedIn, 
     hs.write(&mut payload_buf);
     let mut out = Vec::new();
     write_packet(&mut out, 0, &payload_buf);
-    let (user, hello, seq) = authenticate(conn, front, &out, &scramble, offered, host).await?;
+    let (user, mut hello, seq) = authenticate(conn, front, &out, &scramble, offered, host).await?;
+    hello.connection_id = id;
     let program = hello
         .attrs
         .iter()
@@ -330,6 +333,8 @@ async fn authenticate(
         host,
         // Kept only when the server can't be logged in to with a password torpor knows.
         keys: user.password.is_none().then(|| Arc::new(keys)),
+        // The greeting's, which log_in has.
+        connection_id: 0,
     };
     if let Some(k) = &hello.keys
         && front.is_first_user(&user)
