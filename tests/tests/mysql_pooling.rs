@@ -140,3 +140,43 @@ async fn a_session_holding_a_named_lock_is_never_parked() {
     assert_eq!(n, Some(42));
     env.shutdown_after((holder, other)).await;
 }
+
+/// CONNECTION_ID() answers the handshake's id on every connection a session is moved to, and
+/// KILL QUERY with that id reaches the session's query on the connection it is on now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_id_and_kill_follow_the_session_across_moves() {
+    let env = TestEnv::start(room_for(2, "20s")).await;
+    let mut a = env.my().await;
+    let a_id = a.id();
+    exec(&mut a, "SET @mine = 'a'").await;
+    let mut b = env.my().await;
+    let mut c = env.my().await;
+    for round in 0..3 {
+        // b and c take both connections; a's next query moves it onto one of them.
+        exec(&mut b, "SET @b = 1").await;
+        exec(&mut c, "SET @c = 1").await;
+        let id: Option<u32> = a
+            .query_first("SELECT CONNECTION_ID()")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(id, Some(a_id), "round {round}");
+    }
+    assert!(env.metric("torpor_room_parks_total").await >= 3.0);
+    let sleeper = tokio::spawn(async move {
+        let r: Result<Option<i64>, _> = a.query_first("SELECT SLEEP(30)").await;
+        (a, r)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    exec(&mut b, &format!("KILL QUERY {a_id}")).await;
+    let (mut a, r) = tokio::time::timeout(Duration::from_secs(20), sleeper)
+        .await
+        .expect("the killed query did not end")
+        .expect("the sleeper panicked");
+    // SLEEP() interrupted by KILL QUERY returns 1 (or the statement fails with 1317).
+    match r {
+        Ok(v) => assert_eq!(v, Some(1), "SLEEP(30) ran to its end"),
+        Err(e) => assert_eq!(code(&e), Some(1317), "{e}"),
+    }
+    assert_eq!(text(&mut a, "SELECT @mine").await, "a");
+    env.shutdown_after((a, b, c)).await;
+}
