@@ -58,6 +58,10 @@ pub fn router(
 pub struct Sessions {
     pub attached: usize,
     pub parked: usize,
+    /// Of the parked ones, those that gave their backend connection to another session.
+    pub parked_for_room: usize,
+    /// Waiting for a backend connection to come free.
+    pub waiting: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +74,8 @@ pub struct ClusterStatus {
     /// whether it is frozen).
     pub backend: serde_json::Value,
     pub sessions: Sessions,
+    /// How many backend connections the sessions may hold; `None` until learned.
+    pub max_backend_connections: Option<usize>,
     pub blockers: Vec<String>,
     /// Why the backend last ended on its own or failed to start.
     pub last_error: Option<String>,
@@ -97,7 +103,10 @@ impl Admin {
             sessions: Sessions {
                 attached: counts.attached,
                 parked: counts.parked,
+                parked_for_room: s.room.stats.parked.load(Ordering::Relaxed),
+                waiting: s.room.queued(),
             },
+            max_backend_connections: Some(s.room.capacity()).filter(|&n| n > 0),
             blockers,
             last_error: s.cluster.last_error(),
         }

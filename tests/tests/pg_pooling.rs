@@ -115,6 +115,9 @@ async fn more_sessions_than_connections_keep_their_state_across_many_moves() {
         .map(|a| a.iter().filter(|s| s["parked_for"] == "room").count())
         .unwrap_or_default();
     assert!(parked_for_room >= 3, "{sessions}");
+    let c = env.cluster_status().await;
+    assert_eq!(c["max_backend_connections"], 2, "{c}");
+    assert_eq!(c["sessions"]["parked_for_room"], parked_for_room, "{c}");
     env.shutdown_after(clients).await;
 }
 
