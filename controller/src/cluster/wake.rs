@@ -78,7 +78,7 @@ impl Cluster {
         cause: WakeCause,
         join: Option<Participant>,
     ) -> Result<BackendInfo, DriverError> {
-        self.wake_by(cause, join, None).await
+        self.wake_by(cause, join, None, false).await
     }
 
     /// [`Cluster::wake`] for a client that waits until `deadline` at most: a start that fails
@@ -90,7 +90,21 @@ impl Cluster {
         deadline: tokio::time::Instant,
         join: Option<Participant>,
     ) -> Result<BackendInfo, DriverError> {
-        self.wake_by(WakeCause::Client, join, Some(deadline)).await
+        self.wake_by(WakeCause::Client, join, Some(deadline), false)
+            .await
+    }
+
+    /// [`Cluster::wake_until`] that takes a running backend's word for it at first: asking the
+    /// driver whether the server still runs is an API request for some drivers, too much for
+    /// every transaction of a session that shares connections, and the exit watcher notices
+    /// an exit within a second anyway. Only a wait that goes round again asks.
+    pub async fn wake_trusting(
+        &self,
+        deadline: tokio::time::Instant,
+        join: Option<Participant>,
+    ) -> Result<BackendInfo, DriverError> {
+        self.wake_by(WakeCause::Client, join, Some(deadline), true)
+            .await
     }
 
     async fn wake_by(
@@ -98,12 +112,15 @@ impl Cluster {
         cause: WakeCause,
         mut join: Option<Participant>,
         deadline: Option<tokio::time::Instant>,
+        mut trusting: bool,
     ) -> Result<BackendInfo, DriverError> {
         let requested = Instant::now();
         let mut rx = self.state_tx.subscribe();
         let mut backoff = FIRST_RETRY;
         loop {
-            self.forget_exited_backend().await;
+            if !std::mem::take(&mut trusting) {
+                self.forget_exited_backend().await;
+            }
             let step = {
                 let mut inner = self.lock();
                 match inner.state {

@@ -333,11 +333,12 @@ impl<P: Protocol> Session<P> {
         let _busy = self.front.cluster.busy_while();
         let deadline = Instant::now() + self.front.wake_timeout;
         let mut backoff = Backoff::until(deadline);
+        let mut trusting = true;
         loop {
             let load = self.kept.is_none();
             let (at, snap) = self
                 .member
-                .wake_and_load::<P::Snapshot>(load, deadline)
+                .wake_and_load::<P::Snapshot>(load, std::mem::take(&mut trusting), deadline)
                 .await;
             // A start that would only fail the same way again reaches the client at once.
             let again = at.as_ref().err().is_none_or(DriverError::is_retryable);

@@ -137,10 +137,13 @@ impl Membership {
     /// A watching session that is sent a rejoin meanwhile attaches through it instead, and the
     /// wake that sent it waits until [`Membership::attached`]. Both the start and the read are
     /// tried again until `deadline`.
-    /// `from_store`: false when the session's latest snapshot is in memory.
+    /// `from_store`: false when the session's latest snapshot is in memory. `trusting`: a
+    /// running backend is taken to run without asking the driver (see
+    /// [`controller::Cluster::wake_trusting`]): not after an attempt that failed.
     pub(crate) async fn wake_and_load<T: DeserializeOwned + Send + 'static>(
         &mut self,
         from_store: bool,
+        trusting: bool,
         deadline: Instant,
     ) -> (
         Result<BackendInfo, DriverError>,
@@ -159,9 +162,14 @@ impl Membership {
         let id = reg.entry.id;
         front.cluster.unwatch(id);
         let wake = async {
-            let woke = front
-                .cluster
-                .wake_until(deadline, Some((id, cmd_tx.clone())));
+            let join = Some((id, cmd_tx.clone()));
+            let woke = async {
+                if trusting {
+                    front.cluster.wake_trusting(deadline, join).await
+                } else {
+                    front.cluster.wake_until(deadline, join).await
+                }
+            };
             tokio::pin!(woke);
             tokio::select! {
                 r = &mut woke => r,
