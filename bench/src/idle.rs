@@ -41,10 +41,10 @@ fn not_measured_all(names: &[&str], target: &str, e: &anyhow::Error) {
 }
 
 /// A small xorshift generator (the driver has no rand dependency).
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -52,14 +52,14 @@ impl Rng {
         Rng((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ t) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+    pub(crate) fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -74,7 +74,7 @@ enum Probe {
 }
 
 /// One client connection, PostgreSQL (tokio-postgres) or MySQL (mysql_async).
-enum Conn {
+pub(crate) enum Conn {
     Pg(tokio_postgres::Client),
     My(mysql_async::Conn),
 }
@@ -82,7 +82,7 @@ enum Conn {
 impl Conn {
     /// A connection and nothing else. mysql_async is told max_allowed_packet and wait_timeout,
     /// so it doesn't ask the server for them with a `SELECT @@…` of its own at connect.
-    async fn plain(proto: Proto, addr: SocketAddr, db: &str) -> Result<Conn> {
+    pub(crate) async fn plain(proto: Proto, addr: SocketAddr, db: &str) -> Result<Conn> {
         Ok(match proto {
             Proto::Postgres => Conn::Pg(crate::pg::connect(addr).await?),
             Proto::Mysql => {
@@ -146,7 +146,7 @@ impl Conn {
         Ok(())
     }
 
-    async fn close(self) -> Result<()> {
+    pub(crate) async fn close(self) -> Result<()> {
         match self {
             // Dropping the client ends the connection task, which sends Terminate.
             Conn::Pg(c) => drop(c),

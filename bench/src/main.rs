@@ -6,6 +6,7 @@
 //! torpor-bench summarize NAME UNIT TARGET_RATIO SUBJECT_VALUES [BASE=]BASE_VALUES
 //!     [PEER=VALUES ...] [cpu:PROCESS=VALUES ...]
 //! torpor-bench compare NAME UNIT LIMIT BASE=VALUES SUBJECT=VALUES [tps:LABEL=VALUES ...]
+//! torpor-bench pool-clients --proto P --addr HOST:PORT --name ROW --label WHO ... (pool.rs)
 //! torpor-bench soak --torpor PATH --work DIR [--cycles N] ... (scripts/soak.sh, see soak.rs)
 
 // Benchmark code, like the tests crate: a failed step may stop the run where it happened.
@@ -19,6 +20,8 @@ mod idle;
 mod my;
 mod pg;
 mod pg_tls;
+mod pool;
+mod pool_state;
 mod soak;
 mod stats;
 mod tls;
@@ -70,10 +73,12 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
 type Tool = fn(&[String]) -> Result<()>;
 
 /// Subcommands that parse their own arguments (all but soak take no torpor).
-const TOOLS: [(&str, Tool); 4] = [
+const TOOLS: [(&str, Tool); 5] = [
     ("summarize", summarize),
     ("compare", compare),
     ("forward", forward::run),
+    // Runs against a torpor, PgBouncer or server the script started (the pool group).
+    ("pool-clients", pool::run),
     // Starts its own torpor: scripts/soak.sh (issue 11).
     ("soak", soak::run),
 ];
@@ -207,33 +212,46 @@ fn load_note(v: &[f64]) -> String {
 
 /// Ratio lines for measures the script takes with external tools (pgbench, sysbench).
 /// Values are comma-separated runs; the subject's median is divided by the base's median (the
-/// base is direct unless named, as in `pgbouncer=VALUES`).
+/// base is direct unless named, as in `pgbouncer=VALUES`; `none` for no base and no ratio).
 /// `cpu:PROCESS=VALUES` are a proxy's µs of CPU per transaction in each run, shown beside the
-/// ratio (the subject's first). `load=VALUES` is the load average each run started at.
+/// ratio (the subject's first). `errors:WHO=VALUES` are the errors of each run; the first one
+/// is the subject's, which must be 0 for the target to be met. `load=VALUES` is the load
+/// average each run started at.
 fn summarize(a: &[String]) -> Result<()> {
     if a.len() < 5 {
         bail!(
-            "summarize NAME UNIT TARGET_RATIO SUBJECT BASE [PEER=VALUES ...] [cpu:PROCESS=VALUES ...]"
+            "summarize NAME UNIT TARGET_RATIO SUBJECT BASE|none [PEER=VALUES ...] [cpu:PROCESS=VALUES ...]"
         );
     }
     let target: f64 = a[2].parse()?;
     let subject = nums(&a[3])?;
     // BASE is "direct" unless named, as in `pgbouncer=VALUES`.
     let (base_name, base) = a[4].split_once('=').unwrap_or(("direct", &a[4]));
-    let base = nums(base)?;
-    if subject.is_empty() || base.is_empty() {
+    let base = if a[4] == "none" {
+        Vec::new()
+    } else {
+        nums(base)?
+    };
+    if subject.is_empty() || (base.is_empty() && a[4] != "none") {
         bail!("no runs");
     }
-    let ratio = stats::median(&subject) / stats::median(&base);
-    let mut baseline = format!(
-        "{base_name} {} (min {}, max {})",
-        stats::fmt(stats::median(&base)),
-        stats::fmt(stats::min(&base)),
-        stats::fmt(stats::max(&base))
-    );
+    let spread = |name: &str, v: &[f64]| {
+        format!(
+            "{name} {} (min {}, max {})",
+            stats::fmt(stats::median(v)),
+            stats::fmt(stats::min(v)),
+            stats::fmt(stats::max(v))
+        )
+    };
+    let ratio = (!base.is_empty()).then(|| stats::median(&subject) / stats::median(&base));
+    let mut baseline = Vec::new();
+    if !base.is_empty() {
+        baseline.push(spread(base_name, &base));
+    }
     let mut note = Vec::new();
     let mut cpu = Vec::new();
     let mut loads = Vec::new();
+    let mut errors: Option<f64> = None;
     for peer in &a[5..] {
         let (name, values) = peer.split_once('=').context("PEER=VALUES")?;
         let v = nums(values)?;
@@ -244,6 +262,12 @@ fn summarize(a: &[String]) -> Result<()> {
             });
             continue;
         }
+        if let Some(who) = name.strip_prefix("errors:") {
+            let sum: f64 = v.iter().sum();
+            errors.get_or_insert(sum);
+            note.push(format!("{who} {sum} errors in {} runs", v.len()));
+            continue;
+        }
         if v.is_empty() {
             continue;
         }
@@ -251,27 +275,39 @@ fn summarize(a: &[String]) -> Result<()> {
             loads = v;
             continue;
         }
-        note.push(format!(
-            "{name} {} {} ratio={:.3}",
-            stats::fmt(stats::median(&v)),
-            a[1],
-            stats::median(&v) / stats::median(&base)
-        ));
-        baseline.push_str(&format!(
-            "; {name} {} (min {}, max {})",
-            stats::fmt(stats::median(&v)),
-            stats::fmt(stats::min(&v)),
-            stats::fmt(stats::max(&v))
-        ));
+        if ratio.is_some() {
+            note.push(format!(
+                "{name} {} {} ratio={:.3}",
+                stats::fmt(stats::median(&v)),
+                a[1],
+                stats::median(&v) / stats::median(&base)
+            ));
+        }
+        baseline.push(spread(name, &v));
+    }
+    let mut goal = match ratio {
+        Some(_) => format!("≥ {target:.2}× {base_name}"),
+        None => String::new(),
+    };
+    if errors.is_some() {
+        goal = if goal.is_empty() {
+            "0 errors".into()
+        } else {
+            format!("{goal}, 0 errors")
+        };
     }
     stats::Outcome {
         name: a[0].clone(),
         unit: a[1].clone(),
         runs: subject,
-        baseline,
-        ratio: Some(ratio),
-        target: format!("≥ {target:.2}× {base_name}"),
-        met: ratio >= target,
+        baseline: if baseline.is_empty() {
+            "-".into()
+        } else {
+            baseline.join("; ")
+        },
+        ratio,
+        target: goal,
+        met: ratio.is_none_or(|r| r >= target) && errors.is_none_or(|e| e == 0.0),
         note: note
             .into_iter()
             .chain((!loads.is_empty()).then(|| load_note(&loads)))

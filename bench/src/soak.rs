@@ -708,7 +708,7 @@ struct MyConn {
 }
 
 /// A value of a text-protocol row as the client shows it.
-fn my_text(v: Option<&mysql_async::Value>) -> String {
+pub(crate) fn my_text(v: Option<&mysql_async::Value>) -> String {
     use mysql_async::Value;
     match v {
         None | Some(Value::NULL) => "NULL".into(),

@@ -126,14 +126,7 @@ impl Outcome {
             verdict,
             self.note.replace('|', "/"),
         );
-        if let Ok(path) = std::env::var("BENCH_RESULTS")
-            && let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-        {
-            let _ = f.write_all(row.as_bytes());
-        }
+        append_to("BENCH_RESULTS", &row);
     }
 }
 
@@ -178,13 +171,21 @@ pub(crate) fn against(name: &str, baseline: &str, short: &str, torpor: Vec<f64>,
 pub(crate) fn not_measured(name: &str, target: &str, error: &str) {
     let error = error.replace(['\n', '|'], " ");
     println!("{name} not-measured - ratio=- target=\"{target}\" ({error})");
-    if let Ok(path) = std::env::var("BENCH_RESULTS")
+    append_to(
+        "BENCH_RESULTS",
+        &format!("{name}|-|-|-|0|-|-|-|-|{target}|not measured|{error}\n"),
+    );
+}
+
+/// Appends `text` to the file the environment variable `var` names, if it names one.
+pub(crate) fn append_to(var: &str, text: &str) {
+    if let Ok(path) = std::env::var(var)
         && let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
     {
-        let _ = writeln!(f, "{name}|-|-|-|0|-|-|-|-|{target}|not measured|{error}");
+        let _ = f.write_all(text.as_bytes());
     }
 }
 
