@@ -25,6 +25,16 @@
 #                                     # needs docker.io, installed if missing; about a minute):
 #                                     # cold wake vs docker start → first query of the same
 #                                     # container, and the pause tier vs docker unpause → query
+#   scripts/bench.sh pool             # session-preserving pooling (not in the default groups;
+#                                     # 7-10 minutes): BENCH_POOLING_CLIENTS (1000) clients that
+#                                     # each hold session state, checked every 5-15 s for
+#                                     # BENCH_POOLING_SECONDS (60), against a server with
+#                                     # max_connections BENCH_POOLING_MAX_CONNECTIONS (50), through
+#                                     # torpor and PgBouncer (transaction pooling); then pgbench -S
+#                                     # -c BENCH_POOLING_THREADS (200) through both, interleaved;
+#                                     # then MariaDB: the same clients and sysbench oltp_read_only
+#                                     # --threads BENCH_POOLING_THREADS through torpor.
+#                                     # BENCH_POOLING_RAMP (5): seconds over which clients connect
 #   BENCH_QUIET_LOAD=1.5 ...          # before each throughput run, wait (polling every 30 s, at
 #                                     # most BENCH_QUIET_WAIT s, default 1200) until the 1-minute
 #                                     # load average is below 1.5; each run logs the load it saw
@@ -48,6 +58,11 @@ POOL_RUNS=${BENCH_POOL_RUNS:-1}        # 3-minute windows of the idle pool (PG a
 POOL_SECONDS=${BENCH_POOL_SECONDS:-180}
 THAW_SAMPLES=${BENCH_THAW_SAMPLES:-50}   # timed thaws per protocol in the freeze group
 FROZEN_SECONDS=${BENCH_FROZEN_SECONDS:-10}  # each CPU window of the freeze group
+POOLING_CLIENTS=${BENCH_POOLING_CLIENTS:-1000}       # stateful clients in the pool group
+POOLING_SECONDS=${BENCH_POOLING_SECONDS:-60}         # how long they keep checking their state
+POOLING_RAMP=${BENCH_POOLING_RAMP:-5}                # seconds over which they connect
+POOLING_MAX_CONN=${BENCH_POOLING_MAX_CONNECTIONS:-50}  # the servers' max_connections
+POOLING_THREADS=${BENCH_POOLING_THREADS:-200}        # pgbench -c and sysbench --threads
 all_groups="pgbench wake idle restore memory mass sysbench mywake idlepool probe freeze"
 groups=${*:-$all_groups}
 want() { [[ " $groups " == *" $1 "* ]]; }
@@ -128,6 +143,11 @@ free_port() {
     done
 }
 
+# Waits, at most 10 s, until something listens on the port (PgBouncer, the forwarder).
+wait_port() { # port
+    for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done
+}
+
 USER_NAME=bench
 PASS=bench-secret-pw
 commands=()
@@ -205,7 +225,8 @@ per_tx_us() { # ticks-before ticks-after transactions
 }
 # One throughput run, once the machine is quiet enough (quiet_load): runs the load command while
 # reading the CPU of the proxy it goes through (pid, or - for none) before and after. Sets
-# RUN_TPS (ERR when the tool printed none) and RUN_US (µs of proxy CPU per transaction, or -),
+# RUN_TPS (ERR when the tool printed none), RUN_US (µs of proxy CPU per transaction, or -),
+# RUN_ERRORS (failed transactions and clients the tool lost, see run_errors),
 # appends the load average it started at to RUN_LOADS, and prints a progress line that starts
 # with label. kind says how to read the tool's summary.
 load_run() { # label pgbench|sysbench pid|- command...
@@ -225,9 +246,25 @@ load_run() { # label pgbench|sysbench pid|- command...
             tx=$(awk '/transactions:/ { print $2 }' <<<"$out") ;;
     esac
     RUN_US=$(per_tx_us "$before" "$after" "${tx:-0}")
+    RUN_ERRORS=$(run_errors "$kind" <<<"$out")
+    # A run the tool gave no figure for is at least one error.
+    [ "$RUN_TPS" != ERR ] || [ "$RUN_ERRORS" != 0 ] || RUN_ERRORS=1
     [ "$RUN_TPS" != ERR ] || echo "$out" | tail -3 | sed 's/^/      /' >&2
     RUN_LOADS+="$RUN_LOAD,"
-    echo "   $label: $RUN_TPS tps$(us_note), load $RUN_LOAD"
+    echo "   $label: $RUN_TPS tps$(us_note)$([ "$RUN_ERRORS" = 0 ] || echo ", $RUN_ERRORS errors"), load $RUN_LOAD"
+}
+# What went wrong in one run, from the tool's output on stdin: pgbench's failed transactions
+# plus each client it aborted or could not connect; sysbench's ignored errors plus each thread
+# whose init or run failed (a refused connection stops a thread).
+run_errors() { # pgbench|sysbench
+    case $1 in
+        pgbench) awk '/^number of failed transactions:/ { n += $5 }
+                      /aborted in command|could not create connection for client/ { n++ }
+                      END { print n + 0 }' ;;
+        sysbench) awk '/ignored errors:/ { n += $3 }
+                       /FATAL: .thread_(init|run). function failed/ { n++ }
+                       END { print n + 0 }' ;;
+    esac
 }
 # " (24.31 µs/tx)" for the progress lines, or nothing.
 us_note() { [ "$RUN_US" = - ] || echo " ($RUN_US µs/tx)"; }
@@ -316,7 +353,7 @@ if want pgbench; then
     PG_FORWARD=$!
     pids+=($PG_FORWARD)
     for port in $BOUNCER_TX $BOUNCER_SESSION $FORWARD; do
-        for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+        wait_port "$port"
     done
 
     declare -A tps cpu
@@ -382,20 +419,32 @@ want memory && driver pg-memory --conns "$CONNS"
 want mass && driver pg-mass-wake --conns "$MASS"
 
 # --- 9: sysbench oltp_read_only, direct vs torpor (MariaDB) ----------------------------------
+# sysbench against a torpor MySQL cluster's database; the port and the command follow.
+sb=(sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=$USER_NAME
+    --mysql-password="$PASS" --mysql-db=my --tables=4 --table-size=10000)
+# torpor with a MySQL cluster, woken by a client through torpor, and sysbench's tables made on
+# its backend directly. Sets what start_torpor sets, and SB_ERR (empty when all went well);
+# fails only when torpor did not start.
+start_sysbench_torpor() { # dir settings
+    local out
+    SB_ERR=""
+    if ! start_torpor "$1" mysql "$2"; then
+        SB_ERR="torpor with a mysql cluster did not start"
+        return 1
+    fi
+    if ! out=$(mariadb -h 127.0.0.1 -P "$LISTEN" -u $USER_NAME -p"$PASS" my -e 'select 1' 2>&1); then
+        SB_ERR="connect through torpor: $out"
+    elif ! out=$("${sb[@]}" --mysql-port="$BACKEND" prepare 2>&1); then
+        SB_ERR="sysbench prepare: $(echo "$out" | tail -2)"
+    fi
+}
+
 if want sysbench; then
     echo "== sysbench oltp_read_only: direct, forwarder, torpor (${LOAD_RUNS} x ${SECS}s each)"
     dir=$work/sysbench
-    sb_err=""
-    if start_torpor "$dir" mysql '{ innodb_flush_log_at_trx_commit = "0" }'; then
+    if start_sysbench_torpor "$dir" '{ innodb_flush_log_at_trx_commit = "0" }'; then
         MY_TORPOR=$TPID
-        if ! out=$(mariadb -h 127.0.0.1 -P "$LISTEN" -u $USER_NAME -p"$PASS" my -e 'select 1' 2>&1); then
-            sb_err="connect through torpor: $out"
-        fi
-        sb=(sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=$USER_NAME
-            --mysql-password="$PASS" --mysql-db=my --tables=4 --table-size=10000)
-        if [ -z "$sb_err" ] && ! out=$("${sb[@]}" --mysql-port="$BACKEND" prepare 2>&1); then
-            sb_err="sysbench prepare: $(echo "$out" | tail -2)"
-        fi
+        sb_err=$SB_ERR
         FORWARD=$(free_port)
         "$DRIVER" forward "127.0.0.1:$FORWARD" "$dir/mydata/mysqld.sock" &
         MY_FORWARD=$!
@@ -425,7 +474,7 @@ if want sysbench; then
         stop_pid "$MY_FORWARD"
         stop_pid "$MY_TORPOR"
     else
-        sb_err="torpor with a mysql cluster did not start"
+        sb_err=$SB_ERR
     fi
     note_cmd "target/release/torpor-bench forward 127.0.0.1:<port> <data dir>/mysqld.sock   (the byte-copying floor)"
     note_cmd "sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=<direct|torpor> --mysql-user=bench --mysql-db=my --tables=4 --table-size=10000 --threads=8 --time=$SECS run"
@@ -537,7 +586,7 @@ if want tls; then
     start_pgbouncer "$dir/pgbouncer" plain transaction "$PLAIN_BOUNCER" "$dir/pgdata" "$BACKEND"
     PLAIN_BOUNCER_PID=$BPID
     for port in $TLS_BOUNCER $PLAIN_BOUNCER; do
-        for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+        wait_port "$port"
     done
     # What each server negotiates (sslmode=require fails rather than fall back to plaintext).
     for port in $BACKEND $TLS_BOUNCER $LISTEN; do
@@ -586,6 +635,196 @@ if want tls; then
     grep -v '^torpor: ' "$dir/torpor.log" | tail -5 | cut -c1-300 | sed 's/^/      /' || true
     for p in $TLS_BOUNCER_PID $PLAIN_BOUNCER_PID $TLS_TORPOR; do stop_pid "$p"; done
     driver pg-tls-wake --runs $((RUNS > 5 ? RUNS : 5))
+fi
+
+# --- pool: more client sessions than the server has connections ---------------------------------
+# Session-preserving pooling: when a session needs a backend connection and none is free,
+# torpor parks the session quiet the longest and hands its connection over. The servers get
+# max_connections through the process driver's settings; torpor runs with its default cap (the
+# server's max_connections less its reserved slots). PgBouncer, in transaction pooling, gets as
+# many server connections as that cap.
+
+# Client connections a server holds besides the asker's own; "?" when it refuses the asker.
+backend_conns() { # postgres|mysql port
+    if [ "$1" = postgres ]; then
+        PGPASSWORD=$PASS psql -h 127.0.0.1 -p "$2" -U $USER_NAME -d $USER_NAME -qAtc \
+            "select count(*) from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()" \
+            2>/dev/null || echo "?"
+    else
+        mariadb -h 127.0.0.1 -P "$2" -u $USER_NAME -p"$PASS" -N -e \
+            "select count(*) from information_schema.processlist where command <> 'Daemon' and id <> connection_id()" \
+            2>/dev/null || echo "?"
+    fi
+}
+# Waits, at most 30 s, until the server holds at most one other client connection: the server
+# connections one proxy keeps must not take the slots the next one is measured with.
+backend_settle() { # postgres|mysql port
+    local n="?" i
+    for i in $(seq 150); do
+        n=$(backend_conns "$1" "$2")
+        if [ "$n" != "?" ] && [ "$n" -le 1 ]; then
+            [ "$i" -le 25 ] || echo "   (the server on port $2 took $((i / 5)) s to let go of the connections)"
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "   (the server on port $2 still had $n other connections after 30 s)"
+}
+# The stateful clients (bench/src/pool.rs) against one address: a result row, and a row of the
+# group's own table in $BENCH_POOL_TABLE.
+pool_clients() { # label row-name postgres|mysql port db seconds about
+    "$DRIVER" pool-clients --label "$1" --name "$2" --proto "$3" --addr "127.0.0.1:$4" --db "$5" \
+        --seconds "$6" --about "$7" --clients "$POOLING_CLIENTS" --ramp "$POOLING_RAMP" || true
+}
+not_measured() { # name target reason
+    echo "$1 not-measured - ratio=- target=\"$2\" ($3)"
+    echo "$1|-|-|-|0|-|-|-|-|$2|not measured|$(echo "$3" | tr '\n|' '  ' | cut -c1-300)" >> "$BENCH_RESULTS"
+}
+# The median of comma-separated numbers, or "-".
+median_of() { # values
+    tr ',' '\n' <<<"$1" | { grep . || true; } | sort -g | awk '{ v[NR] = $1 } END {
+        if (!NR) { print "-"; exit }
+        print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+# A number rounded to a whole one; anything else as it is.
+whole() { # value
+    awk -v v="$1" 'BEGIN { if (v ~ /^[0-9.]+$/) printf "%.0f\n", v; else print v }'
+}
+sum_of() { # values
+    tr ',' '\n' <<<"$1" | awk 'NF { s += $1 } END { print s + 0 }'
+}
+# A row of the group's throughput table from one proxy's runs.
+pool_load_row() { # load who tps-values errors-values cpu-values [runs, default LOAD_RUNS]
+    local n
+    n=$(tr ',' '\n' <<<"$3" | grep -c . || true)
+    pool_loads+=("$1|$2|$n of ${6:-$LOAD_RUNS}|$(whole "$(median_of "$3")")|$(sum_of "$4")|$(median_of "$5")")
+}
+
+if want pool; then
+    echo "== pool: $POOLING_CLIENTS stateful clients ($POOLING_SECONDS s), then $POOLING_THREADS-client load (${LOAD_RUNS} x ${SECS}s), against max_connections $POOLING_MAX_CONN"
+    export BENCH_POOL_TABLE=$work/pool-table
+    : > "$BENCH_POOL_TABLE"
+    pool_loads=()
+    # Room for every client of the load or of the stateful run: PgBouncer must refuse none.
+    pool_max_clients=$(( (POOLING_CLIENTS > POOLING_THREADS ? POOLING_CLIENTS : POOLING_THREADS) + 100 ))
+    echo "   open file limit: $(ulimit -n) (raised for the clients, torpor, PgBouncer and the servers)"
+
+    # -- PostgreSQL: torpor, PgBouncer (transaction pooling), direct ------------------------------
+    dir=$work/pool-pg
+    start_torpor "$dir" postgres "{ fsync = \"off\", max_connections = \"$POOLING_MAX_CONN\" }"
+    POOL_TORPOR=$TPID
+    pgbench_init "$LISTEN" "$BACKEND"
+    reserved=$(PGPASSWORD=$PASS psql -h 127.0.0.1 -p "$BACKEND" -U $USER_NAME -d $USER_NAME -qAtc 'show superuser_reserved_connections')
+    cap=$((POOLING_MAX_CONN - reserved))
+    echo "   PostgreSQL max_connections $POOLING_MAX_CONN, superuser_reserved_connections $reserved: torpor's default cap and PgBouncer's default_pool_size are $cap"
+    # These lines come after start_pgbouncer's own and override them.
+    bouncer_pool=$(printf 'default_pool_size = %s\nmax_client_conn = %s' "$cap" "$pool_max_clients")
+    about="PostgreSQL max_connections $POOLING_MAX_CONN"
+
+    pool_clients "pg torpor" pg_pooled_sessions_p99 postgres "$LISTEN" $USER_NAME "$POOLING_SECONDS" \
+        "$about, through torpor (default cap)"
+    backend_settle postgres "$BACKEND"
+    BOUNCER=$(free_port)
+    start_pgbouncer "$dir/pgbouncer" state transaction "$BOUNCER" "$dir/pgdata" "$BACKEND" "$bouncer_pool"
+    wait_port "$BOUNCER"
+    pool_clients "pg pgbouncer" pg_pooled_sessions_p99_pgbouncer postgres "$BOUNCER" $USER_NAME "$POOLING_SECONDS" \
+        "$about, through PgBouncer pool_mode=transaction, default_pool_size $cap"
+    stop_pid "$BPID"
+    backend_settle postgres "$BACKEND"
+    # Direct: the clients only connect and take their state; the server refuses the rest.
+    pool_clients "pg direct" pg_pooled_sessions_direct postgres "$BACKEND" $USER_NAME 0 "$about, direct connections"
+    backend_settle postgres "$BACKEND"
+
+    # pgbench -S through PgBouncer and torpor, interleaved. This PgBouncer drops a server
+    # connection idle for 1 s, so between runs its pool leaves the slots to torpor.
+    BOUNCER=$(free_port)
+    start_pgbouncer "$dir/pgbouncer" pgbench transaction "$BOUNCER" "$dir/pgdata" "$BACKEND" \
+        "$(printf '%s\nserver_idle_timeout = 1' "$bouncer_pool")"
+    POOL_BOUNCER=$BPID
+    wait_port "$BOUNCER"
+    declare -A pool_tps pool_cpu pool_err
+    for who in pgbouncer torpor; do pool_tps[$who]=""; pool_cpu[$who]=""; pool_err[$who]=""; done
+    RUN_LOADS=""
+    for i in $(seq "$LOAD_RUNS"); do
+        for who in pgbouncer torpor; do
+            case $who in
+                pgbouncer) port=$BOUNCER pid=$POOL_BOUNCER ;;
+                torpor) port=$LISTEN pid=$POOL_TORPOR ;;
+            esac
+            backend_settle postgres "$BACKEND"
+            load_run "run $i $who" pgbench "$pid" pgbench_cmd "$port" -S -c "$POOLING_THREADS"
+            [ "$RUN_TPS" = ERR ] || pool_tps[$who]+="$RUN_TPS,"
+            [ "$RUN_US" = - ] || pool_cpu[$who]+="$RUN_US,"
+            pool_err[$who]+="$RUN_ERRORS,"
+        done
+    done
+    name=pgbench_select_c${POOLING_THREADS}_pooled
+    if [ -z "${pool_tps[torpor]}" ] || [ -z "${pool_tps[pgbouncer]}" ]; then
+        not_measured "$name" "≥ 1.00× pgbouncer, 0 errors" \
+            "pgbench failed (errors torpor ${pool_err[torpor]} pgbouncer ${pool_err[pgbouncer]}); see the lines above"
+    else
+        "$DRIVER" summarize "$name" tps 1.00 "${pool_tps[torpor]}" "pgbouncer=${pool_tps[pgbouncer]}" \
+            "cpu:torpor=${pool_cpu[torpor]}" "cpu:pgbouncer=${pool_cpu[pgbouncer]}" \
+            "errors:torpor=${pool_err[torpor]}" "errors:pgbouncer=${pool_err[pgbouncer]}" "load=$RUN_LOADS" || true
+    fi
+    for who in pgbouncer torpor; do
+        pool_load_row "pgbench -S -c $POOLING_THREADS" "$who" "${pool_tps[$who]}" "${pool_err[$who]}" "${pool_cpu[$who]}"
+    done
+    stop_pid "$POOL_BOUNCER"
+    stop_pid "$POOL_TORPOR"
+    note_cmd "pool group: torpor with a PostgreSQL cluster, settings { fsync = \"off\", max_connections = \"$POOLING_MAX_CONN\" }, no max_backend_connections (the default cap); PgBouncer 1.18 pool_mode=transaction, default_pool_size $cap, max_client_conn $pool_max_clients, in front of the same server"
+    note_cmd "target/release/torpor-bench pool-clients --proto postgres --addr 127.0.0.1:<torpor|pgbouncer|server port> --db bench --clients $POOLING_CLIENTS --ramp $POOLING_RAMP --seconds $POOLING_SECONDS (0 for the server: connect and state only) --name <row> --label <who>"
+    note_cmd "PGPASSWORD=… pgbench -h 127.0.0.1 -p <pgbouncer|torpor port> -U bench -n -c $POOLING_THREADS -j 2 -T $SECS -S bench   (scale $SCALE; this PgBouncer also server_idle_timeout = 1)"
+
+    # -- MariaDB: torpor, direct ------------------------------------------------------------------
+    dir=$work/pool-my
+    about="MariaDB max_connections $POOLING_MAX_CONN"
+    name=sysbench_oltp_read_only_t${POOLING_THREADS}_pooled
+    if start_sysbench_torpor "$dir" "{ innodb_flush_log_at_trx_commit = \"0\", max_connections = \"$POOLING_MAX_CONN\" }"; then
+        POOL_TORPOR=$TPID
+        pool_clients "my torpor" my_pooled_sessions_p99 mysql "$LISTEN" my "$POOLING_SECONDS" \
+            "$about, through torpor (default cap)"
+        backend_settle mysql "$BACKEND"
+        pool_clients "my direct" my_pooled_sessions_direct mysql "$BACKEND" my 0 "$about, direct connections"
+        backend_settle mysql "$BACKEND"
+        if [ -n "$SB_ERR" ]; then
+            not_measured "$name" "0 errors" "$SB_ERR"
+        else
+            # One short run straight to the server: what it says to that many clients.
+            load_run "direct, once" sysbench - "${sb[@]}" --mysql-port="$BACKEND" \
+                --threads="$POOLING_THREADS" --time=2 run
+            pool_load_row "sysbench -t $POOLING_THREADS" direct "${RUN_TPS/ERR/}" "$RUN_ERRORS" "" 1
+            backend_settle mysql "$BACKEND"
+            tps=""; cpu=""; errs=""; RUN_LOADS=""
+            for i in $(seq "$LOAD_RUNS"); do
+                backend_settle mysql "$BACKEND"
+                load_run "run $i torpor" sysbench "$POOL_TORPOR" "${sb[@]}" --mysql-port="$LISTEN" \
+                    --threads="$POOLING_THREADS" --time="$SECS" run
+                [ "$RUN_TPS" = ERR ] || tps+="$RUN_TPS,"
+                [ "$RUN_US" = - ] || cpu+="$RUN_US,"
+                errs+="$RUN_ERRORS,"
+            done
+            if [ -z "$tps" ]; then
+                not_measured "$name" "0 errors" "sysbench failed through torpor (errors $errs); see the lines above"
+            else
+                "$DRIVER" summarize "$name" tps 1.00 "$tps" none "cpu:torpor=$cpu" "errors:torpor=$errs" \
+                    "load=$RUN_LOADS" || true
+            fi
+            pool_load_row "sysbench -t $POOLING_THREADS" torpor "$tps" "$errs" "$cpu"
+        fi
+        stop_pid "$POOL_TORPOR"
+    else
+        for n in my_pooled_sessions_p99 my_pooled_sessions_direct "$name"; do not_measured "$n" "0 errors" "$SB_ERR"; done
+    fi
+    note_cmd "target/release/torpor-bench pool-clients --proto mysql --addr 127.0.0.1:<torpor|server port> --db my …   (as above; MariaDB settings { innodb_flush_log_at_trx_commit = \"0\", max_connections = \"$POOLING_MAX_CONN\" })"
+    note_cmd "sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=<torpor> --mysql-user=bench --mysql-db=my --tables=4 --table-size=10000 --threads=$POOLING_THREADS --time=$SECS run"
+
+    echo "   stateful clients: $POOLING_CLIENTS each, checks every 5-15 s for $POOLING_SECONDS s (direct: connect and state only)"
+    { echo "who|clients|connected|checks|p50 ms|p99 ms|errors|mismatches"; cat "$BENCH_POOL_TABLE"; } |
+        column -t -s'|' | sed 's/^/      /'
+    echo "   load, $POOLING_THREADS clients:"
+    { echo "load|who|runs with a figure|median tps|errors|median µs/tx"; printf '%s\n' "${pool_loads[@]}"; } |
+        column -t -s'|' | sed 's/^/      /'
 fi
 
 # --- BENCHMARKS.md -----------------------------------------------------------------------------
@@ -696,6 +935,32 @@ elapsed=$(( $(date +%s) - started ))
   cluster's `backend_pid` from `GET /api/clusters` and its pid file and checks /proc/<pid>.
   Value = share of the window no backend process existed; wakes are `torpor_wakes_total`
   during the window; client errors count every failed probe, connect, close or query.
+- **pg_pooled_sessions_p99, my_pooled_sessions_p99** (`pool`, only when asked for): more
+  client sessions than the server has connections. The server has `max_connections = 50`
+  (BENCH_POOLING_MAX_CONNECTIONS, a `[cluster.backend] settings` entry); torpor has no
+  `max_backend_connections`, so its cap is the server's max_connections less its reserved slots.
+  `torpor-bench pool-clients` opens 1,000 connections (BENCH_POOLING_CLIENTS) over 5 s; client
+  i runs `SET application_name = 'c<i>'` (MariaDB: `SET @v = <i>`) and `PREPARE q AS SELECT
+  $1::int + <i>` (MariaDB: `PREPARE q FROM 'SELECT ? + <i>'`), and one client in ten makes a
+  temp table `t<i>` of 100 rows. Once all have, for 60 s (BENCH_POOLING_SECONDS) each client
+  sleeps 5-15 s at random and runs one of its checks at random: `SHOW application_name` (`SELECT
+  @v`), `EXECUTE q(1)` (`EXECUTE q USING 1`) = 1 + i, `SELECT count(*) FROM t<i>` = 100. A wrong
+  answer, or an error that says the state is gone or another session's is there (SQLSTATE
+  26000, 42P01, 42P05; MariaDB 1243, 1146), is a mismatch; any other failure, a refused
+  connection included, is an error. Value = p99 of the checks' latency; target 0 errors and
+  0 mismatches. **pg_pooled_sessions_p99_pgbouncer**: the same clients through PgBouncer 1.18
+  in `pool_mode = transaction` in front of the same server, `default_pool_size` = torpor's cap,
+  which keeps no session state (it tracks `application_name` itself). **…_direct**: the same
+  clients straight to the server, connect and state only: the server's refusals.
+- **pgbench_select_c200_pooled, sysbench_oltp_read_only_t200_pooled** (`pool`): `pgbench -S -c
+  200 -j 2` through PgBouncer (as above, and `server_idle_timeout = 1`) and torpor, interleaved;
+  `sysbench oltp_read_only --threads=200` through torpor on a MariaDB with max_connections 50
+  (one 2 s run straight to the server shows its refusals). Before each run the script waits
+  until the server holds at most one other client connection, so one proxy's idle server
+  connections don't take the slots of the next. Errors: pgbench's failed transactions plus the
+  clients it aborted or could not connect (pgbench stops a thread at its first failed connect);
+  sysbench's ignored errors plus each thread whose init or run failed; a run with no figure
+  counts as at least one. CPU µs/tx as for pgbench.
 - **pg_probe_asleep_p50, my_probe_asleep_p50** (idle means idle): one torpor with both
   clusters; a session through torpor wakes each once (the settings catalog is learned), then
   the cluster sleeps and the parked session sends `SELECT 1` (tokio-postgres `simple_query`,
