@@ -14,6 +14,10 @@ use super::sql;
 /// and a row at every checkpoint; a session that sets more blocks the drain instead.
 pub const MAX_CUSTOM_SETTINGS: usize = 1000;
 
+/// How many prepared statements' names one tracker remembers as reads or not; past it a
+/// statement counts as one that may change something.
+const MAX_STATEMENTS: usize = 1000;
+
 const TOO_MANY_CUSTOM_SETTINGS: &str =
     "more custom settings set than torpor tracks per session (1000)";
 
@@ -59,6 +63,11 @@ pub struct Tracker {
     unnamed_taints: bool,
     /// A SQL PREPARE whose text would was seen: any EXECUTE might run it.
     sql_prepare_taints: bool,
+    /// Prepared statements (protocol-level and SQL PREPARE share one namespace) and whether
+    /// their text only reads: running one that does changes nothing the session holds.
+    statements: HashMap<String, bool>,
+    /// Names added to `statements` since the last ReadyForQuery: an error takes them back.
+    statements_pending: Vec<String>,
 }
 
 impl Default for Tracker {
@@ -81,6 +90,8 @@ impl Default for Tracker {
             tainting: std::collections::HashSet::new(),
             unnamed_taints: false,
             sql_prepare_taints: false,
+            statements: HashMap::new(),
+            statements_pending: Vec::new(),
         }
     }
 }
@@ -95,9 +106,22 @@ impl Tracker {
                 match parse::query_message(body) {
                     Ok(q) => {
                         self.sniff(q);
-                        let reads = sql::plainly_reads(q);
-                        if !reads && !self.canned.is_empty() && sql::may_drop_statements(q) {
+                        let known = &self.statements;
+                        let reads = sql::plainly_reads(q)
+                            || sql::executes_read(q, |n| known.get(n) == Some(&true));
+                        if !reads && sql::may_drop_statements(q) {
                             self.canned.clear();
+                            self.statements.clear();
+                        }
+                        if sql::prepares(q) {
+                            match sql::prepares_read(q) {
+                                Some(name) => self.note_statement(&name, true),
+                                None => {
+                                    if let Some(name) = sql::prepare_name(q) {
+                                        self.note_statement(&name, false);
+                                    }
+                                }
+                            }
                         }
                         if !reads {
                             self.note_txn_statement(q);
@@ -114,6 +138,7 @@ impl Tracker {
                         self.sniff(p.query);
                         if !p.name.is_empty() {
                             self.note_parsed(p.name, p.query, p.param_types.is_empty());
+                            self.note_statement(p.name, sql::plainly_reads(p.query));
                         }
                         let taints =
                             !sql::plainly_reads(p.query) && sql::taints_transaction(p.query);
@@ -136,14 +161,18 @@ impl Tracker {
                     .position(|&b| b == 0)
                     .and_then(|end| body.get(end + 1..))
                     .and_then(|rest| rest.first());
-                if statement != Some(&0) {
-                    self.changed = true;
-                }
                 let name = body
                     .iter()
                     .position(|&b| b == 0)
                     .and_then(|end| body.get(end + 1..))
                     .and_then(|rest| rest.iter().position(|&b| b == 0).map(|n| &rest[..n]));
+                // Running a named statement may do anything its text does.
+                let reads = name
+                    .and_then(|n| std::str::from_utf8(n).ok())
+                    .is_some_and(|n| self.statements.get(n) == Some(&true));
+                if statement != Some(&0) && !reads {
+                    self.changed = true;
+                }
                 let taints = match name {
                     Some([]) => self.unnamed_taints,
                     Some(n) => std::str::from_utf8(n).map_or(true, |n| self.tainting.contains(n)),
@@ -156,6 +185,7 @@ impl Tracker {
                     && let Ok((b'S', name)) = parse::close_message(body)
                 {
                     self.canned.remove(name);
+                    self.statements.remove(name);
                 }
                 self.extended |= tag == tag::CLOSE;
                 self.pending += u32::from(tag == tag::FUNCTION_CALL);
@@ -187,6 +217,7 @@ impl Tracker {
         match tag {
             tag::READY_FOR_QUERY => {
                 self.canned_pending.clear();
+                self.statements_pending.clear();
                 self.pending = self.pending.saturating_sub(1);
                 self.copy = false;
                 if let Ok(status) = parse::ready_for_query(body) {
@@ -209,6 +240,9 @@ impl Tracker {
                 self.copy = false;
                 for name in self.canned_pending.drain(..) {
                     self.canned.remove(&name);
+                }
+                for name in self.statements_pending.drain(..) {
+                    self.statements.remove(&name);
                 }
             }
             _ => {}
@@ -255,6 +289,16 @@ impl Tracker {
         }
     }
 
+    /// A statement is being prepared under `name`. Preparing a name that exists fails on the
+    /// server and leaves the old one: only a new name is noted, and an error takes it back.
+    fn note_statement(&mut self, name: &str, reads: bool) {
+        if self.statements.contains_key(name) || self.statements.len() >= MAX_STATEMENTS {
+            return;
+        }
+        self.statements.insert(name.to_string(), reads);
+        self.statements_pending.push(name.to_string());
+    }
+
     /// Named statements torpor can answer itself while parked.
     pub fn canned(&self) -> &HashMap<String, Statement> {
         &self.canned
@@ -282,10 +326,18 @@ impl Tracker {
     /// A snapshot was replayed into a fresh connection: its statements are the session's now.
     pub fn restored(&mut self, snap: &PgSnapshot) {
         self.canned.clear();
-        for p in snap.prepared.iter().filter(|p| !p.from_sql) {
-            self.note_parsed(&p.name, &p.statement, p.param_types.is_empty());
+        self.statements.clear();
+        for p in &snap.prepared {
+            let reads = if p.from_sql {
+                sql::prepares_read(&p.statement).is_some()
+            } else {
+                self.note_parsed(&p.name, &p.statement, p.param_types.is_empty());
+                sql::plainly_reads(&p.statement)
+            };
+            self.note_statement(&p.name, reads);
         }
         self.canned_pending.clear();
+        self.statements_pending.clear();
     }
 
     fn note_change(&mut self, changes: bool) {
@@ -536,6 +588,74 @@ mod tests {
     fn query(t: &mut Tracker, sql: &str) {
         t.client_message(tag::QUERY, format!("{sql}\0").as_bytes());
         t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+    }
+
+    /// Feeds the tracker whole frontend messages from `build`.
+    fn send(t: &mut Tracker, build: impl FnOnce(&mut bytes::BytesMut)) {
+        let mut out = bytes::BytesMut::new();
+        build(&mut out);
+        let mut buf = &out[..];
+        while let Ok(Some((tag, len))) = super::super::frame::message_len(buf, usize::MAX) {
+            t.client_message(tag, &buf[5..len]);
+            buf = &buf[len..];
+        }
+    }
+
+    fn bind_and_run(t: &mut Tracker, name: &str) {
+        send(t, |o| {
+            crate::pg::message::bind_text(o, "", name, &[]);
+            crate::pg::message::execute(o, "", 0);
+        });
+        send(t, |o| {
+            o.extend_from_slice(&[tag::SYNC, 0, 0, 0, 4]);
+        });
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+    }
+
+    #[test]
+    fn running_a_prepared_read_changes_nothing() {
+        let mut t = Tracker::default();
+        send(&mut t, |o| {
+            crate::pg::message::parse(o, "r", "SELECT count(*) FROM t WHERE a = $1", &[]);
+            crate::pg::message::parse(o, "w", "SELECT nextval('s')", &[]);
+        });
+        bind_and_run(&mut t, "r");
+        assert!(t.changed(), "a named statement is itself state");
+        t.mark_saved();
+        bind_and_run(&mut t, "r");
+        assert!(!t.changed());
+        bind_and_run(&mut t, "w");
+        assert!(t.changed());
+
+        t.mark_saved();
+        query(&mut t, "PREPARE q(int) AS SELECT $1 + 1");
+        t.mark_saved();
+        query(&mut t, "EXECUTE q(1)");
+        assert!(!t.changed());
+        // Preparing a name that exists fails and leaves the old statement.
+        query(&mut t, "PREPARE w2 AS SELECT nextval('s')");
+        t.mark_saved();
+        t.client_message(tag::QUERY, b"PREPARE w2 AS SELECT 1\0");
+        t.backend_message(tag::ERROR_RESPONSE, b"");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        t.mark_saved();
+        query(&mut t, "EXECUTE w2");
+        assert!(t.changed());
+        // A failed PREPARE of a new name is forgotten, so a later one decides.
+        t.mark_saved();
+        t.client_message(tag::QUERY, b"PREPARE n AS SELECT 1 FROM nowhere\0");
+        t.backend_message(tag::ERROR_RESPONSE, b"");
+        t.backend_message(tag::READY_FOR_QUERY, &rfq(b'I'));
+        query(&mut t, "PREPARE n AS SELECT nextval('s')");
+        t.mark_saved();
+        query(&mut t, "EXECUTE n");
+        assert!(t.changed());
+        // DEALLOCATE forgets what was known.
+        t.mark_saved();
+        query(&mut t, "DEALLOCATE q");
+        t.mark_saved();
+        query(&mut t, "EXECUTE q(1)");
+        assert!(t.changed());
     }
 
     /// 100,000 set_config calls in a comment once took the proxy tens of seconds to track.

@@ -4,34 +4,6 @@
 
 use super::lexer::{Lexer, Token, ident_name, is_kw, skip_to_semicolon};
 
-/// One SELECT, VALUES, TABLE or SHOW statement without parentheses and without INTO: it calls
-/// no function and creates nothing, so it cannot change what the session holds (settings,
-/// prepared statements, temp tables, sequences, locks, LISTEN). Anything else counts as a
-/// change. A view whose definition has side effects is not looked into.
-pub fn plainly_reads(sql: &str) -> bool {
-    let mut lx = Lexer::new(sql, false);
-    let Some(first) = lx.next() else {
-        return true;
-    };
-    if !["select", "values", "table", "show"]
-        .iter()
-        .any(|k| is_kw(&first, k))
-    {
-        return false;
-    }
-    let mut ended = false;
-    for tok in lx {
-        match tok {
-            _ if ended => return false,
-            Token::Open => return false,
-            Token::Semicolon => ended = true,
-            ref t if is_kw(t, "into") => return false,
-            _ => {}
-        }
-    }
-    true
-}
-
 /// If the first statement of `sql` is `CREATE [GLOBAL|LOCAL] TEMP|TEMPORARY TABLE [IF NOT
 /// EXISTS] name ... ON COMMIT DELETE ROWS`, the table's relname as pg_class stores it.
 /// Cheap for every other query: it stops at the first word unless that word is CREATE.
@@ -342,25 +314,6 @@ mod tests {
              CREATE TEMP TABLE \"C\" (x int) ON COMMIT DELETE ROWS",
         );
         assert_eq!(got, vec!["a".to_string(), "C".to_string()]);
-    }
-
-    #[test]
-    fn plain_reads() {
-        assert!(plainly_reads(
-            "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
-        ));
-        assert!(plainly_reads("select 1;"));
-        assert!(plainly_reads("SHOW search_path"));
-        assert!(plainly_reads("select ';(' as x"));
-        assert!(plainly_reads(""));
-        assert!(!plainly_reads("select nextval('s')"));
-        assert!(!plainly_reads("select pg_advisory_lock(1)"));
-        assert!(!plainly_reads("SELECT * INTO TEMP t FROM x"));
-        assert!(!plainly_reads("select 1; set a.b = 1"));
-        assert!(!plainly_reads("SET search_path = x"));
-        assert!(!plainly_reads("insert into t values (1)"));
-        assert!(!plainly_reads("/* hi */ prepare p as select 1"));
-        assert!(!plainly_reads("with x as (select 1) select * from x"));
     }
 
     #[test]
