@@ -5,8 +5,8 @@ pub mod cluster;
 pub mod driver;
 
 pub use cluster::{
-    BusyGuard, CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCmd, Participant, Rejoin,
-    Resume, SleepError, WakeCause,
+    BusyGuard, CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCheck, DrainCmd,
+    Participant, Rejoin, Resume, SleepError, WakeCause,
 };
 pub use driver::{
     BackendConfig, BackendInfo, BackendState, BackendTls, BootstrapUser, Driver, DriverError,

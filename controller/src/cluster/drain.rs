@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Cluster, ClusterState};
+use super::{Cluster, ClusterState, Inner};
 use crate::driver::DriverError;
 
 /// Sent by the drain coordinator to each attached session.
@@ -32,6 +32,9 @@ pub enum CheckpointReply {
 pub enum SleepError {
     #[error("drain refused: {}", .0.join("; "))]
     Blocked(Vec<String>),
+    /// The drain check (the database's own work) refused it: no session was asked.
+    #[error("drain refused: {0}")]
+    DatabaseBusy(String),
     #[error("backend failed to stop: {0}")]
     Driver(#[from] DriverError),
 }
@@ -139,36 +142,30 @@ impl Cluster {
         }
     }
 
-    /// Phase 1, for a drain or a freeze: every attached session captures its state and puts
-    /// its snapshot durably. When all of them did, with no client bytes meanwhile, the cluster
-    /// moves to `next` and the participants, all prepared, are returned to be sent Commit or
-    /// Abort. Otherwise the cluster is running again, every participant was sent Abort, and
-    /// the error says why. None: the cluster is in standby already.
+    /// Phase 1, for a drain or a freeze: unless the drain check refuses (see `check`), every
+    /// attached session captures its state and puts its snapshot durably. When all of them
+    /// did, with no client bytes meanwhile, the cluster moves to `next` and the participants,
+    /// all prepared, are returned to be sent Commit or Abort. Otherwise the cluster is running
+    /// again, every participant was sent Abort, and the error says why. None: the cluster is in
+    /// standby already.
     pub(super) async fn checkpoint_all(
         &self,
         next: ClusterState,
     ) -> Result<Option<Vec<Participant>>, SleepError> {
+        let may = self.may_drain(&self.lock())?;
+        if !may {
+            return Ok(None);
+        }
+        // Outside the lock, and before any session is asked: a refusal disturbs nobody.
+        if let Some(why) = self.run_drain_check().await {
+            self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(SleepError::DatabaseBusy(why));
+        }
         let participants: Vec<Participant> = {
             let mut inner = self.lock();
-            match inner.state {
-                ClusterState::Standby => return Ok(None),
-                ClusterState::Running => {}
-                other => {
-                    return Err(SleepError::Blocked(vec![format!(
-                        "cluster is {}",
-                        other.as_str()
-                    )]));
-                }
-            }
-            let busy = self.busy_sessions();
-            if busy > 0 {
-                // A busy session can't checkpoint now, and one stuck writing to a client that
-                // stopped reading would not even answer: refuse without asking.
-                self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
-                let why =
-                    format!("{busy} session(s) busy: a query, transaction or COPY in progress");
-                tracing::warn!(cluster = %self.name, blockers = ?[&why], "drain refused");
-                return Err(SleepError::Blocked(vec![why]));
+            // Asked again: a session may have become busy, or the backend gone, meanwhile.
+            if !self.may_drain(&inner)? {
+                return Ok(None);
             }
             inner.drain_aborted = false;
             self.set_state(&mut inner, ClusterState::Draining);
@@ -229,6 +226,31 @@ impl Cluster {
         }
         tracing::warn!(cluster = %self.name, blockers = ?blockers, "drain refused");
         Err(SleepError::Blocked(blockers))
+    }
+
+    /// Whether a drain may begin now: false when the cluster is in standby already, an error
+    /// when it is in another drain or a wake, or a session is busy.
+    fn may_drain(&self, inner: &Inner) -> Result<bool, SleepError> {
+        match inner.state {
+            ClusterState::Standby => return Ok(false),
+            ClusterState::Running => {}
+            other => {
+                return Err(SleepError::Blocked(vec![format!(
+                    "cluster is {}",
+                    other.as_str()
+                )]));
+            }
+        }
+        let busy = self.busy_sessions();
+        if busy > 0 {
+            // A busy session can't checkpoint now, and one stuck writing to a client that
+            // stopped reading would not even answer: refuse without asking.
+            self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
+            let why = format!("{busy} session(s) busy: a query, transaction or COPY in progress");
+            tracing::warn!(cluster = %self.name, blockers = ?[&why], "drain refused");
+            return Err(SleepError::Blocked(vec![why]));
+        }
+        Ok(true)
     }
 
     async fn all_parked(&self, ids: &[u64]) {

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use super::{Cluster, ClusterState, SleepError};
 
 impl Cluster {
@@ -88,6 +90,12 @@ impl Cluster {
                     Some(f) if idle >= f => {
                         match self.freeze().await {
                             Ok(()) => {}
+                            Err(SleepError::DatabaseBusy(_)) => {
+                                // Tried again on its own: no client says when that work ends.
+                                if !self.pause_for_check(&mut state_rx, &mut activity_rx).await {
+                                    return;
+                                }
+                            }
                             Err(e) => {
                                 tracing::debug!(cluster = %self.name, error = %e, "not frozen");
                                 freeze_held = true;
@@ -110,6 +118,11 @@ impl Cluster {
             }
             match self.sleep().await {
                 Ok(()) => {}
+                Err(SleepError::DatabaseBusy(_)) => {
+                    if !self.pause_for_check(&mut state_rx, &mut activity_rx).await {
+                        return;
+                    }
+                }
                 Err(SleepError::Blocked(_)) => {
                     // Don't spin on a blocker (e.g. a WITH HOLD cursor): wait for activity or a while.
                     let pause = self.idle_timeout.max(Duration::from_secs(1));
@@ -123,6 +136,20 @@ impl Cluster {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
+        }
+    }
+
+    /// After the drain check refused: waits a little (`check_retry`), less if a client acts or
+    /// the state changes. False once the cluster is gone.
+    async fn pause_for_check(
+        &self,
+        state_rx: &mut watch::Receiver<ClusterState>,
+        activity_rx: &mut watch::Receiver<u64>,
+    ) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(self.check_retry()) => true,
+            r = state_rx.changed() => r.is_ok(),
+            r = activity_rx.changed() => r.is_ok(),
         }
     }
 }

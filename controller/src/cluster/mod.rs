@@ -9,8 +9,10 @@
 //! - `drain`: the two-phase drain (checkpoint everywhere, then stop) and shutdown;
 //! - `idle`: what counts as activity, and the loop that freezes and drains an idle cluster;
 //! - `freeze`: the frozen tier;
-//! - `exits`: a backend that ends on its own.
+//! - `exits`: a backend that ends on its own;
+//! - `check`: what the proxy says against a drain or freeze (the database's own work).
 
+mod check;
 mod drain;
 mod exits;
 mod freeze;
@@ -19,14 +21,15 @@ mod state;
 mod wake;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::driver::{BackendInfo, Driver, DriverError};
 
+pub use check::DrainCheck;
 pub use drain::{CheckpointReply, DrainCmd, Participant, Resume, SleepError};
 pub use idle::BusyGuard;
 pub use state::ClusterState;
@@ -46,6 +49,8 @@ struct Inner {
     watchers: HashMap<u64, mpsc::UnboundedSender<Rejoin>>,
     /// Why the backend last ended on its own or failed to start, for operators.
     last_error: Option<String>,
+    /// Why the last drain check refused a drain: see `check`.
+    check_blocker: Option<String>,
 }
 
 /// Counters exported as metrics.
@@ -66,6 +71,8 @@ pub struct Cluster {
     /// None: never frozen (not asked for, or the driver can't).
     freeze_after: Option<Duration>,
     driver: Box<dyn Driver>,
+    /// Asked before every drain and freeze; none by default.
+    drain_check: OnceLock<Box<dyn DrainCheck>>,
     inner: Mutex<Inner>,
     state_tx: watch::Sender<ClusterState>,
     /// Sessions with a query in flight, an open transaction or a COPY.
@@ -97,6 +104,7 @@ impl Cluster {
             idle_timeout,
             freeze_after: None,
             driver,
+            drain_check: OnceLock::new(),
             inner: Mutex::new(Inner {
                 state: ClusterState::Standby,
                 backend: None,
@@ -105,6 +113,7 @@ impl Cluster {
                 participants: HashMap::new(),
                 watchers: HashMap::new(),
                 last_error: None,
+                check_blocker: None,
             }),
             state_tx,
             busy: AtomicUsize::new(0),

@@ -65,6 +65,10 @@ impl Cluster {
 
     pub(super) fn set_state(&self, inner: &mut Inner, state: ClusterState) {
         inner.state = state;
+        if state == ClusterState::Standby {
+            // Nothing runs on a stopped server: the next one is asked anew.
+            inner.check_blocker = None;
+        }
         self.draining
             .store(state == ClusterState::Draining, Ordering::SeqCst);
         self.state_tx.send_replace(state);

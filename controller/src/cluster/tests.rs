@@ -604,3 +604,5 @@ async fn a_driver_that_cant_freeze_only_stops() {
     assert_eq!(d.stops.load(Ordering::SeqCst), 1);
     looper.abort();
 }
+
+mod check;
