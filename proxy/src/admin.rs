@@ -93,7 +93,7 @@ impl Admin {
             .as_u64()
             .and_then(|p| u32::try_from(p).ok());
         let counts = self.registry.counts(&s.name);
-        let blockers = self.registry.blockers(&s.name);
+        let blockers = blockers(s, self.registry.blockers(&s.name));
         ClusterStatus {
             name: s.name.clone(),
             protocol: s.protocol,
@@ -120,6 +120,14 @@ impl Admin {
         }
         out
     }
+}
+
+/// Why a drain of the cluster would be refused: the last drain check's reason (it stands until
+/// the next check), then the sessions' own.
+fn blockers(s: &ClusterFront, sessions: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = s.cluster.drain_check_blocker().into_iter().collect();
+    out.extend(sessions);
+    out
 }
 
 async fn list(State(admin): State<Admin>) -> Json<Vec<ClusterStatus>> {
@@ -161,18 +169,26 @@ async fn sleep(State(admin): State<Admin>, Path(name): Path<String>) -> Response
     };
     match result {
         Ok(()) => (StatusCode::OK, Json(admin.status(s).await)).into_response(),
-        Err(SleepError::Blocked(blockers)) => {
+        Err(SleepError::DatabaseBusy(why)) => {
+            let mut reasons = vec![why];
+            reasons.extend(admin.registry.blockers(&name));
+            refused(reasons)
+        }
+        Err(SleepError::Blocked(reasons)) => {
             // The sessions' own reasons say more than the lifecycle's count of busy ones.
             let live = admin.registry.blockers(&name);
-            let blockers = if live.is_empty() { blockers } else { live };
-            (
-                StatusCode::CONFLICT,
-                Json(serde_json::json!({ "error": "drain refused", "blockers": blockers })),
-            )
-                .into_response()
+            refused(if live.is_empty() { reasons } else { live })
         }
         Err(e) => internal(e.to_string()),
     }
+}
+
+fn refused(blockers: Vec<String>) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(serde_json::json!({ "error": "drain refused", "blockers": blockers })),
+    )
+        .into_response()
 }
 
 fn internal(error: String) -> Response {
@@ -244,7 +260,7 @@ async fn render_metrics(State(admin): State<Admin>) -> Response {
         for b in &st.blockers {
             m.gauge(
                 "torpor_drain_blocker_info",
-                "1 for each reason a drain would be refused now, naming the session (user, client address, application_name)",
+                "1 for each reason a drain would be refused now, naming the session (user, client address, application_name) or the busy_query",
                 &[cluster.clone(), label("blocker", b)],
                 1.0,
             );

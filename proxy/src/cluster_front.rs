@@ -162,6 +162,10 @@ pub struct ClusterFront {
     pub(crate) backend_tls: Option<Arc<crate::tls::Client>>,
     /// The backend connections the sessions share.
     pub room: Arc<crate::room::Room>,
+    /// What is asked of the server before a drain or a freeze (`crate::busy`).
+    pub busy_query: crate::config::BusyQuery,
+    /// torpor's own backend connections besides the busy check's (the catalog learners').
+    pub(crate) own_backends: crate::busy::OwnBackends,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +229,8 @@ impl ClusterFront {
             require_tls: cfg.require_tls,
             backend_tls: None,
             room: crate::room::Room::new(cfg.max_backend_connections, cfg.park_idle_after),
+            busy_query: cfg.busy_query(),
+            own_backends: crate::busy::OwnBackends::default(),
         }
     }
 

@@ -8,11 +8,13 @@ use controller::{BackendConfig, Engine};
 use serde::Deserialize;
 use state_store::StoreConfig;
 
+mod busy;
 mod front;
 mod instance;
 mod listen;
 mod tls;
 mod users;
+pub use busy::BusyQuery;
 pub use front::ProxyConfig;
 pub use instance::KEY_FILE;
 pub use listen::same_addr;
@@ -142,6 +144,10 @@ pub struct ClusterConfig {
         default = "default_park_idle_after"
     )]
     pub park_idle_after: Duration,
+    /// One statement torpor runs on its own connection before a drain or a freeze; a true or
+    /// non-zero answer refuses it. Unset: torpor's own ([`BusyQuery::Default`]); "": none.
+    #[serde(default)]
+    pub busy_query: Option<String>,
 }
 
 impl ClusterConfig {
@@ -310,6 +316,7 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            busy::validate(c, &key("busy_query"))?;
             if c.idle_timeout.is_zero() {
                 return Err(invalid(key("idle_timeout"), "must be greater than zero"));
             }

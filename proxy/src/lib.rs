@@ -1,6 +1,7 @@
 //! torpor: a stateful, database-aware serverless proxy. Sessions outlive the database process.
 
 pub mod admin;
+pub mod busy;
 pub mod check;
 pub mod cluster_front;
 pub mod config;

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin;
+use crate::busy::BusyCheck;
 use crate::cluster_front::ClusterFront;
-use crate::config::{ClusterConfig, Config, Protocol, Secret};
+use crate::config::{BusyQuery, ClusterConfig, Config, Protocol, Secret};
 use crate::door;
 use crate::limits::{self, Cap};
 use crate::metrics::Metrics;
@@ -120,6 +121,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
                 .with_backend_tls(backend_tls),
         );
         fronts.push(front.clone());
+        if front.busy_query != BusyQuery::Off {
+            cluster.set_drain_check(Box::new(BusyCheck::new(Arc::downgrade(&front))));
+        }
 
         let watched = cluster.clone();
         until_shutdown(&background, &shutdown, async move {

@@ -16,7 +16,7 @@ use super::conn::Packets;
 use super::conn::{Conn, payload, seq};
 use super::error::UNKNOWN;
 use super::startup::Hello;
-use crate::cluster_front::Greeting;
+use crate::cluster_front::{ClusterFront, Greeting};
 use crate::names::clip;
 use crate::net;
 use crate::session::error::Code;
@@ -90,6 +90,50 @@ fn greeting_of(hs: &Handshake) -> Greeting {
         charset: hs.charset,
         capabilities: hs.capabilities,
     }
+}
+
+/// utf8mb4_general_ci: what torpor's own connections read is ASCII anyway.
+const OWN_CHARSET: u8 = 45;
+
+/// A connection of torpor's own (the catalog learner, the busy check), which no client waits
+/// on: as the first configured user, with a live session's keys when that user has only a
+/// `password_hash`. Its statements go to the server as they are: CONNECTION_ID() is the
+/// server's.
+pub(super) async fn connect_own(
+    front: &ClusterFront,
+    at: &BackendInfo,
+    deadline: tokio::time::Instant,
+) -> Result<Backend, Error> {
+    let Some(user) = &front.first_user else {
+        return Err(Error::Protocol("no user to log in as".into()));
+    };
+    let hello = Hello {
+        capabilities: caps::LONG_PASSWORD
+            | caps::LONG_FLAG
+            | caps::PROTOCOL_41
+            | caps::TRANSACTIONS
+            | caps::SECURE_CONNECTION
+            | caps::MULTI_RESULTS
+            | caps::PLUGIN_AUTH,
+        charset: OWN_CHARSET,
+        max_packet: 1 << 24,
+        database: None,
+        attrs: vec![("program_name".into(), "torpor".into())],
+        host: String::new(),
+        keys: front.my_keys.borrow(),
+        // No client to answer CONNECTION_ID() for.
+        connection_id: 0,
+    };
+    connect(
+        at,
+        front.backend_tls.as_deref(),
+        &hello,
+        &user.name,
+        user.password.as_deref(),
+        None,
+        deadline,
+    )
+    .await
 }
 
 /// Connects and authenticates, retrying until `deadline` while the server is still starting

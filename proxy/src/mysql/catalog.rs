@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use protocols::mysql::command;
-use protocols::mysql::handshake::caps;
 use protocols::mysql::local::{CATALOG_QUERIES, Catalog};
 use protocols::mysql::packet::write_packet;
 use protocols::mysql::response::{OkPacket, SessionChange, session_changes};
@@ -15,12 +14,8 @@ use super::checkpoint;
 use super::conn::Packets;
 use super::conn::payload;
 use super::error::UNKNOWN;
-use super::startup::Hello;
 use crate::cluster_front::ClusterFront;
 use crate::session::Error;
-
-/// utf8mb4_general_ci: names in the catalog are ASCII anyway.
-const CHARSET: u8 = 45;
 
 /// Runs as long as torpor serves the cluster: after every start of the server, reads its
 /// catalog.
@@ -44,38 +39,14 @@ pub(crate) async fn keep_learning(front: Arc<ClusterFront>) {
 }
 
 async fn learn(front: &ClusterFront) -> Result<(), Error> {
-    let (Some(at), Some(user)) = (front.cluster.running_backend(), &front.first_user) else {
+    let (Some(at), Some(_)) = (front.cluster.running_backend(), &front.first_user) else {
         return Ok(());
-    };
-    let hello = Hello {
-        capabilities: caps::LONG_PASSWORD
-            | caps::LONG_FLAG
-            | caps::PROTOCOL_41
-            | caps::TRANSACTIONS
-            | caps::SECURE_CONNECTION
-            | caps::MULTI_RESULTS
-            | caps::PLUGIN_AUTH,
-        charset: CHARSET,
-        max_packet: 1 << 24,
-        database: None,
-        attrs: vec![("program_name".into(), "torpor".into())],
-        host: String::new(),
-        keys: front.my_keys.borrow(),
-        // torpor's own connection: no client to answer CONNECTION_ID() for.
-        connection_id: 0,
     };
     // torpor's own connection: no client waits on it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut b = backend::connect(
-        &at,
-        front.backend_tls.as_deref(),
-        &hello,
-        &user.name,
-        user.password.as_deref(),
-        None,
-        deadline,
-    )
-    .await?;
+    let mut b = backend::connect_own(front, &at, deadline).await?;
+    // Not the database's own work, for the busy check. Thread ids are kept bit for bit.
+    let _own = front.own_backends.hold(b.id as i32);
     let queries: Vec<String> = CATALOG_QUERIES.iter().map(|q| q.to_string()).collect();
     let results = checkpoint::run(&mut b, &queries).await?;
     let mut rows = Vec::new();

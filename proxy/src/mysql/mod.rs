@@ -1,6 +1,7 @@
 //! MySQL/MariaDB client sessions: the glue between the wire codec, the lifecycle and the store.
 
 mod backend;
+pub(crate) mod busy;
 mod catalog;
 mod change_user;
 mod checkpoint;

@@ -13,7 +13,7 @@ use protocols::pg::parse::{self, Authentication};
 
 use super::conn::Messages;
 use super::conn::{Conn, body};
-use crate::cluster_front::User;
+use crate::cluster_front::{ClusterFront, User};
 use crate::names::clip;
 use crate::net;
 use crate::session::error::Code;
@@ -227,6 +227,32 @@ async fn try_connect(
             conn.send(&out).await.map_err(Error::from)?;
         }
     }
+}
+
+/// A connection of torpor's own (the catalog learner, the busy check), which no client waits
+/// on: as the first configured user, with a live session's key when that user has only a
+/// `password_hash`, with `settings` as startup parameters.
+pub(super) async fn connect_own(
+    front: &ClusterFront,
+    at: &BackendInfo,
+    settings: &[(&str, &str)],
+    deadline: tokio::time::Instant,
+) -> Result<Backend, Error> {
+    let Some(user) = &front.first_user else {
+        return Err(Error::Protocol("no user to log in as".into()));
+    };
+    let mut startup = vec![
+        ("user".to_string(), user.name.clone()),
+        ("database".to_string(), user.name.clone()),
+        ("application_name".to_string(), "torpor".to_string()),
+    ];
+    startup.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let keys = front.pg_keys.borrow();
+    let login = Login {
+        user,
+        keys: keys.as_deref(),
+    };
+    connect(at, front.backend_tls.as_deref(), &startup, login, deadline).await
 }
 
 /// Who torpor logs in to the server as, and the key from the client's own SCRAM proof when

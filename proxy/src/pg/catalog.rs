@@ -31,23 +31,14 @@ const SLOTS_QUERY: &str = "SELECT current_setting('max_connections')::int \
     - coalesce(current_setting('reserved_connections', true)::int, 0) - 1";
 
 async fn learn(front: &ClusterFront) -> Result<(), Error> {
-    let (Some(at), Some(user)) = (front.cluster.running_backend(), &front.first_user) else {
+    let (Some(at), Some(_)) = (front.cluster.running_backend(), &front.first_user) else {
         return Ok(());
     };
-    let startup = vec![
-        ("user".to_string(), user.name.clone()),
-        ("database".to_string(), user.name.clone()),
-        ("application_name".to_string(), "torpor".to_string()),
-    ];
     // torpor's own connection: no client waits on it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let keys = front.pg_keys.borrow();
-    let login = backend::Login {
-        user,
-        keys: keys.as_deref(),
-    };
-    let mut b =
-        backend::connect(&at, front.backend_tls.as_deref(), &startup, login, deadline).await?;
+    let mut b = backend::connect_own(front, &at, &[], deadline).await?;
+    // Not the database's own work, for the busy check.
+    let _own = front.own_backends.hold(b.pid);
     let mut ignored = BytesMut::new();
     let results = simple_query(&mut b, CATALOG_QUERY, &mut ignored).await?;
     let (Some(settings), Some(version)) = (results.first(), results.get(1)) else {

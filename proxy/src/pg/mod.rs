@@ -1,6 +1,7 @@
 //! PostgreSQL client sessions: the glue between the wire codec, the lifecycle and the store.
 
 mod backend;
+pub(crate) mod busy;
 mod cancel;
 mod catalog;
 mod checkpoint;

@@ -164,6 +164,16 @@ impl Registry {
         out
     }
 
+    /// The backend connections `cluster`'s attached sessions hold: PostgreSQL pids, MySQL
+    /// thread ids.
+    pub fn backend_pids(&self, cluster: &str) -> Vec<i32> {
+        self.map()
+            .values()
+            .filter(|e| e.cluster == cluster)
+            .filter_map(|e| e.backend().map(|b| b.pid))
+            .collect()
+    }
+
     /// Live reasons a drain of `cluster` would be refused now.
     pub fn blockers(&self, cluster: &str) -> Vec<String> {
         let mut out: Vec<(u64, String)> = self
