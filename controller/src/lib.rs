@@ -5,7 +5,7 @@ pub mod cluster;
 pub mod driver;
 
 pub use cluster::{
-    BusyGuard, CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCheck, DrainCmd,
+    BusyGuard, CheckpointReply, Cluster, ClusterState, ClusterStats, DrainCheck, DrainCmd, Hold,
     Participant, Rejoin, Resume, SleepError, WakeCause,
 };
 pub use driver::{

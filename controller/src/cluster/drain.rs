@@ -167,6 +167,12 @@ impl Cluster {
             if !self.may_drain(&inner)? {
                 return Ok(None);
             }
+            let holds = self.holds();
+            if !holds.is_empty() {
+                self.stats.drains_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(cluster = %self.name, blockers = ?holds, "drain refused: held up");
+                return Err(SleepError::Blocked(holds));
+            }
             inner.drain_aborted = false;
             self.set_state(&mut inner, ClusterState::Draining);
             inner
@@ -196,6 +202,9 @@ impl Cluster {
             }
         }
 
+        // A hold taken during phase 1 (a rule that just saw its metric rise) refuses the drain
+        // with its own reason, not as client activity.
+        blockers.extend(self.holds());
         {
             let mut inner = self.lock();
             let aborted = inner.drain_aborted || !blockers.is_empty();

@@ -1,5 +1,6 @@
-//! What keeps a cluster awake: sessions with something in flight, and the time since the last
-//! one ended. The idle loop drains the cluster once that time reaches idle_timeout.
+//! What keeps a cluster awake: sessions with something in flight, holds (`hold`), and the time
+//! since the last of them ended. The idle loop drains the cluster once that time reaches
+//! idle_timeout.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -39,6 +40,18 @@ impl Cluster {
         (self.busy_sessions() == 0).then(|| self.idle_for())
     }
 
+    /// Whether torpor wants the database up now, for others to read (`torpor_cluster_active`):
+    /// it is waking, running or frozen, and a session has something in flight, a hold keeps it
+    /// up, or the last of those ended less than idle_timeout ago. False in standby, while
+    /// draining or stopping, and once idle for idle_timeout even if a blocker still keeps the
+    /// backend running.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.state(),
+            ClusterState::Waking | ClusterState::Running | ClusterState::Frozen
+        ) && (self.busy_sessions() > 0 || self.is_held() || self.idle_for() < self.idle_timeout)
+    }
+
     pub(super) fn touch(&self) {
         if let Ok(mut t) = self.last_activity.lock() {
             *t = Instant::now();
@@ -68,9 +81,9 @@ impl Cluster {
                 }
                 continue;
             }
-            if self.busy_sessions() > 0 {
+            if self.busy_sessions() > 0 || self.is_held() {
                 freeze_held = false;
-                // Wait for the next busy/idle transition.
+                // Wait for the next busy/idle transition (a hold's too).
                 tokio::select! {
                     r = activity_rx.changed() => if r.is_err() { return },
                     r = state_rx.changed() => if r.is_err() { return },

@@ -9,6 +9,7 @@
 //! - `drain`: the two-phase drain (checkpoint everywhere, then stop) and shutdown;
 //! - `idle`: what counts as activity, and the loop that freezes and drains an idle cluster;
 //! - `freeze`: the frozen tier;
+//! - `hold`: what keeps the cluster up besides its sessions (rules), with a reason;
 //! - `exits`: a backend that ends on its own;
 //! - `check`: what the proxy says against a drain or freeze (the database's own work).
 
@@ -16,11 +17,12 @@ mod check;
 mod drain;
 mod exits;
 mod freeze;
+mod hold;
 mod idle;
 mod state;
 mod wake;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -31,6 +33,7 @@ use crate::driver::{BackendInfo, Driver, DriverError};
 
 pub use check::DrainCheck;
 pub use drain::{CheckpointReply, DrainCmd, Participant, Resume, SleepError};
+pub use hold::Hold;
 pub use idle::BusyGuard;
 pub use state::ClusterState;
 pub use wake::{Rejoin, WakeCause};
@@ -81,6 +84,9 @@ pub struct Cluster {
     probing: AtomicUsize,
     /// The backend is frozen or being frozen: see `freeze`.
     frozen: AtomicBool,
+    /// Why something other than a session keeps the cluster up, by hold id: see `hold`.
+    holds: Mutex<BTreeMap<u64, String>>,
+    hold_ids: AtomicU64,
     last_activity: Mutex<Instant>,
     activity_tx: watch::Sender<u64>,
     /// Bumped whenever a participant leaves, for phase 2 to wait on.
@@ -119,6 +125,8 @@ impl Cluster {
             busy: AtomicUsize::new(0),
             probing: AtomicUsize::new(0),
             frozen: AtomicBool::new(false),
+            holds: Mutex::new(BTreeMap::new()),
+            hold_ids: AtomicU64::new(0),
             last_activity: Mutex::new(Instant::now()),
             activity_tx,
             parked_tx,

@@ -283,10 +283,9 @@ async fn a_wake_waits_for_watching_sessions_to_attach() {
     c.wake(None).await.unwrap();
 }
 
-#[tokio::test]
-async fn wake_during_phase_one_aborts_the_drain() {
-    let (c, d) = running().await;
-    // A participant slow to checkpoint keeps the drain in phase 1.
+/// Starts a drain and returns once it is in phase 1, where a participant slow to checkpoint
+/// keeps it for 200 ms; the drain's result comes from the returned task.
+async fn drain_in_phase_one(c: &Arc<Cluster>) -> tokio::task::JoinHandle<Result<(), SleepError>> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     c.register(1, tx);
     tokio::spawn(async move {
@@ -304,6 +303,13 @@ async fn wake_during_phase_one_aborts_the_drain() {
     while c.state() != ClusterState::Draining {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    sleeper
+}
+
+#[tokio::test]
+async fn wake_during_phase_one_aborts_the_drain() {
+    let (c, d) = running().await;
+    let sleeper = drain_in_phase_one(&c).await;
     assert!(c.wake(None).await.is_ok());
     assert!(matches!(
         sleeper.await.unwrap(),
@@ -404,6 +410,7 @@ async fn a_wake_that_starts_the_backend_records_its_latency_under_its_cause() {
         move |cause| match cause {
             WakeCause::Client => metrics::Histogram::from_arc(c_hist.clone()),
             WakeCause::Admin => metrics::Histogram::from_arc(a_hist.clone()),
+            WakeCause::Metric | WakeCause::Schedule => metrics::Histogram::noop(),
         },
     );
     c.wake_for(WakeCause::Admin, None).await.unwrap();
@@ -603,6 +610,86 @@ async fn a_driver_that_cant_freeze_only_stops() {
     assert_eq!(d.freezes.load(Ordering::SeqCst), 0);
     assert_eq!(d.stops.load(Ordering::SeqCst), 1);
     looper.abort();
+}
+
+#[tokio::test]
+async fn a_hold_refuses_a_drain_with_its_reason_until_released() {
+    let (c, d) = running().await;
+    let hold = c.hold("metric backup_running=1 > 0");
+    match c.sleep().await {
+        Err(SleepError::Blocked(b)) => assert_eq!(b, ["metric backup_running=1 > 0"]),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    hold.set_reason("metric backup_running=2 > 0");
+    assert_eq!(c.holds(), ["metric backup_running=2 > 0"]);
+    assert_eq!(c.state(), ClusterState::Running);
+    assert_eq!(d.stops.load(Ordering::SeqCst), 0);
+    drop(hold);
+    assert!(c.holds().is_empty());
+    c.sleep().await.unwrap();
+    assert_eq!(d.stops.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_idle_loop_waits_for_a_hold_then_idle_timeout_more() {
+    let idle = Duration::from_millis(800);
+    let (c, d) = cluster(idle);
+    let looper = {
+        let c = c.clone();
+        tokio::spawn(async move { c.idle_loop().await })
+    };
+    c.wake(None).await.unwrap();
+    let hold = c.hold("wake metric queue=3 > 0");
+    tokio::time::sleep(idle * 3).await;
+    assert_eq!(c.state(), ClusterState::Running, "the hold keeps it up");
+    assert!(c.is_active());
+    let released = Instant::now();
+    drop(hold);
+    let deadline = released + Duration::from_secs(30);
+    while c.state() != ClusterState::Standby {
+        assert!(Instant::now() < deadline, "never went idle");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        released.elapsed() >= idle,
+        "stopped {:?} after the release, before idle_timeout",
+        released.elapsed()
+    );
+    assert_eq!(d.stops.load(Ordering::SeqCst), 1);
+    assert!(!c.is_active());
+    looper.abort();
+}
+
+#[tokio::test]
+async fn a_hold_taken_during_phase_one_refuses_the_drain() {
+    let (c, d) = running().await;
+    let sleeper = drain_in_phase_one(&c).await;
+    let _hold = c.hold("metric export_running=1 > 0");
+    match sleeper.await.unwrap() {
+        Err(SleepError::Blocked(b)) => assert_eq!(b, ["metric export_running=1 > 0"]),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(c.state(), ClusterState::Running);
+    assert_eq!(d.stops.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn active_means_up_and_not_yet_idle_for_idle_timeout() {
+    let (c, _) = cluster(Duration::from_millis(300));
+    assert!(!c.is_active(), "standby");
+    c.wake(None).await.unwrap();
+    assert!(c.is_active(), "just woken");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!c.is_active(), "idle for idle_timeout");
+    c.busy_start();
+    assert!(c.is_active(), "a busy session");
+    c.busy_end();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let hold = c.hold("wake_at");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(c.is_active(), "held");
+    drop(hold);
+    assert!(c.is_active(), "just released");
 }
 
 mod check;

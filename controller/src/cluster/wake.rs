@@ -44,15 +44,26 @@ pub enum WakeCause {
     Client,
     /// `POST /api/clusters/{name}/wake`.
     Admin,
+    /// A `wake_metric` rule: a metric above its threshold.
+    Metric,
+    /// A `wake_at` rule: one of its times came.
+    Schedule,
 }
 
 impl WakeCause {
-    pub const ALL: [WakeCause; 2] = [WakeCause::Client, WakeCause::Admin];
+    pub const ALL: [WakeCause; 4] = [
+        WakeCause::Client,
+        WakeCause::Admin,
+        WakeCause::Metric,
+        WakeCause::Schedule,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             WakeCause::Client => "client",
             WakeCause::Admin => "admin",
+            WakeCause::Metric => "metric",
+            WakeCause::Schedule => "schedule",
         }
     }
 
