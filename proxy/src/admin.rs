@@ -76,6 +76,10 @@ pub struct ClusterStatus {
     pub sessions: Sessions,
     /// How many backend connections the sessions may hold; `None` until learned.
     pub max_backend_connections: Option<usize>,
+    /// Whether torpor wants the database up now: see `torpor_cluster_active`.
+    pub active: bool,
+    /// Why a drain would be refused now: the sessions' reasons, then what else keeps the
+    /// cluster up (`idle_metric`, `wake_metric`, `wake_at`).
     pub blockers: Vec<String>,
     /// Why the backend last ended on its own or failed to start.
     pub last_error: Option<String>,
@@ -93,7 +97,7 @@ impl Admin {
             .as_u64()
             .and_then(|p| u32::try_from(p).ok());
         let counts = self.registry.counts(&s.name);
-        let blockers = blockers(s, self.registry.blockers(&s.name));
+        let blockers = all_blockers(&self.registry, s);
         ClusterStatus {
             name: s.name.clone(),
             protocol: s.protocol,
@@ -107,6 +111,7 @@ impl Admin {
                 waiting: s.room.queued(),
             },
             max_backend_connections: Some(s.room.capacity()).filter(|&n| n > 0),
+            active: s.cluster.is_active(),
             blockers,
             last_error: s.cluster.last_error(),
         }
@@ -122,11 +127,12 @@ impl Admin {
     }
 }
 
-/// Why a drain of the cluster would be refused: the last drain check's reason (it stands until
-/// the next check), then the sessions' own.
-fn blockers(s: &ClusterFront, sessions: Vec<String>) -> Vec<String> {
+/// Every reason a drain would be refused now: the last drain check's reason (it stands until
+/// the next check), the sessions', then the cluster's holds.
+fn all_blockers(registry: &Registry, s: &ClusterFront) -> Vec<String> {
     let mut out: Vec<String> = s.cluster.drain_check_blocker().into_iter().collect();
-    out.extend(sessions);
+    out.extend(registry.blockers(&s.name));
+    out.extend(s.cluster.holds());
     out
 }
 
@@ -176,7 +182,7 @@ async fn sleep(State(admin): State<Admin>, Path(name): Path<String>) -> Response
         }
         Err(SleepError::Blocked(reasons)) => {
             // The sessions' own reasons say more than the lifecycle's count of busy ones.
-            let live = admin.registry.blockers(&name);
+            let live = all_blockers(&admin.registry, s);
             refused(if live.is_empty() { reasons } else { live })
         }
         Err(e) => internal(e.to_string()),
@@ -224,6 +230,12 @@ async fn render_metrics(State(admin): State<Admin>) -> Response {
             of_cluster,
             f64::from(u8::from(st.state == ClusterState::Running)),
         );
+        m.gauge(
+            "torpor_cluster_active",
+            "1 while torpor wants the database up: waking, running or frozen, and a session has a query, transaction or COPY in flight, a rule holds it up (idle_metric, wake_metric, wake_at), or the last of those ended less than idle_timeout ago",
+            of_cluster,
+            f64::from(u8::from(st.active)),
+        );
         for state in [
             "standby", "waking", "running", "frozen", "draining", "stopping",
         ] {
@@ -260,7 +272,7 @@ async fn render_metrics(State(admin): State<Admin>) -> Response {
         for b in &st.blockers {
             m.gauge(
                 "torpor_drain_blocker_info",
-                "1 for each reason a drain would be refused now, naming the session (user, client address, application_name) or the busy_query",
+                "1 for each reason a drain would be refused now, naming the session (user, client address, application_name), the busy_query or the rule",
                 &[cluster.clone(), label("blocker", b)],
                 1.0,
             );

@@ -12,12 +12,14 @@ mod busy;
 mod front;
 mod instance;
 mod listen;
+mod rules;
 mod tls;
 mod users;
 pub use busy::BusyQuery;
 pub use front::ProxyConfig;
 pub use instance::KEY_FILE;
 pub use listen::same_addr;
+pub use rules::MetricRule;
 pub use tls::TlsConfig;
 pub use users::{Secret, UserConfig};
 
@@ -68,6 +70,9 @@ pub struct Config {
     /// The embedded default: `[tls]`'s files are made (self-signed) when missing.
     #[serde(skip)]
     pub self_signed: bool,
+    /// What `wake_at` takes as now: the system's clock, unless a test sets its own.
+    #[serde(skip)]
+    pub clock: crate::rules::Clock,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +153,16 @@ pub struct ClusterConfig {
     /// non-zero answer refuses it. Unset: torpor's own ([`BusyQuery::Default`]); "": none.
     #[serde(default)]
     pub busy_query: Option<String>,
+    /// While one of these metrics is above its threshold (or can't be read) the cluster counts
+    /// as busy.
+    #[serde(default)]
+    pub idle_metric: Vec<MetricRule>,
+    /// While one of these metrics is above its threshold the cluster is woken and kept up.
+    #[serde(default)]
+    pub wake_metric: Vec<MetricRule>,
+    /// Cron patterns (UTC) at which the cluster is woken.
+    #[serde(default)]
+    pub wake_at: Vec<String>,
 }
 
 impl ClusterConfig {
@@ -310,6 +325,7 @@ impl Config {
                 Protocol::Mysql => protocols::mysql::local::ProbeSet::parse(&c.probes()).map(drop),
             }
             .map_err(|e| invalid(key("health_probes"), e))?;
+            rules::validate(c, i)?;
             if c.max_backend_connections == Some(0) {
                 return Err(invalid(
                     key("max_backend_connections"),

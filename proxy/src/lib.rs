@@ -16,6 +16,7 @@ mod net;
 mod pg;
 pub mod registry;
 pub mod room;
+pub mod rules;
 pub mod server;
 mod session;
 mod snapshots;

@@ -61,7 +61,7 @@ impl Metrics {
             (
                 WAKE_SECONDS,
                 Unit::Seconds,
-                "from a wake request to the backend being ready, by who asked (client, admin)",
+                "from a wake request to the backend being ready, by who asked (client, admin, metric, schedule)",
             ),
             (
                 CHECKPOINT_SECONDS,

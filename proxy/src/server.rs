@@ -125,6 +125,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             cluster.set_drain_check(Box::new(BusyCheck::new(Arc::downgrade(&front))));
         }
 
+        for rule in crate::rules::tasks(c, &cluster, &cfg.clock)? {
+            until_shutdown(&background, &shutdown, rule);
+        }
         let watched = cluster.clone();
         until_shutdown(&background, &shutdown, async move {
             watched.watch_backend().await;

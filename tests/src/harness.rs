@@ -344,9 +344,18 @@ impl TestEnv {
 
     /// Starts torpor with a config the test has changed ([`TestConfig::toml`]).
     pub async fn start_config(cfg: TestConfig) -> TestEnv {
+        TestEnv::start_config_with(cfg, |_| {}).await
+    }
+
+    /// Starts torpor with `cfg`, after `edit` changed what no file can say (the clock).
+    pub async fn start_config_with(
+        cfg: TestConfig,
+        edit: impl FnOnce(&mut torpor::config::Config),
+    ) -> TestEnv {
         init_tracing();
-        let parsed = torpor::config::Config::parse(&cfg.toml, cfg.dir.path())
+        let mut parsed = torpor::config::Config::parse(&cfg.toml, cfg.dir.path())
             .unwrap_or_else(|e| panic!("test config rejected: {e}\n{}", cfg.toml));
+        edit(&mut parsed);
         let running = tokio::time::timeout(SLOW, torpor::server::start(parsed))
             .await
             .expect("torpor start timed out")

@@ -27,13 +27,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec, ScaleStatus};
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Status, Time};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 pub const TOKEN: &str = "stand-in-token";
 
@@ -100,7 +99,7 @@ struct Shared {
 pub struct KubeStandin {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    server: Mutex<Option<JoinHandle<()>>>,
+    server: crate::serve::Switch,
     pods: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -111,7 +110,7 @@ impl KubeStandin {
         let standin = KubeStandin {
             addr,
             shared: Arc::default(),
-            server: Mutex::new(None),
+            server: Default::default(),
             pods: Mutex::new(Vec::new()),
         };
         standin.serve_again().await;
@@ -167,42 +166,21 @@ impl KubeStandin {
     /// once the server's task is gone: until then a kept-alive connection of the driver's
     /// could still be answered.
     pub async fn stop_serving(&self) {
-        let task = self.server.lock().unwrap().take();
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
+        self.server.stop().await;
     }
 
     /// The API server comes back on the same port.
     pub async fn serve_again(&self) {
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         let shared = self.shared.clone();
-        let task = tokio::spawn(async move {
-            // Owned by this task, so aborting it also aborts every open connection.
-            let mut conns = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((socket, _)) = accepted else { continue };
-                        let shared = shared.clone();
-                        let service = hyper::service::service_fn(move |req| {
-                            let shared = shared.clone();
-                            async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
-                        });
-                        conns.spawn(async move {
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(socket), service)
-                                .await;
-                        });
-                    }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
+        let task = crate::serve::http1(listener, move || {
+            let shared = shared.clone();
+            hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+            })
         });
-        if let Some(old) = self.server.lock().unwrap().replace(task) {
-            old.abort();
-        }
+        self.server.serve(task);
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -234,9 +212,7 @@ impl KubeStandin {
 
 impl Drop for KubeStandin {
     fn drop(&mut self) {
-        if let Some(task) = self.server.lock().unwrap().take() {
-            task.abort();
-        }
+        // The server's task ends as its Switch is dropped.
         // Aborting a kubelet task drops its child, whose kill_on_drop ends the server.
         for task in self.pods.lock().unwrap().drain(..) {
             task.abort();

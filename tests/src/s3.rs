@@ -7,10 +7,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hyper_util::rt::TokioIo;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// A running server; dropping it stops the server and closes its connections.
 pub struct S3Server {
@@ -45,24 +44,7 @@ pub async fn start(dir: &Path) -> anyhow::Result<S3Server> {
     let addr = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
 
-    let task = tokio::spawn(async move {
-        // Owned by this task, so aborting it also aborts every open connection.
-        let mut conns = JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((socket, _)) = accepted else { continue };
-                    let service = service.clone();
-                    conns.spawn(async move {
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(socket), service)
-                            .await;
-                    });
-                }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            }
-        }
-    });
+    let task = crate::serve::http1(listener, move || service.clone());
 
     Ok(S3Server {
         endpoint: format!("http://{addr}"),

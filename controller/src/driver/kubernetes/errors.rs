@@ -5,6 +5,7 @@
 
 use super::super::DriverError;
 use super::workload::{CallError, Workload};
+use crate::error_chain as chain;
 
 pub(super) fn from_call(cluster: &str, w: &Workload, doing: &str, e: CallError) -> DriverError {
     let what = format!("cluster {cluster}: {w}: {doing}");
@@ -44,20 +45,4 @@ pub(super) fn from_call(cluster: &str, w: &Workload, doing: &str, e: CallError) 
         )),
         other => DriverError::Failed(format!("{what}: {}", chain(&other))),
     }
-}
-
-/// The error and its causes on one line: kube's own message alone often says only
-/// "ServiceError: client error (Connect)".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cause = c.source();
-    }
-    text
 }
