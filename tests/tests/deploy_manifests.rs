@@ -23,6 +23,10 @@ fn manifests() -> Vec<Value> {
         .collect();
     files.sort();
     for path in files {
+        // Examples that need more than Kubernetes itself (keda/) are checked on their own.
+        if path.is_dir() {
+            continue;
+        }
         assert_eq!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml"),
@@ -182,5 +186,84 @@ fn the_config_loads_and_names_the_example_database() {
             .iter()
             .any(|p| p.port.to_string() == port),
         "the Service has port {port}"
+    );
+}
+
+/// keda/scaledobject.yaml: a KEDA ScaledObject (no k8s-openapi type: its fields are checked
+/// against the ones KEDA documents) that scales a Deployment on torpor_cluster_active of the
+/// cluster the ConfigMap's config names, in the same namespace.
+#[test]
+fn the_keda_example_scales_a_deployment_on_torpor_cluster_active() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/keda/scaledobject.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    assert_eq!(docs.len(), 1);
+    let so = &docs[0];
+    assert_eq!(so["apiVersion"], "keda.sh/v1alpha1");
+    assert_eq!(so["kind"], "ScaledObject");
+    let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    let spec = &so["spec"];
+    for k in keys(spec) {
+        assert!(
+            [
+                "scaleTargetRef",
+                "minReplicaCount",
+                "maxReplicaCount",
+                "pollingInterval",
+                "cooldownPeriod",
+                "idleReplicaCount",
+                "fallback",
+                "advanced",
+                "triggers",
+            ]
+            .contains(&k.as_str()),
+            "spec.{k} is not a ScaledObject field"
+        );
+    }
+    assert_eq!(spec["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(spec["minReplicaCount"], 0);
+    let trigger = &spec["triggers"][0];
+    assert_eq!(trigger["type"], "prometheus");
+    for k in keys(&trigger["metadata"]) {
+        assert!(
+            [
+                "serverAddress",
+                "query",
+                "threshold",
+                "activationThreshold",
+                "namespace",
+                "customHeaders",
+                "ignoreNullValues",
+                "queryParameters",
+                "unsafeSsl",
+            ]
+            .contains(&k.as_str()),
+            "triggers[0].metadata.{k} is not a Prometheus trigger field"
+        );
+    }
+    // KEDA reads every metadata value as a string.
+    assert!(
+        trigger["metadata"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(Value::is_string)
+    );
+
+    let o = objects();
+    let config = &o.configs[0];
+    let text = config.data.as_ref().unwrap()["torpor.toml"]
+        .replace("password_env = \"APP_PASSWORD\"", "password = \"x\"");
+    let cfg = torpor::config::Config::parse(&text, Path::new("/etc/torpor")).unwrap();
+    let query = trigger["metadata"]["query"].as_str().unwrap();
+    let series = format!(
+        "torpor_cluster_active{{cluster=\"{}\"}}",
+        cfg.clusters[0].name
+    );
+    assert!(query.contains(&series), "{query} doesn't ask for {series}");
+    assert_eq!(
+        so["metadata"]["namespace"].as_str(),
+        config.metadata.namespace.as_deref()
     );
 }

@@ -31,6 +31,7 @@ fn check_lifecycle(text: &str, cluster: &str, protocol: &str) {
         "torpor_probes_answered_total counter",
         "torpor_cluster_up gauge",
         "torpor_cluster_state gauge",
+        "torpor_cluster_active gauge",
         "torpor_sessions gauge",
         "torpor_busy_sessions gauge",
         "torpor_drain_blockers gauge",
