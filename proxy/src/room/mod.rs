@@ -171,7 +171,7 @@ impl Room {
         key: PoolKey,
         deadline: Instant,
     ) -> Result<Grant, NoRoom> {
-        let (ticket, rx) = {
+        let (ticket, rx, first) = {
             let mut inner = self.lock();
             let cap = self.capacity();
             if cap == 0 || (inner.used < cap && inner.queue.is_empty()) {
@@ -183,10 +183,15 @@ impl Room {
             inner.next_ticket += 1;
             inner.queue.push_back(Waiter { ticket, key, tx });
             self.waiting.store(inner.queue.len(), Ordering::Relaxed);
-            (ticket, rx)
+            (ticket, rx, inner.queue.len() == 1)
         };
         let started = Instant::now();
-        self.call.notify_one();
+        if first {
+            // While sessions wait the usher looks again on its own (LOOK_AGAIN), and sessions
+            // that may go at once go by themselves: waking it for every waiter would cost a
+            // task switch and a scan per pooled transaction.
+            self.call.notify_one();
+        }
         tokio::pin!(rx);
         let grant = match tokio::time::timeout_at(deadline, &mut rx).await {
             Ok(Ok(grant)) => Some(grant),
