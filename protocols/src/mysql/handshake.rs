@@ -158,8 +158,12 @@ impl Handshake {
         out.push(self.charset);
         out.extend_from_slice(&self.status.to_le_bytes());
         out.extend_from_slice(&((self.capabilities >> 16) as u16).to_le_bytes());
+        // The length byte counts both parts and the NUL: a longer second part (never sent by a
+        // real server, whose scramble is 20 bytes) is cut so that a reader stops where it ends.
+        let part2 = self.scramble.get(8..).unwrap_or_default();
+        let part2 = &part2[..part2.len().min(255 - 8 - 1)];
         let data_len = if self.capabilities & caps::PLUGIN_AUTH != 0 {
-            (self.scramble.len() + 1).min(255) as u8
+            (n1 + part2.len() + 1) as u8
         } else {
             0
         };
@@ -171,7 +175,6 @@ impl Handshake {
             out.extend_from_slice(&[0; 4]);
         }
         if self.capabilities & caps::SECURE_CONNECTION != 0 {
-            let part2 = self.scramble.get(8..).unwrap_or_default();
             out.extend_from_slice(part2);
             // NUL-terminated and padded to the 13 bytes readers expect at minimum.
             out.extend(std::iter::repeat_n(
@@ -391,6 +394,22 @@ mod tests {
                 | mariadb_caps::STMT_BULK_OPERATIONS
                 | mariadb_caps::EXTENDED_TYPE_INFO
                 | mariadb_caps::CACHE_METADATA,
+        }
+    }
+
+    /// A fuzzer found it: a second scramble part of 247 bytes or more used to overflow the
+    /// length byte, and the reader then took the plugin name from the scramble's end.
+    #[test]
+    fn a_long_scramble_does_not_swallow_the_plugin_name() {
+        for len in [240, 246, 247, 248, 300] {
+            let mut h = mariadb_handshake();
+            h.scramble = vec![7; 8 + len];
+            h.auth_plugin = "\n\n\n\u{b}".into();
+            let mut out = Vec::new();
+            h.write(&mut out);
+            let again = Handshake::parse(&out).unwrap();
+            assert_eq!(again.auth_plugin, h.auth_plugin, "{len}");
+            assert_eq!(again.server_version, h.server_version, "{len}");
         }
     }
 
