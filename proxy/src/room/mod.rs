@@ -37,12 +37,11 @@ pub(crate) fn unwrap<B: Any>(handed: Option<Handed>) -> Option<B> {
 /// database and startup parameters.
 pub(crate) type PoolKey = u64;
 
-/// What a waiting session is given.
-pub(crate) enum Grant {
-    /// A free seat: open a connection.
-    Fresh(Seat),
-    /// A connection another session of the same key gave up, reset.
-    Handed(Seat, Handed),
+/// What a waiting session is given: a seat, and the connection another session of the same
+/// key gave up, reset, if there is one (none: open a connection).
+pub(crate) struct Grant {
+    pub seat: Seat,
+    pub handed: Option<Handed>,
 }
 
 /// Counters for operators.
@@ -176,7 +175,7 @@ impl Room {
             let cap = self.capacity();
             if cap == 0 || (inner.used < cap && inner.queue.is_empty()) {
                 inner.used += 1;
-                return Ok(Grant::Fresh(self.seat()));
+                return Ok(self.fresh());
             }
             let (tx, rx) = oneshot::channel();
             let ticket = inner.next_ticket;
@@ -218,9 +217,12 @@ impl Room {
         }
     }
 
-    fn seat(self: &Arc<Self>) -> Seat {
-        Seat {
-            room: Some(self.clone()),
+    fn fresh(self: &Arc<Self>) -> Grant {
+        Grant {
+            seat: Seat {
+                room: Some(self.clone()),
+            },
+            handed: None,
         }
     }
 
@@ -232,7 +234,7 @@ impl Room {
     /// A seat is given up: the first waiter gets it, or it is free.
     fn free(self: &Arc<Self>) {
         let mut inner = self.lock();
-        let mut grant = Grant::Fresh(self.seat());
+        let mut grant = self.fresh();
         while let Some(w) = inner.queue.pop_front() {
             match w.tx.send(grant) {
                 Ok(()) => {
@@ -245,8 +247,7 @@ impl Room {
         }
         self.waiting.store(0, Ordering::Relaxed);
         // The seat made above goes nowhere: don't let its drop free it again.
-        let (Grant::Fresh(mut seat) | Grant::Handed(mut seat, _)) = grant;
-        seat.room = None;
+        grant.seat.room = None;
         inner.used = inner.used.saturating_sub(1);
     }
 
@@ -275,12 +276,12 @@ impl Seat {
             return Err((self, conn));
         };
         let mut inner = room.lock();
-        let mut grant = Grant::Handed(
-            Seat {
+        let mut grant = Grant {
+            seat: Seat {
                 room: self.room.take(),
             },
-            conn,
-        );
+            handed: Some(conn),
+        };
         while inner.queue.front().is_some_and(|w| w.key == key) {
             let Some(w) = inner.queue.pop_front() else {
                 break;
@@ -297,16 +298,11 @@ impl Seat {
         }
         room.waiting.store(inner.queue.len(), Ordering::Relaxed);
         drop(inner);
-        match grant {
-            Grant::Handed(mut seat, conn) => {
-                self.room = seat.room.take();
-                Err((self, conn))
-            }
-            // Never made above.
-            Grant::Fresh(mut seat) => {
-                self.room = seat.room.take();
-                Err((self, Box::new(())))
-            }
+        self.room = grant.seat.room.take();
+        match grant.handed {
+            Some(conn) => Err((self, conn)),
+            // A send that fails gives back what it was given: the connection is still here.
+            None => Ok(()),
         }
     }
 }

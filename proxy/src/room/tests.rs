@@ -9,10 +9,8 @@ fn soon() -> Instant {
 }
 
 fn fresh(g: Grant) -> Seat {
-    match g {
-        Grant::Fresh(s) => s,
-        Grant::Handed(..) => panic!("expected a fresh seat"),
-    }
+    assert!(g.handed.is_none(), "expected a fresh seat");
+    g.seat
 }
 
 #[tokio::test]
@@ -70,13 +68,12 @@ async fn a_connection_passes_only_to_a_waiter_of_the_same_key() {
         tokio::task::yield_now().await;
     }
     assert!(seat.pass(2, Box::new(42u32)).is_ok());
-    let _held = match waiter.await.unwrap().unwrap() {
-        Grant::Handed(seat, conn) => {
-            assert_eq!(conn.downcast::<u32>().ok().map(|b| *b), Some(42));
-            seat
-        }
-        Grant::Fresh(_) => panic!("expected the connection"),
-    };
+    let Grant {
+        seat: _held,
+        handed,
+    } = waiter.await.unwrap().unwrap();
+    let conn = handed.expect("expected the connection");
+    assert_eq!(conn.downcast::<u32>().ok().map(|b| *b), Some(42));
     assert_eq!(room.stats.handovers.load(Ordering::Relaxed), 1);
     assert_eq!(room.in_use(), 1);
 }

@@ -377,11 +377,10 @@ impl<P: Protocol> Session<P> {
             (None, snap) => snap,
         };
         let room = self.front.room.clone();
-        let (seat, handed) = match room.acquire(self.p.pool_key(), deadline).await {
-            Ok(Grant::Fresh(seat)) => (seat, None),
-            Ok(Grant::Handed(seat, conn)) => (seat, Some(conn)),
-            Err(e) => return Err(P::wake_failed(e.to_string())),
-        };
+        let Grant { seat, handed } = room
+            .acquire(self.p.pool_key(), deadline)
+            .await
+            .map_err(|e| P::wake_failed(e.to_string()))?;
         let pinned = snap.as_ref().and_then(P::pins);
         P::connect_and_restore(self, at, snap, deadline, handed).await?;
         self.seat = Some(seat);
