@@ -1,9 +1,9 @@
 //! A Docker daemon of the tests' own, and test images built here without a registry.
 //!
 //! [`daemon`] starts `dockerd` with its own data-root, exec-root and socket under `target/docker/`
-//! (one at a time on this machine: a lock file; shared by the tests of one binary that run at
-//! once), and [`Daemon`]'s drop removes its containers, networks and volumes by id and stops it
-//! by pid. Its images stay in the data-root, so each is built once: [`image`] names them by a
+//! (one at a time on this machine: a lock file; shared by the tests that run at once, except
+//! for [`own_daemon`]'s), and [`Daemon`]'s drop removes its containers, networks and volumes by
+//! id and stops it by pid. Its images stay in the data-root, so each is built once: [`image`] names them by a
 //! hash of what they are made of (tests/docker/*.sh and the host's server binaries). They are
 //! the host's own postgres 15 and mariadbd copied into a small root filesystem with busybox,
 //! and an entrypoint that behaves like the official `postgres` and `mariadb` images'.
@@ -57,6 +57,12 @@ pub async fn daemon() -> Arc<Daemon> {
     let d = Arc::new(tokio::task::spawn_blocking(Daemon::start).await.unwrap());
     *SHARED.lock().unwrap() = Arc::downgrade(&d);
     d
+}
+
+/// A daemon of the caller's alone, for a test that stops it: it waits until no other test of
+/// this process (or of another) holds one.
+pub async fn own_daemon() -> Arc<Daemon> {
+    Arc::new(tokio::task::spawn_blocking(Daemon::start).await.unwrap())
 }
 
 impl Daemon {

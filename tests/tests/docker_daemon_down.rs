@@ -1,7 +1,7 @@
 //! `driver = "docker"` with its daemon down: the waking client gets a clear error once
 //! `[proxy] wake_timeout` has passed (torpor retries meanwhile, since a daemon comes back), the
-//! session stays parked, and its next query wakes the database once the daemon is back. Alone
-//! in its binary: it stops the daemon the tests of a binary share.
+//! session stays parked, and its next query wakes the database once the daemon is back. It
+//! stops its daemon, so it has one of its own.
 
 use std::time::Instant;
 
@@ -10,7 +10,7 @@ use torpor_tests::harness::{Opts, SLOW, TestConfig, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_that_is_down_reaches_the_client_and_the_session_waits_for_it() {
-    let daemon = docker::daemon().await;
+    let daemon = docker::own_daemon().await;
     let mut cfg = TestConfig::new(&Opts::default().proxy("wake_timeout = \"3s\"")).await;
     let backend = Backend::new(&daemon, &cfg).await;
     backend.configure(&daemon, &mut cfg);

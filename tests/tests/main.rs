@@ -1,0 +1,57 @@
+//! Every end-to-end test, one module per feature, in one binary: real postgres and mariadbd
+//! processes, an in-process S3 server and real clients (see `torpor_tests`). Run one feature
+//! with `cargo test -p torpor-tests --test e2e -- pg_state::`.
+
+mod admin_sessions;
+mod backend_faults;
+mod backend_tls;
+mod busy_query;
+mod command_driver;
+mod compose;
+mod deploy_manifests;
+mod docker_daemon_down;
+mod docker_driver;
+mod front_door;
+mod frozen_tier;
+mod kubernetes_driver;
+mod large_statements;
+mod metric_rules;
+mod metrics;
+mod mysql_auth;
+mod mysql_clients;
+mod mysql_commands;
+mod mysql_connection_id;
+mod mysql_idle_clients;
+mod mysql_kill;
+mod mysql_large;
+mod mysql_lifecycle;
+mod mysql_password_hash;
+mod mysql_pooling;
+mod mysql_probes;
+mod mysql_protocol;
+mod mysql_python_clients;
+mod mysql_smoke;
+mod mysql_state;
+mod mysql_tls;
+mod pg_auth;
+mod pg_clients;
+mod pg_custom_settings;
+mod pg_idle_clients;
+mod pg_large;
+mod pg_lifecycle;
+mod pg_listen;
+mod pg_password_hash;
+mod pg_pooling;
+mod pg_probes;
+mod pg_process;
+mod pg_protocol;
+mod pg_python_clients;
+mod pg_state;
+mod pg_store;
+mod pg_tls;
+mod pg_tls_clients;
+mod pg_transactions;
+mod port_mapping;
+mod sealed_snapshots;
+mod state_store_s3;
+mod store_faults;
