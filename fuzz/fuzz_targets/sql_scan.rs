@@ -74,7 +74,9 @@ fn mysql_scans(data: &[u8], sql: &str) {
     tracked.observe(sql, Some("db"), true);
     tracked.observe_prepared(sql, None);
     let _ = mysql::txn::effect(sql);
-    let _ = mysql::txn::plainly_reads(sql);
+    let _ = mysql::reads::plainly_reads(sql);
+    let _ = mysql::reads::executed(sql);
+    let _ = mysql::reads::literal_reads(sql);
     let _ = mysql::local::parse(data, false);
     let _ = mysql::local::parse(data, true);
     let _ = mysql::local::may_customise(data);

@@ -36,36 +36,40 @@ async fn set_up(env: &TestEnv, i: i64, temp: bool) -> Client {
     Client { i, c, temp }
 }
 
+/// The first row's first column of `sql`, which must succeed.
+async fn first(c: &mut Conn, sql: &str, what: &str) -> Option<i64> {
+    c.query_first(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {sql}: {e}"))
+}
+
 impl Client {
-    async fn check(&mut self, round: usize) {
+    /// Reads the session's state back. `reads_only`: with nothing that counts as a change (a
+    /// literal EXECUTE argument, no binary statement); otherwise a SET and a binary-protocol
+    /// statement too.
+    async fn check(&mut self, round: usize, reads_only: bool) {
         let i = self.i;
         let what = format!("client {i}, round {round}");
         let c = &mut self.c;
-        let v: Option<i64> = c
-            .query_first("SELECT @v")
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(v, Some(i), "{what}: user variable");
-        c.query_drop("SET @one = 1")
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let sum: Option<i64> = c
-            .query_first("EXECUTE q USING @one")
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(sum, Some(i + 1), "{what}: SQL PREPARE");
-        // A binary-protocol statement, kept in mysql_async's statement cache.
-        let bin: Option<i64> = c
-            .exec_first("SELECT ? * 2", (i,))
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(bin, Some(i * 2), "{what}: binary statement");
-        if self.temp {
-            let n: Option<i64> = c
-                .query_first(format!("SELECT COUNT(*) FROM t{i}"))
+        assert_eq!(first(c, "SELECT @v", &what).await, Some(i), "{what}");
+        let execute = if reads_only {
+            "EXECUTE q USING 1"
+        } else {
+            exec(c, "SET @one = 1").await;
+            "EXECUTE q USING @one"
+        };
+        assert_eq!(first(c, execute, &what).await, Some(i + 1), "{what}");
+        if !reads_only {
+            // A binary-protocol statement, kept in mysql_async's statement cache.
+            let bin: Option<i64> = c
+                .exec_first("SELECT ? * 2", (i,))
                 .await
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert_eq!(n, Some(100), "{what}: temporary table");
+            assert_eq!(bin, Some(i * 2), "{what}: binary statement");
+        }
+        if self.temp {
+            let count = format!("SELECT COUNT(*) FROM t{i}");
+            assert_eq!(first(c, &count, &what).await, Some(100), "{what}");
         }
     }
 }
@@ -79,7 +83,7 @@ async fn more_sessions_than_connections_keep_their_state_across_many_moves() {
     }
     for round in 0..4 {
         for c in clients.iter_mut() {
-            c.check(round).await;
+            c.check(round, false).await;
         }
     }
     assert_eq!(env.metric("torpor_backend_connections_max").await, 2.0);
@@ -97,8 +101,38 @@ async fn more_sessions_than_connections_keep_their_state_across_many_moves() {
     // Snapshots kept in memory reach the store when the database stops.
     env.sleep_ok().await;
     for c in clients.iter_mut() {
-        c.check(9).await;
+        c.check(9, false).await;
     }
+    let all: Vec<Conn> = clients.into_iter().map(|c| c.c).collect();
+    env.shutdown_after(all).await;
+}
+
+/// Sessions that only read since their last snapshot give their connection up at once, with
+/// no capture: with `park_idle_after` an hour, three sessions share one connection through
+/// reads alone. Were any of those reads taken for a change, the next session would wait for
+/// the connection past `wake_timeout` and fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_that_only_read_give_way_at_once() {
+    let env = TestEnv::start(
+        Opts::mysql()
+            .cluster_setting("max_backend_connections = 1")
+            .cluster_setting("park_idle_after = \"1h\"")
+            .proxy("wake_timeout = \"5s\""),
+    )
+    .await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(set_up(&env, i, true).await);
+        // Each session's state reaches a snapshot before the next one needs the connection.
+        env.sleep_ok().await;
+    }
+    for round in 0..3 {
+        for c in clients.iter_mut() {
+            c.check(round, true).await;
+        }
+    }
+    let parks = env.metric("torpor_room_parks_total").await;
+    assert!(parks >= 6.0, "sessions were parked for room {parks} times");
     let all: Vec<Conn> = clients.into_iter().map(|c| c.c).collect();
     env.shutdown_after(all).await;
 }

@@ -11,6 +11,7 @@ pub mod capture;
 pub mod connection_id;
 pub mod contained;
 pub mod local;
+pub mod reads;
 pub mod replay;
 pub mod rows;
 pub mod snapshot;

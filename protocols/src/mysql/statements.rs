@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::snapshot::BinaryStatement;
-use super::txn;
+use super::{reads, txn};
 
 /// What a statement's text tells about running it: read once, when it is prepared.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,7 +19,7 @@ impl Class {
     pub fn of(sql: &str) -> Class {
         Class {
             writes: txn::effect(sql) != txn::TxnEffect::Reads,
-            plain: txn::plainly_reads(sql),
+            plain: reads::plainly_reads(sql),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! names, and whether LOCK TABLES is in force. Names are candidates: capture checks each with
 //! the server, so a name too many costs one question and never a wrong snapshot.
 
+use super::reads;
 use super::sql::{self, Effect, PrepareSource};
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,6 +48,16 @@ impl Tracked {
         for effect in sql::sniff(sql) {
             self.candidates(effect, schema);
         }
+    }
+
+    /// The SQL prepared statement `name` exists and its text plainly reads.
+    pub fn prepared_reads(&self, name: &str) -> bool {
+        self.prepared
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .is_some_and(
+                |p| matches!(&p.source, PrepareSource::Literal(l) if reads::literal_reads(l)),
+            )
     }
 
     fn apply(&mut self, effect: Effect, schema: Option<&str>, ok: bool) {

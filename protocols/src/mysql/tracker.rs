@@ -9,6 +9,7 @@ use super::command::{self, com, cursor};
 use super::handshake::caps;
 use super::local;
 use super::packet::{MAX_PAYLOAD, PacketError, write_packet};
+use super::reads;
 use super::response::status;
 use super::response_tracker::{Reply, ResponseTracker, Seen};
 use super::sql;
@@ -180,7 +181,7 @@ impl Tracker {
             _ => Reply::Single,
         };
         self.changed |= match cmd {
-            com::QUERY => !probe && !txn::plainly_reads(&self.current.text),
+            com::QUERY => !probe && !self.reads(&self.current.text),
             com::STMT_EXECUTE => !self.stmts.get(self.current.stmt).is_some_and(|s| s.plain),
             com::STMT_FETCH | com::PING | com::FIELD_LIST | com::STATISTICS | com::PROCESS_INFO => {
                 false
@@ -190,6 +191,13 @@ impl Tracker {
         self.responses.expect(reply);
         self.client_continues = payload(packet).len() == MAX_PAYLOAD;
         Ok(Command::Send)
+    }
+
+    /// A query that changes nothing the session holds: a plain read, or the EXECUTE of a SQL
+    /// prepared plain read.
+    fn reads(&self, sql: &str) -> bool {
+        reads::plainly_reads(sql)
+            || reads::executed(sql).is_some_and(|name| self.tracked.prepared_reads(name))
     }
 
     fn remap_stmt(&mut self, packet: &mut BytesMut) {

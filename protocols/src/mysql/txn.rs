@@ -80,71 +80,9 @@ fn locks_rows(text: &str) -> bool {
         || upper.contains("FOR SHARE")
 }
 
-/// One SELECT, SHOW, DESCRIBE or EXPLAIN with no parentheses, no user variable, no INTO and no NEXT
-/// (`NEXT VALUE FOR seq`): it calls no function, touches no variable, creates nothing, so it
-/// cannot change what the session holds. Anything else counts as a change. Looks at bytes only:
-/// a parenthesis inside a string literal also counts, which errs on the safe side.
-pub fn plainly_reads(sql: &str) -> bool {
-    let b = sql.trim_start().as_bytes();
-    let word_end = b
-        .iter()
-        .position(|c| !c.is_ascii_alphabetic())
-        .unwrap_or(b.len());
-    let first = &b[..word_end];
-    if !["SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"]
-        .iter()
-        .any(|k| first.eq_ignore_ascii_case(k.as_bytes()))
-    {
-        return false;
-    }
-    // `@@x` reads a system variable; a lone `@` names a user variable, which may be set.
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'(' => return false,
-            b'@' if b.get(i + 1) == Some(&b'@') => i += 1,
-            b'@' => return false,
-            _ => {}
-        }
-        i += 1;
-    }
-    if let Some(i) = b.iter().position(|&c| c == b';')
-        && b[i + 1..].iter().any(|c| !c.is_ascii_whitespace())
-    {
-        return false;
-    }
-    !["INTO", "NEXT"].iter().any(|w| {
-        b.windows(w.len())
-            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{TxnEffect::*, effect, plainly_reads};
-
-    #[test]
-    fn plain_reads() {
-        for sql in [
-            "SELECT c FROM sbtest1 WHERE id=?",
-            "  show tables;",
-            "SELECT @@max_allowed_packet, @@wait_timeout",
-        ] {
-            assert!(plainly_reads(sql), "{sql}");
-        }
-        for sql in [
-            "SELECT SUM(k) FROM t",
-            "select @x",
-            "SELECT @@x, @y",
-            "SELECT a INTO @v FROM t",
-            "SELECT NEXT VALUE FOR s",
-            "SELECT 1; SET @a = 1",
-            "SET NAMES latin1",
-            "/* x */ SELECT 1",
-        ] {
-            assert!(!plainly_reads(sql), "{sql}");
-        }
-    }
+    use super::{TxnEffect::*, effect};
 
     #[test]
     fn classifies() {
