@@ -16,10 +16,21 @@ fn room_for(n: usize, wake_timeout: &str) -> Opts {
         .proxy(&format!("wake_timeout = \"{wake_timeout}\""))
 }
 
+/// One connection, and no session parked unless it changed nothing since its last snapshot:
+/// a session that needs the connection waits 5 s at most.
+fn fast_path_only() -> Opts {
+    Opts::mysql()
+        .cluster_setting("max_backend_connections = 1")
+        .cluster_setting("park_idle_after = \"1h\"")
+        .proxy("wake_timeout = \"5s\"")
+}
+
 struct Client {
     i: i64,
     c: Conn,
     temp: bool,
+    /// What the login's character set made of the connection.
+    names: String,
 }
 
 async fn set_up(env: &TestEnv, i: i64, temp: bool) -> Client {
@@ -33,8 +44,14 @@ async fn set_up(env: &TestEnv, i: i64, temp: bool) -> Client {
         )
         .await;
     }
-    Client { i, c, temp }
+    let names = text(&mut c, NAMES).await;
+    Client { i, c, temp, names }
 }
+
+/// The login's character set (mysql_async's utf8mb4, not the server's latin1 default), which a
+/// reset connection handed to another session must be given again.
+const NAMES: &str = "SELECT CONCAT_WS(' ', @@character_set_client, @@character_set_results, \
+                     @@collation_connection)";
 
 /// The first row's first column of `sql`, which must succeed.
 async fn first(c: &mut Conn, sql: &str, what: &str) -> Option<i64> {
@@ -67,6 +84,9 @@ impl Client {
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(bin, Some(i * 2), "{what}: binary statement");
         }
+        if !reads_only {
+            assert_eq!(text(c, NAMES).await, self.names, "{what}");
+        }
         if self.temp {
             let count = format!("SELECT COUNT(*) FROM t{i}");
             assert_eq!(first(c, &count, &what).await, Some(100), "{what}");
@@ -89,6 +109,10 @@ async fn more_sessions_than_connections_keep_their_state_across_many_moves() {
     assert_eq!(env.metric("torpor_backend_connections_max").await, 2.0);
     let parks = env.metric("torpor_room_parks_total").await;
     assert!(parks >= 6.0, "sessions were parked for room {parks} times");
+    // Reset and handed over, not closed and opened, though the clients' character set is not
+    // the server's default.
+    let handovers = env.metric("torpor_room_handovers_total").await;
+    assert!(handovers >= 1.0, "{handovers} connections handed over");
     let backends = text(
         &mut clients[0].c,
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND <> 'Daemon' AND USER = 'app'",
@@ -113,13 +137,7 @@ async fn more_sessions_than_connections_keep_their_state_across_many_moves() {
 /// the connection past `wake_timeout` and fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_that_only_read_give_way_at_once() {
-    let env = TestEnv::start(
-        Opts::mysql()
-            .cluster_setting("max_backend_connections = 1")
-            .cluster_setting("park_idle_after = \"1h\"")
-            .proxy("wake_timeout = \"5s\""),
-    )
-    .await;
+    let env = TestEnv::start(fast_path_only()).await;
     let mut clients = Vec::new();
     for i in 0..3 {
         clients.push(set_up(&env, i, true).await);
@@ -135,6 +153,26 @@ async fn sessions_that_only_read_give_way_at_once() {
     assert!(parks >= 6.0, "sessions were parked for room {parks} times");
     let all: Vec<Conn> = clients.into_iter().map(|c| c.c).collect();
     env.shutdown_after(all).await;
+}
+
+/// Sessions with no state at all (never captured) move on the fast path, onto connections
+/// reset for them: each keeps the character set it logged in with, though a reset leaves the
+/// server's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_sessions_keep_their_character_set_on_reset_connections() {
+    let env = TestEnv::start(fast_path_only()).await;
+    let mut a = env.my().await;
+    // The character sets' names come from the catalog, read once the server has started.
+    env.wait_for_catalog().await;
+    let mut b = env.my().await;
+    let names = text(&mut a, NAMES).await;
+    for round in 0..3 {
+        assert_eq!(text(&mut b, NAMES).await, names, "b, round {round}");
+        assert_eq!(text(&mut a, NAMES).await, names, "a, round {round}");
+    }
+    let handovers = env.metric("torpor_room_handovers_total").await;
+    assert!(handovers >= 6.0, "{handovers} connections handed over");
+    env.shutdown_after((a, b)).await;
 }
 
 /// A session that holds a named lock is never moved: the waiting session's request fails after

@@ -127,9 +127,14 @@ pub(super) async fn restore(
 /// Puts a connection back to how a login of the same user, schema and character set leaves it,
 /// for another session: COM_RESET_CONNECTION drops what a session can hold (variables, user
 /// variables, temporary tables, prepared statements, named locks) and COM_INIT_DB returns to
-/// the login's schema. The character set goes back to the server's default, which is why only
-/// sessions that logged in with that one take connections over. Returns the server status.
-pub(super) async fn reset(backend: &mut Backend, schema: Option<&str>) -> Result<u16, Error> {
+/// the login's schema. On MySQL the character set goes back to the server's default; `names`,
+/// the login's (character set, collation) when it is another, is set again with SET NAMES, all
+/// in one round trip. Returns the server status.
+pub(super) async fn reset(
+    backend: &mut Backend,
+    schema: Option<&str>,
+    names: Option<(&str, &str)>,
+) -> Result<u16, Error> {
     let mut responses = ResponseTracker::new(backend.capabilities & caps::DEPRECATE_EOF != 0);
     let mut out = Vec::new();
     write_packet(&mut out, 0, &command::reset_connection());
@@ -138,6 +143,12 @@ pub(super) async fn reset(backend: &mut Backend, schema: Option<&str>) -> Result
     if let Some(schema) = schema {
         write_packet(&mut out, 0, &command::init_db(schema));
         responses.expect(Reply::Single);
+        expected += 1;
+    }
+    if let Some((charset, collation)) = names {
+        let set = format!("SET NAMES '{charset}' COLLATE '{collation}'");
+        write_packet(&mut out, 0, &command::query(&set));
+        responses.expect(Reply::Query);
         expected += 1;
     }
     backend.conn.send(&out).await?;

@@ -187,14 +187,28 @@ impl Protocol for My {
         (!snap.named_locks.is_empty()).then_some("GET_LOCK")
     }
 
-    async fn hand_off(&mut self) -> Option<Handed> {
-        let mut b = self.backend.take()?;
-        // A reset leaves the server's default character set, not the one this client chose.
-        if b.greeting.charset != self.hello.charset {
-            close(&mut b).await;
-            return None;
-        }
-        match restore::reset(&mut b, self.hello.database.as_deref()).await {
+    async fn hand_off(s: &mut Session<Self>) -> Option<Handed> {
+        let p = &mut s.p;
+        let mut b = p.backend.take()?;
+        // MariaDB's reset puts back the character set the connection logged in with, MySQL's
+        // the server's default: unless that is the client's, it is set again by name, which
+        // the catalog knows once learned.
+        let names = if b.greeting.charset == p.hello.charset {
+            None
+        } else {
+            let catalog = s.front.my_catalog();
+            match catalog.as_deref().and_then(|c| c.names_of(p.hello.charset)) {
+                Some((cs, coll)) => Some((cs.to_string(), coll.to_string())),
+                None => {
+                    close(&mut b).await;
+                    return None;
+                }
+            }
+        };
+        let names = names
+            .as_ref()
+            .map(|(cs, coll)| (cs.as_str(), coll.as_str()));
+        match restore::reset(&mut b, p.hello.database.as_deref(), names).await {
             Ok(status) => {
                 b.status = status;
                 Some(Box::new(b))

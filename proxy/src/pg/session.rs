@@ -297,9 +297,10 @@ impl Protocol for Pg {
         }
     }
 
-    async fn hand_off(&mut self) -> Option<Handed> {
-        let mut b = self.backend.take()?;
-        if (std::mem::take(&mut self.holds_state) || self.tracker.changed())
+    async fn hand_off(s: &mut Session<Self>) -> Option<Handed> {
+        let p = &mut s.p;
+        let mut b = p.backend.take()?;
+        if (std::mem::take(&mut p.holds_state) || p.tracker.changed())
             && let Err(e) = restore::reset(&mut b).await
         {
             tracing::debug!(error = %e, "a backend connection could not be reset; closing it");

@@ -75,7 +75,7 @@ impl<P: Protocol> Session<P> {
         let room = self.front.room.clone();
         let key = self.p.pool_key();
         let handed = if room.next_key() == Some(key) {
-            self.p.hand_off().await
+            P::hand_off(self).await
         } else {
             None
         };

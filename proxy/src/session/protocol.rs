@@ -79,7 +79,7 @@ pub(crate) trait Protocol: Sized + Send + 'static {
     }
     /// Takes the backend connection off the parking session, reset to how a fresh login of the
     /// same key leaves it, for another session. None when it can't be (it is closed instead).
-    async fn hand_off(&mut self) -> Option<Handed> {
+    async fn hand_off(_s: &mut Session<Self>) -> Option<Handed> {
         None
     }
     /// Closes a connection [`Protocol::hand_off`] made that nobody took.

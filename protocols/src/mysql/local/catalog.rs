@@ -19,7 +19,7 @@ pub const QUERIES: [&str; 3] = [
      FROM information_schema.SYSTEM_VARIABLES LIMIT 18446744073709551615",
     "SELECT LOWER(CHARACTER_SET_NAME), DEFAULT_COLLATE_NAME \
      FROM information_schema.CHARACTER_SETS LIMIT 18446744073709551615",
-    "SELECT LOWER(COLLATION_NAME), CHARACTER_SET_NAME \
+    "SELECT LOWER(COLLATION_NAME), CHARACTER_SET_NAME, ID \
      FROM information_schema.COLLATIONS LIMIT 18446744073709551615",
 ];
 
@@ -32,6 +32,8 @@ pub struct Catalog {
     /// Collation (lower case) → its character set; collations that apply to several
     /// character sets (MariaDB's `uca1400_*`) have none and are left out.
     pub collations: HashMap<String, String>,
+    /// A handshake's collation id → the collation (lower case), for ids a handshake can carry.
+    pub collation_ids: HashMap<u8, String>,
     /// The order in which this server process reports tracked variables in an OK packet
     /// (lower case), or None when it could not be learned. It follows the server's hash of
     /// variable addresses, so it changes from one server start to the next.
@@ -161,10 +163,19 @@ impl Catalog {
         }
         for row in collations {
             if let (Some(coll), Some(cs)) = (text(row, 0), text(row, 1)) {
+                if let Some(id) = text(row, 2).and_then(|id| id.parse::<u8>().ok()) {
+                    c.collation_ids.insert(id, coll.clone());
+                }
                 c.collations.insert(coll, cs);
             }
         }
         c
+    }
+
+    /// The character set and collation a handshake's collation id names.
+    pub fn names_of(&self, id: u8) -> Option<(&str, &str)> {
+        let coll = self.collation_ids.get(&id)?;
+        Some((self.collations.get(coll)?, coll))
     }
 
     pub fn global(&self, name: &str) -> Option<&str> {
@@ -556,8 +567,8 @@ pub(crate) mod tests {
             row(&[Some("ucs2"), Some("ucs2_general_ci")]),
         ];
         let collations = vec![
-            row(&[Some("utf8mb4_general_ci"), Some("utf8mb4")]),
-            row(&[Some("utf8mb4_bin"), Some("utf8mb4")]),
+            row(&[Some("utf8mb4_general_ci"), Some("utf8mb4"), Some("45")]),
+            row(&[Some("utf8mb4_bin"), Some("utf8mb4"), Some("2047")]),
             row(&[Some("latin1_bin"), Some("latin1")]),
             row(&[Some("uca1400_ai_ci"), None]),
         ];
@@ -569,6 +580,15 @@ pub(crate) mod tests {
             name: name.into(),
             value,
         }
+    }
+
+    #[test]
+    fn names_a_handshake_collation_id() {
+        let c = catalog();
+        assert_eq!(c.names_of(45), Some(("utf8mb4", "utf8mb4_general_ci")));
+        // Past what a handshake's byte carries, or not in the catalog.
+        assert_eq!(c.names_of(255), None);
+        assert_eq!(c.collation_ids.len(), 1);
     }
 
     #[test]
