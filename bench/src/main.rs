@@ -118,7 +118,7 @@ fn main() {
         "pg-wake" => ("pg_cold_wake", "p50 ≤ bare + 30 ms"),
         "pg-idle" => ("pg_idle_to_stop", "p50 ≤ 350 ms"),
         "pg-restore" => ("pg_temp_restore", "≥ 0.5× raw COPY"),
-        "pg-memory" => ("pg_parked_conn_memory", "≤ 16 KiB per connection"),
+        "pg-memory" => ("pg_parked_conn_memory", "≤ 8 KiB per connection"),
         "pg-mass-wake" => ("pg_mass_wake_p99", "0 errors, p99 ≤ 2000 ms"),
         // Prints a second line, pg_docker_thaw (scripts/bench.sh docker).
         "docker-wake" => ("pg_docker_cold_wake", "p50 ≤ bare + 30 ms"),

@@ -401,8 +401,8 @@ pub(crate) async fn memory(bin: &Path, work: &Path, runs: usize, conns: usize) -
         runs: per,
         baseline: format!("{conns} parked connections"),
         ratio: None,
-        target: "≤ 16 KiB per connection".into(),
-        met: m <= 16.0,
+        target: "≤ 8 KiB per connection".into(),
+        met: m <= 8.0,
         note: String::new(),
     }
     .emit();

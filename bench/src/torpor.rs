@@ -132,9 +132,10 @@ impl Torpor {
         // A file store seals snapshots with a key of its own (issue 11).
         let key = dir.join("store.key");
         write_key(&key)?;
+        // The memory measure holds 10,001 clients: one past the default cap.
         let mut toml = format!(
-            "[admin]\nlisten = \"{admin}\"\n\n[state_store]\nurl = \"file://{}\"\n\
-             key_file = \"{}\"\n",
+            "[admin]\nlisten = \"{admin}\"\n\n[proxy]\nmax_client_connections = 50000\n\n\
+             [state_store]\nurl = \"file://{}\"\nkey_file = \"{}\"\n",
             dir.join("state").display(),
             key.display()
         );

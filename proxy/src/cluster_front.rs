@@ -127,7 +127,7 @@ pub struct ClusterFront {
     users: HashMap<String, Arc<User>>,
     /// ParameterStatus sets the backend sent at startup, keyed by the startup parameters that
     /// produced them, so a client can connect during standby without waking the backend.
-    startup_status: Mutex<HashMap<Params, Params>>,
+    startup_status: Mutex<HashMap<Params, Arc<Params>>>,
     /// What the MySQL backend said in its last handshake, so clients can be greeted while it
     /// sleeps.
     greeting: Mutex<Option<Greeting>>,
@@ -277,7 +277,8 @@ impl ClusterFront {
         self
     }
 
-    pub fn cached_status(&self, startup: &[(String, String)]) -> Option<Params> {
+    /// Shared: every session greeted from it holds it until something it was told changes.
+    pub fn cached_status(&self, startup: &[(String, String)]) -> Option<Arc<Params>> {
         self.startup_status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -289,7 +290,7 @@ impl ClusterFront {
         self.startup_status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(startup.to_vec(), status.to_vec());
+            .insert(startup.to_vec(), Arc::new(status.to_vec()));
     }
 
     /// The budget every cluster's sessions share for client messages held whole.

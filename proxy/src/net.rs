@@ -71,6 +71,11 @@ impl Conn {
 
     /// Reads more bytes; Ok(0) at end of stream. Cancel-safe.
     pub(crate) async fn fill(&mut self) -> io::Result<usize> {
+        if self.rbuf.capacity() == 0 {
+            // A connection whose buffer was given up while it waits (a parked session's)
+            // gets one only when there is something to read.
+            self.io.readable().await?;
+        }
         if self.rbuf.capacity() - self.rbuf.len() < 2048 {
             self.rbuf.reserve(8192);
         }
@@ -111,6 +116,16 @@ impl Stream {
             Stream::Tcp(s) => s.peer_addr().ok(),
             Stream::Tls(s) => s.get_ref().0.peer_addr().ok(),
             Stream::Unix(_) | Stream::Gone => None,
+        }
+    }
+
+    /// Waits until a read would find bytes (or the end); at once for TLS, whose records
+    /// must be read to know.
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+            Stream::Tls(_) | Stream::Gone => Ok(()),
         }
     }
 

@@ -49,7 +49,7 @@ struct Inner {
     participants: HashMap<u64, mpsc::UnboundedSender<DrainCmd>>,
     /// Parked sessions that must be attached again whenever the backend starts, before
     /// anything else runs on it (a session that LISTENs would miss notifications).
-    watchers: HashMap<u64, mpsc::UnboundedSender<Rejoin>>,
+    watchers: HashMap<u64, mpsc::UnboundedSender<Box<Rejoin>>>,
     /// Why the backend last ended on its own or failed to start, for operators.
     last_error: Option<String>,
     /// Why the last drain check refused a drain: see `check`.

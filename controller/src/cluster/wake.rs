@@ -267,10 +267,10 @@ impl Cluster {
         for (_, tx) in watchers {
             let (done, rx) = oneshot::channel();
             if tx
-                .send(Rejoin {
+                .send(Box::new(Rejoin {
                     backend: info.clone(),
                     done,
-                })
+                }))
                 .is_ok()
             {
                 waiting.push(rx);
@@ -284,8 +284,9 @@ impl Cluster {
         tracing::debug!(cluster = %self.name, sessions = n, elapsed_ms = started.elapsed().as_millis() as u64, "watching sessions attached");
     }
 
-    /// A parked session asks to be attached again as soon as the backend starts.
-    pub fn watch(&self, id: u64, tx: mpsc::UnboundedSender<Rejoin>) {
+    /// A parked session asks to be attached again as soon as the backend starts. Boxed: each
+    /// session's channel holds a block of slots from the start, and a rejoin is rare.
+    pub fn watch(&self, id: u64, tx: mpsc::UnboundedSender<Box<Rejoin>>) {
         self.lock().watchers.insert(id, tx);
     }
 

@@ -26,8 +26,9 @@ use startup::Start;
 
 /// Serves one client connection accepted at `door` until it closes.
 pub(crate) async fn serve(io: TcpStream, door: Arc<Door>, shutdown: CancellationToken) {
+    // Boxed: the login is large and over soon, and the session's task is sized for it.
     let start = tokio::select! {
-        s = startup::accept(io, &door) => s,
+        s = Box::pin(startup::accept(io, &door)) => s,
         _ = shutdown.cancelled() => return,
     };
     match start {

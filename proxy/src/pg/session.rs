@@ -20,7 +20,7 @@ use super::checkpoint::{self, Capture as PgCapture};
 use super::conn::{Conn, MAX_CLIENT_MESSAGE, Messages};
 use super::restore;
 use super::unserved;
-use crate::cluster_front::{ClusterFront, User};
+use crate::cluster_front::{ClusterFront, Params, User};
 use crate::registry::{BackendKey, Holds};
 use crate::room::{self, Handed, PoolKey};
 use crate::session::{Capture, Error, Membership, Protocol, Session, Step, offload};
@@ -33,9 +33,11 @@ pub(super) struct Pg {
     keys: Option<Arc<ScramKeys>>,
     startup: Vec<(String, String)>,
     /// ParameterStatus values as the client knows them.
-    told: Vec<(String, String)>,
+    /// Shared with the cluster's greeting cache and other sessions until it changes: most
+    /// sessions never change it, and it is a few dozen strings.
+    told: Arc<Params>,
     /// The values the client was told at startup: what a RESET goes back to.
-    initial: Vec<(String, String)>,
+    initial: Arc<Params>,
     /// What the client changed while torpor answered for it, for the next replay.
     overlay: Overlay,
     /// What is in flight on the backend is health-check probes only.
@@ -85,8 +87,8 @@ pub(super) fn session(
             user,
             keys,
             startup,
-            told: Vec::new(),
-            initial: Vec::new(),
+            told: Arc::default(),
+            initial: Arc::default(),
             overlay: Overlay::default(),
             probing: false,
             reopen: None,
@@ -126,14 +128,14 @@ impl Protocol for Pg {
             _ => {
                 s.attach().await?;
                 if let Some(b) = &s.p.backend {
-                    s.p.told = b.status.clone();
+                    s.p.told = Arc::new(b.status.clone());
                     s.front.remember_status(&s.p.startup, &b.status);
                 }
             }
         }
         s.p.initial = s.p.told.clone();
         let mut out = BytesMut::new();
-        for (k, v) in &s.p.told {
+        for (k, v) in s.p.told.iter() {
             message::parameter_status(&mut out, k, v);
         }
         message::backend_key_data(&mut out, s.p.virtual_key.0, s.p.virtual_key.1);
@@ -337,7 +339,7 @@ impl Protocol for Pg {
                 s.p.carried = reopen;
                 s.p.listens = !snap.listen.is_empty();
                 snap.startup_params = s.p.startup.clone();
-                snap.parameter_status = s.p.told.clone();
+                snap.parameter_status = s.p.told.to_vec();
                 Ok(Capture::Snapshot(snap))
             }
         }
@@ -613,7 +615,11 @@ async fn goodbye(b: &mut Backend) {
     let _ = b.conn.send(&out).await;
 }
 
-fn set_status(told: &mut Vec<(String, String)>, k: String, v: String) {
+fn set_status(told: &mut Arc<Params>, k: String, v: String) {
+    if told.iter().any(|(name, value)| *name == k && *value == v) {
+        return;
+    }
+    let told = Arc::make_mut(told);
     match told.iter_mut().find(|(name, _)| *name == k) {
         Some(entry) => entry.1 = v,
         None => told.push((k, v)),

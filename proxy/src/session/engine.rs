@@ -50,7 +50,7 @@ enum Event {
     Backend(std::io::Result<usize>),
     Drain(Option<DrainCmd>),
     Early,
-    Rejoin(Rejoin),
+    Rejoin(Box<Rejoin>),
     /// The usher asks this session to park for room.
     Ask,
 }
@@ -83,7 +83,9 @@ impl<P: Protocol> Session<P> {
     }
 
     async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), Error> {
-        P::greet(self).await?;
+        // Boxed here and for each rare, large step below (a wake, a capture, a drain): a
+        // session's task is sized for its largest await, and thousands of them sit parked.
+        Box::pin(P::greet(self)).await?;
         // Made once: a cancellation future registers and unregisters itself each time one is
         // created, under a lock every session shares.
         let mut ending = Ending::new(shutdown, &self.member.reg.entry.kill);
@@ -107,7 +109,7 @@ impl<P: Protocol> Session<P> {
         if self.front.room.wanted() && self.may_park_for_room(true) {
             // Sessions wait for a connection and this one can go at once: transaction pooling
             // for the sessions that hold no state.
-            self.park_for_room().await?;
+            Box::pin(self.park_for_room()).await?;
             return Ok(Step::Continue);
         }
         let read_client = self.p.reads_client();
@@ -116,6 +118,11 @@ impl<P: Protocol> Session<P> {
             .member
             .wants_early_snapshot(self.p.settled(), self.p.changed());
         let (client, backend) = self.p.conns();
+        if !attached && client.rbuf.is_empty() && client.rbuf.capacity() > 0 {
+            // A parked session may wait for days: its read buffer is allocated again when
+            // its client next speaks.
+            client.rbuf = bytes::BytesMut::new();
+        }
         let event = tokio::select! {
             _ = ending.shutdown.as_mut() => Event::Ended { killed: false },
             _ = ending.killed.as_mut() => Event::Ended { killed: true },
@@ -160,7 +167,7 @@ impl<P: Protocol> Session<P> {
             Event::Ask => {
                 self.quiet.answered();
                 if self.may_park_for_room(false) {
-                    self.park_for_room().await?;
+                    Box::pin(self.park_for_room()).await?;
                 } else {
                     self.front.room.call.notify_one();
                 }
@@ -168,13 +175,13 @@ impl<P: Protocol> Session<P> {
             }
             // A session parked for room with its snapshot in memory takes part in drains too.
             Event::Drain(Some(cmd)) if attached || self.member.prepared || self.kept.is_some() => {
-                self.on_drain(cmd).await?;
+                Box::pin(self.on_drain(cmd)).await?;
                 Ok(Step::Continue)
             }
             // Stale drain commands from before we parked.
             Event::Drain(_) => Ok(Step::Continue),
             Event::Early => {
-                let answer = self.checkpoint().await;
+                let answer = Box::pin(self.checkpoint()).await;
                 if answer.as_ref().is_err_and(Error::is_disconnect) {
                     return answer.map(|_| Step::Continue);
                 }
@@ -186,9 +193,10 @@ impl<P: Protocol> Session<P> {
                 // they run anything.
                 let deadline = Instant::now() + self.front.wake_timeout;
                 let load = self.kept.is_none();
-                let (at, snap) = self.member.rejoin::<P::Snapshot>(rj, load, deadline).await;
+                let (at, snap) =
+                    Box::pin(self.member.rejoin::<P::Snapshot>(rj, load, deadline)).await;
                 let result = match snap.transpose() {
-                    Ok(snap) => self.connect(&at, snap, deadline).await,
+                    Ok(snap) => Box::pin(self.connect(&at, snap, deadline)).await,
                     Err(e) => Err(P::snapshot_lost(e)),
                 };
                 self.member.attached();
@@ -328,6 +336,10 @@ impl<P: Protocol> Session<P> {
     /// fails before `[proxy] wake_timeout` is tried again; past it the session stays parked
     /// with its snapshot ([`Error::Unavailable`]), unless the snapshot can never load.
     pub(crate) async fn attach(&mut self) -> Result<(), Error> {
+        Box::pin(self.wake_and_attach()).await
+    }
+
+    async fn wake_and_attach(&mut self) -> Result<(), Error> {
         // Busy while connecting: the backend must be neither frozen nor drained under a
         // login and restore that no drain command can reach yet.
         let _busy = self.front.cluster.busy_while();

@@ -32,9 +32,9 @@ pub(crate) struct Membership {
     pub early: EarlySnapshot,
     /// An early snapshot was refused or failed: don't retry until the client acts again.
     early_held: bool,
-    rejoin_tx: mpsc::UnboundedSender<Rejoin>,
+    rejoin_tx: mpsc::UnboundedSender<Box<Rejoin>>,
     /// While parked and watching: the backend started, attach now.
-    pub rejoin_rx: mpsc::UnboundedReceiver<Rejoin>,
+    pub rejoin_rx: mpsc::UnboundedReceiver<Box<Rejoin>>,
     /// Dropped once attached after a rejoin: the wake that sent it waits for that.
     rejoined: Option<oneshot::Sender<()>>,
 }
@@ -201,7 +201,7 @@ impl Membership {
     /// [`Membership::attached`].
     pub(crate) async fn rejoin<T: DeserializeOwned + Send + 'static>(
         &mut self,
-        rj: Rejoin,
+        rj: Box<Rejoin>,
         from_store: bool,
         deadline: Instant,
     ) -> (BackendInfo, Option<Result<T, StoreError>>) {
