@@ -844,6 +844,11 @@ elapsed=$(( $(date +%s) - started ))
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     awk -F'|' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; print "" }' "$BENCH_RESULTS"
     echo
+    # Runs of single groups and what they showed, kept by hand (after its comment line).
+    if [ -f "$repo/bench/RUNS.md" ]; then
+        tail -n +3 "$repo/bench/RUNS.md"
+        echo
+    fi
     echo "## How each measure is taken"
     echo
     cat <<'EOF'

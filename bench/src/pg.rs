@@ -214,8 +214,9 @@ async fn idle_runs(
                 } else if run == 0 {
                     make_stateful(&c, i).await?
                 } else {
-                    // A new value each run, so every drain has something to capture.
-                    c.batch_execute(&format!("SET application_name = 's{i}r{run}'"))
+                    // A new value each run, so every drain has something to capture. The SELECT
+                    // wakes the database: a SET alone is answered by torpor while it sleeps.
+                    c.batch_execute(&format!("SET application_name = 's{i}r{run}'; SELECT 2"))
                         .await?;
                     None
                 };
