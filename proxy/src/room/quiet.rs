@@ -22,8 +22,9 @@ pub(crate) struct Quiet {
     since: AtomicU64,
     /// The usher asked this session to park and it hasn't answered yet.
     asked: AtomicBool,
-    /// Where the ask arrives.
-    pub(crate) ask: Notify,
+    /// Where the ask arrives. In an Arc so that a session waits on it with one future for its
+    /// whole life, not one registered and dropped at every step.
+    pub(crate) ask: Arc<Notify>,
 }
 
 fn base() -> Instant {

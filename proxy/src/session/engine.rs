@@ -2,11 +2,13 @@
 //! or parked with its state in the store; checkpointing for drains and early snapshots;
 //! parking, waking and restoring; attaching when the backend starts if it listens.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use controller::driver::DriverError;
 use controller::{CheckpointReply, DrainCmd, Rejoin, Resume};
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -89,11 +91,16 @@ impl<P: Protocol> Session<P> {
         // Made once: a cancellation future registers and unregisters itself each time one is
         // created, under a lock every session shares.
         let mut ending = Ending::new(shutdown, &self.member.reg.entry.kill);
-        while let Step::Continue = self.step(&mut ending).await? {}
+        let mut asked = Box::pin(self.quiet.ask.clone().notified_owned());
+        while let Step::Continue = self.step(&mut ending, &mut asked).await? {}
         Ok(())
     }
 
-    async fn step(&mut self, ending: &mut Ending) -> Result<Step, Error> {
+    async fn step(
+        &mut self,
+        ending: &mut Ending,
+        asked: &mut Pin<Box<OwnedNotified>>,
+    ) -> Result<Step, Error> {
         // Whole client requests go first, including ones that arrived while parked or waking.
         let handled = match P::on_client(self).await {
             Err(e) if e.keeps_session() => {
@@ -131,7 +138,7 @@ impl<P: Protocol> Session<P> {
             c = self.member.cmd_rx.recv() => Event::Drain(c),
             _ = self.member.early.elapsed(&self.front.cluster), if early => Event::Early,
             Some(rj) = self.member.rejoin_rx.recv(), if !attached => Event::Rejoin(rj),
-            _ = self.quiet.ask.notified(), if attached => Event::Ask,
+            _ = asked.as_mut(), if attached => Event::Ask,
         };
         match event {
             Event::Ended { killed } => {
@@ -165,6 +172,7 @@ impl<P: Protocol> Session<P> {
                 Ok(Step::Continue)
             }
             Event::Ask => {
+                asked.set(self.quiet.ask.clone().notified_owned());
                 self.quiet.answered();
                 if self.may_park_for_room(false) {
                     Box::pin(self.park_for_room()).await?;

@@ -308,6 +308,21 @@ pub fn single(sql: &str) -> Statement {
     }
 }
 
+/// False when `sql` can't be a probe or the empty query, found without lexing it: with no
+/// comment and no quote, a probe is made only of the letters of `select`, `version`, `show`
+/// and `server_version`, digits, parentheses, semicolons and whitespace. Most queries have
+/// some other letter, and every query a running server gets is asked this.
+pub(super) fn may_be_probe(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    let hidden = b.windows(2).any(|w| w == b"--" || w == b"/*")
+        || b.iter().any(|c| matches!(c, b'\'' | b'"' | b'$' | b'\\'));
+    hidden
+        || b.iter().all(|c| {
+            b"selctvrionhw_0123456789.();".contains(&c.to_ascii_lowercase())
+                || c.is_ascii_whitespace()
+        })
+}
+
 /// Just the probe, if `sql` is one (trailing semicolons allowed).
 pub fn probe(sql: &str) -> Option<Probe> {
     if sql.len() > 64 {
@@ -447,6 +462,40 @@ fn name_prefix(t: &[Tok]) -> Option<(String, usize)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_what_may_be_a_probe_is_lexed() {
+        for q in [
+            "SELECT 1",
+            " select  version ( ) ;",
+            "SHOW server_version",
+            "",
+            ";",
+            "/* hi */ SELECT 1",
+            "SELECT \"version\"()",
+            "select 1 -- x",
+        ] {
+            assert!(super::may_be_probe(q), "{q}");
+        }
+        for q in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+            "SELECT 2 + 2",
+            "BEGIN",
+            "SET x = 1",
+        ] {
+            assert!(!super::may_be_probe(q), "{q}");
+        }
+        // Everything the lexer takes for a probe passes the filter too.
+        for q in [
+            "SELECT 1",
+            "SeLeCt VeRsIoN()",
+            "show SERVER_VERSION;;",
+            " \n",
+        ] {
+            assert!(super::single(q) == super::Statement::Empty || super::probe(q).is_some());
+            assert!(super::may_be_probe(q), "{q}");
+        }
+    }
+
     use super::*;
 
     fn set(name: &str, value: &str) -> Statement {

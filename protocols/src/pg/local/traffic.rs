@@ -17,7 +17,7 @@ pub fn is_probe_traffic(
     canned: &HashMap<String, Statement>,
     probes: &ProbeSet,
 ) -> bool {
-    let canned_text = |q: &str| probes.allows(&sql::single(q));
+    let canned_text = |q: &str| sql::may_be_probe(q) && probes.allows(&sql::single(q));
     let mut off = 0;
     let mut unnamed_probe = false;
     let mut any = false;
@@ -28,6 +28,7 @@ pub fn is_probe_traffic(
         let probe = match t {
             tag::QUERY => parse::query_message(b).is_ok_and(|q| {
                 q.len() <= 64
+                    && sql::may_be_probe(q)
                     && sql::statements(q).is_some_and(|v| match v.as_slice() {
                         [] => probes.allows(&Statement::Empty),
                         v => v.iter().all(|s| probes.allows(s)),
