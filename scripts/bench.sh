@@ -906,7 +906,7 @@ elapsed=$(( $(date +%s) - started ))
   read, then the clients connect (SCRAM, 32 at a time) and are greeted without waking the
   database; VmRSS is read again. Value = growth ÷ connections. ulimit -n is 65536.
 - **pg_mass_wake_p99** (8): the sessions connect while the cluster sleeps; each run, all of them
-  send `SELECT 1` at once (a barrier) and each latency is recorded; between runs a forced sleep
+  send `SELECT 2` at once (a barrier; `SELECT 1` is a probe torpor answers asleep) and each latency is recorded; between runs a forced sleep
   parks them all again. Value = p99 of each run. Baseline in the same invocation: 1,000 direct
   connections to the running server opened at once, each running one query (PostgreSQL's own
   fork and login cost). **pg_mass_wake_p99_stateful**: 1,000 sessions that each hold two
