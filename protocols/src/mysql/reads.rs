@@ -151,7 +151,9 @@ pub fn executed(sql: &str) -> Option<&str> {
         return None;
     }
     let rest = rest.trim_start();
-    let end = rest.find(|c: char| !is_word_char(c)).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii() && is_word(c as u8)))
+        .unwrap_or(rest.len());
     let (name, args) = rest.split_at(end);
     if name.is_empty() {
         return None;
@@ -167,10 +169,6 @@ pub fn executed(sql: &str) -> Option<&str> {
             .iter()
             .any(|w| values.contains(w));
     plain.then_some(name)
-}
-
-fn is_word_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '$'
 }
 
 /// The text of `PREPARE name FROM '...'` as written (quotes included), when it plainly reads.

@@ -11,6 +11,9 @@ pub struct TrackedPrepare {
     pub name: String,
     pub source: PrepareSource,
     pub schema: Option<String>,
+    /// Its text plainly reads: an EXECUTE of it changes nothing the session holds. Judged
+    /// once, at the PREPARE.
+    pub reads: bool,
 }
 
 #[derive(Default, Clone, Debug)]
@@ -55,9 +58,7 @@ impl Tracked {
         self.prepared
             .iter()
             .find(|p| p.name.eq_ignore_ascii_case(name))
-            .is_some_and(
-                |p| matches!(&p.source, PrepareSource::Literal(l) if reads::literal_reads(l)),
-            )
+            .is_some_and(|p| p.reads)
     }
 
     fn apply(&mut self, effect: Effect, schema: Option<&str>, ok: bool) {
@@ -75,10 +76,12 @@ impl Tracked {
                         self.candidates(inner, schema);
                     }
                 }
+                let reads = matches!(&source, PrepareSource::Literal(l) if reads::literal_reads(l));
                 self.prepared.push(TrackedPrepare {
                     name,
                     source,
                     schema: schema.map(str::to_string),
+                    reads,
                 });
             }
             Effect::Deallocate(name) => {

@@ -193,21 +193,18 @@ impl Protocol for My {
         // MariaDB's reset puts back the character set the connection logged in with, MySQL's
         // the server's default: unless that is the client's, it is set again by name, which
         // the catalog knows once learned.
+        let catalog = s.front.my_catalog();
         let names = if b.greeting.charset == p.hello.charset {
             None
         } else {
-            let catalog = s.front.my_catalog();
             match catalog.as_deref().and_then(|c| c.names_of(p.hello.charset)) {
-                Some((cs, coll)) => Some((cs.to_string(), coll.to_string())),
+                Some(names) => Some(names),
                 None => {
                     close(&mut b).await;
                     return None;
                 }
             }
         };
-        let names = names
-            .as_ref()
-            .map(|(cs, coll)| (cs.as_str(), coll.as_str()));
         match restore::reset(&mut b, p.hello.database.as_deref(), names).await {
             Ok(status) => {
                 b.status = status;

@@ -462,6 +462,8 @@ fn name_prefix(t: &[Tok]) -> Option<(String, usize)> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn only_what_may_be_a_probe_is_lexed() {
         for q in [
@@ -474,7 +476,7 @@ mod tests {
             "SELECT \"version\"()",
             "select 1 -- x",
         ] {
-            assert!(super::may_be_probe(q), "{q}");
+            assert!(may_be_probe(q), "{q}");
         }
         for q in [
             "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
@@ -482,7 +484,7 @@ mod tests {
             "BEGIN",
             "SET x = 1",
         ] {
-            assert!(!super::may_be_probe(q), "{q}");
+            assert!(!may_be_probe(q), "{q}");
         }
         // Everything the lexer takes for a probe passes the filter too.
         for q in [
@@ -491,12 +493,10 @@ mod tests {
             "show SERVER_VERSION;;",
             " \n",
         ] {
-            assert!(super::single(q) == super::Statement::Empty || super::probe(q).is_some());
-            assert!(super::may_be_probe(q), "{q}");
+            assert!(single(q) == Statement::Empty || probe(q).is_some());
+            assert!(may_be_probe(q), "{q}");
         }
     }
-
-    use super::*;
 
     fn set(name: &str, value: &str) -> Statement {
         Statement::Set {
