@@ -16,9 +16,10 @@ use crate::session::Error;
 
 /// Threads that did not come through torpor and are not sleeping: a query, a replica's
 /// `Binlog Dump` (MySQL's walsender: it keeps the cluster up whatever it does), a replica's
-/// own replication threads. Background `Daemon` threads don't count. PROCESSLIST shows no
-/// transactions: a connection asleep inside one is not seen. Without the PROCESS privilege
-/// the user torpor logs in as sees only its own threads.
+/// own replication threads. Background `Daemon` threads don't count, nor a login still in
+/// progress (user `unauthenticated user`): it does no work yet, and once in it is asked again
+/// at the next drain. PROCESSLIST shows no transactions: a connection asleep inside one is not
+/// seen. Without the PROCESS privilege the user torpor logs in as sees only its own threads.
 /// Rows: (thread id, user, command, query), as `crate::busy::verdict` reads them.
 pub(crate) fn default_query(torpor: &[i32]) -> String {
     // 0 is never a thread id: the list is never empty, which MySQL would refuse.
@@ -31,6 +32,7 @@ pub(crate) fn default_query(torpor: &[i32]) -> String {
          FROM information_schema.PROCESSLIST \
          WHERE ID <> CONNECTION_ID() AND ID NOT IN ({}) \
            AND COMMAND NOT IN ('Sleep', 'Daemon') \
+           AND USER <> 'unauthenticated user' \
          ORDER BY ID",
         ids.join(", ")
     )
